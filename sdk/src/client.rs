@@ -1,0 +1,488 @@
+//! The gRPC client: a dynamic `Client` with endpoint failover, and a typed
+//! `Api<S>` over it.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use serde_json::Value;
+use sloth_proto::v1 as pb;
+use sloth_proto::v1::resources_client::ResourcesClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::Error;
+use crate::resource::{DynamicObject, Object, Spec};
+
+/// Largest message the client accepts (a page of a list).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug)]
+struct Server {
+    url: String,
+    channel: Channel,
+}
+
+/// A connection to one or more apiservers. Calls go to the last server that
+/// answered and fail over to the next when one is unreachable. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    servers: Arc<[Server]>,
+    preferred: Arc<AtomicUsize>,
+}
+
+/// Options of a list call.
+#[derive(Clone, Debug, Default)]
+pub struct ListParams {
+    pub label_selector: String,
+    pub field_selector: String,
+    /// 0: everything.
+    pub limit: i64,
+    pub continue_token: String,
+}
+
+/// Options of a watch call.
+#[derive(Clone, Debug, Default)]
+pub struct WatchParams {
+    pub label_selector: String,
+    pub field_selector: String,
+    pub allow_bookmarks: bool,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ObjectList<K> {
+    pub items: Vec<K>,
+    /// The revision the list is consistent with; watch from here.
+    pub resource_version: String,
+    pub continue_token: String,
+}
+
+/// A change seen by a watch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchEvent<K> {
+    Added(K),
+    Modified(K),
+    Deleted(K),
+    /// Every event up to this resourceVersion has been delivered.
+    Bookmark(String),
+}
+
+impl<K> WatchEvent<K> {
+    /// The resourceVersion a resumed watch should start after.
+    pub fn map<T>(self, f: impl FnOnce(K) -> T) -> WatchEvent<T> {
+        match self {
+            Self::Added(k) => WatchEvent::Added(f(k)),
+            Self::Modified(k) => WatchEvent::Modified(f(k)),
+            Self::Deleted(k) => WatchEvent::Deleted(f(k)),
+            Self::Bookmark(rv) => WatchEvent::Bookmark(rv),
+        }
+    }
+}
+
+fn normalize_url(url: &str) -> String {
+    let url = url.trim();
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
+impl Client {
+    /// A client for the given server URLs (`http://host:port` or `host:port`).
+    /// Connections are made lazily, on first use.
+    pub fn new<S: AsRef<str>>(urls: &[S]) -> Result<Self, Error> {
+        let mut servers = Vec::new();
+        for url in urls
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|u| !u.trim().is_empty())
+        {
+            let url = normalize_url(url);
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|e| Error::BadEndpoint(url.clone(), e.to_string()))?
+                .connect_timeout(Duration::from_secs(3))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(20))
+                .keep_alive_timeout(Duration::from_secs(10));
+            servers.push(Server {
+                url,
+                channel: endpoint.connect_lazy(),
+            });
+        }
+        if servers.is_empty() {
+            return Err(Error::BadEndpoint(String::new(), "no server given".into()));
+        }
+        Ok(Self {
+            servers: servers.into(),
+            preferred: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The server URLs, comma-separated, for messages.
+    pub fn endpoints(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| s.url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Runs `call` against the preferred server, then each other one while
+    /// servers are unreachable.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: Fn(ResourcesClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let start = self.preferred.load(Ordering::Relaxed);
+        let mut last = String::new();
+        for i in 0..self.servers.len() {
+            let index = (start + i) % self.servers.len();
+            let grpc = ResourcesClient::new(self.servers[index].channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            match call(grpc).await {
+                Ok(response) => {
+                    if index != start {
+                        self.preferred.store(index, Ordering::Relaxed);
+                    }
+                    return Ok(response.into_inner());
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    last = format!("{}: {}", self.servers[index].url, status.message());
+                }
+                Err(status) => return Err(Error::from_status(status)),
+            }
+        }
+        Err(Error::Unavailable {
+            endpoints: self.endpoints(),
+            message: last,
+        })
+    }
+
+    pub async fn create(&self, object: &Value) -> Result<DynamicObject, Error> {
+        let envelope = envelope(object)?;
+        let out = self
+            .call(|mut c| {
+                let object = Some(envelope.clone());
+                async move { c.create(pb::CreateRequest { object }).await }
+            })
+            .await?;
+        decode_dynamic(&out)
+    }
+
+    pub async fn get(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<DynamicObject, Error> {
+        let request = pb::GetRequest {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        let out = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.get(request).await }
+            })
+            .await?;
+        decode_dynamic(&out)
+    }
+
+    /// Lists one page; an empty `namespace` lists every namespace.
+    pub async fn list(
+        &self,
+        kind: &str,
+        namespace: &str,
+        params: &ListParams,
+    ) -> Result<ObjectList<DynamicObject>, Error> {
+        let request = pb::ListRequest {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+            limit: params.limit,
+            continue_token: params.continue_token.clone(),
+        };
+        let out = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.list(request).await }
+            })
+            .await?;
+        Ok(ObjectList {
+            items: out
+                .items
+                .iter()
+                .map(decode_dynamic)
+                .collect::<Result<_, _>>()?,
+            resource_version: out.resource_version,
+            continue_token: out.continue_token,
+        })
+    }
+
+    /// Lists every page.
+    pub async fn list_all(
+        &self,
+        kind: &str,
+        namespace: &str,
+        params: &ListParams,
+    ) -> Result<ObjectList<DynamicObject>, Error> {
+        let mut params = params.clone();
+        let mut all = self.list(kind, namespace, &params).await?;
+        while !all.continue_token.is_empty() {
+            params.continue_token = std::mem::take(&mut all.continue_token);
+            let page = self.list(kind, namespace, &params).await?;
+            all.items.extend(page.items);
+            all.continue_token = page.continue_token;
+        }
+        Ok(all)
+    }
+
+    /// Replaces spec and metadata; `metadata.resourceVersion`, when set, must
+    /// be current.
+    pub async fn update(&self, object: &Value) -> Result<DynamicObject, Error> {
+        let envelope = envelope(object)?;
+        let out = self
+            .call(|mut c| {
+                let object = Some(envelope.clone());
+                async move { c.update(pb::UpdateRequest { object }).await }
+            })
+            .await?;
+        decode_dynamic(&out)
+    }
+
+    /// Replaces status only.
+    pub async fn update_status(&self, object: &Value) -> Result<DynamicObject, Error> {
+        let envelope = envelope(object)?;
+        let out = self
+            .call(|mut c| {
+                let object = Some(envelope.clone());
+                async move { c.update_status(pb::UpdateRequest { object }).await }
+            })
+            .await?;
+        decode_dynamic(&out)
+    }
+
+    pub async fn delete(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        resource_version: Option<&str>,
+    ) -> Result<DynamicObject, Error> {
+        let request = pb::DeleteRequest {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            resource_version: resource_version.unwrap_or_default().to_string(),
+        };
+        let out = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.delete(request).await }
+            })
+            .await?;
+        decode_dynamic(&out)
+    }
+
+    /// Watches changes after `resource_version` (empty: the current state as
+    /// Added events first). The stream ends when the server closes it.
+    pub async fn watch(
+        &self,
+        kind: &str,
+        namespace: &str,
+        params: &WatchParams,
+        resource_version: &str,
+    ) -> Result<BoxStream<'static, Result<WatchEvent<DynamicObject>, Error>>, Error> {
+        let request = pb::WatchRequest {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+            resource_version: resource_version.to_string(),
+            allow_bookmarks: params.allow_bookmarks,
+        };
+        let stream = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.watch(request).await }
+            })
+            .await?;
+        Ok(stream
+            .map(|item| match item {
+                Ok(event) => decode_event(event),
+                Err(status) => Err(Error::from_status(status)),
+            })
+            .boxed())
+    }
+}
+
+fn envelope(object: &Value) -> Result<pb::Object, Error> {
+    let text = |path: &[&str]| {
+        let mut node = object;
+        for part in path {
+            node = match node.get(part) {
+                Some(n) => n,
+                None => return String::new(),
+            };
+        }
+        node.as_str().unwrap_or_default().to_string()
+    };
+    let json = serde_json::to_vec(object).map_err(|e| Error::decode("object", e))?;
+    Ok(pb::Object {
+        kind: text(&["kind"]),
+        namespace: text(&["metadata", "namespace"]),
+        name: text(&["metadata", "name"]),
+        resource_version: text(&["metadata", "resourceVersion"]),
+        json,
+    })
+}
+
+fn decode_dynamic(object: &pb::Object) -> Result<DynamicObject, Error> {
+    serde_json::from_slice(&object.json)
+        .map_err(|e| Error::decode(format!("{} {:?}", object.kind, object.name), e))
+}
+
+fn decode_event(event: pb::WatchEvent) -> Result<WatchEvent<DynamicObject>, Error> {
+    use pb::watch_event::Type;
+    let kind = Type::try_from(event.r#type)
+        .map_err(|_| Error::decode("watch event", format!("unknown type {}", event.r#type)))?;
+    if kind == Type::Bookmark {
+        return Ok(WatchEvent::Bookmark(event.resource_version));
+    }
+    let object = event
+        .object
+        .as_ref()
+        .ok_or_else(|| Error::decode("watch event", "no object"))
+        .and_then(decode_dynamic)?;
+    Ok(match kind {
+        Type::Added => WatchEvent::Added(object),
+        Type::Modified => WatchEvent::Modified(object),
+        Type::Deleted => WatchEvent::Deleted(object),
+        Type::Bookmark => WatchEvent::Bookmark(event.resource_version),
+    })
+}
+
+/// Converts a dynamic object to a typed one.
+pub fn to_typed<S: Spec>(object: DynamicObject) -> Result<Object<S>, Error> {
+    let what = format!("{} {:?}", S::KIND, object.metadata.name);
+    let value = serde_json::to_value(object).map_err(|e| Error::decode(&what, e))?;
+    serde_json::from_value(value).map_err(|e| Error::decode(&what, e))
+}
+
+fn to_value<S: Spec>(object: &Object<S>) -> Result<Value, Error> {
+    serde_json::to_value(object).map_err(|e| Error::decode(S::KIND, e))
+}
+
+/// Typed access to one kind, in one namespace or across all.
+#[derive(Clone, Debug)]
+pub struct Api<S> {
+    client: Client,
+    namespace: String,
+    _kind: PhantomData<fn() -> S>,
+}
+
+impl<S: Spec> Api<S> {
+    /// Objects of a namespaced kind in `namespace`.
+    pub fn namespaced(client: Client, namespace: &str) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_string(),
+            _kind: PhantomData,
+        }
+    }
+
+    /// Objects in every namespace, or of a cluster-scoped kind.
+    pub fn all(client: Client) -> Self {
+        Self::namespaced(client, "")
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn with_namespace(&self, object: &Object<S>) -> Result<Value, Error> {
+        let mut value = to_value(object)?;
+        if !self.namespace.is_empty() && object.metadata.namespace.is_empty() {
+            value["metadata"]["namespace"] = Value::String(self.namespace.clone());
+        }
+        Ok(value)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Object<S>, Error> {
+        to_typed(self.client.get(S::KIND, &self.namespace, name).await?)
+    }
+
+    pub async fn list(&self, params: &ListParams) -> Result<ObjectList<Object<S>>, Error> {
+        let list = self
+            .client
+            .list_all(S::KIND, &self.namespace, params)
+            .await?;
+        Ok(ObjectList {
+            items: list
+                .items
+                .into_iter()
+                .map(to_typed)
+                .collect::<Result<_, _>>()?,
+            resource_version: list.resource_version,
+            continue_token: list.continue_token,
+        })
+    }
+
+    pub async fn create(&self, object: &Object<S>) -> Result<Object<S>, Error> {
+        to_typed(self.client.create(&self.with_namespace(object)?).await?)
+    }
+
+    /// Replaces spec and metadata (compare-and-swap on resourceVersion when set).
+    pub async fn replace(&self, object: &Object<S>) -> Result<Object<S>, Error> {
+        to_typed(self.client.update(&self.with_namespace(object)?).await?)
+    }
+
+    /// Replaces status only (compare-and-swap on resourceVersion when set).
+    pub async fn update_status(&self, object: &Object<S>) -> Result<Object<S>, Error> {
+        to_typed(
+            self.client
+                .update_status(&self.with_namespace(object)?)
+                .await?,
+        )
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<Object<S>, Error> {
+        to_typed(
+            self.client
+                .delete(S::KIND, &self.namespace, name, None)
+                .await?,
+        )
+    }
+
+    /// One watch stream after `resource_version`; see [`crate::watcher`] for a
+    /// stream that survives disconnects.
+    pub async fn watch(
+        &self,
+        params: &WatchParams,
+        resource_version: &str,
+    ) -> Result<BoxStream<'static, Result<WatchEvent<Object<S>>, Error>>, Error> {
+        let stream = self
+            .client
+            .watch(S::KIND, &self.namespace, params, resource_version)
+            .await?;
+        Ok(stream
+            .map(|item| {
+                item.and_then(|event| match event {
+                    WatchEvent::Added(o) => to_typed(o).map(WatchEvent::Added),
+                    WatchEvent::Modified(o) => to_typed(o).map(WatchEvent::Modified),
+                    WatchEvent::Deleted(o) => to_typed(o).map(WatchEvent::Deleted),
+                    WatchEvent::Bookmark(rv) => Ok(WatchEvent::Bookmark(rv)),
+                })
+            })
+            .boxed())
+    }
+}

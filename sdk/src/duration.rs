@@ -1,0 +1,149 @@
+//! Durations written as Go/Kubernetes strings: `250ms`, `30s`, `5m`, `1h30m`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A non-negative duration with a human-readable text form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(pub std::time::Duration);
+
+/// A duration string that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {input:?}: {reason} (expected e.g. 500ms, 30s, 5m, 1h30m)")]
+pub struct ParseDurationError {
+    input: String,
+    reason: &'static str,
+}
+
+impl Duration {
+    pub fn from_secs(secs: u64) -> Self {
+        Self(std::time::Duration::from_secs(secs))
+    }
+
+    pub fn as_std(self) -> std::time::Duration {
+        self.0
+    }
+}
+
+impl From<std::time::Duration> for Duration {
+    fn from(d: std::time::Duration) -> Self {
+        Self(d)
+    }
+}
+
+impl FromStr for Duration {
+    type Err = ParseDurationError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let err = |reason| ParseDurationError {
+            input: input.to_string(),
+            reason,
+        };
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(err("empty"));
+        }
+        if s == "0" {
+            return Ok(Self::default());
+        }
+        let mut total = std::time::Duration::ZERO;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(|| err("missing unit"))?;
+            if digits == 0 {
+                return Err(err("expected a number"));
+            }
+            let value: f64 = rest[..digits].parse().map_err(|_| err("bad number"))?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
+            let unit_secs = match &rest[..unit_len] {
+                "ns" => 1e-9,
+                "us" | "µs" => 1e-6,
+                "ms" => 1e-3,
+                "s" => 1.0,
+                "m" => 60.0,
+                "h" => 3600.0,
+                "d" => 86400.0,
+                _ => return Err(err("unknown unit")),
+            };
+            rest = &rest[unit_len..];
+            let part = std::time::Duration::try_from_secs_f64(value * unit_secs)
+                .map_err(|_| err("out of range"))?;
+            total = total.checked_add(part).ok_or_else(|| err("out of range"))?;
+        }
+        Ok(Self(total))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.is_zero() {
+            return f.write_str("0s");
+        }
+        if d.subsec_nanos() != 0 {
+            if d.as_secs() == 0 && d.subsec_nanos() % 1_000_000 == 0 {
+                return write!(f, "{}ms", d.as_millis());
+            }
+            return write!(f, "{}s", d.as_secs_f64());
+        }
+        let secs = d.as_secs();
+        let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+        if h > 0 {
+            write!(f, "{h}h")?;
+        }
+        if m > 0 {
+            write!(f, "{m}m")?;
+        }
+        if s > 0 {
+            write!(f, "{s}s")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_go_style_durations() {
+        for (text, secs_ms, printed) in [
+            ("30s", 30_000, "30s"),
+            ("1h30m", 5_400_000, "1h30m"),
+            ("250ms", 250, "250ms"),
+            ("2m5s", 125_000, "2m5s"),
+        ] {
+            let d: Duration = text.parse().expect(text);
+            assert_eq!(d.0.as_millis(), secs_ms, "{text}");
+            assert_eq!(d.to_string(), printed);
+        }
+    }
+
+    #[test]
+    fn rejects_garbage_with_the_input_named() {
+        for bad in ["", "10", "5x", "s", "-3s"] {
+            let e = bad.parse::<Duration>().expect_err(bad);
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The registry of kinds: names users type, scope, and admission per kind.
+
+use serde_json::Value;
+
+use crate::objects::{AgentSpec, LockSpec, TaskRunSpec, WorkflowSpec};
+use crate::resource::{Object, Spec};
+use crate::validation::{FieldError, FieldErrors, Validate};
+
+/// What the server and clients know about one kind.
+pub struct KindInfo {
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short: &'static [&'static str],
+    pub namespaced: bool,
+    /// Decodes an object of this kind (unknown fields are errors), validates
+    /// it, and returns its canonical JSON.
+    pub admit: fn(Value) -> Result<Value, FieldErrors>,
+    /// Checks a change from the stored object to a new one (both canonical):
+    /// immutable fields, terminal phases.
+    pub check_update: fn(&Value, &Value) -> Result<(), FieldErrors>,
+}
+
+impl std::fmt::Debug for KindInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KindInfo")
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+/// Every kind Sloth serves.
+pub static KINDS: &[KindInfo] = &[
+    KindInfo {
+        kind: "Agent",
+        plural: "agents",
+        singular: "agent",
+        short: &["ag"],
+        namespaced: false,
+        admit: admit::<AgentSpec>,
+        check_update: check_update::<AgentSpec>,
+    },
+    KindInfo {
+        kind: "Workflow",
+        plural: "workflows",
+        singular: "workflow",
+        short: &["wf"],
+        namespaced: true,
+        admit: admit::<WorkflowSpec>,
+        check_update: check_update::<WorkflowSpec>,
+    },
+    KindInfo {
+        kind: "TaskRun",
+        plural: "taskruns",
+        singular: "taskrun",
+        short: &["tr"],
+        namespaced: true,
+        admit: admit::<TaskRunSpec>,
+        check_update: check_update::<TaskRunSpec>,
+    },
+    KindInfo {
+        kind: "Lock",
+        plural: "locks",
+        singular: "lock",
+        short: &[],
+        namespaced: true,
+        admit: admit::<LockSpec>,
+        check_update: check_update::<LockSpec>,
+    },
+];
+
+/// Finds a kind by its name, plural, singular or short form, ignoring case.
+pub fn lookup(name: &str) -> Option<&'static KindInfo> {
+    let name = name.to_ascii_lowercase();
+    KINDS.iter().find(|k| {
+        k.kind.eq_ignore_ascii_case(&name)
+            || k.plural == name
+            || k.singular == name
+            || k.short.contains(&name.as_str())
+    })
+}
+
+/// The names of every kind, for error messages.
+pub fn known_kinds() -> String {
+    KINDS.iter().map(|k| k.kind).collect::<Vec<_>>().join(", ")
+}
+
+/// Decodes JSON into a typed object, naming the path of the first field that
+/// does not fit (`spec.tasks[2].dependsOn`).
+pub fn decode<S: Spec>(value: Value) -> Result<Object<S>, FieldErrors> {
+    serde_path_to_error::deserialize::<_, Object<S>>(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        FieldErrors::from(FieldError::new(field, e.into_inner().to_string()))
+    })
+}
+
+fn admit<S: Spec + Validate>(value: Value) -> Result<Value, FieldErrors> {
+    let object = decode::<S>(value)?;
+    S::validate(&object)?;
+    serde_json::to_value(&object)
+        .map_err(|e| FieldErrors::from(FieldError::new("", format!("cannot encode: {e}"))))
+}
+
+fn check_update<S: Spec + Validate>(old: &Value, new: &Value) -> Result<(), FieldErrors> {
+    let old = decode::<S>(old.clone())?;
+    let new = decode::<S>(new.clone())?;
+    S::validate_update(&old, &new)
+}

@@ -1,0 +1,19 @@
+//! Sloth's SDK: API object types, validation, the gRPC client and the
+//! watch/controller runtime.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod duration;
+pub mod error;
+pub mod kinds;
+pub mod meta;
+pub mod objects;
+pub mod resource;
+pub mod selector;
+pub mod validation;
+pub mod watcher;
+
+pub use client::{Api, Client, ListParams, ObjectList, WatchEvent, WatchParams};
+pub use error::Error;
+pub use meta::{API_VERSION, Condition, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference, Time};
+pub use resource::{DynamicObject, Object, Spec};

@@ -1,0 +1,19 @@
+//! The kinds of object Sloth stores.
+
+pub mod agent;
+pub mod common;
+pub mod lock;
+pub mod taskrun;
+pub mod workflow;
+
+pub use agent::{Agent, AgentPhase, AgentResources, AgentSpec, AgentStatus, Taint};
+pub use common::{
+    LabelSelector, LabelSelectorRequirement, LuaPayload, Payload, Placement, PlacementPolicy,
+    SelectorOperator,
+};
+pub use lock::{Lock, LockSpec, LockStatus};
+pub use taskrun::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
+pub use workflow::{
+    Backoff, RetryOn, RetryPolicy, TaskPhase, TaskStatus, Workflow, WorkflowPhase, WorkflowSpec,
+    WorkflowState, WorkflowStatus, WorkflowTask,
+};

@@ -1,0 +1,86 @@
+//! Validation shared by slothctl (before sending) and the apiserver (admission).
+//! Every error names the field path it is about, e.g. `spec.tasks[2].dependsOn[0]`.
+
+use std::fmt;
+
+use crate::resource::{Object, Spec};
+
+/// One thing wrong with an object, at a field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path with indices, e.g. `metadata.labels` or `spec.tasks[2].name`;
+    /// empty when the object as a whole is wrong.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// All that is wrong with an object (never empty when returned as an error).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldErrors(pub Vec<FieldError>);
+
+impl FieldErrors {
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded.
+    pub fn into_result(self) -> Result<(), FieldErrors> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl From<FieldError> for FieldErrors {
+    fn from(e: FieldError) -> Self {
+        Self(vec![e])
+    }
+}
+
+impl fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FieldErrors {}
+
+/// Per-kind validation of whole objects and of changes to them.
+pub trait Validate: Spec {
+    /// Checks an object as a user or controller submits it.
+    fn validate(object: &Object<Self>) -> Result<(), FieldErrors>;
+
+    /// Checks a change from the stored object to a new one.
+    fn validate_update(_old: &Object<Self>, _new: &Object<Self>) -> Result<(), FieldErrors> {
+        Ok(())
+    }
+}
+
+mod impls;
