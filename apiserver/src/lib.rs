@@ -2,4 +2,13 @@
 //! HTTP endpoints.
 #![forbid(unsafe_code)]
 
+pub mod compaction;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod objects;
+pub mod resources;
 pub mod store;
+pub mod watch;

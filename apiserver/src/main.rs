@@ -1,1 +1,172 @@
-fn main() {}
+//! `sloth-apiserver`: stores Sloth's objects and serves the resource API.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use sloth_apiserver::grpc::GrpcService;
+use sloth_apiserver::metrics::Metrics;
+use sloth_apiserver::resources::Resources;
+use sloth_apiserver::store::Store;
+use sloth_apiserver::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use sloth_apiserver::{compaction, http};
+use sloth_proto::v1::resources_server::ResourcesServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+/// The largest gRPC message accepted: above the object size limit, so that
+/// oversized objects get admission's clear error rather than a transport one.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StoreKind {
+    Embedded,
+    Etcd,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "sloth-apiserver", version, about = "Sloth's API server")]
+struct Args {
+    /// gRPC API address.
+    #[arg(long, default_value = "0.0.0.0:50053")]
+    listen: SocketAddr,
+    /// /healthz, /readyz, /metrics address.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_listen: SocketAddr,
+    /// Storage backend.
+    #[arg(long, value_enum, default_value = "embedded")]
+    store: StoreKind,
+    /// Directory of the embedded store's file.
+    #[arg(long, default_value = "./.sloth/data")]
+    data_dir: PathBuf,
+    /// etcd endpoints (with --store etcd).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: Vec<String>,
+    /// Also run every controller in this process (single-node mode).
+    #[arg(long)]
+    controllers: bool,
+    /// How much watch history to keep for resuming clients.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    history: Duration,
+    /// How often to compact history.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    compaction_interval: Duration,
+    /// How often idle watches get a BOOKMARK.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    bookmark_interval: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<sloth_sdk::duration::Duration>()
+        .map(|d| d.as_std())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    if args.store == StoreKind::Etcd {
+        bail!(
+            "--store etcd is not available in this build yet (endpoints {:?}); use --store embedded",
+            args.etcd_endpoints
+        );
+    }
+    if args.controllers {
+        tracing::warn!("--controllers: no controllers are implemented yet; serving the API only");
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let path = args.data_dir.join("sloth.redb");
+    let embedded = EmbeddedStore::open(
+        &path,
+        EmbeddedOptions {
+            progress_interval: args.bookmark_interval,
+            ..EmbeddedOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
+    let store: Arc<dyn Store> = embedded.clone();
+    tracing::info!(path = %path.display(), revision = store.current_revision().await?, "store open");
+
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::default());
+    let grpc_listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let http_listener = TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http_listen))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let service = GrpcService::new(Resources::new(store.clone()), metrics.clone(), shutdown.clone());
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            ResourcesServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    let http = axum::serve(
+        http_listener,
+        http::router(store.clone(), metrics.clone(), shutdown.clone()),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let compactor = tokio::spawn(compaction::run(
+        store.clone(),
+        args.compaction_interval,
+        args.history,
+        shutdown.clone(),
+    ));
+
+    // Tests and scripts read this line to learn the ports the OS picked.
+    println!("listening grpc={grpc_addr} http={http_addr}");
+    tracing::info!(%grpc_addr, %http_addr, "serving");
+
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signals.cancel();
+    });
+    let (grpc_result, http_result) = tokio::join!(grpc, http);
+    grpc_result.context("gRPC server failed")?;
+    http_result.context("HTTP server failed")?;
+    shutdown.cancel();
+    let _ = compactor.await;
+    embedded.close().await.context("closing the store")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

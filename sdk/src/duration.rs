@@ -88,7 +88,7 @@ impl fmt::Display for Duration {
             return f.write_str("0s");
         }
         if d.subsec_nanos() != 0 {
-            if d.as_secs() == 0 && d.subsec_nanos() % 1_000_000 == 0 {
+            if d.as_secs() == 0 && d.subsec_nanos().is_multiple_of(1_000_000) {
                 return write!(f, "{}ms", d.as_millis());
             }
             return write!(f, "{}s", d.as_secs_f64());

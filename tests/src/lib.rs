@@ -1,3 +1,297 @@
 //! Helpers for end-to-end tests: build and start the real binaries on
-//! loopback with OS-picked ports and temporary directories.
+//! loopback with OS-picked ports and temporary directories. Every wait has a
+//! deadline; a process that does not come up fails the test with its output.
 #![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a process may take to start listening.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The directory holding this build's binaries (`target/debug`), built once
+/// per test process so that `cargo test` alone is enough.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test-exe>
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps")
+            .to_path_buf();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build
+            .current_dir(workspace)
+            .args(["build", "--quiet", "--bins"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build --bins");
+        assert!(status.success(), "cargo build --bins failed");
+        dir
+    })
+}
+
+/// The path of one of the workspace's binaries.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "binary {} was not built", path.display());
+    path
+}
+
+/// Reads a child's stdout lines on a thread, so waits can have deadlines.
+pub struct LineReader {
+    lines: mpsc::Receiver<String>,
+}
+
+impl LineReader {
+    pub fn new(out: impl Read + Send + 'static) -> Self {
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { lines }
+    }
+
+    /// The next line, or None when the deadline passes or the stream ends.
+    pub fn next_line(&self, deadline: Duration) -> Option<String> {
+        self.lines.recv_timeout(deadline).ok()
+    }
+
+    /// Reads lines until one satisfies `pred`; returns every line read.
+    /// Panics with what was read when the deadline passes.
+    pub fn wait_for(&self, deadline: Duration, pred: impl Fn(&str) -> bool) -> Vec<String> {
+        let end = Instant::now() + deadline;
+        let mut seen = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = pred(&line);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no matching line within {deadline:?}; read: {seen:#?}"),
+            }
+        }
+    }
+}
+
+/// A running `sloth-apiserver` on the embedded store.
+pub struct ApiServer {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    grpc: String,
+    http: String,
+    extra_args: Vec<String>,
+    stderr_log: PathBuf,
+}
+
+impl ApiServer {
+    /// Starts an apiserver with a fresh temporary data dir.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra command-line arguments.
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Self {
+            child: None,
+            stderr_log: temp.path().join("apiserver.log"),
+            data_dir,
+            _temp: Some(temp),
+            grpc: String::new(),
+            http: String::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_log)
+            .expect("open apiserver log");
+        let mut child = Command::new(binary("sloth-apiserver"))
+            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start sloth-apiserver");
+        let reader = LineReader::new(child.stdout.take().expect("stdout"));
+        // The apiserver prints one line once both ports are bound:
+        // `listening grpc=127.0.0.1:P1 http=127.0.0.1:P2`.
+        let line = reader.next_line(START_DEADLINE).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("apiserver did not start; its log:\n{}", self.log())
+        });
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+                .to_string()
+        };
+        self.grpc = format!("http://{}", field("grpc="));
+        self.http = format!("http://{}", field("http="));
+        self.child = Some(child);
+    }
+
+    pub fn grpc_url(&self) -> &str {
+        &self.grpc
+    }
+
+    pub fn http_url(&self) -> &str {
+        &self.http
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Everything the apiserver has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A client for this server.
+    pub fn client(&self) -> sloth_sdk::Client {
+        sloth_sdk::Client::new(&[self.grpc_url()]).expect("client")
+    }
+
+    /// SIGKILL: no chance to flush or shut down.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for a graceful exit; returns whether it exited 0.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Stops gracefully and starts again on the same data dir (new ports).
+    pub fn restart(&mut self) {
+        assert!(self.stop(), "apiserver did not stop cleanly; log:\n{}", self.log());
+        self.spawn();
+    }
+
+    /// Starts again after `kill9` on the same data dir (new ports).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.spawn();
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The real `slothctl`, pointed at `server`, with a temporary HOME so no
+/// user config is read.
+pub fn slothctl(server: &ApiServer) -> Command {
+    slothctl_at(server.grpc_url())
+}
+
+/// The real `slothctl` pointed at any URL (e.g. one where nothing listens).
+pub fn slothctl_at(url: &str) -> Command {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let home = HOME.get_or_init(|| tempfile::tempdir().expect("temp home"));
+    let mut cmd = Command::new(binary("slothctl"));
+    cmd.arg("--server")
+        .arg(url)
+        .env("HOME", home.path())
+        .env_remove("SLOTH_SERVER")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub fn wait_until<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback; returns (status code, body).
+pub fn http_get(base_url: &str, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let host = base_url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to HTTP port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}

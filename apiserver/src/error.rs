@@ -1,0 +1,75 @@
+//! API errors, worded as Kubernetes words them, with their gRPC codes.
+
+use sloth_sdk::validation::FieldErrors;
+
+use crate::store::StoreError;
+
+/// Why an API call was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{plural} {name:?} not found")]
+    NotFound { plural: String, name: String },
+    #[error("{plural} {name:?} already exists")]
+    AlreadyExists { plural: String, name: String },
+    #[error(
+        "operation cannot be fulfilled on {plural} {name:?}: the object has been modified \
+         (resourceVersion {given}, current {current}); get the latest version and try again"
+    )]
+    Conflict {
+        plural: String,
+        name: String,
+        given: String,
+        current: i64,
+    },
+    /// The object failed admission; the message names every bad field.
+    #[error("{kind} {name:?} is invalid: {errors}")]
+    Invalid {
+        kind: String,
+        name: String,
+        errors: FieldErrors,
+    },
+    /// The request itself is malformed (unknown kind, bad selector, bad JSON).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The resourceVersion asked for is no longer in history: relist.
+    #[error("too old resource version: {0}")]
+    Expired(String),
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            Self::NotFound { .. } => Code::NotFound,
+            Self::AlreadyExists { .. } => Code::AlreadyExists,
+            Self::Conflict { .. } => Code::Aborted,
+            Self::Invalid { .. } | Self::BadRequest(_) => Code::InvalidArgument,
+            Self::Expired(_) => Code::OutOfRange,
+            Self::ShuttingDown => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        tonic::Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    /// Only for store errors that are faults here; answers such as Conflict
+    /// or NotFound are mapped where the caller knows the object's name.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Expired { .. } => Self::Expired(e.to_string()),
+            StoreError::FutureRevision { .. } => Self::BadRequest(e.to_string()),
+            StoreError::Closed => Self::ShuttingDown,
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}

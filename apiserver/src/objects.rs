@@ -1,0 +1,232 @@
+//! Server-side handling of stored object JSON: decoding with the store's
+//! revision, and the metadata rules of create and update.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use sloth_sdk::kinds::KindInfo;
+use sloth_sdk::meta::DEFAULT_NAMESPACE;
+
+use crate::error::ApiError;
+use crate::store::KeyValue;
+
+/// The largest object the server stores (JSON bytes), as etcd's request limit.
+pub const MAX_OBJECT_BYTES: usize = 1024 * 1024;
+
+/// Metadata fields only the server sets.
+const SERVER_FIELDS: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+];
+
+/// Metadata fields a client may change on update.
+const CLIENT_MUTABLE: &[&str] = &["labels", "annotations", "finalizers", "ownerReferences"];
+
+/// A stored object as JSON with `metadata.resourceVersion` set from the
+/// store's mod revision (the stored bytes never carry it).
+pub fn from_store(kv: &KeyValue) -> Result<Value, ApiError> {
+    decode_stored(&kv.value, kv.mod_revision)
+}
+
+pub fn decode_stored(bytes: &[u8], revision: i64) -> Result<Value, ApiError> {
+    let mut value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::Internal(format!("stored object is not JSON: {e}")))?;
+    set_resource_version(&mut value, revision);
+    Ok(value)
+}
+
+pub fn set_resource_version(value: &mut Value, revision: i64) {
+    if let Some(meta) = metadata_mut(value) {
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    }
+}
+
+/// The bytes to store: canonical JSON without a resourceVersion.
+pub fn to_store(value: &Value) -> Result<Bytes, ApiError> {
+    let mut value = value.clone();
+    if let Some(meta) = metadata_mut(&mut value) {
+        meta.remove("resourceVersion");
+    }
+    let bytes = serde_json::to_vec(&value)
+        .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))?;
+    Ok(Bytes::from(bytes))
+}
+
+/// Parses a request body, refusing oversized or non-object JSON.
+pub fn parse_request(json: &[u8]) -> Result<Value, ApiError> {
+    check_size(json.len())?;
+    let value: Value = serde_json::from_slice(json)
+        .map_err(|e| ApiError::BadRequest(format!("object is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest("object must be a JSON object".into()));
+    }
+    Ok(value)
+}
+
+pub fn check_size(len: usize) -> Result<(), ApiError> {
+    if len > MAX_OBJECT_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "object is too large: {len} bytes, the limit is {MAX_OBJECT_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+pub fn metadata_mut(value: &mut Value) -> Option<&mut Map<String, Value>> {
+    let object = value.as_object_mut()?;
+    let meta = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    meta.as_object_mut()
+}
+
+/// A string at `metadata.<field>`, or "".
+pub fn meta_str<'a>(value: &'a Value, field: &str) -> &'a str {
+    value
+        .get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// The namespace an object of `kind` is stored in.
+pub fn effective_namespace(kind: &KindInfo, requested: &str) -> String {
+    match (kind.namespaced, requested.is_empty()) {
+        (false, _) => String::new(),
+        (true, true) => DEFAULT_NAMESPACE.to_string(),
+        (true, false) => requested.to_string(),
+    }
+}
+
+/// Prepares a new object: server fields set, status dropped (status is
+/// written only through UpdateStatus), namespace defaulted.
+pub fn prepare_create(value: &mut Value, kind: &KindInfo, name: &str, namespace: &str) {
+    if let Some(object) = value.as_object_mut() {
+        object.remove("status");
+    }
+    let Some(meta) = metadata_mut(value) else {
+        return;
+    };
+    for field in SERVER_FIELDS {
+        meta.remove(*field);
+    }
+    meta.insert("name".into(), Value::String(name.to_string()));
+    if kind.namespaced {
+        meta.insert("namespace".into(), Value::String(namespace.to_string()));
+    }
+    meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    meta.insert("generation".into(), Value::from(1));
+    meta.insert(
+        "creationTimestamp".into(),
+        serde_json::to_value(chrono::Utc::now()).unwrap_or(Value::Null),
+    );
+}
+
+/// The object a main-endpoint update stores: the client's spec and mutable
+/// metadata, everything else from `current`; generation bumps on spec change.
+pub fn merge_update(current: &Value, requested: &Value) -> Value {
+    let mut merged = current.clone();
+    let spec = requested.get("spec").cloned().unwrap_or(Value::Null);
+    let spec_changed = current.get("spec") != Some(&spec);
+    if let Some(object) = merged.as_object_mut() {
+        object.insert("spec".into(), spec);
+    }
+    let requested_meta = requested.get("metadata").and_then(Value::as_object);
+    if let Some(meta) = metadata_mut(&mut merged) {
+        for field in CLIENT_MUTABLE {
+            match requested_meta.and_then(|m| m.get(*field)) {
+                Some(v) if !v.is_null() => {
+                    meta.insert((*field).to_string(), v.clone());
+                }
+                _ => {
+                    meta.remove(*field);
+                }
+            }
+        }
+        if spec_changed {
+            let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+            meta.insert("generation".into(), Value::from(generation + 1));
+        }
+    }
+    merged
+}
+
+/// The object an UpdateStatus stores: `current` with the requested status.
+pub fn merge_status(current: &Value, requested: &Value) -> Value {
+    let mut merged = current.clone();
+    if let Some(object) = merged.as_object_mut() {
+        match requested.get("status") {
+            Some(status) if !status.is_null() => {
+                object.insert("status".into(), status.clone());
+            }
+            _ => {
+                object.remove("status");
+            }
+        }
+    }
+    merged
+}
+
+/// Marks an object as being deleted (it has finalizers left).
+pub fn mark_deleting(value: &mut Value) {
+    if let Some(meta) = metadata_mut(value)
+        && !meta.contains_key("deletionTimestamp")
+    {
+        meta.insert(
+            "deletionTimestamp".into(),
+            serde_json::to_value(chrono::Utc::now()).unwrap_or(Value::Null),
+        );
+    }
+}
+
+/// True when the object waits for deletion and no finalizer holds it.
+pub fn ready_to_delete(value: &Value) -> bool {
+    let meta = value.get("metadata");
+    let deleting = meta.and_then(|m| m.get("deletionTimestamp")).is_some();
+    let finalizers = meta
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    deleting && !finalizers
+}
+
+/// A name made from `generateName`: the prefix plus five random characters.
+pub fn generate_name(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn update_keeps_status_and_server_fields_and_bumps_generation_on_spec_change() {
+        let current = json!({"kind": "TaskRun", "metadata": {"name": "a", "uid": "u1",
+            "generation": 1, "labels": {"x": "1"}}, "spec": {"a": 1}, "status": {"phase": "Running"}});
+        let requested = json!({"kind": "TaskRun", "metadata": {"name": "a", "uid": "evil",
+            "generation": 9, "labels": {"y": "2"}}, "spec": {"a": 2}, "status": {"phase": "Failed"}});
+        let merged = merge_update(&current, &requested);
+        assert_eq!(merged["metadata"]["uid"], "u1");
+        assert_eq!(merged["metadata"]["generation"], 2);
+        assert_eq!(merged["metadata"]["labels"], json!({"y": "2"}));
+        assert_eq!(merged["status"], json!({"phase": "Running"}));
+        let same = merge_update(&merged, &merged);
+        assert_eq!(same["metadata"]["generation"], 2, "no spec change, no bump");
+    }
+
+    #[test]
+    fn status_update_ignores_spec() {
+        let current = json!({"metadata": {"name": "a"}, "spec": {"a": 1}});
+        let requested = json!({"metadata": {"name": "a"}, "spec": {"a": 2}, "status": {"p": 1}});
+        let merged = merge_status(&current, &requested);
+        assert_eq!(merged["spec"], json!({"a": 1}));
+        assert_eq!(merged["status"], json!({"p": 1}));
+    }
+}

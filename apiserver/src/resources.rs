@@ -1,0 +1,423 @@
+//! The generic resource service: create, get, list, update, update-status,
+//! delete and watch for every kind, over any `Store`. Transport-neutral: the
+//! gRPC layer (and later REST) call into this.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use sloth_sdk::kinds::{self, KindInfo};
+use sloth_sdk::selector::{Fields, Labels};
+
+use crate::error::ApiError;
+use crate::keys::{kind_prefix, object_key};
+use crate::objects::{self, meta_str};
+use crate::store::{ListOptions, Store, StoreError};
+
+/// How often a create with `generateName` may collide before giving up.
+const GENERATE_NAME_ATTEMPTS: usize = 8;
+
+/// How often an update without a resourceVersion precondition retries a
+/// lost compare-and-swap race before reporting a conflict.
+const UNCONDITIONAL_UPDATE_ATTEMPTS: usize = 8;
+
+/// An object as returned to clients.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub kind: &'static KindInfo,
+    pub value: Value,
+    pub revision: i64,
+}
+
+impl Stored {
+    pub fn name(&self) -> &str {
+        meta_str(&self.value, "name")
+    }
+
+    pub fn namespace(&self) -> &str {
+        meta_str(&self.value, "namespace")
+    }
+}
+
+/// A page of a list.
+#[derive(Debug)]
+pub struct Listed {
+    pub items: Vec<Stored>,
+    pub revision: i64,
+    pub continue_token: String,
+}
+
+/// Label and field selectors, parsed once per request.
+#[derive(Clone, Debug, Default)]
+pub struct Selectors {
+    pub labels: Labels,
+    pub fields: Fields,
+}
+
+impl Selectors {
+    pub fn parse(labels: &str, fields: &str) -> Result<Self, ApiError> {
+        Ok(Self {
+            labels: Labels::parse(labels).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+            fields: Fields::parse(fields).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        })
+    }
+
+    pub fn matches(&self, value: &Value) -> bool {
+        if !self.labels.is_empty() {
+            let labels = value
+                .get("metadata")
+                .and_then(|m| m.get("labels"))
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default();
+            if !self.labels.matches(&labels) {
+                return false;
+            }
+        }
+        self.fields.matches(value)
+    }
+}
+
+/// Finds a kind by any of its names.
+pub fn resolve_kind(name: &str) -> Result<&'static KindInfo, ApiError> {
+    kinds::lookup(name).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "unknown kind {name:?} (known: {})",
+            kinds::known_kinds()
+        ))
+    })
+}
+
+/// The resource service over one store.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    store: Arc<dyn Store>,
+}
+
+impl Resources {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn invalid(kind: &KindInfo, name: &str, errors: sloth_sdk::validation::FieldErrors) -> ApiError {
+        ApiError::Invalid {
+            kind: kind.kind.to_string(),
+            name: name.to_string(),
+            errors,
+        }
+    }
+
+    /// The kind named in the body (or, failing that, in the envelope).
+    fn kind_of(value: &Value, envelope_kind: &str) -> Result<&'static KindInfo, ApiError> {
+        let body_kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+        match (body_kind.is_empty(), envelope_kind.is_empty()) {
+            (true, true) => Err(ApiError::BadRequest("object has no kind".into())),
+            (false, _) => {
+                let kind = resolve_kind(body_kind)?;
+                if !envelope_kind.is_empty() && resolve_kind(envelope_kind)?.kind != kind.kind {
+                    return Err(ApiError::BadRequest(format!(
+                        "object kind {body_kind:?} does not match request kind {envelope_kind:?}"
+                    )));
+                }
+                Ok(kind)
+            }
+            (true, false) => resolve_kind(envelope_kind),
+        }
+    }
+
+    pub async fn create(&self, envelope_kind: &str, json: &[u8]) -> Result<Stored, ApiError> {
+        let requested = objects::parse_request(json)?;
+        let kind = Self::kind_of(&requested, envelope_kind)?;
+        let namespace = objects::effective_namespace(kind, meta_str(&requested, "namespace"));
+        let fixed_name = meta_str(&requested, "name").to_string();
+        let prefix = meta_str(&requested, "generateName").to_string();
+        let attempts = if fixed_name.is_empty() && !prefix.is_empty() {
+            GENERATE_NAME_ATTEMPTS
+        } else {
+            1
+        };
+        for _ in 0..attempts {
+            let name = if fixed_name.is_empty() && !prefix.is_empty() {
+                objects::generate_name(&prefix)
+            } else {
+                fixed_name.clone()
+            };
+            let mut value = requested.clone();
+            objects::prepare_create(&mut value, kind, &name, &namespace);
+            let value = (kind.admit)(value).map_err(|e| Self::invalid(kind, &name, e))?;
+            let bytes = objects::to_store(&value)?;
+            objects::check_size(bytes.len())?;
+            match self.store.create(&object_key(kind, &namespace, &name), bytes).await {
+                Ok(revision) => return Ok(finish(kind, value, revision)),
+                Err(StoreError::AlreadyExists(_)) if attempts > 1 => continue,
+                Err(StoreError::AlreadyExists(_)) => {
+                    return Err(ApiError::AlreadyExists {
+                        plural: kind.plural.to_string(),
+                        name,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::AlreadyExists {
+            plural: kind.plural.to_string(),
+            name: format!("{prefix}*"),
+        })
+    }
+
+    pub async fn get(&self, kind: &str, namespace: &str, name: &str) -> Result<Stored, ApiError> {
+        let kind = resolve_kind(kind)?;
+        let namespace = objects::effective_namespace(kind, namespace);
+        self.get_in(kind, &namespace, name).await
+    }
+
+    async fn get_in(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Stored, ApiError> {
+        let kv = self
+            .store
+            .get(&object_key(kind, namespace, name))
+            .await?
+            .ok_or_else(|| ApiError::NotFound {
+                plural: kind.plural.to_string(),
+                name: name.to_string(),
+            })?;
+        Ok(Stored {
+            kind,
+            value: objects::from_store(&kv)?,
+            revision: kv.mod_revision,
+        })
+    }
+
+    /// Lists matching objects; `namespace` empty means all namespaces.
+    pub async fn list(
+        &self,
+        kind: &str,
+        namespace: &str,
+        selectors: &Selectors,
+        limit: usize,
+        continue_token: &str,
+    ) -> Result<Listed, ApiError> {
+        let kind = resolve_kind(kind)?;
+        let prefix = kind_prefix(kind, namespace);
+        let (mut revision, mut start_after) = parse_continue(continue_token)?;
+        let mut items = Vec::new();
+        loop {
+            let page = self
+                .store
+                .list(
+                    &prefix,
+                    ListOptions {
+                        limit: if limit == 0 { 0 } else { limit - items.len() },
+                        start_after: start_after.clone(),
+                        revision,
+                    },
+                )
+                .await?;
+            revision = Some(page.revision);
+            for kv in &page.items {
+                let value = objects::from_store(kv)?;
+                if selectors.matches(&value) {
+                    items.push(Stored {
+                        kind,
+                        value,
+                        revision: kv.mod_revision,
+                    });
+                }
+            }
+            start_after = page.next_key;
+            let full = limit > 0 && items.len() >= limit;
+            if start_after.is_none() || full {
+                break;
+            }
+        }
+        let revision = revision.unwrap_or_default();
+        let continue_token = match start_after {
+            Some(key) => format!("{revision}:{key}"),
+            None => String::new(),
+        };
+        Ok(Listed {
+            items,
+            revision,
+            continue_token,
+        })
+    }
+
+    /// Main-endpoint update: spec and mutable metadata; status is ignored.
+    pub async fn update(
+        &self,
+        envelope_kind: &str,
+        json: &[u8],
+        envelope_rv: &str,
+    ) -> Result<Stored, ApiError> {
+        self.update_with(envelope_kind, json, envelope_rv, objects::merge_update)
+            .await
+    }
+
+    /// Status subresource: status only; spec and metadata are ignored.
+    pub async fn update_status(
+        &self,
+        envelope_kind: &str,
+        json: &[u8],
+        envelope_rv: &str,
+    ) -> Result<Stored, ApiError> {
+        self.update_with(envelope_kind, json, envelope_rv, objects::merge_status)
+            .await
+    }
+
+    async fn update_with(
+        &self,
+        envelope_kind: &str,
+        json: &[u8],
+        envelope_rv: &str,
+        merge: fn(&Value, &Value) -> Value,
+    ) -> Result<Stored, ApiError> {
+        let requested = objects::parse_request(json)?;
+        let kind = Self::kind_of(&requested, envelope_kind)?;
+        let namespace = objects::effective_namespace(kind, meta_str(&requested, "namespace"));
+        let name = meta_str(&requested, "name").to_string();
+        if name.is_empty() {
+            return Err(Self::invalid(
+                kind,
+                &name,
+                sloth_sdk::validation::FieldError::new("metadata.name", "is required").into(),
+            ));
+        }
+        let precondition = match meta_str(&requested, "resourceVersion") {
+            "" => envelope_rv.to_string(),
+            rv => rv.to_string(),
+        };
+        let key = object_key(kind, &namespace, &name);
+        for _ in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
+            let current = self.get_in(kind, &namespace, &name).await?;
+            if !precondition.is_empty() && precondition != current.revision.to_string() {
+                return Err(conflict(kind, &name, &precondition, current.revision));
+            }
+            let merged = merge(&current.value, &requested);
+            let value = (kind.admit)(merged).map_err(|e| Self::invalid(kind, &name, e))?;
+            let mut current_canonical = current.value.clone();
+            objects::set_resource_version(&mut current_canonical, current.revision);
+            let mut candidate = value.clone();
+            objects::set_resource_version(&mut candidate, current.revision);
+            if candidate == current_canonical {
+                return Ok(current);
+            }
+            (kind.check_update)(&current.value, &value)
+                .map_err(|e| Self::invalid(kind, &name, e))?;
+            let outcome = if objects::ready_to_delete(&value) {
+                self.store
+                    .delete(&key, Some(current.revision))
+                    .await
+                    .map(|(_, revision)| revision)
+            } else {
+                let bytes = objects::to_store(&value)?;
+                objects::check_size(bytes.len())?;
+                self.store.update(&key, bytes, current.revision).await
+            };
+            match outcome {
+                Ok(revision) => return Ok(finish(kind, value, revision)),
+                Err(StoreError::Conflict { actual, .. }) if !precondition.is_empty() => {
+                    return Err(conflict(kind, &name, &precondition, actual));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(StoreError::NotFound(_)) => {
+                    return Err(ApiError::NotFound {
+                        plural: kind.plural.to_string(),
+                        name,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::Internal(format!(
+            "{} {name:?} kept changing; gave up after {UNCONDITIONAL_UPDATE_ATTEMPTS} attempts",
+            kind.plural
+        )))
+    }
+
+    /// Deletes an object, or marks it deleting while finalizers remain.
+    pub async fn delete(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        precondition: &str,
+    ) -> Result<Stored, ApiError> {
+        let kind = resolve_kind(kind)?;
+        let namespace = objects::effective_namespace(kind, namespace);
+        let current = self.get_in(kind, &namespace, name).await?;
+        if !precondition.is_empty() && precondition != current.revision.to_string() {
+            return Err(conflict(kind, name, precondition, current.revision));
+        }
+        let key = object_key(kind, &namespace, name);
+        let has_finalizers = current
+            .value
+            .get("metadata")
+            .and_then(|m| m.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let outcome = if has_finalizers {
+            let mut value = current.value.clone();
+            objects::mark_deleting(&mut value);
+            let bytes = objects::to_store(&value)?;
+            self.store
+                .update(&key, bytes, current.revision)
+                .await
+                .map(|revision| finish(kind, value, revision))
+        } else {
+            self.store
+                .delete(&key, Some(current.revision))
+                .await
+                .map(|_| current.clone())
+        };
+        match outcome {
+            Ok(stored) => Ok(stored),
+            Err(StoreError::Conflict { actual, .. }) => Err(conflict(
+                kind,
+                name,
+                &current.revision.to_string(),
+                actual,
+            )),
+            Err(StoreError::NotFound(_)) => Err(ApiError::NotFound {
+                plural: kind.plural.to_string(),
+                name: name.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn finish(kind: &'static KindInfo, mut value: Value, revision: i64) -> Stored {
+    objects::set_resource_version(&mut value, revision);
+    Stored {
+        kind,
+        value,
+        revision,
+    }
+}
+
+fn conflict(kind: &KindInfo, name: &str, given: &str, current: i64) -> ApiError {
+    ApiError::Conflict {
+        plural: kind.plural.to_string(),
+        name: name.to_string(),
+        given: given.to_string(),
+        current,
+    }
+}
+
+/// A continue token is `<revision>:<last key>`: later pages read at the
+/// first page's revision, so the whole list is one consistent snapshot.
+fn parse_continue(token: &str) -> Result<(Option<i64>, Option<String>), ApiError> {
+    if token.is_empty() {
+        return Ok((None, None));
+    }
+    let bad = || ApiError::BadRequest(format!("invalid continue token {token:?}"));
+    let (revision, key) = token.split_once(':').ok_or_else(bad)?;
+    let revision = revision.parse().map_err(|_| bad())?;
+    Ok((Some(revision), Some(key.to_string())))
+}

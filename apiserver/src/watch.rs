@@ -1,0 +1,192 @@
+//! Watches: a store watch turned into object events filtered by selectors.
+//! An object that starts matching a selector is ADDED for that watcher, one
+//! that stops matching is DELETED, as in Kubernetes.
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use serde_json::Value;
+use sloth_sdk::kinds::KindInfo;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ApiError;
+use crate::keys::kind_prefix;
+use crate::objects;
+use crate::resources::{Resources, Selectors, resolve_kind};
+use crate::store::{Event, WatchItem};
+
+/// Events buffered per watcher before the watcher is made to wait.
+const WATCH_BUFFER: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+    Bookmark,
+}
+
+/// One event for a client.
+#[derive(Clone, Debug)]
+pub struct ObjectEvent {
+    pub event_type: EventType,
+    /// None for bookmarks.
+    pub object: Option<Value>,
+    pub kind: &'static KindInfo,
+    pub revision: i64,
+}
+
+/// What a client asked to watch.
+#[derive(Clone, Debug)]
+pub struct WatchRequest {
+    pub kind: String,
+    pub namespace: String,
+    pub selectors: Selectors,
+    /// Events after this revision; None: current state first, as ADDED.
+    pub resource_version: Option<i64>,
+    pub allow_bookmarks: bool,
+}
+
+/// Starts a watch. Fails at once (e.g. Expired) when the store refuses it;
+/// the stream ends when the client goes away or `shutdown` fires.
+pub async fn watch(
+    resources: &Resources,
+    request: WatchRequest,
+    shutdown: CancellationToken,
+) -> Result<BoxStream<'static, Result<ObjectEvent, ApiError>>, ApiError> {
+    let kind = resolve_kind(&request.kind)?;
+    let namespace = if kind.namespaced {
+        request.namespace.clone()
+    } else {
+        String::new()
+    };
+    let mut initial = Vec::new();
+    let after = match request.resource_version {
+        Some(rv) => rv,
+        None => {
+            // Initial state as ADDED events, then changes after the list.
+            let listed = resources
+                .list(kind.kind, &namespace, &request.selectors, 0, "")
+                .await?;
+            initial = listed
+                .items
+                .into_iter()
+                .map(|item| ObjectEvent {
+                    event_type: EventType::Added,
+                    revision: item.revision,
+                    object: Some(item.value),
+                    kind,
+                })
+                .collect();
+            listed.revision
+        }
+    };
+    let store_stream = resources
+        .store()
+        .watch(&kind_prefix(kind, &namespace), after)
+        .await?;
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+    tokio::spawn(async move {
+        for event in initial {
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+        forward(kind, request, store_stream, tx, shutdown).await;
+    });
+    Ok(ReceiverStream::new(rx).boxed())
+}
+
+type Sender = mpsc::Sender<Result<ObjectEvent, ApiError>>;
+
+async fn forward(
+    kind: &'static KindInfo,
+    request: WatchRequest,
+    mut store_stream: BoxStream<'static, crate::store::StoreResult<WatchItem>>,
+    tx: Sender,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let item = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tx.closed() => return,
+            item = store_stream.next() => item,
+        };
+        let Some(item) = item else { return };
+        let events = match item {
+            Ok(WatchItem::Events(events)) => events,
+            Ok(WatchItem::Progress(revision)) => {
+                if request.allow_bookmarks {
+                    let bookmark = ObjectEvent {
+                        event_type: EventType::Bookmark,
+                        object: None,
+                        kind,
+                        revision,
+                    };
+                    if tx.send(Ok(bookmark)).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        for event in events {
+            match translate(kind, &request.selectors, &event) {
+                Ok(Some(out)) => {
+                    if tx.send(Ok(out)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The event a watcher with `selectors` sees for one store event, if any.
+fn translate(
+    kind: &'static KindInfo,
+    selectors: &Selectors,
+    event: &Event,
+) -> Result<Option<ObjectEvent>, ApiError> {
+    let revision = event.revision();
+    let (event_type, object) = match event {
+        Event::Put { kv, prev } => {
+            let now = objects::from_store(kv)?;
+            let matches_now = selectors.matches(&now);
+            let matched_before = match prev {
+                Some(p) => Some(selectors.matches(&objects::from_store(p)?)),
+                None => None,
+            };
+            match (matched_before, matches_now) {
+                (None | Some(false), true) => (EventType::Added, now),
+                (Some(true), true) => (EventType::Modified, now),
+                (Some(true), false) => (EventType::Deleted, now),
+                (_, false) => return Ok(None),
+            }
+        }
+        Event::Delete { prev, revision } => {
+            let mut before = objects::from_store(prev)?;
+            if !selectors.matches(&before) {
+                return Ok(None);
+            }
+            objects::set_resource_version(&mut before, *revision);
+            (EventType::Deleted, before)
+        }
+    };
+    Ok(Some(ObjectEvent {
+        event_type,
+        object: Some(object),
+        kind,
+        revision,
+    }))
+}
