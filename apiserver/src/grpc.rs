@@ -2,7 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use sloth_proto::v1 as pb;
@@ -21,14 +21,21 @@ pub struct GrpcService {
     resources: Resources,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    bookmark_interval: Duration,
 }
 
 impl GrpcService {
-    pub fn new(resources: Resources, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+    pub fn new(
+        resources: Resources,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        bookmark_interval: Duration,
+    ) -> Self {
         Self {
             resources,
             metrics,
             shutdown,
+            bookmark_interval,
         }
     }
 
@@ -201,6 +208,7 @@ impl ResourcesRpc for GrpcService {
                 selectors: Selectors::parse(&r.label_selector, &r.field_selector)?,
                 resource_version: parse_revision(&r.resource_version)?,
                 allow_bookmarks: r.allow_bookmarks,
+                bookmark_interval: self.bookmark_interval,
             };
             watch::watch(&self.resources, request, self.shutdown.clone()).await
         }

@@ -112,7 +112,12 @@ async fn main() -> anyhow::Result<()> {
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
-    let service = GrpcService::new(Resources::new(store.clone()), metrics.clone(), shutdown.clone());
+    let service = GrpcService::new(
+        Resources::new(store.clone()),
+        metrics.clone(),
+        shutdown.clone(),
+        args.bookmark_interval,
+    );
     let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(

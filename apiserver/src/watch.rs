@@ -46,6 +46,8 @@ pub struct WatchRequest {
     /// Events after this revision; None: current state first, as ADDED.
     pub resource_version: Option<i64>,
     pub allow_bookmarks: bool,
+    /// How often an allowed BOOKMARK is sent.
+    pub bookmark_interval: std::time::Duration,
 }
 
 /// Starts a watch. Fails at once (e.g. Expired) when the store refuses it;
@@ -93,7 +95,7 @@ pub async fn watch(
                 return;
             }
         }
-        forward(kind, request, store_stream, tx, shutdown).await;
+        forward(kind, request, after, store_stream, tx, shutdown).await;
     });
     Ok(ReceiverStream::new(rx).boxed())
 }
@@ -103,31 +105,40 @@ type Sender = mpsc::Sender<Result<ObjectEvent, ApiError>>;
 async fn forward(
     kind: &'static KindInfo,
     request: WatchRequest,
+    after: i64,
     mut store_stream: BoxStream<'static, crate::store::StoreResult<WatchItem>>,
     tx: Sender,
     shutdown: CancellationToken,
 ) {
+    // Every store change up to `seen` has been considered for this watcher,
+    // whether or not it matched: that is what a BOOKMARK promises.
+    let mut seen = after;
+    let mut bookmarks = tokio::time::interval(request.bookmark_interval);
+    bookmarks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    bookmarks.tick().await;
     loop {
         let item = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tx.closed() => return,
+            _ = bookmarks.tick(), if request.allow_bookmarks => {
+                let bookmark = ObjectEvent {
+                    event_type: EventType::Bookmark,
+                    object: None,
+                    kind,
+                    revision: seen,
+                };
+                if tx.send(Ok(bookmark)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             item = store_stream.next() => item,
         };
         let Some(item) = item else { return };
         let events = match item {
             Ok(WatchItem::Events(events)) => events,
             Ok(WatchItem::Progress(revision)) => {
-                if request.allow_bookmarks {
-                    let bookmark = ObjectEvent {
-                        event_type: EventType::Bookmark,
-                        object: None,
-                        kind,
-                        revision,
-                    };
-                    if tx.send(Ok(bookmark)).await.is_err() {
-                        return;
-                    }
-                }
+                seen = seen.max(revision);
                 continue;
             }
             Err(e) => {
@@ -136,6 +147,7 @@ async fn forward(
             }
         };
         for event in events {
+            seen = seen.max(event.revision());
             match translate(kind, &request.selectors, &event) {
                 Ok(Some(out)) => {
                     if tx.send(Ok(out)).await.is_err() {

@@ -94,7 +94,8 @@ fn normalize_url(url: &str) -> String {
 
 impl Client {
     /// A client for the given server URLs (`http://host:port` or `host:port`).
-    /// Connections are made lazily, on first use.
+    /// Connections are made lazily, on first use; call this inside a Tokio
+    /// runtime.
     pub fn new<S: AsRef<str>>(urls: &[S]) -> Result<Self, Error> {
         let mut servers = Vec::new();
         for url in urls

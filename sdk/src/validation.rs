@@ -84,3 +84,9 @@ pub trait Validate: Spec {
 }
 
 mod impls;
+
+mod common;
+mod dag;
+pub mod limits;
+mod metadata;
+pub mod names;

@@ -102,6 +102,7 @@ pub struct ApiServer {
     http: String,
     extra_args: Vec<String>,
     stderr_log: PathBuf,
+    keep_ports: bool,
 }
 
 impl ApiServer {
@@ -122,6 +123,7 @@ impl ApiServer {
             grpc: String::new(),
             http: String::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            keep_ports: false,
         };
         server.spawn();
         server
@@ -133,8 +135,17 @@ impl ApiServer {
             .append(true)
             .open(&self.stderr_log)
             .expect("open apiserver log");
+        // After the first start, keep the ports so clients can reconnect.
+        let (grpc, http) = if self.grpc.is_empty() || !self.keep_ports {
+            ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string())
+        } else {
+            (
+                self.grpc.trim_start_matches("http://").to_string(),
+                self.http.trim_start_matches("http://").to_string(),
+            )
+        };
         let mut child = Command::new(binary("sloth-apiserver"))
-            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--listen", &grpc, "--http-listen", &http])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
@@ -221,6 +232,15 @@ impl ApiServer {
     pub fn restart(&mut self) {
         assert!(self.stop(), "apiserver did not stop cleanly; log:\n{}", self.log());
         self.spawn();
+    }
+
+    /// Stops gracefully and starts again on the same data dir and the same
+    /// ports, so that connected clients can resume.
+    pub fn restart_same_ports(&mut self) {
+        assert!(self.stop(), "apiserver did not stop cleanly; log:\n{}", self.log());
+        self.keep_ports = true;
+        self.spawn();
+        self.keep_ports = false;
     }
 
     /// Starts again after `kill9` on the same data dir (new ports).

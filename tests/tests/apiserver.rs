@@ -41,6 +41,7 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
 fn acknowledged_writes_survive_kill_9_during_a_burst() {
     let mut server = ApiServer::start();
     let rt = runtime();
+    let _enter = rt.enter();
     let client = server.client();
     // 8 writers create objects as fast as they can; the server is killed
     // while they run. Every create that was acknowledged must be there after
@@ -102,6 +103,7 @@ fn acknowledged_writes_survive_kill_9_during_a_burst() {
 fn restart_keeps_objects_uids_and_revisions_move_forward() {
     let mut server = ApiServer::start();
     let rt = runtime();
+    let _enter = rt.enter();
     let before = rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
         within(api.create(&taskrun("keep-me", "echo hi"))).await.expect("create")
@@ -125,6 +127,7 @@ fn restart_keeps_objects_uids_and_revisions_move_forward() {
 fn status_subresource_generation_conflict_and_terminal_phase() {
     let server = ApiServer::start();
     let rt = runtime();
+    let _enter = rt.enter();
     rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
         let mut tr = taskrun("semantics", "true");
@@ -197,6 +200,7 @@ fn status_subresource_generation_conflict_and_terminal_phase() {
 fn invalid_and_oversized_objects_are_refused_and_nothing_is_stored() {
     let server = ApiServer::start();
     let rt = runtime();
+    let _enter = rt.enter();
     rt.block_on(async {
         let client = server.client();
         let big = "x".repeat(2 * 1024 * 1024);
@@ -231,6 +235,7 @@ fn invalid_and_oversized_objects_are_refused_and_nothing_is_stored() {
 fn list_pages_are_one_consistent_snapshot() {
     let server = ApiServer::start();
     let rt = runtime();
+    let _enter = rt.enter();
     rt.block_on(async {
         let client = server.client();
         let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), "paging");
@@ -273,6 +278,7 @@ fn list_pages_are_one_consistent_snapshot() {
 fn watch_filters_by_agent_name_and_sends_bookmarks() {
     let server = ApiServer::start_with(&["--bookmark-interval", "200ms"]);
     let rt = runtime();
+    let _enter = rt.enter();
     rt.block_on(async {
         let client = server.client();
         let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), "default");
@@ -322,6 +328,7 @@ fn watch_filters_by_agent_name_and_sends_bookmarks() {
 fn watch_from_a_compacted_revision_is_expired() {
     let server = ApiServer::start_with(&["--history", "0s", "--compaction-interval", "100ms"]);
     let rt = runtime();
+    let _enter = rt.enter();
     rt.block_on(async {
         let client = server.client();
         let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), "default");
@@ -350,6 +357,7 @@ fn watch_from_a_compacted_revision_is_expired() {
 fn http_health_readiness_and_metrics() {
     let mut server = ApiServer::start();
     let rt = runtime();
+    let _enter = rt.enter();
     rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
         within(api.create(&taskrun("counted", "true"))).await.expect("create");
@@ -375,6 +383,7 @@ fn http_health_readiness_and_metrics() {
 fn sigterm_ends_open_watches_and_exits_cleanly() {
     let mut server = ApiServer::start();
     let rt = runtime();
+    let _enter = rt.enter();
     let mut stream = rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
         within(api.watch(&WatchParams::default(), "")).await.expect("watch")

@@ -145,8 +145,9 @@ pub trait Store: Send + Sync + fmt::Debug {
         after_revision: i64,
     ) -> StoreResult<BoxStream<'static, StoreResult<WatchItem>>>;
 
-    /// Discards history at and before `revision` (the latest value of each
-    /// key stays). Watches and lists at or before it then fail with `Expired`.
+    /// Discards history before `revision` (the latest value of each key
+    /// stays). Lists at, and watches after, revisions below it then fail
+    /// with `Expired`; `revision` itself stays readable, as in etcd.
     async fn compact(&self, revision: i64) -> StoreResult<()>;
 
     /// The revision of the latest write.

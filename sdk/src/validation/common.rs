@@ -1,0 +1,243 @@
+//! Checks of the pieces several kinds share (label maps, selectors, payloads,
+//! environments, timeouts), each reporting at the path its caller gives, so a
+//! Workflow task and a TaskRun get the same rules under different prefixes.
+
+use std::collections::BTreeMap;
+
+use super::FieldErrors;
+use super::limits::MAX_SCRIPT_BYTES;
+use super::names::{self, shown};
+use crate::duration::Duration;
+use crate::objects::{LabelSelector, Payload, SelectorOperator};
+
+/// `base["key"]`: map keys are quoted because they may hold '.' and '/'.
+pub(super) fn key_path(base: &str, key: &str) -> String {
+    format!("{base}[{key:?}]")
+}
+
+/// Reports `value` as invalid at `path` when `rule` rejects it.
+pub(super) fn check(
+    errs: &mut FieldErrors,
+    path: impl Into<String>,
+    value: &str,
+    rule: fn(&str) -> Result<(), String>,
+) {
+    if let Err(why) = rule(value) {
+        errs.push(path, invalid(value, &why));
+    }
+}
+
+/// `invalid value "x": why`, or just `why` for the empty value so users
+/// don't read `invalid value "": must not be empty`.
+pub(super) fn invalid(value: &str, why: &str) -> String {
+    if value.is_empty() {
+        why.to_string()
+    } else {
+        format!("invalid value {}: {why}", shown(value))
+    }
+}
+
+/// Label keys and values, as in `metadata.labels` and `matchLabels`.
+pub(super) fn validate_labels(
+    labels: &BTreeMap<String, String>,
+    path: &str,
+    errs: &mut FieldErrors,
+) {
+    for (key, value) in labels {
+        let at = key_path(path, key);
+        if let Err(why) = names::validate_label_key(key) {
+            errs.push(at.clone(), format!("invalid key {}: {why}", shown(key)));
+        }
+        check(errs, at, value, names::validate_label_value);
+    }
+}
+
+pub(super) fn validate_selector(selector: &LabelSelector, path: &str, errs: &mut FieldErrors) {
+    validate_labels(&selector.match_labels, &format!("{path}.matchLabels"), errs);
+    for (i, expr) in selector.match_expressions.iter().enumerate() {
+        let at = format!("{path}.matchExpressions[{i}]");
+        check(
+            errs,
+            format!("{at}.key"),
+            &expr.key,
+            names::validate_label_key,
+        );
+        match expr.operator {
+            SelectorOperator::In | SelectorOperator::NotIn => {
+                if expr.values.is_empty() {
+                    errs.push(
+                        format!("{at}.values"),
+                        format!(
+                            "must not be empty when operator is {:?} (list the label values to match)",
+                            expr.operator
+                        ),
+                    );
+                }
+                for (j, value) in expr.values.iter().enumerate() {
+                    check(
+                        errs,
+                        format!("{at}.values[{j}]"),
+                        value,
+                        names::validate_label_value,
+                    );
+                }
+            }
+            SelectorOperator::Exists | SelectorOperator::DoesNotExist => {
+                if !expr.values.is_empty() {
+                    errs.push(
+                        format!("{at}.values"),
+                        format!(
+                            "must be empty when operator is {:?} (it tests only that the key is present)",
+                            expr.operator
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The phrasing the apiserver uses for whole objects, so a size problem
+/// reads the same whichever limit caught it.
+pub(super) fn too_large(len: usize, limit: usize) -> String {
+    format!("is too large: {len} bytes, the limit is {limit} bytes")
+}
+
+/// Exactly one of `shell` or `lua`, and a script that is neither empty nor
+/// oversized.
+pub(super) fn validate_payload(run: &Payload, path: &str, errs: &mut FieldErrors) {
+    match (&run.shell, &run.lua) {
+        (Some(_), Some(_)) => {
+            errs.push(path, "must set exactly one of shell or lua, not both");
+        }
+        (None, None) => errs.push(path, "must set exactly one of shell or lua"),
+        (Some(shell), None) => validate_script(shell, &format!("{path}.shell"), errs),
+        (None, Some(lua)) => {
+            validate_script(&lua.script, &format!("{path}.lua.script"), errs);
+            if let Some(entry) = &lua.entry {
+                check(
+                    errs,
+                    format!("{path}.lua.entry"),
+                    entry,
+                    names::validate_lua_function_name,
+                );
+            }
+        }
+    }
+}
+
+fn validate_script(script: &str, path: &str, errs: &mut FieldErrors) {
+    if script.trim().is_empty() {
+        errs.push(path, "must not be empty");
+    } else if script.len() > MAX_SCRIPT_BYTES {
+        errs.push(
+            path,
+            format!(
+                "{}; ship larger scripts to the agent as files",
+                too_large(script.len(), MAX_SCRIPT_BYTES)
+            ),
+        );
+    }
+}
+
+pub(super) fn validate_env(env: &BTreeMap<String, String>, path: &str, errs: &mut FieldErrors) {
+    for key in env.keys() {
+        check(errs, key_path(path, key), key, names::validate_env_var_name);
+    }
+}
+
+/// A timeout of zero would fail every run before it starts; absent means none.
+pub(super) fn validate_timeout(timeout: Option<Duration>, path: &str, errs: &mut FieldErrors) {
+    if timeout.is_some_and(|t| t.as_std().is_zero()) {
+        errs.push(path, "must be greater than 0 (omit it for no timeout)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::{LabelSelectorRequirement, LuaPayload};
+
+    fn fields(errs: &FieldErrors) -> Vec<&str> {
+        errs.0.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn selector_requirements_check_values_per_operator() {
+        let req = |key: &str, operator, values: &[&str]| LabelSelectorRequirement {
+            key: key.into(),
+            operator,
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let selector = LabelSelector {
+            match_labels: [("zone".to_string(), "bad value".to_string())].into(),
+            match_expressions: vec![
+                req("gpu", SelectorOperator::In, &[]),
+                req("spot", SelectorOperator::Exists, &["x"]),
+                req("bad key", SelectorOperator::DoesNotExist, &[]),
+                req("tier", SelectorOperator::NotIn, &["ok", "-no"]),
+                req("ok", SelectorOperator::NotIn, &["a"]),
+            ],
+        };
+        let mut errs = FieldErrors::default();
+        validate_selector(&selector, "s", &mut errs);
+        assert_eq!(
+            fields(&errs),
+            [
+                "s.matchLabels[\"zone\"]",
+                "s.matchExpressions[0].values",
+                "s.matchExpressions[1].values",
+                "s.matchExpressions[2].key",
+                "s.matchExpressions[3].values[1]",
+            ],
+            "{errs}"
+        );
+        assert!(errs.0[1].message.contains("operator is In"), "{errs}");
+        assert!(errs.0[2].message.contains("must be empty"), "{errs}");
+    }
+
+    #[test]
+    fn payload_scripts_are_checked_at_their_own_path() {
+        let mut errs = FieldErrors::default();
+        let run = Payload {
+            shell: Some(" \n".into()),
+            lua: None,
+        };
+        validate_payload(&run, "r", &mut errs);
+        let run = Payload {
+            shell: Some("x".repeat(MAX_SCRIPT_BYTES + 1)),
+            lua: None,
+        };
+        validate_payload(&run, "r", &mut errs);
+        let run = Payload {
+            shell: None,
+            lua: Some(LuaPayload {
+                script: String::new(),
+                entry: Some("1main".into()),
+                params: BTreeMap::new(),
+            }),
+        };
+        validate_payload(&run, "r", &mut errs);
+        assert_eq!(
+            fields(&errs),
+            ["r.shell", "r.shell", "r.lua.script", "r.lua.entry"],
+            "{errs}"
+        );
+        assert!(
+            errs.0[1]
+                .message
+                .starts_with("is too large: 262145 bytes, the limit is 262144 bytes"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn zero_timeout_is_refused_and_absent_is_fine() {
+        let mut errs = FieldErrors::default();
+        validate_timeout(None, "t", &mut errs);
+        validate_timeout(Some(Duration::from_secs(1)), "t", &mut errs);
+        assert!(errs.is_empty());
+        validate_timeout(Some(Duration::from_secs(0)), "t", &mut errs);
+        assert_eq!(fields(&errs), ["t"]);
+    }
+}

@@ -1,0 +1,218 @@
+//! `slothctl apply -f PATH|-`: check every document first (nothing is sent
+//! when one is invalid), then create each object, or update it when it
+//! exists, reporting `created`, `configured` or `unchanged` as kubectl does.
+
+use serde_json::Value;
+use sloth_sdk::{DynamicObject, Error as SdkError};
+
+use super::{Context, print_errors};
+use crate::cli::ApplyArgs;
+use crate::error::{self, CliError};
+use crate::kind::qualified_name;
+use crate::manifest::{self, Check, Resolved};
+use crate::printer::emit;
+
+/// How often a create-or-update races with other writers before giving up.
+const ATTEMPTS: usize = 5;
+
+/// What apply did to one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Configured => "configured",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
+    let objects = load(&args.files, ctx.namespace_flag.as_deref())?;
+    let mut failed = false;
+    for object in &objects {
+        match apply_one(ctx, object).await {
+            Ok((name, outcome)) => {
+                emit(&format!(
+                    "{} {}\n",
+                    qualified_name(object.kind, &name),
+                    outcome.as_str()
+                ))?;
+            }
+            Err(e) => {
+                let e = ctx
+                    .error(e)
+                    .with_context(&format!("error when applying {}", object.doc.label()));
+                if e.code != error::FAILED {
+                    return Err(e.into());
+                }
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        return Err(CliError::reported(error::FAILED).into());
+    }
+    Ok(())
+}
+
+/// Reads and admits every document of every path; any problem is a usage
+/// error listing them all.
+pub fn load(paths: &[String], namespace_flag: Option<&str>) -> Result<Vec<Resolved>, CliError> {
+    let docs = manifest::read_paths(paths, &mut std::io::stdin().lock()).map_err(invalid)?;
+    let objects = manifest::resolve_all(docs, namespace_flag, Check::Admit).map_err(invalid)?;
+    if objects.is_empty() {
+        return Err(CliError::usage(format!(
+            "no objects found in {}",
+            paths.join(", ")
+        )));
+    }
+    Ok(objects)
+}
+
+/// Prints every message and yields the usage exit code.
+pub fn invalid(errors: Vec<String>) -> CliError {
+    print_errors(&errors);
+    CliError::reported(error::USAGE)
+}
+
+/// Creates or updates one object; returns its name and what happened.
+async fn apply_one(ctx: &Context, object: &Resolved) -> Result<(String, Outcome), SdkError> {
+    let client = &ctx.client;
+    if object.name.is_empty() {
+        let created = client.create(&object.value).await?;
+        return Ok((created.metadata.name, Outcome::Created));
+    }
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        match client.create(&object.value).await {
+            Ok(_) => return Ok((object.name.clone(), Outcome::Created)),
+            Err(SdkError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let current = match client
+            .get(object.kind.kind, &object.namespace, &object.name)
+            .await
+        {
+            Ok(current) => current,
+            // Deleted since: create again.
+            Err(e @ SdkError::NotFound(_)) => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if unchanged(&current, &object.value) {
+            return Ok((object.name.clone(), Outcome::Unchanged));
+        }
+        match client.update(&update_body(&current, &object.value)).await {
+            Ok(updated) => {
+                let outcome =
+                    if updated.metadata.resource_version == current.metadata.resource_version {
+                        Outcome::Unchanged
+                    } else {
+                        Outcome::Configured
+                    };
+                return Ok((object.name.clone(), outcome));
+            }
+            Err(e @ (SdkError::Conflict(_) | SdkError::NotFound(_))) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| SdkError::Conflict(format!("{} kept changing", object.name))))
+}
+
+/// True when the stored object already has the desired spec, labels and
+/// annotations (both sides are canonical JSON).
+pub fn unchanged(current: &DynamicObject, desired: &Value) -> bool {
+    let desired_meta = |field: &str| -> Value {
+        match desired.get("metadata").and_then(|m| m.get(field)) {
+            Some(Value::Object(map)) => Value::Object(map.clone()),
+            _ => Value::Object(Default::default()),
+        }
+    };
+    let as_value = |map: &std::collections::BTreeMap<String, String>| {
+        Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        )
+    };
+    desired.get("spec").unwrap_or(&Value::Null) == &current.spec
+        && desired_meta("labels") == as_value(&current.metadata.labels)
+        && desired_meta("annotations") == as_value(&current.metadata.annotations)
+}
+
+/// The desired object as an update of `current`: its resourceVersion (so a
+/// concurrent change is a Conflict, not lost), and the finalizers and owner
+/// references controllers set, unless the manifest sets its own.
+pub fn update_body(current: &DynamicObject, desired: &Value) -> Value {
+    let mut body = desired.clone();
+    let current_meta = serde_json::to_value(&current.metadata).unwrap_or(Value::Null);
+    if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(current.metadata.resource_version.clone()),
+        );
+        for field in ["finalizers", "ownerReferences"] {
+            if !meta.contains_key(field)
+                && let Some(kept) = current_meta.get(field)
+            {
+                meta.insert(field.into(), kept.clone());
+            }
+        }
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn current() -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": "a", "namespace": "default", "resourceVersion": "7", "uid": "u",
+                         "labels": {"app": "x"}, "finalizers": ["sloth.dev/gc"]},
+            "spec": {"run": {"shell": "true"}},
+            "status": {"phase": "Running"}
+        }))
+        .expect("object")
+    }
+
+    #[test]
+    fn unchanged_compares_spec_labels_and_annotations_only() {
+        let desired = json!({
+            "apiVersion": "sloth.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": "a", "namespace": "default", "labels": {"app": "x"}},
+            "spec": {"run": {"shell": "true"}}
+        });
+        assert!(unchanged(&current(), &desired));
+        let mut other = desired.clone();
+        other["spec"]["run"]["shell"] = "false".into();
+        assert!(!unchanged(&current(), &other));
+        let mut relabelled = desired.clone();
+        relabelled["metadata"]["labels"]["app"] = "y".into();
+        assert!(!unchanged(&current(), &relabelled));
+        let mut annotated = desired;
+        annotated["metadata"]["annotations"] = json!({"note": "n"});
+        assert!(!unchanged(&current(), &annotated));
+    }
+
+    #[test]
+    fn updates_carry_the_current_version_and_keep_finalizers() {
+        let desired = json!({"kind": "TaskRun", "metadata": {"name": "a"}, "spec": {}});
+        let body = update_body(&current(), &desired);
+        assert_eq!(body["metadata"]["resourceVersion"], "7");
+        assert_eq!(body["metadata"]["finalizers"], json!(["sloth.dev/gc"]));
+        assert!(body["metadata"].get("ownerReferences").is_none());
+    }
+}

@@ -1,0 +1,183 @@
+//! `slothctl get KIND [NAME...]`: tables, YAML, JSON or names; `-w` hands
+//! over to [`super::watch`].
+
+use chrono::Utc;
+use sloth_sdk::kinds::KindInfo;
+use sloth_sdk::{DynamicObject, Error as SdkError, ListParams};
+
+use super::{Context, check_selectors, watch};
+use crate::cli::GetArgs;
+use crate::error::{self, CliError};
+use crate::kind;
+use crate::printer::columns::{self, Options};
+use crate::printer::{Format, emit, output, table};
+
+pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
+    let (kind, names) = kind::resolve_args(&args.kind, &args.names)?;
+    check_selectors(&args.selector, &args.field_selector)?;
+    let selected = !args.selector.is_empty() || !args.field_selector.is_empty();
+    if !names.is_empty() && selected {
+        return Err(CliError::usage("selectors cannot be used together with names").into());
+    }
+    if !names.is_empty() && args.all_namespaces && kind.namespaced {
+        return Err(CliError::usage(
+            "an object cannot be retrieved by name across all namespaces; use -n NS",
+        )
+        .into());
+    }
+    if args.output_watch_events && !args.watch {
+        return Err(CliError::usage("--output-watch-events needs --watch").into());
+    }
+    let namespace = kind::scope(kind, &ctx.namespace, args.all_namespaces);
+    let options = Options {
+        wide: args.output == Format::Wide,
+        namespace: args.all_namespaces && kind.namespaced,
+        event: args.output_watch_events,
+    };
+    if args.watch {
+        return watch::run(ctx, kind, namespace, &names, &args, options).await;
+    }
+
+    let mut failed = false;
+    let (objects, resource_version) = if names.is_empty() {
+        let params = ListParams {
+            label_selector: args.selector.clone(),
+            field_selector: args.field_selector.clone(),
+            ..ListParams::default()
+        };
+        let list = ctx
+            .client
+            .list_all(kind.kind, namespace, &params)
+            .await
+            .map_err(|e| ctx.error(e))?;
+        (list.items, list.resource_version)
+    } else {
+        let mut objects = Vec::new();
+        for name in &names {
+            match ctx.client.get(kind.kind, namespace, name).await {
+                Ok(object) => objects.push(object),
+                Err(e @ SdkError::NotFound(_)) => {
+                    eprintln!("{}", ctx.error(e));
+                    failed = true;
+                }
+                Err(e) => return Err(ctx.error(e).into()),
+            }
+        }
+        (objects, String::new())
+    };
+
+    let single = names.len() == 1;
+    if objects.is_empty() && names.is_empty() && matches!(args.output, Format::Table | Format::Wide)
+    {
+        eprintln!("{}", no_resources(kind, namespace));
+    } else if !(objects.is_empty() && single) {
+        let text = render(
+            kind,
+            &objects,
+            single,
+            &resource_version,
+            args.output,
+            options,
+            !args.no_headers,
+        )?;
+        emit(&text)?;
+    }
+    if failed {
+        return Err(CliError::reported(error::FAILED).into());
+    }
+    Ok(())
+}
+
+/// kubectl's message for an empty table (on stderr).
+pub fn no_resources(kind: &KindInfo, namespace: &str) -> String {
+    if kind.namespaced && !namespace.is_empty() {
+        format!("No resources found in {namespace} namespace.")
+    } else {
+        "No resources found".to_string()
+    }
+}
+
+/// The whole output of a non-watching get. `single`: one object was asked
+/// for by name, so YAML and JSON show it alone rather than in a List.
+pub fn render(
+    kind: &KindInfo,
+    objects: &[DynamicObject],
+    single: bool,
+    resource_version: &str,
+    format: Format,
+    options: Options,
+    headers: bool,
+) -> Result<String, CliError> {
+    Ok(match format {
+        Format::Table | Format::Wide => {
+            let now = Utc::now();
+            let rows: Vec<_> = objects
+                .iter()
+                .map(|o| columns::row(kind, o, options, "", now))
+                .collect();
+            let header = columns::headers(kind, options);
+            table::render(headers.then_some(header.as_slice()), &rows)
+        }
+        Format::Yaml | Format::Json => {
+            let value = match (single, objects) {
+                (true, [one]) => output::to_value(one)?,
+                _ => output::list(objects, resource_version)?,
+            };
+            if format == Format::Yaml {
+                output::yaml(&value)?
+            } else {
+                output::json_pretty(&value)?
+            }
+        }
+        Format::Name => objects
+            .iter()
+            .map(|o| output::name(kind, o) + "\n")
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn taskrun(name: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"run": {"shell": "true"}}
+        }))
+        .expect("object")
+    }
+
+    #[test]
+    fn single_objects_print_alone_and_lists_as_lists() {
+        let kind = kind::resolve("tr").expect("kind");
+        let one = [taskrun("a")];
+        let o = Options::default();
+        let text = render(kind, &one, true, "", Format::Yaml, o, true).expect("yaml");
+        assert!(text.starts_with("apiVersion: sloth.dev/v1\n"), "{text}");
+        let text = render(kind, &one, false, "3", Format::Json, o, true).expect("json");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["kind"], "List");
+        assert_eq!(v["items"][0]["metadata"]["name"], "a");
+        let two = [taskrun("a"), taskrun("b")];
+        let text = render(kind, &two, false, "", Format::Name, o, true).expect("name");
+        assert_eq!(text, "taskrun/a\ntaskrun/b\n");
+        let text = render(kind, &two, false, "", Format::Table, o, false).expect("table");
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.starts_with("a "), "{text}");
+    }
+
+    #[test]
+    fn empty_messages_name_the_namespace() {
+        let tr = kind::resolve("tr").expect("kind");
+        let agent = kind::resolve("agent").expect("kind");
+        assert_eq!(
+            no_resources(tr, "default"),
+            "No resources found in default namespace."
+        );
+        assert_eq!(no_resources(tr, ""), "No resources found");
+        assert_eq!(no_resources(agent, ""), "No resources found");
+    }
+}

@@ -1,0 +1,73 @@
+//! One module per command; `run` dispatches.
+
+pub mod apply;
+pub mod delete;
+pub mod describe;
+pub mod get;
+pub mod version;
+pub mod watch;
+
+use sloth_sdk::Client;
+use sloth_sdk::meta::DEFAULT_NAMESPACE;
+use sloth_sdk::selector::{Fields, Labels};
+
+use crate::cli::{Cli, Command};
+use crate::config;
+use crate::error::CliError;
+
+/// What every command that talks to a server needs.
+pub struct Context {
+    pub client: Client,
+    /// `-n`, or `default`.
+    pub namespace: String,
+    /// `-n` as given, if it was.
+    pub namespace_flag: Option<String>,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> Result<Self, CliError> {
+        let servers = config::servers(&cli.server)?;
+        let client = Client::new(&servers).map_err(|e| CliError::from_sdk(e, ""))?;
+        let namespace_flag = cli.namespace.clone().filter(|n| !n.is_empty());
+        Ok(Self {
+            client,
+            namespace: namespace_flag
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+            namespace_flag,
+        })
+    }
+
+    /// An SDK error as users read it, naming this client's servers.
+    pub fn error(&self, error: sloth_sdk::Error) -> CliError {
+        CliError::from_sdk(error, &self.client.endpoints())
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Version = cli.command {
+        return version::run();
+    }
+    let ctx = Context::new(&cli)?;
+    match cli.command {
+        Command::Apply(args) => apply::run(&ctx, args).await,
+        Command::Get(args) => get::run(&ctx, args).await,
+        Command::Describe(args) => describe::run(&ctx, args).await,
+        Command::Delete(args) => delete::run(&ctx, args).await,
+        Command::Version => version::run(),
+    }
+}
+
+/// Checks selectors before anything is sent (a bad one is a usage error).
+pub fn check_selectors(labels: &str, fields: &str) -> Result<(), CliError> {
+    Labels::parse(labels).map_err(CliError::usage)?;
+    Fields::parse(fields).map_err(CliError::usage)?;
+    Ok(())
+}
+
+/// Prints error lines on stderr (for commands that go on after a failure).
+pub fn print_errors<S: std::fmt::Display>(errors: &[S]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}

@@ -1,0 +1,535 @@
+//! Reading manifests: files, directories and stdin holding YAML (several
+//! documents separated by `---`) or JSON, and checking every document before
+//! anything is sent. Errors name the file, the document index (1-based, as
+//! documents appear in the file), the object and the field path.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+use sloth_sdk::kinds::{KindInfo, known_kinds, lookup};
+use sloth_sdk::meta::DEFAULT_NAMESPACE;
+
+/// How stdin is named in messages.
+pub const STDIN: &str = "<stdin>";
+
+/// One object read from a manifest, with where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    /// The path as the user gave it (joined for directory entries), or `<stdin>`.
+    pub source: String,
+    /// 1-based position of the document in its file, empty documents included.
+    pub index: usize,
+    /// Position within a `kind: List` document (or a JSON array), if any.
+    pub item: Option<usize>,
+    pub value: Value,
+}
+
+impl Document {
+    /// `workflow.yaml (document 2, Workflow "build")`.
+    pub fn label(&self) -> String {
+        let mut label = format!("{} (document {}", self.source, self.index);
+        if let Some(item) = self.item {
+            label.push_str(&format!(", items[{item}]"));
+        }
+        if let Some(kind) = self.value.get("kind").and_then(Value::as_str) {
+            label.push_str(&format!(", {kind}"));
+            let meta = |field: &str| {
+                self.value
+                    .get("metadata")
+                    .and_then(|m| m.get(field))
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+            };
+            if let Some(name) = meta("name") {
+                label.push_str(&format!(" {name:?}"));
+            } else if let Some(prefix) = meta("generateName") {
+                label.push_str(&format!(" generateName {prefix:?}"));
+            }
+        }
+        label.push(')');
+        label
+    }
+}
+
+/// Reads every path (`-` is stdin) into documents, in order. Returns every
+/// problem found (one message per bad file or document), not just the first.
+pub fn read_paths(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    let mut stdin_used = false;
+    for path in paths {
+        let result = if path == "-" {
+            if std::mem::replace(&mut stdin_used, true) {
+                Err(vec![
+                    "error: stdin (-f -) can be read only once".to_string(),
+                ])
+            } else {
+                read_stdin(stdin)
+            }
+        } else {
+            read_path(Path::new(path), path)
+        };
+        match result {
+            Ok(found) => docs.extend(found),
+            Err(found) => errors.extend(found),
+        }
+    }
+    if errors.is_empty() {
+        Ok(docs)
+    } else {
+        Err(errors)
+    }
+}
+
+fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .map_err(|e| vec![format!("error: cannot read stdin: {e}")])?;
+    let json = text.trim_start().starts_with(['{', '[']);
+    parse(STDIN, &text, json).map_err(|e| vec![e])
+}
+
+/// A file, or a directory's `*.yaml`, `*.yml` and `*.json` files in name order.
+fn read_path(path: &Path, shown: &str) -> Result<Vec<Document>, Vec<String>> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        vec![if e.kind() == std::io::ErrorKind::NotFound {
+            format!("error: the path {shown:?} does not exist")
+        } else {
+            format!("error: cannot read {shown}: {e}")
+        }]
+    })?;
+    if !meta.is_dir() {
+        return read_file(path, shown).map_err(|e| vec![e]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| vec![format!("error: cannot read directory {shown}: {e}")])?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| vec![format!("error: cannot read directory {shown}: {e}")])?;
+        let file = entry.path();
+        let manifest = matches!(extension(&file).as_deref(), Some("yaml" | "yml" | "json"));
+        if manifest && !file.is_dir() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let shown = file.display().to_string();
+        match read_file(&file, &shown) {
+            Ok(found) => docs.extend(found),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(docs)
+    } else {
+        Err(errors)
+    }
+}
+
+fn extension(path: &Path) -> Option<String> {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+}
+
+fn read_file(path: &Path, shown: &str) -> Result<Vec<Document>, String> {
+    let ext = extension(path);
+    if ext.as_deref() == Some("lua") {
+        return Err(format!(
+            "error: {shown}: Lua workflow files are not supported yet; \
+             write the Workflow as YAML or JSON"
+        ));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("error: cannot read {shown}: {e}"))?;
+    parse(shown, &text, ext.as_deref() == Some("json"))
+}
+
+/// Parses one file's text: JSON (one or more values) or YAML documents.
+pub fn parse(source: &str, text: &str, json: bool) -> Result<Vec<Document>, String> {
+    let values = if json {
+        parse_json(source, text)?
+    } else {
+        parse_yaml(source, text)?
+    };
+    let mut docs = Vec::new();
+    for (index, value) in values {
+        let doc = |item, value| Document {
+            source: source.to_string(),
+            index,
+            item,
+            value,
+        };
+        match value {
+            Value::Null => {}
+            Value::Array(items) => {
+                docs.extend(items.into_iter().enumerate().map(|(i, v)| doc(Some(i), v)));
+            }
+            Value::Object(ref map)
+                if map.get("kind").and_then(Value::as_str) == Some("List")
+                    && map.get("items").is_some_and(Value::is_array) =>
+            {
+                let items = match map.get("items") {
+                    Some(Value::Array(items)) => items.clone(),
+                    _ => Vec::new(),
+                };
+                docs.extend(items.into_iter().enumerate().map(|(i, v)| doc(Some(i), v)));
+            }
+            value => docs.push(doc(None, value)),
+        }
+    }
+    Ok(docs)
+}
+
+/// `(1-based index, value)` per YAML document; empty documents are Null.
+fn parse_yaml(source: &str, text: &str) -> Result<Vec<(usize, Value)>, String> {
+    let mut values = Vec::new();
+    for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        match Value::deserialize(document) {
+            Ok(value) => values.push((i + 1, value)),
+            Err(e) => {
+                let at = match e.location() {
+                    Some(l) if !e.to_string().contains("line ") => {
+                        format!(" at line {} column {}", l.line(), l.column())
+                    }
+                    _ => String::new(),
+                };
+                return Err(format!(
+                    "error: {source} (document {}): invalid YAML: {e}{at}",
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// `(1-based index, value)` per JSON value in the text.
+fn parse_json(source: &str, text: &str) -> Result<Vec<(usize, Value)>, String> {
+    let mut values = Vec::new();
+    for (i, value) in serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .enumerate()
+    {
+        let value = value
+            .map_err(|e| format!("error: {source} (document {}): invalid JSON: {e}", i + 1))?;
+        values.push((i + 1, value));
+    }
+    Ok(values)
+}
+
+/// A document whose kind is known and whose namespace is settled.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub doc: Document,
+    pub kind: &'static KindInfo,
+    /// Empty when the server is to generate it (`generateName`).
+    pub name: String,
+    /// Empty for cluster-scoped kinds.
+    pub namespace: String,
+    /// The object to send: canonical JSON when admitted.
+    pub value: Value,
+}
+
+/// What checks [`resolve`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// Decode and validate the whole object, as the server would (apply).
+    Admit,
+    /// Only kind, name and namespace (delete).
+    Identity,
+}
+
+/// Settles a document's kind and namespace (`namespace_flag` when given,
+/// else `default`, for namespaced kinds; none for cluster-scoped ones) and
+/// runs `check`. The error message names the document and the field.
+pub fn resolve(
+    doc: Document,
+    namespace_flag: Option<&str>,
+    check: Check,
+) -> Result<Resolved, String> {
+    let fail = |doc: &Document, message: String| format!("error: {}: {message}", doc.label());
+    let Value::Object(_) = &doc.value else {
+        let found = match &doc.value {
+            Value::Bool(_) => "a boolean",
+            Value::Number(_) => "a number",
+            Value::String(_) => "a string",
+            Value::Array(_) => "a list",
+            _ => "nothing",
+        };
+        return Err(fail(
+            &doc,
+            format!("expected an object with apiVersion, kind, metadata and spec, found {found}"),
+        ));
+    };
+    let kind_name = match doc.value.get("kind") {
+        None | Some(Value::Null) => return Err(fail(&doc, "kind: is required".into())),
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(_) => return Err(fail(&doc, "kind: must be a non-empty string".into())),
+    };
+    let kind = lookup(&kind_name).ok_or_else(|| {
+        fail(
+            &doc,
+            format!(
+                "kind: unknown kind {kind_name:?} (known: {})",
+                known_kinds()
+            ),
+        )
+    })?;
+    let mut value = doc.value.clone();
+    if !value.get("metadata").is_some_and(Value::is_object) {
+        if value.get("metadata").is_some_and(|m| !m.is_null()) {
+            return Err(fail(&doc, "metadata: must be an object".into()));
+        }
+        value["metadata"] = Value::Object(Default::default());
+    }
+    let meta_text = |value: &Value, field: &str| -> Result<String, String> {
+        match value["metadata"].get(field) {
+            None | Some(Value::Null) => Ok(String::new()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(fail(&doc, format!("metadata.{field}: must be a string"))),
+        }
+    };
+    let name = meta_text(&value, "name")?;
+    let generate_name = meta_text(&value, "generateName")?;
+    if name.is_empty() && (generate_name.is_empty() || check == Check::Identity) {
+        return Err(fail(&doc, "metadata.name: is required".into()));
+    }
+    let written = meta_text(&value, "namespace")?;
+    let namespace = if kind.namespaced {
+        match namespace_flag {
+            Some(flag) if !written.is_empty() && written != flag => {
+                return Err(fail(
+                    &doc,
+                    format!(
+                        "metadata.namespace: the object's namespace {written:?} does not match \
+                         the namespace {flag:?} given with --namespace"
+                    ),
+                ));
+            }
+            _ if !written.is_empty() => written,
+            Some(flag) => flag.to_string(),
+            None => DEFAULT_NAMESPACE.to_string(),
+        }
+    } else {
+        String::new()
+    };
+    if let Some(meta) = value["metadata"].as_object_mut() {
+        if namespace.is_empty() {
+            meta.remove("namespace");
+        } else {
+            meta.insert("namespace".into(), Value::String(namespace.clone()));
+        }
+    }
+    if check == Check::Admit {
+        value = (kind.admit)(value).map_err(|errors| fail(&doc, errors.to_string()))?;
+    }
+    Ok(Resolved {
+        doc,
+        kind,
+        name,
+        namespace,
+        value,
+    })
+}
+
+/// Resolves every document; on any failure returns one message per bad one.
+pub fn resolve_all(
+    docs: Vec<Document>,
+    namespace_flag: Option<&str>,
+    check: Check,
+) -> Result<Vec<Resolved>, Vec<String>> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for doc in docs {
+        match resolve(doc, namespace_flag, check) {
+            Ok(r) => ok.push(r),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TASKRUN: &str = "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  name: a\nspec:\n  run:\n    shell: 'true'\n";
+
+    #[test]
+    fn yaml_documents_are_numbered_as_they_appear_and_empty_ones_skipped() {
+        let text = format!(
+            "{TASKRUN}---\n# only a comment\n---\n{}",
+            TASKRUN.replace("name: a", "name: b")
+        );
+        let docs = parse("x.yaml", &text, false).expect("parse");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].index, 1);
+        assert_eq!(docs[1].index, 3);
+        assert_eq!(docs[1].value["metadata"]["name"], "b");
+        assert_eq!(docs[1].label(), r#"x.yaml (document 3, TaskRun "b")"#);
+        assert!(parse("e.yaml", "", false).expect("empty").is_empty());
+        assert!(
+            parse("e.yaml", "---\n---\n", false)
+                .expect("seps")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_names_file_document_and_line() {
+        let text = format!("{TASKRUN}---\nkind: TaskRun\nmetadata:\n  name: [unclosed\n");
+        let e = parse("bad.yaml", &text, false).expect_err("bad yaml");
+        assert!(
+            e.starts_with("error: bad.yaml (document 2): invalid YAML"),
+            "{e}"
+        );
+        assert!(e.contains("line 11"), "{e}");
+        let e = parse("bad.yaml", "a: b: c\n", false).expect_err("bad yaml");
+        assert!(e.contains("line 1 column"), "{e}");
+    }
+
+    #[test]
+    fn json_values_and_lists_are_expanded() {
+        let one = serde_json::json!({"apiVersion": "sloth.dev/v1", "kind": "Lock", "metadata": {"name": "l"}, "spec": {}});
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [one, one]});
+        let text = format!("{one}\n{list}");
+        let docs = parse("x.json", &text, true).expect("parse");
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[2].index, 2);
+        assert_eq!(docs[2].item, Some(1));
+        assert_eq!(
+            docs[2].label(),
+            r#"x.json (document 2, items[1], Lock "l")"#
+        );
+        let e = parse("x.json", "{\n  \"a\": ,\n}", true).expect_err("bad json");
+        assert!(
+            e.contains("x.json (document 1): invalid JSON") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn invalid_document_is_named_by_index_and_field() {
+        let bad = TASKRUN
+            .replace("name: a", "name: b")
+            .replace("shell: 'true'", "shell: x\n  comand: y");
+        let text = format!("{TASKRUN}---\n{bad}");
+        let docs = parse("w.yaml", &text, false).expect("parse");
+        let errors = resolve_all(docs, None, Check::Admit).expect_err("invalid");
+        assert_eq!(errors.len(), 1);
+        let e = &errors[0];
+        assert!(
+            e.starts_with(r#"error: w.yaml (document 2, TaskRun "b"): spec"#),
+            "{e}"
+        );
+        assert!(e.contains("comand"), "{e}");
+    }
+
+    #[test]
+    fn unknown_and_missing_kinds_are_named() {
+        let docs = parse(
+            "k.yaml",
+            "kind: Foo\nmetadata: {name: x}\n---\nmetadata: {name: y}\n",
+            false,
+        )
+        .expect("parse");
+        let errors = resolve_all(docs, None, Check::Admit).expect_err("bad kinds");
+        assert_eq!(errors.len(), 2);
+        assert!(
+            errors[0].contains(r#"(document 1, Foo "x"): kind: unknown kind "Foo""#),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("(document 2): kind: is required"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn namespaces_default_and_cluster_scoped_kinds_have_none() {
+        let docs = parse("n.yaml", TASKRUN, false).expect("parse");
+        let r = resolve(docs[0].clone(), None, Check::Admit).expect("ok");
+        assert_eq!(r.namespace, "default");
+        assert_eq!(r.value["metadata"]["namespace"], "default");
+        let r = resolve(docs[0].clone(), Some("team"), Check::Admit).expect("ok");
+        assert_eq!(r.namespace, "team");
+
+        let mut pinned = docs[0].clone();
+        pinned.value["metadata"]["namespace"] = "other".into();
+        assert!(resolve(pinned.clone(), None, Check::Admit).is_ok());
+        let e = resolve(pinned, Some("team"), Check::Admit).expect_err("mismatch");
+        assert!(e.contains("metadata.namespace"), "{e}");
+
+        let agent = "apiVersion: sloth.dev/v1\nkind: Agent\nmetadata: {name: a1, namespace: x}\nspec: {address: 'h:1'}\n";
+        let docs = parse("a.yaml", agent, false).expect("parse");
+        let r = resolve(docs[0].clone(), Some("team"), Check::Admit).expect("ok");
+        assert_eq!(r.namespace, "");
+        assert!(r.value["metadata"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn names_are_required_except_generate_name_on_apply() {
+        let text = TASKRUN.replace("name: a", "generateName: a-");
+        let docs = parse("g.yaml", &text, false).expect("parse");
+        let r = resolve(docs[0].clone(), None, Check::Admit).expect("apply");
+        assert!(r.name.is_empty());
+        let e = resolve(docs[0].clone(), None, Check::Identity).expect_err("delete");
+        assert!(e.contains("metadata.name: is required"), "{e}");
+    }
+
+    #[test]
+    fn directories_read_manifest_files_in_name_order_and_lua_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        };
+        write("b.yaml", &TASKRUN.replace("name: a", "name: b"));
+        write("a.yml", TASKRUN);
+        write(
+            "c.json",
+            r#"{"apiVersion":"sloth.dev/v1","kind":"Lock","metadata":{"name":"c"},"spec":{}}"#,
+        );
+        write("notes.txt", "not a manifest");
+        write("wf.lua", "return {}");
+        let path = dir.path().display().to_string();
+        let docs = read_paths(std::slice::from_ref(&path), &mut std::io::empty()).expect("read");
+        let names: Vec<_> = docs
+            .iter()
+            .map(|d| d.value["metadata"]["name"].clone())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert!(docs[0].source.ends_with("a.yml"));
+
+        let lua = dir.path().join("wf.lua").display().to_string();
+        let e = read_paths(&[lua], &mut std::io::empty()).expect_err("lua");
+        assert!(
+            e[0].contains("Lua workflow files are not supported yet"),
+            "{e:?}"
+        );
+        let e =
+            read_paths(&["/no/such/file.yaml".into()], &mut std::io::empty()).expect_err("missing");
+        assert!(e[0].contains("does not exist"), "{e:?}");
+    }
+
+    #[test]
+    fn stdin_is_yaml_or_json() {
+        let docs = read_paths(&["-".into()], &mut TASKRUN.as_bytes()).expect("yaml");
+        assert_eq!(docs[0].source, STDIN);
+        let json =
+            r#"{"apiVersion":"sloth.dev/v1","kind":"Lock","metadata":{"name":"c"},"spec":{}}"#;
+        let docs = read_paths(&["-".into()], &mut json.as_bytes()).expect("json");
+        assert_eq!(docs[0].value["kind"], "Lock");
+    }
+}

@@ -1,0 +1,351 @@
+//! The table columns of each kind, read from an object's JSON so that the
+//! client keeps working when a newer server adds fields.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sloth_sdk::DynamicObject;
+use sloth_sdk::kinds::KindInfo;
+
+use super::age::{age, elapsed, parse_time};
+
+/// Shown for a value that is not set.
+pub const NONE: &str = "<none>";
+
+/// What a table shows besides the kind's own columns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `-o wide`: the kind's extra columns.
+    pub wide: bool,
+    /// `--all-namespaces` on a namespaced kind: NAMESPACE first.
+    pub namespace: bool,
+    /// `--output-watch-events`: EVENT first.
+    pub event: bool,
+}
+
+/// The header line of `kind`'s table.
+pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
+    let own: &[&str] = match (kind.kind, options.wide) {
+        ("TaskRun", false) => &["NAME", "PHASE", "AGENT", "EXIT", "AGE"],
+        ("TaskRun", true) => &[
+            "NAME", "PHASE", "AGENT", "EXIT", "AGE", "REASON", "DURATION",
+        ],
+        ("Workflow", false) => &["NAME", "PHASE", "TASKS", "AGE"],
+        ("Workflow", true) => &["NAME", "PHASE", "TASKS", "AGE", "STARTED", "DURATION"],
+        ("Agent", _) => &[
+            "NAME",
+            "STATUS",
+            "ADDRESS",
+            "LABELS",
+            "RUNNING/CAPACITY",
+            "LAST-HEARTBEAT",
+            "AGE",
+        ],
+        ("Lock", _) => &["NAME", "HOLDER", "LEASE", "AGE"],
+        _ => &["NAME", "AGE"],
+    };
+    let mut out = Vec::new();
+    if options.event {
+        out.push("EVENT".to_string());
+    }
+    if options.namespace {
+        out.push("NAMESPACE".to_string());
+    }
+    out.extend(own.iter().map(|s| s.to_string()));
+    out
+}
+
+/// One object's row, matching [`headers`]; `event` fills the EVENT column.
+pub fn row(
+    kind: &KindInfo,
+    object: &DynamicObject,
+    options: Options,
+    event: &str,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if options.event {
+        out.push(event.to_string());
+    }
+    if options.namespace {
+        out.push(or_none(Some(object.metadata.namespace.clone())));
+    }
+    let spec = &object.spec;
+    let status = &object.status;
+    let created = object.metadata.creation_timestamp;
+    let age_col = age(created, now);
+    out.push(object.metadata.name.clone());
+    match kind.kind {
+        "TaskRun" => {
+            out.push(text(status, "phase").unwrap_or_else(|| "Pending".into()));
+            out.push(or_none(
+                text(status, "agent").or_else(|| text(spec, "agentName")),
+            ));
+            out.push(or_none(text(status, "exitCode")));
+            out.push(age_col);
+            if options.wide {
+                out.push(or_none(text(status, "reason")));
+                out.push(or_none(run_time(status, now)));
+            }
+        }
+        "Workflow" => {
+            out.push(text(status, "phase").unwrap_or_else(|| "Pending".into()));
+            out.push(task_counts(spec, status));
+            out.push(age_col);
+            if options.wide {
+                let started = parse_time(status.get("startTime"));
+                out.push(or_none(started.map(|t| age(Some(t), now))));
+                out.push(or_none(run_time(status, now)));
+            }
+        }
+        "Agent" => {
+            let mut phase = text(status, "phase").unwrap_or_else(|| "Unknown".into());
+            if spec.get("unschedulable").and_then(Value::as_bool) == Some(true) {
+                phase.push_str(",SchedulingDisabled");
+            }
+            out.push(phase);
+            out.push(or_none(text(spec, "address")));
+            out.push(labels(object));
+            out.push(format!(
+                "{}/{}",
+                text(status, "running").unwrap_or_else(|| "0".into()),
+                text(spec, "capacity").unwrap_or_else(|| "?".into()),
+            ));
+            let heartbeat = parse_time(status.get("lastHeartbeatTime"));
+            out.push(or_none(heartbeat.map(|t| age(Some(t), now))));
+            out.push(age_col);
+        }
+        "Lock" => {
+            out.push(or_none(text(spec, "holderIdentity")));
+            out.push(or_none(
+                text(spec, "leaseDurationSeconds").map(|s| format!("{s}s")),
+            ));
+            out.push(age_col);
+        }
+        _ => out.push(age_col),
+    }
+    out
+}
+
+/// `<none>` for a missing or empty value.
+fn or_none(value: Option<String>) -> String {
+    value
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| NONE.to_string())
+}
+
+/// A scalar field as text (strings as they are, numbers and booleans as JSON).
+fn text(object: &Value, field: &str) -> Option<String> {
+    match object.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `k=v,k2=v2` or `<none>`.
+fn labels(object: &DynamicObject) -> String {
+    let labels: Vec<String> = object
+        .metadata
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    or_none(Some(labels.join(",")))
+}
+
+/// From `status.startTime` to `status.completionTime`, or to now.
+fn run_time(status: &Value, now: DateTime<Utc>) -> Option<String> {
+    elapsed(
+        parse_time(status.get("startTime")),
+        parse_time(status.get("completionTime")),
+        now,
+    )
+}
+
+/// `succeeded/total` over the workflow's tasks and finally tasks.
+fn task_counts(spec: &Value, status: &Value) -> String {
+    let count = |field: &str| {
+        spec.get(field)
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+    };
+    let total = count("tasks") + count("finally");
+    let succeeded = status
+        .get("tasks")
+        .and_then(Value::as_object)
+        .map_or(0, |tasks| {
+            tasks
+                .values()
+                .filter(|t| t.get("phase").and_then(Value::as_str) == Some("Succeeded"))
+                .count()
+        });
+    format!("{succeeded}/{total}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::table::render;
+    use serde_json::json;
+    use sloth_sdk::kinds::lookup;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn object(value: Value) -> DynamicObject {
+        serde_json::from_value(value).expect("object")
+    }
+
+    fn kind(name: &str) -> &'static KindInfo {
+        lookup(name).expect("kind")
+    }
+
+    #[test]
+    fn taskrun_columns_plain_wide_and_all_namespaces() {
+        let tr = object(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": "build-1", "namespace": "ci", "creationTimestamp": "2025-01-01T11:55:00Z"},
+            "spec": {"run": {"shell": "make"}, "agentName": "a1"},
+            "status": {"phase": "Failed", "agent": "a1", "exitCode": 2, "reason": "Error",
+                       "startTime": "2025-01-01T11:58:00Z", "completionTime": "2025-01-01T11:59:30Z"}
+        }));
+        let pending = object(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": "p", "namespace": "default", "creationTimestamp": "2025-01-01T11:59:15Z"},
+            "spec": {"run": {"shell": "true"}}
+        }));
+        let tr_kind = kind("tr");
+        let plain = Options::default();
+        assert_eq!(
+            headers(tr_kind, plain),
+            ["NAME", "PHASE", "AGENT", "EXIT", "AGE"]
+        );
+        assert_eq!(
+            row(tr_kind, &tr, plain, "", now()),
+            ["build-1", "Failed", "a1", "2", "5m"]
+        );
+        assert_eq!(
+            row(tr_kind, &pending, plain, "", now()),
+            ["p", "Pending", NONE, NONE, "45s"]
+        );
+        let wide = Options {
+            wide: true,
+            ..plain
+        };
+        assert_eq!(
+            row(tr_kind, &tr, wide, "", now()),
+            ["build-1", "Failed", "a1", "2", "5m", "Error", "90s"]
+        );
+        let all = Options {
+            namespace: true,
+            event: true,
+            ..plain
+        };
+        assert_eq!(headers(tr_kind, all)[..3], ["EVENT", "NAMESPACE", "NAME"]);
+        assert_eq!(
+            row(tr_kind, &tr, all, "ADDED", now())[..3],
+            ["ADDED", "ci", "build-1"]
+        );
+
+        let text = render(
+            Some(&headers(tr_kind, plain)),
+            &[
+                row(tr_kind, &tr, plain, "", now()),
+                row(tr_kind, &pending, plain, "", now()),
+            ],
+        );
+        assert_eq!(
+            text,
+            "NAME      PHASE     AGENT    EXIT     AGE\n\
+             build-1   Failed    a1       2        5m\n\
+             p         Pending   <none>   <none>   45s\n"
+        );
+    }
+
+    #[test]
+    fn workflow_columns_count_succeeded_tasks() {
+        let wf = object(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "Workflow",
+            "metadata": {"name": "pipe", "creationTimestamp": "2025-01-01T07:00:00Z"},
+            "spec": {"tasks": [{"name": "a"}, {"name": "b"}, {"name": "c"}], "finally": [{"name": "z"}]},
+            "status": {"phase": "Running", "startTime": "2025-01-01T11:00:00Z",
+                       "tasks": {"a": {"phase": "Succeeded"}, "b": {"phase": "Running"}}}
+        }));
+        let k = kind("wf");
+        assert_eq!(
+            headers(k, Options::default()),
+            ["NAME", "PHASE", "TASKS", "AGE"]
+        );
+        assert_eq!(
+            row(k, &wf, Options::default(), "", now()),
+            ["pipe", "Running", "1/4", "5h"]
+        );
+        let wide = Options {
+            wide: true,
+            ..Options::default()
+        };
+        assert_eq!(headers(k, wide)[4..], ["STARTED", "DURATION"]);
+        assert_eq!(row(k, &wf, wide, "", now())[4..], ["60m", "60m"]);
+    }
+
+    #[test]
+    fn agent_and_lock_columns() {
+        let agent = object(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "Agent",
+            "metadata": {"name": "a1", "labels": {"gpu": "true", "zone": "eu"},
+                         "creationTimestamp": "2024-12-29T12:00:00Z"},
+            "spec": {"address": "10.0.0.1:50051", "capacity": 4, "unschedulable": true},
+            "status": {"phase": "Ready", "running": 1, "lastHeartbeatTime": "2025-01-01T11:59:57Z"}
+        }));
+        let k = kind("agents");
+        assert_eq!(
+            headers(k, Options::default()),
+            [
+                "NAME",
+                "STATUS",
+                "ADDRESS",
+                "LABELS",
+                "RUNNING/CAPACITY",
+                "LAST-HEARTBEAT",
+                "AGE"
+            ]
+        );
+        assert_eq!(
+            row(k, &agent, Options::default(), "", now()),
+            [
+                "a1",
+                "Ready,SchedulingDisabled",
+                "10.0.0.1:50051",
+                "gpu=true,zone=eu",
+                "1/4",
+                "3s",
+                "3d"
+            ]
+        );
+        let new_agent =
+            object(json!({"kind": "Agent", "metadata": {"name": "a2"}, "spec": {"capacity": 2}}));
+        assert_eq!(
+            row(k, &new_agent, Options::default(), "", now()),
+            ["a2", "Unknown", NONE, NONE, "0/2", NONE, "<unknown>"]
+        );
+
+        let lock = object(json!({
+            "kind": "Lock",
+            "metadata": {"name": "agent-a1", "creationTimestamp": "2025-01-01T11:00:00Z"},
+            "spec": {"holderIdentity": "a1", "leaseDurationSeconds": 15}
+        }));
+        let k = kind("lock");
+        assert_eq!(
+            headers(k, Options::default()),
+            ["NAME", "HOLDER", "LEASE", "AGE"]
+        );
+        assert_eq!(
+            row(k, &lock, Options::default(), "", now()),
+            ["agent-a1", "a1", "15s", "60m"]
+        );
+    }
+}
