@@ -39,7 +39,13 @@ impl GrpcService {
         }
     }
 
-    fn record<T>(&self, verb: &'static str, kind: &str, start: Instant, result: &Result<T, ApiError>) {
+    fn record<T>(
+        &self,
+        verb: &'static str,
+        kind: &str,
+        start: Instant,
+        result: &Result<T, ApiError>,
+    ) {
         let code = match result {
             Ok(_) => tonic::Code::Ok,
             Err(e) => e.code(),
@@ -105,7 +111,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + S
 
 #[tonic::async_trait]
 impl ResourcesRpc for GrpcService {
-    async fn create(&self, request: Request<pb::CreateRequest>) -> Result<Response<pb::Object>, Status> {
+    async fn create(
+        &self,
+        request: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
         let start = Instant::now();
         let object = object_of(request.into_inner().object);
         let kind = object.as_ref().map(|o| o.kind.clone()).unwrap_or_default();
@@ -130,7 +139,10 @@ impl ResourcesRpc for GrpcService {
         Ok(Response::new(result?))
     }
 
-    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
         let result = async {
@@ -141,7 +153,11 @@ impl ResourcesRpc for GrpcService {
                 .list(&r.kind, &r.namespace, &selectors, limit, &r.continue_token)
                 .await?;
             Ok(pb::ListResponse {
-                items: listed.items.iter().map(to_proto).collect::<Result<_, _>>()?,
+                items: listed
+                    .items
+                    .iter()
+                    .map(to_proto)
+                    .collect::<Result<_, _>>()?,
                 resource_version: listed.revision.to_string(),
                 continue_token: listed.continue_token,
             })
@@ -151,12 +167,19 @@ impl ResourcesRpc for GrpcService {
         Ok(Response::new(result?))
     }
 
-    async fn update(&self, request: Request<pb::UpdateRequest>) -> Result<Response<pb::Object>, Status> {
+    async fn update(
+        &self,
+        request: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
         let start = Instant::now();
         let object = object_of(request.into_inner().object);
         let kind = object.as_ref().map(|o| o.kind.clone()).unwrap_or_default();
         let result = match object {
-            Ok(o) => self.resources.update(&o.kind, &o.json, &o.resource_version).await,
+            Ok(o) => {
+                self.resources
+                    .update(&o.kind, &o.json, &o.resource_version)
+                    .await
+            }
             Err(e) => Err(e),
         }
         .and_then(|s| to_proto(&s));
@@ -184,7 +207,10 @@ impl ResourcesRpc for GrpcService {
         Ok(Response::new(result?))
     }
 
-    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::Object>, Status> {
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
         let result = self
@@ -198,7 +224,10 @@ impl ResourcesRpc for GrpcService {
 
     type WatchStream = WatchStream;
 
-    async fn watch(&self, request: Request<pb::WatchRequest>) -> Result<Response<WatchStream>, Status> {
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
         let start = Instant::now();
         let r = request.into_inner();
         let result = async {

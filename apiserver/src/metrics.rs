@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -90,7 +90,9 @@ impl Metrics {
         let Ok(requests) = self.requests.lock() else {
             return out;
         };
-        out.push_str("# HELP sloth_apiserver_requests_total API requests by verb, kind and result code.\n");
+        out.push_str(
+            "# HELP sloth_apiserver_requests_total API requests by verb, kind and result code.\n",
+        );
         out.push_str("# TYPE sloth_apiserver_requests_total counter\n");
         for ((verb, kind, code), n) in &requests.counts {
             let _ = writeln!(
@@ -113,8 +115,16 @@ impl Metrics {
                 "sloth_apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
                 h.count
             );
-            let _ = writeln!(out, "sloth_apiserver_request_duration_seconds_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "sloth_apiserver_request_duration_seconds_count{{{labels}}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "sloth_apiserver_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "sloth_apiserver_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
         }
         out.push_str("# HELP sloth_apiserver_watches Open watch streams.\n");
         out.push_str("# TYPE sloth_apiserver_watches gauge\n");
@@ -135,8 +145,18 @@ mod tests {
     #[test]
     fn renders_counts_histograms_and_gauges() {
         let m = Arc::new(Metrics::default());
-        m.observe("create", "TaskRun", tonic::Code::Ok, Duration::from_millis(3));
-        m.observe("create", "TaskRun", tonic::Code::AlreadyExists, Duration::from_millis(1));
+        m.observe(
+            "create",
+            "TaskRun",
+            tonic::Code::Ok,
+            Duration::from_millis(3),
+        );
+        m.observe(
+            "create",
+            "TaskRun",
+            tonic::Code::AlreadyExists,
+            Duration::from_millis(1),
+        );
         let guard = m.watch_started();
         let text = m.render(Some(42));
         assert!(text.contains(

@@ -39,7 +39,10 @@ pub fn decode_stored(bytes: &[u8], revision: i64) -> Result<Value, ApiError> {
 
 pub fn set_resource_version(value: &mut Value, revision: i64) {
     if let Some(meta) = metadata_mut(value) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
 }
 
@@ -116,7 +119,10 @@ pub fn prepare_create(value: &mut Value, kind: &KindInfo, name: &str, namespace:
     if kind.namespaced {
         meta.insert("namespace".into(), Value::String(namespace.to_string()));
     }
-    meta.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    meta.insert(
+        "uid".into(),
+        Value::String(uuid::Uuid::new_v4().to_string()),
+    );
     meta.insert("generation".into(), Value::from(1));
     meta.insert(
         "creationTimestamp".into(),

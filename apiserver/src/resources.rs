@@ -101,7 +101,11 @@ impl Resources {
         &self.store
     }
 
-    fn invalid(kind: &KindInfo, name: &str, errors: sloth_sdk::validation::FieldErrors) -> ApiError {
+    fn invalid(
+        kind: &KindInfo,
+        name: &str,
+        errors: sloth_sdk::validation::FieldErrors,
+    ) -> ApiError {
         ApiError::Invalid {
             kind: kind.kind.to_string(),
             name: name.to_string(),
@@ -111,7 +115,10 @@ impl Resources {
 
     /// The kind named in the body (or, failing that, in the envelope).
     fn kind_of(value: &Value, envelope_kind: &str) -> Result<&'static KindInfo, ApiError> {
-        let body_kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let body_kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match (body_kind.is_empty(), envelope_kind.is_empty()) {
             (true, true) => Err(ApiError::BadRequest("object has no kind".into())),
             (false, _) => {
@@ -149,7 +156,11 @@ impl Resources {
             let value = (kind.admit)(value).map_err(|e| Self::invalid(kind, &name, e))?;
             let bytes = objects::to_store(&value)?;
             objects::check_size(bytes.len())?;
-            match self.store.create(&object_key(kind, &namespace, &name), bytes).await {
+            match self
+                .store
+                .create(&object_key(kind, &namespace, &name), bytes)
+                .await
+            {
                 Ok(revision) => return Ok(finish(kind, value, revision)),
                 Err(StoreError::AlreadyExists(_)) if attempts > 1 => continue,
                 Err(StoreError::AlreadyExists(_)) => {
@@ -377,12 +388,9 @@ impl Resources {
         };
         match outcome {
             Ok(stored) => Ok(stored),
-            Err(StoreError::Conflict { actual, .. }) => Err(conflict(
-                kind,
-                name,
-                &current.revision.to_string(),
-                actual,
-            )),
+            Err(StoreError::Conflict { actual, .. }) => {
+                Err(conflict(kind, name, &current.revision.to_string(), actual))
+            }
             Err(StoreError::NotFound(_)) => Err(ApiError::NotFound {
                 plural: kind.plural.to_string(),
                 name: name.to_string(),

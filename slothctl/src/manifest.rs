@@ -56,6 +56,44 @@ impl Document {
 /// Reads every path (`-` is stdin) into documents, in order. Returns every
 /// problem found (one message per bad file or document), not just the first.
 pub fn read_paths(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
+    let (docs, errors) = read_all(paths, stdin);
+    if errors.is_empty() {
+        Ok(docs)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads every path and resolves every document (see [`resolve`]); returns
+/// the objects, or every problem found across all files and documents.
+pub fn load(
+    paths: &[String],
+    stdin: &mut dyn Read,
+    namespace_flag: Option<&str>,
+    check: Check,
+) -> Result<Vec<Resolved>, Vec<String>> {
+    let (docs, mut errors) = read_all(paths, stdin);
+    let objects = match resolve_all(docs, namespace_flag, check) {
+        Ok(objects) => objects,
+        Err(more) => {
+            errors.extend(more);
+            Vec::new()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if objects.is_empty() {
+        return Err(vec![format!(
+            "error: no objects found in {}",
+            paths.join(", ")
+        )]);
+    }
+    Ok(objects)
+}
+
+/// The documents of every readable path, and one message per problem.
+fn read_all(paths: &[String], stdin: &mut dyn Read) -> (Vec<Document>, Vec<String>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     let mut stdin_used = false;
@@ -76,11 +114,7 @@ pub fn read_paths(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<Document
             Err(found) => errors.extend(found),
         }
     }
-    if errors.is_empty() {
-        Ok(docs)
-    } else {
-        Err(errors)
-    }
+    (docs, errors)
 }
 
 fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
@@ -521,6 +555,29 @@ mod tests {
         let e =
             read_paths(&["/no/such/file.yaml".into()], &mut std::io::empty()).expect_err("missing");
         assert!(e[0].contains("does not exist"), "{e:?}");
+    }
+
+    #[test]
+    fn load_reports_problems_of_every_file_and_document() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad_yaml = dir.path().join("bad.yaml");
+        std::fs::write(&bad_yaml, "kind: [\n").expect("write");
+        let invalid = dir.path().join("invalid.yaml");
+        std::fs::write(&invalid, format!("{TASKRUN}---\nkind: Nope\n")).expect("write");
+        let paths = [bad_yaml, invalid].map(|p| p.display().to_string());
+        let errors = load(&paths, &mut std::io::empty(), None, Check::Admit).expect_err("bad");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("bad.yaml (document 1): invalid YAML"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("invalid.yaml (document 2, Nope)"),
+            "{errors:?}"
+        );
+        let errors =
+            load(&["-".into()], &mut "---\n".as_bytes(), None, Check::Admit).expect_err("empty");
+        assert_eq!(errors, ["error: no objects found in -"]);
     }
 
     #[test]

@@ -230,14 +230,22 @@ impl ApiServer {
 
     /// Stops gracefully and starts again on the same data dir (new ports).
     pub fn restart(&mut self) {
-        assert!(self.stop(), "apiserver did not stop cleanly; log:\n{}", self.log());
+        assert!(
+            self.stop(),
+            "apiserver did not stop cleanly; log:\n{}",
+            self.log()
+        );
         self.spawn();
     }
 
     /// Stops gracefully and starts again on the same data dir and the same
     /// ports, so that connected clients can resume.
     pub fn restart_same_ports(&mut self) {
-        assert!(self.stop(), "apiserver did not stop cleanly; log:\n{}", self.log());
+        assert!(
+            self.stop(),
+            "apiserver did not stop cleanly; log:\n{}",
+            self.log()
+        );
         self.keep_ports = true;
         self.spawn();
         self.keep_ports = false;

@@ -34,7 +34,9 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Awaits a future with the test deadline.
 async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, f).await.expect("deadline passed")
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .expect("deadline passed")
 }
 
 #[test]
@@ -85,7 +87,9 @@ fn acknowledged_writes_survive_kill_9_during_a_burst() {
     server.start_again();
     let stored = rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "burst");
-        within(api.list(&ListParams::default())).await.expect("list after restart")
+        within(api.list(&ListParams::default()))
+            .await
+            .expect("list after restart")
     });
     let uids: std::collections::HashSet<String> =
         stored.items.into_iter().map(|t| t.metadata.uid).collect();
@@ -106,15 +110,22 @@ fn restart_keeps_objects_uids_and_revisions_move_forward() {
     let _enter = rt.enter();
     let before = rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
-        within(api.create(&taskrun("keep-me", "echo hi"))).await.expect("create")
+        within(api.create(&taskrun("keep-me", "echo hi")))
+            .await
+            .expect("create")
     });
     server.restart();
     rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
         let after = within(api.get("keep-me")).await.expect("get after restart");
         assert_eq!(after.metadata.uid, before.metadata.uid);
-        assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
-        let next = within(api.create(&taskrun("second", "true"))).await.expect("create");
+        assert_eq!(
+            after.metadata.resource_version,
+            before.metadata.resource_version
+        );
+        let next = within(api.create(&taskrun("second", "true")))
+            .await
+            .expect("create");
         let (a, b): (i64, i64) = (
             before.metadata.resource_version.parse().expect("rv"),
             next.metadata.resource_version.parse().expect("rv"),
@@ -152,12 +163,17 @@ fn status_subresource_generation_conflict_and_terminal_phase() {
 
         // A label-only change keeps the generation.
         let mut labelled = updated.clone();
-        labelled.metadata.labels.insert("team".into(), "infra".into());
+        labelled
+            .metadata
+            .labels
+            .insert("team".into(), "infra".into());
         let labelled = within(api.replace(&labelled)).await.expect("label");
         assert_eq!(labelled.metadata.generation, 2);
 
         // Stale resourceVersion: Conflict, nothing changed.
-        let stale = within(api.replace(&changed)).await.expect_err("stale update");
+        let stale = within(api.replace(&changed))
+            .await
+            .expect_err("stale update");
         assert!(matches!(stale, Error::Conflict(_)), "{stale}");
 
         // UpdateStatus ignores spec.
@@ -186,7 +202,9 @@ fn status_subresource_generation_conflict_and_terminal_phase() {
             phase: TaskRunPhase::Running,
             ..TaskRunStatus::default()
         });
-        let refused = within(api.update_status(&back)).await.expect_err("leave terminal");
+        let refused = within(api.update_status(&back))
+            .await
+            .expect_err("leave terminal");
         assert!(
             matches!(&refused, Error::Invalid(m) if m.contains("status.phase")),
             "{refused}"
@@ -206,28 +224,46 @@ fn invalid_and_oversized_objects_are_refused_and_nothing_is_stored() {
         let big = "x".repeat(2 * 1024 * 1024);
         let oversized = json!({"apiVersion": "sloth.dev/v1", "kind": "TaskRun",
             "metadata": {"name": "big"}, "spec": {"run": {"shell": big}}});
-        let e = within(client.create(&oversized)).await.expect_err("oversized");
+        let e = within(client.create(&oversized))
+            .await
+            .expect_err("oversized");
         assert!(e.to_string().contains("too large"), "{e}");
 
         let unknown_kind = json!({"apiVersion": "sloth.dev/v1", "kind": "Pod",
             "metadata": {"name": "p"}, "spec": {}});
-        let e = within(client.create(&unknown_kind)).await.expect_err("unknown kind");
+        let e = within(client.create(&unknown_kind))
+            .await
+            .expect_err("unknown kind");
         assert!(e.to_string().contains("unknown kind \"Pod\""), "{e}");
 
         let typo = json!({"apiVersion": "sloth.dev/v1", "kind": "TaskRun",
             "metadata": {"name": "typo"}, "spec": {"run": {"shell": "true"}, "agentNmae": "a1"}});
-        let e = within(client.create(&typo)).await.expect_err("unknown field");
-        assert!(matches!(&e, Error::Invalid(m) if m.contains("agentNmae")), "{e}");
+        let e = within(client.create(&typo))
+            .await
+            .expect_err("unknown field");
+        assert!(
+            matches!(&e, Error::Invalid(m) if m.contains("agentNmae")),
+            "{e}"
+        );
 
         let bad_name = json!({"apiVersion": "sloth.dev/v1", "kind": "TaskRun",
             "metadata": {"name": "Bad_Name"}, "spec": {"run": {"shell": "true"}}});
-        let e = within(client.create(&bad_name)).await.expect_err("bad name");
-        assert!(matches!(&e, Error::Invalid(m) if m.contains("metadata.name")), "{e}");
+        let e = within(client.create(&bad_name))
+            .await
+            .expect_err("bad name");
+        assert!(
+            matches!(&e, Error::Invalid(m) if m.contains("metadata.name")),
+            "{e}"
+        );
 
         let listed = within(client.list("TaskRun", "", &ListParams::default()))
             .await
             .expect("list");
-        assert!(listed.items.is_empty(), "something was stored: {:?}", listed.items);
+        assert!(
+            listed.items.is_empty(),
+            "something was stored: {:?}",
+            listed.items
+        );
     });
 }
 
@@ -240,18 +276,28 @@ fn list_pages_are_one_consistent_snapshot() {
         let client = server.client();
         let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), "paging");
         for i in 0..10 {
-            within(api.create(&taskrun(&format!("t{i:02}"), "true"))).await.expect("create");
+            within(api.create(&taskrun(&format!("t{i:02}"), "true")))
+                .await
+                .expect("create");
         }
         let params = ListParams {
             limit: 4,
             ..ListParams::default()
         };
-        let first = within(client.list("TaskRun", "paging", &params)).await.expect("page 1");
+        let first = within(client.list("TaskRun", "paging", &params))
+            .await
+            .expect("page 1");
         assert_eq!(first.items.len(), 4);
         assert!(!first.continue_token.is_empty());
         // A write between pages must not show up in later pages.
-        within(api.create(&taskrun("t99", "true"))).await.expect("create");
-        let mut names: Vec<String> = first.items.iter().map(|o| o.metadata.name.clone()).collect();
+        within(api.create(&taskrun("t99", "true")))
+            .await
+            .expect("create");
+        let mut names: Vec<String> = first
+            .items
+            .iter()
+            .map(|o| o.metadata.name.clone())
+            .collect();
         let mut token = first.continue_token;
         while !token.is_empty() {
             let page = within(client.list(
@@ -282,7 +328,9 @@ fn watch_filters_by_agent_name_and_sends_bookmarks() {
     rt.block_on(async {
         let client = server.client();
         let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), "default");
-        let start = within(api.list(&ListParams::default())).await.expect("list");
+        let start = within(api.list(&ListParams::default()))
+            .await
+            .expect("list");
         let params = WatchParams {
             field_selector: "spec.agentName=a1".into(),
             allow_bookmarks: true,
@@ -332,8 +380,12 @@ fn watch_from_a_compacted_revision_is_expired() {
     rt.block_on(async {
         let client = server.client();
         let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), "default");
-        let first = within(api.create(&taskrun("old", "true"))).await.expect("create");
-        within(api.create(&taskrun("newer", "true"))).await.expect("create");
+        let first = within(api.create(&taskrun("old", "true")))
+            .await
+            .expect("create");
+        within(api.create(&taskrun("newer", "true")))
+            .await
+            .expect("create");
         let old_rv = first.metadata.resource_version.clone();
         // Once the compactor has passed the old revision, watching from it
         // must fail with Expired (HTTP 410 / OUT_OF_RANGE).
@@ -349,7 +401,10 @@ fn watch_from_a_compacted_revision_is_expired() {
         .await;
         assert!(expired.contains("compacted"), "{expired}");
         // Objects themselves are intact.
-        assert_eq!(within(api.get("old")).await.expect("get").metadata.uid, first.metadata.uid);
+        assert_eq!(
+            within(api.get("old")).await.expect("get").metadata.uid,
+            first.metadata.uid
+        );
     });
 }
 
@@ -360,10 +415,15 @@ fn http_health_readiness_and_metrics() {
     let _enter = rt.enter();
     rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
-        within(api.create(&taskrun("counted", "true"))).await.expect("create");
+        within(api.create(&taskrun("counted", "true")))
+            .await
+            .expect("create");
         let _ = within(api.get("missing")).await.expect_err("not found");
     });
-    assert_eq!(http_get(server.http_url(), "/healthz"), (200, "ok".to_string()));
+    assert_eq!(
+        http_get(server.http_url(), "/healthz"),
+        (200, "ok".to_string())
+    );
     assert_eq!(http_get(server.http_url(), "/readyz").0, 200);
     let (status, metrics) = http_get(server.http_url(), "/metrics");
     assert_eq!(status, 200);
@@ -374,7 +434,10 @@ fn http_health_readiness_and_metrics() {
         "sloth_apiserver_store_revision 1",
         "sloth_apiserver_watches 0",
     ] {
-        assert!(metrics.contains(needle), "missing {needle:?} in:\n{metrics}");
+        assert!(
+            metrics.contains(needle),
+            "missing {needle:?} in:\n{metrics}"
+        );
     }
     assert!(server.stop(), "graceful stop failed:\n{}", server.log());
 }
@@ -386,14 +449,20 @@ fn sigterm_ends_open_watches_and_exits_cleanly() {
     let _enter = rt.enter();
     let mut stream = rt.block_on(async {
         let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
-        within(api.watch(&WatchParams::default(), "")).await.expect("watch")
+        within(api.watch(&WatchParams::default(), ""))
+            .await
+            .expect("watch")
     });
     let watching = wait_until(DEADLINE, || {
         let (_, m) = http_get(server.http_url(), "/metrics");
         m.contains("sloth_apiserver_watches 1").then_some(())
     });
     assert!(watching.is_some(), "watch not counted");
-    assert!(server.stop(), "apiserver did not exit 0 on SIGTERM:\n{}", server.log());
+    assert!(
+        server.stop(),
+        "apiserver did not exit 0 on SIGTERM:\n{}",
+        server.log()
+    );
     rt.block_on(async {
         // The stream ends (or errors) instead of hanging.
         let _ = within(async { while let Some(Ok(_)) = stream.next().await {} }).await;

@@ -74,7 +74,9 @@ fn watcher_resumes_after_a_server_restart_without_relisting() {
     });
     server.restart_same_ports();
     rt.block_on(async {
-        api.create(&taskrun("after", &[])).await.expect("create after restart");
+        api.create(&taskrun("after", &[]))
+            .await
+            .expect("create after restart");
         match next_event(&mut events).await {
             Event::Applied(tr) => assert_eq!(tr.metadata.name, "after"),
             other => panic!("expected Applied(after) from a resumed watch, got {other:?}"),
@@ -150,7 +152,10 @@ fn client_fails_over_to_the_next_server() {
     rt.block_on(async {
         let client = Client::new(&[dead.as_str(), server.grpc_url()]).expect("client");
         let api: Api<TaskRunSpec> = Api::namespaced(client, "default");
-        let created = api.create(&taskrun("via-second", &[])).await.expect("failover");
+        let created = api
+            .create(&taskrun("via-second", &[]))
+            .await
+            .expect("failover");
         assert_eq!(created.metadata.name, "via-second");
 
         let nowhere = Client::new(&[dead.as_str()]).expect("client");

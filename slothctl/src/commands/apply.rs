@@ -64,17 +64,15 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
 }
 
 /// Reads and admits every document of every path; any problem is a usage
-/// error listing them all.
+/// error, each printed.
 pub fn load(paths: &[String], namespace_flag: Option<&str>) -> Result<Vec<Resolved>, CliError> {
-    let docs = manifest::read_paths(paths, &mut std::io::stdin().lock()).map_err(invalid)?;
-    let objects = manifest::resolve_all(docs, namespace_flag, Check::Admit).map_err(invalid)?;
-    if objects.is_empty() {
-        return Err(CliError::usage(format!(
-            "no objects found in {}",
-            paths.join(", ")
-        )));
-    }
-    Ok(objects)
+    manifest::load(
+        paths,
+        &mut std::io::stdin().lock(),
+        namespace_flag,
+        Check::Admit,
+    )
+    .map_err(invalid)
 }
 
 /// Prints every message and yields the usage exit code.

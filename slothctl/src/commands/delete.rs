@@ -44,16 +44,13 @@ async fn targets(ctx: &Context, args: &DeleteArgs) -> Result<Vec<Target>, CliErr
                 "give either -f PATH or KIND NAME (or KIND -l SELECTOR), not both",
             ));
         }
-        let docs = manifest::read_paths(&args.files, &mut std::io::stdin().lock())
-            .map_err(super::apply::invalid)?;
-        let objects = manifest::resolve_all(docs, ctx.namespace_flag.as_deref(), Check::Identity)
-            .map_err(super::apply::invalid)?;
-        if objects.is_empty() {
-            return Err(CliError::usage(format!(
-                "no objects found in {}",
-                args.files.join(", ")
-            )));
-        }
+        let objects = manifest::load(
+            &args.files,
+            &mut std::io::stdin().lock(),
+            ctx.namespace_flag.as_deref(),
+            Check::Identity,
+        )
+        .map_err(super::apply::invalid)?;
         return Ok(objects
             .into_iter()
             .map(|o| (o.kind, o.namespace, o.name))
