@@ -53,17 +53,6 @@ impl Document {
     }
 }
 
-/// Reads every path (`-` is stdin) into documents, in order. Returns every
-/// problem found (one message per bad file or document), not just the first.
-pub fn read_paths(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
-    let (docs, errors) = read_all(paths, stdin);
-    if errors.is_empty() {
-        Ok(docs)
-    } else {
-        Err(errors)
-    }
-}
-
 /// Reads every path and resolves every document (see [`resolve`]); returns
 /// the objects, or every problem found across all files and documents.
 pub fn load(
@@ -92,7 +81,9 @@ pub fn load(
     Ok(objects)
 }
 
-/// The documents of every readable path, and one message per problem.
+/// Reads every path (`-` is stdin) into documents, in order: the documents
+/// of every readable file, and one message per problem (all of them, not
+/// just the first).
 fn read_all(paths: &[String], stdin: &mut dyn Read) -> (Vec<Document>, Vec<String>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
@@ -400,6 +391,15 @@ mod tests {
     use super::*;
 
     const TASKRUN: &str = "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  name: a\nspec:\n  run:\n    shell: 'true'\n";
+
+    fn read_paths(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
+        let (docs, errors) = read_all(paths, stdin);
+        if errors.is_empty() {
+            Ok(docs)
+        } else {
+            Err(errors)
+        }
+    }
 
     #[test]
     fn yaml_documents_are_numbered_as_they_appear_and_empty_ones_skipped() {
