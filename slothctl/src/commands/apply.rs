@@ -107,10 +107,11 @@ async fn apply_one(ctx: &Context, object: &Resolved) -> Result<(String, Outcome)
             }
             Err(e) => return Err(e),
         };
-        if unchanged(&current, &object.value) {
+        let desired = keep_controller_fields(object.kind.kind, &current, &object.value);
+        if unchanged(&current, &desired) {
             return Ok((object.name.clone(), Outcome::Unchanged));
         }
-        match client.update(&update_body(&current, &object.value)).await {
+        match client.update(&update_body(&current, &desired)).await {
             Ok(updated) => {
                 let outcome =
                     if updated.metadata.resource_version == current.metadata.resource_version {
@@ -125,6 +126,28 @@ async fn apply_one(ctx: &Context, object: &Resolved) -> Result<(String, Outcome)
         }
     }
     Err(last.unwrap_or_else(|| SdkError::Conflict(format!("{} kept changing", object.name))))
+}
+
+/// Spec fields that controllers set and users usually leave out:
+/// `(kind, field)`. A manifest that omits one keeps the stored value, so
+/// re-applying a manifest does not try to undo (or, for immutable fields,
+/// fail on) what a controller did.
+const CONTROLLER_FIELDS: &[(&str, &str)] = &[("TaskRun", "agentName")];
+
+/// `desired` with the controller-set spec fields it omits taken from `current`.
+pub fn keep_controller_fields(kind: &str, current: &DynamicObject, desired: &Value) -> Value {
+    let mut desired = desired.clone();
+    for (_, field) in CONTROLLER_FIELDS.iter().filter(|(k, _)| *k == kind) {
+        let Some(kept) = current.spec.get(*field).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        if let Some(spec) = desired.get_mut("spec").and_then(Value::as_object_mut)
+            && spec.get(*field).is_none_or(Value::is_null)
+        {
+            spec.insert((*field).to_string(), kept.clone());
+        }
+    }
+    desired
 }
 
 /// True when the stored object already has the desired spec, labels and
@@ -203,6 +226,30 @@ mod tests {
         let mut annotated = desired;
         annotated["metadata"]["annotations"] = json!({"note": "n"});
         assert!(!unchanged(&current(), &annotated));
+    }
+
+    #[test]
+    fn a_binding_made_by_the_scheduler_survives_reapplying() {
+        let mut bound = current();
+        bound.spec["agentName"] = "a1".into();
+        let manifest = json!({
+            "kind": "TaskRun",
+            "metadata": {"name": "a", "labels": {"app": "x"}},
+            "spec": {"run": {"shell": "true"}}
+        });
+        let desired = keep_controller_fields("TaskRun", &bound, &manifest);
+        assert_eq!(desired["spec"]["agentName"], "a1");
+        assert!(unchanged(&bound, &desired));
+        let mut pinned = manifest.clone();
+        pinned["spec"]["agentName"] = "a2".into();
+        assert_eq!(
+            keep_controller_fields("TaskRun", &bound, &pinned)["spec"]["agentName"],
+            "a2"
+        );
+        assert_eq!(
+            keep_controller_fields("Workflow", &bound, &manifest),
+            manifest
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub async fn run(ctx: &Context, args: DescribeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|o| describe(kind, o))
         .collect::<Result<Vec<_>, _>>()?;
-    emit(&texts.join("\n\n"))?;
+    emit(&texts.join("\n"))?;
     if failed {
         return Err(CliError::reported(error::FAILED).into());
     }
