@@ -1,5 +1,6 @@
 //! The gRPC face of the resource service, with per-request metrics.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +56,29 @@ impl GrpcService {
         if let Err(e) = result {
             tracing::debug!(verb, kind, error = %e, "request refused");
         }
+    }
+
+    /// Runs a call that carries an object (create, update, update-status),
+    /// recording its metrics.
+    async fn object_call<'a, F, Fut>(
+        &'a self,
+        verb: &'static str,
+        object: Option<pb::Object>,
+        call: F,
+    ) -> Result<Response<pb::Object>, Status>
+    where
+        F: FnOnce(&'a Resources, pb::Object) -> Fut,
+        Fut: Future<Output = Result<Stored, ApiError>> + 'a,
+    {
+        let start = Instant::now();
+        let kind = object.as_ref().map(|o| o.kind.clone()).unwrap_or_default();
+        let result = match object_of(object) {
+            Ok(o) => call(&self.resources, o).await,
+            Err(e) => Err(e),
+        }
+        .and_then(|s| to_proto(&s));
+        self.record(verb, &kind, start, &result);
+        Ok(Response::new(result?))
     }
 }
 
@@ -115,16 +139,10 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let start = Instant::now();
-        let object = object_of(request.into_inner().object);
-        let kind = object.as_ref().map(|o| o.kind.clone()).unwrap_or_default();
-        let result = match object {
-            Ok(o) => self.resources.create(&o.kind, &o.json).await,
-            Err(e) => Err(e),
-        }
-        .and_then(|s| to_proto(&s));
-        self.record("create", &kind, start, &result);
-        Ok(Response::new(result?))
+        self.object_call("create", request.into_inner().object, |r, o| async move {
+            r.create(&o.kind, &o.json).await
+        })
+        .await
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
@@ -171,40 +189,22 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let start = Instant::now();
-        let object = object_of(request.into_inner().object);
-        let kind = object.as_ref().map(|o| o.kind.clone()).unwrap_or_default();
-        let result = match object {
-            Ok(o) => {
-                self.resources
-                    .update(&o.kind, &o.json, &o.resource_version)
-                    .await
-            }
-            Err(e) => Err(e),
-        }
-        .and_then(|s| to_proto(&s));
-        self.record("update", &kind, start, &result);
-        Ok(Response::new(result?))
+        self.object_call("update", request.into_inner().object, |r, o| async move {
+            r.update(&o.kind, &o.json, &o.resource_version).await
+        })
+        .await
     }
 
     async fn update_status(
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let start = Instant::now();
-        let object = object_of(request.into_inner().object);
-        let kind = object.as_ref().map(|o| o.kind.clone()).unwrap_or_default();
-        let result = match object {
-            Ok(o) => {
-                self.resources
-                    .update_status(&o.kind, &o.json, &o.resource_version)
-                    .await
-            }
-            Err(e) => Err(e),
-        }
-        .and_then(|s| to_proto(&s));
-        self.record("updatestatus", &kind, start, &result);
-        Ok(Response::new(result?))
+        self.object_call(
+            "updatestatus",
+            request.into_inner().object,
+            |r, o| async move { r.update_status(&o.kind, &o.json, &o.resource_version).await },
+        )
+        .await
     }
 
     async fn delete(

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 use sloth_sdk::{Api, Error, ListParams, WatchEvent, WatchParams};
-use sloth_tests::{ApiServer, http_get, wait_until};
+use sloth_tests::{ApiServer, http_get, runtime, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -22,14 +22,6 @@ fn taskrun(name: &str, script: &str) -> TaskRun {
             ..TaskRunSpec::default()
         },
     )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Awaits a future with the test deadline.

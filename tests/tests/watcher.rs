@@ -8,7 +8,7 @@ use futures_util::stream::BoxStream;
 use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
 use sloth_sdk::watcher::{Event, watch_objects};
 use sloth_sdk::{Api, Client, Error, WatchParams};
-use sloth_tests::ApiServer;
+use sloth_tests::{ApiServer, runtime};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -27,14 +27,6 @@ fn taskrun(name: &str, labels: &[(&str, &str)]) -> TaskRun {
         tr.metadata.labels.insert(k.to_string(), v.to_string());
     }
     tr
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 type Events = BoxStream<'static, Result<Event<TaskRun>, Error>>;
