@@ -12,4 +12,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo build --bins" >&2
 cargo build --workspace --bins --quiet
 echo "== cargo test" >&2
-cargo test --workspace --quiet -- --test-threads "${SLOTH_TEST_THREADS:-4}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --quiet -- --test-threads "${SLOTH_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run: cargo prints a result per test binary,
+# the last of which is often an empty doc-test run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
