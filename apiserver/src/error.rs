@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The resourceVersion asked for is no longer in history: relist.
     #[error("too old resource version: {0}")]
     Expired(String),
+    /// A peer the request needs (an agent) cannot be reached.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("server is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -49,7 +52,7 @@ impl ApiError {
             Self::Conflict { .. } => Code::Aborted,
             Self::Invalid { .. } | Self::BadRequest(_) => Code::InvalidArgument,
             Self::Expired(_) => Code::OutOfRange,
-            Self::ShuttingDown => Code::Unavailable,
+            Self::ShuttingDown | Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
     }

@@ -131,6 +131,8 @@ fn parse_revision(rv: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
+type LogsStream = futures_util::stream::BoxStream<'static, Result<pb::LogChunk, Status>>;
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -219,6 +221,18 @@ impl ResourcesRpc for GrpcService {
             .await
             .and_then(|s| to_proto(&s));
         self.record("delete", &r.kind, start, &result);
+        Ok(Response::new(result?))
+    }
+
+    type LogsStream = LogsStream;
+
+    async fn logs(
+        &self,
+        request: Request<pb::LogsRequest>,
+    ) -> Result<Response<LogsStream>, Status> {
+        let start = Instant::now();
+        let result = crate::logs::logs(&self.resources, request.into_inner()).await;
+        self.record("logs", "TaskRun", start, &result);
         Ok(Response::new(result?))
     }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod keys;
+pub mod logs;
 pub mod metrics;
 pub mod objects;
 pub mod resources;

@@ -326,6 +326,34 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The output of TaskRun `namespace/name` from `offset` on, as chunks of
+    /// bytes; with `follow`, until the TaskRun finishes.
+    pub async fn logs(
+        &self,
+        namespace: &str,
+        name: &str,
+        follow: bool,
+        offset: i64,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, Error>>, Error> {
+        let request = pb::LogsRequest {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            follow,
+            offset,
+        };
+        let stream = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.logs(request).await }
+            })
+            .await?;
+        Ok(stream
+            .map(|item| item.map(|chunk| chunk.data).map_err(Error::from_status))
+            .boxed())
+    }
+}
+
 fn envelope(object: &Value) -> Result<pb::Object, Error> {
     let text = |path: &[&str]| {
         let mut node = object;
