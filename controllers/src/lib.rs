@@ -1,0 +1,4 @@
+//! Sloth's controllers: they reconcile desired state through the API.
+#![forbid(unsafe_code)]
+
+pub mod scheduler;

@@ -1,0 +1,6 @@
+//! The scheduler: binds Pending TaskRuns to agents.
+
+pub mod filter;
+pub mod policy;
+#[cfg(test)]
+mod testing;
