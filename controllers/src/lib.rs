@@ -1,4 +1,5 @@
 //! Sloth's controllers: they reconcile desired state through the API.
 #![forbid(unsafe_code)]
 
+pub mod lifecycle;
 pub mod scheduler;

@@ -1,0 +1,103 @@
+//! Agent lifecycle: an agent is Ready while it keeps renewing its Lock
+//! (`sloth-system/agent-NAME`), NotReady once the lease runs out.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sloth_sdk::objects::{AgentPhase, Lock};
+
+/// The namespace of agents' heartbeat Locks.
+pub const HEARTBEAT_NAMESPACE: &str = "sloth-system";
+
+/// The name of an agent's heartbeat Lock.
+pub fn heartbeat_lock_name(agent: &str) -> String {
+    format!("agent-{agent}")
+}
+
+/// What the agent's phase should be, and when to look again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub phase: AgentPhase,
+    /// Why, for the Ready condition.
+    pub reason: &'static str,
+    pub message: String,
+    /// When the verdict may change by itself (the lease running out).
+    pub recheck_after: Option<Duration>,
+}
+
+/// Judges an agent by its heartbeat Lock at `now`.
+pub fn judge(lock: Option<&Lock>, now: DateTime<Utc>) -> Verdict {
+    let Some(lock) = lock else {
+        return Verdict {
+            phase: AgentPhase::NotReady,
+            reason: "NoHeartbeat",
+            message: "the agent has never renewed its heartbeat lock".into(),
+            recheck_after: None,
+        };
+    };
+    let lease = i64::from(lock.spec.lease_duration_seconds.unwrap_or(15));
+    let Some(renewed) = lock.spec.renew_time.or(lock.spec.acquire_time) else {
+        return Verdict {
+            phase: AgentPhase::NotReady,
+            reason: "NoHeartbeat",
+            message: "the heartbeat lock was never renewed".into(),
+            recheck_after: None,
+        };
+    };
+    let expires = renewed + chrono::Duration::seconds(lease);
+    if expires > now {
+        let left = (expires - now).to_std().unwrap_or_default();
+        Verdict {
+            phase: AgentPhase::Ready,
+            reason: "HeartbeatRenewed",
+            message: format!("heartbeat renewed at {}", renewed.to_rfc3339()),
+            recheck_after: Some(left + Duration::from_millis(100)),
+        }
+    } else {
+        Verdict {
+            phase: AgentPhase::NotReady,
+            reason: "HeartbeatExpired",
+            message: format!(
+                "no heartbeat since {} (lease {lease}s)",
+                renewed.to_rfc3339()
+            ),
+            recheck_after: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sloth_sdk::objects::LockSpec;
+
+    fn lock(renewed_secs_ago: i64, lease: u32, now: DateTime<Utc>) -> Lock {
+        Lock::new(
+            "agent-a1",
+            LockSpec {
+                holder_identity: Some("a1".into()),
+                lease_duration_seconds: Some(lease),
+                renew_time: Some(now - chrono::Duration::seconds(renewed_secs_ago)),
+                ..LockSpec::default()
+            },
+        )
+    }
+
+    #[test]
+    fn ready_while_the_lease_holds_and_rechecks_at_expiry() {
+        let now = Utc::now();
+        let v = judge(Some(&lock(5, 15, now)), now);
+        assert_eq!(v.phase, AgentPhase::Ready);
+        let recheck = v.recheck_after.expect("recheck");
+        assert!(recheck > Duration::from_secs(9) && recheck <= Duration::from_secs(11));
+    }
+
+    #[test]
+    fn not_ready_after_the_lease_or_without_a_lock() {
+        let now = Utc::now();
+        let v = judge(Some(&lock(16, 15, now)), now);
+        assert_eq!(v.phase, AgentPhase::NotReady);
+        assert_eq!(v.reason, "HeartbeatExpired");
+        assert_eq!(judge(None, now).phase, AgentPhase::NotReady);
+    }
+}
