@@ -9,6 +9,7 @@ pub mod kinds;
 pub mod meta;
 pub mod objects;
 pub mod resource;
+pub mod runtime;
 pub mod selector;
 pub mod validation;
 pub mod watcher;
