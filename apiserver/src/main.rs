@@ -16,8 +16,8 @@ use sloth_apiserver::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use sloth_apiserver::{compaction, http};
 use sloth_proto::v1::resources_server::ResourcesServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 /// The largest gRPC message accepted: above the object size limit, so that
 /// oversized objects get admission's clear error rather than a transport one.
@@ -83,9 +83,6 @@ async fn main() -> anyhow::Result<()> {
             args.etcd_endpoints
         );
     }
-    if args.controllers {
-        tracing::warn!("--controllers: no controllers are implemented yet; serving the API only");
-    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let path = args.data_dir.join("sloth.redb");
@@ -143,6 +140,18 @@ async fn main() -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    let controllers = if args.controllers {
+        let client = sloth_sdk::Client::new(&[format!("http://{}", loopback(grpc_addr))])
+            .context("cannot make a client for the in-process controllers")?;
+        tracing::info!("running the controllers in this process");
+        Some(tokio::spawn(sloth_controllers::run_all(
+            client,
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
+
     // Tests and scripts read this line to learn the ports the OS picked.
     println!("listening grpc={grpc_addr} http={http_addr}");
     tracing::info!(%grpc_addr, %http_addr, "serving");
@@ -158,9 +167,25 @@ async fn main() -> anyhow::Result<()> {
     http_result.context("HTTP server failed")?;
     shutdown.cancel();
     let _ = compactor.await;
+    if let Some(controllers) = controllers {
+        let _ = controllers.await;
+    }
     embedded.close().await.context("closing the store")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The address in-process clients dial: loopback when bound to all interfaces.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        other => other,
+    }
 }
 
 async fn wait_for_signal() {

@@ -1,10 +1,10 @@
-//! `sloth-controllers`: reconciles desired state (scheduler, workflow,
-//! agent-lifecycle, lock, gc). The controllers themselves arrive with the
-//! TaskRun and Workflow issues; today the binary checks its servers and exits.
+//! `sloth-controllers`: runs the scheduler and the agent-lifecycle
+//! controller against one or more apiservers until SIGTERM.
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(name = "sloth-controllers", version, about = "Sloth's controllers")]
@@ -17,7 +17,8 @@ struct Args {
         default_value = "http://127.0.0.1:50053"
     )]
     server: Vec<String>,
-    /// Identity for leader election.
+    /// Identity for leader election (leader election arrives with the
+    /// workflow controller; today every process acts).
     #[arg(long)]
     id: Option<String>,
 }
@@ -26,12 +27,33 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .init();
     let args = Args::parse();
     let client = sloth_sdk::Client::new(&args.server).context("bad --server")?;
-    client
-        .list("Agent", "", &sloth_sdk::ListParams::default())
-        .await
-        .with_context(|| format!("cannot reach {}", client.endpoints()))?;
-    anyhow::bail!("no controllers are implemented yet; run `sloth-apiserver` alone for now")
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        signals.cancel();
+    });
+    tracing::info!(servers = %client.endpoints(), "controllers starting");
+    sloth_controllers::run_all(client, shutdown).await;
+    tracing::info!("controllers stopped");
+    Ok(())
 }

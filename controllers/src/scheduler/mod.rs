@@ -1,5 +1,6 @@
 //! The scheduler: binds Pending TaskRuns to agents.
 
+pub mod controller;
 pub mod filter;
 pub mod policy;
 #[cfg(test)]
