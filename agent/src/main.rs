@@ -1,54 +1,241 @@
-//! `sloth-agent`: runs on each machine. Registration, heartbeats and TaskRun
-//! execution arrive with the TaskRun issue; today it registers its Agent object.
+//! `sloth-agent`: runs on each machine. Registers its Agent object, renews
+//! its heartbeat Lock, runs the TaskRuns bound to it and serves their output.
 #![forbid(unsafe_code)]
+
+mod concurrency;
+mod config;
+mod executor;
+mod heartbeat;
+mod logs;
+mod registration;
+mod resources;
+mod runner;
+mod taskrun;
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sloth_sdk::objects::{Agent, AgentSpec};
-use sloth_sdk::{Api, Error};
+use sloth_proto::v1::agent_logs_server::AgentLogsServer;
+use sloth_sdk::objects::AgentPhase;
+use sloth_sdk::{Client, Error};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
-#[derive(Parser, Debug)]
-#[command(name = "sloth-agent", version, about = "Sloth's agent")]
-struct Args {
-    /// Unique agent name.
-    #[arg(long)]
-    name: String,
-    /// Apiservers (comma-separated, failover).
-    #[arg(
-        long,
-        env = "SLOTH_SERVER",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:50053"
-    )]
-    server: Vec<String>,
-    /// What the apiserver dials to reach this agent.
-    #[arg(long, default_value = "")]
-    report_address: String,
-    /// Max concurrent TaskRuns.
-    #[arg(long, default_value_t = 1)]
-    capacity: u32,
-}
+use crate::concurrency::{ActiveRuns, Slots, StopReason};
+use crate::config::{Args, Config};
+use crate::heartbeat::Heartbeat;
+use crate::registration::Registration;
+use crate::taskrun::Ctx;
+
+/// How long running TaskRuns may go on after SIGTERM before they are killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long killed runs get to end and write their terminal status.
+const KILLED_RUNS_LIMIT: Duration = Duration::from_secs(5);
+
+/// Bound on each goodbye call to the apiserver at shutdown.
+const GOODBYE_LIMIT: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .init();
-    let args = Args::parse();
-    let client = sloth_sdk::Client::new(&args.server).context("bad --server")?;
-    let agents: Api<AgentSpec> = Api::all(client);
-    let agent = Agent::new(
-        &args.name,
-        AgentSpec {
-            address: args.report_address,
-            capacity: args.capacity,
-            ..AgentSpec::default()
-        },
-    );
-    match agents.create(&agent).await {
-        Ok(_) | Err(Error::AlreadyExists(_)) => {}
-        Err(e) => return Err(e).context("cannot register the Agent object"),
+    let config = Config::from_args(Args::parse());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    run(config, shutdown).await
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
-    tracing::info!(name = %args.name, "registered; TaskRun execution is not implemented yet");
+    shutdown.cancel();
+}
+
+async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let name = config.name.clone();
+    std::fs::create_dir_all(&config.work_dir)
+        .with_context(|| format!("cannot create the work dir {}", config.work_dir.display()))?;
+    let work_dir = std::fs::canonicalize(&config.work_dir)
+        .with_context(|| format!("cannot resolve the work dir {}", config.work_dir.display()))?;
+    let client = Client::new(&config.servers).context("bad --server")?;
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let address = config.report_address_for(bound);
+
+    let slots = Slots::new(config.capacity);
+    let runs = ActiveRuns::default();
+    let registration = Registration::new(
+        client.clone(),
+        &name,
+        address.clone(),
+        config.capacity,
+        config.labels.clone(),
+        work_dir.clone(),
+        slots.clone(),
+    );
+    if !register(&registration, &client, &shutdown).await? {
+        return Ok(());
+    }
+    if let Err(e) = registration.write_status(AgentPhase::Ready).await {
+        tracing::warn!("cannot write the status of agent {name:?}: {e}");
+    }
+    let mut heartbeat = Heartbeat::new(client.clone(), &name, config.lease_seconds());
+    if let Err(e) = heartbeat.renew().await {
+        tracing::warn!("cannot take the heartbeat lock of agent {name:?}: {e}");
+    }
+
+    let server_stop = CancellationToken::new();
+    let mut server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AgentLogsServer::new(logs::LogService::new(
+                work_dir.clone(),
+                runs.clone(),
+            )))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                server_stop.clone().cancelled_owned(),
+            ),
+    );
+    let background = CancellationToken::new();
+    tokio::spawn(heartbeat.run(config.renew_every(), background.clone()));
+    tokio::spawn(heartbeat::refresh_status(
+        registration.clone(),
+        background.clone(),
+    ));
+
+    // Tests and scripts wait for this line.
+    let mut stdout = std::io::stdout();
+    if let Err(e) =
+        writeln!(stdout, "agent {name} ready logs={address}").and_then(|()| stdout.flush())
+    {
+        tracing::warn!("cannot print the ready line to stdout: {e}");
+    }
+    tracing::info!(
+        "agent {name} ready: capacity={} logs={address} listening={bound} work_dir={}",
+        config.capacity,
+        work_dir.display()
+    );
+
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        agent: name.clone(),
+        work_dir,
+        runs: runs.clone(),
+        slots,
+        draining: shutdown.clone(),
+    });
+    tokio::select! {
+        () = runner::run(ctx, shutdown.clone()) => {}
+        result = &mut server => {
+            shutdown.cancel();
+            background.cancel();
+            return match result {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the logs server stopped unexpectedly")),
+                Ok(Err(e)) => Err(e).context("the logs server failed"),
+                Err(e) => Err(e).context("the logs server task failed"),
+            };
+        }
+    }
+
+    // Shutdown: nothing new is claimed; running TaskRuns get a grace.
+    shutdown.cancel();
+    let held = runs.len();
+    if held > 0 {
+        tracing::info!("waiting up to {SHUTDOWN_GRACE:?} for {held} running taskruns");
+    }
+    if !runs.wait_empty(SHUTDOWN_GRACE).await {
+        tracing::warn!("killing {} taskruns still running", runs.len());
+        runs.stop_all(StopReason::Shutdown);
+        if !runs.wait_empty(KILLED_RUNS_LIMIT).await {
+            tracing::warn!(
+                "{} taskruns did not record their end before the agent stopped",
+                runs.len()
+            );
+        }
+    }
+    background.cancel();
+    match tokio::time::timeout(
+        GOODBYE_LIMIT,
+        registration.write_status(AgentPhase::NotReady),
+    )
+    .await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("cannot mark agent {name:?} NotReady: {e}"),
+        Err(_) => tracing::warn!("cannot mark agent {name:?} NotReady: timed out"),
+    }
+    let heartbeat = Heartbeat::new(client, &name, config.lease_seconds());
+    match tokio::time::timeout(GOODBYE_LIMIT, heartbeat.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("cannot release the heartbeat lock: {e}"),
+        Err(_) => tracing::warn!("cannot release the heartbeat lock: timed out"),
+    }
+    server_stop.cancel();
+    if tokio::time::timeout(GOODBYE_LIMIT, server).await.is_err() {
+        tracing::warn!("log streams still open at exit were cut");
+    }
+    tracing::info!("agent {name} stopped");
     Ok(())
+}
+
+/// Creates or updates the Agent object, retrying while no apiserver answers.
+/// False when shutdown came first.
+async fn register(
+    registration: &Registration,
+    client: &Client,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<bool> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match registration.register().await {
+            Ok(_) => return Ok(true),
+            Err(e @ (Error::Unavailable { .. } | Error::Server { .. })) => {
+                tracing::warn!(
+                    "cannot register agent {:?} with {} (retrying in {delay:?}): {e}",
+                    registration.name,
+                    client.endpoints()
+                );
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot register agent {:?} with {}",
+                        registration.name,
+                        client.endpoints()
+                    )
+                });
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(false),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }

@@ -1,0 +1,210 @@
+//! Command-line flags and the settings resolved from them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use sloth_sdk::validation::limits::MAX_AGENT_CAPACITY;
+use sloth_sdk::validation::names;
+
+/// The namespace of agents' heartbeat Locks.
+pub const HEARTBEAT_NAMESPACE: &str = "sloth-system";
+
+/// The name of an agent's heartbeat Lock.
+pub fn heartbeat_lock_name(agent: &str) -> String {
+    format!("agent-{agent}")
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sloth-agent",
+    version,
+    about = "Sloth's agent: registers this machine and runs the TaskRuns bound to it"
+)]
+pub struct Args {
+    /// Unique agent name (the Agent object's name).
+    #[arg(long, value_parser = parse_agent_name)]
+    pub name: String,
+    /// Apiservers, comma-separated (failover).
+    #[arg(
+        long,
+        env = "SLOTH_SERVER",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub server: Vec<String>,
+    /// Capabilities used by agentSelector: k=v[,k=v].
+    #[arg(long, value_name = "k=v[,k=v]", value_parser = parse_labels)]
+    pub labels: Option<Labels>,
+    /// Maximum concurrent TaskRuns (default: the number of CPUs).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_AGENT_CAPACITY)))]
+    pub capacity: Option<u32>,
+    /// Where the agent's own gRPC service (logs) listens.
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Port of the agent's gRPC service; 0 lets the OS pick.
+    #[arg(long, default_value_t = 50051)]
+    pub port: u16,
+    /// What the apiserver dials to reach this agent
+    /// (default: <bind-address, or 127.0.0.1 when unspecified>:<port>).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]
+    pub report_address: Option<String>,
+    /// Per-TaskRun working directories and output logs (default ./.sloth/agent/NAME).
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Lease of the heartbeat Lock, renewed every third of it.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub lease_seconds: u32,
+}
+
+/// Agent labels, as parsed from `--labels`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Labels(pub BTreeMap<String, String>);
+
+fn parse_agent_name(value: &str) -> Result<String, String> {
+    names::validate_name(value)?;
+    // The heartbeat Lock is named after the agent and must be a valid name too.
+    names::validate_name(&heartbeat_lock_name(value))
+        .map_err(|e| format!("too long for the heartbeat lock name: {e}"))?;
+    Ok(value.to_string())
+}
+
+/// Parses `k=v[,k=v]`; an empty string means no labels.
+pub fn parse_labels(value: &str) -> Result<Labels, String> {
+    let mut labels = BTreeMap::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((key, val)) = item.split_once('=') else {
+            return Err(format!("{item:?} must be key=value"));
+        };
+        names::validate_label_key(key).map_err(|e| format!("label key {key:?}: {e}"))?;
+        names::validate_label_value(val)
+            .map_err(|e| format!("value of label {key:?} ({val:?}): {e}"))?;
+        if labels.insert(key.to_string(), val.to_string()).is_some() {
+            return Err(format!("label {key:?} is given more than once"));
+        }
+    }
+    Ok(Labels(labels))
+}
+
+fn parse_host_port(value: &str) -> Result<String, String> {
+    names::validate_host_port(value)?;
+    Ok(value.to_string())
+}
+
+/// Everything the agent runs with, resolved from the flags.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub name: String,
+    pub servers: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub capacity: u32,
+    pub bind: SocketAddr,
+    pub report_address: Option<String>,
+    pub work_dir: PathBuf,
+    pub lease: Duration,
+}
+
+impl Config {
+    pub fn from_args(args: Args) -> Self {
+        let work_dir = args
+            .work_dir
+            .unwrap_or_else(|| PathBuf::from(".sloth").join("agent").join(&args.name));
+        Self {
+            labels: args.labels.unwrap_or_default().0,
+            capacity: args.capacity.unwrap_or_else(cpu_count),
+            bind: SocketAddr::new(args.bind_address, args.port),
+            report_address: args.report_address,
+            work_dir,
+            lease: Duration::from_secs(u64::from(args.lease_seconds)),
+            servers: args.server,
+            name: args.name,
+        }
+    }
+
+    /// The lease in whole seconds, as the Lock records it.
+    pub fn lease_seconds(&self) -> u32 {
+        u32::try_from(self.lease.as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// How often the heartbeat Lock is renewed: a third of the lease.
+    pub fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
+
+    /// The address reported to the apiserver for a service bound at `bound`.
+    pub fn report_address_for(&self, bound: SocketAddr) -> String {
+        if let Some(address) = &self.report_address {
+            return address.clone();
+        }
+        let ip = if bound.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            bound.ip()
+        };
+        SocketAddr::new(ip, bound.port()).to_string()
+    }
+}
+
+/// The number of CPUs this process may use (at least 1).
+pub fn cpu_count() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+        .unwrap_or(1)
+        .clamp(1, MAX_AGENT_CAPACITY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse_and_validate() {
+        let labels = parse_labels("zone=eu-west, gpu=true,empty=").expect("valid");
+        assert_eq!(labels.0.len(), 3);
+        assert_eq!(labels.0["zone"], "eu-west");
+        assert_eq!(labels.0["empty"], "");
+        assert_eq!(parse_labels("").expect("empty").0.len(), 0);
+        let err = parse_labels("gpu").expect_err("no =");
+        assert!(err.contains("key=value"), "{err}");
+        let err = parse_labels("bad key=v").expect_err("bad key");
+        assert!(err.contains("label key \"bad key\""), "{err}");
+        let err = parse_labels("k=no way").expect_err("bad value");
+        assert!(err.contains("value of label \"k\""), "{err}");
+        let err = parse_labels("k=a,k=b").expect_err("twice");
+        assert!(err.contains("more than once"), "{err}");
+    }
+
+    #[test]
+    fn flags_resolve_to_defaults() {
+        let args =
+            Args::try_parse_from(["sloth-agent", "--name", "a1", "--port", "0"]).expect("parse");
+        let config = Config::from_args(args);
+        assert_eq!(config.work_dir, PathBuf::from(".sloth/agent/a1"));
+        assert!(config.capacity >= 1);
+        assert_eq!(config.lease, Duration::from_secs(15));
+        assert_eq!(config.renew_every(), Duration::from_secs(5));
+        let bound: SocketAddr = "0.0.0.0:4242".parse().expect("addr");
+        assert_eq!(config.report_address_for(bound), "127.0.0.1:4242");
+        let bound: SocketAddr = "10.1.2.3:4242".parse().expect("addr");
+        assert_eq!(config.report_address_for(bound), "10.1.2.3:4242");
+        let bound: SocketAddr = "[::1]:4242".parse().expect("addr");
+        assert_eq!(config.report_address_for(bound), "[::1]:4242");
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        for bad in [
+            vec!["--name", "Not_A_Name"],
+            vec!["--name", "a1", "--capacity", "0"],
+            vec!["--name", "a1", "--labels", "x"],
+            vec!["--name", "a1", "--report-address", "http://x:1"],
+            vec!["--name", "a1", "--bind-address", "nowhere"],
+            vec!["--name", "a1", "--lease-seconds", "0"],
+        ] {
+            let argv = std::iter::once("sloth-agent").chain(bad.iter().copied());
+            assert!(Args::try_parse_from(argv).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

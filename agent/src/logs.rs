@@ -1,0 +1,292 @@
+//! TaskRun output: where it is kept (`<work-dir>/<namespace>/<name>/output.log`),
+//! its tail for the terminal status, and the `AgentLogs` gRPC service the
+//! apiserver relays `Logs` calls to.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::Stream;
+use sloth_proto::v1::agent_logs_server::AgentLogs;
+use sloth_proto::v1::{LogChunk, LogsRequest};
+use sloth_sdk::validation::names;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tonic::{Request, Response, Status};
+
+use crate::concurrency::{ActiveRuns, RunKey};
+
+/// The file name of a run's combined stdout and stderr.
+pub const OUTPUT_FILE: &str = "output.log";
+
+/// How often a followed log is checked for more output.
+const FOLLOW_POLL: Duration = Duration::from_millis(100);
+
+/// The largest chunk sent at once.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// The directory of one TaskRun's run: its default cwd and its output log.
+pub fn run_dir(work_dir: &Path, key: &RunKey) -> PathBuf {
+    work_dir.join(&key.namespace).join(&key.name)
+}
+
+pub fn output_path(work_dir: &Path, key: &RunKey) -> PathBuf {
+    run_dir(work_dir, key).join(OUTPUT_FILE)
+}
+
+/// Checks that a namespace and name from a peer are object names, so they
+/// cannot lead outside the work dir.
+pub fn check_key(namespace: &str, name: &str) -> Result<RunKey, String> {
+    names::validate_dns1123_label(namespace)
+        .map_err(|e| format!("namespace {namespace:?}: {e}"))?;
+    names::validate_name(name).map_err(|e| format!("name {name:?}: {e}"))?;
+    Ok(RunKey::new(namespace, name))
+}
+
+/// The last `max` bytes of the file at `path` as text, cut at a UTF-8
+/// boundary; invalid bytes become U+FFFD. Empty when there is no file.
+pub async fn read_tail(path: &Path, max: usize) -> std::io::Result<String> {
+    let mut file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata().await?.len();
+    let max_u64 = u64::try_from(max).unwrap_or(u64::MAX);
+    file.seek(SeekFrom::Start(len.saturating_sub(max_u64)))
+        .await?;
+    let mut bytes = Vec::with_capacity(max.min(CHUNK_BYTES));
+    file.take(max_u64).read_to_end(&mut bytes).await?;
+    Ok(utf8_tail(&bytes, max))
+}
+
+/// The end of `bytes` as text of at most `max` bytes, starting at a
+/// character boundary.
+pub fn utf8_tail(bytes: &[u8], max: usize) -> String {
+    let mut start = bytes.len().saturating_sub(max);
+    // Skip continuation bytes (10xxxxxx) of a character cut in half.
+    let mut skipped = 0;
+    while start < bytes.len() && skipped < 3 && bytes[start] & 0xC0 == 0x80 {
+        start += 1;
+        skipped += 1;
+    }
+    let text = String::from_utf8_lossy(&bytes[start..]);
+    if text.len() <= max {
+        return text.into_owned();
+    }
+    // Replacement characters made it longer: drop whole characters in front.
+    let mut cut = text.len() - max;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    text[cut..].to_string()
+}
+
+/// The agent's `AgentLogs` service.
+#[derive(Clone, Debug)]
+pub struct LogService {
+    work_dir: PathBuf,
+    runs: ActiveRuns,
+}
+
+impl LogService {
+    pub fn new(work_dir: PathBuf, runs: ActiveRuns) -> Self {
+        Self { work_dir, runs }
+    }
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
+
+struct Follow {
+    file: tokio::fs::File,
+    key: RunKey,
+    follow: bool,
+    runs: ActiveRuns,
+    buf: Vec<u8>,
+    failed: bool,
+}
+
+impl Follow {
+    /// The next chunk; None once everything was sent (and, when following,
+    /// the run has finished).
+    async fn next(&mut self) -> Option<Result<LogChunk, Status>> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            // Looked at before reading: output written before the run ended
+            // is read below, so nothing is lost at the end.
+            let finished = !self.follow || !self.runs.contains(&self.key);
+            match self.file.read(&mut self.buf).await {
+                Ok(0) if finished => return None,
+                Ok(0) => tokio::time::sleep(FOLLOW_POLL).await,
+                Ok(n) => {
+                    return Some(Ok(LogChunk {
+                        data: self.buf[..n].to_vec(),
+                    }));
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(Status::internal(format!(
+                        "cannot read the output of taskrun {}: {e}",
+                        self.key
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentLogs for LogService {
+    type LogsStream = ChunkStream;
+
+    async fn logs(&self, request: Request<LogsRequest>) -> Result<Response<ChunkStream>, Status> {
+        let request = request.into_inner();
+        let key = check_key(&request.namespace, &request.name).map_err(Status::invalid_argument)?;
+        let offset = u64::try_from(request.offset).map_err(|_| {
+            Status::invalid_argument(format!(
+                "offset must not be negative (is {})",
+                request.offset
+            ))
+        })?;
+        let path = output_path(&self.work_dir, &key);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Status::not_found(format!(
+                    "no output for taskrun {key} on this agent (it has not started here)"
+                )));
+            }
+            Err(e) => {
+                return Err(Status::internal(format!(
+                    "cannot open the output of taskrun {key}: {e}"
+                )));
+            }
+        };
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset)).await.map_err(|e| {
+                Status::internal(format!("cannot seek in the output of taskrun {key}: {e}"))
+            })?;
+        }
+        let state = Follow {
+            file,
+            key,
+            follow: request.follow,
+            runs: self.runs.clone(),
+            buf: vec![0; CHUNK_BYTES],
+            failed: false,
+        };
+        let stream = futures_util::stream::unfold(state, |mut state| async move {
+            state.next().await.map(|item| (item, state))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    #[test]
+    fn tail_cuts_at_a_character_boundary() {
+        assert_eq!(utf8_tail(b"hello", 10), "hello");
+        assert_eq!(utf8_tail(b"hello", 3), "llo");
+        let text = "aé€😀";
+        // "😀" is 4 bytes, "€" 3, "é" 2.
+        for max in 0..=text.len() {
+            let tail = utf8_tail(text.as_bytes(), max);
+            assert!(tail.len() <= max, "{max}: {tail:?}");
+            assert!(text.ends_with(&tail), "{max}: {tail:?}");
+        }
+        assert_eq!(utf8_tail(text.as_bytes(), 5), "😀");
+        assert_eq!(utf8_tail(text.as_bytes(), 7), "€😀");
+        // Invalid bytes grow into U+FFFD but the result stays within max.
+        let tail = utf8_tail(&[b'a', 0xff, 0xfe, b'b'], 4);
+        assert!(tail.len() <= 4 && tail.ends_with('b'), "{tail:?}");
+    }
+
+    #[tokio::test]
+    async fn reads_the_tail_of_a_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out");
+        assert_eq!(read_tail(&path, 10).await.expect("missing"), "");
+        std::fs::write(&path, "0123456789abc").expect("write");
+        assert_eq!(read_tail(&path, 4).await.expect("tail"), "9abc");
+        assert_eq!(read_tail(&path, 100).await.expect("all"), "0123456789abc");
+    }
+
+    #[test]
+    fn peer_keys_cannot_escape_the_work_dir() {
+        assert!(check_key("default", "t1").is_ok());
+        for (ns, name) in [
+            ("..", "x"),
+            ("default", ".."),
+            ("a/b", "x"),
+            ("default", "a/b"),
+            ("", "x"),
+        ] {
+            assert!(check_key(ns, name).is_err(), "{ns:?} {name:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_from_an_offset_and_follows_until_the_run_ends() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runs = ActiveRuns::default();
+        let service = LogService::new(dir.path().to_path_buf(), runs.clone());
+        let key = RunKey::new("default", "t1");
+        let request = |follow, offset| {
+            Request::new(LogsRequest {
+                namespace: "default".into(),
+                name: "t1".into(),
+                follow,
+                offset,
+            })
+        };
+        let err = service
+            .logs(request(false, 0))
+            .await
+            .err()
+            .expect("no file");
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        std::fs::create_dir_all(run_dir(dir.path(), &key)).expect("dir");
+        let path = output_path(dir.path(), &key);
+        std::fs::write(&path, "hello ").expect("write");
+        let collect = |stream: ChunkStream| async move {
+            let chunks: Vec<_> = stream.collect().await;
+            let mut all = Vec::new();
+            for chunk in chunks {
+                all.extend(chunk.expect("chunk").data);
+            }
+            String::from_utf8(all).expect("utf-8")
+        };
+        let stream = service
+            .logs(request(false, 2))
+            .await
+            .expect("logs")
+            .into_inner();
+        assert_eq!(collect(stream).await, "llo ");
+
+        let (guard, _stop) = runs.insert(key.clone(), "uid").expect("hold");
+        let stream = service
+            .logs(request(true, 0))
+            .await
+            .expect("logs")
+            .into_inner();
+        let reader = tokio::spawn(collect(stream));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        std::io::Write::write_all(&mut file, b"world").expect("append");
+        drop(guard);
+        let text = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("follow ended")
+            .expect("task");
+        assert_eq!(text, "hello world");
+    }
+}

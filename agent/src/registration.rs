@@ -1,0 +1,166 @@
+//! The agent's own Agent object: created or updated at start (spec and
+//! labels), and its status written by compare-and-swap.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, AgentStatus};
+use sloth_sdk::{Api, Client, Condition, Error};
+
+use crate::concurrency::Slots;
+use crate::resources;
+
+/// How often a lost compare-and-swap is retried with a fresh read.
+const CONFLICT_ATTEMPTS: usize = 10;
+
+/// What the agent writes into its Agent object.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub api: Api<AgentSpec>,
+    pub name: String,
+    pub address: String,
+    pub capacity: u32,
+    pub labels: BTreeMap<String, String>,
+    pub work_dir: PathBuf,
+    pub slots: Arc<Slots>,
+}
+
+impl Registration {
+    pub fn new(
+        client: Client,
+        name: &str,
+        address: String,
+        capacity: u32,
+        labels: BTreeMap<String, String>,
+        work_dir: PathBuf,
+        slots: Arc<Slots>,
+    ) -> Self {
+        Self {
+            api: Api::all(client),
+            name: name.to_string(),
+            address,
+            capacity,
+            labels,
+            work_dir,
+            slots,
+        }
+    }
+
+    /// Creates the Agent object, or updates its address, capacity and labels;
+    /// `spec.unschedulable` and taints stay as stored (they are the user's).
+    pub async fn register(&self) -> Result<Agent, Error> {
+        let mut last = None;
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let outcome = match self.api.get(&self.name).await {
+                Err(Error::NotFound(_)) => {
+                    let mut agent = Agent::new(
+                        &self.name,
+                        AgentSpec {
+                            address: self.address.clone(),
+                            capacity: self.capacity,
+                            ..AgentSpec::default()
+                        },
+                    );
+                    agent.metadata.labels = self.labels.clone();
+                    self.api.create(&agent).await
+                }
+                Ok(mut agent) => {
+                    agent.spec.address = self.address.clone();
+                    agent.spec.capacity = self.capacity;
+                    agent.metadata.labels = self.labels.clone();
+                    self.api.replace(&agent).await
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(e @ (Error::Conflict(_) | Error::AlreadyExists(_) | Error::NotFound(_))) => {
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Conflict(format!("agent {:?}", self.name))))
+    }
+
+    /// Writes the status: `phase`, running and allocatable counts, resources,
+    /// version and heartbeat time; other fields (conditions) stay.
+    pub async fn write_status(&self, phase: AgentPhase) -> Result<Agent, Error> {
+        let mut last = None;
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let mut agent = self.api.get(&self.name).await?;
+            let running = self.slots.running();
+            let resources = resources::snapshot(&self.work_dir);
+            let status = agent.status.get_or_insert_with(AgentStatus::default);
+            status.phase = phase;
+            status.version = env!("CARGO_PKG_VERSION").to_string();
+            status.running = running;
+            status.allocatable = agent.spec.capacity.saturating_sub(running);
+            status.resources = Some(resources);
+            status.last_heartbeat_time = Some(chrono::Utc::now());
+            set_ready_condition(status, &self.name);
+            match self.api.update_status(&agent).await {
+                Err(e @ Error::Conflict(_)) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Conflict(format!("agent {:?}", self.name))))
+    }
+}
+
+/// Keeps the `Ready` condition in line with the phase the agent writes
+/// (the agent-lifecycle controller only rewrites it when the phase differs).
+fn set_ready_condition(status: &mut AgentStatus, agent: &str) {
+    let (value, reason, message) = match status.phase {
+        AgentPhase::Ready => (
+            "True",
+            "AgentStarted",
+            format!(
+                "agent {agent} is running (sloth-agent {})",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ),
+        _ => ("False", "AgentStopped", format!("agent {agent} shut down")),
+    };
+    if status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == value)
+    {
+        return;
+    }
+    status.conditions.retain(|c| c.type_ != "Ready");
+    status.conditions.push(Condition {
+        type_: "Ready".into(),
+        status: value.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time: Some(chrono::Utc::now()),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_condition_follows_the_phase_and_keeps_its_transition_time() {
+        let mut status = AgentStatus {
+            phase: AgentPhase::Ready,
+            ..AgentStatus::default()
+        };
+        set_ready_condition(&mut status, "a1");
+        assert_eq!(status.conditions.len(), 1);
+        let first = status.conditions[0].clone();
+        assert_eq!(
+            (first.status.as_str(), first.reason.as_str()),
+            ("True", "AgentStarted")
+        );
+        set_ready_condition(&mut status, "a1");
+        assert_eq!(status.conditions, vec![first]);
+        status.phase = AgentPhase::NotReady;
+        set_ready_condition(&mut status, "a1");
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(status.conditions[0].status, "False");
+    }
+}

@@ -1,0 +1,581 @@
+//! One TaskRun's life on this agent: the Running claim (compare-and-swap on
+//! the resourceVersion seen), its directory, the run, and the terminal
+//! status; and failing the runs an earlier incarnation of this agent left
+//! Running (reason AgentRestarted).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
+use sloth_sdk::validation::limits::MAX_LOG_TAIL_BYTES;
+use sloth_sdk::{Api, Client, Error, Time};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::concurrency::{ActiveRuns, RunGuard, RunKey, Slots, StopReason};
+use crate::executor::{self, Outcome, ShellJob};
+use crate::logs;
+
+/// Reasons written into TaskRun statuses.
+pub mod reason {
+    pub const COMPLETED: &str = "Completed";
+    pub const ERROR: &str = "Error";
+    pub const TIMED_OUT: &str = "TimedOut";
+    pub const KILLED: &str = "Killed";
+    pub const AGENT_RESTARTED: &str = "AgentRestarted";
+    pub const UNSUPPORTED: &str = "Unsupported";
+}
+
+/// Where a run's process group id is recorded, in its run directory.
+const PGID_FILE: &str = ".sloth-pgid";
+
+/// What every TaskRun task of this agent shares.
+#[derive(Debug)]
+pub struct Ctx {
+    pub client: Client,
+    pub agent: String,
+    pub work_dir: PathBuf,
+    pub runs: ActiveRuns,
+    pub slots: Arc<Slots>,
+    /// Cancelled at shutdown: nothing new is claimed.
+    pub draining: CancellationToken,
+}
+
+impl Ctx {
+    fn api(&self, namespace: &str) -> Api<TaskRunSpec> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+}
+
+pub fn key_of(taskrun: &TaskRun) -> RunKey {
+    RunKey::new(taskrun.namespace(), taskrun.name())
+}
+
+pub fn phase_of(taskrun: &TaskRun) -> TaskRunPhase {
+    taskrun.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+/// Pending or Scheduled, bound to `agent`, and not being deleted.
+pub fn claimable(taskrun: &TaskRun, agent: &str) -> bool {
+    matches!(
+        phase_of(taskrun),
+        TaskRunPhase::Pending | TaskRunPhase::Scheduled
+    ) && taskrun.spec.agent_name.as_deref() == Some(agent)
+        && taskrun.metadata.deletion_timestamp.is_none()
+}
+
+/// Running here, as far as this copy tells.
+pub fn running_on(taskrun: &TaskRun, agent: &str) -> bool {
+    taskrun
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase == TaskRunPhase::Running && s.agent.as_deref() == Some(agent))
+}
+
+/// Errors worth retrying: the apiserver is away or failed internally.
+fn transient(e: &Error) -> bool {
+    matches!(e, Error::Unavailable { .. } | Error::Server { .. })
+}
+
+/// Growing pauses between retries of a failed call.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(Duration::from_millis(100))
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A TaskRun's hold on this agent: its capacity slot and its registry
+/// entry. Dropping it frees both, then tells the dispatcher.
+#[derive(Debug)]
+pub struct Held {
+    permit: Option<OwnedSemaphorePermit>,
+    guard: Option<RunGuard>,
+    freed: mpsc::UnboundedSender<()>,
+}
+
+impl Held {
+    pub fn new(
+        permit: OwnedSemaphorePermit,
+        guard: RunGuard,
+        freed: mpsc::UnboundedSender<()>,
+    ) -> Self {
+        Self {
+            permit: Some(permit),
+            guard: Some(guard),
+            freed,
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.guard.take();
+        self.permit.take();
+        let _ = self.freed.send(());
+    }
+}
+
+/// Status with the conditions of `current` kept.
+fn with_conditions(current: &TaskRun, status: &TaskRunStatus) -> TaskRunStatus {
+    let conditions = current
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    TaskRunStatus {
+        conditions,
+        ..status.clone()
+    }
+}
+
+/// Runs one TaskRun from its claim to its terminal status.
+pub async fn execute(
+    ctx: Arc<Ctx>,
+    taskrun: TaskRun,
+    held: Held,
+    stop: watch::Receiver<Option<StopReason>>,
+) {
+    let key = key_of(&taskrun);
+    let now = Utc::now();
+    let unsupported = match (&taskrun.spec.run.shell, &taskrun.spec.run.lua) {
+        (Some(_), _) => None,
+        (None, Some(_)) => Some(format!(
+            "Lua payloads are not supported by sloth-agent {} yet; use spec.run.shell",
+            env!("CARGO_PKG_VERSION")
+        )),
+        (None, None) => Some("the TaskRun has no payload (spec.run.shell)".to_string()),
+    };
+    let first = match &unsupported {
+        None => TaskRunStatus {
+            phase: TaskRunPhase::Running,
+            agent: Some(ctx.agent.clone()),
+            start_time: Some(now),
+            ..TaskRunStatus::default()
+        },
+        Some(message) => TaskRunStatus {
+            phase: TaskRunPhase::Failed,
+            agent: Some(ctx.agent.clone()),
+            completion_time: Some(now),
+            reason: reason::UNSUPPORTED.into(),
+            message: message.clone(),
+            ..TaskRunStatus::default()
+        },
+    };
+    let Some(claimed) = claim(&ctx, taskrun, &first).await else {
+        return;
+    };
+    if let Some(message) = unsupported {
+        tracing::info!("taskrun {key} Failed ({}): {message}", reason::UNSUPPORTED);
+        return;
+    }
+    tracing::debug!("taskrun {key} claimed");
+    let status = run_claimed(&ctx, &key, &claimed, stop, now).await;
+    finish(&ctx, &key, claimed, status).await;
+    drop(held);
+}
+
+/// Writes `status` (Running, or an immediate failure) by compare-and-swap
+/// from the copy seen; re-reads on a conflict. Returns the TaskRun as
+/// written, or None when someone else has it (or it is gone).
+async fn claim(ctx: &Ctx, taskrun: TaskRun, status: &TaskRunStatus) -> Option<TaskRun> {
+    let key = key_of(&taskrun);
+    let api = ctx.api(&key.namespace);
+    let mut current = taskrun;
+    let mut backoff = Backoff::new();
+    loop {
+        if ctx.draining.is_cancelled() {
+            return None;
+        }
+        if !claimable(&current, &ctx.agent) {
+            // A write whose answer was lost may still have landed: the times
+            // written are ours to the nanosecond.
+            let ours = current.status.as_ref().is_some_and(|s| {
+                s.phase == status.phase
+                    && s.agent == status.agent
+                    && s.start_time == status.start_time
+                    && s.completion_time == status.completion_time
+            });
+            return ours.then_some(current);
+        }
+        let mut next = current.clone();
+        next.status = Some(with_conditions(&current, status));
+        match api.update_status(&next).await {
+            Ok(won) => return Some(won),
+            Err(Error::Conflict(_)) => match api.get(&key.name).await {
+                // Deleted and created again under the same name: the new
+                // TaskRun comes through the watch on its own.
+                Ok(fresh) if fresh.metadata.uid != current.metadata.uid => return None,
+                Ok(fresh) => current = fresh,
+                Err(Error::NotFound(_)) => return None,
+                Err(e) => {
+                    tracing::warn!("cannot read taskrun {key} again: {e}");
+                    backoff.wait().await;
+                }
+            },
+            Err(Error::NotFound(_)) => return None,
+            Err(e) if transient(&e) => {
+                tracing::warn!("cannot claim taskrun {key} (will retry): {e}");
+                backoff.wait().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot claim taskrun {key}: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+/// The directory the script runs in: `spec.workdir` (relative to the work
+/// dir), or the run directory.
+fn cwd_for(work_dir: &Path, run_dir: &Path, workdir: Option<&str>) -> PathBuf {
+    match workdir.filter(|w| !w.is_empty()) {
+        Some(w) => work_dir.join(w),
+        None => run_dir.to_path_buf(),
+    }
+}
+
+/// A fresh run directory (an earlier TaskRun of the same name may have left
+/// one) and the working directory.
+async fn prepare(run_dir: &Path, cwd: &Path) -> Result<(), String> {
+    match tokio::fs::remove_dir_all(run_dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(format!(
+                "cannot clear the run directory {}: {e}",
+                run_dir.display()
+            ));
+        }
+    }
+    for dir in [run_dir, cwd] {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn stop_message(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::Deleted => "the TaskRun was deleted while it ran",
+        StopReason::Finalized => "the TaskRun was finished elsewhere while it ran",
+        StopReason::Shutdown => "the agent shut down while it ran",
+    }
+}
+
+/// Prepares and runs a claimed TaskRun; returns its terminal status.
+async fn run_claimed(
+    ctx: &Ctx,
+    key: &RunKey,
+    taskrun: &TaskRun,
+    stop: watch::Receiver<Option<StopReason>>,
+    start: Time,
+) -> TaskRunStatus {
+    let spec = &taskrun.spec;
+    let run_dir = logs::run_dir(&ctx.work_dir, key);
+    let output = run_dir.join(logs::OUTPUT_FILE);
+    let cwd = cwd_for(&ctx.work_dir, &run_dir, spec.workdir.as_deref());
+    let base = TaskRunStatus {
+        phase: TaskRunPhase::Failed,
+        agent: Some(ctx.agent.clone()),
+        start_time: taskrun
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time)
+            .or(Some(start)),
+        ..TaskRunStatus::default()
+    };
+    let failed = |reason: &str, message: String| TaskRunStatus {
+        reason: reason.into(),
+        message,
+        completion_time: Some(Utc::now()),
+        ..base.clone()
+    };
+    if let Err(message) = prepare(&run_dir, &cwd).await {
+        return failed(reason::ERROR, message);
+    }
+    if let Some(why) = *stop.borrow() {
+        return failed(
+            reason::KILLED,
+            format!("{}; it was not started", stop_message(why)),
+        );
+    }
+    let mut env: Vec<(String, String)> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend([
+        ("SLOTH_TASKRUN".to_string(), key.name.clone()),
+        ("SLOTH_NAMESPACE".to_string(), key.namespace.clone()),
+        ("SLOTH_AGENT".to_string(), ctx.agent.clone()),
+    ]);
+    let job = ShellJob {
+        script: spec.run.shell.clone().unwrap_or_default(),
+        cwd,
+        env,
+        output: output.clone(),
+        pid_file: run_dir.join(PGID_FILE),
+        timeout: spec.timeout.map(|t| t.as_std()).filter(|t| !t.is_zero()),
+    };
+    let slots = ctx.slots.clone();
+    let outcome = executor::run(&job, stop, |pid| {
+        let (guard, concurrent) = slots.process_started();
+        tracing::info!("taskrun {key} started pid={pid} concurrent={concurrent}");
+        guard
+    })
+    .await;
+    let completion = Utc::now();
+    let log_tail = match logs::read_tail(&output, MAX_LOG_TAIL_BYTES).await {
+        Ok(tail) => Some(tail).filter(|t| !t.is_empty()),
+        Err(e) => {
+            tracing::warn!("cannot read the output of taskrun {key}: {e}");
+            None
+        }
+    };
+    let (phase, why, exit_code, message) = match outcome {
+        Outcome::Exited(status) if status.success() => (
+            TaskRunPhase::Succeeded,
+            reason::COMPLETED,
+            Some(0),
+            executor::describe(status),
+        ),
+        Outcome::Exited(status) => (
+            TaskRunPhase::Failed,
+            reason::ERROR,
+            Some(executor::exit_code(status)),
+            executor::describe(status),
+        ),
+        Outcome::TimedOut { status, .. } => (
+            TaskRunPhase::Failed,
+            reason::TIMED_OUT,
+            Some(executor::exit_code(status)),
+            format!(
+                "timed out after {}; its process group was killed ({})",
+                spec.timeout.unwrap_or_default(),
+                executor::describe(status)
+            ),
+        ),
+        Outcome::Stopped {
+            reason: stop,
+            status,
+        } => (
+            TaskRunPhase::Failed,
+            reason::KILLED,
+            Some(executor::exit_code(status)),
+            format!(
+                "{}; its process group was killed ({})",
+                stop_message(stop),
+                executor::describe(status)
+            ),
+        ),
+        Outcome::NotStarted(message) => (TaskRunPhase::Failed, reason::ERROR, None, message),
+    };
+    TaskRunStatus {
+        phase,
+        reason: why.into(),
+        message,
+        exit_code,
+        completion_time: Some(completion),
+        log_tail,
+        ..base
+    }
+}
+
+/// Writes the terminal status, re-reading on conflicts and retrying while
+/// the apiserver is away; gives up when the TaskRun is gone or already
+/// terminal.
+async fn finish(ctx: &Ctx, key: &RunKey, claimed: TaskRun, status: TaskRunStatus) {
+    let api = ctx.api(&key.namespace);
+    let mut current = claimed;
+    let mut backoff = Backoff::new();
+    loop {
+        let mut next = current.clone();
+        next.status = Some(with_conditions(&current, &status));
+        match api.update_status(&next).await {
+            Ok(_) => {
+                tracing::info!(
+                    "taskrun {key} {} ({}): {}",
+                    status.phase.as_str(),
+                    status.reason,
+                    status.message
+                );
+                return;
+            }
+            Err(Error::Conflict(_)) => match api.get(&key.name).await {
+                Ok(fresh) if phase_of(&fresh).is_terminal() => {
+                    tracing::info!(
+                        "taskrun {key} was already {}; its result here ({}) is dropped",
+                        phase_of(&fresh).as_str(),
+                        status.reason
+                    );
+                    return;
+                }
+                Ok(fresh) if fresh.metadata.uid == current.metadata.uid => current = fresh,
+                Ok(_) | Err(Error::NotFound(_)) => {
+                    tracing::info!("taskrun {key} was deleted; its result is dropped");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot read taskrun {key} again: {e}");
+                    backoff.wait().await;
+                }
+            },
+            Err(Error::NotFound(_)) => {
+                tracing::info!("taskrun {key} was deleted; its result is dropped");
+                return;
+            }
+            Err(e) if transient(&e) => {
+                tracing::warn!("cannot write the status of taskrun {key} (will retry): {e}");
+                backoff.wait().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot write the status of taskrun {key}: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Fails a TaskRun that is Running on this agent but not held by this
+/// process: an earlier incarnation claimed it. It is never run again; what
+/// is left of its processes is killed.
+pub async fn fail_orphan(ctx: Arc<Ctx>, key: RunKey) {
+    let api = ctx.api(&key.namespace);
+    let mut backoff = Backoff::new();
+    loop {
+        let current = match api.get(&key.name).await {
+            Ok(current) => current,
+            Err(Error::NotFound(_)) => return,
+            Err(e) if transient(&e) => {
+                tracing::warn!("cannot read taskrun {key} (will retry): {e}");
+                backoff.wait().await;
+                continue;
+            }
+            Err(e) => {
+                tracing::error!("cannot read taskrun {key}: {e}");
+                return;
+            }
+        };
+        if !running_on(&current, &ctx.agent) || ctx.runs.contains(&key) {
+            return;
+        }
+        let run_dir = logs::run_dir(&ctx.work_dir, &key);
+        let killed = executor::kill_recorded_group(&run_dir.join(PGID_FILE)).await;
+        let tail = logs::read_tail(&run_dir.join(logs::OUTPUT_FILE), MAX_LOG_TAIL_BYTES)
+            .await
+            .ok()
+            .filter(|t| !t.is_empty());
+        let old = current.status_or_default();
+        let mut message = format!(
+            "agent {} restarted while this TaskRun was running; it is not run again",
+            ctx.agent
+        );
+        if killed {
+            message.push_str(" (the processes it left were killed)");
+        }
+        let mut next = current.clone();
+        next.status = Some(TaskRunStatus {
+            phase: TaskRunPhase::Failed,
+            reason: reason::AGENT_RESTARTED.into(),
+            message,
+            completion_time: Some(Utc::now()),
+            log_tail: tail.or(old.log_tail.clone()),
+            ..old
+        });
+        match api.update_status(&next).await {
+            Ok(_) => {
+                tracing::info!("taskrun {key} Failed ({})", reason::AGENT_RESTARTED);
+                return;
+            }
+            Err(Error::Conflict(_)) => {}
+            Err(Error::NotFound(_)) => return,
+            Err(e) if transient(&e) => {
+                tracing::warn!("cannot fail taskrun {key} (will retry): {e}");
+                backoff.wait().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot fail taskrun {key}: {e}");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sloth_sdk::objects::Payload;
+
+    fn taskrun(agent: Option<&str>, phase: TaskRunPhase) -> TaskRun {
+        let mut tr = TaskRun::new(
+            "t1",
+            TaskRunSpec {
+                run: Payload {
+                    shell: Some("true".into()),
+                    lua: None,
+                },
+                agent_name: agent.map(str::to_string),
+                ..TaskRunSpec::default()
+            },
+        );
+        tr.metadata.namespace = "default".into();
+        tr.status = Some(TaskRunStatus {
+            phase,
+            agent: (phase == TaskRunPhase::Running).then(|| "a1".to_string()),
+            ..TaskRunStatus::default()
+        });
+        tr
+    }
+
+    #[test]
+    fn only_pending_or_scheduled_runs_bound_here_are_claimable() {
+        assert!(claimable(&taskrun(Some("a1"), TaskRunPhase::Pending), "a1"));
+        assert!(claimable(
+            &taskrun(Some("a1"), TaskRunPhase::Scheduled),
+            "a1"
+        ));
+        assert!(!claimable(
+            &taskrun(Some("a2"), TaskRunPhase::Pending),
+            "a1"
+        ));
+        assert!(!claimable(&taskrun(None, TaskRunPhase::Pending), "a1"));
+        for phase in [
+            TaskRunPhase::Running,
+            TaskRunPhase::Succeeded,
+            TaskRunPhase::Failed,
+        ] {
+            assert!(!claimable(&taskrun(Some("a1"), phase), "a1"), "{phase:?}");
+        }
+        let mut deleting = taskrun(Some("a1"), TaskRunPhase::Pending);
+        deleting.metadata.deletion_timestamp = Some(Utc::now());
+        assert!(!claimable(&deleting, "a1"));
+        assert!(running_on(
+            &taskrun(Some("a1"), TaskRunPhase::Running),
+            "a1"
+        ));
+        assert!(!running_on(
+            &taskrun(Some("a1"), TaskRunPhase::Running),
+            "a2"
+        ));
+    }
+
+    #[test]
+    fn workdir_is_relative_to_the_work_dir() {
+        let work = Path::new("/w");
+        let run = Path::new("/w/default/t1");
+        assert_eq!(cwd_for(work, run, None), run);
+        assert_eq!(cwd_for(work, run, Some("")), run);
+        assert_eq!(cwd_for(work, run, Some("/tmp/x")), Path::new("/tmp/x"));
+        assert_eq!(cwd_for(work, run, Some("shared")), Path::new("/w/shared"));
+    }
+}
