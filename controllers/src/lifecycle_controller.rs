@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sloth_sdk::meta::Condition;
-use sloth_sdk::objects::{Agent, AgentSpec, LockSpec};
+use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, LockSpec};
 use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, spawn_reflector};
 use sloth_sdk::{Api, Client, Error, WatchParams};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +17,7 @@ const RESYNC: Duration = Duration::from_secs(30);
 
 struct Ctx {
     agents: Api<AgentSpec>,
+    locks_api: Api<LockSpec>,
     locks: Store<LockSpec>,
 }
 
@@ -32,6 +33,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
     );
     let ctx = Arc::new(Ctx {
         agents: agents.clone(),
+        locks_api: locks_api.clone(),
         locks,
     });
     Controller::new(agents, "", WatchParams::default())
@@ -51,16 +53,27 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
 }
 
 async fn reconcile(agent: Arc<Agent>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let lock = ctx.locks.get(&ObjectRef::new(
-        HEARTBEAT_NAMESPACE,
-        heartbeat_lock_name(agent.name()),
-    ));
-    let verdict = judge(lock.as_deref(), chrono::Utc::now());
+    let lock_name = heartbeat_lock_name(agent.name());
+    let cached = ctx
+        .locks
+        .get(&ObjectRef::new(HEARTBEAT_NAMESPACE, lock_name.clone()));
+    let mut verdict = judge(cached.as_deref(), chrono::Utc::now());
     let mut status = agent.status_or_default();
+    if verdict.phase == AgentPhase::NotReady && status.phase != AgentPhase::NotReady {
+        // The lock cache may lag behind the agent's latest renewal (it is a
+        // different watch from the one that triggered us): before declaring
+        // an agent lost, ask the server.
+        let fresh = match ctx.locks_api.get(&lock_name).await {
+            Ok(lock) => Some(lock),
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        verdict = judge(fresh.as_ref(), chrono::Utc::now());
+    }
     if status.phase != verdict.phase {
         tracing::info!(agent = agent.name(), phase = ?verdict.phase, reason = verdict.reason, "agent phase");
         status.phase = verdict.phase;
-        let ready = if verdict.phase == sloth_sdk::objects::AgentPhase::Ready {
+        let ready = if verdict.phase == AgentPhase::Ready {
             "True"
         } else {
             "False"

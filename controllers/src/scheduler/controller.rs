@@ -1,7 +1,7 @@
 //! The scheduler's reconciler: one decision at a time (concurrency 1), so
 //! that capacity counts are never raced by the scheduler itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,12 @@ struct Ctx {
     placer: Mutex<Placer>,
     /// Bindings made but maybe not yet seen in the cache: TaskRun -> agent.
     assumed: Mutex<HashMap<ObjectRef, String>>,
+    /// Bumped when a bound TaskRun finishes: its agent has room again, so
+    /// waiting TaskRuns are looked at once more.
+    capacity_freed: tokio::sync::watch::Sender<u64>,
+    /// uids of finished TaskRuns already announced through `capacity_freed`,
+    /// so that the re-run it causes does not announce them again.
+    announced: Mutex<HashSet<String>>,
 }
 
 /// Runs the scheduler until `shutdown`.
@@ -38,15 +44,19 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
     let (agents, agents_changed) =
         spawn_reflector(&agents_api, "", WatchParams::default(), shutdown.clone());
     let controller = Controller::new(taskruns.clone(), "", WatchParams::default());
+    let (capacity_freed, freed) = tokio::sync::watch::channel(0u64);
     let ctx = Arc::new(Ctx {
         taskruns,
         cache: controller.store(),
         agents,
         placer: Mutex::new(Placer::default()),
         assumed: Mutex::new(HashMap::new()),
+        capacity_freed,
+        announced: Mutex::new(HashSet::new()),
     });
     controller
         .reconcile_all_on(WatchStream::from_changes(agents_changed))
+        .reconcile_all_on(WatchStream::from_changes(freed))
         .concurrency(1)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, |_, _: &Error, _| Action::backoff(), ctx)
@@ -59,6 +69,10 @@ fn is_unfinished(tr: &TaskRun) -> bool {
 
 async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let phase = tr.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    if phase.is_terminal() && tr.spec.agent_name.is_some() {
+        announce_finished(&ctx, &tr);
+        return Ok(Action::await_change());
+    }
     if tr.spec.agent_name.is_some() || phase != TaskRunPhase::Pending {
         return Ok(Action::await_change());
     }
@@ -94,6 +108,25 @@ async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     bind(&ctx, &tr, chosen.name()).await?;
     Ok(Action::await_change())
+}
+
+fn announce_finished(ctx: &Ctx, tr: &TaskRun) {
+    let mut announced = ctx.announced.lock().unwrap_or_else(|p| p.into_inner());
+    if !announced.insert(tr.metadata.uid.clone()) {
+        return;
+    }
+    // Forget deleted TaskRuns now and then, so the set stays the size of the cache.
+    if announced.len() > 2 * ctx.cache.len() + 64 {
+        let live: HashSet<String> = ctx
+            .cache
+            .state()
+            .iter()
+            .map(|t| t.metadata.uid.clone())
+            .collect();
+        announced.retain(|uid| live.contains(uid));
+    }
+    drop(announced);
+    ctx.capacity_freed.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// Unfinished TaskRuns per agent, and per agent those of the same workflow.
