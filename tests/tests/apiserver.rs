@@ -463,3 +463,39 @@ fn sigterm_ends_open_watches_and_exits_cleanly() {
         let _ = within(async { while let Some(Ok(_)) = stream.next().await {} }).await;
     });
 }
+
+#[test]
+fn a_status_update_cannot_move_a_taskrun_onto_another_agent() {
+    let server = ApiServer::start();
+    let rt = runtime();
+    let _enter = rt.enter();
+    rt.block_on(async {
+        let api: Api<TaskRunSpec> = Api::namespaced(server.client(), "default");
+        let mut tr = taskrun("bound", "true");
+        tr.spec.agent_name = Some("a1".into());
+        let created = within(api.create(&tr)).await.expect("create");
+
+        let mut stolen = created.clone();
+        stolen.status = Some(TaskRunStatus {
+            phase: TaskRunPhase::Running,
+            agent: Some("a2".into()),
+            ..TaskRunStatus::default()
+        });
+        let e = within(api.update_status(&stolen))
+            .await
+            .expect_err("another agent");
+        assert!(
+            matches!(&e, Error::Invalid(m) if m.contains("status.agent")),
+            "{e}"
+        );
+
+        let mut rebound = created.clone();
+        rebound.spec.agent_name = Some("a2".into());
+        let e = within(api.replace(&rebound)).await.expect_err("rebind");
+        assert!(
+            matches!(&e, Error::Invalid(m) if m.contains("spec.agentName")),
+            "{e}"
+        );
+        assert_eq!(within(api.get("bound")).await.expect("get"), created);
+    });
+}
