@@ -233,7 +233,10 @@ impl ResourcesRpc for GrpcService {
         let start = Instant::now();
         let result = crate::logs::logs(&self.resources, request.into_inner()).await;
         self.record("logs", "TaskRun", start, &result);
-        Ok(Response::new(result?))
+        // A followed log never ends by itself while the task runs; end it on
+        // shutdown as watches end, so the server can stop gracefully.
+        let stream = result?.take_until(self.shutdown.clone().cancelled_owned());
+        Ok(Response::new(stream.boxed()))
     }
 
     type WatchStream = WatchStream;

@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::printer::Format;
 
 /// slothctl controls a Sloth control plane: apply manifests, get, describe
-/// and delete objects.
+/// and delete objects, run commands on agents and follow their output.
 #[derive(Debug, Parser)]
 #[command(name = "slothctl", version, about, max_term_width = 100)]
 pub struct Cli {
@@ -38,6 +38,21 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Delete objects by name, by label selector, or as named in manifests.
     Delete(DeleteArgs),
+    /// Run a command on an agent as a TaskRun, stream its output and exit
+    /// with its exit code.
+    Run(RunArgs),
+    /// Print the output of a TaskRun.
+    Logs(LogsArgs),
+    /// Wait until a TaskRun or Workflow finishes: exit 0 when it succeeded,
+    /// 1 when it failed, 2 on timeout.
+    Wait(WaitArgs),
+    /// Mark agents unschedulable: nothing new is scheduled on them.
+    Cordon(CordonArgs),
+    /// Mark agents schedulable again.
+    Uncordon(CordonArgs),
+    /// Seed-compatible agent commands (`agent list`, `agent run`).
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Print the client version.
     Version,
 }
@@ -109,4 +124,96 @@ pub struct DeleteArgs {
     /// Treat objects that do not exist as deleted.
     #[arg(long)]
     pub ignore_not_found: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["agent", "selector"])))]
+pub struct RunArgs {
+    /// Run on this agent (sets spec.agentName; no scheduling).
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// Let the scheduler pick an agent whose labels match, e.g. gpu=true,zone in (a,b).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Kill the command when it runs longer (spec.timeout), e.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// An environment variable for the command; repeatable.
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Working directory of the command on the agent.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// The command: one word is a shell script (`'make && make test'`);
+    /// several are a command and its arguments, each passed as is.
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The TaskRun (NAME or taskrun/NAME).
+    pub taskrun: String,
+    /// Keep printing output as it is written until the TaskRun finishes
+    /// (waiting for it to start first).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// taskrun|tr or workflow|wf, or KIND/NAME.
+    pub kind: String,
+    /// The object to wait for (unless given as KIND/NAME).
+    pub name: Option<String>,
+    /// How long to wait before giving up (exit 2); 0 checks once without
+    /// waiting.
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CordonArgs {
+    /// Agents (NAME or agent/NAME).
+    #[arg(value_name = "AGENT", required = true)]
+    pub agents: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// List agents (as `get agents`).
+    List(AgentListArgs),
+    /// Run a shell command on an agent (as `run --agent NAME -- bash -c COMMAND`).
+    Run(AgentRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentListArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Label selector, e.g. gpu=true.
+    #[arg(short = 'l', long, value_name = "SELECTOR", default_value = "")]
+    pub selector: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    /// The agent.
+    pub name: String,
+    /// The shell command (words are joined with spaces).
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
 }

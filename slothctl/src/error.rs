@@ -12,6 +12,8 @@ pub const FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Exit code: no server could be reached.
 pub const UNREACHABLE: u8 = 3;
+/// Exit code of `wait` when the timeout passes first (the same as usage).
+pub const TIMED_OUT: u8 = 2;
 
 /// An error that knows its exit code. The message is printed as is (it
 /// carries its own `error: ` or `Error from server (...)` prefix); an empty

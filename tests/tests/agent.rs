@@ -528,3 +528,24 @@ fn sigterm_lets_running_taskruns_finish_and_exits_0() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[test]
+fn apiserver_stops_gracefully_while_a_log_is_followed() {
+    let mut c = Cluster::start(&[]);
+    c.create("default", &shell("long", "echo started; sleep 30"));
+    c.running("default", "long");
+    let mut stream =
+        c.rt.block_on(c.client.logs("default", "long", true, 0))
+            .expect("follow logs");
+    let first =
+        c.rt.block_on(async { tokio::time::timeout(DEADLINE, stream.next()).await })
+            .expect("output before the deadline")
+            .expect("stream open")
+            .expect("chunk");
+    assert!(String::from_utf8_lossy(&first).contains("started"));
+    assert!(
+        c._server.stop(),
+        "apiserver did not exit 0 on SIGTERM while a log was followed:\n{}",
+        c._server.log()
+    );
+}

@@ -1,10 +1,16 @@
 //! One module per command; `run` dispatches.
 
+pub mod agent;
 pub mod apply;
+pub mod cordon;
 pub mod delete;
 pub mod describe;
+pub mod follow;
 pub mod get;
+pub mod logs;
+pub mod run;
 pub mod version;
+pub mod wait;
 pub mod watch;
 
 use sloth_sdk::Client;
@@ -54,6 +60,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(args) => get::run(&ctx, args).await,
         Command::Describe(args) => describe::run(&ctx, args).await,
         Command::Delete(args) => delete::run(&ctx, args).await,
+        Command::Run(args) => run::run(&ctx, args).await,
+        Command::Logs(args) => logs::run(&ctx, args).await,
+        Command::Wait(args) => wait::run(&ctx, args).await,
+        Command::Cordon(args) => cordon::run(&ctx, args, true).await,
+        Command::Uncordon(args) => cordon::run(&ctx, args, false).await,
+        Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Version => version::run(),
     }
 }

@@ -25,7 +25,12 @@ pub enum Format {
 /// Writes `text` to stdout and flushes, so that readers through a pipe see
 /// each line as soon as it is printed.
 pub fn emit(text: &str) -> std::io::Result<()> {
+    emit_bytes(text.as_bytes())
+}
+
+/// Writes raw bytes (a command's output, unmodified) to stdout and flushes.
+pub fn emit_bytes(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    out.write_all(bytes)?;
     out.flush()
 }

@@ -1,0 +1,101 @@
+//! `slothctl cordon AGENT...` and `uncordon AGENT...`: set an Agent's
+//! `spec.unschedulable` by compare-and-swap, retrying on conflicts (the
+//! agent itself updates its object).
+
+use serde_json::Value;
+use sloth_sdk::Error as SdkError;
+
+use super::Context;
+use crate::cli::CordonArgs;
+use crate::error::{self, CliError};
+use crate::kind;
+use crate::printer::emit;
+
+/// Attempts before a run of conflicts is reported.
+const ATTEMPTS: usize = 10;
+
+pub async fn run(ctx: &Context, args: CordonArgs, unschedulable: bool) -> anyhow::Result<()> {
+    let mut names = Vec::new();
+    for arg in &args.agents {
+        let (kind, found) = match kind::split_type_name(arg) {
+            (_, Some(_)) => kind::resolve_args(arg, &[])?,
+            (name, None) => kind::resolve_args("agent", &[name.to_string()])?,
+        };
+        if kind.kind != "Agent" {
+            return Err(CliError::usage(format!("{arg:?} is not an agent")).into());
+        }
+        names.extend(found);
+    }
+    let mut failed = false;
+    for name in names {
+        match set(ctx, &name, unschedulable).await {
+            Ok(changed) => emit(&format!(
+                "agent/{name} {}\n",
+                message(unschedulable, changed)
+            ))?,
+            Err(e) if e.code == error::FAILED => {
+                eprintln!("{e}");
+                failed = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if failed {
+        return Err(CliError::reported(error::FAILED).into());
+    }
+    Ok(())
+}
+
+/// What is printed after the agent's name.
+fn message(unschedulable: bool, changed: bool) -> &'static str {
+    match (unschedulable, changed) {
+        (true, true) => "cordoned",
+        (true, false) => "already cordoned",
+        (false, true) => "uncordoned",
+        (false, false) => "already uncordoned",
+    }
+}
+
+/// Sets `spec.unschedulable`; returns whether anything changed.
+async fn set(ctx: &Context, name: &str, unschedulable: bool) -> Result<bool, CliError> {
+    let mut last = None;
+    for _ in 0..ATTEMPTS {
+        let agent = ctx
+            .client
+            .get("Agent", "", name)
+            .await
+            .map_err(|e| match e {
+                SdkError::NotFound(_) => CliError::failed(format!("agent {name:?} not found")),
+                e => ctx.error(e),
+            })?;
+        let current = agent.spec.get("unschedulable").and_then(Value::as_bool) == Some(true);
+        if current == unschedulable {
+            return Ok(false);
+        }
+        let mut value = serde_json::to_value(&agent)
+            .map_err(|e| CliError::failed(format!("cannot encode agent {name}: {e}")))?;
+        value["spec"]["unschedulable"] = Value::Bool(unschedulable);
+        match ctx.client.update(&value).await {
+            Ok(_) => return Ok(true),
+            Err(e @ SdkError::Conflict(_)) => last = Some(e),
+            Err(e) => return Err(ctx.error(e)),
+        }
+    }
+    Err(last.map_or_else(
+        || CliError::failed(format!("agent {name} could not be updated")),
+        |e| ctx.error(e),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_say_whether_anything_changed() {
+        assert_eq!(message(true, true), "cordoned");
+        assert_eq!(message(true, false), "already cordoned");
+        assert_eq!(message(false, true), "uncordoned");
+        assert_eq!(message(false, false), "already uncordoned");
+    }
+}
