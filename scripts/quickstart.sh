@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Quick start: builds Sloth, starts an apiserver on the embedded store,
-# applies the examples in manifests/examples/ and shows them with slothctl.
-# The apiserver keeps running afterwards; the script prints how to stop it.
+# Quick start: builds Sloth, starts an apiserver on the embedded store with
+# its controllers and two local agents with different labels, runs TaskRuns
+# on them and shows placement and output. Everything keeps running
+# afterwards; the script prints how to stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/deps.sh
@@ -16,62 +17,88 @@ echo "== building (cargo build --release --bins)"
 cargo build --release --bins --quiet
 bin=$PWD/target/release
 
-# A previous quick start's apiserver would hold the ports: stop it first.
-if [ -f "$state/apiserver.pid" ]; then
-  old=$(cat "$state/apiserver.pid")
+# A previous quick start's processes would hold the ports: stop them first.
+for pidfile in "$state"/*.pid; do
+  [ -f "$pidfile" ] || continue
+  old=$(cat "$pidfile")
   if kill -0 "$old" 2>/dev/null; then
-    echo "== stopping the previous quick-start apiserver (pid $old)"
+    echo "== stopping $(basename "$pidfile" .pid) from a previous quick start (pid $old)"
     kill -TERM "$old"
     for _ in $(seq 1 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
   fi
-  rm -f "$state/apiserver.pid"
-fi
-
-echo "== starting sloth-apiserver on $grpc_addr (HTTP $http_addr), data in $state/data"
-"$bin/sloth-apiserver" --listen "$grpc_addr" --http-listen "$http_addr" \
-  --data-dir "$state/data" >"$state/apiserver.out" 2>"$state/apiserver.log" &
-echo $! >"$state/apiserver.pid"
-for _ in $(seq 1 100); do
-  grep -q '^listening' "$state/apiserver.out" 2>/dev/null && break
-  if ! kill -0 "$(cat "$state/apiserver.pid")" 2>/dev/null; then
-    echo "error: sloth-apiserver exited; its log:" >&2
-    cat "$state/apiserver.log" >&2
-    exit 1
-  fi
-  sleep 0.1
+  rm -f "$pidfile"
 done
-grep -q '^listening' "$state/apiserver.out" || { echo "error: apiserver did not start" >&2; exit 1; }
+
+# start NAME READY-PATTERN COMMAND...: runs COMMAND in the background with its
+# output in $state/NAME.{out,log}, and waits (bounded) for READY-PATTERN.
+start() {
+  local name=$1 pattern=$2
+  shift 2
+  "$@" >"$state/$name.out" 2>"$state/$name.log" &
+  echo $! >"$state/$name.pid"
+  for _ in $(seq 1 150); do
+    grep -q "$pattern" "$state/$name.out" 2>/dev/null && return 0
+    if ! kill -0 "$(cat "$state/$name.pid")" 2>/dev/null; then
+      echo "error: $name exited; its log:" >&2
+      cat "$state/$name.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "error: $name did not start within 15s; its log: $state/$name.log" >&2
+  exit 1
+}
+
+echo "== starting sloth-apiserver --controllers on $grpc_addr (HTTP $http_addr), data in $state/data"
+start apiserver '^listening' "$bin/sloth-apiserver" --controllers \
+  --listen "$grpc_addr" --http-listen "$http_addr" --data-dir "$state/data"
+server=http://$grpc_addr
+echo "== starting agents build-1 (role=build) and test-1 (role=test)"
+start agent-build-1 'ready' "$bin/sloth-agent" --name build-1 --server "$server" \
+  --labels role=build,zone=local --capacity 2 --bind-address 127.0.0.1 --port 0 \
+  --work-dir "$state/agents/build-1"
+start agent-test-1 'ready' "$bin/sloth-agent" --name test-1 --server "$server" \
+  --labels role=test,zone=local --capacity 2 --bind-address 127.0.0.1 --port 0 \
+  --work-dir "$state/agents/test-1"
 
 export SLOTH_SERVER=http://$grpc_addr
 slothctl() { "$bin/slothctl" "$@"; }
 
 echo
+echo "\$ slothctl get agents"
+slothctl get agents
+echo
+echo "\$ slothctl run --agent build-1 -- sh -c 'echo hello from \$(hostname); exit 3'"
+slothctl run --agent build-1 -- sh -c 'echo hello from $(hostname); exit 3' || echo "(exit code $?)"
+echo
 echo "\$ slothctl apply -f manifests/examples/"
 slothctl apply -f manifests/examples/
+echo
+echo "\$ slothctl wait taskrun uptime-on-build --timeout 60s && slothctl wait taskrun disk-usage --timeout 60s"
+slothctl wait taskrun uptime-on-build --timeout 60s
+slothctl wait taskrun disk-usage --timeout 60s
+echo
+echo "\$ slothctl get taskruns -o wide"
+slothctl get taskruns -o wide
+echo
+echo "\$ slothctl logs uptime-on-build"
+slothctl logs uptime-on-build
 echo
 echo "\$ slothctl get workflows"
 slothctl get workflows
 echo
-echo "\$ slothctl get taskruns -l app=hello -o wide"
-slothctl get taskruns -l app=hello -o wide
-echo
-echo "\$ slothctl describe workflow hello-pipeline"
-slothctl describe workflow hello-pipeline
-echo
-echo "\$ curl -s http://$http_addr/readyz"
-curl -fsS "http://$http_addr/readyz" 2>/dev/null || true
-echo
 
 cat <<MSG
 
-Sloth's apiserver is running (pid $(cat "$state/apiserver.pid"), log $state/apiserver.log).
-Use slothctl against it:
+Sloth is running: an apiserver with controllers and two agents (logs and
+pids in $state/). Use slothctl against it:
 
   export PATH=$bin:\$PATH SLOTH_SERVER=$SLOTH_SERVER
-  slothctl get taskruns
-  slothctl get workflows -o yaml
+  slothctl get agents
+  slothctl run -l role=test -- uname -a
+  slothctl get taskruns -w
 
-Stop it with:  kill \$(cat $state/apiserver.pid)
-Agents and controllers that run these objects arrive in the next releases;
-today Sloth stores, validates and watches them.
+Stop everything with:  kill \$(cat $state/*.pid)
+Workflows are stored and validated; the workflow controller that runs them
+arrives next.
 MSG

@@ -202,30 +202,12 @@ impl ApiServer {
 
     /// SIGKILL: no chance to flush or shut down.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill9(self.child.take());
     }
 
     /// SIGTERM, then waits for a graceful exit; returns whether it exited 0.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        terminate(self.child.take(), Duration::from_secs(20))
     }
 
     /// Stops gracefully and starts again on the same data dir (new ports).
@@ -430,30 +412,12 @@ impl Agent {
 
     /// SIGKILL: no chance to clean up.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill9(self.child.take());
     }
 
     /// SIGTERM, then waits for the agent to exit; returns whether it exited 0.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else {
-            return true;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let end = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < end {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
+        terminate(self.child.take(), Duration::from_secs(30))
     }
 
     /// Starts again after `kill9` or `stop`, with the same name, flags and
@@ -468,4 +432,32 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// SIGKILL, and reaps the process.
+fn kill9(child: Option<Child>) {
+    if let Some(mut child) = child {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// SIGTERM, then waits up to `grace` for the exit; true if it exited 0.
+/// A process still there after `grace` is killed and counts as a failure.
+fn terminate(child: Option<Child>, grace: Duration) -> bool {
+    let Some(mut child) = child else {
+        return true;
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let end = Instant::now() + grace;
+    while Instant::now() < end {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill9(Some(child));
+    false
 }
