@@ -71,6 +71,9 @@ echo
 echo "\$ slothctl run --agent build-1 -- sh -c 'echo hello from \$(hostname); exit 3'"
 slothctl run --agent build-1 -- sh -c 'echo hello from $(hostname); exit 3' || echo "(exit code $?)"
 echo
+echo "\$ slothctl run -l role=test -- uname -sr     # the scheduler picks an agent labelled role=test"
+slothctl run -l role=test -- uname -sr
+echo
 echo "\$ slothctl apply -f manifests/examples/"
 slothctl apply -f manifests/examples/
 echo
