@@ -224,7 +224,12 @@ fn apply_reads_directories_in_name_order_and_generates_names() {
         ]
     );
     let run = ctl(&server, &["get", "agents"]).ok();
-    let header: Vec<_> = run.lines()[0].split_whitespace().collect();
+    // Columns are separated by at least two spaces; a header may have one.
+    let header: Vec<_> = run.lines()[0]
+        .split("  ")
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .collect();
     assert_eq!(
         header,
         [
@@ -233,7 +238,7 @@ fn apply_reads_directories_in_name_order_and_generates_names() {
             "ADDRESS",
             "LABELS",
             "RUNNING/CAPACITY",
-            "LAST-HEARTBEAT",
+            "LAST HEARTBEAT",
             "AGE"
         ]
     );

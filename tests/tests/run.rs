@@ -510,7 +510,10 @@ fn agent_list_and_agent_run_are_aliases() {
     // Widths may differ (the agent's status can change in between).
     let header = |run: &Run| {
         let line = run.stdout.lines().next().unwrap_or_default();
-        line.split_whitespace()
+        // Columns are separated by at least two spaces; a header may have one.
+        line.split("  ")
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
             .map(str::to_string)
             .collect::<Vec<_>>()
     };
@@ -523,7 +526,7 @@ fn agent_list_and_agent_run_are_aliases() {
             "ADDRESS",
             "LABELS",
             "RUNNING/CAPACITY",
-            "LAST-HEARTBEAT",
+            "LAST HEARTBEAT",
             "AGE"
         ]
     );

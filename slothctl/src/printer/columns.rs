@@ -37,7 +37,7 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
             "ADDRESS",
             "LABELS",
             "RUNNING/CAPACITY",
-            "LAST-HEARTBEAT",
+            "LAST HEARTBEAT",
             "AGE",
         ],
         ("Lock", _) => &["NAME", "HOLDER", "LEASE", "AGE"],
@@ -310,7 +310,7 @@ mod tests {
                 "ADDRESS",
                 "LABELS",
                 "RUNNING/CAPACITY",
-                "LAST-HEARTBEAT",
+                "LAST HEARTBEAT",
                 "AGE"
             ]
         );
