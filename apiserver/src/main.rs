@@ -144,8 +144,16 @@ async fn main() -> anyhow::Result<()> {
         let client = sloth_sdk::Client::new(&[format!("http://{}", loopback(grpc_addr))])
             .context("cannot make a client for the in-process controllers")?;
         tracing::info!("running the controllers in this process");
-        Some(tokio::spawn(sloth_controllers::run_all(
+        let election = sloth_controllers::leader::Election::new(
+            format!(
+                "apiserver-{}",
+                sloth_controllers::leader::default_identity()
+            ),
+            Duration::from_secs(15),
+        );
+        Some(tokio::spawn(sloth_controllers::run_elected(
             client,
+            election,
             shutdown.clone(),
         )))
     } else {

@@ -1,5 +1,6 @@
 //! `sloth-controllers`: runs the scheduler and the agent-lifecycle
-//! controller against one or more apiservers until SIGTERM.
+//! controller against one or more apiservers until SIGTERM. Several
+//! processes may run; a Lock elects the one that acts.
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
@@ -17,10 +18,19 @@ struct Args {
         default_value = "http://127.0.0.1:50053"
     )]
     server: Vec<String>,
-    /// Identity for leader election (leader election arrives with the
-    /// workflow controller; today every process acts).
+    /// Identity for leader election (default: hostname-pid).
     #[arg(long)]
     id: Option<String>,
+    /// How long a leader's term lasts without renewal; another process
+    /// takes over within about this long after the leader dies.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: std::time::Duration,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<sloth_sdk::duration::Duration>()
+        .map(|d| d.as_std())
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -52,8 +62,12 @@ async fn main() -> anyhow::Result<()> {
         }
         signals.cancel();
     });
-    tracing::info!(servers = %client.endpoints(), "controllers starting");
-    sloth_controllers::run_all(client, shutdown).await;
+    let identity = args
+        .id
+        .unwrap_or_else(sloth_controllers::leader::default_identity);
+    tracing::info!(servers = %client.endpoints(), %identity, "controllers starting");
+    let election = sloth_controllers::leader::Election::new(identity, args.lease_duration);
+    sloth_controllers::run_elected(client, election, shutdown).await;
     tracing::info!("controllers stopped");
     Ok(())
 }

@@ -461,3 +461,52 @@ fn terminate(child: Option<Child>, grace: Duration) -> bool {
     kill9(Some(child));
     false
 }
+
+/// A running `sloth-controllers` process (stderr in a log file).
+pub struct Controllers {
+    child: Option<Child>,
+    log_path: PathBuf,
+    _temp: tempfile::TempDir,
+}
+
+impl Controllers {
+    /// Starts `sloth-controllers --id ID` against `server` with extra flags.
+    pub fn start(server: &ApiServer, id: &str, extra_args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let log_path = temp.path().join("controllers.log");
+        let log = std::fs::File::create(&log_path).expect("controllers log");
+        let child = Command::new(binary("sloth-controllers"))
+            .args(["--server", server.grpc_url(), "--id", id])
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sloth-controllers");
+        Self {
+            child: Some(child),
+            log_path,
+            _temp: temp,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        kill9(self.child.take());
+    }
+
+    pub fn stop(&mut self) -> bool {
+        terminate(self.child.take(), Duration::from_secs(20))
+    }
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

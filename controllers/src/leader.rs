@@ -1,0 +1,199 @@
+//! Leader election through a Lock, so that several controller processes can
+//! run and exactly one acts. The leader renews `sloth-system/<name>` every
+//! lease/3; a candidate takes the Lock over once its lease has run out
+//! without renewal. Every write is a compare-and-swap, so two candidates
+//! can never both win the same term.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use sloth_sdk::objects::{Lock, LockSpec};
+use sloth_sdk::{Api, Client, Error};
+use tokio_util::sync::CancellationToken;
+
+use crate::lifecycle::HEARTBEAT_NAMESPACE;
+
+/// The Lock the controllers elect their leader with.
+pub const CONTROLLERS_LOCK: &str = "sloth-controllers";
+
+/// Who competes for which Lock, and how long a term lasts without renewal.
+#[derive(Clone, Debug)]
+pub struct Election {
+    pub lock_name: String,
+    pub identity: String,
+    pub lease: Duration,
+}
+
+impl Election {
+    pub fn new(identity: impl Into<String>, lease: Duration) -> Self {
+        Self {
+            lock_name: CONTROLLERS_LOCK.to_string(),
+            identity: identity.into(),
+            lease: lease.max(Duration::from_secs(1)),
+        }
+    }
+
+    fn lease_seconds(&self) -> u32 {
+        u32::try_from(self.lease.as_secs()).unwrap_or(u32::MAX)
+    }
+}
+
+/// `hostname-pid`, unique enough among the processes of one cluster.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "controllers".to_string());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Outcome of one attempt to take or keep the Lock.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Leading,
+    /// Someone else holds an unexpired lease.
+    Following(String),
+}
+
+/// Competes for leadership until `shutdown`; while leading, runs `lead`
+/// with a token that is cancelled when leadership is lost or on shutdown.
+/// On shutdown the Lock is released so another candidate takes over at once.
+pub async fn run_elected<F, Fut>(
+    client: Client,
+    election: Election,
+    shutdown: CancellationToken,
+    lead: F,
+) where
+    F: Fn(CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let api: Api<LockSpec> = Api::namespaced(client, HEARTBEAT_NAMESPACE);
+    let retry = election.lease / 3;
+    let mut last_holder = String::new();
+    while !shutdown.is_cancelled() {
+        match try_acquire(&api, &election).await {
+            Ok(Attempt::Leading) => {
+                tracing::info!(identity = %election.identity, "became the leader");
+                lead_while_renewing(&api, &election, &shutdown, &lead).await;
+                tracing::info!(identity = %election.identity, "no longer the leader");
+            }
+            Ok(Attempt::Following(holder)) => {
+                if holder != last_holder {
+                    tracing::info!(leader = %holder, "following");
+                    last_holder = holder;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "leader election: cannot read or write the lock"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+    release(&api, &election).await;
+}
+
+async fn lead_while_renewing<F, Fut>(
+    api: &Api<LockSpec>,
+    election: &Election,
+    shutdown: &CancellationToken,
+    lead: &F,
+) where
+    F: Fn(CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let term = shutdown.child_token();
+    let work = tokio::spawn(lead(term.clone()));
+    let mut last_renewal = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = term.cancelled() => break,
+            _ = tokio::time::sleep(election.lease / 3) => {}
+        }
+        match try_acquire(api, election).await {
+            Ok(Attempt::Leading) => last_renewal = tokio::time::Instant::now(),
+            Ok(Attempt::Following(holder)) => {
+                tracing::warn!(leader = %holder, "lost the lock to another candidate");
+                break;
+            }
+            Err(e) => {
+                // Stop acting before the lease can have run out elsewhere.
+                if last_renewal.elapsed() + election.lease / 3 >= election.lease {
+                    tracing::warn!(error = %e, "cannot renew the lock within the lease; stepping down");
+                    break;
+                }
+                tracing::warn!(error = %e, "lock renewal failed; retrying");
+            }
+        }
+    }
+    term.cancel();
+    let _ = work.await;
+}
+
+async fn try_acquire(api: &Api<LockSpec>, election: &Election) -> Result<Attempt, Error> {
+    let now = Utc::now();
+    let current = match api.get(&election.lock_name).await {
+        Ok(lock) => lock,
+        Err(Error::NotFound(_)) => {
+            let lock = Lock::new(
+                &election.lock_name,
+                LockSpec {
+                    holder_identity: Some(election.identity.clone()),
+                    lease_duration_seconds: Some(election.lease_seconds()),
+                    acquire_time: Some(now),
+                    renew_time: Some(now),
+                    lease_transitions: 0,
+                },
+            );
+            return match api.create(&lock).await {
+                Ok(_) => Ok(Attempt::Leading),
+                Err(Error::AlreadyExists(_)) => Ok(Attempt::Following(String::new())),
+                Err(e) => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let holder = current.spec.holder_identity.clone().unwrap_or_default();
+    let ours = holder == election.identity;
+    let lease = i64::from(current.spec.lease_duration_seconds.unwrap_or(0));
+    let expired = current
+        .spec
+        .renew_time
+        .is_none_or(|renewed| renewed + chrono::Duration::seconds(lease) <= now);
+    if !ours && !holder.is_empty() && !expired {
+        return Ok(Attempt::Following(holder));
+    }
+    let mut next = current.clone();
+    next.spec.holder_identity = Some(election.identity.clone());
+    next.spec.lease_duration_seconds = Some(election.lease_seconds());
+    next.spec.renew_time = Some(now);
+    if !ours {
+        next.spec.acquire_time = Some(now);
+        next.spec.lease_transitions = current.spec.lease_transitions.saturating_add(1);
+    }
+    match api.replace(&next).await {
+        Ok(_) => Ok(Attempt::Leading),
+        Err(Error::Conflict(_)) => Ok(Attempt::Following(holder)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives the Lock up (if still ours) so the next leader need not wait for
+/// the lease to run out.
+async fn release(api: &Api<LockSpec>, election: &Election) {
+    let Ok(current) = api.get(&election.lock_name).await else {
+        return;
+    };
+    if current.spec.holder_identity.as_deref() != Some(election.identity.as_str()) {
+        return;
+    }
+    let mut released = current.clone();
+    released.spec.holder_identity = None;
+    released.spec.renew_time = None;
+    match api.replace(&released).await {
+        Ok(_) => tracing::info!(identity = %election.identity, "released the leader lock"),
+        Err(e) => tracing::warn!(error = %e, "could not release the leader lock"),
+    }
+}
