@@ -145,9 +145,12 @@ async fn main() -> anyhow::Result<()> {
             .context("cannot make a client for the in-process controllers")?;
         tracing::info!("running the controllers in this process");
         let election = sloth_controllers::leader::Election::new(
+            // Stable across restarts, so a restarted single-node server
+            // takes its own lock back at once instead of waiting out the lease.
             format!(
-                "apiserver-{}",
-                sloth_controllers::leader::default_identity()
+                "apiserver-{}-{}",
+                sloth_controllers::leader::hostname(),
+                grpc_addr.port()
             ),
             Duration::from_secs(15),
         );

@@ -39,14 +39,18 @@ impl Election {
     }
 }
 
-/// `hostname-pid`, unique enough among the processes of one cluster.
-pub fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This machine's host name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .ok()
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "controllers".to_string());
-    format!("{host}-{}", std::process::id())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// `hostname-pid`, unique enough among the processes of one cluster.
+pub fn default_identity() -> String {
+    format!("{}-{}", hostname(), std::process::id())
 }
 
 /// Outcome of one attempt to take or keep the Lock.
@@ -194,6 +198,10 @@ async fn release(api: &Api<LockSpec>, election: &Election) {
     released.spec.renew_time = None;
     match api.replace(&released).await {
         Ok(_) => tracing::info!(identity = %election.identity, "released the leader lock"),
+        // The in-process controllers stop together with their server.
+        Err(e) if e.is_unavailable() => {
+            tracing::debug!(error = %e, "could not release the leader lock")
+        }
         Err(e) => tracing::warn!(error = %e, "could not release the leader lock"),
     }
 }
