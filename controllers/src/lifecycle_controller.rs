@@ -59,10 +59,10 @@ async fn reconcile(agent: Arc<Agent>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .get(&ObjectRef::new(HEARTBEAT_NAMESPACE, lock_name.clone()));
     let mut verdict = judge(cached.as_deref(), chrono::Utc::now());
     let mut status = agent.status_or_default();
-    if verdict.phase == AgentPhase::NotReady && status.phase != AgentPhase::NotReady {
+    if verdict.phase == AgentPhase::NotReady {
         // The lock cache may lag behind the agent's latest renewal (it is a
         // different watch from the one that triggered us): before declaring
-        // an agent lost, ask the server.
+        // or keeping an agent lost, ask the server.
         let fresh = match ctx.locks_api.get(&lock_name).await {
             Ok(lock) => Some(lock),
             Err(Error::NotFound(_)) => None,
