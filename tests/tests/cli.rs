@@ -3,87 +3,22 @@
 //! contract (0 ok, 1 server said no, 2 invalid input and nothing sent, 3 no
 //! server), and objects surviving a restart.
 
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use sloth_tests::{ApiServer, LineReader, slothctl, slothctl_at};
+use sloth_tests::{ApiServer, LineReader, Run, run_to_end, slothctl, slothctl_at};
 
 /// How long one slothctl run or one awaited line may take.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// What a finished slothctl run left.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().collect()
-    }
-
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "slothctl failed: {self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
-    }
-}
 
 fn fixture(name: &str) -> String {
     format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs a prepared command to completion (with `input` on stdin), killing it
-/// and failing the test when it outlives the deadline.
-fn finish(mut cmd: Command, input: Option<&str>) -> Run {
-    if input.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start slothctl");
-    if let Some(input) = input {
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
-    let out = drain(child.stdout.take().expect("stdout"));
-    let err = drain(child.stderr.take().expect("stderr"));
-    let end = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for slothctl") {
-            break status;
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("slothctl did not finish within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
-}
-
-fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
-        text
-    })
+/// Runs a prepared slothctl to completion within the deadline.
+fn finish(cmd: Command, input: Option<&str>) -> Run {
+    run_to_end(cmd, input, DEADLINE)
 }
 
 fn ctl(server: &ApiServer, args: &[&str]) -> Run {

@@ -4,15 +4,16 @@
 //! `agent list` / `agent run`. Tasks that must still be running while the
 //! test looks wait for a gate file the test creates: no sleeps.
 
-use std::io::Read;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use sloth_tests::{Agent, ApiServer, LineReader, slothctl, slothctl_at};
+use sloth_tests::{
+    Agent, ApiServer, LineReader, Run, drain, run_to_end, slothctl, slothctl_at, wait_exit,
+};
 
 /// How long one slothctl run or one awaited line may take.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -98,28 +99,6 @@ fn open(gate: &Path) {
     std::fs::write(gate, b"go\n").expect("create gate file");
 }
 
-/// What a finished slothctl run left.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    #[track_caller]
-    fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "slothctl failed: {self:#?}");
-        self
-    }
-
-    #[track_caller]
-    fn code(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
-        self
-    }
-}
-
 fn finish(cmd: Command) -> Run {
     finish_with(cmd, None)
 }
@@ -128,56 +107,8 @@ fn finish_with_input(cmd: Command, input: &str) -> Run {
     finish_with(cmd, Some(input))
 }
 
-/// Runs a prepared command to completion, killing it and failing the test
-/// when it outlives the deadline.
-fn finish_with(mut cmd: Command, input: Option<&str>) -> Run {
-    use std::io::Write;
-    if input.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start slothctl");
-    if let Some(input) = input {
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(input.as_bytes()).expect("write stdin");
-    }
-    let out = drain(child.stdout.take().expect("stdout"));
-    let err = drain(child.stderr.take().expect("stderr"));
-    let status = wait_exit(&mut child, DEADLINE).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("slothctl did not finish within {DEADLINE:?}");
-    });
-    Run {
-        code: status,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
-}
-
-fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
-        text
-    })
-}
-
-/// The exit code of `child` once it exits, or None after `deadline`.
-fn wait_exit(child: &mut Child, deadline: Duration) -> Option<i32> {
-    let end = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for slothctl") {
-            return Some(status.code().unwrap_or(-1));
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn finish_with(cmd: Command, input: Option<&str>) -> Run {
+    run_to_end(cmd, input, DEADLINE)
 }
 
 /// A slothctl still running; killed when dropped.
