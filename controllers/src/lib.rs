@@ -5,6 +5,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod lifecycle_controller;
 pub mod scheduler;
+pub mod workflow;
 
 use sloth_sdk::Client;
 use tokio_util::sync::CancellationToken;
