@@ -51,20 +51,14 @@ struct Args {
     #[arg(long)]
     controllers: bool,
     /// How much watch history to keep for resuming clients.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = sloth_sdk::duration::parse_flag)]
     history: Duration,
     /// How often to compact history.
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = sloth_sdk::duration::parse_flag)]
     compaction_interval: Duration,
     /// How often idle watches get a BOOKMARK.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = sloth_sdk::duration::parse_flag)]
     bookmark_interval: Duration,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    text.parse::<sloth_sdk::duration::Duration>()
-        .map(|d| d.as_std())
-        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]

@@ -23,14 +23,8 @@ struct Args {
     id: Option<String>,
     /// How long a leader's term lasts without renewal; another process
     /// takes over within about this long after the leader dies.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = sloth_sdk::duration::parse_flag)]
     lease_duration: std::time::Duration,
-}
-
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    text.parse::<sloth_sdk::duration::Duration>()
-        .map(|d| d.as_std())
-        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]

@@ -27,6 +27,13 @@ impl Duration {
     }
 }
 
+/// Parses a duration flag (`--history 5m`) for clap's `value_parser`.
+pub fn parse_flag(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<Duration>()
+        .map(Duration::as_std)
+        .map_err(|e| e.to_string())
+}
+
 impl From<std::time::Duration> for Duration {
     fn from(d: std::time::Duration) -> Self {
         Self(d)
