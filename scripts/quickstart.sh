@@ -87,8 +87,20 @@ echo
 echo "\$ slothctl logs uptime-on-build"
 slothctl logs uptime-on-build
 echo
+echo "\$ slothctl wait workflow hello-pipeline --timeout 120s"
+slothctl wait workflow hello-pipeline --timeout 120s
+echo
 echo "\$ slothctl get workflows"
 slothctl get workflows
+echo
+echo "\$ slothctl get taskruns -l sloth.dev/workflow=hello-pipeline -o wide"
+slothctl get taskruns -l sloth.dev/workflow=hello-pipeline -o wide
+echo
+echo "\$ slothctl describe workflow hello-pipeline"
+slothctl describe workflow hello-pipeline
+echo
+echo "\$ slothctl logs hello-pipeline-package-1"
+slothctl logs hello-pipeline-package-1
 echo
 
 cat <<MSG
@@ -102,6 +114,5 @@ pids in $state/). Use slothctl against it:
   slothctl get taskruns -w
 
 Stop everything with:  kill \$(cat $state/*.pid)
-Workflows are stored and validated; the workflow controller that runs them
-arrives next.
+Workflows: docs/workflows.md.
 MSG

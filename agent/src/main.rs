@@ -9,6 +9,7 @@ mod heartbeat;
 mod logs;
 mod registration;
 mod resources;
+mod results;
 mod runner;
 mod taskrun;
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::concurrency::{ActiveRuns, RunGuard, RunKey, Slots, StopReason};
 use crate::executor::{self, Outcome, ShellJob};
 use crate::logs;
+use crate::results::{self, RESULTS_ENV, RESULTS_FILE};
 
 /// Reasons written into TaskRun statuses.
 pub mod reason {
@@ -26,6 +27,7 @@ pub mod reason {
     pub const KILLED: &str = "Killed";
     pub const AGENT_RESTARTED: &str = "AgentRestarted";
     pub const UNSUPPORTED: &str = "Unsupported";
+    pub const INVALID_RESULTS: &str = "InvalidResults";
 }
 
 /// Where a run's process group id is recorded, in its run directory.
@@ -309,6 +311,10 @@ async fn run_claimed(
             format!("{}; it was not started", stop_message(why)),
         );
     }
+    // The script may `cd` anywhere: give it an absolute path.
+    let results_file = std::path::absolute(&run_dir)
+        .unwrap_or_else(|_| run_dir.clone())
+        .join(RESULTS_FILE);
     let mut env: Vec<(String, String)> = spec
         .env
         .iter()
@@ -318,6 +324,10 @@ async fn run_claimed(
         ("SLOTH_TASKRUN".to_string(), key.name.clone()),
         ("SLOTH_NAMESPACE".to_string(), key.namespace.clone()),
         ("SLOTH_AGENT".to_string(), ctx.agent.clone()),
+        (
+            RESULTS_ENV.to_string(),
+            results_file.to_string_lossy().into_owned(),
+        ),
     ]);
     let job = ShellJob {
         script: spec.run.shell.clone().unwrap_or_default(),
@@ -342,7 +352,12 @@ async fn run_claimed(
             None
         }
     };
-    let (phase, why, exit_code, message) = match outcome {
+    let exited = matches!(outcome, Outcome::Exited(_));
+    let parsed = match outcome {
+        Outcome::NotStarted(_) => Ok(None),
+        _ => results::read(&results_file).await,
+    };
+    let (mut phase, mut why, exit_code, mut message) = match outcome {
         Outcome::Exited(status) if status.success() => (
             TaskRunPhase::Succeeded,
             reason::COMPLETED,
@@ -380,6 +395,21 @@ async fn run_claimed(
         ),
         Outcome::NotStarted(message) => (TaskRunPhase::Failed, reason::ERROR, None, message),
     };
+    let results = match parsed {
+        Ok(results) => results.unwrap_or_default(),
+        // The process ran to its end: its results are part of its outcome.
+        Err(invalid) if exited => {
+            phase = TaskRunPhase::Failed;
+            why = reason::INVALID_RESULTS;
+            message = format!("invalid ${RESULTS_ENV} file: {invalid} (the process {message})");
+            Default::default()
+        }
+        // Killed or timed out: that stays the reason.
+        Err(invalid) => {
+            message = format!("{message}; ${RESULTS_ENV} ignored: {invalid}");
+            Default::default()
+        }
+    };
     TaskRunStatus {
         phase,
         reason: why.into(),
@@ -387,6 +417,7 @@ async fn run_claimed(
         exit_code,
         completion_time: Some(completion),
         log_tail,
+        results,
         ..base
     }
 }

@@ -151,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
         Some(tokio::spawn(sloth_controllers::run_elected(
             client,
             election,
+            sloth_controllers::Settings::default(),
             shutdown.clone(),
         )))
     } else {

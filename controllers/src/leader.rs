@@ -7,8 +7,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chrono::Utc;
-use sloth_sdk::objects::{Lock, LockSpec};
+use sloth_sdk::lease::{self, Acquire};
+use sloth_sdk::objects::LockSpec;
 use sloth_sdk::{Api, Client, Error};
 use tokio_util::sync::CancellationToken;
 
@@ -137,49 +137,18 @@ async fn lead_while_renewing<F, Fut>(
 }
 
 async fn try_acquire(api: &Api<LockSpec>, election: &Election) -> Result<Attempt, Error> {
-    let now = Utc::now();
-    let current = match api.get(&election.lock_name).await {
-        Ok(lock) => lock,
-        Err(Error::NotFound(_)) => {
-            let lock = Lock::new(
-                &election.lock_name,
-                LockSpec {
-                    holder_identity: Some(election.identity.clone()),
-                    lease_duration_seconds: Some(election.lease_seconds()),
-                    acquire_time: Some(now),
-                    renew_time: Some(now),
-                    lease_transitions: 0,
-                },
-            );
-            return match api.create(&lock).await {
-                Ok(_) => Ok(Attempt::Leading),
-                Err(Error::AlreadyExists(_)) => Ok(Attempt::Following(String::new())),
-                Err(e) => Err(e),
-            };
-        }
-        Err(e) => return Err(e),
-    };
-    let holder = current.spec.holder_identity.clone().unwrap_or_default();
-    let ours = holder == election.identity;
-    let lease = i64::from(current.spec.lease_duration_seconds.unwrap_or(0));
-    let expired = current
-        .spec
-        .renew_time
-        .is_none_or(|renewed| renewed + chrono::Duration::seconds(lease) <= now);
-    if !ours && !holder.is_empty() && !expired {
-        return Ok(Attempt::Following(holder));
-    }
-    let mut next = current.clone();
-    next.spec.holder_identity = Some(election.identity.clone());
-    next.spec.lease_duration_seconds = Some(election.lease_seconds());
-    next.spec.renew_time = Some(now);
-    if !ours {
-        next.spec.acquire_time = Some(now);
-        next.spec.lease_transitions = current.spec.lease_transitions.saturating_add(1);
-    }
-    match api.replace(&next).await {
-        Ok(_) => Ok(Attempt::Leading),
-        Err(Error::Conflict(_)) => Ok(Attempt::Following(holder)),
+    let taken = lease::try_acquire(
+        api,
+        &election.lock_name,
+        &election.identity,
+        election.lease_seconds(),
+    )
+    .await;
+    match taken {
+        Ok(Acquire::Acquired(_)) => Ok(Attempt::Leading),
+        Ok(Acquire::Held { holder, .. }) => Ok(Attempt::Following(holder)),
+        // Another candidate kept winning the compare-and-swap.
+        Err(Error::Conflict(_)) => Ok(Attempt::Following(String::new())),
         Err(e) => Err(e),
     }
 }
@@ -187,17 +156,9 @@ async fn try_acquire(api: &Api<LockSpec>, election: &Election) -> Result<Attempt
 /// Gives the Lock up (if still ours) so the next leader need not wait for
 /// the lease to run out.
 async fn release(api: &Api<LockSpec>, election: &Election) {
-    let Ok(current) = api.get(&election.lock_name).await else {
-        return;
-    };
-    if current.spec.holder_identity.as_deref() != Some(election.identity.as_str()) {
-        return;
-    }
-    let mut released = current.clone();
-    released.spec.holder_identity = None;
-    released.spec.renew_time = None;
-    match api.replace(&released).await {
-        Ok(_) => tracing::info!(identity = %election.identity, "released the leader lock"),
+    match lease::release(api, &election.lock_name, &election.identity).await {
+        Ok(true) => tracing::info!(identity = %election.identity, "released the leader lock"),
+        Ok(false) => {}
         // The in-process controllers stop together with their server.
         Err(e) if e.is_unavailable() => {
             tracing::debug!(error = %e, "could not release the leader lock")

@@ -1,29 +1,59 @@
 //! Sloth's controllers: they reconcile desired state through the API.
 #![forbid(unsafe_code)]
 
+pub mod events_ttl;
+pub mod gc;
 pub mod leader;
 pub mod lifecycle;
 pub mod lifecycle_controller;
+pub mod lock_controller;
 pub mod scheduler;
 pub mod workflow;
+
+use std::time::Duration;
 
 use sloth_sdk::Client;
 use tokio_util::sync::CancellationToken;
 
+/// What can be tuned about the controllers.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// How long after an agent's heartbeat lease ran out its unfinished
+    /// TaskRuns are failed with reason AgentLost.
+    pub agent_lost_grace: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            agent_lost_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Runs every controller while this process is the elected leader, until
 /// `shutdown`.
-pub async fn run_elected(client: Client, election: leader::Election, shutdown: CancellationToken) {
+pub async fn run_elected(
+    client: Client,
+    election: leader::Election,
+    settings: Settings,
+    shutdown: CancellationToken,
+) {
     let lead_client = client.clone();
     leader::run_elected(client, election, shutdown, move |term| {
-        run_all(lead_client.clone(), term)
+        run_all(lead_client.clone(), settings, term)
     })
     .await;
 }
 
 /// Runs every controller until `shutdown` fires and they have finished.
-pub async fn run_all(client: Client, shutdown: CancellationToken) {
+pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationToken) {
     tokio::join!(
         scheduler::controller::run(client.clone(), shutdown.clone()),
-        lifecycle_controller::run(client, shutdown),
+        lifecycle_controller::run(client.clone(), settings.agent_lost_grace, shutdown.clone()),
+        workflow::controller::run(client.clone(), shutdown.clone()),
+        lock_controller::run(client.clone(), shutdown.clone()),
+        gc::run(client.clone(), shutdown.clone()),
+        events_ttl::run(client, shutdown),
     );
 }

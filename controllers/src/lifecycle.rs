@@ -35,6 +35,21 @@ pub fn judge(lock: Option<&Lock>, now: DateTime<Utc>) -> Verdict {
             recheck_after: None,
         };
     };
+    if lock
+        .spec
+        .holder_identity
+        .as_deref()
+        .is_none_or(str::is_empty)
+    {
+        // Released by the agent at shutdown, or expired by the lock controller.
+        return Verdict {
+            phase: AgentPhase::NotReady,
+            reason: "HeartbeatExpired",
+            message: "the heartbeat lock has no holder: the agent released it or its lease ran out"
+                .into(),
+            recheck_after: None,
+        };
+    }
     let lease = i64::from(lock.spec.lease_duration_seconds.unwrap_or(15));
     let Some(renewed) = lock.spec.renew_time.or(lock.spec.acquire_time) else {
         return Verdict {
@@ -98,6 +113,14 @@ mod tests {
         let v = judge(Some(&lock(16, 15, now)), now);
         assert_eq!(v.phase, AgentPhase::NotReady);
         assert_eq!(v.reason, "HeartbeatExpired");
+        let mut released = lock(1, 15, now);
+        released.spec.holder_identity = None;
+        released.spec.renew_time = None;
+        let v = judge(Some(&released), now);
+        assert_eq!(
+            (v.phase, v.reason),
+            (AgentPhase::NotReady, "HeartbeatExpired")
+        );
         assert_eq!(judge(None, now).phase, AgentPhase::NotReady);
     }
 }

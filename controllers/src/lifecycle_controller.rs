@@ -1,13 +1,17 @@
 //! The agent-lifecycle controller: keeps each Agent's phase in line with
-//! its heartbeat Lock.
+//! its heartbeat Lock, and once an agent has been lost for longer than the
+//! grace period, fails its unfinished TaskRuns with reason `AgentLost` so
+//! that their workflows retry them elsewhere.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sloth_sdk::meta::Condition;
-use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, LockSpec};
+use sloth_sdk::objects::{
+    Agent, AgentPhase, AgentSpec, LockSpec, TaskRunPhase, TaskRunSpec, TaskRunStatus,
+};
 use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, spawn_reflector};
-use sloth_sdk::{Api, Client, Error, WatchParams};
+use sloth_sdk::{Api, Client, Error, ListParams, WatchParams};
 use tokio_util::sync::CancellationToken;
 
 use crate::lifecycle::{HEARTBEAT_NAMESPACE, heartbeat_lock_name, judge};
@@ -15,15 +19,21 @@ use crate::lifecycle::{HEARTBEAT_NAMESPACE, heartbeat_lock_name, judge};
 /// Agents are looked at this often even when nothing changes.
 const RESYNC: Duration = Duration::from_secs(30);
 
+/// The reason of TaskRuns failed because their agent was lost.
+pub const AGENT_LOST: &str = "AgentLost";
+
 struct Ctx {
     agents: Api<AgentSpec>,
+    taskruns: Api<TaskRunSpec>,
+    grace: Duration,
     locks_api: Api<LockSpec>,
     locks: Store<LockSpec>,
 }
 
 /// Runs the agent-lifecycle controller until `shutdown`.
-pub async fn run(client: Client, shutdown: CancellationToken) {
+pub async fn run(client: Client, grace: Duration, shutdown: CancellationToken) {
     let agents: Api<AgentSpec> = Api::all(client.clone());
+    let taskruns: Api<TaskRunSpec> = Api::all(client.clone());
     let locks_api: Api<LockSpec> = Api::namespaced(client, HEARTBEAT_NAMESPACE);
     let (locks, _) = spawn_reflector(
         &locks_api,
@@ -33,6 +43,8 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
     );
     let ctx = Arc::new(Ctx {
         agents: agents.clone(),
+        taskruns,
+        grace,
         locks_api: locks_api.clone(),
         locks,
     });
@@ -87,13 +99,80 @@ async fn reconcile(agent: Arc<Agent>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             last_transition_time: Some(chrono::Utc::now()),
         });
         let mut updated = (*agent).clone();
-        updated.status = Some(status);
+        updated.status = Some(status.clone());
         match ctx.agents.update_status(&updated).await {
             Ok(_) | Err(Error::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(Action::requeue(
-        verdict.recheck_after.unwrap_or(RESYNC).min(RESYNC),
-    ))
+    let mut lost_recheck = None;
+    if let Some(since) = not_ready_since(&status) {
+        let due = since + chrono::Duration::from_std(ctx.grace).unwrap_or_default();
+        let now = chrono::Utc::now();
+        if due <= now {
+            fail_lost_taskruns(&ctx, agent.name(), since).await?;
+        } else {
+            lost_recheck = (due - now).to_std().ok();
+        }
+    }
+    let recheck = verdict.recheck_after.or(lost_recheck).unwrap_or(RESYNC);
+    Ok(Action::requeue(recheck.min(RESYNC)))
+}
+
+/// Since when the agent has been NotReady, by its Ready condition (the
+/// lifecycle controller's own observation, so it survives the heartbeat
+/// Lock being released or expired).
+fn not_ready_since(
+    status: &sloth_sdk::objects::AgentStatus,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    if status.phase != AgentPhase::NotReady {
+        return None;
+    }
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False")
+        .and_then(|c| c.last_transition_time)
+}
+
+/// Fails every unfinished TaskRun bound to `agent`. Compare-and-swap on
+/// the copy read: a TaskRun that finished meanwhile keeps its result.
+async fn fail_lost_taskruns(
+    ctx: &Ctx,
+    agent: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    let params = ListParams {
+        field_selector: format!("spec.agentName={agent}"),
+        ..ListParams::default()
+    };
+    let bound = ctx.taskruns.list(&params).await?;
+    for tr in bound.items {
+        let status = tr.status_or_default();
+        if status.phase.is_terminal() || tr.spec.agent_name.as_deref() != Some(agent) {
+            continue;
+        }
+        let mut next = tr.clone();
+        next.status = Some(TaskRunStatus {
+            phase: TaskRunPhase::Failed,
+            reason: AGENT_LOST.into(),
+            message: format!(
+                "agent {agent} has been NotReady (no heartbeat) since {} and the grace \
+                 period of {}s passed",
+                since.to_rfc3339(),
+                ctx.grace.as_secs()
+            ),
+            completion_time: Some(chrono::Utc::now()),
+            ..status
+        });
+        match Api::<TaskRunSpec>::namespaced(ctx.taskruns.client().clone(), tr.namespace())
+            .update_status(&next)
+            .await
+        {
+            Ok(_) => tracing::info!(agent, taskrun = tr.name(), "taskrun failed: agent lost"),
+            Err(Error::Conflict(_) | Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -25,6 +25,10 @@ struct Args {
     /// takes over within about this long after the leader dies.
     #[arg(long, default_value = "15s", value_parser = sloth_sdk::duration::parse_flag)]
     lease_duration: std::time::Duration,
+    /// How long after an agent's heartbeat lease ran out its unfinished
+    /// TaskRuns fail with reason AgentLost (and are retried by policy).
+    #[arg(long, default_value = "10s", value_parser = sloth_sdk::duration::parse_flag)]
+    agent_lost_grace: std::time::Duration,
 }
 
 #[tokio::main]
@@ -61,7 +65,10 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(sloth_controllers::leader::default_identity);
     tracing::info!(servers = %client.endpoints(), %identity, "controllers starting");
     let election = sloth_controllers::leader::Election::new(identity, args.lease_duration);
-    sloth_controllers::run_elected(client, election, shutdown).await;
+    let settings = sloth_controllers::Settings {
+        agent_lost_grace: args.agent_lost_grace,
+    };
+    sloth_controllers::run_elected(client, election, settings, shutdown).await;
     tracing::info!("controllers stopped");
     Ok(())
 }

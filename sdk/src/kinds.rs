@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::objects::{AgentSpec, LockSpec, TaskRunSpec, WorkflowSpec};
+use crate::objects::{AgentSpec, EventSpec, LockSpec, TaskRunSpec, WorkflowSpec};
 use crate::resource::{Object, Spec};
 use crate::validation::{FieldError, FieldErrors, Validate};
 
@@ -66,6 +66,15 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<LockSpec>,
         check_update: check_update::<LockSpec>,
+    },
+    KindInfo {
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        short: &["ev"],
+        namespaced: true,
+        admit: admit::<EventSpec>,
+        check_update: check_update::<EventSpec>,
     },
 ];
 

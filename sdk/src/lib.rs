@@ -5,7 +5,9 @@
 pub mod client;
 pub mod duration;
 pub mod error;
+pub mod events;
 pub mod kinds;
+pub mod lease;
 pub mod meta;
 pub mod objects;
 pub mod resource;

@@ -46,6 +46,9 @@ pub enum Command {
     /// Wait until a TaskRun or Workflow finishes: exit 0 when it succeeded,
     /// 1 when it failed, 2 on timeout.
     Wait(WaitArgs),
+    /// Cancel workflows (sets spec.state to Cancelled): no new tasks start
+    /// and running ones are stopped.
+    Cancel(CancelArgs),
     /// Mark agents unschedulable: nothing new is scheduled on them.
     Cordon(CordonArgs),
     /// Mark agents schedulable again.
@@ -68,7 +71,7 @@ pub struct ApplyArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// Kind: taskrun|taskruns|tr, workflow|workflows|wf, agent|agents|ag,
-    /// lock|locks; or KIND/NAME.
+    /// lock|locks, event|events|ev; or KIND/NAME.
     pub kind: String,
     /// Names of objects to show (all when none).
     pub names: Vec<String>,
@@ -176,6 +179,14 @@ pub struct WaitArgs {
     /// waiting.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// workflow|workflows|wf, or KIND/NAME (only workflows can be cancelled).
+    pub kind: String,
+    /// The workflows to cancel (unless given as KIND/NAME).
+    pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]

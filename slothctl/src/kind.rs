@@ -103,6 +103,9 @@ mod tests {
             ("ag", "Agent"),
             ("lock", "Lock"),
             ("locks", "Lock"),
+            ("event", "Event"),
+            ("events", "Event"),
+            ("ev", "Event"),
         ] {
             assert_eq!(resolve(alias).expect(alias).kind, kind, "{alias}");
         }
@@ -114,7 +117,7 @@ mod tests {
         assert_eq!(e.code, crate::error::USAGE);
         assert_eq!(
             e.message,
-            r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock)"#
+            r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock, Event)"#
         );
     }
 

@@ -87,5 +87,16 @@ mod tests {
         assert_eq!(get.output, printer::Format::Wide);
         assert!(cli::Cli::try_parse_from(["slothctl", "get", "tr", "-o", "xml"]).is_err());
         assert!(cli::Cli::try_parse_from(["slothctl", "apply"]).is_err());
+        let cli = cli::Cli::try_parse_from(["slothctl", "cancel", "wf", "build", "-n", "ci"])
+            .expect("parse cancel");
+        assert_eq!(cli.namespace.as_deref(), Some("ci"));
+        let cli::Command::Cancel(cancel) = cli.command else {
+            panic!("not cancel")
+        };
+        assert_eq!(
+            (cancel.kind.as_str(), cancel.names.as_slice()),
+            ("wf", &["build".to_string()][..])
+        );
+        assert!(cli::Cli::try_parse_from(["slothctl", "cancel"]).is_err());
     }
 }

@@ -190,7 +190,7 @@ fn apply_reads_directories_in_name_order_and_generates_names() {
     );
     let run = ctl(&server, &["get", "locks"]).ok();
     let row: Vec<_> = run.lines()[1].split_whitespace().collect();
-    assert_eq!(row[..3], ["deploy", "ci", "30s"]);
+    assert_eq!(row[..3], ["deploy", "ci", "<unknown>"]);
 
     let adhoc = "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  generateName: adhoc-\nspec:\n  run:\n    shell: date\n";
     for _ in 0..2 {
@@ -335,7 +335,9 @@ fn describe_shows_metadata_spec_status_and_conditions() {
             "Created",
             "Spec",
             "Status",
-            "Conditions"
+            "Conditions",
+            "Tasks",
+            "Events"
         ]
     );
     assert!(
@@ -466,7 +468,9 @@ fn invalid_input_exits_2_naming_file_line_and_field() {
         ),
         (
             &["get", "foo"],
-            &[r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock)"#],
+            &[
+                r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock, Event)"#,
+            ],
         ),
         (&["get", "tr", "-l", "a b"], &["invalid label selector"]),
         (&["get", "tr", "-o", "xml"], &["xml"]),

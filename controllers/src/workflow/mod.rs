@@ -1,4 +1,9 @@
-//! The Workflow controller (in progress): pure pieces only so far.
+//! The Workflow controller: walks each Workflow's DAG from observed state,
+//! creating one TaskRun per attempt.
 
-pub mod dag;
-pub mod params;
+pub mod backoff;
+pub mod controller;
+pub mod plan;
+pub mod substitute;
+
+pub use plan::{TASK_LABEL, WORKFLOW_LABEL};

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod common;
+pub mod event;
 pub mod lock;
 pub mod taskrun;
 pub mod workflow;
@@ -11,6 +12,7 @@ pub use common::{
     LabelSelector, LabelSelectorRequirement, LuaPayload, Payload, Placement, PlacementPolicy,
     SelectorOperator,
 };
+pub use event::{Event, EventSpec, EventStatus, EventType, ObjectReference};
 pub use lock::{Lock, LockSpec, LockStatus};
 pub use taskrun::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 pub use workflow::{

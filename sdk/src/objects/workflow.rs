@@ -151,3 +151,168 @@ impl Spec for WorkflowSpec {
     type Status = WorkflowStatus;
     const KIND: &'static str = "Workflow";
 }
+
+/// A `$(tasks.TASK.results.KEY)` reference in a task's text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResultRef {
+    pub task: String,
+    pub key: String,
+}
+
+const TASKS_OPEN: &str = "$(tasks.";
+
+/// Every well-formed `$(tasks.TASK.results.KEY)` in `text`, in order.
+pub fn result_refs(text: &str) -> Vec<ResultRef> {
+    let mut refs = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(TASKS_OPEN) {
+        let after = &rest[start + TASKS_OPEN.len()..];
+        if let Some(r) = after
+            .find(')')
+            .and_then(|end| parse_result_ref(&after[..end]))
+        {
+            refs.push(r);
+        }
+        rest = after;
+    }
+    refs
+}
+
+/// `TASK.results.KEY` -> its parts.
+pub fn parse_result_ref(inner: &str) -> Option<ResultRef> {
+    let (task, key) = inner.split_once(".results.")?;
+    (!task.is_empty() && !key.is_empty() && !task.contains(['.', ' ']) && !key.contains(' ')).then(
+        || ResultRef {
+            task: task.to_string(),
+            key: key.to_string(),
+        },
+    )
+}
+
+/// Evaluates a `when` condition (after substitution): `A == B` or
+/// `A != B` with both sides trimmed, or `true` / `false`. The error says
+/// how to write one.
+pub fn evaluate_when(condition: &str) -> Result<bool, String> {
+    let condition = condition.trim();
+    match condition {
+        "true" => return Ok(true),
+        "false" => return Ok(false),
+        _ => {}
+    }
+    if let Some((left, right)) = condition.split_once("!=") {
+        return Ok(left.trim() != right.trim());
+    }
+    if let Some((left, right)) = condition.split_once("==") {
+        return Ok(left.trim() == right.trim());
+    }
+    Err(format!(
+        "cannot read the condition {condition:?}: write `A == B`, `A != B`, `true` or `false`"
+    ))
+}
+
+/// Every `$(params.NAME)` name in `text`.
+pub fn param_refs(text: &str) -> Vec<&str> {
+    const OPEN: &str = "$(params.";
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len()..];
+        if let Some(end) = after.find(')') {
+            names.push(&after[..end]);
+        }
+        rest = after;
+    }
+    names
+}
+
+impl WorkflowTask {
+    /// The texts in which `$(params.*)` and `$(tasks.*.results.*)` are
+    /// substituted: the payload, env values, workdir and `when`.
+    pub fn substituted_texts(&self) -> impl Iterator<Item = &str> {
+        self.run
+            .shell
+            .as_deref()
+            .into_iter()
+            .chain(self.run.lua.as_ref().map(|l| l.script.as_str()))
+            .chain(self.env.values().map(String::as_str))
+            .chain(self.workdir.as_deref())
+            .chain(self.when.as_deref())
+    }
+
+    /// The tasks this one waits for: `dependsOn` plus every task whose
+    /// results it references.
+    pub fn upstream(&self) -> std::collections::BTreeSet<String> {
+        let mut deps: std::collections::BTreeSet<String> =
+            self.depends_on.iter().cloned().collect();
+        for text in self.substituted_texts() {
+            deps.extend(result_refs(text).into_iter().map(|r| r.task));
+        }
+        deps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_result_references_and_ignores_shell_substitutions() {
+        let refs = result_refs(
+            "echo $(date) $(tasks.build.results.version) $(tasks.x) $(tasks.a.results.k)",
+        );
+        assert_eq!(
+            refs,
+            [
+                ResultRef {
+                    task: "build".into(),
+                    key: "version".into()
+                },
+                ResultRef {
+                    task: "a".into(),
+                    key: "k".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn when_compares_trimmed_sides() {
+        assert_eq!(evaluate_when("prod == prod"), Ok(true));
+        assert_eq!(evaluate_when(" prod==staging "), Ok(false));
+        assert_eq!(evaluate_when("a != b"), Ok(true));
+        assert_eq!(evaluate_when("a!=a"), Ok(false));
+        assert_eq!(evaluate_when("true"), Ok(true));
+        assert_eq!(evaluate_when("false"), Ok(false));
+        assert!(
+            evaluate_when("prod")
+                .expect_err("an error")
+                .contains("prod")
+        );
+    }
+
+    #[test]
+    fn finds_param_references() {
+        assert_eq!(
+            param_refs("$(params.a) $(date) $(params.b-c)"),
+            ["a", "b-c"]
+        );
+    }
+
+    #[test]
+    fn upstream_includes_result_producers() {
+        let task = WorkflowTask {
+            name: "deploy".into(),
+            run: Payload {
+                shell: Some("deploy $(tasks.build.results.image)".into()),
+                lua: None,
+            },
+            depends_on: vec!["test".into()],
+            env: [("V".to_string(), "$(tasks.version.results.v)".to_string())].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            task.upstream().into_iter().collect::<Vec<_>>(),
+            ["build", "test", "version"]
+        );
+    }
+}

@@ -11,6 +11,7 @@ use super::FieldErrors;
 use super::common::invalid;
 use super::names;
 use crate::objects::WorkflowTask;
+use crate::objects::workflow::result_refs;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Section {
@@ -94,6 +95,36 @@ pub(super) fn validate_graph(
                     (_, Some((_, target))) => edges[i].push(*target),
                 }
             }
+            for (field, text) in referencing_texts(task) {
+                for reference in result_refs(text) {
+                    let at = format!("{}[{i}].{field}", section.path());
+                    let dep = reference.task.as_str();
+                    if dep == task.name {
+                        errs.push(at, format!("task {dep:?} cannot use its own results"));
+                        continue;
+                    }
+                    match (section, index.get(dep)) {
+                        (_, None) => errs.push(
+                            at,
+                            format!(
+                                "$(tasks.{dep}.results.{}) names an unknown task",
+                                reference.key
+                            ),
+                        ),
+                        (Section::Tasks, Some((Section::Finally, _))) => errs.push(
+                            at,
+                            format!("cannot use the results of finally task {dep:?}"),
+                        ),
+                        // A finally task may read the DAG's results: it runs after them.
+                        (Section::Finally, Some((Section::Tasks, _))) => {}
+                        (_, Some((_, target))) => {
+                            if !edges[i].contains(target) {
+                                edges[i].push(*target);
+                            }
+                        }
+                    }
+                }
+            }
         }
         for cycle in find_cycles(&edges) {
             let names: Vec<&str> = cycle.iter().map(|&n| list[n].name.as_str()).collect();
@@ -103,6 +134,28 @@ pub(super) fn validate_graph(
             );
         }
     }
+}
+
+/// The texts of a task where `$(tasks.T.results.K)` is substituted, with
+/// their field paths.
+fn referencing_texts(task: &WorkflowTask) -> Vec<(String, &str)> {
+    let mut texts = Vec::new();
+    if let Some(shell) = &task.run.shell {
+        texts.push(("run.shell".to_string(), shell.as_str()));
+    }
+    if let Some(lua) = &task.run.lua {
+        texts.push(("run.lua.script".to_string(), lua.script.as_str()));
+    }
+    for (key, value) in &task.env {
+        texts.push((format!("env.{key}"), value.as_str()));
+    }
+    if let Some(workdir) = &task.workdir {
+        texts.push(("workdir".to_string(), workdir.as_str()));
+    }
+    if let Some(when) = &task.when {
+        texts.push(("when".to_string(), when.as_str()));
+    }
+    texts
 }
 
 /// The cycles a depth-first search closes (at least one in every cyclic part

@@ -13,7 +13,10 @@ use super::limits::{
 use super::metadata::validate_envelope;
 use super::names::{self, shown};
 use super::{FieldErrors, Validate, dag};
-use crate::objects::{AgentSpec, LockSpec, TaskRunSpec, TaskRunStatus, WorkflowSpec, WorkflowTask};
+use crate::objects::workflow::{evaluate_when, param_refs};
+use crate::objects::{
+    AgentSpec, EventSpec, LockSpec, TaskRunSpec, TaskRunStatus, WorkflowSpec, WorkflowTask,
+};
 use crate::resource::Object;
 
 impl Validate for AgentSpec {
@@ -80,6 +83,51 @@ impl Validate for LockSpec {
                 "spec.leaseDurationSeconds",
                 "must be at least 1 (a zero lease would expire as it is taken)",
             );
+        }
+        errs.into_result()
+    }
+}
+
+/// Largest `spec.message` of an Event.
+const MAX_EVENT_MESSAGE_BYTES: usize = 4 * 1024;
+/// Longest `spec.reason` of an Event.
+const MAX_EVENT_REASON_LEN: usize = 128;
+
+impl Validate for EventSpec {
+    fn validate(object: &Object<Self>) -> Result<(), FieldErrors> {
+        let mut errs = FieldErrors::default();
+        validate_envelope(object, &mut errs);
+        let spec = &object.spec;
+        let involved = &spec.involved_object;
+        if involved.kind.is_empty() {
+            errs.push("spec.involvedObject.kind", "must not be empty");
+        }
+        if involved.name.is_empty() {
+            errs.push("spec.involvedObject.name", "must not be empty");
+        }
+        if spec.reason.is_empty() {
+            errs.push("spec.reason", "must not be empty");
+        } else if !spec.reason.starts_with(|c: char| c.is_ascii_uppercase())
+            || !spec.reason.chars().all(|c| c.is_ascii_alphanumeric())
+            || spec.reason.len() > MAX_EVENT_REASON_LEN
+        {
+            errs.push(
+                "spec.reason",
+                format!(
+                    "invalid value {}: must be CamelCase: an uppercase letter, then letters \
+                     and digits only, at most {MAX_EVENT_REASON_LEN} characters (e.g. TaskStarted)",
+                    shown(&spec.reason)
+                ),
+            );
+        }
+        if spec.message.len() > MAX_EVENT_MESSAGE_BYTES {
+            errs.push(
+                "spec.message",
+                too_large(spec.message.len(), MAX_EVENT_MESSAGE_BYTES),
+            );
+        }
+        if spec.count == 0 {
+            errs.push("spec.count", "must be at least 1");
         }
         errs.into_result()
     }
@@ -206,9 +254,11 @@ impl Validate for WorkflowSpec {
         dag::validate_graph(&spec.tasks, &spec.finally, &mut errs);
         for (i, task) in spec.tasks.iter().enumerate() {
             validate_task(task, &format!("spec.tasks[{i}]"), &mut errs);
+            validate_task_refs(task, &spec.params, &format!("spec.tasks[{i}]"), &mut errs);
         }
         for (i, task) in spec.finally.iter().enumerate() {
             validate_task(task, &format!("spec.finally[{i}]"), &mut errs);
+            validate_task_refs(task, &spec.params, &format!("spec.finally[{i}]"), &mut errs);
         }
         validate_timeout(spec.timeout, "spec.timeout", &mut errs);
         if spec.concurrency == Some(0) {
@@ -218,6 +268,31 @@ impl Validate for WorkflowSpec {
             );
         }
         errs.into_result()
+    }
+}
+
+/// `$(params.NAME)` references name declared params, and `when` reads.
+fn validate_task_refs(
+    task: &WorkflowTask,
+    params: &std::collections::BTreeMap<String, String>,
+    path: &str,
+    errs: &mut FieldErrors,
+) {
+    let mut unknown = BTreeSet::new();
+    for text in task.substituted_texts() {
+        for name in param_refs(text) {
+            if !params.contains_key(name) && unknown.insert(name.to_string()) {
+                errs.push(
+                    path.to_string(),
+                    format!("$(params.{name}) names a param that spec.params does not declare"),
+                );
+            }
+        }
+    }
+    if let Some(when) = &task.when
+        && let Err(why) = evaluate_when(when)
+    {
+        errs.push(format!("{path}.when"), why);
     }
 }
 
@@ -986,6 +1061,73 @@ mod tests {
         );
     }
 
+    // ---- Event ----
+
+    fn event(reason: &str, message: &str) -> Object<EventSpec> {
+        let mut o = Object::new(
+            "wf1.0123456789abcdef",
+            EventSpec {
+                involved_object: crate::objects::ObjectReference {
+                    kind: "Workflow".into(),
+                    namespace: "default".into(),
+                    name: "wf1".into(),
+                    uid: String::new(),
+                },
+                reason: reason.into(),
+                message: message.into(),
+                count: 1,
+                ..EventSpec::default()
+            },
+        );
+        o.metadata.namespace = "default".into();
+        o
+    }
+
+    #[test]
+    fn event_valid_is_accepted() {
+        assert_eq!(
+            fields(EventSpec::validate(&event("TaskStarted", "task a started"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            fields(EventSpec::validate(&event("Retry2", &"x".repeat(4096)))),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn event_reason_must_be_camel_case() {
+        for bad in ["", "started", "Task Started", "Task-Started", "Été"] {
+            assert_eq!(
+                fields(EventSpec::validate(&event(bad, "m"))),
+                ["spec.reason"],
+                "{bad:?}"
+            );
+        }
+        assert!(only_error(&event("task_started", "m")).contains("CamelCase"));
+    }
+
+    #[test]
+    fn event_message_is_capped_and_involved_object_named() {
+        let e = only_error(&event("Big", &"x".repeat(4097)));
+        assert!(
+            e.starts_with("spec.message: is too large: 4097 bytes, the limit is 4096"),
+            "{e}"
+        );
+        let mut o = event("Started", "m");
+        o.spec.involved_object.kind.clear();
+        o.spec.involved_object.name.clear();
+        o.spec.count = 0;
+        assert_eq!(
+            fields(EventSpec::validate(&o)),
+            [
+                "spec.involvedObject.kind",
+                "spec.involvedObject.name",
+                "spec.count"
+            ]
+        );
+    }
+
     // ---- through the kinds registry ----
 
     #[test]
@@ -1084,5 +1226,42 @@ mod tests {
                 info.kind
             );
         }
+    }
+
+    // ---- workflow references ----
+
+    #[test]
+    fn result_references_must_name_known_upstream_tasks_without_cycles() {
+        let mut use_unknown = task("deploy", &[]);
+        use_unknown.run = shell("echo $(tasks.nope.results.v)");
+        let errs = fields(WorkflowSpec::validate(&workflow(vec![use_unknown])));
+        assert_eq!(errs, ["spec.tasks[0].run.shell"]);
+
+        let mut a = task("a", &[]);
+        a.env = [("V".into(), "$(tasks.b.results.v)".into())].into();
+        let b = task("b", &["a"]);
+        let errs = fields(WorkflowSpec::validate(&workflow(vec![a, b])));
+        assert_eq!(errs, ["spec.tasks"], "a cycle through a result reference");
+
+        let mut ok = task("deploy", &[]);
+        ok.run = shell("deploy $(tasks.build.results.image)");
+        let mut wf = workflow(vec![task("build", &[]), ok]);
+        let mut report = task("report", &[]);
+        report.run = shell("echo $(tasks.build.results.image)");
+        wf.spec.finally = vec![report];
+        assert_eq!(fields(WorkflowSpec::validate(&wf)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn params_must_be_declared_and_when_must_read() {
+        let mut t = task("t", &[]);
+        t.run = shell("echo $(params.env) $(date)");
+        t.when = Some("$(params.env) prod".into());
+        let errs = fields(WorkflowSpec::validate(&workflow(vec![t.clone()])));
+        assert_eq!(errs, ["spec.tasks[0]", "spec.tasks[0].when"]);
+        t.when = Some("$(params.env) == prod".into());
+        let mut wf = workflow(vec![t]);
+        wf.spec.params = [("env".into(), "prod".into())].into();
+        assert_eq!(fields(WorkflowSpec::validate(&wf)), Vec::<String>::new());
     }
 }

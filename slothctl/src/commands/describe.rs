@@ -3,14 +3,15 @@
 use chrono::Utc;
 use serde_json::Value;
 use sloth_sdk::kinds::KindInfo;
+use sloth_sdk::meta::DEFAULT_NAMESPACE;
 use sloth_sdk::{DynamicObject, Error as SdkError, ListParams};
 
 use super::{Context, check_selectors};
 use crate::cli::DescribeArgs;
 use crate::error::{self, CliError};
 use crate::kind;
-use crate::printer::age::age;
-use crate::printer::{emit, output, table};
+use crate::printer::age::{age, parse_time};
+use crate::printer::{columns, emit, output, table};
 
 /// Width of the label column (`Resource Version:` plus two spaces).
 const LABEL_WIDTH: usize = 19;
@@ -51,10 +52,22 @@ pub async fn run(ctx: &Context, args: DescribeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let texts = objects
-        .iter()
-        .map(|o| describe(kind, o))
-        .collect::<Result<Vec<_>, _>>()?;
+    let now = Utc::now();
+    let mut texts = Vec::new();
+    for object in &objects {
+        let events = if kind.kind == "Event" {
+            None
+        } else {
+            match list_events(ctx, kind, object).await {
+                Ok(events) => Some(events),
+                Err(e) => {
+                    eprintln!("warning: cannot list events: {}", ctx.error(e));
+                    None
+                }
+            }
+        };
+        texts.push(describe(kind, object, events.as_deref(), now)?);
+    }
     emit(&texts.join("\n"))?;
     if failed {
         return Err(CliError::reported(error::FAILED).into());
@@ -62,8 +75,41 @@ pub async fn run(ctx: &Context, args: DescribeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The description of one object, ending in a newline.
-pub fn describe(kind: &KindInfo, object: &DynamicObject) -> Result<String, CliError> {
+/// The Events about `object`, from the server (filtered again client-side
+/// by [`events_of`] when described).
+async fn list_events(
+    ctx: &Context,
+    kind: &KindInfo,
+    object: &DynamicObject,
+) -> Result<Vec<DynamicObject>, SdkError> {
+    let namespace = if object.metadata.namespace.is_empty() {
+        DEFAULT_NAMESPACE
+    } else {
+        &object.metadata.namespace
+    };
+    let params = ListParams {
+        field_selector: format!(
+            "spec.involvedObject.kind={},spec.involvedObject.name={}",
+            kind.kind, object.metadata.name
+        ),
+        ..ListParams::default()
+    };
+    Ok(ctx
+        .client
+        .list_all("Event", namespace, &params)
+        .await?
+        .items)
+}
+
+/// The description of one object, ending in a newline. `events`: the Events
+/// listed for it (only those about it are shown), or None to leave the
+/// Events section out.
+pub fn describe(
+    kind: &KindInfo,
+    object: &DynamicObject,
+    events: Option<&[DynamicObject]>,
+    now: chrono::DateTime<Utc>,
+) -> Result<String, CliError> {
     let meta = &object.metadata;
     let mut out = String::new();
     let mut field = |label: &str, value: &str| {
@@ -79,7 +125,6 @@ pub fn describe(kind: &KindInfo, object: &DynamicObject) -> Result<String, CliEr
     field("UID", &meta.uid);
     field("Resource Version", &meta.resource_version);
     field("Generation", &meta.generation.to_string());
-    let now = Utc::now();
     let created = meta.creation_timestamp.map_or_else(
         || "<unknown>".to_string(),
         |t| format!("{} ({} ago)", rfc3339(t), age(Some(t), now)),
@@ -107,7 +152,148 @@ pub fn describe(kind: &KindInfo, object: &DynamicObject) -> Result<String, CliEr
         .unwrap_or(Value::Null);
     out.push_str(&section("Status", &status)?);
     out.push_str(&conditions_table(&conditions));
+    if kind.kind == "Workflow" {
+        out.push_str(&tasks_table(&object.spec, &object.status));
+    }
+    if let Some(events) = events {
+        out.push_str(&events_table(&events_of(kind, object, events), now));
+    }
     Ok(out)
+}
+
+/// `Title:` and a table indented by two spaces, or `Title: <none>`.
+fn titled_table(title: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let label = format!("{title}:");
+    if rows.is_empty() {
+        return format!("{label:<LABEL_WIDTH$}<none>\n");
+    }
+    let headers: Vec<String> = headers.iter().map(|s| s.to_string()).collect();
+    let mut out = format!("{label}\n");
+    for line in table::render(Some(&headers), rows).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A string field of a JSON object, or "".
+fn text(value: &Value, field: &str) -> String {
+    match value.get(field) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// `<none>` for "".
+fn or_none(value: String) -> String {
+    if value.is_empty() {
+        "<none>".to_string()
+    } else {
+        value
+    }
+}
+
+/// A Workflow's `Tasks:` as NAME PHASE ATTEMPT TASKRUN REASON, in spec order
+/// (`spec.tasks`, then `spec.finally`); tasks the status does not name yet
+/// are Pending.
+fn tasks_table(spec: &Value, status: &Value) -> String {
+    let states = status.get("tasks").unwrap_or(&Value::Null);
+    let rows: Vec<Vec<String>> = ["tasks", "finally"]
+        .iter()
+        .filter_map(|list| spec.get(list).and_then(Value::as_array))
+        .flatten()
+        .map(|task| {
+            let name = text(task, "name");
+            let state = states.get(&name).unwrap_or(&Value::Null);
+            let phase = text(state, "phase");
+            let attempt = text(state, "attempt");
+            vec![
+                name,
+                if phase.is_empty() {
+                    "Pending".to_string()
+                } else {
+                    phase
+                },
+                if attempt.is_empty() {
+                    "0".to_string()
+                } else {
+                    attempt
+                },
+                or_none(text(state, "taskRun")),
+                or_none(text(state, "reason")),
+            ]
+        })
+        .collect();
+    titled_table(
+        "Tasks",
+        &["NAME", "PHASE", "ATTEMPT", "TASKRUN", "REASON"],
+        &rows,
+    )
+}
+
+/// The Events about `object`: its kind and name (and uid, when both sides
+/// have one), oldest first.
+pub fn events_of<'a>(
+    kind: &KindInfo,
+    object: &DynamicObject,
+    events: &'a [DynamicObject],
+) -> Vec<&'a DynamicObject> {
+    let meta = &object.metadata;
+    let mut out: Vec<&DynamicObject> = events
+        .iter()
+        .filter(|e| {
+            let involved = e.spec.get("involvedObject").unwrap_or(&Value::Null);
+            let uid = text(involved, "uid");
+            let namespace = text(involved, "namespace");
+            text(involved, "kind") == kind.kind
+                && text(involved, "name") == meta.name
+                && (namespace.is_empty() || namespace == meta.namespace)
+                && (uid.is_empty() || meta.uid.is_empty() || uid == meta.uid)
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        columns::event_time(a)
+            .cmp(&columns::event_time(b))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    out
+}
+
+/// `Events:` as TYPE REASON AGE FROM MESSAGE, like kubectl: AGE is when
+/// it last happened, with `(xN over AGE)` for repeats.
+fn events_table(events: &[&DynamicObject], now: chrono::DateTime<Utc>) -> String {
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let spec = &e.spec;
+            let count = spec.get("count").and_then(Value::as_u64).unwrap_or(1);
+            let mut when = age(columns::event_time(e), now);
+            if count > 1 {
+                let first =
+                    parse_time(spec.get("firstTimestamp")).or(e.metadata.creation_timestamp);
+                when = format!("{when} (x{count} over {})", age(first, now));
+            }
+            let type_ = text(spec, "type");
+            vec![
+                if type_.is_empty() {
+                    "Normal".to_string()
+                } else {
+                    type_
+                },
+                text(spec, "reason"),
+                when,
+                text(spec, "source"),
+                text(spec, "message"),
+            ]
+        })
+        .collect();
+    titled_table(
+        "Events",
+        &["TYPE", "REASON", "AGE", "FROM", "MESSAGE"],
+        &rows,
+    )
 }
 
 /// `2025-01-01T12:00:00Z`.
@@ -185,6 +371,117 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn now() -> chrono::DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn event(name: &str, involved: Value, extra: Value) -> DynamicObject {
+        let mut spec = json!({"involvedObject": involved, "reason": "Started",
+                              "message": "started", "source": "workflow-controller"});
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "Event",
+            "metadata": {"name": name, "namespace": "default",
+                         "creationTimestamp": "2025-01-01T11:00:00Z"},
+            "spec": spec
+        }))
+        .expect("event")
+    }
+
+    fn workflow() -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "Workflow",
+            "metadata": {"name": "build", "namespace": "default", "uid": "u-1",
+                         "creationTimestamp": "2025-01-01T11:00:00Z"},
+            "spec": {"tasks": [{"name": "fetch", "run": {"shell": "true"}},
+                               {"name": "test", "run": {"shell": "true"}, "dependsOn": ["fetch"]}],
+                     "finally": [{"name": "notify", "run": {"shell": "true"}}]},
+            "status": {"phase": "Running", "startTime": "2025-01-01T11:00:01Z",
+                       "tasks": {"fetch": {"phase": "Succeeded", "taskRun": "build-fetch-1", "attempt": 1},
+                                 "test": {"phase": "Failed", "taskRun": "build-test-2", "attempt": 2,
+                                          "reason": "ExitCode"}}}
+        }))
+        .expect("workflow")
+    }
+
+    #[test]
+    fn workflow_tasks_in_spec_order_with_pending_ones() {
+        let kind = crate::kind::resolve("wf").expect("kind");
+        let text = describe(kind, &workflow(), Some(&[]), now()).expect("describe");
+        assert!(
+            text.contains(
+                "Tasks:\n\
+                 \x20 NAME     PHASE       ATTEMPT   TASKRUN         REASON\n\
+                 \x20 fetch    Succeeded   1         build-fetch-1   <none>\n\
+                 \x20 test     Failed      2         build-test-2    ExitCode\n\
+                 \x20 notify   Pending     0         <none>          <none>\n\
+                 Events:            <none>\n"
+            ),
+            "{text}"
+        );
+        // The Tasks table comes after the existing sections.
+        let conditions = text.find("\nConditions:").expect("conditions");
+        let tasks = text.find("\nTasks:").expect("tasks");
+        assert!(conditions < tasks, "{text}");
+        // Other kinds have no Tasks table.
+        let tr = crate::kind::resolve("tr").expect("kind");
+        let mut object = workflow();
+        object.kind = "TaskRun".into();
+        assert!(
+            !describe(tr, &object, None, now())
+                .expect("describe")
+                .contains("Tasks:")
+        );
+    }
+
+    #[test]
+    fn workflow_events_only_its_own_oldest_first() {
+        let kind = crate::kind::resolve("wf").expect("kind");
+        let events = [
+            event(
+                "build.2",
+                json!({"kind": "Workflow", "name": "build", "namespace": "default", "uid": "u-1"}),
+                json!({"type": "Warning", "reason": "TaskFailed", "message": "task test failed",
+                       "count": 2, "firstTimestamp": "2025-01-01T11:50:00Z",
+                       "lastTimestamp": "2025-01-01T11:59:00Z"}),
+            ),
+            event(
+                "build.1",
+                json!({"kind": "Workflow", "name": "build"}),
+                json!({"lastTimestamp": "2025-01-01T11:00:02Z"}),
+            ),
+            // Another object's events: another name, kind, or uid (an
+            // earlier workflow of the same name).
+            event(
+                "other.1",
+                json!({"kind": "Workflow", "name": "other"}),
+                json!({}),
+            ),
+            event(
+                "build.3",
+                json!({"kind": "TaskRun", "name": "build"}),
+                json!({}),
+            ),
+            event(
+                "build.4",
+                json!({"kind": "Workflow", "name": "build", "uid": "u-0"}),
+                json!({}),
+            ),
+        ];
+        let text = describe(kind, &workflow(), Some(&events), now()).expect("describe");
+        let at = text.find("Events:\n").expect("events");
+        assert_eq!(
+            &text[at..],
+            "Events:\n\
+             \x20 TYPE      REASON       AGE                 FROM                  MESSAGE\n\
+             \x20 Normal    Started      59m                 workflow-controller   started\n\
+             \x20 Warning   TaskFailed   60s (x2 over 10m)   workflow-controller   task test failed\n"
+        );
+    }
     #[test]
     fn sections_in_kubectl_order() {
         let object: DynamicObject = serde_json::from_value(json!({
@@ -198,7 +495,7 @@ mod tests {
         }))
         .expect("object");
         let kind = crate::kind::resolve("tr").expect("kind");
-        let text = describe(kind, &object).expect("describe");
+        let text = describe(kind, &object, Some(&[]), now()).expect("describe");
         let labels: Vec<_> = text
             .lines()
             .filter(|l| !l.starts_with(' '))
@@ -217,9 +514,13 @@ mod tests {
                 "Created",
                 "Spec",
                 "Status",
-                "Conditions"
+                "Conditions",
+                "Events"
             ]
         );
+        assert!(text.ends_with("\nEvents:            <none>\n"), "{text}");
+        let text = describe(kind, &object, None, now()).expect("describe");
+        assert!(!text.contains("Events:"), "{text}");
         assert!(
             text.contains("Labels:            app=x\n                   tier=y\n"),
             "{text}"

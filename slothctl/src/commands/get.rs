@@ -39,7 +39,7 @@ pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     }
 
     let mut failed = false;
-    let (objects, resource_version) = if names.is_empty() {
+    let (mut objects, resource_version) = if names.is_empty() {
         let params = ListParams {
             label_selector: args.selector.clone(),
             field_selector: args.field_selector.clone(),
@@ -66,6 +66,9 @@ pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         (objects, String::new())
     };
 
+    if kind.kind == "Event" {
+        columns::sort_events(&mut objects);
+    }
     let single = names.len() == 1;
     if objects.is_empty() && names.is_empty() && matches!(args.output, Format::Table | Format::Wide)
     {
@@ -167,6 +170,65 @@ mod tests {
         let text = render(kind, &two, false, "", Format::Table, o, false).expect("table");
         assert_eq!(text.lines().count(), 2);
         assert!(text.starts_with("a "), "{text}");
+    }
+
+    #[test]
+    fn workflow_label_selectors_are_accepted() {
+        // The label the workflow controller puts on the TaskRuns it creates.
+        assert!(check_selectors("sloth.dev/workflow=build", "").is_ok());
+        assert!(check_selectors("sloth.dev/workflow in (a,b)", "status.phase!=Failed").is_ok());
+        let selector =
+            sloth_sdk::selector::Labels::parse("sloth.dev/workflow=build").expect("parse");
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("sloth.dev/workflow".to_string(), "build".to_string());
+        assert!(selector.matches(&labels));
+        labels.insert("sloth.dev/workflow".to_string(), "other".to_string());
+        assert!(!selector.matches(&labels));
+    }
+
+    #[test]
+    fn events_print_without_a_name_column() {
+        let kind = kind::resolve("events").expect("kind");
+        let event: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "Event",
+            "metadata": {"name": "build.0123456789abcdef", "namespace": "default"},
+            "spec": {"involvedObject": {"kind": "Workflow", "name": "build"},
+                     "reason": "Started", "message": "workflow started",
+                     "lastTimestamp": "2025-01-01T00:00:00Z"}
+        }))
+        .expect("event");
+        let text = render(
+            kind,
+            std::slice::from_ref(&event),
+            false,
+            "",
+            Format::Table,
+            Options::default(),
+            true,
+        )
+        .expect("table");
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        assert!(
+            header.starts_with("LAST SEEN   TYPE     REASON    OBJECT           MESSAGE"),
+            "{text}"
+        );
+        let row = lines.next().unwrap_or_default();
+        assert!(
+            row.contains("   Normal   Started   workflow/build   workflow started"),
+            "{text}"
+        );
+        let text = render(
+            kind,
+            &[event],
+            false,
+            "",
+            Format::Name,
+            Options::default(),
+            true,
+        )
+        .expect("name");
+        assert_eq!(text, "event/build.0123456789abcdef\n");
     }
 
     #[test]

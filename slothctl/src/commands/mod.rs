@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod cancel;
 pub mod cordon;
 pub mod delete;
 pub mod describe;
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Logs(args) => logs::run(&ctx, args).await,
         Command::Wait(args) => wait::run(&ctx, args).await,
+        Command::Cancel(args) => cancel::run(&ctx, args).await,
         Command::Cordon(args) => cordon::run(&ctx, args, true).await,
         Command::Uncordon(args) => cordon::run(&ctx, args, false).await,
         Command::Agent(command) => agent::run(&ctx, command).await,

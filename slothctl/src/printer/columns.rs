@@ -29,8 +29,8 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
         ("TaskRun", true) => &[
             "NAME", "PHASE", "AGENT", "EXIT", "AGE", "REASON", "DURATION",
         ],
-        ("Workflow", false) => &["NAME", "PHASE", "TASKS", "AGE"],
-        ("Workflow", true) => &["NAME", "PHASE", "TASKS", "AGE", "STARTED", "DURATION"],
+        ("Workflow", false) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION"],
+        ("Workflow", true) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION", "STARTED"],
         ("Agent", _) => &[
             "NAME",
             "STATUS",
@@ -40,7 +40,19 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
             "LAST HEARTBEAT",
             "AGE",
         ],
-        ("Lock", _) => &["NAME", "HOLDER", "LEASE", "AGE"],
+        ("Lock", false) => &["NAME", "HOLDER", "EXPIRES", "AGE"],
+        ("Lock", true) => &["NAME", "HOLDER", "EXPIRES", "AGE", "LEASE", "TRANSITIONS"],
+        ("Event", false) => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        ("Event", true) => &[
+            "LAST SEEN",
+            "TYPE",
+            "REASON",
+            "OBJECT",
+            "MESSAGE",
+            "COUNT",
+            "SOURCE",
+            "NAME",
+        ],
         _ => &["NAME", "AGE"],
     };
     let mut out = Vec::new();
@@ -73,6 +85,10 @@ pub fn row(
     let status = &object.status;
     let created = object.metadata.creation_timestamp;
     let age_col = age(created, now);
+    if kind.kind == "Event" {
+        event_columns(object, options, now, &mut out);
+        return out;
+    }
     out.push(object.metadata.name.clone());
     match kind.kind {
         "TaskRun" => {
@@ -91,10 +107,10 @@ pub fn row(
             out.push(text(status, "phase").unwrap_or_else(|| "Pending".into()));
             out.push(task_counts(spec, status));
             out.push(age_col);
+            out.push(or_none(run_time(status, now)));
             if options.wide {
                 let started = parse_time(status.get("startTime"));
                 out.push(or_none(started.map(|t| age(Some(t), now))));
-                out.push(or_none(run_time(status, now)));
             }
         }
         "Agent" => {
@@ -116,14 +132,85 @@ pub fn row(
         }
         "Lock" => {
             out.push(or_none(text(spec, "holderIdentity")));
-            out.push(or_none(
-                text(spec, "leaseDurationSeconds").map(|s| format!("{s}s")),
-            ));
+            out.push(lock_expires(spec, now));
             out.push(age_col);
+            if options.wide {
+                out.push(or_none(
+                    text(spec, "leaseDurationSeconds").map(|s| format!("{s}s")),
+                ));
+                out.push(text(spec, "leaseTransitions").unwrap_or_else(|| "0".into()));
+            }
         }
         _ => out.push(age_col),
     }
     out
+}
+
+/// An Event's columns: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE (and with
+/// `-o wide` COUNT, SOURCE, NAME).
+fn event_columns(
+    object: &DynamicObject,
+    options: Options,
+    now: DateTime<Utc>,
+    out: &mut Vec<String>,
+) {
+    let spec = &object.spec;
+    out.push(age(event_time(object), now));
+    out.push(text(spec, "type").unwrap_or_else(|| "Normal".into()));
+    out.push(or_none(text(spec, "reason")));
+    out.push(involved_object(spec));
+    out.push(text(spec, "message").unwrap_or_default());
+    if options.wide {
+        out.push(text(spec, "count").unwrap_or_else(|| "1".into()));
+        out.push(or_none(text(spec, "source")));
+        out.push(object.metadata.name.clone());
+    }
+}
+
+/// When an Event last happened: `lastTimestamp`, else `firstTimestamp`,
+/// else when it was created.
+pub fn event_time(event: &DynamicObject) -> Option<DateTime<Utc>> {
+    parse_time(event.spec.get("lastTimestamp"))
+        .or_else(|| parse_time(event.spec.get("firstTimestamp")))
+        .or(event.metadata.creation_timestamp)
+}
+
+/// Sorts Events oldest first (the newest at the bottom, as kubectl does).
+pub fn sort_events(events: &mut [DynamicObject]) {
+    events.sort_by(|a, b| {
+        event_time(a)
+            .cmp(&event_time(b))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+}
+
+/// `workflow/NAME`: the involved object as kubectl shows it.
+fn involved_object(spec: &Value) -> String {
+    let involved = spec.get("involvedObject").unwrap_or(&Value::Null);
+    let kind = text(involved, "kind")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let name = text(involved, "name").unwrap_or_default();
+    format!("{kind}/{name}")
+}
+
+/// Time left on a Lock's lease (`renewTime + leaseDurationSeconds - now`),
+/// `expired` when past, `<none>` when no one holds it.
+fn lock_expires(spec: &Value, now: DateTime<Utc>) -> String {
+    if text(spec, "holderIdentity").is_none_or(|h| h.is_empty()) {
+        return NONE.to_string();
+    }
+    let renewed = parse_time(spec.get("renewTime")).or_else(|| parse_time(spec.get("acquireTime")));
+    let lease = spec.get("leaseDurationSeconds").and_then(Value::as_i64);
+    let (Some(renewed), Some(lease)) = (renewed, lease) else {
+        return super::age::UNKNOWN.to_string();
+    };
+    let left = renewed + chrono::TimeDelta::seconds(lease) - now;
+    if left <= chrono::TimeDelta::zero() {
+        "expired".to_string()
+    } else {
+        super::age::human_duration(left)
+    }
 }
 
 /// `<none>` for a missing or empty value.
@@ -278,18 +365,110 @@ mod tests {
         let k = kind("wf");
         assert_eq!(
             headers(k, Options::default()),
-            ["NAME", "PHASE", "TASKS", "AGE"]
+            ["NAME", "PHASE", "PROGRESS", "AGE", "DURATION"]
         );
+        // Running: the duration so far.
         assert_eq!(
             row(k, &wf, Options::default(), "", now()),
-            ["pipe", "Running", "1/4", "5h"]
+            ["pipe", "Running", "1/4", "5h", "60m"]
         );
         let wide = Options {
             wide: true,
             ..Options::default()
         };
-        assert_eq!(headers(k, wide)[4..], ["STARTED", "DURATION"]);
+        assert_eq!(headers(k, wide)[4..], ["DURATION", "STARTED"]);
         assert_eq!(row(k, &wf, wide, "", now())[4..], ["60m", "60m"]);
+
+        // Finished: completionTime - startTime.
+        let done = object(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "Workflow",
+            "metadata": {"name": "done", "creationTimestamp": "2025-01-01T11:00:00Z"},
+            "spec": {"tasks": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Succeeded", "startTime": "2025-01-01T11:00:05Z",
+                       "completionTime": "2025-01-01T11:03:25Z",
+                       "tasks": {"a": {"phase": "Succeeded"}, "b": {"phase": "Succeeded"}}}
+        }));
+        assert_eq!(
+            row(k, &done, Options::default(), "", now()),
+            ["done", "Succeeded", "2/2", "60m", "3m20s"]
+        );
+        // Not started: no status at all.
+        let new = object(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "Workflow",
+            "metadata": {"name": "new", "creationTimestamp": "2025-01-01T11:59:58Z"},
+            "spec": {"tasks": [{"name": "a"}], "finally": [{"name": "z"}]}
+        }));
+        assert_eq!(
+            row(k, &new, Options::default(), "", now()),
+            ["new", "Pending", "0/2", "2s", NONE]
+        );
+    }
+
+    #[test]
+    fn event_columns_show_the_object_and_sort_by_last_seen() {
+        let event = |name: &str, last: &str, type_: &str, kind: &str| {
+            object(json!({
+                "apiVersion": "sloth.dev/v1", "kind": "Event",
+                "metadata": {"name": name, "namespace": "default",
+                             "creationTimestamp": "2025-01-01T10:00:00Z"},
+                "spec": {"involvedObject": {"kind": kind, "name": "build", "namespace": "default"},
+                         "reason": "TaskFailed", "message": "task a failed", "type": type_,
+                         "count": 3, "source": "workflow-controller",
+                         "firstTimestamp": "2025-01-01T10:00:00Z", "lastTimestamp": last}
+            }))
+        };
+        let k = kind("ev");
+        assert_eq!(
+            headers(k, Options::default()),
+            ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+        );
+        let warning = event("b.1", "2025-01-01T11:59:30Z", "Warning", "Workflow");
+        assert_eq!(
+            row(k, &warning, Options::default(), "", now()),
+            [
+                "30s",
+                "Warning",
+                "TaskFailed",
+                "workflow/build",
+                "task a failed"
+            ]
+        );
+        let wide = Options {
+            wide: true,
+            namespace: true,
+            ..Options::default()
+        };
+        assert_eq!(
+            headers(k, wide),
+            [
+                "NAMESPACE",
+                "LAST SEEN",
+                "TYPE",
+                "REASON",
+                "OBJECT",
+                "MESSAGE",
+                "COUNT",
+                "SOURCE",
+                "NAME"
+            ]
+        );
+        assert_eq!(
+            row(k, &warning, wide, "", now())[6..],
+            ["3", "workflow-controller", "b.1"]
+        );
+
+        let mut events = vec![
+            event("c", "2025-01-01T11:59:00Z", "Normal", "TaskRun"),
+            warning,
+            event("a", "2025-01-01T11:00:00Z", "Normal", "TaskRun"),
+        ];
+        sort_events(&mut events);
+        let names: Vec<_> = events.iter().map(|e| e.metadata.name.as_str()).collect();
+        assert_eq!(names, ["a", "c", "b.1"]);
+        assert_eq!(
+            row(k, &events[0], Options::default(), "", now())[3],
+            "taskrun/build"
+        );
     }
 
     #[test]
@@ -333,19 +512,45 @@ mod tests {
             ["a2", "Unknown", NONE, NONE, "0/2", NONE, "<unknown>"]
         );
 
-        let lock = object(json!({
-            "kind": "Lock",
-            "metadata": {"name": "agent-a1", "creationTimestamp": "2025-01-01T11:00:00Z"},
-            "spec": {"holderIdentity": "a1", "leaseDurationSeconds": 15}
-        }));
+        let lock = |spec: Value| {
+            object(json!({
+                "kind": "Lock",
+                "metadata": {"name": "agent-a1", "creationTimestamp": "2025-01-01T11:00:00Z"},
+                "spec": spec
+            }))
+        };
+        let held = lock(json!({"holderIdentity": "a1", "leaseDurationSeconds": 15,
+                               "renewTime": "2025-01-01T11:59:55Z", "leaseTransitions": 2}));
         let k = kind("lock");
         assert_eq!(
             headers(k, Options::default()),
-            ["NAME", "HOLDER", "LEASE", "AGE"]
+            ["NAME", "HOLDER", "EXPIRES", "AGE"]
         );
         assert_eq!(
-            row(k, &lock, Options::default(), "", now()),
-            ["agent-a1", "a1", "15s", "60m"]
+            row(k, &held, Options::default(), "", now()),
+            ["agent-a1", "a1", "10s", "60m"]
+        );
+        let wide = Options {
+            wide: true,
+            ..Options::default()
+        };
+        assert_eq!(headers(k, wide)[4..], ["LEASE", "TRANSITIONS"]);
+        assert_eq!(row(k, &held, wide, "", now())[4..], ["15s", "2"]);
+        let lapsed = lock(json!({"holderIdentity": "a1", "leaseDurationSeconds": 15,
+                                 "renewTime": "2025-01-01T11:58:00Z"}));
+        assert_eq!(
+            row(k, &lapsed, Options::default(), "", now())[1..3],
+            ["a1", "expired"]
+        );
+        let long = lock(
+            json!({"holderIdentity": "leader", "leaseDurationSeconds": 3600,
+                               "acquireTime": "2025-01-01T11:30:00Z"}),
+        );
+        assert_eq!(row(k, &long, Options::default(), "", now())[2], "30m");
+        let free = lock(json!({"leaseDurationSeconds": 15, "renewTime": "2025-01-01T11:59:55Z"}));
+        assert_eq!(
+            row(k, &free, Options::default(), "", now())[1..3],
+            [NONE, NONE]
         );
     }
 }

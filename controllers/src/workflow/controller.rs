@@ -1,0 +1,339 @@
+//! The Workflow controller's IO: it observes Workflows and the TaskRuns
+//! they own, asks [`plan`](super::plan::plan) what to do, and does it:
+//! stops TaskRuns, takes task locks, creates TaskRuns, writes the status
+//! and records Events for what changed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sloth_sdk::events::Recorder;
+use sloth_sdk::objects::workflow::{TaskPhase, WorkflowPhase, WorkflowStatus};
+use sloth_sdk::objects::{
+    EventType, LockSpec, ObjectReference, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
+    Workflow, WorkflowSpec,
+};
+use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, reflector, store};
+use sloth_sdk::watcher::watch_objects;
+use sloth_sdk::{Api, Client, Error, WatchParams, lease};
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{NewRun, Plan, StopRun, TASK_LABEL, WORKFLOW_LABEL, plan};
+
+/// Task locks are leases this long, renewed while their TaskRun runs.
+pub const TASK_LOCK_LEASE_SECONDS: u32 = 60;
+/// How often the locks of running TaskRuns are renewed.
+const LOCK_RENEWAL: Duration = Duration::from_secs(15);
+/// How often a task waiting for a lock tries again.
+const LOCK_RETRY: Duration = Duration::from_secs(1);
+/// The reason of a task that waits for a lock.
+pub const WAITING_FOR_LOCK: &str = "WaitingForLock";
+
+struct Ctx {
+    client: Client,
+    taskruns: Store<TaskRunSpec>,
+    recorder: Recorder,
+}
+
+/// Runs the Workflow controller until `shutdown`.
+pub async fn run(client: Client, shutdown: CancellationToken) {
+    let workflows: Api<WorkflowSpec> = Api::all(client.clone());
+    let taskruns_api: Api<TaskRunSpec> = Api::all(client.clone());
+    let (taskruns, writer) = store();
+    let owned = WatchParams {
+        label_selector: WORKFLOW_LABEL.into(),
+        ..WatchParams::default()
+    };
+    // The TaskRun cache is written before the trigger it causes is seen, so
+    // a reconcile always finds the change that caused it.
+    let taskrun_events = reflector(writer, watch_objects(&taskruns_api, "", owned));
+    let ctx = Arc::new(Ctx {
+        recorder: Recorder::new(client.clone(), "workflow-controller"),
+        client,
+        taskruns,
+    });
+    Controller::new(workflows, "", WatchParams::default())
+        .watches_stream(taskrun_events, |tr: &TaskRun| {
+            tr.metadata
+                .labels
+                .get(WORKFLOW_LABEL)
+                .map(|wf| ObjectRef::new(tr.namespace(), wf.as_str()))
+        })
+        .concurrency(4)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, |_, _: &Error, _| Action::backoff(), ctx)
+        .await;
+}
+
+/// Whether `tr` is one of `wf`'s TaskRuns (and not a namesake's left over
+/// from a deleted Workflow of the same name).
+fn owned_by(tr: &TaskRun, wf: &Workflow) -> bool {
+    tr.namespace() == wf.namespace()
+        && tr.metadata.labels.get(WORKFLOW_LABEL).map(String::as_str) == Some(wf.name())
+        && tr
+            .metadata
+            .owner_references
+            .iter()
+            .any(|o| o.kind == "Workflow" && o.uid == wf.metadata.uid)
+}
+
+async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    if wf.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let owned: Vec<Arc<TaskRun>> = ctx
+        .taskruns
+        .state()
+        .into_iter()
+        .filter(|tr| owned_by(tr, &wf))
+        .collect();
+    let refs: Vec<&TaskRun> = owned.iter().map(Arc::as_ref).collect();
+    let now = Utc::now();
+    let mut plan = plan(&wf, &refs, now);
+    let old = wf.status_or_default();
+    let mut requeue = plan.requeue_after;
+
+    for stop in &plan.stop {
+        if let Some(tr) = owned.iter().find(|tr| tr.name() == stop.taskrun) {
+            stop_taskrun(&ctx, tr, stop).await?;
+        }
+    }
+    let locks: Api<LockSpec> = Api::namespaced(ctx.client.clone(), wf.namespace());
+    if tend_locks(&wf, &owned, &locks, now).await? {
+        requeue = Some(requeue.map_or(LOCK_RENEWAL, |r| r.min(LOCK_RENEWAL)));
+    }
+    let taskruns: Api<TaskRunSpec> = Api::namespaced(ctx.client.clone(), wf.namespace());
+    let created = std::mem::take(&mut plan.create);
+    for new in created {
+        if !new.locks.is_empty() && !acquire_locks(&locks, &new).await? {
+            if let Some(task) = plan.status.tasks.get_mut(&new.task) {
+                task.reason = WAITING_FOR_LOCK.into();
+            }
+            requeue = Some(requeue.map_or(LOCK_RETRY, |r| r.min(LOCK_RETRY)));
+            continue;
+        }
+        match taskruns.create(&new.taskrun).await {
+            Ok(_) => {
+                tracing::info!(
+                    workflow = wf.name(),
+                    taskrun = new.taskrun.name(),
+                    "created taskrun"
+                );
+                let message = format!(
+                    "created TaskRun {} (attempt {})",
+                    new.taskrun.name(),
+                    new.taskrun.spec.attempt
+                );
+                record(&ctx, &wf, EventType::Normal, "TaskStarted", &message).await;
+            }
+            // Created by an earlier reconcile whose result the cache had
+            // not shown yet: the name is the attempt's identity.
+            Err(Error::AlreadyExists(_)) => {}
+            Err(e) => {
+                release_locks(&locks, &new.taskrun, &new.locks).await;
+                return Err(e);
+            }
+        }
+    }
+
+    if plan.status != old {
+        let mut updated = (*wf).clone();
+        updated.status = Some(plan.status.clone());
+        match Api::<WorkflowSpec>::namespaced(ctx.client.clone(), wf.namespace())
+            .update_status(&updated)
+            .await
+        {
+            Ok(_) => record_transitions(&ctx, &wf, &old, &plan).await,
+            // Someone wrote in between (a cancel, a spec change): the write
+            // triggers another reconcile from the newer copy.
+            Err(Error::Conflict(_)) => return Ok(Action::requeue(Duration::from_millis(100))),
+            Err(Error::NotFound(_)) => return Ok(Action::await_change()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(requeue.map_or(Action::await_change(), Action::requeue))
+}
+
+/// Fails an unfinished TaskRun; its agent sees the terminal phase and
+/// kills the process group.
+async fn stop_taskrun(ctx: &Ctx, tr: &TaskRun, stop: &StopRun) -> Result<(), Error> {
+    let mut status = tr.status_or_default();
+    if status.phase.is_terminal() {
+        return Ok(());
+    }
+    status = TaskRunStatus {
+        phase: TaskRunPhase::Failed,
+        reason: stop.reason.into(),
+        message: stop.message.clone(),
+        completion_time: Some(Utc::now()),
+        ..status
+    };
+    let mut next = tr.clone();
+    next.status = Some(status);
+    match Api::<TaskRunSpec>::namespaced(ctx.client.clone(), tr.namespace())
+        .update_status(&next)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(taskrun = tr.name(), reason = stop.reason, "stopped taskrun");
+            Ok(())
+        }
+        // It moved on (finished, or was claimed): the next reconcile sees it.
+        Err(Error::Conflict(_) | Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The identity that holds a task lock: the TaskRun it guards.
+pub fn lock_holder(tr: &TaskRun) -> String {
+    format!("TaskRun/{}/{}", tr.namespace(), tr.name())
+}
+
+/// Takes every lock `new` needs, or none: a lock held elsewhere releases
+/// those already taken, so two tasks never wait on each other in a cycle.
+async fn acquire_locks(locks: &Api<LockSpec>, new: &NewRun) -> Result<bool, Error> {
+    let holder = lock_holder(&new.taskrun);
+    for (i, name) in new.locks.iter().enumerate() {
+        match lease::try_acquire(locks, name, &holder, TASK_LOCK_LEASE_SECONDS).await {
+            Ok(lease::Acquire::Acquired(_)) => {}
+            Ok(lease::Acquire::Held { holder: other, .. }) => {
+                tracing::debug!(
+                    lock = name,
+                    holder = other,
+                    "task {} waits for the lock",
+                    new.task
+                );
+                release_locks(locks, &new.taskrun, &new.locks[..i]).await;
+                return Ok(false);
+            }
+            Err(Error::Conflict(_)) => {
+                release_locks(locks, &new.taskrun, &new.locks[..i]).await;
+                return Ok(false);
+            }
+            Err(e) => {
+                release_locks(locks, &new.taskrun, &new.locks[..i]).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(true)
+}
+
+async fn release_locks(locks: &Api<LockSpec>, tr: &TaskRun, names: &[String]) {
+    let holder = lock_holder(tr);
+    for name in names {
+        if let Err(e) = lease::release(locks, name, &holder).await {
+            // The lease runs out by itself.
+            tracing::warn!(lock = name, error = %e, "cannot release a task lock");
+        }
+    }
+}
+
+/// Renews the locks of unfinished TaskRuns and releases those of recently
+/// finished ones. Returns whether some lock is still held.
+async fn tend_locks(
+    wf: &Workflow,
+    owned: &[Arc<TaskRun>],
+    locks: &Api<LockSpec>,
+    now: chrono::DateTime<Utc>,
+) -> Result<bool, Error> {
+    let mut holding = false;
+    for tr in owned {
+        let Some(task) = tr.metadata.labels.get(TASK_LABEL).and_then(|name| {
+            wf.spec
+                .tasks
+                .iter()
+                .chain(&wf.spec.finally)
+                .find(|t| &t.name == name)
+        }) else {
+            continue;
+        };
+        if task.locks.is_empty() {
+            continue;
+        }
+        let status = tr.status_or_default();
+        if !status.phase.is_terminal() {
+            holding = true;
+            let holder = lock_holder(tr);
+            for name in &task.locks {
+                match lease::try_acquire(locks, name, &holder, TASK_LOCK_LEASE_SECONDS).await {
+                    Ok(lease::Acquire::Acquired(_)) => {}
+                    Ok(lease::Acquire::Held { holder: other, .. }) => tracing::warn!(
+                        lock = name,
+                        holder = other,
+                        taskrun = tr.name(),
+                        "a running task lost its lock (its lease ran out)"
+                    ),
+                    Err(Error::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        } else if status.completion_time.is_some_and(|done| {
+            now - done < chrono::Duration::seconds(i64::from(TASK_LOCK_LEASE_SECONDS))
+        }) {
+            release_locks(locks, tr, &task.locks).await;
+        }
+    }
+    Ok(holding)
+}
+
+async fn record(ctx: &Ctx, wf: &Workflow, type_: EventType, reason: &str, message: &str) {
+    ctx.recorder
+        .record(&ObjectReference::from_obj(wf), type_, reason, message)
+        .await;
+}
+
+/// One Event per task that reached a final phase and for the workflow's end.
+async fn record_transitions(ctx: &Ctx, wf: &Workflow, old: &WorkflowStatus, plan: &Plan) {
+    for (name, task) in &plan.status.tasks {
+        let before = old.tasks.get(name);
+        if before.is_some_and(|b| b.phase == task.phase && b.attempt == task.attempt) {
+            continue;
+        }
+        let run = task.task_run.as_deref().unwrap_or("-");
+        let (type_, reason, message) = match task.phase {
+            TaskPhase::Succeeded => (
+                EventType::Normal,
+                "TaskSucceeded",
+                format!("task {name} succeeded ({run})"),
+            ),
+            TaskPhase::Failed => (
+                EventType::Warning,
+                "TaskFailed",
+                format!("task {name} failed: {} ({run})", task.reason),
+            ),
+            TaskPhase::Skipped => (
+                EventType::Normal,
+                "TaskSkipped",
+                format!("task {name} skipped: {}", task.reason),
+            ),
+            TaskPhase::Running if task.reason == super::plan::reason::BACKOFF => (
+                EventType::Warning,
+                "TaskRetrying",
+                format!(
+                    "task {name} attempt {} failed; retrying after backoff",
+                    task.attempt
+                ),
+            ),
+            _ => continue,
+        };
+        record(ctx, wf, type_, reason, &message).await;
+    }
+    if plan.status.phase != old.phase {
+        let message = plan
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == super::plan::CONDITION)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        let (type_, reason) = match plan.status.phase {
+            WorkflowPhase::Running => (EventType::Normal, "WorkflowStarted"),
+            WorkflowPhase::Succeeded => (EventType::Normal, "WorkflowSucceeded"),
+            WorkflowPhase::Failed => (EventType::Warning, "WorkflowFailed"),
+            WorkflowPhase::Cancelled => (EventType::Normal, "WorkflowCancelled"),
+            WorkflowPhase::Pending => return,
+        };
+        record(ctx, wf, type_, reason, &message).await;
+    }
+}

@@ -1,0 +1,570 @@
+//! One reconcile of a Workflow as a pure function of what is observed: the
+//! Workflow and the TaskRuns it owns, at `now`. Nothing else is remembered
+//! between reconciles, so a new leader picks up exactly where the old one
+//! stopped, and TaskRun names (`<workflow>-<task>-<attempt>`) make every
+//! creation idempotent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sloth_sdk::meta::{API_VERSION, Condition, OwnerReference};
+use sloth_sdk::objects::workflow::{
+    TaskPhase, TaskStatus, WorkflowPhase, WorkflowState, WorkflowStatus, WorkflowTask,
+    evaluate_when,
+};
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, Workflow};
+
+use super::backoff;
+use super::substitute::{Values, substitute_task};
+
+/// The label naming the Workflow a TaskRun belongs to.
+pub const WORKFLOW_LABEL: &str = "sloth.dev/workflow";
+/// The label naming the task a TaskRun is an attempt of.
+pub const TASK_LABEL: &str = "sloth.dev/task";
+
+/// Reasons written into workflow and task statuses and into the TaskRuns
+/// the controller stops.
+pub mod reason {
+    pub const CANCELLED: &str = "Cancelled";
+    pub const TIMED_OUT: &str = "TimedOut";
+    pub const FAIL_FAST: &str = "FailFast";
+    pub const UPSTREAM_FAILED: &str = "UpstreamFailed";
+    pub const WHEN_FALSE: &str = "WhenFalse";
+    pub const INVALID_WHEN: &str = "InvalidWhen";
+    pub const MISSING_RESULT: &str = "MissingResult";
+    pub const BACKOFF: &str = "Backoff";
+    pub const RETRYING: &str = "Retrying";
+    pub const TASK_FAILED: &str = "TaskFailed";
+    pub const SUCCEEDED: &str = "Succeeded";
+    pub const RUNNING: &str = "Running";
+}
+
+/// The condition that sums the workflow up, as Tekton's `Succeeded`.
+pub const CONDITION: &str = "Succeeded";
+
+/// What one reconcile decides.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub status: WorkflowStatus,
+    /// TaskRuns to create, in spec order.
+    pub create: Vec<NewRun>,
+    /// Unfinished TaskRuns to fail (their agents kill them).
+    pub stop: Vec<StopRun>,
+    /// When to look again even if nothing changes (backoffs, the timeout).
+    pub requeue_after: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRun {
+    pub task: String,
+    pub taskrun: TaskRun,
+    /// Locks the TaskRun must hold before it is created.
+    pub locks: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StopRun {
+    pub taskrun: String,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Why the whole workflow stops early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Halt {
+    Cancelled,
+    TimedOut,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Tasks,
+    Finally,
+}
+
+fn taskrun_phase(tr: &TaskRun) -> TaskRunPhase {
+    tr.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+fn taskrun_reason(tr: &TaskRun) -> &str {
+    tr.status
+        .as_ref()
+        .map(|s| s.reason.as_str())
+        .unwrap_or_default()
+}
+
+fn is_final(phase: TaskPhase) -> bool {
+    matches!(
+        phase,
+        TaskPhase::Succeeded | TaskPhase::Failed | TaskPhase::Skipped
+    )
+}
+
+/// `taskruns` are those the workflow owns, in any order.
+pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
+    let old = wf.status_or_default();
+    if matches!(
+        old.phase,
+        WorkflowPhase::Succeeded | WorkflowPhase::Failed | WorkflowPhase::Cancelled
+    ) {
+        return Plan {
+            status: old,
+            create: Vec::new(),
+            stop: Vec::new(),
+            requeue_after: None,
+        };
+    }
+    let start = old.start_time.unwrap_or(now);
+    let deadline = wf.spec.timeout.map(|t| start + chrono_duration(t.as_std()));
+    let halt = if wf.spec.state == WorkflowState::Cancelled {
+        Some(Halt::Cancelled)
+    } else if deadline.is_some_and(|d| d <= now) {
+        Some(Halt::TimedOut)
+    } else {
+        None
+    };
+
+    let mut runs: BTreeMap<&str, Vec<&TaskRun>> = BTreeMap::new();
+    for tr in taskruns {
+        if let Some(task) = tr.metadata.labels.get(TASK_LABEL) {
+            runs.entry(task.as_str()).or_default().push(tr);
+        }
+    }
+    for attempts in runs.values_mut() {
+        attempts.sort_by_key(|tr| tr.spec.attempt);
+    }
+
+    let fail_fast = wf.spec.fail_fast
+        && wf.spec.tasks.iter().any(|task| {
+            runs.get(task.name.as_str())
+                .and_then(|r| r.last())
+                .is_some_and(|tr| {
+                    taskrun_phase(tr) == TaskRunPhase::Failed
+                        && !backoff::retries(
+                            task.retries.as_ref(),
+                            tr.spec.attempt.max(1),
+                            taskrun_reason(tr),
+                        )
+                })
+        });
+
+    let mut walk = Walk {
+        wf,
+        now,
+        halt,
+        fail_fast,
+        runs,
+        statuses: BTreeMap::new(),
+        results: BTreeMap::new(),
+        candidates: Vec::new(),
+        stop: Vec::new(),
+        requeue: deadline.filter(|_| halt.is_none()).map(|d| until(now, d)),
+    };
+    walk.section(&wf.spec.tasks, Section::Tasks);
+    walk.section(&wf.spec.finally, Section::Finally);
+
+    let unfinished = taskruns
+        .iter()
+        .filter(|tr| !taskrun_phase(tr).is_terminal())
+        .count();
+    let room = wf.spec.concurrency.map_or(usize::MAX, |c| {
+        usize::try_from(c)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(unfinished)
+    });
+    let create: Vec<NewRun> = walk
+        .candidates
+        .iter()
+        .take(room)
+        .map(|(task, attempt)| NewRun {
+            task: task.name.clone(),
+            taskrun: taskrun_for(wf, task, *attempt),
+            locks: task.locks.clone(),
+        })
+        .collect();
+
+    let status = summarize(wf, &old, walk.statuses, halt, start, now);
+    let requeue_after = if is_final_phase(status.phase) {
+        None
+    } else {
+        walk.requeue
+    };
+    Plan {
+        status,
+        create,
+        stop: walk.stop,
+        requeue_after,
+    }
+}
+
+fn is_final_phase(phase: WorkflowPhase) -> bool {
+    matches!(
+        phase,
+        WorkflowPhase::Succeeded | WorkflowPhase::Failed | WorkflowPhase::Cancelled
+    )
+}
+
+fn chrono_duration(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// The time from `now` to `at`, at least a millisecond.
+fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
+    (at - now)
+        .to_std()
+        .unwrap_or_default()
+        .max(Duration::from_millis(1))
+}
+
+/// The walk over both sections, upstream tasks first.
+struct Walk<'a> {
+    wf: &'a Workflow,
+    now: DateTime<Utc>,
+    halt: Option<Halt>,
+    fail_fast: bool,
+    runs: BTreeMap<&'a str, Vec<&'a TaskRun>>,
+    statuses: BTreeMap<String, TaskStatus>,
+    /// Results of the tasks that succeeded.
+    results: BTreeMap<String, BTreeMap<String, String>>,
+    /// Tasks to start now (already substituted) and their attempt numbers.
+    candidates: Vec<(WorkflowTask, u32)>,
+    stop: Vec<StopRun>,
+    requeue: Option<Duration>,
+}
+
+impl<'a> Walk<'a> {
+    fn requeue_in(&mut self, delay: Duration) {
+        self.requeue = Some(self.requeue.map_or(delay, |r| r.min(delay)));
+    }
+
+    /// Why tasks of `section` stop now, if they do.
+    fn stopping(&self, section: Section) -> Option<(&'static str, String)> {
+        match self.halt {
+            Some(Halt::Cancelled) => {
+                Some((reason::CANCELLED, "the workflow was cancelled".to_string()))
+            }
+            Some(Halt::TimedOut) => Some((
+                reason::TIMED_OUT,
+                format!(
+                    "the workflow ran out of its timeout of {}",
+                    self.wf.spec.timeout.unwrap_or_default()
+                ),
+            )),
+            None if self.fail_fast && section == Section::Tasks => Some((
+                reason::FAIL_FAST,
+                "another task failed and the workflow has failFast set".to_string(),
+            )),
+            None => None,
+        }
+    }
+
+    fn section(&mut self, tasks: &'a [WorkflowTask], section: Section) {
+        let dag_done = section == Section::Tasks
+            || self.wf.spec.tasks.iter().all(|t| {
+                self.statuses
+                    .get(&t.name)
+                    .is_some_and(|s| is_final(s.phase))
+            });
+        for task in topological(tasks) {
+            let status = self.task(task, section, dag_done);
+            self.statuses.insert(task.name.clone(), status);
+        }
+    }
+
+    fn task(&mut self, task: &'a WorkflowTask, section: Section, dag_done: bool) -> TaskStatus {
+        let latest = self
+            .runs
+            .get(task.name.as_str())
+            .and_then(|r| r.last())
+            .copied();
+        let Some(tr) = latest else {
+            return self.not_started(task, section, dag_done);
+        };
+        let attempt = tr.spec.attempt.max(1);
+        let mut status = TaskStatus {
+            phase: TaskPhase::Pending,
+            task_run: Some(tr.name().to_string()),
+            attempt,
+            reason: String::new(),
+        };
+        match taskrun_phase(tr) {
+            TaskRunPhase::Succeeded => {
+                status.phase = TaskPhase::Succeeded;
+                let results = tr
+                    .status
+                    .as_ref()
+                    .map(|s| s.results.clone())
+                    .unwrap_or_default();
+                self.results.insert(task.name.clone(), results);
+            }
+            TaskRunPhase::Failed => {
+                let why = taskrun_reason(tr);
+                if self.stopping(section).is_none()
+                    && backoff::retries(task.retries.as_ref(), attempt, why)
+                {
+                    status.phase = TaskPhase::Running;
+                    let failed_at = tr
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.completion_time)
+                        .unwrap_or(self.now);
+                    let due =
+                        failed_at + chrono_duration(backoff::delay(task.retries.as_ref(), attempt));
+                    if due <= self.now {
+                        status.reason = reason::RETRYING.into();
+                        self.start(task, attempt + 1);
+                    } else {
+                        status.reason = reason::BACKOFF.into();
+                        self.requeue_in(until(self.now, due));
+                    }
+                } else {
+                    status.phase = TaskPhase::Failed;
+                    status.reason = if why.is_empty() {
+                        "Failed".into()
+                    } else {
+                        why.into()
+                    };
+                }
+            }
+            phase => {
+                if phase == TaskRunPhase::Running {
+                    status.phase = TaskPhase::Running;
+                }
+                if let Some((why, message)) = self.stopping(section) {
+                    self.stop.push(StopRun {
+                        taskrun: tr.name().to_string(),
+                        reason: why,
+                        message,
+                    });
+                }
+            }
+        }
+        status
+    }
+
+    fn not_started(
+        &mut self,
+        task: &'a WorkflowTask,
+        section: Section,
+        dag_done: bool,
+    ) -> TaskStatus {
+        let skipped = |why: &str| TaskStatus {
+            phase: TaskPhase::Skipped,
+            reason: why.into(),
+            ..TaskStatus::default()
+        };
+        let upstream = task.upstream();
+        let phase_of = |name: &String| self.statuses.get(name).map(|s| s.phase).unwrap_or_default();
+        if upstream
+            .iter()
+            .any(|d| matches!(phase_of(d), TaskPhase::Failed | TaskPhase::Skipped))
+        {
+            return skipped(reason::UPSTREAM_FAILED);
+        }
+        if let Some((why, _)) = self.stopping(section) {
+            return skipped(why);
+        }
+        if !dag_done || !upstream.iter().all(|d| phase_of(d) == TaskPhase::Succeeded) {
+            return TaskStatus::default();
+        }
+        let values = Values {
+            params: &self.wf.spec.params,
+            results: &self.results,
+        };
+        let task = match substitute_task(task, values) {
+            Ok(task) => task,
+            Err(missing) => {
+                tracing::debug!(task = task.name, "{missing}");
+                return TaskStatus {
+                    phase: TaskPhase::Failed,
+                    reason: reason::MISSING_RESULT.into(),
+                    ..TaskStatus::default()
+                };
+            }
+        };
+        match task.when.as_deref().map(evaluate_when) {
+            Some(Ok(false)) => return skipped(reason::WHEN_FALSE),
+            Some(Err(_)) => {
+                return TaskStatus {
+                    phase: TaskPhase::Failed,
+                    reason: reason::INVALID_WHEN.into(),
+                    ..TaskStatus::default()
+                };
+            }
+            Some(Ok(true)) | None => {}
+        }
+        self.candidates.push((task, 1));
+        TaskStatus::default()
+    }
+
+    /// Queues attempt `attempt` of `task`, substituted as for its first.
+    fn start(&mut self, task: &'a WorkflowTask, attempt: u32) {
+        let values = Values {
+            params: &self.wf.spec.params,
+            results: &self.results,
+        };
+        // The references resolved for the first attempt; upstream results
+        // never change, so this cannot fail where the first did not.
+        if let Ok(task) = substitute_task(task, values) {
+            self.candidates.push((task, attempt));
+        }
+    }
+}
+
+/// `tasks` ordered so that every task comes after those it waits for (in
+/// the same list); ties and anything left in a cycle keep spec order.
+fn topological(tasks: &[WorkflowTask]) -> Vec<&WorkflowTask> {
+    let names: BTreeSet<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+    let mut placed: BTreeSet<&str> = BTreeSet::new();
+    let mut order = Vec::with_capacity(tasks.len());
+    while order.len() < tasks.len() {
+        let before = order.len();
+        for task in tasks {
+            if placed.contains(task.name.as_str()) {
+                continue;
+            }
+            let upstream = task.upstream();
+            if upstream
+                .iter()
+                .all(|d| !names.contains(d.as_str()) || placed.contains(d.as_str()))
+            {
+                placed.insert(&task.name);
+                order.push(task);
+            }
+        }
+        if order.len() == before {
+            // A cycle (validation refuses them): keep the rest in spec order.
+            order.extend(tasks.iter().filter(|t| !placed.contains(t.name.as_str())));
+            break;
+        }
+    }
+    order
+}
+
+/// The TaskRun for attempt `attempt` of `task` (already substituted).
+pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun {
+    let mut tr = TaskRun::new(
+        taskrun_name(wf.name(), &task.name, attempt),
+        TaskRunSpec {
+            run: task.run.clone(),
+            agent_selector: task.agent_selector.clone(),
+            placement: task.placement.clone(),
+            agent_name: None,
+            timeout: task.timeout,
+            env: task.env.clone(),
+            workdir: task.workdir.clone(),
+            attempt,
+        },
+    );
+    tr.metadata.namespace = wf.namespace().to_string();
+    tr.metadata.labels = BTreeMap::from([
+        (WORKFLOW_LABEL.to_string(), wf.name().to_string()),
+        (TASK_LABEL.to_string(), task.name.clone()),
+    ]);
+    tr.metadata.owner_references = vec![OwnerReference {
+        api_version: API_VERSION.to_string(),
+        kind: "Workflow".into(),
+        name: wf.name().to_string(),
+        uid: wf.metadata.uid.clone(),
+        controller: Some(true),
+    }];
+    tr
+}
+
+pub fn taskrun_name(workflow: &str, task: &str, attempt: u32) -> String {
+    format!("{workflow}-{task}-{attempt}")
+}
+
+/// The workflow's status from its tasks'.
+fn summarize(
+    wf: &Workflow,
+    old: &WorkflowStatus,
+    tasks: BTreeMap<String, TaskStatus>,
+    halt: Option<Halt>,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> WorkflowStatus {
+    let done = tasks.values().all(|t| is_final(t.phase));
+    let failed: Vec<String> = wf
+        .spec
+        .tasks
+        .iter()
+        .chain(&wf.spec.finally)
+        .filter_map(|t| {
+            let status = tasks.get(&t.name)?;
+            (status.phase == TaskPhase::Failed).then(|| format!("{} ({})", t.name, status.reason))
+        })
+        .collect();
+    let (phase, cond_status, why, message) = match (done, halt) {
+        (false, _) => {
+            let succeeded = tasks
+                .values()
+                .filter(|t| t.phase == TaskPhase::Succeeded)
+                .count();
+            (
+                WorkflowPhase::Running,
+                "Unknown",
+                reason::RUNNING,
+                format!("{succeeded} of {} tasks succeeded", tasks.len()),
+            )
+        }
+        (true, Some(Halt::Cancelled)) => (
+            WorkflowPhase::Cancelled,
+            "False",
+            reason::CANCELLED,
+            "the workflow was cancelled".into(),
+        ),
+        (true, Some(Halt::TimedOut)) => (
+            WorkflowPhase::Failed,
+            "False",
+            reason::TIMED_OUT,
+            format!(
+                "the workflow ran out of its timeout of {}",
+                wf.spec.timeout.unwrap_or_default()
+            ),
+        ),
+        (true, None) if !failed.is_empty() => (
+            WorkflowPhase::Failed,
+            "False",
+            reason::TASK_FAILED,
+            format!("failed: {}", failed.join(", ")),
+        ),
+        (true, None) => (
+            WorkflowPhase::Succeeded,
+            "True",
+            reason::SUCCEEDED,
+            "all tasks completed".into(),
+        ),
+    };
+    let mut conditions: Vec<Condition> = old
+        .conditions
+        .iter()
+        .filter(|c| c.type_ != CONDITION)
+        .cloned()
+        .collect();
+    let previous = old.conditions.iter().find(|c| c.type_ == CONDITION);
+    let transition = previous
+        .filter(|c| c.status == cond_status && c.reason == why)
+        .and_then(|c| c.last_transition_time)
+        .unwrap_or(now);
+    conditions.push(Condition {
+        type_: CONDITION.into(),
+        status: cond_status.into(),
+        reason: why.into(),
+        message,
+        last_transition_time: Some(transition),
+    });
+    WorkflowStatus {
+        phase,
+        conditions,
+        start_time: Some(start),
+        completion_time: is_final_phase(phase).then_some(now),
+        tasks,
+        observed_generation: wf.metadata.generation,
+    }
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
