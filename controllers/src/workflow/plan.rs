@@ -394,7 +394,7 @@ impl<'a> Walk<'a> {
             }
             Some(Ok(true)) | None => {}
         }
-        self.candidates.push((task, 1));
+        self.push_candidate(task, 1);
         TaskStatus::default()
     }
 
@@ -407,8 +407,24 @@ impl<'a> Walk<'a> {
         // The references resolved for the first attempt; upstream results
         // never change, so this cannot fail where the first did not.
         if let Ok(task) = substitute_task(task, values) {
-            self.candidates.push((task, attempt));
+            self.push_candidate(task, attempt);
         }
+    }
+
+    /// Queues `task` (substituted); a Lua payload also gets its upstream
+    /// tasks' results as its `input`.
+    fn push_candidate(&mut self, mut task: WorkflowTask, attempt: u32) {
+        let upstream = task.upstream();
+        if let Some(lua) = task.run.lua.as_mut() {
+            lua.input = upstream
+                .into_iter()
+                .filter_map(|dep| {
+                    let results = self.results.get(&dep)?.clone();
+                    Some((dep, results))
+                })
+                .collect();
+        }
+        self.candidates.push((task, attempt));
     }
 }
 

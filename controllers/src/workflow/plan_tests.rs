@@ -414,3 +414,39 @@ fn a_finished_workflow_is_left_alone() {
     assert_eq!(plan.status, done);
     assert!(plan.create.is_empty() && plan.stop.is_empty());
 }
+
+#[test]
+fn a_lua_task_gets_its_upstream_results_as_input() {
+    let mut lua = task("report", &["build"]);
+    lua.run = Payload {
+        shell: None,
+        lua: Some(sloth_sdk::objects::common::LuaPayload {
+            script: "return function(this, params, input) end".into(),
+            ..Default::default()
+        }),
+    };
+    let mut w = World::new(workflow(vec![task("build", &[]), task("other", &[]), lua]));
+    w.step();
+    w.set(
+        "wf-build-1",
+        TaskRunPhase::Succeeded,
+        "Completed",
+        &[("image", "app:2")],
+    );
+    w.set(
+        "wf-other-1",
+        TaskRunPhase::Succeeded,
+        "Completed",
+        &[("x", "1")],
+    );
+    w.step();
+    let input = &w.runs["wf-report-1"]
+        .spec
+        .run
+        .lua
+        .as_ref()
+        .expect("lua")
+        .input;
+    assert_eq!(input.len(), 1, "only its own upstream: {input:?}");
+    assert_eq!(input["build"]["image"], "app:2");
+}

@@ -25,6 +25,10 @@ pub struct LuaPayload {
     pub entry: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// The results of the upstream tasks, by task name: the function's
+    /// `input` argument. Filled in by the workflow controller.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub input: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Selects agents by their labels, as a Kubernetes label selector.
