@@ -215,6 +215,7 @@ mod tests {
                 script: String::new(),
                 entry: Some("1main".into()),
                 params: BTreeMap::new(),
+                input: BTreeMap::new(),
             }),
         };
         validate_payload(&run, "r", &mut errs);

@@ -379,6 +379,7 @@ mod tests {
                 script: script.into(),
                 entry: None,
                 params: BTreeMap::new(),
+                input: BTreeMap::new(),
             }),
         }
     }

@@ -215,6 +215,23 @@ pub fn validate_env_var_name(value: &str) -> Result<(), String> {
 
 /// A Lua function name, possibly inside tables (`main`, `jobs.build`).
 pub fn validate_lua_function_name(value: &str) -> Result<(), String> {
+    let dsl_part = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
+    if let Some((workflow, task)) = value.split_once('/') {
+        // A task of a Lua workflow file: the agent evaluates the file and
+        // calls that task's function.
+        return if dsl_part(workflow) && dsl_part(task) {
+            Ok(())
+        } else {
+            Err(
+                "must be WORKFLOW/TASK naming a task of a Lua workflow file (e.g. 'ci/build')"
+                    .into(),
+            )
+        };
+    }
     if value.split('.').all(is_identifier) {
         Ok(())
     } else {
@@ -408,7 +425,8 @@ mod tests {
             assert!(validate_identifier(bad).is_err(), "{bad}");
         }
         assert_eq!(validate_lua_function_name("jobs.build"), Ok(()));
-        for bad in ["", "a.", ".a", "1a", "a-b"] {
+        assert_eq!(validate_lua_function_name("ci-pipeline/build_1"), Ok(()));
+        for bad in ["", "a.", ".a", "1a", "a-b", "/a", "a/", "a/b c", "a/b/c"] {
             assert!(validate_lua_function_name(bad).is_err(), "{bad}");
         }
     }
