@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/deps.sh
 ensure_build_deps
+ensure_test_deps
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

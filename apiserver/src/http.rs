@@ -13,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Clone, Debug)]
 struct HttpState {
     store: Arc<dyn Store>,
@@ -37,9 +40,15 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string());
     }
-    match state.store.current_revision().await {
-        Ok(_) => (StatusCode::OK, "ok".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
+    // Bounded: a load balancer's health check must get an answer even
+    // while the store hangs (etcd without quorum).
+    match tokio::time::timeout(READY_TIMEOUT, state.store.current_revision()).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ok".to_string()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store: no answer within {READY_TIMEOUT:?}"),
+        ),
     }
 }
 

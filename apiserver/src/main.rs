@@ -13,6 +13,7 @@ use sloth_apiserver::metrics::Metrics;
 use sloth_apiserver::resources::Resources;
 use sloth_apiserver::store::Store;
 use sloth_apiserver::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use sloth_apiserver::store::etcd::{EtcdOptions, EtcdStore};
 use sloth_apiserver::{compaction, http};
 use sloth_proto::v1::resources_server::ResourcesServer;
 use tokio::net::TcpListener;
@@ -47,6 +48,10 @@ struct Args {
     /// etcd endpoints (with --store etcd).
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
     etcd_endpoints: Vec<String>,
+    /// Prepended to every etcd key (keys are `<prefix>/sloth/...`), so that
+    /// several installations can share one etcd.
+    #[arg(long, default_value = "")]
+    etcd_prefix: String,
     /// Also run every controller in this process (single-node mode).
     #[arg(long)]
     controllers: bool,
@@ -71,26 +76,53 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    if args.store == StoreKind::Etcd {
-        bail!(
-            "--store etcd is not available in this build yet (endpoints {:?}); use --store embedded",
-            args.etcd_endpoints
-        );
-    }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let path = args.data_dir.join("sloth.redb");
-    let embedded = EmbeddedStore::open(
-        &path,
-        EmbeddedOptions {
-            progress_interval: args.bookmark_interval,
-            ..EmbeddedOptions::default()
-        },
-    )
-    .await
-    .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
-    let store: Arc<dyn Store> = embedded.clone();
-    tracing::info!(path = %path.display(), revision = store.current_revision().await?, "store open");
+    // The embedded store is closed at shutdown (its file is then free).
+    let (store, embedded): (Arc<dyn Store>, Option<Arc<EmbeddedStore>>) = match args.store {
+        StoreKind::Embedded => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+            let path = args.data_dir.join("sloth.redb");
+            let embedded = EmbeddedStore::open(
+                &path,
+                EmbeddedOptions {
+                    progress_interval: args.bookmark_interval,
+                    ..EmbeddedOptions::default()
+                },
+            )
+            .await
+            .with_context(|| format!("cannot open the embedded store {}", path.display()))?;
+            tracing::info!(path = %path.display(), revision = embedded.current_revision().await?, "store open");
+            (embedded.clone(), Some(embedded))
+        }
+        StoreKind::Etcd => {
+            let prefix = args.etcd_prefix.trim_end_matches('/').to_string();
+            if !prefix.is_empty() && !prefix.starts_with('/') {
+                bail!(
+                    "--etcd-prefix must start with '/' (got {:?})",
+                    args.etcd_prefix
+                );
+            }
+            let etcd = EtcdStore::new(EtcdOptions {
+                endpoints: args.etcd_endpoints.clone(),
+                prefix,
+                progress_interval: args.bookmark_interval,
+                ..EtcdOptions::default()
+            })
+            .await
+            .context("cannot set up the etcd client")?;
+            match etcd.check().await {
+                Ok(revision) => {
+                    tracing::info!(endpoints = %args.etcd_endpoints.join(","), revision, "etcd store connected")
+                }
+                // Serve anyway: /readyz says not ready until etcd answers,
+                // and a load balancer keeps traffic away meanwhile.
+                Err(e) => tracing::error!(
+                    "{e}; serving, but /readyz reports not ready until etcd answers"
+                ),
+            }
+            (etcd, None)
+        }
+    };
 
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
@@ -176,7 +208,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(controllers) = controllers {
         let _ = controllers.await;
     }
-    embedded.close().await.context("closing the store")?;
+    if let Some(embedded) = embedded {
+        embedded.close().await.context("closing the store")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

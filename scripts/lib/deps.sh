@@ -26,3 +26,11 @@ ensure_build_deps() {
     apt_install protobuf-compiler
   fi
 }
+
+# etcd for the tests that run the etcd store backend (Debian's etcd-server).
+ensure_test_deps() {
+  if ! command -v etcd >/dev/null 2>&1; then
+    echo "installing etcd-server (etcd)..." >&2
+    apt_install etcd-server
+  fi
+}

@@ -3,6 +3,10 @@
 //! deadline; a process that does not come up fails the test with its output.
 #![forbid(unsafe_code)]
 
+mod etcd;
+
+pub use etcd::Etcd;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -12,6 +12,7 @@ use futures_util::stream::BoxStream;
 
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 
 /// A key with its value and the revisions that created and last changed it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,184 @@
+//! Real etcd members (Debian's `etcd-server`) on loopback ports the OS
+//! picks, each with a temporary data directory.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long members may take to elect a leader and answer.
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+struct Member {
+    name: String,
+    client_url: String,
+    peer_url: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// An etcd cluster of one or more members; killed when dropped.
+pub struct Etcd {
+    members: Vec<Member>,
+    _temp: tempfile::TempDir,
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Whether etcd at `client_url` says it is healthy.
+fn healthy(client_url: &str) -> bool {
+    let host = client_url.trim_start_matches("http://");
+    let Ok(mut stream) = TcpStream::connect(host) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.contains("\"health\":\"true\"")
+}
+
+impl Etcd {
+    /// One member.
+    pub fn start() -> Self {
+        Self::start_cluster(1)
+    }
+
+    /// `size` members forming one cluster; returns once every member is
+    /// healthy (a leader is elected).
+    pub fn start_cluster(size: usize) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let members: Vec<Member> = (0..size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                data_dir: temp.path().join(format!("m{i}")),
+                log: temp.path().join(format!("m{i}.log")),
+                child: None,
+            })
+            .collect();
+        let mut etcd = Self {
+            members,
+            _temp: temp,
+        };
+        for i in 0..size {
+            etcd.spawn(i);
+        }
+        etcd.wait_healthy();
+        etcd
+    }
+
+    fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let initial_cluster = self.initial_cluster();
+        let member = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)
+            .expect("etcd log");
+        let child = Command::new("etcd")
+            .args(["--name", &member.name])
+            .arg("--data-dir")
+            .arg(&member.data_dir)
+            .args(["--listen-client-urls", &member.client_url])
+            .args(["--advertise-client-urls", &member.client_url])
+            .args(["--listen-peer-urls", &member.peer_url])
+            .args(["--initial-advertise-peer-urls", &member.peer_url])
+            .args(["--initial-cluster", &initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "sloth-test"])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start etcd ({e}); scripts/test.sh installs Debian's etcd-server")
+            });
+        member.child = Some(child);
+    }
+
+    fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + READY_DEADLINE;
+        for i in 0..self.members.len() {
+            while !healthy(&self.members[i].client_url) {
+                if let Some(child) = self.members[i].child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    panic!("etcd member {i} exited ({status}):\n{}", self.logs());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd did not become healthy:\n{}",
+                    self.logs()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The client URLs, comma-separated, for `--etcd-endpoints`.
+    pub fn endpoints(&self) -> String {
+        self.client_urls().join(",")
+    }
+
+    pub fn client_urls(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// Kills member `i` with SIGKILL.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every member's log.
+    pub fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                format!(
+                    "--- etcd {}\n{}",
+                    m.name,
+                    std::fs::read_to_string(&m.log).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill9(i);
+        }
+    }
+}
