@@ -191,7 +191,7 @@ fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn write_pid_file(path: &Path, pid: u32) -> std::io::Result<()> {
+pub(crate) fn write_pid_file(path: &Path, pid: u32) -> std::io::Result<()> {
     let start = process_start_time(pid).unwrap_or_default();
     std::fs::write(path, format!("{pid} {start}\n"))
 }

@@ -7,6 +7,7 @@ mod config;
 mod executor;
 mod heartbeat;
 mod logs;
+mod lua;
 mod registration;
 mod resources;
 mod results;

@@ -41,7 +41,7 @@ impl Registration {
             name: name.to_string(),
             address,
             capacity,
-            labels,
+            labels: with_agent_label(labels, name),
             work_dir,
             slots,
         }
@@ -108,6 +108,25 @@ impl Registration {
     }
 }
 
+/// The label every agent carries: its own name, so that a selector
+/// `{matchLabels: {sloth.dev/agent: NAME}}` targets exactly one agent.
+pub const AGENT_LABEL: &str = sloth_sdk::lua::AGENT_LABEL;
+
+/// `labels` with [`AGENT_LABEL`] set to `name` (replacing a value given
+/// on the command line); left out, with a warning, when `name` cannot be a
+/// label value (longer than 63 characters).
+fn with_agent_label(mut labels: BTreeMap<String, String>, name: &str) -> BTreeMap<String, String> {
+    match sloth_sdk::validation::names::validate_label_value(name) {
+        Ok(()) => {
+            labels.insert(AGENT_LABEL.to_string(), name.to_string());
+        }
+        Err(e) => {
+            tracing::warn!("agent name {name:?} cannot be the {AGENT_LABEL} label: {e}");
+        }
+    }
+    labels
+}
+
 /// Keeps the `Ready` condition in line with the phase the agent writes
 /// (the agent-lifecycle controller only rewrites it when the phase differs).
 fn set_ready_condition(status: &mut AgentStatus, agent: &str) {
@@ -142,6 +161,23 @@ fn set_ready_condition(status: &mut AgentStatus, agent: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agent_label_names_the_agent() {
+        let given = BTreeMap::from([
+            ("zone".to_string(), "a".to_string()),
+            (AGENT_LABEL.to_string(), "other".to_string()),
+        ]);
+        let labels = with_agent_label(given, "build-1");
+        assert_eq!(labels[AGENT_LABEL], "build-1");
+        assert_eq!(labels["zone"], "a");
+        assert_eq!(
+            sloth_sdk::validation::names::validate_label_key(AGENT_LABEL),
+            Ok(())
+        );
+        let long = "a".repeat(64);
+        assert!(!with_agent_label(BTreeMap::new(), &long).contains_key(AGENT_LABEL));
+    }
 
     #[test]
     fn ready_condition_follows_the_phase_and_keeps_its_transition_time() {

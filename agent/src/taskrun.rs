@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::concurrency::{ActiveRuns, RunGuard, RunKey, Slots, StopReason};
 use crate::executor::{self, Outcome, ShellJob};
 use crate::logs;
+use crate::lua::{self, LuaJob, LuaOutcome};
 use crate::results::{self, RESULTS_ENV, RESULTS_FILE};
 
 /// Reasons written into TaskRun statuses.
@@ -28,6 +29,7 @@ pub mod reason {
     pub const AGENT_RESTARTED: &str = "AgentRestarted";
     pub const UNSUPPORTED: &str = "Unsupported";
     pub const INVALID_RESULTS: &str = "InvalidResults";
+    pub const LUA_ERROR: &str = "LuaError";
 }
 
 /// Where a run's process group id is recorded, in its run directory.
@@ -149,12 +151,10 @@ pub async fn execute(
     let key = key_of(&taskrun);
     let now = Utc::now();
     let unsupported = match (&taskrun.spec.run.shell, &taskrun.spec.run.lua) {
-        (Some(_), _) => None,
-        (None, Some(_)) => Some(format!(
-            "Lua payloads are not supported by sloth-agent {} yet; use spec.run.shell",
-            env!("CARGO_PKG_VERSION")
-        )),
-        (None, None) => Some("the TaskRun has no payload (spec.run.shell)".to_string()),
+        (Some(_), _) | (None, Some(_)) => None,
+        (None, None) => {
+            Some("the TaskRun has no payload (spec.run.shell or spec.run.lua)".to_string())
+        }
     };
     let first = match &unsupported {
         None => TaskRunStatus {
@@ -329,6 +329,31 @@ async fn run_claimed(
             results_file.to_string_lossy().into_owned(),
         ),
     ]);
+    if let (None, Some(payload)) = (&spec.run.shell, &spec.run.lua) {
+        let job = LuaJob {
+            payload: payload.clone(),
+            namespace: key.namespace.clone(),
+            taskrun: key.name.clone(),
+            agent: ctx.agent.clone(),
+            attempt: spec.attempt,
+            cwd: std::path::absolute(&cwd).unwrap_or(cwd),
+            output: output.clone(),
+            pid_file: Some(run_dir.join(PGID_FILE)),
+            env,
+            timeout: spec.timeout.map(|t| t.as_std()).filter(|t| !t.is_zero()),
+            client: Some(ctx.client.clone()),
+        };
+        let (running, concurrent) = ctx.slots.process_started();
+        tracing::info!("taskrun {key} started (Lua) concurrent={concurrent}");
+        let outcome = lua::run(job, stop).await;
+        drop(running);
+        let log_tail = read_log_tail(key, &output).await;
+        return TaskRunStatus {
+            completion_time: Some(Utc::now()),
+            log_tail,
+            ..lua_status(outcome, spec.timeout.unwrap_or_default(), base)
+        };
+    }
     let job = ShellJob {
         script: spec.run.shell.clone().unwrap_or_default(),
         cwd,
@@ -345,13 +370,7 @@ async fn run_claimed(
     })
     .await;
     let completion = Utc::now();
-    let log_tail = match logs::read_tail(&output, MAX_LOG_TAIL_BYTES).await {
-        Ok(tail) => Some(tail).filter(|t| !t.is_empty()),
-        Err(e) => {
-            tracing::warn!("cannot read the output of taskrun {key}: {e}");
-            None
-        }
-    };
+    let log_tail = read_log_tail(key, &output).await;
     let exited = matches!(outcome, Outcome::Exited(_));
     let parsed = match outcome {
         Outcome::NotStarted(_) => Ok(None),
@@ -419,6 +438,67 @@ async fn run_claimed(
         log_tail,
         results,
         ..base
+    }
+}
+
+/// The last bytes of a run's output, for `status.logTail`.
+async fn read_log_tail(key: &RunKey, output: &Path) -> Option<String> {
+    match logs::read_tail(output, MAX_LOG_TAIL_BYTES).await {
+        Ok(tail) => Some(tail).filter(|t| !t.is_empty()),
+        Err(e) => {
+            tracing::warn!("cannot read the output of taskrun {key}: {e}");
+            None
+        }
+    }
+}
+
+/// The terminal status of a Lua run (phase, reason, message, results) on
+/// top of `base`.
+fn lua_status(
+    outcome: LuaOutcome,
+    timeout: sloth_sdk::duration::Duration,
+    base: TaskRunStatus,
+) -> TaskRunStatus {
+    let failed = |why: &str, message: String| TaskRunStatus {
+        phase: TaskRunPhase::Failed,
+        reason: why.into(),
+        message,
+        ..base.clone()
+    };
+    match outcome {
+        LuaOutcome::Returned {
+            ok: true,
+            message,
+            results,
+        } => TaskRunStatus {
+            phase: TaskRunPhase::Succeeded,
+            reason: reason::COMPLETED.into(),
+            message,
+            results,
+            ..base
+        },
+        LuaOutcome::Returned {
+            ok: false,
+            message,
+            results,
+        } => TaskRunStatus {
+            results,
+            ..failed(reason::ERROR, message)
+        },
+        LuaOutcome::InvalidResults(problem) => failed(
+            reason::INVALID_RESULTS,
+            format!("invalid results: {problem}"),
+        ),
+        LuaOutcome::Error(text) => failed(reason::LUA_ERROR, text),
+        LuaOutcome::TimedOut => failed(
+            reason::TIMED_OUT,
+            format!("timed out after {timeout}; the Lua code was stopped"),
+        ),
+        LuaOutcome::Stopped(why) => failed(
+            reason::KILLED,
+            format!("{}; the Lua code was stopped", stop_message(why)),
+        ),
+        LuaOutcome::NotStarted(message) => failed(reason::ERROR, message),
     }
 }
 

@@ -27,10 +27,15 @@ ensure_build_deps() {
   fi
 }
 
-# etcd for the tests that run the etcd store backend (Debian's etcd-server).
+# etcd for the tests that run the etcd store backend (Debian's etcd-server)
+# and HAProxy for the load-balancer test.
 ensure_test_deps() {
   if ! command -v etcd >/dev/null 2>&1; then
     echo "installing etcd-server (etcd)..." >&2
     apt_install etcd-server
+  fi
+  if ! command -v haproxy >/dev/null 2>&1; then
+    echo "installing haproxy (the load balancer of the HA tests)..." >&2
+    apt_install haproxy
   fi
 }

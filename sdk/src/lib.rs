@@ -8,6 +8,8 @@ pub mod error;
 pub mod events;
 pub mod kinds;
 pub mod lease;
+#[cfg(feature = "lua")]
+pub mod lua;
 pub mod meta;
 pub mod objects;
 pub mod resource;

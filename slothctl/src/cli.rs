@@ -30,8 +30,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or update objects from YAML or JSON manifests.
+    /// Create or update objects from YAML or JSON manifests and Lua
+    /// workflow files.
     Apply(ApplyArgs),
+    /// Print the objects `apply` would send (Lua workflow files evaluated),
+    /// without sending anything.
+    Render(RenderArgs),
     /// List objects, or show some by name.
     Get(GetArgs),
     /// Show one object in detail.
@@ -62,10 +66,44 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// A manifest file, a directory of them (*.yaml, *.yml, *.json), or - for
-    /// stdin; repeatable.
+    /// A manifest file, a Lua workflow file (*.lua), a directory of them
+    /// (*.yaml, *.yml, *.json, *.lua), or - for stdin; repeatable.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<String>,
+    /// Set a workflow param (declared params of every Workflow; every param
+    /// of Lua workflows) and the Lua global `values.KEY`; repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// As for apply: a manifest, a Lua workflow file, a directory, or -.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub files: Vec<String>,
+    /// Output format: YAML documents separated by `---`, or JSON (one object,
+    /// or a List of several).
+    #[arg(short = 'o', long, value_enum, default_value_t = RenderFormat::Yaml)]
+    pub output: RenderFormat,
+    /// As for apply; repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    Yaml,
+    Json,
+}
+
+/// `KEY=VALUE` (the value may contain `=` and be empty).
+pub fn parse_param(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,8 +1,11 @@
 //! Reading manifests: files, directories and stdin holding YAML (several
 //! documents separated by `---`) or JSON, and checking every document before
 //! anything is sent. Errors name the file, the document index (1-based, as
-//! documents appear in the file), the object and the field path.
+//! documents appear in the file), the object and the field path. `.lua`
+//! files are workflow files in the sloth-runner DSL, evaluated here into
+//! Workflow objects (errors name the file and the Lua line).
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -53,15 +56,21 @@ impl Document {
     }
 }
 
+/// `--param KEY=VALUE`s: the Lua global `values` and workflow params.
+pub type Params = BTreeMap<String, String>;
+
 /// Reads every path and resolves every document (see [`resolve`]); returns
 /// the objects, or every problem found across all files and documents.
+/// `params` override the declared `spec.params` of Workflows, and are the
+/// `values` of Lua workflow files.
 pub fn load(
     paths: &[String],
     stdin: &mut dyn Read,
     namespace_flag: Option<&str>,
     check: Check,
+    params: &Params,
 ) -> Result<Vec<Resolved>, Vec<String>> {
-    let (docs, mut errors) = read_all(paths, stdin);
+    let (docs, mut errors) = read_all(paths, stdin, params);
     let objects = match resolve_all(docs, namespace_flag, check) {
         Ok(objects) => objects,
         Err(more) => {
@@ -84,7 +93,11 @@ pub fn load(
 /// Reads every path (`-` is stdin) into documents, in order: the documents
 /// of every readable file, and one message per problem (all of them, not
 /// just the first).
-fn read_all(paths: &[String], stdin: &mut dyn Read) -> (Vec<Document>, Vec<String>) {
+fn read_all(
+    paths: &[String],
+    stdin: &mut dyn Read,
+    params: &Params,
+) -> (Vec<Document>, Vec<String>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     let mut stdin_used = false;
@@ -98,10 +111,15 @@ fn read_all(paths: &[String], stdin: &mut dyn Read) -> (Vec<Document>, Vec<Strin
                 read_stdin(stdin)
             }
         } else {
-            read_path(Path::new(path), path)
+            read_path(Path::new(path), path, params)
         };
         match result {
-            Ok(found) => docs.extend(found),
+            Ok(mut found) => {
+                for doc in &mut found {
+                    override_params(&mut doc.value, params);
+                }
+                docs.extend(found);
+            }
             Err(found) => errors.extend(found),
         }
     }
@@ -117,8 +135,27 @@ fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
     parse(STDIN, &text, json).map_err(|e| vec![e])
 }
 
-/// A file, or a directory's `*.yaml`, `*.yml` and `*.json` files in name order.
-fn read_path(path: &Path, shown: &str) -> Result<Vec<Document>, Vec<String>> {
+/// Sets the Workflow params `params` names that the object declares.
+fn override_params(value: &mut Value, params: &Params) {
+    if params.is_empty() || value.get("kind").and_then(Value::as_str) != Some("Workflow") {
+        return;
+    }
+    if let Some(declared) = value
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("params"))
+        .and_then(Value::as_object_mut)
+    {
+        for (key, v) in params {
+            if let Some(slot) = declared.get_mut(key) {
+                *slot = Value::String(v.clone());
+            }
+        }
+    }
+}
+
+/// A file, or a directory's `*.yaml`, `*.yml`, `*.json` and `*.lua` files
+/// in name order.
+fn read_path(path: &Path, shown: &str, params: &Params) -> Result<Vec<Document>, Vec<String>> {
     let meta = std::fs::metadata(path).map_err(|e| {
         vec![if e.kind() == std::io::ErrorKind::NotFound {
             format!("error: the path {shown:?} does not exist")
@@ -127,7 +164,7 @@ fn read_path(path: &Path, shown: &str) -> Result<Vec<Document>, Vec<String>> {
         }]
     })?;
     if !meta.is_dir() {
-        return read_file(path, shown).map_err(|e| vec![e]);
+        return read_file(path, shown, params).map_err(|e| vec![e]);
     }
     let entries = std::fs::read_dir(path)
         .map_err(|e| vec![format!("error: cannot read directory {shown}: {e}")])?;
@@ -136,7 +173,10 @@ fn read_path(path: &Path, shown: &str) -> Result<Vec<Document>, Vec<String>> {
         let entry =
             entry.map_err(|e| vec![format!("error: cannot read directory {shown}: {e}")])?;
         let file = entry.path();
-        let manifest = matches!(extension(&file).as_deref(), Some("yaml" | "yml" | "json"));
+        let manifest = matches!(
+            extension(&file).as_deref(),
+            Some("yaml" | "yml" | "json" | "lua")
+        );
         if manifest && !file.is_dir() {
             files.push(file);
         }
@@ -146,7 +186,7 @@ fn read_path(path: &Path, shown: &str) -> Result<Vec<Document>, Vec<String>> {
     let mut errors = Vec::new();
     for file in files {
         let shown = file.display().to_string();
-        match read_file(&file, &shown) {
+        match read_file(&file, &shown, params) {
             Ok(found) => docs.extend(found),
             Err(e) => errors.push(e),
         }
@@ -164,17 +204,49 @@ fn extension(path: &Path) -> Option<String> {
         .map(str::to_ascii_lowercase)
 }
 
-fn read_file(path: &Path, shown: &str) -> Result<Vec<Document>, String> {
+fn read_file(path: &Path, shown: &str, params: &Params) -> Result<Vec<Document>, String> {
     let ext = extension(path);
-    if ext.as_deref() == Some("lua") {
-        return Err(format!(
-            "error: {shown}: Lua workflow files are not supported yet; \
-             write the Workflow as YAML or JSON"
-        ));
-    }
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("error: cannot read {shown}: {e}"))?;
+    if ext.as_deref() == Some("lua") {
+        return parse_lua(shown, &text, params);
+    }
     parse(shown, &text, ext.as_deref() == Some("json"))
+}
+
+/// Evaluates a Lua workflow file: one document per Workflow, numbered in
+/// the order the file defines them. What the file printed and the warnings
+/// (ignored hooks) go to stderr.
+pub fn parse_lua(source: &str, text: &str, params: &Params) -> Result<Vec<Document>, String> {
+    let evaluation =
+        sloth_sdk::lua::evaluate_file(text, source, params).map_err(|e| format!("error: {e}"))?;
+    for line in &evaluation.printed {
+        eprintln!("{line}");
+    }
+    for warning in &evaluation.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if evaluation.workflows.is_empty() {
+        return Err(format!(
+            "error: {source}: the file defines no workflow (use workflow.define(...) or \
+             TaskDefinitions = {{...}})"
+        ));
+    }
+    evaluation
+        .workflows
+        .iter()
+        .enumerate()
+        .map(|(i, workflow)| {
+            let value = serde_json::to_value(workflow)
+                .map_err(|e| format!("error: {source}: cannot encode workflow: {e}"))?;
+            Ok(Document {
+                source: source.to_string(),
+                index: i + 1,
+                item: None,
+                value,
+            })
+        })
+        .collect()
 }
 
 /// Parses one file's text: JSON (one or more values) or YAML documents.
@@ -393,7 +465,7 @@ mod tests {
     const TASKRUN: &str = "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  name: a\nspec:\n  run:\n    shell: 'true'\n";
 
     fn read_paths(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
-        let (docs, errors) = read_all(paths, stdin);
+        let (docs, errors) = read_all(paths, stdin, &Params::new());
         if errors.is_empty() {
             Ok(docs)
         } else {
@@ -524,7 +596,7 @@ mod tests {
     }
 
     #[test]
-    fn directories_read_manifest_files_in_name_order_and_lua_is_refused() {
+    fn directories_read_manifest_and_lua_files_in_name_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let write = |name: &str, text: &str| {
             std::fs::write(dir.path().join(name), text).expect("write");
@@ -536,20 +608,29 @@ mod tests {
             r#"{"apiVersion":"sloth.dev/v1","kind":"Lock","metadata":{"name":"c"},"spec":{}}"#,
         );
         write("notes.txt", "not a manifest");
-        write("wf.lua", "return {}");
+        write(
+            "wf.lua",
+            "workflow.define('lua_wf'):tasks({ task('t'):command('true') })",
+        );
+        write("empty.lua.txt", "not read");
         let path = dir.path().display().to_string();
         let docs = read_paths(std::slice::from_ref(&path), &mut std::io::empty()).expect("read");
         let names: Vec<_> = docs
             .iter()
             .map(|d| d.value["metadata"]["name"].clone())
             .collect();
-        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(names, ["a", "b", "c", "lua-wf"]);
         assert!(docs[0].source.ends_with("a.yml"));
+        assert_eq!(docs[3].value["kind"], "Workflow");
 
-        let lua = dir.path().join("wf.lua").display().to_string();
+        write("none.lua", "local x = 1");
+        let lua = dir.path().join("none.lua").display().to_string();
+        let e = read_paths(std::slice::from_ref(&lua), &mut std::io::empty()).expect_err("lua");
+        assert!(e[0].contains("defines no workflow"), "{e:?}");
+        write("none.lua", "local x = 1\nlocal = 2\n");
         let e = read_paths(&[lua], &mut std::io::empty()).expect_err("lua");
         assert!(
-            e[0].contains("Lua workflow files are not supported yet"),
+            e[0].starts_with("error: ") && e[0].contains("none.lua:2:"),
             "{e:?}"
         );
         let e =
@@ -565,7 +646,14 @@ mod tests {
         let invalid = dir.path().join("invalid.yaml");
         std::fs::write(&invalid, format!("{TASKRUN}---\nkind: Nope\n")).expect("write");
         let paths = [bad_yaml, invalid].map(|p| p.display().to_string());
-        let errors = load(&paths, &mut std::io::empty(), None, Check::Admit).expect_err("bad");
+        let errors = load(
+            &paths,
+            &mut std::io::empty(),
+            None,
+            Check::Admit,
+            &Params::new(),
+        )
+        .expect_err("bad");
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(
             errors[0].contains("bad.yaml (document 1): invalid YAML"),
@@ -575,9 +663,36 @@ mod tests {
             errors[1].contains("invalid.yaml (document 2, Nope)"),
             "{errors:?}"
         );
-        let errors =
-            load(&["-".into()], &mut "---\n".as_bytes(), None, Check::Admit).expect_err("empty");
+        let errors = load(
+            &["-".into()],
+            &mut "---\n".as_bytes(),
+            None,
+            Check::Admit,
+            &Params::new(),
+        )
+        .expect_err("empty");
         assert_eq!(errors, ["error: no objects found in -"]);
+    }
+
+    #[test]
+    fn params_override_declared_workflow_params_and_are_lua_values() {
+        let params = Params::from([("env".to_string(), "prod".to_string())]);
+        let yaml = "apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata:\n  name: w\nspec:\n  params:\n    env: dev\n    n: '1'\n  tasks:\n  - name: a\n    run:\n      shell: echo $(params.env)\n";
+        let mut docs = parse("w.yaml", yaml, false).expect("yaml");
+        override_params(&mut docs[0].value, &params);
+        assert_eq!(docs[0].value["spec"]["params"]["env"], "prod");
+        assert_eq!(docs[0].value["spec"]["params"]["n"], "1");
+        let docs = parse_lua(
+            "p.lua",
+            "workflow.define('w'):tasks({ task('a'):command('deploy ' .. values.env) })",
+            &params,
+        )
+        .expect("lua");
+        assert_eq!(
+            docs[0].value["spec"]["tasks"][0]["run"]["shell"],
+            "deploy prod"
+        );
+        assert_eq!(docs[0].value["spec"]["params"]["env"], "prod");
     }
 
     #[test]

@@ -4,8 +4,10 @@
 #![forbid(unsafe_code)]
 
 mod etcd;
+mod haproxy;
 
 pub use etcd::Etcd;
+pub use haproxy::{Backend, HaProxy};
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -337,11 +339,17 @@ impl Agent {
     /// Starts agent `name` against `server` with extra flags (e.g.
     /// `--capacity 1`); returns once it printed its ready line.
     pub fn start(server: &ApiServer, name: &str, extra_args: &[&str]) -> Self {
+        Self::start_at(server.grpc_url(), name, extra_args)
+    }
+
+    /// [`start`](Self::start) against `servers` (one URL, or several
+    /// comma-separated for failover).
+    pub fn start_at(servers: &str, name: &str, extra_args: &[&str]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let mut agent = Self {
             child: None,
             name: name.to_string(),
-            server: server.grpc_url().to_string(),
+            server: servers.to_string(),
             work_dir: temp.path().join("work"),
             stderr_log: temp.path().join("agent.log"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -476,11 +484,16 @@ pub struct Controllers {
 impl Controllers {
     /// Starts `sloth-controllers --id ID` against `server` with extra flags.
     pub fn start(server: &ApiServer, id: &str, extra_args: &[&str]) -> Self {
+        Self::start_at(server.grpc_url(), id, extra_args)
+    }
+
+    /// [`start`](Self::start) against `servers` (comma-separated URLs).
+    pub fn start_at(servers: &str, id: &str, extra_args: &[&str]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let log_path = temp.path().join("controllers.log");
         let log = std::fs::File::create(&log_path).expect("controllers log");
         let child = Command::new(binary("sloth-controllers"))
-            .args(["--server", server.grpc_url(), "--id", id])
+            .args(["--server", servers, "--id", id])
             .args(extra_args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use sloth_sdk::duration::Duration as SlothDuration;
 use sloth_sdk::objects::{
-    AgentPhase, AgentSpec, LockSpec, LuaPayload, Payload, TaskRun, TaskRunPhase, TaskRunSpec,
+    AgentPhase, AgentSpec, LockSpec, Payload, TaskRun, TaskRunPhase, TaskRunSpec,
 };
 use sloth_sdk::{Api, Client, Error};
 use sloth_tests::{Agent, ApiServer, binary, runtime, wait_until};
@@ -266,21 +266,6 @@ fn failing_script_fails_with_its_exit_code() {
     assert_eq!(status.reason, "Error");
     assert!(status.message.contains("code 3"), "{}", status.message);
     assert_eq!(status.log_tail.as_deref(), Some("about to fail\n"));
-
-    // Lua arrives later: such a TaskRun fails at once, saying so.
-    let mut lua = shell("lua", "");
-    lua.spec.run = Payload {
-        shell: None,
-        lua: Some(LuaPayload {
-            script: "return true".into(),
-            ..LuaPayload::default()
-        }),
-    };
-    c.create("default", &lua);
-    let status = status_of(&c.finished("default", "lua"));
-    assert_eq!(status.phase, TaskRunPhase::Failed);
-    assert_eq!(status.reason, "Unsupported");
-    assert!(status.message.contains("Lua"), "{}", status.message);
 }
 
 #[test]
@@ -487,15 +472,10 @@ fn logs_are_followed_through_the_apiserver_to_the_end() {
     });
     assert_eq!(tail, &want[7..]);
 
-    // A TaskRun that never ran here has no output.
-    let mut lua = shell("no-output", "");
-    lua.spec.run = Payload {
-        shell: None,
-        lua: Some(LuaPayload {
-            script: "return true".into(),
-            ..LuaPayload::default()
-        }),
-    };
+    // A TaskRun that never started a process has no output: its working
+    // directory cannot be made.
+    let mut lua = shell("no-output", "true");
+    lua.spec.workdir = Some("/proc/sloth-cannot-create-this".into());
     c.create("default", &lua);
     c.finished("default", "no-output");
     let err =

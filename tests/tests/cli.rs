@@ -460,7 +460,7 @@ fn invalid_input_exits_2_naming_file_line_and_field() {
         ),
         (
             &["apply", "-f", "workflow.lua"],
-            &["workflow.lua: Lua workflow files are not supported yet"],
+            &["workflow.lua", "workflow.define"],
         ),
         (
             &["apply", "-f", "no-such-file.yaml"],

@@ -1,9 +1,15 @@
 //! `slothctl apply -f PATH|-`: check every document first (nothing is sent
 //! when one is invalid), then create each object, or update it when it
 //! exists, reporting `created`, `configured` or `unchanged` as kubectl does.
+//! Lua workflow files are evaluated first; a Lua error is reported with its
+//! file and line and nothing is sent.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sloth_sdk::{DynamicObject, Error as SdkError};
+use sloth_sdk::lua::{ADDRESS_ANNOTATION, resolve_addresses};
+use sloth_sdk::objects::workflow::Workflow;
+use sloth_sdk::{Client, DynamicObject, Error as SdkError, ListParams};
 
 use super::{Context, print_errors};
 use crate::cli::ApplyArgs;
@@ -34,7 +40,19 @@ impl Outcome {
 }
 
 pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
-    let objects = load(&args.files, ctx.namespace_flag.as_deref())?;
+    let mut objects = load(
+        &args.files,
+        ctx.namespace_flag.as_deref(),
+        &params(&args.params),
+    )?;
+    if needs_addresses(&objects) {
+        resolve_delegations(&ctx.client, &mut objects)
+            .await
+            .map_err(|e| match e {
+                Resolve::Server(e) => ctx.error(e),
+                Resolve::Invalid(e) => e,
+            })?;
+    }
     let mut failed = false;
     for object in &objects {
         match apply_one(ctx, object).await {
@@ -65,14 +83,73 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
 
 /// Reads and admits every document of every path; any problem is a usage
 /// error, each printed.
-pub fn load(paths: &[String], namespace_flag: Option<&str>) -> Result<Vec<Resolved>, CliError> {
+pub fn load(
+    paths: &[String],
+    namespace_flag: Option<&str>,
+    params: &manifest::Params,
+) -> Result<Vec<Resolved>, CliError> {
     manifest::load(
         paths,
         &mut std::io::stdin().lock(),
         namespace_flag,
         Check::Admit,
+        params,
     )
     .map_err(invalid)
+}
+
+/// `--param`s as a map (the last of a key wins).
+pub fn params(list: &[(String, String)]) -> manifest::Params {
+    list.iter().cloned().collect()
+}
+
+/// True when a Lua workflow delegates a task by agent address, which only
+/// the server's list of agents can resolve.
+pub fn needs_addresses(objects: &[Resolved]) -> bool {
+    objects.iter().any(|o| {
+        o.value
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(ADDRESS_ANNOTATION))
+            .is_some()
+    })
+}
+
+/// Why delegations by address could not be resolved.
+pub enum Resolve {
+    Server(SdkError),
+    /// No agent has the address (exit 2; already phrased).
+    Invalid(CliError),
+}
+
+/// Replaces `delegate_to({address = ...})` markers by selectors on the
+/// agent whose `spec.address` is that address.
+pub async fn resolve_delegations(client: &Client, objects: &mut [Resolved]) -> Result<(), Resolve> {
+    let agents = client
+        .list_all("Agent", "", &ListParams::default())
+        .await
+        .map_err(Resolve::Server)?;
+    let by_address: BTreeMap<String, String> = agents
+        .items
+        .iter()
+        .filter_map(|a| {
+            let address = a.spec.get("address").and_then(Value::as_str)?;
+            Some((address.to_string(), a.metadata.name.clone()))
+        })
+        .collect();
+    for object in objects.iter_mut() {
+        if !needs_addresses(std::slice::from_ref(object)) {
+            continue;
+        }
+        let label = object.doc.label();
+        let invalid = |why: String| Resolve::Invalid(CliError::usage(format!("{label}: {why}")));
+        let mut workflow: Workflow =
+            serde_json::from_value(object.value.clone()).map_err(|e| invalid(e.to_string()))?;
+        resolve_addresses(&mut workflow, |address| by_address.get(address).cloned())
+            .map_err(invalid)?;
+        object.value = serde_json::to_value(&workflow).map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Prints every message and yields the usage exit code.

@@ -49,6 +49,7 @@ async fn targets(ctx: &Context, args: &DeleteArgs) -> Result<Vec<Target>, CliErr
             &mut std::io::stdin().lock(),
             ctx.namespace_flag.as_deref(),
             Check::Identity,
+            &manifest::Params::new(),
         )
         .map_err(super::apply::invalid)?;
         return Ok(objects

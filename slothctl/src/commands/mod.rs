@@ -9,6 +9,7 @@ pub mod describe;
 pub mod follow;
 pub mod get;
 pub mod logs;
+pub mod render;
 pub mod run;
 pub mod version;
 pub mod wait;
@@ -55,6 +56,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Version = cli.command {
         return version::run();
     }
+    if let Command::Render(args) = &cli.command {
+        return render::run(&cli_context(&cli), args).await;
+    }
     let ctx = Context::new(&cli)?;
     match cli.command {
         Command::Apply(args) => apply::run(&ctx, args).await,
@@ -69,7 +73,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uncordon(args) => cordon::run(&ctx, args, false).await,
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Version => version::run(),
+        Command::Render(_) => Ok(()),
     }
+}
+
+/// A context made only when a command needs a server after all (render
+/// resolving `delegate_to({address = ...})`).
+pub struct LazyContext<'a> {
+    cli: &'a Cli,
+}
+
+impl LazyContext<'_> {
+    pub fn get(&self) -> Result<Context, CliError> {
+        Context::new(self.cli)
+    }
+
+    /// `-n` as given, if it was.
+    pub fn namespace_flag(&self) -> Option<&str> {
+        self.cli.namespace.as_deref().filter(|n| !n.is_empty())
+    }
+}
+
+fn cli_context(cli: &Cli) -> LazyContext<'_> {
+    LazyContext { cli }
 }
 
 /// Checks selectors before anything is sent (a bad one is a usage error).

@@ -1,0 +1,118 @@
+//! `env`: environment variables as the TaskRun's children see them.
+//! `env.set` changes what `exec.run` children get, never the agent's own
+//! environment.
+
+use std::rc::Rc;
+
+use mlua::{Lua, MultiValue, Table, Value};
+
+use super::{Args, RunCtx, fail};
+
+/// `name` as the run's children would see it.
+pub fn lookup(ctx: &RunCtx, name: &str) -> Option<String> {
+    match ctx.env.borrow().get(name) {
+        Some(value) => value.clone(),
+        None => std::env::var(name).ok(),
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0'])
+}
+
+pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let c = ctx.clone();
+    t.set(
+        "get",
+        lua.create_function(move |_, args: MultiValue| {
+            let args = Args::new("env.get", args);
+            let name = args.string(1, "name")?;
+            let default = args.opt_string(2, "default")?;
+            Ok(lookup(&c, &name).or(default))
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "set",
+        lua.create_function(move |_, args: MultiValue| {
+            let args = Args::new("env.set", args);
+            let name = args.string(1, "name")?;
+            if !valid_name(&name) {
+                return Err(fail(
+                    "env.set",
+                    format!("argument 1 (name) {name:?} is not a variable name"),
+                ));
+            }
+            let value = match args.get(2) {
+                Value::Nil => None,
+                _ => Some(args.text(2, "value")?),
+            };
+            if value.as_deref().is_some_and(|v| v.contains('\0')) {
+                return Err(fail("env.set", "argument 2 (value) contains a NUL byte"));
+            }
+            c.env.borrow_mut().insert(name, value);
+            Ok(())
+        })?,
+    )?;
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_error, state};
+
+    #[test]
+    fn set_is_seen_by_get_and_not_by_the_agent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        lua.load(
+            r#"
+            assert(env.get("PATH") ~= nil)
+            assert(env.get("SLOTH_NOT_SET_ANYWHERE") == nil)
+            assert(env.get("SLOTH_NOT_SET_ANYWHERE", "dflt") == "dflt")
+            env.set("SLOTH_LUA_TEST", "v1")
+            assert(env.get("SLOTH_LUA_TEST") == "v1")
+            env.set("SLOTH_LUA_TEST", 2)
+            assert(env.get("SLOTH_LUA_TEST") == "2")
+            env.set("PATH", nil)
+            assert(env.get("PATH") == nil)
+            "#,
+        )
+        .exec()
+        .expect("env");
+        assert!(std::env::var("SLOTH_LUA_TEST").is_err());
+        assert!(std::env::var("PATH").is_ok());
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        assert_error(
+            &lua,
+            "env.get()",
+            "env.get: argument 1 (name) must be a string, got nil",
+        );
+        assert_error(
+            &lua,
+            "env.get('X', 1)",
+            "env.get: argument 2 (default) must be a string or nil",
+        );
+        assert_error(
+            &lua,
+            "env.set(1, 'x')",
+            "env.set: argument 1 (name) must be a string, got number",
+        );
+        assert_error(
+            &lua,
+            "env.set('A=B', 'x')",
+            "env.set: argument 1 (name) \"A=B\" is not a variable name",
+        );
+        assert_error(
+            &lua,
+            "env.set('A', {})",
+            "env.set: argument 2 (value) must be a string, got table",
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! `exec.run(cmd, {workdir, env, timeout})`: `bash -c cmd` in its own
+//! process group, its output captured, killed at its own timeout or when
+//! the task must stop.
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::rc::Rc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mlua::{Lua, MultiValue, Table};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+use super::{Args, RunCtx, SLICE, fail, opt_seconds, opt_string_field, opt_string_map};
+use crate::executor::{self, KILL_GRACE};
+
+/// Most bytes of stdout (and of stderr) kept; the rest is read and dropped.
+pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
+
+const OPTIONS: &[&str] = &["workdir", "env", "timeout"];
+
+pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let c = ctx.clone();
+    t.set(
+        "run",
+        lua.create_function(move |lua, args: MultiValue| {
+            run(lua, &c, Args::new("exec.run", args))
+        })?,
+    )?;
+    Ok(t)
+}
+
+/// Refuses option keys not in `known`.
+pub fn check_options(func: &str, opts: Option<&Table>, known: &[&str]) -> mlua::Result<()> {
+    let Some(opts) = opts else { return Ok(()) };
+    for pair in opts.pairs::<mlua::Value, mlua::Value>() {
+        let (key, _) = pair?;
+        let name = match &key {
+            mlua::Value::String(s) => s.to_string_lossy(),
+            other => format!("({})", super::type_name(other)),
+        };
+        if !known.contains(&name.as_str()) {
+            return Err(fail(
+                func,
+                format!("unknown option {name:?} (known: {})", known.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
+    const F: &str = "exec.run";
+    let cmd = args.string(1, "cmd")?;
+    let opts = args.opt_table(2, "options")?;
+    check_options(F, opts.as_ref(), OPTIONS)?;
+    let workdir = opt_string_field(F, opts.as_ref(), "workdir")?;
+    let extra_env = opt_string_map(F, opts.as_ref(), "env")?;
+    let timeout = opt_seconds(F, opts.as_ref(), "timeout")?;
+    ctx.ctl.checked()?;
+    let cwd = workdir.map_or_else(|| ctx.cwd.clone(), |w| ctx.path(&w));
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(&cmd)
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for (name, value) in ctx.env.borrow().iter() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    command.envs(&extra_env);
+    let mut child = command
+        .spawn()
+        .map_err(|e| fail(F, format!("cannot start bash in {}: {e}", cwd.display())))?;
+    let pid = child.id();
+    let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    if let Some(pid_file) = &ctx.pid_file
+        && let Err(e) = executor::write_pid_file(pid_file, pid)
+    {
+        tracing::warn!(path = %pid_file.display(), error = %e, "cannot record the process group");
+    }
+    let stdout = child.stdout.take().map(capture);
+    let stderr = child.stderr.take().map(capture);
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                // What the command left in the background ends with it.
+                end_group(pgid, None);
+                break status;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                end_group(pgid, Some(&mut child));
+                return Err(fail(F, format!("cannot wait for bash: {e}")));
+            }
+        }
+        if let Some(why) = ctx.ctl.check() {
+            end_group(pgid, Some(&mut child));
+            let _ = stdout.map(JoinHandle::join);
+            let _ = stderr.map(JoinHandle::join);
+            return Err(mlua::Error::external(why));
+        }
+        if timeout.is_some_and(|t| started.elapsed() >= t) {
+            timed_out = true;
+            break end_group(pgid, Some(&mut child))
+                .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(SLICE);
+    };
+    if let Some(pid_file) = &ctx.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    let joined = |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    let (out, err) = (joined(stdout), joined(stderr));
+    let result = lua.create_table()?;
+    result.set("stdout", lua.create_string(&out)?)?;
+    result.set("stderr", lua.create_string(&err)?)?;
+    result.set("exit_code", executor::exit_code(status))?;
+    result.set("success", status.success() && !timed_out)?;
+    result.set("timed_out", timed_out)?;
+    Ok(result)
+}
+
+/// Reads a pipe to its end on a thread, keeping the first [`MAX_CAPTURE`] bytes.
+fn capture(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room = MAX_CAPTURE.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        kept
+    })
+}
+
+fn group_alive(pgid: Pid) -> bool {
+    !matches!(killpg(pgid, None), Err(Errno::ESRCH))
+}
+
+/// SIGTERM to the group, SIGKILL after [`KILL_GRACE`] to what remains;
+/// reaps `leader` when given and returns its status.
+fn end_group(pgid: Pid, mut leader: Option<&mut Child>) -> Option<ExitStatus> {
+    if killpg(pgid, Signal::SIGTERM) == Err(Errno::ESRCH) && leader.is_none() {
+        return None;
+    }
+    let deadline = Instant::now() + KILL_GRACE;
+    let mut status = None;
+    while Instant::now() < deadline {
+        if let Some(child) = leader.as_deref_mut()
+            && status.is_none()
+        {
+            status = child.try_wait().ok().flatten();
+        }
+        // A leader not reaped yet is a zombie that still counts.
+        if (leader.is_none() || status.is_some()) && !group_alive(pgid) {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+    match (status, leader) {
+        (None, Some(child)) => child.wait().ok(),
+        (status, _) => status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_error, state, state_with};
+    use super::super::{Ctl, LuaOutcome};
+    use super::*;
+
+    #[test]
+    fn runs_bash_in_the_workdir_with_the_run_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, ctx) = state(dir.path());
+        ctx.env
+            .borrow_mut()
+            .insert("FROM_RUN".into(), Some("run".into()));
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        let (out, err, code, ok): (String, String, i64, bool) = lua
+            .load(
+                r#"local r = exec.run("echo $FROM_RUN $OPT; pwd; echo oops >&2; exit 3",
+                     {env = {OPT = "opt"}, workdir = "sub"})
+                   return r.stdout, r.stderr, r.exit_code, r.success"#,
+            )
+            .eval()
+            .expect("eval");
+        let sub = dir.path().join("sub");
+        assert_eq!(out, format!("run opt\n{}\n", sub.display()));
+        assert_eq!((err.as_str(), code, ok), ("oops\n", 3, false));
+        let ok: bool = lua
+            .load("local r = exec.run('true') return r.success and r.exit_code == 0 and r.stdout == ''")
+            .eval()
+            .expect("eval");
+        assert!(ok);
+    }
+
+    #[test]
+    fn env_set_reaches_children() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        let out: String = lua
+            .load("env.set('SLOTH_X', 'x1') return exec.run('echo $SLOTH_X').stdout")
+            .eval()
+            .expect("eval");
+        assert_eq!(out, "x1\n");
+        assert_eq!(std::env::var("SLOTH_X").ok(), None);
+    }
+
+    #[test]
+    fn option_timeout_kills_the_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        let started = Instant::now();
+        let (ok, timed_out, code): (bool, bool, i64) = lua
+            .load("local r = exec.run('sleep 30 & sleep 30', {timeout = 0.2}) return r.success, r.timed_out, r.exit_code")
+            .eval()
+            .expect("eval");
+        assert!(!ok && timed_out, "{code}");
+        assert_eq!(code, 128 + 15);
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn task_deadline_interrupts_a_command() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state_with(dir.path(), Ctl::new(Some(Duration::from_millis(200)), None));
+        let started = Instant::now();
+        let e = lua
+            .load("exec.run('sleep 30')")
+            .exec()
+            .expect_err("interrupted");
+        assert!(
+            super::super::runner::describe_error(&e).contains("timed out"),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let _ = LuaOutcome::TimedOut;
+    }
+
+    #[test]
+    fn background_children_do_not_outlive_the_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        let started = Instant::now();
+        let out: String = lua
+            .load("return exec.run('(sleep 30; echo late) & echo now').stdout")
+            .eval()
+            .expect("eval");
+        assert_eq!(out, "now\n");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        assert_error(
+            &lua,
+            "exec.run()",
+            "exec.run: argument 1 (cmd) must be a string, got nil",
+        );
+        assert_error(
+            &lua,
+            "exec.run({})",
+            "exec.run: argument 1 (cmd) must be a string, got table",
+        );
+        assert_error(
+            &lua,
+            "exec.run('true', 3)",
+            "exec.run: argument 2 (options) must be a table or nil, got number",
+        );
+        assert_error(
+            &lua,
+            "exec.run('true', {timeout = -1})",
+            "exec.run: option timeout must be a non-negative number",
+        );
+        assert_error(
+            &lua,
+            "exec.run('true', {timeout = 'soon'})",
+            "exec.run: option timeout must be a number of seconds or a duration",
+        );
+        assert_error(
+            &lua,
+            "exec.run('true', {env = {A = {}}})",
+            "exec.run: option env.A must be a string",
+        );
+        assert_error(
+            &lua,
+            "exec.run('true', {workdir = 1})",
+            "exec.run: option workdir must be a string",
+        );
+        assert_error(
+            &lua,
+            "exec.run('true', {cwd = 'x'})",
+            "exec.run: unknown option \"cwd\"",
+        );
+        assert_error(
+            &lua,
+            "exec.run('true', {workdir = 'missing'})",
+            "exec.run: cannot start bash in",
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! `http`: GET and POST with a timeout (30 s unless given), returning
+//! `{status, body, headers}`; HTTP error statuses are answers, not errors.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mlua::{Lua, MultiValue, Table, Value};
+
+use super::exec::check_options;
+use super::{Args, RunCtx, fail, opt_seconds, opt_string_map};
+
+/// The timeout of a request that names none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most bytes of a response body read.
+pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+
+const OPTIONS: &[&str] = &["timeout", "headers"];
+
+struct Request {
+    method: &'static str,
+    url: String,
+    body: Option<Vec<u8>>,
+    headers: BTreeMap<String, String>,
+    timeout: Duration,
+}
+
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    headers: BTreeMap<String, String>,
+}
+
+pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let c = ctx.clone();
+    t.set(
+        "get",
+        lua.create_function(move |lua, args: MultiValue| {
+            let args = Args::new("http.get", args);
+            let url = args.string(1, "url")?;
+            let opts = args.opt_table(2, "options")?;
+            call(lua, &c, "http.get", url, None, opts.as_ref())
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "post",
+        lua.create_function(move |lua, args: MultiValue| {
+            let args = Args::new("http.post", args);
+            let url = args.string(1, "url")?;
+            let body = match args.get(2) {
+                Value::Nil => Vec::new(),
+                Value::String(s) => s.as_bytes().to_vec(),
+                other => {
+                    return Err(fail(
+                        "http.post",
+                        format!(
+                            "argument 2 (body) must be a string, got {} (use json.encode)",
+                            super::type_name(&other)
+                        ),
+                    ));
+                }
+            };
+            let opts = args.opt_table(3, "options")?;
+            call(lua, &c, "http.post", url, Some(body), opts.as_ref())
+        })?,
+    )?;
+    Ok(t)
+}
+
+fn call(
+    lua: &Lua,
+    ctx: &RunCtx,
+    func: &'static str,
+    url: String,
+    body: Option<Vec<u8>>,
+    opts: Option<&Table>,
+) -> mlua::Result<Table> {
+    check_options(func, opts, OPTIONS)?;
+    let mut timeout = opt_seconds(func, opts, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
+    if timeout.is_zero() {
+        return Err(fail(func, "option timeout must be more than 0 seconds"));
+    }
+    let headers = opt_string_map(func, opts, "headers")?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(fail(
+            func,
+            format!("argument 1 (url) {url:?} must start with http:// or https://"),
+        ));
+    }
+    ctx.ctl.checked()?;
+    if let Some(left) = ctx.ctl.remaining() {
+        timeout = timeout.min(left.max(Duration::from_millis(1)));
+    }
+    let request = Request {
+        method: if body.is_some() { "POST" } else { "GET" },
+        url,
+        body,
+        headers,
+        timeout,
+    };
+    // On its own thread, so that a stop or the deadline is not held up by
+    // a slow server; the thread ends at its timeout.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(send(&request));
+    });
+    let answer = ctx.ctl.wait(&rx)?.map_err(|e| fail(func, e))?;
+    let result = lua.create_table()?;
+    result.set("status", answer.status)?;
+    result.set("body", lua.create_string(&answer.body)?)?;
+    let headers = lua.create_table()?;
+    for (name, value) in answer.headers {
+        headers.set(name, value)?;
+    }
+    result.set("headers", headers)?;
+    Ok(result)
+}
+
+fn send(request: &Request) -> Result<Answer, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(request.timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let what = format!("{} {}", request.method, request.url);
+    let response = match &request.body {
+        None => {
+            let mut builder = agent.get(&request.url);
+            for (k, v) in &request.headers {
+                builder = builder.header(k, v);
+            }
+            builder.call()
+        }
+        Some(body) => {
+            let mut builder = agent.post(&request.url);
+            for (k, v) in &request.headers {
+                builder = builder.header(k, v);
+            }
+            builder.send(body.as_slice())
+        }
+    };
+    let mut response = response.map_err(|e| format!("{what}: {e}"))?;
+    let status = response.status().as_u16();
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in response.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_string())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(|e| format!("{what}: cannot read the body: {e}"))?;
+    Ok(Answer {
+        status,
+        body,
+        headers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::time::{Duration, Instant};
+
+    use super::super::Ctl;
+    use super::super::testing::{assert_error, state, state_with};
+
+    /// A loopback server answering each request with its method, path, the
+    /// `x-test` header and the body it got; `/slow` never answers.
+    fn server() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut first = String::new();
+                    reader.read_line(&mut first).expect("request line");
+                    let mut length = 0usize;
+                    let mut header = String::new();
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).expect("header");
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("content-length:") {
+                            length = v.trim().parse().expect("length");
+                        }
+                        if let Some(v) = lower.strip_prefix("x-test:") {
+                            header = v.trim().to_string();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).expect("body");
+                    let mut parts = first.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_string();
+                    let path = parts.next().unwrap_or_default().to_string();
+                    if path == "/slow" {
+                        std::thread::sleep(Duration::from_secs(30));
+                        return;
+                    }
+                    let status = if path == "/missing" {
+                        "404 Not Found"
+                    } else {
+                        "200 OK"
+                    };
+                    let text = format!(
+                        "{method} {path} {header} {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                    let mut stream = stream;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nx-reply: yes\r\nconnection: close\r\n\r\n{text}",
+                        text.len()
+                    );
+                });
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[test]
+    fn get_and_post() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        lua.globals().set("base", server()).expect("set");
+        lua.load(
+            r#"
+            local r = http.get(base .. "/a?x=1", {headers = {["X-Test"] = "h1"}})
+            assert(r.status == 200, r.status)
+            assert(r.body == "GET /a?x=1 h1 ", r.body)
+            assert(r.headers["x-reply"] == "yes")
+            local p = http.post(base .. "/p", '{"k":1}', {timeout = 5})
+            assert(p.status == 200 and p.body == 'POST /p  {"k":1}', p.body)
+            local m = http.get(base .. "/missing")
+            assert(m.status == 404)
+            "#,
+        )
+        .exec()
+        .expect("http");
+    }
+
+    #[test]
+    fn timeouts_and_the_task_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = server();
+        let (lua, _ctx) = state(dir.path());
+        lua.globals().set("base", base.clone()).expect("set");
+        let started = Instant::now();
+        let e = lua
+            .load("http.get(base .. '/slow', {timeout = 0.3})")
+            .exec()
+            .expect_err("timeout");
+        assert!(e.to_string().contains("http.get: GET"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let (lua, _ctx) = state_with(dir.path(), Ctl::new(Some(Duration::from_millis(200)), None));
+        lua.globals().set("base", base).expect("set");
+        let started = Instant::now();
+        let e = lua
+            .load("http.get(base .. '/slow')")
+            .exec()
+            .expect_err("deadline");
+        assert!(e.to_string().contains("timed out"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        assert_error(
+            &lua,
+            "http.get()",
+            "http.get: argument 1 (url) must be a string, got nil",
+        );
+        assert_error(
+            &lua,
+            "http.get('ftp://x')",
+            "http.get: argument 1 (url) \"ftp://x\" must start with http://",
+        );
+        assert_error(
+            &lua,
+            "http.get('http://x', 1)",
+            "http.get: argument 2 (options) must be a table or nil",
+        );
+        assert_error(
+            &lua,
+            "http.get('http://x', {timeout = 0})",
+            "http.get: option timeout must be more than 0",
+        );
+        assert_error(
+            &lua,
+            "http.get('http://x', {headers = 'h'})",
+            "http.get: option headers must be a table",
+        );
+        assert_error(
+            &lua,
+            "http.get('http://x', {retries = 1})",
+            "http.get: unknown option \"retries\"",
+        );
+        assert_error(
+            &lua,
+            "http.post('http://x', {})",
+            "http.post: argument 2 (body) must be a string, got table",
+        );
+        assert_error(
+            &lua,
+            "http.post('http://x', 'b', 'o')",
+            "http.post: argument 3 (options) must be a table or nil",
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! `lock`: Locks through the API (`sloth_sdk::lease`), held by
+//! `TaskRun/<namespace>/<taskrun>` in the TaskRun's namespace, renewed
+//! while held and released when the task ends.
+
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mlua::{Lua, MultiValue, Table};
+use sloth_sdk::lease::{self, Acquire};
+use sloth_sdk::objects::LockSpec;
+use sloth_sdk::{Api, Error};
+
+use super::exec::check_options;
+use super::{Args, RunCtx, fail, opt_seconds};
+
+/// The lease of a Lock taken without `lease` (renewed while held).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// How long `acquire` waits for a held Lock without `wait`.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+
+/// How often a held Lock is tried again while waiting.
+const POLL: Duration = Duration::from_millis(250);
+
+/// How long the release of the Locks left at the task's end may take.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const OPTIONS: &[&str] = &["lease", "wait"];
+
+/// A Lock this run holds: the task renewing it.
+#[derive(Debug)]
+pub struct Held {
+    renew: tokio::task::JoinHandle<()>,
+}
+
+pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let c = ctx.clone();
+    t.set(
+        "acquire",
+        lua.create_function(move |_, args: MultiValue| {
+            let args = Args::new("lock.acquire", args);
+            let name = args.string(1, "name")?;
+            let opts = args.opt_table(2, "options")?;
+            acquire(&c, "lock.acquire", &name, opts.as_ref())
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "release",
+        lua.create_function(move |_, args: MultiValue| {
+            let name = Args::new("lock.release", args).string(1, "name")?;
+            release(&c, "lock.release", &name)
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "with",
+        lua.create_function(move |_, args: MultiValue| {
+            let args = Args::new("lock.with", args);
+            let name = args.string(1, "name")?;
+            let function = args.function(2, "fn")?;
+            let opts = args.opt_table(3, "options")?;
+            acquire(&c, "lock.with", &name, opts.as_ref())?;
+            let result = function.call::<MultiValue>(());
+            let released = release(&c, "lock.with", &name);
+            let values = result?;
+            released?;
+            Ok(values)
+        })?,
+    )?;
+    Ok(t)
+}
+
+fn transient(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Unavailable { .. } | Error::Server { .. } | Error::Conflict(_)
+    )
+}
+
+fn api_of(ctx: &RunCtx, func: &str) -> mlua::Result<(Api<LockSpec>, tokio::runtime::Handle)> {
+    let api = ctx.api.as_ref().ok_or_else(|| {
+        fail(
+            func,
+            "locks need the API, which this Lua state has no client for",
+        )
+    })?;
+    Ok((
+        Api::namespaced(api.client.clone(), &ctx.namespace),
+        api.handle.clone(),
+    ))
+}
+
+fn acquire(ctx: &RunCtx, func: &str, name: &str, opts: Option<&Table>) -> mlua::Result<bool> {
+    check_options(func, opts, OPTIONS)?;
+    let lease = opt_seconds(func, opts, "lease")?.unwrap_or(DEFAULT_LEASE);
+    let wait = opt_seconds(func, opts, "wait")?.unwrap_or(DEFAULT_WAIT);
+    if name.is_empty() {
+        return Err(fail(func, "argument 1 (name) must not be empty"));
+    }
+    let lease_secs = u32::try_from(lease.as_secs().max(1)).unwrap_or(u32::MAX);
+    if ctx.locks.borrow().contains_key(name) {
+        return Ok(true);
+    }
+    let (api, handle) = api_of(ctx, func)?;
+    let holder = ctx.holder();
+    let end = Instant::now() + wait;
+    loop {
+        ctx.ctl.checked()?;
+        let (tx, rx) = mpsc::channel();
+        {
+            let (api, name, holder) = (api.clone(), name.to_string(), holder.clone());
+            handle.spawn(async move {
+                let _ = tx.send(lease::try_acquire(&api, &name, &holder, lease_secs).await);
+            });
+        }
+        let problem = match ctx.ctl.wait(&rx)? {
+            Ok(Acquire::Acquired(_)) => {
+                let renew = handle.spawn(renew(api, name.to_string(), holder, lease_secs));
+                ctx.locks
+                    .borrow_mut()
+                    .insert(name.to_string(), Held { renew });
+                return Ok(true);
+            }
+            Ok(Acquire::Held { holder, .. }) => {
+                format!(
+                    "lock {name:?} is held by {holder} (waited {}s)",
+                    wait.as_secs_f64()
+                )
+            }
+            Err(e) if transient(&e) => format!("cannot acquire lock {name:?}: {e}"),
+            Err(e) => return Err(fail(func, format!("cannot acquire lock {name:?}: {e}"))),
+        };
+        let now = Instant::now();
+        if now >= end {
+            return Err(fail(func, problem));
+        }
+        ctx.ctl.sleep(POLL.min(end - now))?;
+    }
+}
+
+/// Renews a held Lock every third of its lease until aborted.
+async fn renew(api: Api<LockSpec>, name: String, holder: String, lease_secs: u32) {
+    let every = Duration::from_secs(u64::from(lease_secs)) / 3;
+    loop {
+        tokio::time::sleep(every.max(Duration::from_millis(300))).await;
+        match lease::try_acquire(&api, &name, &holder, lease_secs).await {
+            Ok(Acquire::Acquired(_)) => {}
+            Ok(Acquire::Held { holder: other, .. }) => {
+                tracing::warn!("lock {name} was taken by {other} from {holder}");
+                return;
+            }
+            Err(e) => tracing::warn!("cannot renew lock {name} of {holder}: {e}"),
+        }
+    }
+}
+
+fn release(ctx: &RunCtx, func: &str, name: &str) -> mlua::Result<bool> {
+    let (api, handle) = api_of(ctx, func)?;
+    if let Some(held) = ctx.locks.borrow_mut().remove(name) {
+        held.renew.abort();
+    }
+    let (tx, rx) = mpsc::channel();
+    let (name_owned, holder) = (name.to_string(), ctx.holder());
+    handle.spawn(async move {
+        let _ = tx.send(lease::release(&api, &name_owned, &holder).await);
+    });
+    // A release is short and must happen even when the task is ending.
+    match rx.recv_timeout(RELEASE_TIMEOUT) {
+        Ok(Ok(released)) => Ok(released),
+        Ok(Err(e)) => Err(fail(func, format!("cannot release lock {name:?}: {e}"))),
+        Err(_) => Err(fail(
+            func,
+            format!("cannot release lock {name:?}: no answer"),
+        )),
+    }
+}
+
+/// Releases every Lock the run still holds (at its end).
+pub fn release_all(ctx: &RunCtx) {
+    let names: Vec<String> = ctx.locks.borrow().keys().cloned().collect();
+    for name in names {
+        if let Err(e) = release(ctx, "lock.release", &name) {
+            tracing::warn!("taskrun {}/{}: {e}", ctx.namespace, ctx.taskrun);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_error, state};
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        assert_error(
+            &lua,
+            "lock.acquire()",
+            "lock.acquire: argument 1 (name) must be a string, got nil",
+        );
+        assert_error(
+            &lua,
+            "lock.acquire('l', 5)",
+            "lock.acquire: argument 2 (options) must be a table or nil",
+        );
+        assert_error(
+            &lua,
+            "lock.acquire('l', {lease = -1})",
+            "lock.acquire: option lease must be a non-negative",
+        );
+        assert_error(
+            &lua,
+            "lock.acquire('l', {wait = {}})",
+            "lock.acquire: option wait must be a number of seconds",
+        );
+        assert_error(
+            &lua,
+            "lock.acquire('l', {ttl = 1})",
+            "lock.acquire: unknown option \"ttl\"",
+        );
+        assert_error(
+            &lua,
+            "lock.acquire('')",
+            "lock.acquire: argument 1 (name) must not be empty",
+        );
+        assert_error(
+            &lua,
+            "lock.release()",
+            "lock.release: argument 1 (name) must be a string",
+        );
+        assert_error(
+            &lua,
+            "lock.with('l')",
+            "lock.with: argument 2 (fn) must be a function, got nil",
+        );
+        // Without an API client (a plain Lua state), the error says so.
+        assert_error(
+            &lua,
+            "lock.acquire('l')",
+            "lock.acquire: locks need the API",
+        );
+    }
+}

@@ -1,0 +1,539 @@
+//! Lua payloads: a TaskRun's `run.lua` runs in a fresh Lua 5.4 state on a
+//! blocking thread, with a memory limit, the task's deadline and stop
+//! signal enforced by an instruction-count hook, and the modules Sloth's Lua
+//! code expects (`exec`, `fs`, `log`, `json`, `yaml`, `env`, `http`,
+//! `template`, `lock`, `time`), each a global and `require`-able.
+
+mod env;
+mod exec;
+mod fs;
+mod http;
+mod json;
+mod lock;
+mod log;
+mod runner;
+mod template;
+mod time;
+mod yaml;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mlua::{Lua, MultiValue, Table, Value};
+use sloth_sdk::Client;
+use sloth_sdk::objects::LuaPayload;
+use tokio::sync::watch;
+
+use crate::concurrency::StopReason;
+
+pub use runner::{LuaOutcome, run};
+
+/// Lua's memory limit per TaskRun.
+pub const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+
+/// The hook looks at the deadline and the stop signal this often.
+pub const HOOK_INSTRUCTIONS: u32 = 10_000;
+
+/// How long waits inside modules (sleep, child processes, locks, HTTP)
+/// sleep between looks at the deadline and the stop signal.
+pub const SLICE: Duration = Duration::from_millis(25);
+
+/// One Lua payload to run.
+#[derive(Clone, Debug)]
+pub struct LuaJob {
+    pub payload: LuaPayload,
+    pub namespace: String,
+    pub taskrun: String,
+    pub agent: String,
+    pub attempt: u32,
+    /// The working directory: relative paths of `fs` and `exec.run` start here.
+    pub cwd: PathBuf,
+    /// `print` and `log.*` lines are appended here.
+    pub output: PathBuf,
+    /// Where the process group of the running `exec.run` child is recorded.
+    pub pid_file: Option<PathBuf>,
+    /// The environment `exec.run` children get on top of the agent's.
+    pub env: Vec<(String, String)>,
+    pub timeout: Option<Duration>,
+    /// For the `lock` module; None leaves it unusable (tests).
+    pub client: Option<Client>,
+}
+
+/// Why Lua code was interrupted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupt {
+    TimedOut,
+    Stopped(StopReason),
+}
+
+impl fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TimedOut => f.write_str("the task timed out"),
+            Self::Stopped(_) => f.write_str("the task was stopped"),
+        }
+    }
+}
+
+impl std::error::Error for Interrupt {}
+
+/// The deadline and stop signal every long wait looks at.
+#[derive(Clone, Debug)]
+pub struct Ctl {
+    deadline: Option<Instant>,
+    stop: Option<watch::Receiver<Option<StopReason>>>,
+}
+
+impl Ctl {
+    pub fn new(
+        timeout: Option<Duration>,
+        stop: Option<watch::Receiver<Option<StopReason>>>,
+    ) -> Self {
+        Self {
+            deadline: timeout.map(|t| Instant::now() + t),
+            stop,
+        }
+    }
+
+    /// Why the code must stop now, if it must.
+    pub fn check(&self) -> Option<Interrupt> {
+        if let Some(reason) = self.stop.as_ref().and_then(|s| *s.borrow()) {
+            return Some(Interrupt::Stopped(reason));
+        }
+        match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => Some(Interrupt::TimedOut),
+            _ => None,
+        }
+    }
+
+    /// [`Ctl::check`] as a Lua error.
+    pub fn checked(&self) -> mlua::Result<()> {
+        match self.check() {
+            Some(why) => Err(mlua::Error::external(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Time left before the deadline (None: no deadline).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Sleeps `total` in short slices; fails as soon as the code must stop.
+    pub fn sleep(&self, total: Duration) -> mlua::Result<()> {
+        let end = Instant::now() + total;
+        loop {
+            self.checked()?;
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            std::thread::sleep(SLICE.min(end - now));
+        }
+    }
+
+    /// Waits for the answer of work done elsewhere (a thread or a task),
+    /// failing as soon as the code must stop.
+    pub fn wait<T>(&self, rx: &std::sync::mpsc::Receiver<T>) -> mlua::Result<T> {
+        loop {
+            self.checked()?;
+            match rx.recv_timeout(SLICE) {
+                Ok(value) => return Ok(value),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(mlua::Error::runtime("the worker ended without an answer"));
+                }
+            }
+        }
+    }
+}
+
+/// The TaskRun's output log, shared by `print` and `log.*`.
+#[derive(Debug)]
+pub struct Output {
+    file: Mutex<Option<std::fs::File>>,
+}
+
+impl Output {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            file: Mutex::new(Some(file)),
+        })
+    }
+
+    /// Appends `text` and a newline.
+    pub fn line(&self, text: &str) {
+        let mut guard = match self.file.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(file) = guard.as_mut() {
+            let mut buf = Vec::with_capacity(text.len() + 1);
+            buf.extend_from_slice(text.as_bytes());
+            buf.push(b'\n');
+            if let Err(e) = file.write_all(&buf) {
+                tracing::warn!("cannot write to the TaskRun output: {e}");
+            }
+        }
+    }
+}
+
+/// What the API-backed `lock` module needs.
+#[derive(Clone, Debug)]
+pub struct ApiCtx {
+    pub client: Client,
+    pub handle: tokio::runtime::Handle,
+}
+
+/// What the modules of one run share.
+#[derive(Debug)]
+pub struct RunCtx {
+    pub ctl: Ctl,
+    pub cwd: PathBuf,
+    pub out: Output,
+    pub namespace: String,
+    pub taskrun: String,
+    pub pid_file: Option<PathBuf>,
+    /// The children's environment on top of the agent's: None unsets.
+    pub env: RefCell<BTreeMap<String, Option<String>>>,
+    pub api: Option<ApiCtx>,
+    /// Locks held, with the task renewing each.
+    pub locks: RefCell<BTreeMap<String, lock::Held>>,
+}
+
+impl RunCtx {
+    /// A context for tests: working directory `cwd`, output to `out`.
+    #[cfg(test)]
+    pub fn new(cwd: PathBuf, out: Output, ctl: Ctl) -> Self {
+        Self {
+            ctl,
+            cwd,
+            out,
+            namespace: "default".into(),
+            taskrun: "test".into(),
+            pid_file: None,
+            env: RefCell::new(BTreeMap::new()),
+            api: None,
+            locks: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// `path` relative to the working directory.
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.cwd.join(path)
+    }
+
+    /// The holder identity written into Locks.
+    pub fn holder(&self) -> String {
+        format!("TaskRun/{}/{}", self.namespace, self.taskrun)
+    }
+}
+
+/// The modules, by the name they are installed under.
+pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, Table)>> {
+    Ok(vec![
+        ("exec", exec::module(lua, ctx)?),
+        ("fs", fs::module(lua, ctx)?),
+        ("log", log::module(lua, ctx)?),
+        ("json", json::module(lua)?),
+        ("yaml", yaml::module(lua)?),
+        ("env", env::module(lua, ctx)?),
+        ("http", http::module(lua, ctx)?),
+        ("template", template::module(lua)?),
+        ("lock", lock::module(lua, ctx)?),
+        ("time", time::module(lua, ctx)?),
+    ])
+}
+
+/// Installs every module as a global and in `package.preload`.
+pub fn install(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
+    let globals = lua.globals();
+    let preload: Option<Table> = globals
+        .get::<Option<Table>>("package")?
+        .map(|p| p.get::<Table>("preload"))
+        .transpose()?;
+    for (name, table) in modules(lua, ctx)? {
+        globals.set(name, table.clone())?;
+        if let Some(preload) = &preload {
+            let loader = lua.create_function(move |_, _: MultiValue| Ok(table.clone()))?;
+            preload.set(name, loader)?;
+        }
+    }
+    Ok(())
+}
+
+/// The Lua type name of `value`, for error messages.
+pub fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Nil => "nil",
+        Value::Boolean(_) => "boolean",
+        Value::Integer(_) | Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Table(_) => "table",
+        Value::Function(_) => "function",
+        Value::Thread(_) => "thread",
+        Value::UserData(_) | Value::LightUserData(_) => "userdata",
+        _ => "value",
+    }
+}
+
+/// A Lua error raised by `func`: `func: message`.
+pub fn fail(func: &str, message: impl fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(format!("{func}: {message}"))
+}
+
+/// The arguments of one module function, with checks whose errors name the
+/// function and the argument.
+pub struct Args {
+    func: &'static str,
+    values: Vec<Value>,
+}
+
+impl Args {
+    pub fn new(func: &'static str, values: MultiValue) -> Self {
+        Self {
+            func,
+            values: values.into_vec(),
+        }
+    }
+
+    /// Argument `n` (1-based), nil when absent.
+    pub fn get(&self, n: usize) -> Value {
+        self.values.get(n - 1).cloned().unwrap_or(Value::Nil)
+    }
+
+    fn bad(&self, n: usize, name: &str, want: &str, got: &Value) -> mlua::Error {
+        fail(
+            self.func,
+            format!(
+                "argument {n} ({name}) must be {want}, got {}",
+                type_name(got)
+            ),
+        )
+    }
+
+    /// A string argument (numbers are not converted).
+    pub fn string(&self, n: usize, name: &str) -> mlua::Result<String> {
+        match self.get(n) {
+            Value::String(s) => Ok(s.to_str()?.to_string()),
+            other => Err(self.bad(n, name, "a string", &other)),
+        }
+    }
+
+    /// A string argument, or nil.
+    pub fn opt_string(&self, n: usize, name: &str) -> mlua::Result<Option<String>> {
+        match self.get(n) {
+            Value::Nil => Ok(None),
+            Value::String(s) => Ok(Some(s.to_str()?.to_string())),
+            other => Err(self.bad(n, name, "a string or nil", &other)),
+        }
+    }
+
+    /// A string or number argument, as text.
+    pub fn text(&self, n: usize, name: &str) -> mlua::Result<String> {
+        match self.get(n) {
+            Value::String(s) => Ok(s.to_str()?.to_string()),
+            Value::Integer(i) => Ok(i.to_string()),
+            Value::Number(x) => Ok(x.to_string()),
+            other => Err(self.bad(n, name, "a string", &other)),
+        }
+    }
+
+    /// A table argument, or nil.
+    pub fn opt_table(&self, n: usize, name: &str) -> mlua::Result<Option<Table>> {
+        match self.get(n) {
+            Value::Nil => Ok(None),
+            Value::Table(t) => Ok(Some(t)),
+            other => Err(self.bad(n, name, "a table or nil", &other)),
+        }
+    }
+
+    /// A table argument.
+    pub fn table(&self, n: usize, name: &str) -> mlua::Result<Table> {
+        match self.get(n) {
+            Value::Table(t) => Ok(t),
+            other => Err(self.bad(n, name, "a table", &other)),
+        }
+    }
+
+    /// A function argument.
+    pub fn function(&self, n: usize, name: &str) -> mlua::Result<mlua::Function> {
+        match self.get(n) {
+            Value::Function(f) => Ok(f),
+            other => Err(self.bad(n, name, "a function", &other)),
+        }
+    }
+
+    /// A non-negative number of seconds.
+    pub fn seconds(&self, n: usize, name: &str) -> mlua::Result<Duration> {
+        seconds_of(self.func, &format!("argument {n} ({name})"), &self.get(n))
+    }
+}
+
+/// `value` as a non-negative number of seconds (a number, or a duration
+/// string like "30s" or "1m30s"); `what` names it in errors.
+pub fn seconds_of(func: &str, what: &str, value: &Value) -> mlua::Result<Duration> {
+    let secs = match value {
+        Value::Integer(i) => *i as f64,
+        Value::Number(x) => *x,
+        Value::String(s) => {
+            let text = s.to_str()?.to_string();
+            return text
+                .parse::<sloth_sdk::duration::Duration>()
+                .map(|d| d.0)
+                .map_err(|e| {
+                    fail(
+                        func,
+                        format!(
+                            "{what} must be a number of seconds or a duration like \"30s\": {e}"
+                        ),
+                    )
+                });
+        }
+        other => {
+            return Err(fail(
+                func,
+                format!(
+                    "{what} must be a number of seconds, got {}",
+                    type_name(other)
+                ),
+            ));
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(fail(
+            func,
+            format!("{what} must be a non-negative number of seconds, got {secs}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs.min(1e9)))
+}
+
+/// Option `key` of an options table: a number of seconds, or nil.
+pub fn opt_seconds(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Option<Duration>> {
+    let Some(opts) = opts else { return Ok(None) };
+    match opts.get::<Value>(key)? {
+        Value::Nil => Ok(None),
+        v => seconds_of(func, &format!("option {key}"), &v).map(Some),
+    }
+}
+
+/// Option `key` of an options table: a string, or nil.
+pub fn opt_string_field(
+    func: &str,
+    opts: Option<&Table>,
+    key: &str,
+) -> mlua::Result<Option<String>> {
+    let Some(opts) = opts else { return Ok(None) };
+    match opts.get::<Value>(key)? {
+        Value::Nil => Ok(None),
+        Value::String(s) => Ok(Some(s.to_str()?.to_string())),
+        other => Err(fail(
+            func,
+            format!("option {key} must be a string, got {}", type_name(&other)),
+        )),
+    }
+}
+
+/// Option `key` of an options table: a table of string keys to string (or
+/// number, or boolean) values, or nil.
+pub fn opt_string_map(
+    func: &str,
+    opts: Option<&Table>,
+    key: &str,
+) -> mlua::Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    let Some(opts) = opts else { return Ok(map) };
+    let table = match opts.get::<Value>(key)? {
+        Value::Nil => return Ok(map),
+        Value::Table(t) => t,
+        other => {
+            return Err(fail(
+                func,
+                format!("option {key} must be a table, got {}", type_name(&other)),
+            ));
+        }
+    };
+    for pair in table.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        let Value::String(k) = k else {
+            return Err(fail(
+                func,
+                format!("option {key}: keys must be strings, got {}", type_name(&k)),
+            ));
+        };
+        let k = k.to_str()?.to_string();
+        let v = match v {
+            Value::String(s) => s.to_str()?.to_string(),
+            Value::Integer(i) => i.to_string(),
+            Value::Number(x) => x.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(fail(
+                    func,
+                    format!(
+                        "option {key}.{k} must be a string, got {}",
+                        type_name(&other)
+                    ),
+                ));
+            }
+        };
+        map.insert(k, v);
+    }
+    Ok(map)
+}
+
+/// The arguments of `print` and `log.*`, as `tostring` shows them.
+pub fn join_args(lua: &Lua, args: MultiValue, sep: &str) -> mlua::Result<String> {
+    let tostring: mlua::Function = lua.globals().get("tostring")?;
+    let mut parts = Vec::new();
+    for value in args {
+        let text: mlua::String = tostring.call(value)?;
+        parts.push(text.to_string_lossy());
+    }
+    Ok(parts.join(sep))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A Lua state with every module, working in `dir`; output to
+    /// `dir/output.log`.
+    pub fn state(dir: &Path) -> (Lua, Rc<RunCtx>) {
+        state_with(dir, Ctl::new(None, None))
+    }
+
+    pub fn state_with(dir: &Path, ctl: Ctl) -> (Lua, Rc<RunCtx>) {
+        let lua = Lua::new();
+        let out = Output::open(&dir.join("output.log")).expect("output");
+        let ctx = Rc::new(RunCtx::new(dir.to_path_buf(), out, ctl));
+        runner::prepare(&lua, &ctx).expect("prepare the state");
+        (lua, ctx)
+    }
+
+    /// Runs `code`, returning its error text.
+    pub fn error(lua: &Lua, code: &str) -> String {
+        match lua.load(code).exec() {
+            Ok(()) => panic!("no error from {code}"),
+            Err(e) => runner::describe_error(&e),
+        }
+    }
+
+    /// Asserts `code` fails with a message containing `want`.
+    pub fn assert_error(lua: &Lua, code: &str, want: &str) {
+        let message = error(lua, code);
+        assert!(message.contains(want), "{code}: {message}");
+    }
+}

@@ -1,0 +1,763 @@
+//! Runs one Lua payload to its outcome: a fresh state with a memory limit
+//! and the deadline/stop hook, the modules, the call of the script (or its
+//! entry) with `(this, params, input)`, and the reading of what it returned.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use mlua::{Function, HookTriggers, Lua, LuaSerdeExt, MultiValue, Table, Value, VmState};
+use sloth_sdk::validation::limits::{MAX_RESULTS, MAX_RESULTS_BYTES};
+use tokio::sync::watch;
+
+use super::{
+    ApiCtx, Ctl, HOOK_INSTRUCTIONS, Interrupt, LuaJob, MEMORY_LIMIT, Output, RunCtx, join_args,
+    type_name,
+};
+use crate::concurrency::StopReason;
+use crate::results::MAX_KEY_LEN;
+
+/// Longest message kept in the TaskRun's status (the log has all of it).
+const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// How a Lua payload ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LuaOutcome {
+    /// The code returned: `ok`, the message and the results.
+    Returned {
+        ok: bool,
+        message: String,
+        results: BTreeMap<String, String>,
+    },
+    /// The code returned results that cannot be recorded.
+    InvalidResults(String),
+    /// A syntax or runtime error, with its traceback.
+    Error(String),
+    /// The task's deadline passed.
+    TimedOut,
+    /// The stop signal fired.
+    Stopped(StopReason),
+    /// The run could not start (its output log cannot be opened).
+    NotStarted(String),
+}
+
+/// Runs `job` on a blocking thread; `stop` interrupts it.
+pub async fn run(job: LuaJob, stop: watch::Receiver<Option<StopReason>>) -> LuaOutcome {
+    let handle = tokio::runtime::Handle::current();
+    match tokio::task::spawn_blocking(move || run_blocking(job, Some(stop), Some(handle))).await {
+        Ok(outcome) => outcome,
+        Err(e) => LuaOutcome::Error(format!("the Lua thread failed: {e}")),
+    }
+}
+
+/// Runs `job` on the calling thread.
+pub fn run_blocking(
+    job: LuaJob,
+    stop: Option<watch::Receiver<Option<StopReason>>>,
+    handle: Option<tokio::runtime::Handle>,
+) -> LuaOutcome {
+    let ctl = Ctl::new(job.timeout, stop);
+    let out = match Output::open(&job.output) {
+        Ok(out) => out,
+        Err(e) => {
+            return LuaOutcome::NotStarted(format!(
+                "cannot open the output log {}: {e}",
+                job.output.display()
+            ));
+        }
+    };
+    let env = job
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    let ctx = Rc::new(RunCtx {
+        ctl: ctl.clone(),
+        cwd: job.cwd.clone(),
+        out,
+        namespace: job.namespace.clone(),
+        taskrun: job.taskrun.clone(),
+        pid_file: job.pid_file.clone(),
+        env: std::cell::RefCell::new(env),
+        api: match (job.client.clone(), handle) {
+            (Some(client), Some(handle)) => Some(ApiCtx { client, handle }),
+            _ => None,
+        },
+        locks: std::cell::RefCell::new(BTreeMap::new()),
+    });
+    let lua = Lua::new();
+    let result = prepare(&lua, &ctx).and_then(|()| call(&lua, &job));
+    super::lock::release_all(&ctx);
+    let outcome = match result {
+        Ok(values) => returned(&lua, values),
+        Err(e) => match ctl.check() {
+            Some(Interrupt::TimedOut) => LuaOutcome::TimedOut,
+            Some(Interrupt::Stopped(why)) => LuaOutcome::Stopped(why),
+            None => LuaOutcome::Error(describe_error(&e)),
+        },
+    };
+    match &outcome {
+        LuaOutcome::Error(text) => ctx.out.line(text),
+        LuaOutcome::InvalidResults(text) => {
+            ctx.out.line(&format!("[ERROR] invalid results: {text}"))
+        }
+        LuaOutcome::TimedOut => ctx
+            .out
+            .line("[ERROR] the task timed out; the Lua code was stopped"),
+        LuaOutcome::Stopped(_) => ctx
+            .out
+            .line("[ERROR] the task was stopped; the Lua code was interrupted"),
+        _ => {}
+    }
+    match outcome {
+        LuaOutcome::Error(text) => LuaOutcome::Error(cap(text)),
+        LuaOutcome::Returned {
+            ok,
+            message,
+            results,
+        } => LuaOutcome::Returned {
+            ok,
+            message: cap(message),
+            results,
+        },
+        other => other,
+    }
+}
+
+fn cap(mut text: String) -> String {
+    if text.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("\n[... truncated; see the log]");
+    }
+    text
+}
+
+/// The limit, the hook, the safety replacements and the modules.
+pub(super) fn prepare(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
+    lua.set_memory_limit(MEMORY_LIMIT)?;
+    let ctl = ctx.ctl.clone();
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
+        move |_, _| {
+            ctl.checked()?;
+            Ok(VmState::Continue)
+        },
+    )?;
+    harden(lua, ctx)?;
+    super::install(lua, ctx)
+}
+
+/// `print` and `io.write` to the TaskRun log; no `os.exit`, no processes
+/// outside `exec.run`, no stdin; `os.getenv` sees `env.set`; `pcall`,
+/// `xpcall` and `coroutine.resume` do not swallow the timeout or a stop.
+fn harden(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
+    let globals = lua.globals();
+    let out = ctx.clone();
+    globals.set(
+        "print",
+        lua.create_function(move |lua, args: MultiValue| {
+            out.out.line(&join_args(lua, args, "\t")?);
+            Ok(())
+        })?,
+    )?;
+    let refuse = |what: &'static str, instead: &'static str| {
+        lua.create_function(move |_, _: MultiValue| -> mlua::Result<()> {
+            Err(mlua::Error::runtime(format!(
+                "{what} is not available in Sloth Lua payloads; {instead}"
+            )))
+        })
+    };
+    if let Ok(os) = globals.get::<Table>("os") {
+        os.set(
+            "exit",
+            refuse("os.exit", "return false, \"message\" to fail the task")?,
+        )?;
+        os.set("execute", refuse("os.execute", "use exec.run")?)?;
+        let env = ctx.clone();
+        os.set(
+            "getenv",
+            lua.create_function(move |_, name: String| Ok(super::env::lookup(&env, &name)))?,
+        )?;
+    }
+    if let Ok(io) = globals.get::<Table>("io") {
+        io.set("popen", refuse("io.popen", "use exec.run")?)?;
+        io.set("read", refuse("io.read", "the task has no standard input")?)?;
+        let out = ctx.clone();
+        io.set(
+            "write",
+            lua.create_function(move |lua, args: MultiValue| {
+                let text = join_args(lua, args, "")?;
+                out.out.line(text.strip_suffix('\n').unwrap_or(&text));
+                Ok(())
+            })?,
+        )?;
+    }
+    let ctl = ctx.ctl.clone();
+    let interrupted = lua.create_function(move |_, ()| Ok(ctl.check().is_some()))?;
+    lua.load(
+        r#"
+        local interrupted = ...
+        local raw_pcall, raw_xpcall, raw_resume = pcall, xpcall, coroutine.resume
+        local pack, unpack, err = table.pack, table.unpack, error
+        local function pass(r)
+          if not r[1] and interrupted() then err(r[2], 0) end
+          return unpack(r, 1, r.n)
+        end
+        pcall = function(...) return pass(pack(raw_pcall(...))) end
+        xpcall = function(...) return pass(pack(raw_xpcall(...))) end
+        coroutine.resume = function(...) return pass(pack(raw_resume(...))) end
+        "#,
+    )
+    .set_name("=sloth")
+    .call::<()>(interrupted)
+}
+
+/// The `this` table: the TaskRun, its namespace, the agent, the attempt and
+/// the working directory.
+fn this_table(lua: &Lua, job: &LuaJob) -> mlua::Result<Table> {
+    let this = lua.create_table()?;
+    this.set("taskrun", job.taskrun.as_str())?;
+    this.set("namespace", job.namespace.as_str())?;
+    this.set("agent", job.agent.as_str())?;
+    this.set("attempt", job.attempt)?;
+    this.set("workdir", job.cwd.to_string_lossy().into_owned())?;
+    Ok(this)
+}
+
+fn call(lua: &Lua, job: &LuaJob) -> mlua::Result<MultiValue> {
+    let payload = &job.payload;
+    let args = (
+        this_table(lua, job)?,
+        lua.to_value(&payload.params)?,
+        lua.to_value(&payload.input)?,
+    );
+    let chunk_name = format!("{}.lua", job.taskrun);
+    let entry = payload.entry.as_deref().filter(|e| !e.trim().is_empty());
+    if let Some(entry) = entry.filter(|e| e.contains('/')) {
+        // A task of a workflow file in the sloth-runner DSL: the file is
+        // evaluated again and the task's function called.
+        let function = sloth_sdk::lua::task_function(lua, &payload.script, &chunk_name, entry)
+            .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+        return function.call(args);
+    }
+    let chunk = lua
+        .load(payload.script.as_str())
+        .set_name(format!("={chunk_name}"))
+        .into_function()?;
+    let values: MultiValue = chunk.call(args.clone())?;
+    let function = match entry {
+        Some(entry) => entry_function(lua, entry)?,
+        None => match values.front() {
+            Some(Value::Function(f)) => f.clone(),
+            _ => return Ok(values),
+        },
+    };
+    function.call(args)
+}
+
+/// The global function named by `entry` (`main`, `jobs.build`).
+fn entry_function(lua: &Lua, entry: &str) -> mlua::Result<Function> {
+    let mut current = Value::Table(lua.globals());
+    let mut path = String::new();
+    for part in entry.split('.') {
+        let Value::Table(table) = current else {
+            return Err(mlua::Error::runtime(format!(
+                "entry {entry:?}: {path} is a {}, not a table",
+                type_name(&current)
+            )));
+        };
+        current = table.get::<Value>(part)?;
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(part);
+    }
+    match current {
+        Value::Function(f) => Ok(f),
+        other => Err(mlua::Error::runtime(format!(
+            "entry {entry:?} is not a function (it is {})",
+            type_name(&other)
+        ))),
+    }
+}
+
+/// Reads `ok, message, results` from what the code returned.
+fn returned(lua: &Lua, values: MultiValue) -> LuaOutcome {
+    let values = values.into_vec();
+    let get = |i: usize| values.get(i).cloned().unwrap_or(Value::Nil);
+    let ok = match get(0) {
+        Value::Boolean(b) => b,
+        // `return nil, "message"` fails; a bare `return nil` does not.
+        Value::Nil => matches!(get(1), Value::Nil),
+        _ => true,
+    };
+    let message = match get(1) {
+        Value::Nil => None,
+        other => lua
+            .coerce_string(other.clone())
+            .ok()
+            .flatten()
+            .map(|s| s.to_string_lossy())
+            .or_else(|| Some(format!("({})", type_name(&other)))),
+    };
+    let message = message.unwrap_or_else(|| {
+        if ok {
+            "the Lua code completed".into()
+        } else {
+            "the Lua code returned false".into()
+        }
+    });
+    match results_of(lua, &get(2)) {
+        Ok(results) => LuaOutcome::Returned {
+            ok,
+            message,
+            results,
+        },
+        Err(problem) => LuaOutcome::InvalidResults(problem),
+    }
+}
+
+fn key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+}
+
+/// The results table as `status.results`: string keys with string, number
+/// or boolean values, under the same rules and caps as shell results.
+pub fn results_of(lua: &Lua, value: &Value) -> Result<BTreeMap<String, String>, String> {
+    let table = match value {
+        Value::Nil => return Ok(BTreeMap::new()),
+        Value::Table(t) => t,
+        other => {
+            return Err(format!("results must be a table, got {}", type_name(other)));
+        }
+    };
+    let mut results = BTreeMap::new();
+    for pair in table.pairs::<Value, Value>() {
+        let (key, value) = pair.map_err(|e| describe_error(&e))?;
+        let key = match key {
+            Value::String(s) => s.to_string_lossy(),
+            other => {
+                let shown = lua
+                    .coerce_string(other.clone())
+                    .ok()
+                    .flatten()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_else(|| type_name(&other).to_string());
+                return Err(format!(
+                    "result key {shown} is a {}, not a string",
+                    type_name(&other)
+                ));
+            }
+        };
+        let text = match &value {
+            Value::String(s) => s.to_string_lossy(),
+            Value::Boolean(b) => b.to_string(),
+            Value::Integer(_) | Value::Number(_) => lua
+                .coerce_string(value.clone())
+                .ok()
+                .flatten()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default(),
+            Value::Table(_) => {
+                return Err(format!(
+                    "result {key:?} is a nested table (values must be strings, numbers or booleans; use json.encode)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "result {key:?} is a {} (values must be strings, numbers or booleans)",
+                    type_name(other)
+                ));
+            }
+        };
+        if key.is_empty() {
+            return Err("a result key is empty".into());
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(format!(
+                "result key {key:?} is {} characters long (at most {MAX_KEY_LEN})",
+                key.len()
+            ));
+        }
+        if let Some(bad) = key.chars().find(|c| !key_char(*c)) {
+            return Err(format!(
+                "invalid result key {key:?}: character {bad:?} is not allowed (use A-Z a-z 0-9 _ . -)"
+            ));
+        }
+        results.insert(key, text);
+        if results.len() > MAX_RESULTS {
+            return Err(format!("too many results (at most {MAX_RESULTS})"));
+        }
+    }
+    let bytes: usize = results.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_RESULTS_BYTES {
+        return Err(format!(
+            "results too large: {bytes} bytes of keys and values (at most {MAX_RESULTS_BYTES})"
+        ));
+    }
+    Ok(results)
+}
+
+/// The text of a Lua error: its message (with the position `chunk:LINE:`
+/// of the Lua code that raised it) and its traceback.
+pub fn describe_error(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(message) => message.clone(),
+        mlua::Error::MemoryError(message) => format!(
+            "out of memory (the limit is {} MiB): {message}",
+            MEMORY_LIMIT / (1024 * 1024)
+        ),
+        mlua::Error::CallbackError { traceback, cause } => {
+            let inner = describe_error(cause);
+            let inner = match position(traceback) {
+                Some(at) if !has_position(&inner) => format!("{at} {inner}"),
+                _ => inner,
+            };
+            if inner.contains("stack traceback:") {
+                inner
+            } else {
+                format!("{inner}\n{traceback}")
+            }
+        }
+        mlua::Error::WithContext { context, cause } => {
+            format!("{context}: {}", describe_error(cause))
+        }
+        mlua::Error::ExternalError(e) => e.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The text starts with a position `chunk:LINE:`.
+fn has_position(text: &str) -> bool {
+    let first = text.lines().next().unwrap_or_default();
+    first.split(':').nth(1).is_some_and(|n| {
+        !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && !first.starts_with(' ')
+    })
+}
+
+/// `chunk:LINE:` of the first Lua frame in a traceback.
+fn position(traceback: &str) -> Option<String> {
+    traceback.lines().skip(1).find_map(|line| {
+        let line = line.trim_start();
+        if line.starts_with("[C]") {
+            return None;
+        }
+        let (place, _) = line.split_once(": ")?;
+        let (_, number) = place.rsplit_once(':')?;
+        number.parse::<u32>().is_ok().then(|| format!("{place}:"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sloth_sdk::objects::LuaPayload;
+    use std::time::{Duration, Instant};
+
+    fn job(dir: &std::path::Path, script: &str, entry: Option<&str>) -> LuaJob {
+        LuaJob {
+            payload: LuaPayload {
+                script: script.into(),
+                entry: entry.map(str::to_string),
+                params: BTreeMap::from([("name".to_string(), serde_json::json!("world"))]),
+                input: BTreeMap::from([(
+                    "build".to_string(),
+                    BTreeMap::from([("version".to_string(), "1.2.3".to_string())]),
+                )]),
+            },
+            namespace: "default".into(),
+            taskrun: "t1".into(),
+            agent: "a1".into(),
+            attempt: 2,
+            cwd: dir.to_path_buf(),
+            output: dir.join("output.log"),
+            pid_file: Some(dir.join("pgid")),
+            env: vec![("GREETING".into(), "hello".into())],
+            timeout: Some(Duration::from_secs(20)),
+            client: None,
+        }
+    }
+
+    fn run_script(script: &str, entry: Option<&str>) -> (LuaOutcome, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = job(dir.path(), script, entry);
+        let outcome = run_blocking(j, None, None);
+        let log = std::fs::read_to_string(dir.path().join("output.log")).unwrap_or_default();
+        (outcome, log)
+    }
+
+    fn returned_ok(outcome: &LuaOutcome) -> (&str, &BTreeMap<String, String>) {
+        match outcome {
+            LuaOutcome::Returned {
+                ok: true,
+                message,
+                results,
+            } => (message, results),
+            other => panic!("not a success: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn top_level_code_gets_this_params_and_input() {
+        let (outcome, log) = run_script(
+            r#"local this, params, input = ...
+            print("hi", params.name, 3)
+            return true, "done " .. this.taskrun .. " " .. this.attempt,
+              {version = input.build.version, n = 3, x = 1.5, yes = true, agent = this.agent}"#,
+            None,
+        );
+        let (message, results) = returned_ok(&outcome);
+        assert_eq!(message, "done t1 2");
+        assert_eq!(results["version"], "1.2.3");
+        assert_eq!(results["n"], "3");
+        assert_eq!(results["x"], "1.5");
+        assert_eq!(results["yes"], "true");
+        assert_eq!(results["agent"], "a1");
+        assert_eq!(log, "hi\tworld\t3\n");
+    }
+
+    #[test]
+    fn a_returned_function_is_called() {
+        let (outcome, _) = run_script(
+            "return function(this, params, input) return true, params.name end",
+            None,
+        );
+        assert_eq!(returned_ok(&outcome).0, "world");
+    }
+
+    #[test]
+    fn entry_names_a_global_function() {
+        let script = r#"
+            jobs = {}
+            function jobs.build(this, params) return true, "built " .. params.name end
+            function main(this) return false, "main failed" end"#;
+        let (outcome, _) = run_script(script, Some("jobs.build"));
+        assert_eq!(returned_ok(&outcome).0, "built world");
+        let (outcome, _) = run_script(script, Some("main"));
+        assert!(
+            matches!(&outcome, LuaOutcome::Returned { ok: false, message, .. } if message == "main failed"),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script(script, Some("jobs.missing"));
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.contains("\"jobs.missing\" is not a function")),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script(script, Some("main.x.y"));
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.contains("main is a function, not a table")),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_returned_succeeds_and_nil_with_message_fails() {
+        let (outcome, _) = run_script("local x = 1", None);
+        assert_eq!(returned_ok(&outcome).0, "the Lua code completed");
+        let (outcome, _) = run_script("return nil, 'nope'", None);
+        assert!(
+            matches!(&outcome, LuaOutcome::Returned { ok: false, message, .. } if message == "nope"),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script("return false", None);
+        assert!(
+            matches!(&outcome, LuaOutcome::Returned { ok: false, message, .. } if message == "the Lua code returned false"),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn bad_results_are_refused_by_name() {
+        for (script, want) in [
+            (
+                "return true, 'x', {a = {b = 1}}",
+                "result \"a\" is a nested table",
+            ),
+            ("return true, 'x', {1, 2}", "result key 1 is a number"),
+            (
+                "return true, 'x', 'str'",
+                "results must be a table, got string",
+            ),
+            (
+                "return true, 'x', {['bad key'] = 1}",
+                "invalid result key \"bad key\"",
+            ),
+            (
+                "return true, 'x', {f = print}",
+                "result \"f\" is a function",
+            ),
+            (
+                "local r = {} for i = 1, 65 do r['k' .. i] = 'v' end return true, 'x', r",
+                "too many results (at most 64)",
+            ),
+            (
+                "return true, 'x', {k = string.rep('x', 17000)}",
+                "results too large",
+            ),
+        ] {
+            let (outcome, log) = run_script(script, None);
+            assert!(
+                matches!(&outcome, LuaOutcome::InvalidResults(m) if m.contains(want)),
+                "{script}: {outcome:?}"
+            );
+            assert!(log.contains(want), "{log}");
+        }
+    }
+
+    #[test]
+    fn errors_carry_the_line_and_a_traceback_and_go_to_the_log() {
+        let (outcome, log) = run_script("local x = 1\nlocal y = = 2", None);
+        let LuaOutcome::Error(message) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(message.contains("t1.lua:2:"), "{message}");
+        assert!(log.contains(message.as_str()), "{log}");
+        let (outcome, log) = run_script("local x = 1\n\nerror('boom')", None);
+        let LuaOutcome::Error(message) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(message.starts_with("t1.lua:3: boom"), "{message}");
+        assert!(message.contains("stack traceback:"), "{message}");
+        assert!(log.contains("t1.lua:3: boom"), "{log}");
+        let (outcome, _) = run_script("local x = nil\nreturn x.y", None);
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.contains("t1.lua:2: attempt to index")),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script(
+            "lock.with = nil\nlocal function f()\n  error('inner')\nend\nlocal ok = pcall(f)\nreturn json.encode(setmetatable({}, {__index = function() f() end}).x)",
+            None,
+        );
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.starts_with("t1.lua:3: inner")),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script("\n\nexec.run(42)", None);
+        let LuaOutcome::Error(message) = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            message
+                .starts_with("t1.lua:3: exec.run: argument 1 (cmd) must be a string, got number"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn endless_loops_time_out_even_under_pcall_and_in_coroutines() {
+        for script in [
+            "while true do end",
+            "while true do pcall(function() while true do end end) end",
+            "coroutine.wrap(function() while true do end end)()",
+            "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+            "time.sleep(100)",
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut j = job(dir.path(), script, None);
+            j.timeout = Some(Duration::from_millis(300));
+            let started = Instant::now();
+            let outcome = run_blocking(j, None, None);
+            assert_eq!(outcome, LuaOutcome::TimedOut, "{script}");
+            assert!(started.elapsed() < Duration::from_secs(5), "{script}");
+        }
+    }
+
+    #[test]
+    fn a_stop_interrupts_the_code() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = job(dir.path(), "while true do end", None);
+        j.timeout = None;
+        let (tx, rx) = watch::channel(None);
+        let thread = std::thread::spawn(move || run_blocking(j, Some(rx), None));
+        std::thread::sleep(Duration::from_millis(100));
+        tx.send_replace(Some(StopReason::Deleted));
+        let outcome = thread.join().expect("thread");
+        assert_eq!(outcome, LuaOutcome::Stopped(StopReason::Deleted));
+    }
+
+    #[test]
+    fn memory_is_limited() {
+        let (outcome, _) = run_script(
+            "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1024) .. i end",
+            None,
+        );
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.contains("memory")),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn dangerous_functions_are_replaced() {
+        for (script, want) in [
+            ("os.exit(1)", "os.exit is not available"),
+            ("os.execute('true')", "use exec.run"),
+            ("io.popen('true')", "use exec.run"),
+            ("io.read()", "no standard input"),
+        ] {
+            let (outcome, _) = run_script(script, None);
+            assert!(
+                matches!(&outcome, LuaOutcome::Error(m) if m.contains(want)),
+                "{script}: {outcome:?}"
+            );
+        }
+        let (outcome, log) = run_script(
+            "env.set('X_SLOTH', 'y') io.write('a', 1, '\\n') return true, os.getenv('X_SLOTH') .. os.getenv('GREETING')",
+            None,
+        );
+        assert_eq!(returned_ok(&outcome).0, "yhello");
+        assert_eq!(log, "a1\n");
+    }
+
+    #[test]
+    fn modules_are_requirable() {
+        let (outcome, _) = run_script(
+            "local fs = require('fs') local j = require('json') return fs == _G.fs and j == json, 'm'",
+            None,
+        );
+        assert_eq!(returned_ok(&outcome).0, "m");
+    }
+
+    #[test]
+    fn dsl_entries_call_the_task_function_of_a_workflow_file() {
+        let file = r#"
+            local function version() return "1.2.3" end
+            local build = task("build_app")
+              :command(function(this, params, input)
+                local out = exec.run("echo built")
+                log.info("building " .. params.name)
+                return true, out.stdout:gsub("\n", ""), { version = version(), from = input.build.version }
+              end)
+              :build()
+            local broken = task("broken")
+              :command(function() local x = nil; return x.y end)
+              :build()
+            workflow.define("ci_pipeline"):tasks({ build, broken })
+        "#;
+        let (outcome, log) = run_script(file, Some("ci-pipeline/build-app"));
+        let (message, results) = returned_ok(&outcome);
+        assert_eq!(message, "built");
+        assert_eq!(results["version"], "1.2.3");
+        assert_eq!(results["from"], "1.2.3");
+        assert!(log.contains("[INFO] building world"), "{log}");
+        let (outcome, _) = run_script(file, Some("ci-pipeline/broken"));
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.contains("t1.lua:11: attempt to index")),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script(file, Some("ci-pipeline/missing"));
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.contains("missing")),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script("task(", Some("w/t"));
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.contains("t1.lua:1:")),
+            "{outcome:?}"
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! The DSL state (what the file defined) as Workflow objects.
+
+use std::collections::BTreeMap;
+
+use mlua::{Table, Value};
+
+use super::{
+    ADDRESS_ANNOTATION, AGENT_LABEL, AddressDelegation, DESCRIPTION_ANNOTATION, DslError,
+    Evaluation, VERSION_ANNOTATION,
+};
+use crate::duration::Duration;
+use crate::objects::common::{LabelSelector, LuaPayload, Payload, Placement, PlacementPolicy};
+use crate::objects::workflow::{Backoff, RetryPolicy, Workflow, WorkflowSpec, WorkflowTask};
+use crate::resource::Object;
+
+/// Reads one field, naming the object and line when it has the wrong type.
+struct Reader<'a> {
+    chunk: &'a str,
+    table: &'a Table,
+    line: usize,
+}
+
+impl Reader<'_> {
+    fn at(&self, message: String) -> DslError {
+        DslError::At {
+            chunk: self.chunk.to_string(),
+            line: self.line,
+            message,
+        }
+    }
+
+    fn get<T: mlua::FromLua>(&self, key: &str) -> Result<T, DslError> {
+        self.table
+            .get::<T>(key)
+            .map_err(|e| self.at(format!("{key}: {}", super::lua_message(&e))))
+    }
+
+    fn duration(&self, key: &str) -> Result<Option<Duration>, DslError> {
+        self.get::<Option<String>>(key)?
+            .map(|text| {
+                text.parse::<Duration>()
+                    .map_err(|e| self.at(format!("{key}: {e}")))
+            })
+            .transpose()
+    }
+}
+
+fn dashed(name: &str) -> String {
+    name.replace('_', "-")
+}
+
+fn line_of(table: &Table) -> usize {
+    table
+        .get::<Option<usize>>("line")
+        .ok()
+        .flatten()
+        .unwrap_or(0)
+}
+
+fn workflow_list(state: &Table, chunk: &str) -> Result<Vec<Table>, DslError> {
+    state
+        .get::<Vec<Table>>("workflows")
+        .map_err(|e| super::error(chunk, &e))
+}
+
+/// Every workflow the file defined.
+pub fn workflows(
+    state: &Table,
+    source: &str,
+    chunk: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<Evaluation, DslError> {
+    let mut evaluation = Evaluation {
+        warnings: state
+            .get::<Vec<String>>("warnings")
+            .map_err(|e| super::error(chunk, &e))?,
+        ..Evaluation::default()
+    };
+    for table in workflow_list(state, chunk)? {
+        let (workflow, delegations) = workflow(&table, source, chunk, values)?;
+        evaluation.workflows.push(workflow);
+        evaluation.delegations.extend(delegations);
+    }
+    Ok(evaluation)
+}
+
+fn workflow(
+    table: &Table,
+    source: &str,
+    chunk: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<(Workflow, Vec<AddressDelegation>), DslError> {
+    let r = Reader {
+        chunk,
+        table,
+        line: line_of(table),
+    };
+    let name: String = r.get("name")?;
+    let mut params: BTreeMap<String, String> = r.get::<Option<_>>("params")?.unwrap_or_default();
+    params.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let tasks: Vec<Table> = r.get("tasks")?;
+    if tasks.is_empty() {
+        return Err(r.at(format!("workflow '{name}' has no tasks")));
+    }
+    let mut spec = WorkflowSpec {
+        params,
+        timeout: r.duration("timeout")?,
+        concurrency: r.get("concurrency")?,
+        fail_fast: r.get::<Option<bool>>("fail_fast")?.unwrap_or(false),
+        ..WorkflowSpec::default()
+    };
+    let mut addresses = BTreeMap::new();
+    for t in &tasks {
+        let (task, address) = task(t, source, chunk, &name, &spec.params)?;
+        if let Some(address) = address {
+            addresses.insert(task.name.clone(), address);
+        }
+        spec.tasks.push(task);
+    }
+    let mut object = Object::new(name.clone(), spec);
+    object.metadata.labels = r.get::<Option<_>>("labels")?.unwrap_or_default();
+    let annotations = &mut object.metadata.annotations;
+    if let Some(description) = r.get::<Option<String>>("description")? {
+        annotations.insert(DESCRIPTION_ANNOTATION.to_string(), description);
+    }
+    if let Some(version) = r.get::<Option<String>>("version")? {
+        annotations.insert(VERSION_ANNOTATION.to_string(), version);
+    }
+    let delegations = addresses
+        .iter()
+        .map(|(task, address)| AddressDelegation {
+            workflow: name.clone(),
+            task: task.clone(),
+            address: address.clone(),
+        })
+        .collect();
+    if !addresses.is_empty() {
+        let text = serde_json::to_string(&addresses)
+            .map_err(|e| r.at(format!("cannot record delegate_to addresses: {e}")))?;
+        annotations.insert(ADDRESS_ANNOTATION.to_string(), text);
+    }
+    Ok((object, delegations))
+}
+
+/// One task, and the address it is delegated to, if any.
+fn task(
+    table: &Table,
+    source: &str,
+    chunk: &str,
+    workflow: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<(WorkflowTask, Option<String>), DslError> {
+    let r = Reader {
+        chunk,
+        table,
+        line: line_of(table),
+    };
+    let name = dashed(&r.get::<String>("name")?);
+    let run = match r.get::<Value>("command")? {
+        Value::String(s) => Payload {
+            shell: Some(
+                s.to_str()
+                    .map_err(|e| r.at(format!("command: {e}")))?
+                    .to_string(),
+            ),
+            lua: None,
+        },
+        Value::Function(_) => Payload {
+            shell: None,
+            lua: Some(LuaPayload {
+                script: source.to_string(),
+                entry: Some(format!("{workflow}/{name}")),
+                params: params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect(),
+                input: BTreeMap::new(),
+            }),
+        },
+        _ => return Err(r.at(format!("task '{name}' has no command"))),
+    };
+    let mut labels: BTreeMap<String, String> = r.get::<Option<_>>("selector")?.unwrap_or_default();
+    if let Some(agent) = r.get::<Option<String>>("agent")? {
+        labels.insert(AGENT_LABEL.to_string(), agent);
+    }
+    let retries = r.get::<Option<u32>>("retries")?.map(|limit| RetryPolicy {
+        limit,
+        backoff: None,
+        retry_on: Default::default(),
+    });
+    let retries = match (retries, r.get::<Option<String>>("backoff")?) {
+        (Some(mut policy), Some(strategy)) => {
+            policy.backoff = Some(Backoff {
+                duration: Duration::from_secs(1),
+                factor: (strategy == "exponential").then_some(2.0),
+                max: None,
+            });
+            Some(policy)
+        }
+        (retries, _) => retries,
+    };
+    let placement = r
+        .get::<Option<String>>("placement")?
+        .map(|p| {
+            let policy = match p.as_str() {
+                "LeastLoaded" => PlacementPolicy::LeastLoaded,
+                "RoundRobin" => PlacementPolicy::RoundRobin,
+                "Spread" => PlacementPolicy::Spread,
+                other => return Err(r.at(format!("placement: unknown policy {other:?}"))),
+            };
+            Ok(Placement { policy })
+        })
+        .transpose()?;
+    let task = WorkflowTask {
+        name,
+        run,
+        depends_on: r
+            .get::<Option<Vec<String>>>("depends_on")?
+            .unwrap_or_default()
+            .iter()
+            .map(|d| dashed(d))
+            .collect(),
+        when: r.get("when")?,
+        agent_selector: (!labels.is_empty()).then(|| LabelSelector {
+            match_labels: labels,
+            match_expressions: Vec::new(),
+        }),
+        placement,
+        retries,
+        timeout: r.duration("timeout")?,
+        env: r.get::<Option<_>>("env")?.unwrap_or_default(),
+        workdir: r.get("workdir")?,
+        locks: r.get::<Option<_>>("locks")?.unwrap_or_default(),
+    };
+    Ok((task, r.get("address")?))
+}
+
+/// The function command of `workflow`/`task` in what the file defined.
+pub fn find_function(
+    state: &Table,
+    chunk: &str,
+    workflow: &str,
+    task: &str,
+) -> Result<mlua::Function, DslError> {
+    let file_error = |message: String| DslError::File {
+        chunk: chunk.to_string(),
+        message,
+    };
+    let workflows = workflow_list(state, chunk)?;
+    let names = |list: &[Table]| {
+        list.iter()
+            .filter_map(|t| t.get::<String>("name").ok().map(|n| dashed(&n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let Some(found) = workflows.iter().find(|w| {
+        w.get::<String>("name")
+            .is_ok_and(|n| dashed(&n) == dashed(workflow))
+    }) else {
+        return Err(file_error(format!(
+            "no workflow '{workflow}' in the file (it defines: {})",
+            names(&workflows)
+        )));
+    };
+    let tasks: Vec<Table> = found.get("tasks").map_err(|e| super::error(chunk, &e))?;
+    let Some(t) = tasks.iter().find(|t| {
+        t.get::<String>("name")
+            .is_ok_and(|n| dashed(&n) == dashed(task))
+    }) else {
+        return Err(file_error(format!(
+            "workflow '{workflow}' has no task '{task}' (it has: {})",
+            names(&tasks)
+        )));
+    };
+    match t.get::<Value>("command") {
+        Ok(Value::Function(f)) => Ok(f),
+        _ => Err(file_error(format!(
+            "task '{workflow}/{task}' has no Lua function command"
+        ))),
+    }
+}

@@ -1,0 +1,579 @@
+-- The sloth-runner workflow DSL: `task(...)` builders, `workflow.define`
+-- and the `TaskDefinitions` table form. Loaded by `sloth_sdk::lua::install`
+-- with `(where, check_duration)`:
+--   where(level) -> short_src, line of the function `level` calls up;
+--   check_duration(text) -> true | nil, why.
+-- Returns the DSL state table that Rust reads once the file has run.
+local where, check_duration = ...
+
+local error, type, pairs, ipairs, tostring, setmetatable, getmetatable, rawset, rawget, select =
+    error, type, pairs, ipairs, tostring, setmetatable, getmetatable, rawset, rawget, select
+local format, gsub, lower, find, sort = string.format, string.gsub, string.lower, string.find, table.sort
+
+local state = { workflows = {}, warnings = {}, tasks = {} }
+
+-- "file:line" of the code that called the DSL function calling at().
+local function at(level)
+  local src, line = where((level or 2) + 1)
+  return { src = src or "?", line = line or 0 }
+end
+
+local function fail(pos, message)
+  if pos.line == 0 then
+    -- A tail call hid the caller: name the file only.
+    error(format("%s: %s", state.chunk or pos.src, message), 0)
+  end
+  error(format("%s:%d: %s", pos.src, pos.line, message), 0)
+end
+
+local function warn(pos, message)
+  state.warnings[#state.warnings + 1] = format("%s:%d: %s", pos.src, pos.line, message)
+end
+
+local function dashed(name)
+  return (gsub(name, "_", "-"))
+end
+
+local function describe(value)
+  local t = type(value)
+  if t == "string" then
+    return format("the string %q", value)
+  end
+  return "a " .. t
+end
+
+local function want_string(pos, what, value)
+  if type(value) ~= "string" then
+    fail(pos, format("%s: expected a string, got %s", what, describe(value)))
+  end
+  return value
+end
+
+-- A string, number or boolean, as text.
+local function scalar(pos, what, value)
+  local t = type(value)
+  if t == "string" then
+    return value
+  elseif t == "number" or t == "boolean" then
+    return tostring(value)
+  end
+  fail(pos, format("%s: expected a string, number or boolean, got %s", what, describe(value)))
+end
+
+local function string_map(pos, what, value)
+  if type(value) ~= "table" then
+    fail(pos, format("%s: expected a table of key = value, got %s", what, describe(value)))
+  end
+  local out = {}
+  for k, v in pairs(value) do
+    if type(k) ~= "string" then
+      fail(pos, format("%s: keys must be strings, got %s", what, describe(k)))
+    end
+    out[k] = scalar(pos, what .. "." .. k, v)
+  end
+  return out
+end
+
+local function duration(pos, what, value)
+  local text = want_string(pos, what, value)
+  local ok, why = check_duration(text)
+  if not ok then
+    fail(pos, format("%s: invalid duration %q: %s", what, text, why))
+  end
+  return text
+end
+
+local function count(pos, what, value)
+  if type(value) ~= "number" or value < 0 or value % 1 ~= 0 or value > 4294967295 then
+    fail(pos, format("%s: expected a whole number >= 0, got %s", what, describe(value)))
+  end
+  return value
+end
+
+local PLACEMENTS = { leastloaded = "LeastLoaded", roundrobin = "RoundRobin", spread = "Spread" }
+
+local function placement(pos, value)
+  local text = want_string(pos, "placement", value)
+  local policy = PLACEMENTS[lower((gsub(text, "[-_ ]", "")))]
+  if not policy then
+    fail(pos, format("placement: unknown policy %q (use LeastLoaded, RoundRobin or Spread)", text))
+  end
+  return policy
+end
+
+---------------------------------------------------------------- tasks
+
+local task_data = setmetatable({}, { __mode = "k" })
+local TaskMethods = {}
+local task_mt = {
+  __name = "task",
+  __index = function(_, key)
+    local method = TaskMethods[key]
+    if method == nil then
+      fail(at(2), format("unknown task method '%s'", tostring(key)))
+    end
+    return method
+  end,
+  __newindex = function(_, key)
+    fail(at(2), format("cannot set '%s' on a task: call :%s(...)", tostring(key), tostring(key)))
+  end,
+}
+
+local function new_task(pos, name)
+  local data = {
+    name = name, src = pos.src, line = pos.line, depends_on = {}, env = {}, locks = {},
+  }
+  local builder = setmetatable({}, task_mt)
+  task_data[builder] = data
+  state.tasks[#state.tasks + 1] = data
+  return builder, data
+end
+
+local function data_of(self, method)
+  local data = task_data[self]
+  if not data then
+    fail(at(3), format("task:%s must be called with ':' on a task, as in task(\"x\"):%s(...)", method, method))
+  end
+  return data
+end
+
+local function dependency_names(pos, value)
+  if type(value) == "string" then
+    return { value }
+  end
+  if type(value) ~= "table" then
+    fail(pos, format("depends_on: expected a list of task names, got %s", describe(value)))
+  end
+  if task_data[value] then
+    return { task_data[value].name }
+  end
+  local out = {}
+  for i, dep in ipairs(value) do
+    if task_data[dep] then
+      out[#out + 1] = task_data[dep].name
+    else
+      out[#out + 1] = want_string(pos, format("depends_on[%d]", i), dep)
+    end
+  end
+  return out
+end
+
+local BACKOFFS = { exponential = true, fixed = true, linear = true }
+
+-- Setters shared by the builder methods and the table form: (data, pos, value).
+local TaskSetters = {
+  description = function(d, pos, v) d.description = want_string(pos, "description", v) end,
+  command = function(d, pos, v)
+    if type(v) == "string" or type(v) == "function" then
+      d.command = v
+    else
+      fail(pos, format("command: expected a shell command (string) or a function, got %s", describe(v)))
+    end
+  end,
+  depends_on = function(d, pos, v) d.depends_on = dependency_names(pos, v) end,
+  retries = function(d, pos, v, strategy)
+    d.retries = count(pos, "retries", v)
+    if strategy ~= nil then
+      strategy = want_string(pos, "retries strategy", strategy)
+      if not BACKOFFS[strategy] then
+        fail(pos, format("retries: unknown strategy %q (use exponential, fixed or linear)", strategy))
+      end
+      d.backoff = strategy
+    end
+  end,
+  timeout = function(d, pos, v) d.timeout = duration(pos, "timeout", v) end,
+  workdir = function(d, pos, v) d.workdir = want_string(pos, "workdir", v) end,
+  env = function(d, pos, v) d.env = string_map(pos, "env", v) end,
+  delegate_to = function(d, pos, v)
+    if type(v) == "string" then
+      d.agent = v
+    elseif type(v) == "table" then
+      for k in pairs(v) do
+        if k ~= "address" and k ~= "name" then
+          fail(pos, format("delegate_to: unknown field '%s' (use an agent name, {name = ...} or {address = \"host:port\"})", tostring(k)))
+        end
+      end
+      if v.address ~= nil then
+        d.address = want_string(pos, "delegate_to.address", v.address)
+      elseif v.name ~= nil then
+        d.agent = want_string(pos, "delegate_to.name", v.name)
+      else
+        fail(pos, "delegate_to: expected an agent name, {name = ...} or {address = \"host:port\"}")
+      end
+    else
+      fail(pos, format("delegate_to: expected an agent name or {address = \"host:port\"}, got %s", describe(v)))
+    end
+  end,
+  agent_selector = function(d, pos, v) d.selector = string_map(pos, "agent_selector", v) end,
+  placement = function(d, pos, v) d.placement = placement(pos, v) end,
+  when = function(d, pos, v) d.when = want_string(pos, "when", v) end,
+  locks = function(d, pos, v)
+    if type(v) == "string" then
+      d.locks = { v }
+      return
+    end
+    if type(v) ~= "table" then
+      fail(pos, format("locks: expected a list of lock names, got %s", describe(v)))
+    end
+    local out = {}
+    for i, name in ipairs(v) do
+      out[i] = want_string(pos, format("locks[%d]", i), name)
+    end
+    d.locks = out
+  end,
+  on_success = function(d, pos, v)
+    if type(v) ~= "function" then
+      fail(pos, format("on_success: expected a function, got %s", describe(v)))
+    end
+    warn(pos, format("task '%s': on_success is accepted but not run by Sloth (ignored); use a task that depends_on this one", d.name))
+  end,
+  on_failure = function(d, pos, v)
+    if type(v) ~= "function" then
+      fail(pos, format("on_failure: expected a function, got %s", describe(v)))
+    end
+    warn(pos, format("task '%s': on_failure is accepted but not run by Sloth (ignored); use the workflow's finally tasks in YAML", d.name))
+  end,
+}
+
+for name, setter in pairs(TaskSetters) do
+  TaskMethods[name] = function(self, ...)
+    local data = data_of(self, name)
+    if select("#", ...) == 0 then
+      fail(at(2), format("%s: a value is required", name))
+    end
+    setter(data, at(2), ...)
+    return self
+  end
+end
+
+function TaskMethods.build(self)
+  data_of(self, "build").built = true
+  return self
+end
+
+-- A task written as a table: { name = ..., command = ..., ... }.
+local function task_from_table(pos, path, t, defaults)
+  if task_data[t] then
+    return task_data[t]
+  end
+  if type(t) ~= "table" then
+    fail(pos, format("%s: expected a task (task(\"name\")...) or a table, got %s", path, describe(t)))
+  end
+  for k in pairs(t) do
+    if k ~= "name" and TaskSetters[k] == nil then
+      local p = state.locate and state.locate(pos, tostring(k)) or pos
+      fail(p, format("%s: unknown task field '%s'", path, tostring(k)))
+    end
+  end
+  if type(t.name) ~= "string" or t.name == "" then
+    fail(pos, format("%s.name: a task needs a name", path))
+  end
+  local _, data = new_task(pos, t.name)
+  data.in_workflow = true
+  for k, v in pairs(defaults or {}) do
+    if t[k] == nil then
+      TaskSetters[k](data, pos, v)
+    end
+  end
+  for k, v in pairs(t) do
+    if k ~= "name" then
+      local p = state.locate and state.locate(pos, k) or pos
+      TaskSetters[k](data, p, v)
+    end
+  end
+  return data
+end
+
+function task(name)
+  local pos = at(2)
+  if type(name) ~= "string" or name == "" then
+    fail(pos, format("task: expected a task name, got %s", describe(name)))
+  end
+  local builder = new_task(pos, name)
+  return builder
+end
+
+---------------------------------------------------------------- workflows
+
+local workflow_data = setmetatable({}, { __mode = "k" })
+local WorkflowMethods = {}
+local workflow_mt = {
+  __name = "workflow",
+  __index = function(_, key)
+    local method = WorkflowMethods[key]
+    if method == nil then
+      fail(at(2), format("unknown workflow method '%s'", tostring(key)))
+    end
+    return method
+  end,
+  __newindex = function(_, key)
+    fail(at(2), format("cannot set '%s' on a workflow: call :%s(...)", tostring(key), tostring(key)))
+  end,
+}
+
+local function set_tasks(w, pos, list)
+  if type(list) ~= "table" or task_data[list] then
+    fail(pos, format("tasks: expected a list of tasks, got %s", describe(list)))
+  end
+  local out = {}
+  for i, t in ipairs(list) do
+    local data = task_from_table(pos, format("tasks[%d]", i), t)
+    data.in_workflow = true
+    out[#out + 1] = data
+  end
+  w.tasks = out
+end
+
+local WorkflowSetters = {
+  description = function(w, pos, v) w.description = want_string(pos, "description", v) end,
+  version = function(w, pos, v) w.version = scalar(pos, "version", v) end,
+  tasks = set_tasks,
+  params = function(w, pos, v) w.params = string_map(pos, "params", v) end,
+  labels = function(w, pos, v) w.labels = string_map(pos, "labels", v) end,
+  timeout = function(w, pos, v) w.timeout = duration(pos, "timeout", v) end,
+  concurrency = function(w, pos, v) w.concurrency = count(pos, "concurrency", v) end,
+  fail_fast = function(w, pos, v)
+    if type(v) ~= "boolean" then
+      fail(pos, format("fail_fast: expected a boolean, got %s", describe(v)))
+    end
+    w.fail_fast = v
+  end,
+  config = function(w, pos, v)
+    if type(v) ~= "table" then
+      fail(pos, format("config: expected a table, got %s", describe(v)))
+    end
+    for k, value in pairs(v) do
+      if k == "timeout" then
+        w.timeout = duration(pos, "config.timeout", value)
+      elseif k == "max_parallel_tasks" or k == "concurrency" then
+        w.concurrency = count(pos, "config." .. k, value)
+      elseif k == "fail_fast" then
+        w.fail_fast = value == true
+      else
+        fail(pos, format("config: unknown field '%s' (known: timeout, max_parallel_tasks, fail_fast)", tostring(k)))
+      end
+    end
+  end,
+}
+for _, hook in ipairs({ "on_start", "on_complete", "on_success", "on_failure" }) do
+  WorkflowSetters[hook] = function(w, pos, v)
+    if type(v) ~= "function" then
+      fail(pos, format("%s: expected a function, got %s", hook, describe(v)))
+    end
+    warn(pos, format("workflow '%s': %s is accepted but not run by Sloth (ignored)", w.name, hook))
+  end
+end
+
+for name, setter in pairs(WorkflowSetters) do
+  WorkflowMethods[name] = function(self, ...)
+    local w = workflow_data[self]
+    if not w then
+      fail(at(2), format("workflow:%s must be called with ':' on a workflow", name))
+    end
+    if select("#", ...) == 0 then
+      fail(at(2), format("%s: a value is required", name))
+    end
+    setter(w, at(2), ...)
+    return self
+  end
+end
+
+function WorkflowMethods.build(self)
+  return self
+end
+
+local function register(pos, name)
+  for _, w in ipairs(state.workflows) do
+    if w.name == dashed(name) then
+      fail(pos, format("workflow '%s' is defined twice (first at line %d)", name, w.line))
+    end
+  end
+  local w = { name = dashed(name), src = pos.src, line = pos.line, tasks = {} }
+  state.workflows[#state.workflows + 1] = w
+  return w
+end
+
+workflow = setmetatable({}, {
+  __call = function()
+    fail(at(2), "workflow is not a function: use workflow.define(\"name\", { tasks = {...} }) or workflow.define(\"name\"):tasks({...})")
+  end,
+})
+
+function workflow.define(name, options)
+  local pos = at(2)
+  if type(name) ~= "string" or name == "" then
+    fail(pos, format("workflow.define: expected a workflow name, got %s", describe(name)))
+  end
+  local w = register(pos, name)
+  local builder = setmetatable({}, workflow_mt)
+  workflow_data[builder] = w
+  if options ~= nil then
+    if type(options) ~= "table" then
+      fail(pos, format("workflow.define: expected a table of options, got %s", describe(options)))
+    end
+    for k, v in pairs(options) do
+      local setter = WorkflowSetters[k]
+      if setter == nil then
+        fail(pos, format("workflow.define: unknown workflow field '%s'", tostring(k)))
+      end
+      setter(w, pos, v)
+    end
+  end
+  return builder
+end
+
+---------------------------------------------------------------- TaskDefinitions
+
+local GROUP_FIELDS = {
+  description = true, tasks = true, delegate_to = true, agent_selector = true,
+  workdir = true, params = true, env = true, timeout = true,
+  create_workdir_before_run = "ignored", clean_workdir_after_run = "ignored",
+}
+
+-- Records where `TaskDefinitions = {...}` is assigned, for error lines.
+do
+  local mt = getmetatable(_G)
+  if mt == nil then
+    setmetatable(_G, {
+      __newindex = function(t, k, v)
+        if k == "TaskDefinitions" then
+          state.defs_pos = at(2)
+        end
+        rawset(t, k, v)
+      end,
+    })
+  end
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do
+    if type(k) ~= "string" then
+      return nil, k
+    end
+    keys[#keys + 1] = k
+  end
+  sort(keys)
+  return keys
+end
+
+local function read_task_definitions()
+  local defs = rawget(_G, "TaskDefinitions")
+  if defs == nil then
+    return
+  end
+  local pos = state.defs_pos or { src = state.chunk or "?", line = 1 }
+  -- Lua reports the assignment at its last line; start at its first.
+  local start = state.locate({ src = pos.src, line = 1 }, "TaskDefinitions")
+  if start.line <= pos.line then
+    pos = start
+  end
+  if type(defs) ~= "table" then
+    fail(pos, format("TaskDefinitions: expected a table of groups, got %s", describe(defs)))
+  end
+  local groups, bad = sorted_keys(defs)
+  if not groups then
+    fail(pos, format("TaskDefinitions: group names must be strings, got %s", describe(bad)))
+  end
+  for _, group in ipairs(groups) do
+    local g = defs[group]
+    local gpos = state.locate and state.locate(pos, group) or pos
+    local path = "TaskDefinitions." .. group
+    if type(g) ~= "table" then
+      fail(gpos, format("%s: expected a table with description and tasks, got %s", path, describe(g)))
+    end
+    for k, v in pairs(g) do
+      local known = GROUP_FIELDS[k]
+      if not known then
+        local p = state.locate and state.locate(gpos, tostring(k)) or gpos
+        fail(p, format("%s: unknown field '%s'", path, tostring(k)))
+      elseif known == "ignored" then
+        warn(gpos, format("%s.%s is accepted but ignored by Sloth", path, k))
+      end
+    end
+    local w = register(gpos, group)
+    if g.description ~= nil then
+      w.description = want_string(gpos, path .. ".description", g.description)
+    end
+    if g.params ~= nil then
+      w.params = string_map(gpos, path .. ".params", g.params)
+    end
+    local defaults = {}
+    for _, k in ipairs({ "delegate_to", "agent_selector", "workdir", "env", "timeout" }) do
+      defaults[k] = g[k]
+    end
+    if type(g.tasks) ~= "table" then
+      fail(gpos, format("%s.tasks: expected a list of tasks, got %s", path, describe(g.tasks)))
+    end
+    for i, t in ipairs(g.tasks) do
+      local tpos = gpos
+      if type(t) == "table" and type(rawget(t, "name")) == "string" and state.locate then
+        tpos = state.locate(gpos, t.name, true)
+      end
+      w.tasks[#w.tasks + 1] = task_from_table(tpos, format("%s.tasks[%d]", path, i), t, defaults)
+    end
+  end
+end
+
+---------------------------------------------------------------- finishing
+
+-- Called by Rust after the file ran: adds the TaskDefinitions groups and
+-- checks what can only be checked at the end.
+function state.finish()
+  read_task_definitions()
+  for _, d in ipairs(state.tasks) do
+    if not d.in_workflow then
+      warn({ src = d.src, line = d.line }, format("task '%s' is not part of any workflow (ignored)", d.name))
+    end
+  end
+end
+
+-- Forgets what an earlier evaluation in the same state defined.
+function state.reset(chunk, source)
+  state.workflows = {}
+  state.warnings = {}
+  state.tasks = {}
+  state.defs_pos = nil
+  state.chunk = chunk
+  state.source = source
+  rawset(_G, "TaskDefinitions", nil)
+end
+
+-- The line, at or after `pos`, where `word` is written as a key
+-- (`word =` or `["word"] =`) or, with `quoted`, as a string ("word");
+-- `pos` itself when the source does not say.
+function state.locate(pos, word, quoted)
+  local source = state.source
+  if type(source) ~= "string" or pos.src ~= state.chunk then
+    return pos
+  end
+  local line = 1
+  local start = 1
+  while line < pos.line do
+    local nl = find(source, "\n", start, true)
+    if not nl then
+      return pos
+    end
+    start = nl + 1
+    line = line + 1
+  end
+  local escaped = gsub(word, "[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+  while start <= #source do
+    local nl = find(source, "\n", start, true) or (#source + 1)
+    local text = source:sub(start, nl - 1)
+    local found
+    if quoted then
+      found = find(text, "[\"']" .. escaped .. "[\"']")
+    else
+      found = find(text, "%f[%w_]" .. escaped .. "%s*=[^=]") or find(text, "%[%s*[\"']" .. escaped .. "[\"']%s*%]%s*=")
+    end
+    if found then
+      return { src = pos.src, line = line }
+    end
+    start = nl + 1
+    line = line + 1
+  end
+  return pos
+end
+
+return state

@@ -1,0 +1,323 @@
+//! The sloth-runner workflow DSL, evaluated into [`Workflow`] objects.
+//!
+//! A workflow file is Lua 5.4 using `task("name"):command(...)...`,
+//! `workflow.define(...)` or the `TaskDefinitions = {...}` table. slothctl
+//! evaluates it with [`evaluate`] in a sandbox (no `os`, `io`, `debug`,
+//! files or network; a memory limit and an instruction budget), and the
+//! agent re-evaluates it with [`task_function`] to call a task's Lua
+//! function. docs/lua.md describes the forms.
+
+mod convert;
+mod sandbox;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+pub use mlua;
+
+use crate::objects::workflow::Workflow;
+
+/// The agent label `delegate_to("NAME")` selects on; every agent carries it.
+pub const AGENT_LABEL: &str = "sloth.dev/agent";
+/// The annotation holding a workflow's (or the workflow file's) description.
+pub const DESCRIPTION_ANNOTATION: &str = "sloth.dev/description";
+/// The annotation holding `workflow.define(...):version(v)`.
+pub const VERSION_ANNOTATION: &str = "sloth.dev/version";
+/// The annotation holding the `delegate_to({address = ...})` tasks still
+/// to resolve to agents: a JSON object `{"TASK": "host:port"}`. See
+/// [`resolve_addresses`].
+pub const ADDRESS_ANNOTATION: &str = "sloth.dev/delegate-addresses";
+/// Memory a workflow file may use while slothctl evaluates it.
+pub const MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+/// Lua VM instructions a workflow file may run while slothctl evaluates it.
+pub const INSTRUCTION_LIMIT: u64 = 200_000_000;
+/// Wall-clock time a workflow file may run while slothctl evaluates it.
+pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The modules whose functions only exist on the agent.
+pub const AGENT_MODULES: &[&str] = &[
+    "exec", "fs", "log", "json", "yaml", "env", "http", "template", "lock", "time",
+];
+
+/// A problem in a workflow file, with the file and, when known, the line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DslError {
+    /// `pipeline.lua:12: unknown task method 'retrys'`.
+    #[error("{chunk}:{line}: {message}")]
+    At {
+        chunk: String,
+        line: usize,
+        message: String,
+    },
+    /// A problem not tied to a line (the memory limit, a missing entry).
+    #[error("{chunk}: {message}")]
+    File { chunk: String, message: String },
+}
+
+impl DslError {
+    /// The file (chunk name) the error is in.
+    pub fn chunk(&self) -> &str {
+        match self {
+            Self::At { chunk, .. } | Self::File { chunk, .. } => chunk,
+        }
+    }
+
+    /// The Lua line number, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::At { line, .. } => Some(*line),
+            Self::File { .. } => None,
+        }
+    }
+
+    /// The message without the file and line.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::At { message, .. } | Self::File { message, .. } => message,
+        }
+    }
+}
+
+/// A task written `delegate_to({address = "host:port"})`: the caller finds
+/// the agent whose `spec.address` is `address` (see [`resolve_addresses`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressDelegation {
+    pub workflow: String,
+    pub task: String,
+    pub address: String,
+}
+
+/// Everything [`evaluate_file`] found in a workflow file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evaluation {
+    /// The workflows, in the order the file defines them (TaskDefinitions
+    /// groups last, by name). No namespace is set.
+    pub workflows: Vec<Workflow>,
+    /// Tasks delegated by address, also recorded in [`ADDRESS_ANNOTATION`].
+    pub delegations: Vec<AddressDelegation>,
+    /// `file:line: ...` notes on accepted-but-ignored forms (`on_success`,
+    /// `on_failure`, tasks in no workflow).
+    pub warnings: Vec<String>,
+    /// What the file printed with `print` while it was evaluated.
+    pub printed: Vec<String>,
+}
+
+/// Evaluates a workflow file in a fresh sandboxed Lua state; `values` is
+/// the Lua global `values` (slothctl's `--param`s) and overrides the
+/// workflows' `params` defaults.
+pub fn evaluate(
+    source: &str,
+    chunk_name: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<Vec<Workflow>, DslError> {
+    evaluate_file(source, chunk_name, values).map(|e| e.workflows)
+}
+
+/// [`evaluate`], with the delegations by address, warnings and printed lines.
+pub fn evaluate_file(
+    source: &str,
+    chunk_name: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<Evaluation, DslError> {
+    let (lua, printed) = sandbox::new_state(chunk_name).map_err(|e| error(chunk_name, &e))?;
+    install(&lua, values).map_err(|e| error(chunk_name, &e))?;
+    let state = run(&lua, source, chunk_name)?;
+    let mut evaluation = convert::workflows(&state, source, chunk_name, values)?;
+    evaluation.printed = printed.take();
+    Ok(evaluation)
+}
+
+/// The Lua registry key of the DSL state.
+const STATE_KEY: &str = "sloth.dsl";
+
+/// Installs the DSL globals (`task`, `workflow`, `values`) into `lua`; the
+/// agent calls it on a state that has its own modules. Installing again
+/// only replaces `values`.
+pub fn install(lua: &mlua::Lua, values: &BTreeMap<String, String>) -> mlua::Result<()> {
+    lua.globals()
+        .set("values", lua.create_table_from(values.clone())?)?;
+    if lua
+        .named_registry_value::<Option<mlua::Table>>(STATE_KEY)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let where_ = lua.create_function(|lua, level: usize| {
+        Ok(lua
+            .inspect_stack(level, |d| {
+                let source = d.source();
+                let name = source
+                    .source
+                    .map(|s| s.trim_start_matches(['=', '@']).to_string());
+                (name, d.current_line())
+            })
+            .unwrap_or((None, None)))
+    })?;
+    let check_duration = lua.create_function(|_, text: String| {
+        Ok(match text.parse::<crate::duration::Duration>() {
+            Ok(_) => (true, None),
+            Err(e) => (false, Some(e.to_string())),
+        })
+    })?;
+    let state: mlua::Table = lua
+        .load(include_str!("dsl.lua"))
+        .set_name("=sloth-dsl")
+        .call((where_, check_duration))?;
+    lua.set_named_registry_value(STATE_KEY, state)
+}
+
+/// Evaluates the file in `lua` (installing the DSL first when needed) and
+/// returns the function command of `entry`, `"WORKFLOW/TASK"` (names as in
+/// the Workflow object, with dashes).
+pub fn task_function(
+    lua: &mlua::Lua,
+    source: &str,
+    chunk_name: &str,
+    entry: &str,
+) -> Result<mlua::Function, DslError> {
+    let file_error = |message: String| DslError::File {
+        chunk: chunk_name.to_string(),
+        message,
+    };
+    let Some((workflow, task)) = entry.split_once('/') else {
+        return Err(file_error(format!(
+            "the entry {entry:?} is not WORKFLOW/TASK"
+        )));
+    };
+    if lua
+        .named_registry_value::<Option<mlua::Table>>(STATE_KEY)
+        .map_err(|e| error(chunk_name, &e))?
+        .is_none()
+    {
+        install(lua, &BTreeMap::new()).map_err(|e| error(chunk_name, &e))?;
+    }
+    let state = run(lua, source, chunk_name)?;
+    convert::find_function(&state, chunk_name, workflow, task)
+}
+
+/// Runs the file in `lua` and the DSL's end-of-file checks; returns the state.
+fn run(lua: &mlua::Lua, source: &str, chunk_name: &str) -> Result<mlua::Table, DslError> {
+    let fail = |e: mlua::Error| error(chunk_name, &e);
+    let state: mlua::Table = lua.named_registry_value(STATE_KEY).map_err(fail)?;
+    state
+        .get::<mlua::Function>("reset")
+        .and_then(|f| f.call::<()>((chunk_name, source)))
+        .map_err(fail)?;
+    lua.load(source)
+        .set_name(format!("={chunk_name}"))
+        .set_mode(mlua::ChunkMode::Text)
+        .exec()
+        .map_err(fail)?;
+    state
+        .get::<mlua::Function>("finish")
+        .and_then(|f| f.call::<()>(()))
+        .map_err(fail)?;
+    Ok(state)
+}
+
+/// A Lua error as a [`DslError`]: `file:line: message` when Lua said where.
+fn error(chunk: &str, e: &mlua::Error) -> DslError {
+    let text = lua_message(e);
+    let text = text
+        .split("\nstack traceback:")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    match split_position(&text) {
+        Some((line, message)) => DslError::At {
+            chunk: chunk.to_string(),
+            line,
+            message: message.to_string(),
+        },
+        None => DslError::File {
+            chunk: chunk.to_string(),
+            message: text
+                .strip_prefix(&format!("{chunk}: "))
+                .map_or(text.clone(), str::to_string),
+        },
+    }
+}
+
+fn lua_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => lua_message(cause),
+        mlua::Error::WithContext { cause, .. } => lua_message(cause),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(message) => message.clone(),
+        mlua::Error::MemoryError(_) => format!(
+            "the workflow file used more than {} MiB of memory",
+            MEMORY_LIMIT / (1024 * 1024)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// `"SRC:12: msg"` -> `(12, "msg")`: the first `:digits:` in the text.
+fn split_position(text: &str) -> Option<(usize, &str)> {
+    let bytes = text.as_bytes();
+    let first_line = text.find('\n').unwrap_or(text.len());
+    let mut i = 0;
+    while i < first_line {
+        if bytes[i] == b':' {
+            let digits = bytes[i + 1..first_line]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let end = i + 1 + digits;
+            if digits > 0 && bytes.get(end) == Some(&b':') {
+                let line = text[i + 1..end].parse().ok()?;
+                return Some((line, text[end + 1..].trim_start()));
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Replaces the [`ADDRESS_ANNOTATION`] of `workflow` by agent selectors:
+/// `agent_at(address)` names the agent whose `spec.address` is `address`.
+/// The error names the task and the address no agent has.
+pub fn resolve_addresses(
+    workflow: &mut Workflow,
+    agent_at: impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    for delegation in address_delegations(workflow)? {
+        let agent = agent_at(&delegation.address).ok_or_else(|| {
+            format!(
+                "workflow {:?}, task {:?}: delegate_to: no agent has the address {:?}",
+                delegation.workflow, delegation.task, delegation.address
+            )
+        })?;
+        if let Some(task) = workflow
+            .spec
+            .tasks
+            .iter_mut()
+            .find(|t| t.name == delegation.task)
+        {
+            task.agent_selector
+                .get_or_insert_with(Default::default)
+                .match_labels
+                .insert(AGENT_LABEL.to_string(), agent);
+        }
+    }
+    workflow.metadata.annotations.remove(ADDRESS_ANNOTATION);
+    Ok(())
+}
+
+/// The delegations by address recorded in `workflow`'s [`ADDRESS_ANNOTATION`].
+pub fn address_delegations(workflow: &Workflow) -> Result<Vec<AddressDelegation>, String> {
+    let Some(text) = workflow.metadata.annotations.get(ADDRESS_ANNOTATION) else {
+        return Ok(Vec::new());
+    };
+    let map: BTreeMap<String, String> =
+        serde_json::from_str(text).map_err(|e| format!("annotation {ADDRESS_ANNOTATION}: {e}"))?;
+    Ok(map
+        .into_iter()
+        .map(|(task, address)| AddressDelegation {
+            workflow: workflow.metadata.name.clone(),
+            task,
+            address,
+        })
+        .collect())
+}
