@@ -87,8 +87,9 @@ echo
 echo "\$ slothctl logs uptime-on-build"
 slothctl logs uptime-on-build
 echo
-echo "\$ slothctl wait workflow hello-pipeline --timeout 120s"
+echo "\$ slothctl wait workflow hello-pipeline --timeout 120s && slothctl wait workflow ci-pipeline --timeout 120s"
 slothctl wait workflow hello-pipeline --timeout 120s
+slothctl wait workflow ci-pipeline --timeout 120s     # manifests/examples/ci-pipeline.lua
 echo
 echo "\$ slothctl get workflows"
 slothctl get workflows
@@ -101,6 +102,9 @@ slothctl describe workflow hello-pipeline
 echo
 echo "\$ slothctl logs hello-pipeline-package-1"
 slothctl logs hello-pipeline-package-1
+echo
+echo "\$ slothctl logs ci-pipeline-build-1     # a Lua task: log.info and print go to its log"
+slothctl logs ci-pipeline-build-1
 echo
 
 cat <<MSG

@@ -80,7 +80,7 @@ pub fn substitute_task(
     if let Some(shell) = task.run.shell.as_mut() {
         *shell = substitute(shell, values)?;
     }
-    if let Some(lua) = task.run.lua.as_mut() {
+    if let Some(lua) = task.run.lua.as_mut().filter(|l| !l.is_workflow_file()) {
         lua.script = substitute(&lua.script, values)?;
     }
     for value in task.env.values_mut() {

@@ -31,6 +31,14 @@ pub struct LuaPayload {
     pub input: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+impl LuaPayload {
+    /// A task of a Lua workflow file: `entry` is `WORKFLOW/TASK` and the
+    /// script is the whole file, evaluated again on the agent.
+    pub fn is_workflow_file(&self) -> bool {
+        self.entry.as_deref().is_some_and(|e| e.contains('/'))
+    }
+}
+
 /// Selects agents by their labels, as a Kubernetes label selector.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -227,16 +227,32 @@ pub fn param_refs(text: &str) -> Vec<&str> {
 
 impl WorkflowTask {
     /// The texts in which `$(params.*)` and `$(tasks.*.results.*)` are
-    /// substituted: the payload, env values, workdir and `when`.
+    /// substituted, with their field paths: the payload, env values,
+    /// workdir and `when`. The script of a Lua workflow file is not among
+    /// them: the agent evaluates the file as written.
+    pub fn substituted_fields(&self) -> Vec<(String, &str)> {
+        let mut texts = Vec::new();
+        if let Some(shell) = &self.run.shell {
+            texts.push(("run.shell".to_string(), shell.as_str()));
+        }
+        if let Some(lua) = self.run.lua.as_ref().filter(|l| !l.is_workflow_file()) {
+            texts.push(("run.lua.script".to_string(), lua.script.as_str()));
+        }
+        for (key, value) in &self.env {
+            texts.push((format!("env.{key}"), value.as_str()));
+        }
+        if let Some(workdir) = &self.workdir {
+            texts.push(("workdir".to_string(), workdir.as_str()));
+        }
+        if let Some(when) = &self.when {
+            texts.push(("when".to_string(), when.as_str()));
+        }
+        texts
+    }
+
+    /// The texts of [`substituted_fields`](Self::substituted_fields).
     pub fn substituted_texts(&self) -> impl Iterator<Item = &str> {
-        self.run
-            .shell
-            .as_deref()
-            .into_iter()
-            .chain(self.run.lua.as_ref().map(|l| l.script.as_str()))
-            .chain(self.env.values().map(String::as_str))
-            .chain(self.workdir.as_deref())
-            .chain(self.when.as_deref())
+        self.substituted_fields().into_iter().map(|(_, text)| text)
     }
 
     /// The tasks this one waits for: `dependsOn` plus every task whose
@@ -288,6 +304,24 @@ mod tests {
                 .expect_err("an error")
                 .contains("prod")
         );
+    }
+
+    #[test]
+    fn a_lua_workflow_file_script_is_not_substituted_or_scanned() {
+        let task = WorkflowTask {
+            name: "build".into(),
+            run: Payload {
+                shell: None,
+                lua: Some(super::super::common::LuaPayload {
+                    script: "task('deploy'):command('echo $(tasks.build.results.v)')".into(),
+                    entry: Some("ci/build".into()),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        };
+        assert!(task.substituted_fields().is_empty());
+        assert!(task.upstream().is_empty(), "no dependency on itself");
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub(super) fn validate_graph(
                     (_, Some((_, target))) => edges[i].push(*target),
                 }
             }
-            for (field, text) in referencing_texts(task) {
+            for (field, text) in task.substituted_fields() {
                 for reference in result_refs(text) {
                     let at = format!("{}[{i}].{field}", section.path());
                     let dep = reference.task.as_str();
@@ -134,28 +134,6 @@ pub(super) fn validate_graph(
             );
         }
     }
-}
-
-/// The texts of a task where `$(tasks.T.results.K)` is substituted, with
-/// their field paths.
-fn referencing_texts(task: &WorkflowTask) -> Vec<(String, &str)> {
-    let mut texts = Vec::new();
-    if let Some(shell) = &task.run.shell {
-        texts.push(("run.shell".to_string(), shell.as_str()));
-    }
-    if let Some(lua) = &task.run.lua {
-        texts.push(("run.lua.script".to_string(), lua.script.as_str()));
-    }
-    for (key, value) in &task.env {
-        texts.push((format!("env.{key}"), value.as_str()));
-    }
-    if let Some(workdir) = &task.workdir {
-        texts.push(("workdir".to_string(), workdir.as_str()));
-    }
-    if let Some(when) = &task.when {
-        texts.push(("when".to_string(), when.as_str()));
-    }
-    texts
 }
 
 /// The cycles a depth-first search closes (at least one in every cyclic part

@@ -1,0 +1,179 @@
+//! Lua workflow files end to end: the examples in manifests/examples/
+//! (sloth-runner DSL, fluent and table forms) applied with slothctl, run by
+//! the controllers on the quick start's two agents (`build-1` role=build,
+//! `test-1` role=test): order, placement and results as the files say.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sloth_sdk::objects::workflow::WorkflowPhase;
+use sloth_sdk::objects::{TaskRun, TaskRunSpec, TaskRunStatus, WorkflowSpec};
+use sloth_sdk::{Api, Client, ListParams};
+use sloth_tests::{Agent, ApiServer, run_to_end, runtime, slothctl, wait_until};
+use tokio::runtime::Runtime;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .join("manifests/examples")
+        .join(name)
+}
+
+struct Cluster {
+    server: ApiServer,
+    _agents: Vec<Agent>,
+    rt: Runtime,
+    client: Client,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let server = ApiServer::start_with(&["--controllers"]);
+        let agents = vec![
+            Agent::start(
+                &server,
+                "build-1",
+                &["--labels", "role=build", "--capacity", "4"],
+            ),
+            Agent::start(
+                &server,
+                "test-1",
+                &["--labels", "role=test", "--capacity", "4"],
+            ),
+        ];
+        let rt = runtime();
+        let client = {
+            let _enter = rt.enter();
+            server.client()
+        };
+        Self {
+            server,
+            _agents: agents,
+            rt,
+            client,
+        }
+    }
+
+    fn apply(&self, file: &str) {
+        let mut cmd = slothctl(&self.server);
+        cmd.arg("apply").arg("-f").arg(example(file));
+        run_to_end(cmd, None, DEADLINE).ok();
+    }
+
+    /// Waits for the workflow to finish; asserts it succeeded; returns its
+    /// TaskRuns by task name.
+    fn succeeded(&self, workflow: &str) -> BTreeMap<String, TaskRun> {
+        let api: Api<WorkflowSpec> = Api::namespaced(self.client.clone(), "default");
+        let wf = wait_until(DEADLINE, || {
+            self.rt.block_on(api.get(workflow)).ok().filter(|w| {
+                w.status
+                    .as_ref()
+                    .is_some_and(|s| s.completion_time.is_some())
+            })
+        })
+        .unwrap_or_else(|| panic!("{workflow} never finished\n{}", self.server.log()));
+        let taskruns: Api<TaskRunSpec> = Api::namespaced(self.client.clone(), "default");
+        let runs: BTreeMap<String, TaskRun> = self
+            .rt
+            .block_on(taskruns.list(&ListParams {
+                label_selector: format!("sloth.dev/workflow={workflow}"),
+                ..ListParams::default()
+            }))
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|t| (t.metadata.labels["sloth.dev/task"].clone(), t))
+            .collect();
+        assert_eq!(
+            wf.status_or_default().phase,
+            WorkflowPhase::Succeeded,
+            "{workflow}: {:#?}\n{:#?}",
+            wf.status,
+            runs.values().map(|t| &t.status).collect::<Vec<_>>()
+        );
+        runs
+    }
+}
+
+fn status(tr: &TaskRun) -> TaskRunStatus {
+    tr.status.clone().unwrap_or_default()
+}
+
+fn agent(tr: &TaskRun) -> String {
+    status(tr).agent.unwrap_or_default()
+}
+
+#[test]
+fn the_fluent_ci_pipeline_runs_in_order_on_the_right_agents_with_results() {
+    let c = Cluster::start();
+    c.apply("ci-pipeline.lua");
+    let runs = c.succeeded("ci-pipeline");
+    let (build, test, deploy) = (&runs["build"], &runs["test"], &runs["deploy"]);
+    assert_eq!(
+        (agent(build), agent(test), agent(deploy)),
+        ("build-1".into(), "test-1".into(), "build-1".into())
+    );
+    let version = status(build).results["version"].clone();
+    assert!(version.starts_with("1.4."), "{version:?}");
+    assert_eq!(status(build).message, "built");
+    assert_eq!(
+        status(test).results["tested"],
+        version,
+        "input reached the test"
+    );
+    assert!(status(build).completion_time <= status(test).start_time);
+    assert!(status(test).completion_time <= status(deploy).start_time);
+    let tail = status(deploy).log_tail.unwrap_or_default();
+    assert!(
+        tail.contains(&format!("deploying {version} to staging")),
+        "{tail:?}"
+    );
+    assert!(
+        status(build)
+            .log_tail
+            .unwrap_or_default()
+            .contains("building version"),
+        "log.info reaches the TaskRun log"
+    );
+    // The retries and timeout of the file made it into the objects.
+    assert_eq!(
+        test.spec.timeout.map(|t| t.to_string()).as_deref(),
+        Some("1m")
+    );
+}
+
+#[test]
+fn fan_out_results_and_task_definitions_files_run() {
+    let c = Cluster::start();
+    for file in ["fan-out.lua", "results.lua", "taskdefs.lua"] {
+        c.apply(file);
+    }
+    let fan = c.succeeded("fan-out");
+    assert_eq!(agent(&fan["probe-build-1"]), "build-1");
+    assert_eq!(agent(&fan["probe-test-1"]), "test-1");
+    assert_eq!(status(&fan["gather"]).results["agents"], "build-1,test-1");
+
+    let relay = c.succeeded("results-relay");
+    let count: u32 = status(&relay["measure"]).results["count"]
+        .parse()
+        .expect("a count");
+    assert_eq!(
+        status(&relay["double"]).results["doubled"],
+        (count * 2).to_string()
+    );
+    let tail = status(&relay["report"]).log_tail.unwrap_or_default();
+    assert!(
+        tail.contains(&format!("measured {count} files, doubled {}", count * 2)),
+        "{tail:?}"
+    );
+
+    let build = c.succeeded("maintenance-build");
+    assert_eq!(agent(&build["disk-usage"]), "build-1");
+    let test = c.succeeded("maintenance-test");
+    assert_eq!(agent(&test["uptime"]), "test-1");
+    assert!(status(&test["uptime"]).results["uptime"].contains("load"));
+}
