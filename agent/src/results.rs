@@ -30,6 +30,40 @@ fn key_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
 }
 
+/// A result key: `[A-Za-z0-9_.-]{1,63}`. Shell and Lua results share it.
+pub fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("empty key".into());
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(format!(
+            "key is {} characters long (at most {MAX_KEY_LEN})",
+            key.len()
+        ));
+    }
+    if let Some(bad) = key.chars().find(|c| !key_char(*c)) {
+        return Err(format!(
+            "invalid key {key:?}: character {bad:?} is not allowed (use A-Z a-z 0-9 _ . -)"
+        ));
+    }
+    Ok(())
+}
+
+/// At most [`MAX_RESULTS`] results and [`MAX_RESULTS_BYTES`] of keys and
+/// values, as the apiserver accepts them.
+pub fn check_caps(results: &BTreeMap<String, String>) -> Result<(), String> {
+    if results.len() > MAX_RESULTS {
+        return Err(format!("too many results (at most {MAX_RESULTS})"));
+    }
+    let bytes: usize = results.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_RESULTS_BYTES {
+        return Err(format!(
+            "results too large: {bytes} bytes of keys and values (at most {MAX_RESULTS_BYTES})"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a results file: one `key=value` per line, blank lines ignored;
 /// the key matches `[A-Za-z0-9_.-]{1,63}`, the value is the rest of the
 /// line after the first `=` (a trailing `\r` trimmed). At most
@@ -48,32 +82,9 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, InvalidResults> {
                 "line {n}: missing '=' (expected key=value)"
             )));
         };
-        if key.is_empty() {
-            return Err(InvalidResults(format!("line {n}: empty key")));
-        }
-        if key.len() > MAX_KEY_LEN {
-            return Err(InvalidResults(format!(
-                "line {n}: key is {} characters long (at most {MAX_KEY_LEN})",
-                key.len()
-            )));
-        }
-        if let Some(bad) = key.chars().find(|c| !key_char(*c)) {
-            return Err(InvalidResults(format!(
-                "line {n}: invalid key {key:?}: character {bad:?} is not allowed (use A-Z a-z 0-9 _ . -)"
-            )));
-        }
+        check_key(key).map_err(|why| InvalidResults(format!("line {n}: {why}")))?;
         results.insert(key.to_string(), value.to_string());
-        if results.len() > MAX_RESULTS {
-            return Err(InvalidResults(format!(
-                "line {n}: too many results (at most {MAX_RESULTS})"
-            )));
-        }
-        let bytes: usize = results.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if bytes > MAX_RESULTS_BYTES {
-            return Err(InvalidResults(format!(
-                "line {n}: results too large: {bytes} bytes of keys and values (at most {MAX_RESULTS_BYTES})"
-            )));
-        }
+        check_caps(&results).map_err(|why| InvalidResults(format!("line {n}: {why}")))?;
     }
     Ok(results)
 }

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use mlua::{Function, HookTriggers, Lua, LuaSerdeExt, MultiValue, Table, Value, VmState};
-use sloth_sdk::validation::limits::{MAX_RESULTS, MAX_RESULTS_BYTES};
 use tokio::sync::watch;
 
 use super::{
@@ -14,7 +13,6 @@ use super::{
     type_name,
 };
 use crate::concurrency::StopReason;
-use crate::results::MAX_KEY_LEN;
 
 /// Longest message kept in the TaskRun's status (the log has all of it).
 const MAX_MESSAGE_BYTES: usize = 32 * 1024;
@@ -320,10 +318,6 @@ fn returned(lua: &Lua, values: MultiValue) -> LuaOutcome {
     }
 }
 
-fn key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
-}
-
 /// The results table as `status.results`: string keys with string, number
 /// or boolean values, under the same rules and caps as shell results.
 pub fn results_of(lua: &Lua, value: &Value) -> Result<BTreeMap<String, String>, String> {
@@ -373,30 +367,9 @@ pub fn results_of(lua: &Lua, value: &Value) -> Result<BTreeMap<String, String>, 
                 ));
             }
         };
-        if key.is_empty() {
-            return Err("a result key is empty".into());
-        }
-        if key.len() > MAX_KEY_LEN {
-            return Err(format!(
-                "result key {key:?} is {} characters long (at most {MAX_KEY_LEN})",
-                key.len()
-            ));
-        }
-        if let Some(bad) = key.chars().find(|c| !key_char(*c)) {
-            return Err(format!(
-                "invalid result key {key:?}: character {bad:?} is not allowed (use A-Z a-z 0-9 _ . -)"
-            ));
-        }
+        crate::results::check_key(&key).map_err(|why| format!("bad result: {why}"))?;
         results.insert(key, text);
-        if results.len() > MAX_RESULTS {
-            return Err(format!("too many results (at most {MAX_RESULTS})"));
-        }
-    }
-    let bytes: usize = results.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if bytes > MAX_RESULTS_BYTES {
-        return Err(format!(
-            "results too large: {bytes} bytes of keys and values (at most {MAX_RESULTS_BYTES})"
-        ));
+        crate::results::check_caps(&results)?;
     }
     Ok(results)
 }
@@ -584,7 +557,7 @@ mod tests {
             ),
             (
                 "return true, 'x', {['bad key'] = 1}",
-                "invalid result key \"bad key\"",
+                "bad result: invalid key \"bad key\"",
             ),
             (
                 "return true, 'x', {f = print}",
