@@ -16,7 +16,7 @@ echo "== cargo test" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --quiet -- --test-threads "${SLOTH_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --quiet --no-fail-fast -- --test-threads "${SLOTH_TEST_THREADS:-4}" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run: cargo prints a result per test binary,
 # the last of which is often an empty doc-test run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

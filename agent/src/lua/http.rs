@@ -91,8 +91,11 @@ fn call(
         ));
     }
     ctx.ctl.checked()?;
+    // The task's deadline is enforced by `wait` below; the request outlives
+    // it by a margin so that the deadline, not the request, ends it (and
+    // the task fails TimedOut, not with an HTTP error).
     if let Some(left) = ctx.ctl.remaining() {
-        timeout = timeout.min(left.max(Duration::from_millis(1)));
+        timeout = timeout.min(left + Duration::from_secs(1));
     }
     let request = Request {
         method: if body.is_some() { "POST" } else { "GET" },
@@ -107,7 +110,13 @@ fn call(
     std::thread::spawn(move || {
         let _ = tx.send(send(&request));
     });
-    let answer = ctx.ctl.wait(&rx)?.map_err(|e| fail(func, e))?;
+    let answer = match ctx.ctl.wait(&rx)? {
+        Ok(answer) => answer,
+        Err(e) => {
+            ctx.ctl.checked()?;
+            return Err(fail(func, e));
+        }
+    };
     let result = lua.create_table()?;
     result.set("status", answer.status)?;
     result.set("body", lua.create_string(&answer.body)?)?;
