@@ -11,6 +11,7 @@ use sloth_proto::v1::resources_server::Resources as ResourcesRpc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::cache::WatchCache;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::resources::{Resources, Selectors, Stored};
@@ -23,6 +24,8 @@ pub struct GrpcService {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     bookmark_interval: Duration,
+    /// Serves watches when set; otherwise each watch is its own store watch.
+    watch_cache: Option<Arc<WatchCache>>,
 }
 
 impl GrpcService {
@@ -37,7 +40,14 @@ impl GrpcService {
             metrics,
             shutdown,
             bookmark_interval,
+            watch_cache: None,
         }
+    }
+
+    /// Serves every watch from `cache` (one store watch per kind).
+    pub fn with_watch_cache(mut self, cache: Arc<WatchCache>) -> Self {
+        self.watch_cache = Some(cache);
+        self
     }
 
     fn record<T>(
@@ -256,7 +266,18 @@ impl ResourcesRpc for GrpcService {
                 allow_bookmarks: r.allow_bookmarks,
                 bookmark_interval: self.bookmark_interval,
             };
-            watch::watch(&self.resources, request, self.shutdown.clone()).await
+            match &self.watch_cache {
+                Some(cache) => cache.watch(request).await,
+                None => {
+                    watch::watch(
+                        &self.resources,
+                        request,
+                        &self.metrics,
+                        self.shutdown.clone(),
+                    )
+                    .await
+                }
+            }
         }
         .await;
         self.record("watch", &r.kind, start, &result);

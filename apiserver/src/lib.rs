@@ -2,6 +2,7 @@
 //! HTTP endpoints.
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod compaction;
 pub mod error;
 pub mod grpc;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use sloth_apiserver::cache::{CacheOptions, WatchCache};
 use sloth_apiserver::grpc::GrpcService;
 use sloth_apiserver::metrics::Metrics;
 use sloth_apiserver::resources::Resources;
@@ -61,6 +62,14 @@ struct Args {
     /// How often to compact history.
     #[arg(long, default_value = "1m", value_parser = sloth_sdk::duration::parse_flag)]
     compaction_interval: Duration,
+    /// Recent events the watch cache keeps per kind (watches resume from
+    /// within them); 0 turns the cache off: one store watch per client watch.
+    #[arg(long, default_value_t = 10_000)]
+    watch_cache_events: usize,
+    /// Updates buffered per client watch; a watch further behind ends with
+    /// Expired (the client relists) instead of growing memory.
+    #[arg(long, default_value_t = 1_000)]
+    watch_cache_buffer: usize,
     /// How often idle watches get a BOOKMARK.
     #[arg(long, default_value = "5s", value_parser = sloth_sdk::duration::parse_flag)]
     bookmark_interval: Duration,
@@ -135,12 +144,26 @@ async fn main() -> anyhow::Result<()> {
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
-    let service = GrpcService::new(
+    let mut service = GrpcService::new(
         Resources::new(store.clone()),
         metrics.clone(),
         shutdown.clone(),
         args.bookmark_interval,
     );
+    if args.watch_cache_events > 0 {
+        // One store watch per kind, started on the kind's first watch.
+        service = service.with_watch_cache(WatchCache::new(
+            store.clone(),
+            metrics.clone(),
+            CacheOptions {
+                window: args.watch_cache_events,
+                watcher_buffer: args.watch_cache_buffer,
+            },
+            shutdown.clone(),
+        ));
+    } else {
+        tracing::info!("watch cache off: every watch is a store watch");
+    }
     let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(

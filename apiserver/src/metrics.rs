@@ -46,6 +46,17 @@ struct Requests {
 pub struct Metrics {
     requests: Mutex<Requests>,
     watches: AtomicI64,
+    store_watches: AtomicI64,
+}
+
+/// Decrements the open-store-watch gauge when the store watch ends.
+#[derive(Debug)]
+pub struct StoreWatchGuard(Arc<Metrics>);
+
+impl Drop for StoreWatchGuard {
+    fn drop(&mut self) {
+        self.0.store_watches.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Decrements the open-watch gauge when the watch ends.
@@ -82,6 +93,17 @@ impl Metrics {
 
     pub fn watch_count(&self) -> i64 {
         self.watches.load(Ordering::Relaxed)
+    }
+
+    /// Counts one open store watch (the watch cache's, or a client's own
+    /// when the cache is off) until the guard is dropped.
+    pub fn store_watch_started(self: &Arc<Self>) -> StoreWatchGuard {
+        self.store_watches.fetch_add(1, Ordering::Relaxed);
+        StoreWatchGuard(Arc::clone(self))
+    }
+
+    pub fn store_watch_count(&self) -> i64 {
+        self.store_watches.load(Ordering::Relaxed)
     }
 
     /// Prometheus text exposition format.
@@ -129,6 +151,12 @@ impl Metrics {
         out.push_str("# HELP sloth_apiserver_watches Open watch streams.\n");
         out.push_str("# TYPE sloth_apiserver_watches gauge\n");
         let _ = writeln!(out, "sloth_apiserver_watches {}", self.watch_count());
+        out.push_str("# HELP sloth_client_watches Open client watch streams.\n");
+        out.push_str("# TYPE sloth_client_watches gauge\n");
+        let _ = writeln!(out, "sloth_client_watches {}", self.watch_count());
+        out.push_str("# HELP sloth_store_watches Open store (etcd or embedded) watches.\n");
+        out.push_str("# TYPE sloth_store_watches gauge\n");
+        let _ = writeln!(out, "sloth_store_watches {}", self.store_watch_count());
         if let Some(revision) = store_revision {
             out.push_str("# HELP sloth_apiserver_store_revision The store's current revision.\n");
             out.push_str("# TYPE sloth_apiserver_store_revision gauge\n");
@@ -158,7 +186,12 @@ mod tests {
             Duration::from_millis(1),
         );
         let guard = m.watch_started();
+        let store_guard = m.store_watch_started();
         let text = m.render(Some(42));
+        assert!(text.contains("sloth_client_watches 1"));
+        assert!(text.contains("sloth_store_watches 1"));
+        drop(store_guard);
+        assert!(m.render(None).contains("sloth_store_watches 0"));
         assert!(text.contains(
             "sloth_apiserver_requests_total{verb=\"create\",kind=\"TaskRun\",code=\"Ok\"} 1"
         ));

@@ -1,6 +1,11 @@
 //! Watches: a store watch turned into object events filtered by selectors.
 //! An object that starts matching a selector is ADDED for that watcher, one
 //! that stops matching is DELETED, as in Kubernetes.
+//!
+//! This is the direct path, one store watch per client watch, used when the
+//! watch cache (`crate::cache`) is disabled; both share [`transition`].
+
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -12,12 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
 use crate::keys::kind_prefix;
+use crate::metrics::Metrics;
 use crate::objects;
 use crate::resources::{Resources, Selectors, resolve_kind};
 use crate::store::{Event, WatchItem};
 
 /// Events buffered per watcher before the watcher is made to wait.
-const WATCH_BUFFER: usize = 256;
+pub(crate) const WATCH_BUFFER: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -55,6 +61,7 @@ pub struct WatchRequest {
 pub async fn watch(
     resources: &Resources,
     request: WatchRequest,
+    metrics: &Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<BoxStream<'static, Result<ObjectEvent, ApiError>>, ApiError> {
     let kind = resolve_kind(&request.kind)?;
@@ -88,8 +95,10 @@ pub async fn watch(
         .store()
         .watch(&kind_prefix(kind, &namespace), after)
         .await?;
+    let store_watch = metrics.store_watch_started();
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     tokio::spawn(async move {
+        let _store_watch = store_watch;
         for event in initial {
             if tx.send(Ok(event)).await.is_err() {
                 return;
@@ -174,21 +183,15 @@ fn translate(
     let (event_type, object) = match event {
         Event::Put { kv, prev } => {
             let now = objects::from_store(kv)?;
-            let matches_now = selectors.matches(&now);
-            let matched_before = match prev {
-                Some(p) => Some(selectors.matches(&objects::from_store(p)?)),
-                None => None,
-            };
-            match (matched_before, matches_now) {
-                (None | Some(false), true) => (EventType::Added, now),
-                (Some(true), true) => (EventType::Modified, now),
-                (Some(true), false) => (EventType::Deleted, now),
-                (_, false) => return Ok(None),
+            let before = prev.as_ref().map(objects::from_store).transpose()?;
+            match transition(selectors, before.as_ref(), Some(&now)) {
+                Some(event_type) => (event_type, now),
+                None => return Ok(None),
             }
         }
         Event::Delete { prev, revision } => {
             let mut before = objects::from_store(prev)?;
-            if !selectors.matches(&before) {
+            if transition(selectors, Some(&before), None).is_none() {
                 return Ok(None);
             }
             objects::set_resource_version(&mut before, *revision);
@@ -201,4 +204,25 @@ fn translate(
         kind,
         revision,
     }))
+}
+
+/// What a watcher with `selectors` sees of one change from `before` (None:
+/// the object is created) to `now` (None: it is deleted), if anything. An
+/// object that starts matching is ADDED, one that stops matching DELETED
+/// (the object sent is then `now`, or `before` for a delete).
+pub(crate) fn transition(
+    selectors: &Selectors,
+    before: Option<&Value>,
+    now: Option<&Value>,
+) -> Option<EventType> {
+    let matched_before = before.map(|b| selectors.matches(b));
+    match now {
+        Some(now) => match (matched_before, selectors.matches(now)) {
+            (None | Some(false), true) => Some(EventType::Added),
+            (Some(true), true) => Some(EventType::Modified),
+            (Some(true), false) => Some(EventType::Deleted),
+            (_, false) => None,
+        },
+        None => (matched_before == Some(true)).then_some(EventType::Deleted),
+    }
 }

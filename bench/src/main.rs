@@ -1,75 +1,63 @@
-//! `sloth-bench`: load scenarios against real Sloth processes. The scenarios
-//! arrive with the benchmark issue; today `create` measures object creation
-//! against a running apiserver.
+//! `sloth-bench`: load scenarios against real Sloth processes. Each scenario
+//! (except `create`, which targets a running apiserver) starts the binaries
+//! it needs itself, on loopback with OS-picked ports and temporary
+//! directories, and stops them at the end. Progress goes to stderr; the
+//! result is one JSON object, the last line on stdout.
 #![forbid(unsafe_code)]
 
-use std::time::Instant;
+mod cluster;
+mod scenarios;
+mod stats;
 
-use anyhow::Context;
-use clap::Parser;
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
-use sloth_sdk::{Api, Client};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use cluster::Bins;
 
 #[derive(Parser, Debug)]
 #[command(name = "sloth-bench", version, about = "Sloth benchmarks")]
 struct Args {
-    #[arg(long, default_value = "http://127.0.0.1:50053")]
-    server: String,
-    /// How many TaskRuns to create.
-    #[arg(long, default_value_t = 1000)]
-    count: usize,
-    /// Concurrent creators.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// Where sloth-apiserver, sloth-agent and sloth-controllers are
+    /// (default: the directory of this executable).
+    #[arg(long, global = true)]
+    bin_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// TaskRuns (shell `true`) created -> Succeeded through the scheduler
+    /// and real agents.
+    E2e(scenarios::e2e::Args),
+    /// The `slothctl run --agent a1 -- true` round trip.
+    RunLatency(scenarios::run_latency::Args),
+    /// A Workflow DAG of `true` tasks in layers.
+    Workflow(scenarios::workflow::Args),
+    /// Many simulated agents (Agent object, Lock renewals, TaskRun watch).
+    Agents(scenarios::agents::Args),
+    /// Raw Store throughput and watch latency, in process.
+    Store(scenarios::store::Args),
+    /// Idle RSS of one sloth-agent after registration.
+    AgentRss(scenarios::agent_rss::Args),
+    /// TaskRun creation against a running apiserver (`--server`).
+    Create(scenarios::create::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = Client::new(&[&args.server]).context("bad --server")?;
-    let api: Api<TaskRunSpec> = Api::namespaced(client, "bench");
-    let start = Instant::now();
-    let per_worker = args.count.div_ceil(args.concurrency.max(1));
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency.max(1) {
-        let api = api.clone();
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_worker);
-            for i in 0..per_worker {
-                let tr = TaskRun::new(
-                    format!("bench-{w}-{i}-{}", std::process::id()),
-                    TaskRunSpec {
-                        run: Payload {
-                            shell: Some("true".into()),
-                            lua: None,
-                        },
-                        ..TaskRunSpec::default()
-                    },
-                );
-                let t = Instant::now();
-                api.create(&tr).await?;
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await??);
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    all.sort_by(f64::total_cmp);
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    eprintln!("created {} TaskRuns in {seconds:.2}s", all.len());
-    println!(
-        "{}",
-        serde_json::json!({
-            "scenario": "create",
-            "creates_per_s": all.len() as f64 / seconds,
-            "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99),
-            "seconds": seconds,
-        })
-    );
+    let bins = Bins::new(args.bin_dir)?;
+    let result = match args.scenario {
+        Scenario::E2e(a) => scenarios::e2e::run(bins, a).await?,
+        Scenario::RunLatency(a) => scenarios::run_latency::run(bins, a).await?,
+        Scenario::Workflow(a) => scenarios::workflow::run(bins, a).await?,
+        Scenario::Agents(a) => scenarios::agents::run(bins, a).await?,
+        Scenario::Store(a) => scenarios::store::run(bins, a).await?,
+        Scenario::AgentRss(a) => scenarios::agent_rss::run(bins, a).await?,
+        Scenario::Create(a) => scenarios::create::run(a).await?,
+    };
+    println!("{result}");
     Ok(())
 }

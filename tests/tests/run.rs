@@ -471,7 +471,10 @@ fn agent_list_and_agent_run_are_aliases() {
         .collect();
     assert_eq!(row[0], "a1");
     assert_eq!(row[2], c.agent.logs_address());
-    assert_eq!(row[3], "gpu=true");
+    assert_eq!(
+        row[3], "gpu=true,sloth.dev/agent=a1",
+        "its own labels plus the name label"
+    );
 
     let run = c.ctl(&["agent", "run", "a1", "echo x"]).ok();
     assert_eq!(run.stdout, "x\n");

@@ -1,0 +1,384 @@
+//! The in-memory state of one kind's watch cache: the current objects, a
+//! bounded window of recent events, and the registered watchers it fans
+//! events out to. Synchronous and never blocking: the feed applies store
+//! events under a lock, and a watcher whose buffer is full is dropped
+//! (it ends with Expired) rather than waited for.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
+
+use serde_json::Value;
+use sloth_sdk::selector::field_text;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::objects;
+use crate::store::{Event, StoreError};
+
+/// One change, decoded once and shared by every watcher.
+#[derive(Debug)]
+pub(crate) struct CachedEvent {
+    pub revision: i64,
+    pub key: String,
+    /// The object after the change; for a delete, the deleted object with
+    /// the delete's revision as its resourceVersion.
+    pub object: Arc<Value>,
+    /// The object before a put (None on create); None for a delete.
+    pub prev: Option<Arc<Value>>,
+    pub deleted: bool,
+}
+
+/// The events of one store watch item, in revision order.
+pub(crate) type Batch = Arc<[CachedEvent]>;
+
+/// What a watcher receives, in order.
+#[derive(Clone, Debug)]
+pub(crate) enum Message {
+    Events(Batch),
+}
+
+/// An object of the cache's current state.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub value: Arc<Value>,
+    pub revision: i64,
+}
+
+/// Why a watcher was ended by the cache; read by the watcher once its
+/// channel closes.
+pub(crate) type EndReason = Arc<OnceLock<String>>;
+
+/// How a new watcher starts.
+#[derive(Debug)]
+pub(crate) enum Start {
+    /// No resourceVersion: these objects (under the prefix, not yet
+    /// filtered by selectors) as ADDED, consistent at `after`.
+    Snapshot(Vec<(String, Entry)>),
+    /// A resourceVersion: these batches hold every event after it that the
+    /// cache has seen (events at or before `after` are skipped).
+    Replay(Vec<Batch>),
+}
+
+/// A registered watcher's end of the fan-out.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    pub id: u64,
+    pub start: Start,
+    /// Events at or before this revision are not for this watcher.
+    pub after: i64,
+    pub receiver: mpsc::Receiver<Message>,
+    pub ended: EndReason,
+}
+
+#[derive(Debug)]
+struct Slot {
+    sender: mpsc::Sender<Message>,
+    ended: EndReason,
+    /// The `INDEXED_FIELD` value every object this watcher sees has.
+    index: Option<String>,
+}
+
+/// The field watchers are indexed by: an agent watching its own TaskRuns
+/// (`spec.agentName=NAME`) is woken only by changes to objects that have,
+/// or had, that value; other watchers get every change.
+pub(crate) const INDEXED_FIELD: &str = "spec.agentName";
+
+/// One kind's cached objects, recent events and watchers.
+#[derive(Debug)]
+pub(crate) struct State {
+    objects: BTreeMap<String, Entry>,
+    /// Every store change up to here has been applied.
+    revision: i64,
+    /// The window holds every event with a revision above this.
+    floor: i64,
+    window: VecDeque<Batch>,
+    window_events: usize,
+    capacity: usize,
+    watcher_buffer: usize,
+    watchers: HashMap<u64, Slot>,
+    /// `INDEXED_FIELD` value -> the watchers that require it.
+    indexed: HashMap<String, HashSet<u64>>,
+    /// Watchers that may see an object whatever its indexed field.
+    unindexed: HashSet<u64>,
+    next_id: u64,
+}
+
+impl State {
+    /// An empty state keeping about `capacity` events, with `watcher_buffer`
+    /// messages buffered per watcher.
+    pub fn new(capacity: usize, watcher_buffer: usize) -> Self {
+        Self {
+            objects: BTreeMap::new(),
+            revision: 0,
+            floor: 0,
+            window: VecDeque::new(),
+            window_events: 0,
+            capacity: capacity.max(1),
+            watcher_buffer: watcher_buffer.max(1),
+            watchers: HashMap::new(),
+            indexed: HashMap::new(),
+            unindexed: HashSet::new(),
+            next_id: 0,
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub fn floor(&self) -> i64 {
+        self.floor
+    }
+
+    pub fn watcher_count(&self) -> usize {
+        self.watchers.len()
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Replaces the state with a fresh list at `revision` and empties the
+    /// window; every watcher is ended with `reason` (they relist).
+    pub fn reset(&mut self, objects: BTreeMap<String, Entry>, revision: i64, reason: &str) {
+        self.objects = objects;
+        self.revision = revision;
+        self.floor = revision;
+        self.window.clear();
+        self.window_events = 0;
+        self.end_all(reason);
+    }
+
+    /// Ends every watcher without an error (the server is stopping).
+    pub fn close_all(&mut self) {
+        self.watchers.clear();
+        self.indexed.clear();
+        self.unindexed.clear();
+    }
+
+    /// Ends every watcher with `reason` (an Expired error for the client).
+    pub fn end_all(&mut self, reason: &str) {
+        for (_, slot) in self.watchers.drain() {
+            let _ = slot.ended.set(reason.to_string());
+        }
+        self.indexed.clear();
+        self.unindexed.clear();
+    }
+
+    /// Applies the store events of one watch item and fans them out.
+    pub fn apply(&mut self, events: &[Event]) {
+        let mut batch = Vec::with_capacity(events.len());
+        for event in events {
+            let revision = event.revision();
+            if revision <= self.revision {
+                // Already applied (a re-established watch repeats nothing,
+                // but a stale item must not move the state back).
+                continue;
+            }
+            match self.decode(event) {
+                Ok(cached) => batch.push(cached),
+                Err(e) => {
+                    tracing::warn!(key = event.key(), revision, error = %e, "watch cache: skipping an undecodable object");
+                }
+            }
+        }
+        let Some(last) = events.iter().map(Event::revision).max() else {
+            return;
+        };
+        self.revision = self.revision.max(last);
+        if batch.is_empty() {
+            return;
+        }
+        let batch: Batch = batch.into();
+        self.window_events += batch.len();
+        self.window.push_back(batch.clone());
+        while self.window_events > self.capacity && self.window.len() > 1 {
+            let Some(evicted) = self.window.pop_front() else {
+                break;
+            };
+            self.window_events -= evicted.len();
+            if let Some(last) = evicted.last() {
+                self.floor = self.floor.max(last.revision);
+            }
+        }
+        let mut targets: HashSet<u64> = self.unindexed.clone();
+        if !self.indexed.is_empty() {
+            for event in batch.iter() {
+                for value in std::iter::once(&event.object).chain(event.prev.as_ref()) {
+                    let text = field_text(value, INDEXED_FIELD);
+                    if let Some(ids) = self.indexed.get(&text) {
+                        targets.extend(ids);
+                    }
+                }
+            }
+        }
+        self.send(targets, &Message::Events(batch));
+    }
+
+    /// Records store progress: watchers read the revision for BOOKMARKs
+    /// (see `bookmark_revision`), so nobody is woken for it.
+    pub fn progress(&mut self, revision: i64) {
+        self.revision = self.revision.max(revision);
+    }
+
+    /// The revision watcher `id` may promise in a BOOKMARK: the cache's,
+    /// provided the watcher has consumed everything sent to it (what was
+    /// sent for changes up to that revision was sent under this lock).
+    /// None while messages wait in its buffer.
+    pub fn bookmark_revision(&self, receiver: &mpsc::Receiver<Message>) -> Option<i64> {
+        receiver.is_empty().then_some(self.revision)
+    }
+
+    /// Decodes one store event and applies it to the objects.
+    fn decode(&mut self, event: &Event) -> Result<CachedEvent, crate::error::ApiError> {
+        match event {
+            Event::Put { kv, prev } => {
+                let value = Arc::new(objects::from_store(kv)?);
+                let before = match self.objects.get(&kv.key) {
+                    Some(entry) => Some(entry.value.clone()),
+                    None => prev
+                        .as_ref()
+                        .map(objects::from_store)
+                        .transpose()?
+                        .map(Arc::new),
+                };
+                self.objects.insert(
+                    kv.key.clone(),
+                    Entry {
+                        value: value.clone(),
+                        revision: kv.mod_revision,
+                    },
+                );
+                Ok(CachedEvent {
+                    revision: kv.mod_revision,
+                    key: kv.key.clone(),
+                    object: value,
+                    prev: before,
+                    deleted: false,
+                })
+            }
+            Event::Delete { prev, revision } => {
+                self.objects.remove(&prev.key);
+                let mut before = objects::from_store(prev)?;
+                objects::set_resource_version(&mut before, *revision);
+                Ok(CachedEvent {
+                    revision: *revision,
+                    key: prev.key.clone(),
+                    object: Arc::new(before),
+                    prev: None,
+                    deleted: true,
+                })
+            }
+        }
+    }
+
+    /// Sends `message` to the watchers `ids` without waiting: a watcher
+    /// whose buffer is full has fallen behind and is ended; one whose
+    /// client went away is forgotten.
+    fn send(&mut self, ids: HashSet<u64>, message: &Message) {
+        let buffer = self.watcher_buffer;
+        for id in ids {
+            let Some(slot) = self.watchers.get(&id) else {
+                continue;
+            };
+            match slot.sender.try_send(message.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    let _ = slot.ended.set(format!(
+                        "the watcher fell behind by more than {buffer} updates; relist and watch again"
+                    ));
+                    self.remove(id);
+                }
+                Err(TrySendError::Closed(_)) => self.remove(id),
+            }
+        }
+    }
+
+    /// Forgets watcher `id` (its client went away).
+    pub fn remove(&mut self, id: u64) {
+        let Some(slot) = self.watchers.remove(&id) else {
+            return;
+        };
+        match slot.index {
+            Some(value) => {
+                if let Some(ids) = self.indexed.get_mut(&value) {
+                    ids.remove(&id);
+                    if ids.is_empty() {
+                        self.indexed.remove(&value);
+                    }
+                }
+            }
+            None => {
+                self.unindexed.remove(&id);
+            }
+        }
+    }
+
+    /// Registers a watcher of the keys under `prefix`: from the current
+    /// objects (`after` None) or after revision `after`; `Expired` when
+    /// that revision is older than the window. `index`: the value of
+    /// `INDEXED_FIELD` the watcher's selector requires, if any.
+    pub fn subscribe(
+        &mut self,
+        prefix: &str,
+        after: Option<i64>,
+        index: Option<&str>,
+    ) -> Result<Subscription, StoreError> {
+        let (start, after) = match after {
+            None => {
+                let snapshot = self
+                    .objects
+                    .range(prefix.to_string()..)
+                    .take_while(|(key, _)| key.starts_with(prefix))
+                    .map(|(key, entry)| (key.clone(), entry.clone()))
+                    .collect();
+                (Start::Snapshot(snapshot), self.revision)
+            }
+            Some(after) if after < self.floor => {
+                return Err(StoreError::Expired {
+                    requested: after,
+                    compacted: self.floor,
+                });
+            }
+            Some(after) => {
+                let replay = self
+                    .window
+                    .iter()
+                    .filter(|batch| batch.last().is_some_and(|e| e.revision > after))
+                    .cloned()
+                    .collect();
+                (Start::Replay(replay), after)
+            }
+        };
+        let (sender, receiver) = mpsc::channel(self.watcher_buffer);
+        let ended = EndReason::default();
+        let id = self.next_id;
+        self.next_id += 1;
+        match index {
+            Some(value) => {
+                self.indexed
+                    .entry(value.to_string())
+                    .or_default()
+                    .insert(id);
+            }
+            None => {
+                self.unindexed.insert(id);
+            }
+        }
+        self.watchers.insert(
+            id,
+            Slot {
+                sender,
+                ended: ended.clone(),
+                index: index.map(str::to_string),
+            },
+        );
+        Ok(Subscription {
+            id,
+            start,
+            after,
+            receiver,
+            ended,
+        })
+    }
+}
