@@ -2,6 +2,7 @@
 //! that capacity counts are never raced by the scheduler itself.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,22 @@ struct Ctx {
     /// uids of finished TaskRuns already announced through `capacity_freed`,
     /// so that the re-run it causes does not announce them again.
     announced: Mutex<HashSet<String>>,
+    /// The TaskRun cache's change counter, and a count of bindings made:
+    /// together they say when `memo` is stale.
+    cache_generation: tokio::sync::watch::Receiver<u64>,
+    bindings: AtomicU64,
+    /// Agent loads as of one cache generation: a burst of reconciles with
+    /// nothing changed in between counts the cache once, not once each.
+    memo: Mutex<Option<Loads>>,
+}
+
+/// Unfinished TaskRuns per agent, and per (workflow, agent).
+#[derive(Debug)]
+struct Loads {
+    generation: u64,
+    bindings: u64,
+    running: HashMap<String, u32>,
+    groups: HashMap<(String, String), u32>,
 }
 
 /// Runs the scheduler until `shutdown`.
@@ -44,6 +61,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
     let (agents, agents_changed) =
         spawn_reflector(&agents_api, "", WatchParams::default(), shutdown.clone());
     let controller = Controller::new(taskruns.clone(), "", WatchParams::default());
+    let cache_generation = controller.store().changes();
     let (capacity_freed, freed) = tokio::sync::watch::channel(0u64);
     let ctx = Arc::new(Ctx {
         taskruns,
@@ -53,6 +71,9 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
         assumed: Mutex::new(HashMap::new()),
         capacity_freed,
         announced: Mutex::new(HashSet::new()),
+        cache_generation,
+        bindings: AtomicU64::new(0),
+        memo: Mutex::new(None),
     });
     controller
         .reconcile_all_on(WatchStream::from_changes(agents_changed))
@@ -131,33 +152,72 @@ fn announce_finished(ctx: &Ctx, tr: &TaskRun) {
 
 /// Unfinished TaskRuns per agent, and per agent those of the same workflow.
 fn load(ctx: &Ctx, tr: &TaskRun) -> (HashMap<String, u32>, HashMap<String, u32>) {
-    let group = tr.metadata.labels.get(WORKFLOW_LABEL);
+    let generation = *ctx.cache_generation.borrow();
+    let bindings = ctx.bindings.load(Ordering::Acquire);
+    let mut memo = ctx.memo.lock().unwrap_or_else(|p| p.into_inner());
+    let fresh = memo
+        .as_ref()
+        .is_some_and(|m| m.generation == generation && m.bindings == bindings);
+    if !fresh {
+        *memo = Some(count_loads(ctx, generation, bindings));
+    }
+    let Some(loads) = memo.as_ref() else {
+        return (HashMap::new(), HashMap::new());
+    };
+    let groups = match tr.metadata.labels.get(WORKFLOW_LABEL) {
+        Some(group) => loads
+            .groups
+            .iter()
+            .filter(|((g, _), _)| g == group)
+            .map(|((_, agent), n)| (agent.clone(), *n))
+            .collect(),
+        None => HashMap::new(),
+    };
+    (loads.running.clone(), groups)
+}
+
+/// Counts every cached TaskRun (and the bindings the cache has not shown
+/// yet) once.
+fn count_loads(ctx: &Ctx, generation: u64, bindings: u64) -> Loads {
     let mut running: HashMap<String, u32> = HashMap::new();
-    let mut groups: HashMap<String, u32> = HashMap::new();
+    let mut groups: HashMap<(String, String), u32> = HashMap::new();
     let mut assumed = ctx.assumed.lock().unwrap_or_else(|p| p.into_inner());
     for other in ctx.cache.state() {
-        let key = ObjectRef::from_obj(&*other);
         let agent = match &other.spec.agent_name {
             Some(agent) => {
                 // The cache has caught up with this binding.
-                assumed.remove(&key);
+                if !assumed.is_empty() {
+                    assumed.remove(&ObjectRef::from_obj(&*other));
+                }
                 agent.clone()
             }
-            None => match assumed.get(&key) {
-                Some(agent) => agent.clone(),
-                None => continue,
-            },
+            None if assumed.is_empty() => continue,
+            None => {
+                let key = ObjectRef::from_obj(&*other);
+                match assumed.get(&key) {
+                    Some(agent) if is_unfinished(&other) => agent.clone(),
+                    Some(_) => {
+                        assumed.remove(&key);
+                        continue;
+                    }
+                    None => continue,
+                }
+            }
         };
         if !is_unfinished(&other) {
-            assumed.remove(&key);
             continue;
         }
         *running.entry(agent.clone()).or_default() += 1;
-        if group.is_some() && other.metadata.labels.get(WORKFLOW_LABEL) == group {
-            *groups.entry(agent).or_default() += 1;
+        if let Some(group) = other.metadata.labels.get(WORKFLOW_LABEL) {
+            *groups.entry((group.clone(), agent)).or_default() += 1;
         }
     }
-    (running, groups)
+    Loads {
+        generation,
+        bindings,
+        running,
+        groups,
+    }
 }
 
 async fn bind(ctx: &Ctx, tr: &TaskRun, agent: &str) -> Result<(), Error> {
@@ -169,6 +229,7 @@ async fn bind(ctx: &Ctx, tr: &TaskRun, agent: &str) -> Result<(), Error> {
     if let Ok(mut assumed) = ctx.assumed.lock() {
         assumed.insert(ObjectRef::from_obj(tr), agent.to_string());
     }
+    ctx.bindings.fetch_add(1, Ordering::Release);
     tracing::info!(taskrun = %ObjectRef::from_obj(tr), agent, "bound");
     let mut status = bound.status_or_default();
     if status.phase == TaskRunPhase::Pending {
