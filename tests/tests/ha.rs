@@ -222,7 +222,7 @@ fn a_workflow_survives_losing_an_apiserver_the_leader_and_an_etcd_member() {
 }
 
 #[test]
-fn behind_haproxy_slothctl_needs_only_the_balancer() {
+fn behind_haproxy_the_same_failures_need_only_the_balancer() {
     let mut fleet = Fleet::start();
     let balancer = HaProxy::start(
         &fleet
@@ -234,12 +234,23 @@ fn behind_haproxy_slothctl_needs_only_the_balancer() {
             })
             .collect::<Vec<_>>(),
     );
+    let mut watch = slothctl_at(balancer.url());
+    watch
+        .args(["get", "taskruns", "-w", "-l", "sloth.dev/workflow=lb"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut watch = watch.spawn().expect("start slothctl get -w");
+    let printed = LineReader::new(watch.stdout.take().expect("stdout"));
     let mut apply = slothctl_at(balancer.url());
     apply.args(["apply", "-f", "-"]);
     run_to_end(apply, Some(&fleet.workflow_yaml("lb")), DEADLINE).ok();
     wait_until(DEADLINE, || fleet.taskrun_exists("lb-s2-1").then_some(()))
         .unwrap_or_else(|| panic!("the workflow did not start\n{}", fleet.logs()));
+    let leader = fleet.leader();
     fleet.servers[0].kill9();
+    let index = if leader == "c1" { 0 } else { 1 };
+    fleet.controllers[index].kill9();
+    fleet.etcd.kill9(0);
 
     let mut wait = slothctl_at(balancer.url());
     wait.args(["wait", "workflow", "lb", "--timeout", "80s"]);
@@ -263,4 +274,13 @@ fn behind_haproxy_slothctl_needs_only_the_balancer() {
     ]);
     let listed = run_to_end(get, None, DEADLINE).ok();
     assert_eq!(listed.lines().len(), TASKS, "{listed:#?}");
+    printed.wait_for(DEADLINE, |line| {
+        line.contains("lb-s8-1") && line.contains("Succeeded")
+    });
+    assert!(
+        watch.try_wait().expect("try_wait").is_none(),
+        "slothctl get -w exited"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
 }
