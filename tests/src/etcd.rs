@@ -60,8 +60,27 @@ impl Etcd {
     }
 
     /// `size` members forming one cluster; returns once every member is
-    /// healthy (a leader is elected).
+    /// healthy (a leader is elected). A port picked as free can be taken by
+    /// someone else before etcd binds it: then the cluster starts over on
+    /// new ports (a few times at most).
     pub fn start_cluster(size: usize) -> Self {
+        const ATTEMPTS: usize = 5;
+        let mut last = String::new();
+        for _ in 0..ATTEMPTS {
+            let mut etcd = Self::prepare(size);
+            for i in 0..size {
+                etcd.spawn(i);
+            }
+            match etcd.wait_healthy() {
+                Ok(()) => return etcd,
+                Err(e) if e.contains("address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("etcd could not get free ports in {ATTEMPTS} attempts:\n{last}")
+    }
+
+    fn prepare(size: usize) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let members: Vec<Member> = (0..size)
             .map(|i| Member {
@@ -73,15 +92,10 @@ impl Etcd {
                 child: None,
             })
             .collect();
-        let mut etcd = Self {
+        Self {
             members,
             _temp: temp,
-        };
-        for i in 0..size {
-            etcd.spawn(i);
         }
-        etcd.wait_healthy();
-        etcd
     }
 
     fn initial_cluster(&self) -> String {
@@ -123,23 +137,29 @@ impl Etcd {
         member.child = Some(child);
     }
 
-    fn wait_healthy(&mut self) {
+    fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + READY_DEADLINE;
         for i in 0..self.members.len() {
             while !healthy(&self.members[i].client_url) {
-                if let Some(child) = self.members[i].child.as_mut()
-                    && let Ok(Some(status)) = child.try_wait()
-                {
-                    panic!("etcd member {i} exited ({status}):\n{}", self.logs());
+                // Any member that exits (e.g. its port was taken) keeps the
+                // cluster from becoming healthy: say so at once.
+                let exited = self.members.iter_mut().enumerate().find_map(|(j, m)| {
+                    let status = m.child.as_mut()?.try_wait().ok()??;
+                    Some((j, status))
+                });
+                if let Some((j, status)) = exited {
+                    return Err(format!(
+                        "etcd member {j} exited ({status}):\n{}",
+                        self.logs()
+                    ));
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "etcd did not become healthy:\n{}",
-                    self.logs()
-                );
+                if Instant::now() >= deadline {
+                    return Err(format!("etcd did not become healthy:\n{}", self.logs()));
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        Ok(())
     }
 
     /// The client URLs, comma-separated, for `--etcd-endpoints`.

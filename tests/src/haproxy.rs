@@ -44,43 +44,60 @@ pub fn config(listen: &str, backends: &[Backend]) -> String {
 }
 
 impl HaProxy {
-    /// Starts HAProxy in front of `backends`; returns once it listens.
+    /// Starts HAProxy in front of `backends`; returns once it listens. A
+    /// port picked as free may be taken before HAProxy binds it: then it
+    /// starts again on another (a few times at most).
     pub fn start(backends: &[Backend]) -> Self {
+        const ATTEMPTS: usize = 5;
         let temp = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let cfg_path = temp.path().join("haproxy.cfg");
-        std::fs::write(&cfg_path, config(&listen, backends)).expect("write haproxy.cfg");
         let log = temp.path().join("haproxy.log");
-        let child = Command::new("haproxy")
-            .arg("-f")
-            .arg(&cfg_path)
-            .arg("-db")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("haproxy log"))
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start haproxy ({e}); scripts/test.sh installs Debian's haproxy")
-            });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "haproxy did not listen on {listen}: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        for _ in 0..ATTEMPTS {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let listen = format!("127.0.0.1:{port}");
+            let cfg_path = temp.path().join("haproxy.cfg");
+            std::fs::write(&cfg_path, config(&listen, backends)).expect("write haproxy.cfg");
+            let mut child = Command::new("haproxy")
+                .arg("-f")
+                .arg(&cfg_path)
+                .arg("-db")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("haproxy log"))
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start haproxy ({e}); scripts/test.sh installs Debian's haproxy")
+                });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // most likely the port was taken: try another
+                }
+                if std::net::TcpStream::connect(&listen).is_ok() {
+                    return Self {
+                        child: Some(child),
+                        url: format!("http://{listen}"),
+                        log,
+                        _temp: temp,
+                    };
+                }
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "haproxy did not listen on {listen}: {}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        Self {
-            child: Some(child),
-            url: format!("http://{listen}"),
-            log,
-            _temp: temp,
-        }
+        panic!(
+            "haproxy could not get a free port in {ATTEMPTS} attempts: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
     }
 
     /// The balancer's address, as clients dial it.
