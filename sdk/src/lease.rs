@@ -20,6 +20,12 @@ pub const DEFAULT_LEASE_SECONDS: u32 = 15;
 /// the conflict is returned.
 const CONFLICT_ATTEMPTS: usize = 4;
 
+/// The identity under which a TaskRun holds Locks: the task locks the
+/// workflow controller takes for it and those its Lua code takes.
+pub fn taskrun_holder(namespace: &str, taskrun: &str) -> String {
+    format!("TaskRun/{namespace}/{taskrun}")
+}
+
 /// The holder of `lock`, if any (an empty identity is none).
 pub fn holder(lock: &Lock) -> Option<&str> {
     lock.spec

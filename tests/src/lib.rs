@@ -271,6 +271,23 @@ pub fn slothctl_at(url: &str) -> Command {
     cmd
 }
 
+/// How long one slothctl command of [`ctl`] may take.
+pub const CTL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs `slothctl ARGS` against `server` to its end (within [`CTL_DEADLINE`]).
+pub fn ctl(server: &ApiServer, args: &[&str]) -> Run {
+    let mut cmd = slothctl(server);
+    cmd.args(args);
+    run_to_end(cmd, None, CTL_DEADLINE)
+}
+
+/// [`ctl`] with `input` on stdin.
+pub fn ctl_stdin(server: &ApiServer, args: &[&str], input: &str) -> Run {
+    let mut cmd = slothctl(server);
+    cmd.args(args);
+    run_to_end(cmd, Some(input), CTL_DEADLINE)
+}
+
 /// Polls `check` until it returns Some or the deadline passes.
 pub fn wait_until<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + deadline;

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use sloth_tests::{ApiServer, LineReader, Run, run_to_end, slothctl, slothctl_at};
+use sloth_tests::{ApiServer, LineReader, Run, ctl, ctl_stdin, run_to_end, slothctl, slothctl_at};
 
 /// How long one slothctl run or one awaited line may take.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -19,18 +19,6 @@ fn fixture(name: &str) -> String {
 /// Runs a prepared slothctl to completion within the deadline.
 fn finish(cmd: Command, input: Option<&str>) -> Run {
     run_to_end(cmd, input, DEADLINE)
-}
-
-fn ctl(server: &ApiServer, args: &[&str]) -> Run {
-    let mut cmd = slothctl(server);
-    cmd.args(args);
-    finish(cmd, None)
-}
-
-fn ctl_stdin(server: &ApiServer, args: &[&str], input: &str) -> Run {
-    let mut cmd = slothctl(server);
-    cmd.args(args);
-    finish(cmd, Some(input))
 }
 
 /// A `get -w` running in the background; killed when dropped.

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use sloth_tests::{ApiServer, Run, run_to_end, slothctl, slothctl_at};
+use sloth_tests::{ApiServer, Run, ctl, run_to_end, slothctl, slothctl_at};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -17,12 +17,6 @@ fn fixture(name: &str) -> String {
 
 fn finish(cmd: Command, input: Option<&str>) -> Run {
     run_to_end(cmd, input, DEADLINE)
-}
-
-fn ctl(server: &ApiServer, args: &[&str]) -> Run {
-    let mut cmd = slothctl(server);
-    cmd.args(args);
-    finish(cmd, None)
 }
 
 fn workflow(server: &ApiServer, name: &str) -> Value {

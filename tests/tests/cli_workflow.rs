@@ -3,33 +3,11 @@
 //! workflow and lock columns, `describe` with its Tasks and Events tables,
 //! and selecting a workflow's TaskRuns by label.
 
-use std::process::Command;
-use std::time::Duration;
-
 use chrono::{SecondsFormat, TimeDelta, Utc};
-use sloth_tests::{ApiServer, Run, run_to_end, slothctl};
-
-/// How long one slothctl run may take.
-const DEADLINE: Duration = Duration::from_secs(30);
+use sloth_tests::{ApiServer, ctl, ctl_stdin};
 
 fn fixture(name: &str) -> String {
     format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn finish(cmd: Command, input: Option<&str>) -> Run {
-    run_to_end(cmd, input, DEADLINE)
-}
-
-fn ctl(server: &ApiServer, args: &[&str]) -> Run {
-    let mut cmd = slothctl(server);
-    cmd.args(args);
-    finish(cmd, None)
-}
-
-fn ctl_stdin(server: &ApiServer, args: &[&str], input: &str) -> Run {
-    let mut cmd = slothctl(server);
-    cmd.args(args);
-    finish(cmd, Some(input))
 }
 
 fn ago(seconds: i64) -> String {

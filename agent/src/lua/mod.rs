@@ -236,7 +236,7 @@ impl RunCtx {
 
     /// The holder identity written into Locks.
     pub fn holder(&self) -> String {
-        format!("TaskRun/{}/{}", self.namespace, self.taskrun)
+        sloth_sdk::lease::taskrun_holder(&self.namespace, &self.taskrun)
     }
 }
 

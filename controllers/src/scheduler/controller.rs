@@ -17,7 +17,7 @@ use super::filter::{Candidate, feasible};
 use super::policy::Placer;
 
 /// The label that groups a workflow's TaskRuns (for Spread).
-pub const WORKFLOW_LABEL: &str = "sloth.dev/workflow";
+pub use crate::workflow::WORKFLOW_LABEL;
 
 /// How often an unschedulable TaskRun is looked at again even when no
 /// agent changes (a safety net; agent changes trigger at once).

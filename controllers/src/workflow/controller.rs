@@ -186,7 +186,7 @@ async fn stop_taskrun(ctx: &Ctx, tr: &TaskRun, stop: &StopRun) -> Result<(), Err
 
 /// The identity that holds a task lock: the TaskRun it guards.
 pub fn lock_holder(tr: &TaskRun) -> String {
-    format!("TaskRun/{}/{}", tr.namespace(), tr.name())
+    lease::taskrun_holder(tr.namespace(), tr.name())
 }
 
 /// Takes every lock `new` needs, or none: a lock held elsewhere releases
