@@ -6,16 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use sloth_sdk::credentials::CredentialFlags;
 use sloth_sdk::validation::limits::MAX_AGENT_CAPACITY;
 use sloth_sdk::validation::names;
 
-/// The namespace of agents' heartbeat Locks.
-pub const HEARTBEAT_NAMESPACE: &str = "sloth-system";
-
-/// The name of an agent's heartbeat Lock.
-pub fn heartbeat_lock_name(agent: &str) -> String {
-    format!("agent-{agent}")
-}
+pub use sloth_sdk::lease::{SYSTEM_NAMESPACE as HEARTBEAT_NAMESPACE, heartbeat_lock_name};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,6 +52,11 @@ pub struct Args {
     /// Lease of the heartbeat Lock, renewed every third of it.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub lease_seconds: u32,
+    /// Credentials towards the apiserver. With --cert-file the agent's logs
+    /// port serves TLS with that certificate too and admits only callers
+    /// with a certificate of role admin (the apiserver) signed by --ca-file.
+    #[command(flatten)]
+    pub credentials: CredentialFlags,
 }
 
 /// Agent labels, as parsed from `--labels`.
@@ -104,6 +104,7 @@ pub struct Config {
     pub report_address: Option<String>,
     pub work_dir: PathBuf,
     pub lease: Duration,
+    pub credentials: CredentialFlags,
 }
 
 impl Config {
@@ -120,6 +121,7 @@ impl Config {
             lease: Duration::from_secs(u64::from(args.lease_seconds)),
             servers: args.server,
             name: args.name,
+            credentials: args.credentials,
         }
     }
 

@@ -16,6 +16,26 @@ use tonic::{Request, Response, Status};
 
 use crate::concurrency::{ActiveRuns, RunKey};
 
+/// Admits a call to the logs port: with TLS, only a caller whose verified
+/// certificate has role admin (the apiserver relaying `slothctl logs`).
+pub fn admit(request: Request<()>, requires_certificate: bool) -> Result<Request<()>, Status> {
+    if !requires_certificate {
+        return Ok(request);
+    }
+    let identity = request
+        .extensions()
+        .get::<sloth_sdk::tls::PeerInfo>()
+        .and_then(|peer| peer.certificate.as_ref());
+    match identity {
+        Some(identity) if identity.role == "admin" => Ok(request),
+        Some(identity) => Err(Status::permission_denied(format!(
+            "{:?} (role {:?}) may not read logs here: only the apiserver (role admin) may",
+            identity.user, identity.role
+        ))),
+        None => Err(Status::unauthenticated("a client certificate is required")),
+    }
+}
+
 /// The file name of a run's combined stdout and stderr.
 pub const OUTPUT_FILE: &str = "output.log";
 

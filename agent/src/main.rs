@@ -20,12 +20,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use futures_util::StreamExt;
 use sloth_proto::v1::agent_logs_server::AgentLogsServer;
+use sloth_sdk::credentials::CredentialFlags;
 use sloth_sdk::objects::AgentPhase;
+use sloth_sdk::tls;
 use sloth_sdk::{Client, Error};
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
 use crate::concurrency::{ActiveRuns, Slots, StopReason};
 use crate::config::{Args, Config};
@@ -81,14 +84,22 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         .with_context(|| format!("cannot create the work dir {}", config.work_dir.display()))?;
     let work_dir = std::fs::canonicalize(&config.work_dir)
         .with_context(|| format!("cannot resolve the work dir {}", config.work_dir.display()))?;
-    let client = Client::new(&config.servers).context("bad --server")?;
+    let options = config
+        .credentials
+        .options(&CredentialFlags::default())
+        .context("bad credential flags")?;
+    let client = Client::with_options(&config.servers, &options).context("bad --server")?;
+    let logs_tls = logs_tls(&config.credentials)?;
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let bound = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let address = config.report_address_for(bound);
+    let address = match &logs_tls {
+        Some(_) => format!("https://{}", config.report_address_for(bound)),
+        None => config.report_address_for(bound),
+    };
 
     let slots = Slots::new(config.capacity);
     let runs = ActiveRuns::default();
@@ -113,14 +124,16 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     }
 
     let server_stop = CancellationToken::new();
+    let requires_certificate = logs_tls.is_some();
+    let connections = tls::accept(listener, logs_tls, server_stop.clone());
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(AgentLogsServer::new(logs::LogService::new(
-                work_dir.clone(),
-                runs.clone(),
-            )))
+            .add_service(AgentLogsServer::with_interceptor(
+                logs::LogService::new(work_dir.clone(), runs.clone()),
+                move |request| logs::admit(request, requires_certificate),
+            ))
             .serve_with_incoming_shutdown(
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                ReceiverStream::new(connections).map(Ok::<_, std::io::Error>),
                 server_stop.clone().cancelled_owned(),
             ),
     );
@@ -240,4 +253,23 @@ async fn register(
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The TLS configuration of the logs port: with a certificate, the port
+/// serves TLS and requires client certificates from the fleet's CA.
+fn logs_tls(credentials: &CredentialFlags) -> anyhow::Result<Option<Arc<tls::ServerTls>>> {
+    let (Some(cert), Some(key), Some(ca)) = (
+        &credentials.cert_file,
+        &credentials.key_file,
+        &credentials.ca_file,
+    ) else {
+        return Ok(None);
+    };
+    let tls = tls::ServerTls::load(tls::ServerTlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+        client_ca: Some(ca.clone()),
+    })
+    .context("cannot set up TLS for the logs port")?;
+    Ok(Some(Arc::new(tls)))
 }

@@ -6,13 +6,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
 use sloth_proto::v1 as pb;
 use sloth_proto::v1::resources_server::Resources as ResourcesRpc;
+use sloth_sdk::tls::PeerInfo;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::auth::policy::{Attributes, Verb};
 use crate::cache::WatchCache;
 use crate::error::ApiError;
+use crate::guard::{Admitted, Guard};
 use crate::metrics::Metrics;
 use crate::resources::{Resources, Selectors, Stored};
 use crate::watch::{self, EventType, ObjectEvent, WatchRequest};
@@ -26,6 +30,8 @@ pub struct GrpcService {
     bookmark_interval: Duration,
     /// Serves watches when set; otherwise each watch is its own store watch.
     watch_cache: Option<Arc<WatchCache>>,
+    guard: Arc<Guard>,
+    agent_dialer: crate::logs::AgentDialer,
 }
 
 impl GrpcService {
@@ -41,7 +47,21 @@ impl GrpcService {
             shutdown,
             bookmark_interval,
             watch_cache: None,
+            guard: Arc::new(Guard::open()),
+            agent_dialer: crate::logs::AgentDialer::default(),
         }
+    }
+
+    /// Dials agents' logs ports with this TLS configuration.
+    pub fn with_agent_dialer(mut self, dialer: crate::logs::AgentDialer) -> Self {
+        self.agent_dialer = dialer;
+        self
+    }
+
+    /// Authenticates, authorizes and audits every call through `guard`.
+    pub fn with_guard(mut self, guard: Arc<Guard>) -> Self {
+        self.guard = guard;
+        self
     }
 
     /// Serves every watch from `cache` (one store watch per kind).
@@ -61,19 +81,41 @@ impl GrpcService {
             Ok(_) => tonic::Code::Ok,
             Err(e) => e.code(),
         };
-        let kind = sloth_sdk::kinds::lookup(kind).map_or("unknown", |k| k.kind);
-        self.metrics.observe(verb, kind, code, start.elapsed());
+        self.observe(verb, kind, start, code);
         if let Err(e) = result {
             tracing::debug!(verb, kind, error = %e, "request refused");
         }
     }
 
-    /// Runs a call that carries an object (create, update, update-status),
-    /// recording its metrics.
+    fn observe(&self, verb: &'static str, kind: &str, start: Instant, code: tonic::Code) {
+        let kind = sloth_sdk::kinds::lookup(kind).map_or("unknown", |k| k.kind);
+        self.metrics.observe(verb, kind, code, start.elapsed());
+    }
+
+    /// Admits a call through the guard, counting a refusal in the metrics.
+    fn admit<T>(
+        &self,
+        request: &Request<T>,
+        metric: &'static str,
+        call: &Attributes<'_>,
+        start: Instant,
+    ) -> Result<Admitted, Status> {
+        self.guard
+            .admit(
+                request.metadata(),
+                request.extensions().get::<PeerInfo>(),
+                call,
+            )
+            .inspect_err(|status| self.observe(metric, call.kind, start, status.code()))
+    }
+
+    /// Runs a call that carries an object (create, update, update-status):
+    /// admits it, runs it, audits and records its metrics.
     async fn object_call<'a, F, Fut>(
         &'a self,
-        verb: &'static str,
-        object: Option<pb::Object>,
+        verb: Verb,
+        metric: &'static str,
+        request: Request<Option<pb::Object>>,
         call: F,
     ) -> Result<Response<pb::Object>, Status>
     where
@@ -81,14 +123,125 @@ impl GrpcService {
         Fut: Future<Output = Result<Stored, ApiError>> + 'a,
     {
         let start = Instant::now();
-        let kind = object.as_ref().map(|o| o.kind.clone()).unwrap_or_default();
-        let result = match object_of(object) {
-            Ok(o) => call(&self.resources, o).await,
-            Err(e) => Err(e),
+        let target = request
+            .get_ref()
+            .as_ref()
+            .map(Target::of)
+            .unwrap_or_default();
+        let attributes = target.attributes(verb, "");
+        let admitted = self.admit(&request, metric, &attributes, start)?;
+        let object = request.into_inner();
+        let result = async {
+            let object = object_of(object)?;
+            if admitted.bound_to.is_some() {
+                let stored = self
+                    .resources
+                    .get(&target.kind, &target.namespace, &target.name)
+                    .await?;
+                self.guard
+                    .check_bound(&admitted, &attributes, &stored.value)
+                    .map_err(Refused)?;
+            }
+            let stored = call(&self.resources, object).await?;
+            Ok(to_proto(&stored)?)
         }
-        .and_then(|s| to_proto(&s));
-        self.record(verb, &kind, start, &result);
+        .await;
+        let result = result.map_err(|e: Refusal| e.into_status());
+        self.observe(
+            metric,
+            &target.kind,
+            start,
+            result
+                .as_ref()
+                .map_or_else(Status::code, |_| tonic::Code::Ok),
+        );
+        self.guard
+            .completed(&admitted, &attributes, result.as_ref().map(|_| ()));
         Ok(Response::new(result?))
+    }
+}
+
+/// Kind, namespace and name of the object a write carries, read from its
+/// JSON the way admission reads them (the envelope's kind when the JSON
+/// has none; the default namespace for namespaced kinds).
+#[derive(Debug, Default)]
+struct Target {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+impl Target {
+    fn of(object: &pb::Object) -> Self {
+        #[derive(Deserialize, Default)]
+        struct Names {
+            #[serde(default)]
+            kind: String,
+            #[serde(default)]
+            metadata: Metadata,
+        }
+        #[derive(Deserialize, Default)]
+        struct Metadata {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            namespace: String,
+        }
+        let names: Names = serde_json::from_slice(&object.json).unwrap_or_default();
+        let kind = if names.kind.is_empty() {
+            &object.kind
+        } else {
+            &names.kind
+        };
+        Self::named(kind, &names.metadata.namespace, &names.metadata.name)
+    }
+
+    fn named(kind: &str, namespace: &str, name: &str) -> Self {
+        match sloth_sdk::kinds::lookup(kind) {
+            Some(info) => Self {
+                kind: info.kind.to_string(),
+                namespace: crate::objects::effective_namespace(info, namespace),
+                name: name.to_string(),
+            },
+            None => Self {
+                kind: kind.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
+        }
+    }
+
+    fn attributes<'a>(&'a self, verb: Verb, field_selector: &'a str) -> Attributes<'a> {
+        Attributes {
+            verb,
+            kind: &self.kind,
+            namespace: &self.namespace,
+            name: &self.name,
+            field_selector,
+        }
+    }
+}
+
+/// An API error, or a refusal the guard has already audited.
+enum Refusal {
+    Api(ApiError),
+    Refused(Status),
+}
+
+use Refusal::Refused;
+
+impl From<ApiError> for Refusal {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
+}
+
+impl Refusal {
+    fn into_status(self) -> Status {
+        match self {
+            Self::Api(e) => e.into(),
+            Self::Refused(status) => status,
+        }
     }
 }
 
@@ -151,20 +304,31 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        self.object_call("create", request.into_inner().object, |r, o| async move {
-            r.create(&o.kind, &o.json).await
-        })
+        self.object_call(
+            Verb::Create,
+            "create",
+            request.map(|r| r.object),
+            |r, o| async move { r.create(&o.kind, &o.json).await },
+        )
         .await
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
         let start = Instant::now();
+        let target = {
+            let r = request.get_ref();
+            Target::named(&r.kind, &r.namespace, &r.name)
+        };
+        let attributes = target.attributes(Verb::Get, "");
+        let admitted = self.admit(&request, "get", &attributes, start)?;
         let r = request.into_inner();
-        let result = self
-            .resources
-            .get(&r.kind, &r.namespace, &r.name)
-            .await
-            .and_then(|s| to_proto(&s));
+        let result = self.resources.get(&r.kind, &r.namespace, &r.name).await;
+        if let Ok(stored) = &result {
+            self.guard
+                .check_bound(&admitted, &attributes, &stored.value)
+                .inspect_err(|status| self.observe("get", &r.kind, start, status.code()))?;
+        }
+        let result = result.and_then(|s| to_proto(&s));
         self.record("get", &r.kind, start, &result);
         Ok(Response::new(result?))
     }
@@ -174,6 +338,17 @@ impl ResourcesRpc for GrpcService {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let start = Instant::now();
+        let target = {
+            let r = request.get_ref();
+            Target::named(&r.kind, &r.namespace, "")
+        };
+        let field_selector = request.get_ref().field_selector.clone();
+        self.admit(
+            &request,
+            "list",
+            &target.attributes(Verb::List, &field_selector),
+            start,
+        )?;
         let r = request.into_inner();
         let result = async {
             let selectors = Selectors::parse(&r.label_selector, &r.field_selector)?;
@@ -201,9 +376,12 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        self.object_call("update", request.into_inner().object, |r, o| async move {
-            r.update(&o.kind, &o.json, &o.resource_version).await
-        })
+        self.object_call(
+            Verb::Update,
+            "update",
+            request.map(|r| r.object),
+            |r, o| async move { r.update(&o.kind, &o.json, &o.resource_version).await },
+        )
         .await
     }
 
@@ -212,8 +390,9 @@ impl ResourcesRpc for GrpcService {
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
         self.object_call(
+            Verb::UpdateStatus,
             "updatestatus",
-            request.into_inner().object,
+            request.map(|r| r.object),
             |r, o| async move { r.update_status(&o.kind, &o.json, &o.resource_version).await },
         )
         .await
@@ -224,6 +403,12 @@ impl ResourcesRpc for GrpcService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::Object>, Status> {
         let start = Instant::now();
+        let target = {
+            let r = request.get_ref();
+            Target::named(&r.kind, &r.namespace, &r.name)
+        };
+        let attributes = target.attributes(Verb::Delete, "");
+        let admitted = self.admit(&request, "delete", &attributes, start)?;
         let r = request.into_inner();
         let result = self
             .resources
@@ -231,6 +416,9 @@ impl ResourcesRpc for GrpcService {
             .await
             .and_then(|s| to_proto(&s));
         self.record("delete", &r.kind, start, &result);
+        let result = result.map_err(Status::from);
+        self.guard
+            .completed(&admitted, &attributes, result.as_ref().map(|_| ()));
         Ok(Response::new(result?))
     }
 
@@ -241,7 +429,13 @@ impl ResourcesRpc for GrpcService {
         request: Request<pb::LogsRequest>,
     ) -> Result<Response<LogsStream>, Status> {
         let start = Instant::now();
-        let result = crate::logs::logs(&self.resources, request.into_inner()).await;
+        let target = {
+            let r = request.get_ref();
+            Target::named("TaskRun", &r.namespace, &r.name)
+        };
+        self.admit(&request, "logs", &target.attributes(Verb::Logs, ""), start)?;
+        let result =
+            crate::logs::logs(&self.resources, &self.agent_dialer, request.into_inner()).await;
         self.record("logs", "TaskRun", start, &result);
         // A followed log never ends by itself while the task runs; end it on
         // shutdown as watches end, so the server can stop gracefully.
@@ -256,6 +450,17 @@ impl ResourcesRpc for GrpcService {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
         let start = Instant::now();
+        let target = {
+            let r = request.get_ref();
+            Target::named(&r.kind, &r.namespace, "")
+        };
+        let field_selector = request.get_ref().field_selector.clone();
+        let attributes = target.attributes(Verb::Watch, &field_selector);
+        let admitted = self.admit(&request, "watch", &attributes, start)?;
+        let slot = self
+            .guard
+            .watch_slot(&admitted, &attributes)
+            .inspect_err(|status| self.observe("watch", &target.kind, start, status.code()))?;
         let r = request.into_inner();
         let result = async {
             let request = WatchRequest {
@@ -283,7 +488,7 @@ impl ResourcesRpc for GrpcService {
         self.record("watch", &r.kind, start, &result);
         let guard = self.metrics.watch_started();
         let stream = result?.map(move |item| {
-            let _open = &guard;
+            let _open = (&guard, &slot);
             item.and_then(event_to_proto).map_err(Status::from)
         });
         Ok(Response::new(Box::pin(stream)))

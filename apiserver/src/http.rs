@@ -1,15 +1,20 @@
 //! HTTP endpoints: `/healthz` (the process is up), `/readyz` (the store
-//! answers and the server is not shutting down), `/metrics` (Prometheus).
+//! answers and the server is not shutting down), `/metrics` (Prometheus;
+//! for authenticated callers when credentials are configured).
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
+use sloth_sdk::tls::{Conn, PeerInfo};
+use tokio::sync::mpsc;
+
+use crate::guard::Guard;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -21,10 +26,16 @@ struct HttpState {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    guard: Arc<Guard>,
 }
 
 /// The router for the HTTP port.
-pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Router {
+pub fn router(
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    guard: Arc<Guard>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -33,7 +44,57 @@ pub fn router(store: Arc<dyn Store>, metrics: Arc<Metrics>, shutdown: Cancellati
             store,
             metrics,
             shutdown,
+            guard,
         })
+}
+
+/// Connections accepted (and TLS-handshaked) by [`sloth_sdk::tls::accept`],
+/// as axum serves them.
+pub struct ConnListener {
+    conns: mpsc::Receiver<Conn>,
+    local_addr: std::net::SocketAddr,
+}
+
+impl ConnListener {
+    pub fn new(conns: mpsc::Receiver<Conn>, local_addr: std::net::SocketAddr) -> Self {
+        Self { conns, local_addr }
+    }
+}
+
+/// The peer of an HTTP connection.
+#[derive(Clone, Debug)]
+pub struct HttpPeer(PeerInfo);
+
+impl axum::serve::Listener for ConnListener {
+    type Io = Conn;
+    type Addr = HttpPeer;
+
+    async fn accept(&mut self) -> (Conn, HttpPeer) {
+        match self.conns.recv().await {
+            Some(conn) => {
+                let peer = HttpPeer(conn.peer().clone());
+                (conn, peer)
+            }
+            // The accept loop ended at shutdown; the server stops serving
+            // through its own graceful shutdown.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<HttpPeer> {
+        Ok(HttpPeer(PeerInfo {
+            remote_addr: self.local_addr,
+            certificate: None,
+        }))
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ConnListener>>
+    for HttpPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, ConnListener>) -> Self {
+        stream.remote_addr().clone()
+    }
 }
 
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
@@ -52,10 +113,23 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
+async fn metrics_text(
+    State(state): State<HttpState>,
+    ConnectInfo(HttpPeer(peer)): ConnectInfo<HttpPeer>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    if let Err(e) = state.guard.authenticate_http(headers, &peer) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            format!("unauthenticated: {e}\n"),
+        )
+            .into_response();
+    }
     let revision = state.store.current_revision().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(revision),
     )
+        .into_response()
 }

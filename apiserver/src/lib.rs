@@ -2,12 +2,16 @@
 //! HTTP endpoints.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod auth;
 pub mod cache;
 pub mod compaction;
 pub mod error;
 pub mod grpc;
+pub mod guard;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod objects;

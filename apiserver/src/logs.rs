@@ -1,6 +1,7 @@
 //! The Logs call: finds the agent a TaskRun is bound to and relays the
 //! output stream from that agent's own gRPC port.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -8,6 +9,7 @@ use futures_util::stream::BoxStream;
 use serde_json::Value;
 use sloth_proto::v1 as pb;
 use sloth_proto::v1::agent_logs_client::AgentLogsClient;
+use sloth_sdk::tls::{ClientTls, Connector};
 use tonic::transport::Endpoint;
 
 use crate::error::ApiError;
@@ -27,9 +29,24 @@ fn text<'a>(value: &'a Value, path: &[&str]) -> &'a str {
     node.as_str().unwrap_or_default()
 }
 
+/// How the apiserver dials agents: agents that report an `https://`
+/// address are dialed with TLS, presenting the apiserver's certificate and
+/// checking that the agent's certificate is issued to the agent's name.
+#[derive(Clone, Debug, Default)]
+pub struct AgentDialer {
+    tls: Option<Arc<ClientTls>>,
+}
+
+impl AgentDialer {
+    pub fn new(tls: Option<Arc<ClientTls>>) -> Self {
+        Self { tls }
+    }
+}
+
 /// Streams the output of TaskRun `namespace/name` from its agent.
 pub async fn logs(
     resources: &Resources,
+    dialer: &AgentDialer,
     request: pb::LogsRequest,
 ) -> Result<BoxStream<'static, Result<pb::LogChunk, tonic::Status>>, ApiError> {
     let taskrun = resources
@@ -60,12 +77,19 @@ pub async fn logs(
     let unreachable = |e: &dyn std::fmt::Display| {
         ApiError::Unavailable(format!("agent {agent_name:?} at {address}: {e}"))
     };
+    if url.starts_with("https://") && dialer.tls.is_none() {
+        return Err(ApiError::Unavailable(format!(
+            "agent {agent_name:?} serves TLS at {address}, but this apiserver has no \
+             --tls-ca-file to check its certificate with"
+        )));
+    }
+    let connector = Connector::new(dialer.tls.clone()).with_server_name(agent_name);
     let channel = Endpoint::from_shared(url.clone())
         .map_err(|e| unreachable(&e))?
         .connect_timeout(DIAL_TIMEOUT)
-        .connect()
+        .connect_with_connector(connector)
         .await
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| unreachable(&error_chain(&e)))?;
     let stream = AgentLogsClient::new(channel)
         .logs(request)
         .await
@@ -78,4 +102,16 @@ pub async fn logs(
         })?
         .into_inner();
     Ok(stream.boxed())
+}
+
+/// An error with its causes: tonic's own message is only "transport error".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -8,8 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use futures_util::StreamExt;
+use sloth_apiserver::audit::AuditLog;
 use sloth_apiserver::cache::{CacheOptions, WatchCache};
 use sloth_apiserver::grpc::GrpcService;
+use sloth_apiserver::guard::Guard;
+use sloth_apiserver::http::{ConnListener, HttpPeer};
+use sloth_apiserver::limits::WatchLimit;
+use sloth_apiserver::logs::AgentDialer;
 use sloth_apiserver::metrics::Metrics;
 use sloth_apiserver::resources::Resources;
 use sloth_apiserver::store::Store;
@@ -17,13 +23,24 @@ use sloth_apiserver::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use sloth_apiserver::store::etcd::{EtcdOptions, EtcdStore};
 use sloth_apiserver::{compaction, http};
 use sloth_proto::v1::resources_server::ResourcesServer;
+use sloth_sdk::tls::accept;
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 
-/// The largest gRPC message accepted: above the object size limit, so that
-/// oversized objects get admission's clear error rather than a transport one.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+mod security;
+use security::Security;
+
+/// The largest gRPC message accepted: above the object size limit (1 MiB),
+/// so that oversized objects get admission's clear error rather than a
+/// transport one, and small enough that a client cannot pin much memory.
+const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Concurrent calls (watches included) on one HTTP/2 connection.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1_000;
+/// The gRPC port when --listen is not given.
+const DEFAULT_GRPC_PORT: u16 = 50053;
+/// The HTTP port when --http-listen is not given.
+const DEFAULT_HTTP_PORT: u16 = 8080;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum StoreKind {
@@ -34,12 +51,38 @@ enum StoreKind {
 #[derive(Parser, Debug)]
 #[command(name = "sloth-apiserver", version, about = "Sloth's API server")]
 struct Args {
-    /// gRPC API address.
-    #[arg(long, default_value = "0.0.0.0:50053")]
-    listen: SocketAddr,
-    /// /healthz, /readyz, /metrics address.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    http_listen: SocketAddr,
+    /// gRPC API address [default: 0.0.0.0:50053 with --token-file or
+    /// --tls-ca-file, else 127.0.0.1:50053].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// /healthz, /readyz, /metrics address [default: port 8080, on the
+    /// interfaces --listen defaults to].
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Serve TLS with this certificate (PEM; reloaded when it changes).
+    #[arg(long, value_name = "FILE", requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mutual TLS); their
+    /// subject CN is the user, O the role. Also checks agents' certificates.
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_ca_file: Option<PathBuf>,
+    /// Bearer tokens, one `token,user,role` a line (reloaded when it changes).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Append one JSON line per mutating or refused call to FILE.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Watches one client (one user, or one connection without
+    /// authentication) may hold open; 0: no limit.
+    #[arg(long, default_value_t = 1_000)]
+    max_watches_per_client: usize,
+    /// A call that has not answered by then fails with DeadlineExceeded
+    /// (streams: until their first response).
+    #[arg(long, default_value = "60s", value_parser = sloth_sdk::duration::parse_flag)]
+    request_timeout: Duration,
     /// Storage backend.
     #[arg(long, value_enum, default_value = "embedded")]
     store: StoreKind,
@@ -135,21 +178,66 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
-    let grpc_listener = TcpListener::bind(args.listen)
+    let security = Security::from_args(&args)?;
+    let grpc_listen = args
+        .listen
+        .unwrap_or_else(|| security.default_addr(DEFAULT_GRPC_PORT));
+    let http_listen = args
+        .http_listen
+        .unwrap_or_else(|| security.default_addr(DEFAULT_HTTP_PORT));
+    security.warn_if_open(grpc_listen);
+    let grpc_listener = TcpListener::bind(grpc_listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let http_listener = TcpListener::bind(args.http_listen)
+        .with_context(|| format!("cannot listen on {grpc_listen}"))?;
+    let http_listener = TcpListener::bind(http_listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.http_listen))?;
+        .with_context(|| format!("cannot listen on {http_listen}"))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+
+    // In-process controllers authenticate with a token that never leaves
+    // the process, on a loopback port of their own, so they need none of
+    // the certificates remote clients need.
+    let internal = if args.controllers && security.authenticator.enabled() {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("cannot listen on loopback for the in-process controllers")?;
+        Some((
+            listener,
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            ),
+        ))
+    } else {
+        None
+    };
+    let mut authenticator = security.authenticator;
+    if let Some((_, token)) = &internal {
+        authenticator = authenticator.with_internal_token(token, "system:controllers");
+    }
+    let audit = match &args.audit_log {
+        Some(path) => Some(
+            AuditLog::open(path)
+                .with_context(|| format!("cannot open the audit log {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let guard = Arc::new(Guard::new(
+        authenticator,
+        audit,
+        WatchLimit::new(args.max_watches_per_client),
+    ));
 
     let mut service = GrpcService::new(
         Resources::new(store.clone()),
         metrics.clone(),
         shutdown.clone(),
         args.bookmark_interval,
-    );
+    )
+    .with_guard(guard.clone())
+    .with_agent_dialer(AgentDialer::new(security.agent_tls));
     if args.watch_cache_events > 0 {
         // One store watch per kind, started on the kind's first watch.
         service = service.with_watch_cache(WatchCache::new(
@@ -164,22 +252,41 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing::info!("watch cache off: every watch is a store watch");
     }
+    let connections = accept(grpc_listener, security.server_tls.clone(), shutdown.clone());
+    let (internal_listener, internal_token) = match internal {
+        Some((listener, token)) => (Some(listener), Some(token)),
+        None => (None, None),
+    };
+    let internal_addr = match &internal_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
+    let mut incoming = ReceiverStream::new(connections).boxed();
+    if let Some(listener) = internal_listener {
+        let plain = ReceiverStream::new(accept(listener, None, shutdown.clone()));
+        incoming = futures_util::stream::select(incoming, plain).boxed();
+    }
     let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+        .timeout(args.request_timeout)
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(
             ResourcesServer::new(service)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .serve_with_incoming_shutdown(
-            // The builder's tcp_nodelay applies only to listeners tonic binds
-            // itself; without it, small responses wait on delayed ACKs (~40 ms).
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            incoming.map(Ok::<_, std::io::Error>),
             shutdown.clone().cancelled_owned(),
         );
     let http = axum::serve(
-        http_listener,
-        http::router(store.clone(), metrics.clone(), shutdown.clone()),
+        ConnListener::new(
+            accept(http_listener, security.server_tls.clone(), shutdown.clone()),
+            http_addr,
+        ),
+        http::router(store.clone(), metrics.clone(), shutdown.clone(), guard)
+            .into_make_service_with_connect_info::<HttpPeer>(),
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let compactor = tokio::spawn(compaction::run(
@@ -190,8 +297,18 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     let controllers = if args.controllers {
-        let client = sloth_sdk::Client::new(&[format!("http://{}", loopback(grpc_addr))])
-            .context("cannot make a client for the in-process controllers")?;
+        let url = format!(
+            "http://{}",
+            internal_addr.unwrap_or_else(|| loopback(grpc_addr))
+        );
+        let client = sloth_sdk::Client::with_options(
+            &[url],
+            &sloth_sdk::ClientOptions {
+                tls: None,
+                token: internal_token,
+            },
+        )
+        .context("cannot make a client for the in-process controllers")?;
         tracing::info!("running the controllers in this process");
         let election = sloth_controllers::leader::Election::new(
             // Stable across restarts, so a restarted single-node server

@@ -6,13 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sloth_sdk::objects::{AgentPhase, Lock};
 
-/// The namespace of agents' heartbeat Locks.
-pub const HEARTBEAT_NAMESPACE: &str = "sloth-system";
-
-/// The name of an agent's heartbeat Lock.
-pub fn heartbeat_lock_name(agent: &str) -> String {
-    format!("agent-{agent}")
-}
+pub use sloth_sdk::lease::{SYSTEM_NAMESPACE as HEARTBEAT_NAMESPACE, heartbeat_lock_name};
 
 /// What the agent's phase should be, and when to look again.
 #[derive(Clone, Debug, PartialEq)]

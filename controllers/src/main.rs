@@ -29,6 +29,9 @@ struct Args {
     /// TaskRuns fail with reason AgentLost (and are retried by policy).
     #[arg(long, default_value = "10s", value_parser = sloth_sdk::duration::parse_flag)]
     agent_lost_grace: std::time::Duration,
+    /// Credentials towards the apiservers (the controllers need role admin).
+    #[command(flatten)]
+    credentials: sloth_sdk::credentials::CredentialFlags,
 }
 
 #[tokio::main]
@@ -41,7 +44,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let client = sloth_sdk::Client::new(&args.server).context("bad --server")?;
+    let options = args
+        .credentials
+        .options(&sloth_sdk::credentials::CredentialFlags::default())
+        .context("bad credential flags")?;
+    let client = sloth_sdk::Client::with_options(&args.server, &options).context("bad --server")?;
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {

@@ -12,10 +12,13 @@ use futures_util::stream::BoxStream;
 use serde_json::Value;
 use sloth_proto::v1 as pb;
 use sloth_proto::v1::resources_client::ResourcesClient;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::Error;
 use crate::resource::{DynamicObject, Object, Spec};
+use crate::tls::{ClientTls, ClientTlsFiles, Connector};
 
 /// Largest message the client accepts (a page of a list).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -26,12 +29,62 @@ struct Server {
     channel: Channel,
 }
 
+/// How a client proves who it is and checks whom it talks to.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// With it, servers are dialed over TLS (URLs without a scheme become
+    /// `https://`).
+    pub tls: Option<ClientTlsFiles>,
+    /// Sent as `authorization: Bearer <token>` on every call.
+    pub token: Option<String>,
+}
+
+/// Adds the bearer token, when there is one, to every call.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    authorization: Option<AsciiMetadataValue>,
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+impl Credentials {
+    fn new(token: Option<&str>) -> Result<Self, Error> {
+        let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+            return Ok(Self::default());
+        };
+        let mut value: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| {
+                Error::Credentials("the token has characters a header cannot carry".into())
+            })?;
+        // Kept out of debug output and header compression tables.
+        value.set_sensitive(true);
+        Ok(Self {
+            authorization: Some(value),
+        })
+    }
+}
+
+type Grpc = ResourcesClient<InterceptedService<Channel, Credentials>>;
+
 /// A connection to one or more apiservers. Calls go to the last server that
 /// answered and fail over to the next when one is unreachable. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
     servers: Arc<[Server]>,
     preferred: Arc<AtomicUsize>,
+    credentials: Credentials,
 }
 
 /// Options of a list call.
@@ -83,36 +136,48 @@ impl<K> WatchEvent<K> {
     }
 }
 
-fn normalize_url(url: &str) -> String {
+fn normalize_url(url: &str, tls: bool) -> String {
     let url = url.trim();
     if url.contains("://") {
         url.to_string()
+    } else if tls {
+        format!("https://{url}")
     } else {
         format!("http://{url}")
     }
 }
 
 impl Client {
-    /// A client for the given server URLs (`http://host:port` or `host:port`).
-    /// Connections are made lazily, on first use; call this inside a Tokio
-    /// runtime.
+    /// A client for the given server URLs (`http://host:port` or `host:port`)
+    /// without credentials. Connections are made lazily, on first use; call
+    /// this inside a Tokio runtime.
     pub fn new<S: AsRef<str>>(urls: &[S]) -> Result<Self, Error> {
+        Self::with_options(urls, &ClientOptions::default())
+    }
+
+    /// A client with TLS and/or a bearer token. TLS files are read now (a
+    /// bad file is an error here) and again when they change on disk.
+    pub fn with_options<S: AsRef<str>>(urls: &[S], options: &ClientOptions) -> Result<Self, Error> {
+        let tls = match &options.tls {
+            Some(files) => Some(Arc::new(
+                ClientTls::load(files.clone()).map_err(|e| Error::Credentials(e.to_string()))?,
+            )),
+            None => None,
+        };
         let mut servers = Vec::new();
         for url in urls
             .iter()
             .map(AsRef::as_ref)
             .filter(|u| !u.trim().is_empty())
         {
-            let url = normalize_url(url);
+            let url = normalize_url(url, tls.is_some());
             let endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| Error::BadEndpoint(url.clone(), e.to_string()))?
-                .connect_timeout(Duration::from_secs(3))
-                .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(20))
                 .keep_alive_timeout(Duration::from_secs(10));
             servers.push(Server {
                 url,
-                channel: endpoint.connect_lazy(),
+                channel: endpoint.connect_with_connector_lazy(Connector::new(tls.clone())),
             });
         }
         if servers.is_empty() {
@@ -121,6 +186,7 @@ impl Client {
         Ok(Self {
             servers: servers.into(),
             preferred: Arc::new(AtomicUsize::new(0)),
+            credentials: Credentials::new(options.token.as_deref())?,
         })
     }
 
@@ -137,16 +203,19 @@ impl Client {
     /// servers are unreachable.
     async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
-        F: Fn(ResourcesClient<Channel>) -> Fut,
+        F: Fn(Grpc) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let start = self.preferred.load(Ordering::Relaxed);
         let mut last = String::new();
         for i in 0..self.servers.len() {
             let index = (start + i) % self.servers.len();
-            let grpc = ResourcesClient::new(self.servers[index].channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+            let grpc = ResourcesClient::with_interceptor(
+                self.servers[index].channel.clone(),
+                self.credentials.clone(),
+            )
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
             match call(grpc).await {
                 Ok(response) => {
                     if index != start {
@@ -155,7 +224,21 @@ impl Client {
                     return Ok(response.into_inner());
                 }
                 Err(status) if status.code() == tonic::Code::Unavailable => {
-                    last = format!("{}: {}", self.servers[index].url, status.message());
+                    last = format!("{}: {}", self.servers[index].url, with_causes(&status));
+                }
+                Err(status) if is_transport_failure(&status) => {
+                    // The connection broke (a TLS handshake refused, say):
+                    // tonic's own message is only "transport error".
+                    return Err(Error::Server {
+                        code: status.code(),
+                        message: format!(
+                            "{}: {}; the connection was closed: if the server serves TLS it \
+                             needs --ca-file, and --cert-file/--key-file when it requires \
+                             client certificates",
+                            self.servers[index].url,
+                            with_causes(&status)
+                        ),
+                    });
                 }
                 Err(status) => return Err(Error::from_status(status)),
             }
@@ -351,6 +434,31 @@ impl Client {
         Ok(stream
             .map(|item| item.map(|chunk| chunk.data).map_err(Error::from_status))
             .boxed())
+    }
+}
+
+/// A status's message followed by its causes, when it has any.
+fn with_causes(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A status made by the client's transport rather than sent by a server
+/// (Sloth's servers never answer Cancelled).
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unknown => std::error::Error::source(status).is_some(),
+        tonic::Code::Cancelled => true,
+        _ => false,
     }
 }
 

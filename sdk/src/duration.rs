@@ -64,28 +64,57 @@ impl FromStr for Duration {
             if digits == 0 {
                 return Err(err("expected a number"));
             }
-            let value: f64 = rest[..digits].parse().map_err(|_| err("bad number"))?;
+            let number = &rest[..digits];
             rest = &rest[digits..];
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit() || c == '.')
                 .unwrap_or(rest.len());
-            let unit_secs = match &rest[..unit_len] {
-                "ns" => 1e-9,
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                "d" => 86400.0,
+            let unit_nanos: u64 = match &rest[..unit_len] {
+                "ns" => 1,
+                "us" | "µs" => 1_000,
+                "ms" => 1_000_000,
+                "s" => NANOS_PER_SEC,
+                "m" => 60 * NANOS_PER_SEC,
+                "h" => 3600 * NANOS_PER_SEC,
+                "d" => 86400 * NANOS_PER_SEC,
                 _ => return Err(err("unknown unit")),
             };
             rest = &rest[unit_len..];
-            let part = std::time::Duration::try_from_secs_f64(value * unit_secs)
-                .map_err(|_| err("out of range"))?;
+            let part = scaled(number, unit_nanos).map_err(err)?;
             total = total.checked_add(part).ok_or_else(|| err("out of range"))?;
         }
         Ok(Self(total))
     }
+}
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// `number` (digits with at most one `.`) times `unit_nanos` nanoseconds.
+/// The whole part is exact integer arithmetic (an `f64` would round large
+/// values, so that printed durations did not read back the same); only the
+/// fraction goes through floating point, below one unit.
+fn scaled(number: &str, unit_nanos: u64) -> Result<std::time::Duration, &'static str> {
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+        return Err("bad number");
+    }
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse::<u64>().map_err(|_| "out of range")?.into()
+    };
+    let fraction_nanos: u128 = if fraction.is_empty() {
+        0
+    } else {
+        let fraction: f64 = format!("0.{fraction}").parse().map_err(|_| "bad number")?;
+        // In [0, unit_nanos]; `as` saturates, it cannot wrap.
+        (fraction * unit_nanos as f64).round() as u128
+    };
+    let nanos = whole * u128::from(unit_nanos) + fraction_nanos;
+    let secs = u64::try_from(nanos / u128::from(NANOS_PER_SEC)).map_err(|_| "out of range")?;
+    // The remainder is below 10^9, so it fits a u32.
+    let subsec = (nanos % u128::from(NANOS_PER_SEC)) as u32;
+    Ok(std::time::Duration::new(secs, subsec))
 }
 
 impl fmt::Display for Duration {

@@ -25,6 +25,9 @@ pub enum Error {
     /// No apiserver could be reached.
     #[error("cannot reach any server ({endpoints}): {message}")]
     Unavailable { endpoints: String, message: String },
+    /// The TLS files or token cannot be used.
+    #[error("bad credentials: {0}")]
+    Credentials(String),
     #[error("bad server address {0:?}: {1}")]
     BadEndpoint(String, String),
     #[error("cannot decode {what}: {message}")]

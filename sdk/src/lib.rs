@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+#[cfg(feature = "cli")]
+pub mod credentials;
 pub mod duration;
 pub mod error;
 pub mod events;
@@ -13,12 +15,14 @@ pub mod lua;
 pub mod meta;
 pub mod objects;
 pub mod resource;
+pub mod role;
 pub mod runtime;
 pub mod selector;
+pub mod tls;
 pub mod validation;
 pub mod watcher;
 
-pub use client::{Api, Client, ListParams, ObjectList, WatchEvent, WatchParams};
+pub use client::{Api, Client, ClientOptions, ListParams, ObjectList, WatchEvent, WatchParams};
 pub use error::Error;
 pub use meta::{API_VERSION, Condition, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference, Time};
 pub use resource::{DynamicObject, Object, Spec};

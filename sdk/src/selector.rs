@@ -109,6 +109,9 @@ impl std::fmt::Display for Labels {
             .0
             .iter()
             .map(|req| match req {
+                // `k==v` when v holds a `=`: parsing splits at the first
+                // `==` (else the first `=`), which must be the one after k.
+                LabelRequirement::Equals(k, v) if v.contains('=') => format!("{k}=={v}"),
                 LabelRequirement::Equals(k, v) => format!("{k}={v}"),
                 LabelRequirement::NotEquals(k, v) => format!("{k}!={v}"),
                 LabelRequirement::In(k, vs) => format!("{k} in ({})", vs.join(",")),

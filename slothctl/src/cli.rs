@@ -24,6 +24,9 @@ pub struct Cli {
     #[arg(short = 'n', long, global = true, value_name = "NS")]
     pub namespace: Option<String>,
 
+    #[command(flatten)]
+    pub credentials: sloth_sdk::credentials::CredentialFlags,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,6 +63,10 @@ pub enum Command {
     /// Seed-compatible agent commands (`agent list`, `agent run`).
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Make TLS certificates for a fleet: a CA, a server certificate and
+    /// client certificates (one per user or agent).
+    #[command(subcommand)]
+    Certs(crate::commands::certs::CertsCommand),
     /// Print the client version.
     Version,
 }

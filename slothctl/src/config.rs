@@ -1,9 +1,11 @@
-//! Where the servers are: `--server` (or env `SLOTH_SERVER`, handled by
-//! clap), else `~/.sloth/config.yaml`, else the local default.
+//! Where the servers are and how to authenticate: flags (or env
+//! `SLOTH_SERVER`, `SLOTH_TOKEN`, handled by clap), else
+//! `~/.sloth/config.yaml`, else the local default.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use sloth_sdk::credentials::CredentialFlags;
 
 use crate::error::CliError;
 
@@ -19,12 +21,18 @@ pub struct Config {
     pub server: Option<String>,
     #[serde(default)]
     pub servers: Vec<String>,
-    /// Bearer token (not used yet).
+    /// Bearer token.
     #[serde(default)]
     pub token: Option<String>,
-    /// CA bundle for TLS (not used yet).
+    /// CA certificate(s) the server's certificate must chain to.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -35,6 +43,16 @@ impl Config {
         }
         serde_norway::from_str(text)
             .map_err(|e| CliError::usage(format!("invalid config file {}: {e}", path.display())))
+    }
+
+    /// The credentials the file names, as flags would give them.
+    pub fn credentials(&self) -> CredentialFlags {
+        CredentialFlags {
+            token: self.token.clone(),
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+        }
     }
 
     /// The servers the file names, in order.
@@ -61,31 +79,33 @@ pub fn default_path() -> Option<PathBuf> {
     Some(PathBuf::from(home).join(".sloth").join("config.yaml"))
 }
 
+/// `~/.sloth/config.yaml`; the default (empty) config when there is none.
+pub fn load() -> Result<Config, CliError> {
+    let Some(path) = default_path() else {
+        return Ok(Config::default());
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Config::parse(&text, &path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(e) => Err(CliError::usage(format!(
+            "cannot read config file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// The servers to talk to: from the command line or environment when given
 /// (`flag`), else from the config file, else the default.
-pub fn servers(flag: &[String]) -> Result<Vec<String>, CliError> {
+pub fn servers(flag: &[String], config: &Config) -> Vec<String> {
     let from_flag = split_urls(flag.iter().map(String::as_str));
     if !from_flag.is_empty() {
-        return Ok(from_flag);
+        return from_flag;
     }
-    if let Some(path) = default_path() {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let urls = Config::parse(&text, &path)?.server_urls();
-                if !urls.is_empty() {
-                    return Ok(urls);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(CliError::usage(format!(
-                    "cannot read config file {}: {e}",
-                    path.display()
-                )));
-            }
-        }
+    let urls = config.server_urls();
+    if !urls.is_empty() {
+        return urls;
     }
-    Ok(vec![DEFAULT_SERVER.to_string()])
+    vec![DEFAULT_SERVER.to_string()]
 }
 
 #[cfg(test)]
@@ -98,11 +118,15 @@ mod tests {
         let c = Config::parse("server: http://a:1\n", path).expect("parse");
         assert_eq!(c.server_urls(), ["http://a:1"]);
         let c = Config::parse(
-            "servers: [http://a:1, 'b:2,c:3']\ntoken: t\ncaFile: /etc/ca.pem\n",
+            "servers: [http://a:1, 'b:2,c:3']\ntoken: t\ncaFile: /etc/ca.pem\ncertFile: c.pem\nkeyFile: k.pem\n",
             path,
         )
         .expect("parse");
         assert_eq!(c.server_urls(), ["http://a:1", "b:2", "c:3"]);
+        assert_eq!(c.credentials().token.as_deref(), Some("t"));
+        assert_eq!(c.credentials().key_file, Some(PathBuf::from("k.pem")));
+        assert_eq!(servers(&[], &c), ["http://a:1", "b:2", "c:3"]);
+        assert_eq!(servers(&[], &Config::default()), [DEFAULT_SERVER]);
         assert_eq!(Config::parse("", path).expect("empty"), Config::default());
     }
 
@@ -117,7 +141,11 @@ mod tests {
 
     #[test]
     fn flag_wins_and_is_split_on_commas() {
-        let urls = servers(&["http://a:1,http://b:2".to_string()]).expect("servers");
+        let config = Config {
+            server: Some("http://file:1".into()),
+            ..Config::default()
+        };
+        let urls = servers(&["http://a:1,http://b:2".to_string()], &config);
         assert_eq!(urls, ["http://a:1", "http://b:2"]);
     }
 }

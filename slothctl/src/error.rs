@@ -86,6 +86,7 @@ impl CliError {
                 Self::usage(format!("bad server address {url:?}: {m}"))
             }
             e @ SdkError::Decode { .. } => Self::failed(e),
+            SdkError::Credentials(m) => Self::usage(m),
         }
     }
 

@@ -9,13 +9,35 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Deserialize;
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 use sloth_sdk::kinds::{KindInfo, known_kinds, lookup};
 use sloth_sdk::meta::DEFAULT_NAMESPACE;
 
 /// How stdin is named in messages.
 pub const STDIN: &str = "<stdin>";
+
+/// The largest manifest (a file or stdin) slothctl reads: far above any real
+/// one (the server stores objects of at most 1 MiB), far below what would
+/// strain memory.
+pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// How much the YAML documents of one manifest may decode to: string bytes
+/// plus [`YAML_NODE_COST`] per value. An alias (`*a`) repeats the whole node
+/// its anchor names, so without a bound a few kilobytes of aliases decode to
+/// gigabytes ("billion laughs").
+pub const MAX_YAML_EXPANSION: usize = 64 * 1024 * 1024;
+
+/// The deepest nesting of YAML flow collections (`[`, `{`) a manifest may
+/// have, counting every bracket in the text. libyaml's scanner does work
+/// proportional to the open flow levels for every token, so 100k nested
+/// `{a: ` took half a minute to refuse; serde_norway refuses more than 128
+/// levels of nesting anyway, so this only turns that refusal into a quick one.
+pub const MAX_YAML_FLOW_DEPTH: usize = 256;
+
+/// What one decoded value counts against [`MAX_YAML_EXPANSION`], roughly
+/// the memory a `serde_json::Value` takes.
+const YAML_NODE_COST: usize = 32;
 
 /// One object read from a manifest, with where it came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,10 +149,7 @@ fn read_all(
 }
 
 fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
-    let mut text = String::new();
-    stdin
-        .read_to_string(&mut text)
-        .map_err(|e| vec![format!("error: cannot read stdin: {e}")])?;
+    let text = read_limited(stdin, STDIN).map_err(|e| vec![e])?;
     let json = text.trim_start().starts_with(['{', '[']);
     parse(STDIN, &text, json).map_err(|e| vec![e])
 }
@@ -206,12 +225,35 @@ fn extension(path: &Path) -> Option<String> {
 
 fn read_file(path: &Path, shown: &str, params: &Params) -> Result<Vec<Document>, String> {
     let ext = extension(path);
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("error: cannot read {shown}: {e}"))?;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("error: cannot read {shown}: {e}"))?;
+    let text = read_limited(&mut file, shown)?;
     if ext.as_deref() == Some("lua") {
         return parse_lua(shown, &text, params);
     }
     parse(shown, &text, ext.as_deref() == Some("json"))
+}
+
+/// Reads all of `reader` as UTF-8, refusing more than [`MAX_MANIFEST_BYTES`]
+/// (without reading past the limit).
+fn read_limited(reader: &mut dyn Read, shown: &str) -> Result<String, String> {
+    let mut text = String::new();
+    reader
+        .take(MAX_MANIFEST_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("error: cannot read {shown}: {e}"))?;
+    check_size(shown, text.len())?;
+    Ok(text)
+}
+
+fn check_size(source: &str, len: usize) -> Result<(), String> {
+    if len > MAX_MANIFEST_BYTES {
+        return Err(format!(
+            "error: {source}: the manifest is larger than the limit of {} MiB",
+            MAX_MANIFEST_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok(())
 }
 
 /// Evaluates a Lua workflow file: one document per Workflow, numbered in
@@ -251,6 +293,7 @@ pub fn parse_lua(source: &str, text: &str, params: &Params) -> Result<Vec<Docume
 
 /// Parses one file's text: JSON (one or more values) or YAML documents.
 pub fn parse(source: &str, text: &str, json: bool) -> Result<Vec<Document>, String> {
+    check_size(source, text.len())?;
     let values = if json {
         parse_json(source, text)?
     } else {
@@ -287,9 +330,11 @@ pub fn parse(source: &str, text: &str, json: bool) -> Result<Vec<Document>, Stri
 
 /// `(1-based index, value)` per YAML document; empty documents are Null.
 fn parse_yaml(source: &str, text: &str) -> Result<Vec<(usize, Value)>, String> {
+    check_flow_depth(source, text)?;
     let mut values = Vec::new();
+    let mut budget = MAX_YAML_EXPANSION;
     for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-        match Value::deserialize(document) {
+        match BudgetedValue(&mut budget).deserialize(document) {
             Ok(value) => values.push((i + 1, value)),
             Err(e) => {
                 let at = match e.location() {
@@ -306,6 +351,174 @@ fn parse_yaml(source: &str, text: &str) -> Result<Vec<(usize, Value)>, String> {
         }
     }
     Ok(values)
+}
+
+/// Refuses YAML whose brackets open more than [`MAX_YAML_FLOW_DEPTH`]
+/// levels, before libyaml scans it.
+fn check_flow_depth(source: &str, text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for (at, byte) in text.bytes().enumerate() {
+        match byte {
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => continue,
+        }
+        if depth > MAX_YAML_FLOW_DEPTH {
+            let line = text.as_bytes()[..at]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            return Err(format!(
+                "error: {source}: invalid YAML: more than {MAX_YAML_FLOW_DEPTH} nested `[` or \
+                 `{{` (at line {line})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a YAML document into JSON as `serde_json::Value`'s own
+/// `Deserialize` does, but charging every value (aliases expanded, so once
+/// per repetition) to a budget shared by the documents of a file, and
+/// failing, before allocating more, once the budget is spent. serde_norway
+/// bounds nesting (128 levels) and alias jumps (100 per event), not the size
+/// of what aliases expand to.
+struct BudgetedValue<'a>(&'a mut usize);
+
+impl BudgetedValue<'_> {
+    fn charge<E: de::Error>(&mut self, bytes: usize) -> Result<(), E> {
+        match self.0.checked_sub(YAML_NODE_COST.saturating_add(bytes)) {
+            Some(left) => {
+                *self.0 = left;
+                Ok(())
+            }
+            None => Err(E::custom(format!(
+                "the manifest expands to more than {} MiB of data (too many YAML aliases?)",
+                MAX_YAML_EXPANSION / (1024 * 1024)
+            ))),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for BudgetedValue<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BudgetedValue<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(mut self, v: bool) -> Result<Value, E> {
+        self.charge(0)?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(mut self, v: i64) -> Result<Value, E> {
+        self.charge(0)?;
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(mut self, v: u64) -> Result<Value, E> {
+        self.charge(0)?;
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_i128<E: de::Error>(mut self, v: i128) -> Result<Value, E> {
+        self.charge(0)?;
+        <Number as serde::Deserialize>::deserialize(de::value::I128Deserializer::<E>::new(v))
+            .map(Value::Number)
+    }
+
+    fn visit_u128<E: de::Error>(mut self, v: u128) -> Result<Value, E> {
+        self.charge(0)?;
+        <Number as serde::Deserialize>::deserialize(de::value::U128Deserializer::<E>::new(v))
+            .map(Value::Number)
+    }
+
+    fn visit_f64<E: de::Error>(mut self, v: f64) -> Result<Value, E> {
+        self.charge(0)?;
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(mut self, v: &str) -> Result<Value, E> {
+        self.charge(v.len())?;
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E: de::Error>(mut self, v: String) -> Result<Value, E> {
+        self.charge(v.len())?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E: de::Error>(mut self) -> Result<Value, E> {
+        self.charge(0)?;
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E: de::Error>(mut self) -> Result<Value, E> {
+        self.charge(0)?;
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
+        self.charge(0)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(BudgetedValue(&mut *self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
+        self.charge(0)?;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key_seed(BudgetedKey(&mut *self.0))? {
+            let value = map.next_value_seed(BudgetedValue(&mut *self.0))?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+/// A mapping key: a string (as `serde_json::Value` reads keys), charged.
+struct BudgetedKey<'a>(&'a mut usize);
+
+impl<'de> DeserializeSeed<'de> for BudgetedKey<'_> {
+    type Value = String;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BudgetedKey<'_> {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a string key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        BudgetedValue(self.0).charge(v.len())?;
+        Ok(v.to_string())
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
+        BudgetedValue(self.0).charge(v.len())?;
+        Ok(v)
+    }
 }
 
 /// `(1-based index, value)` per JSON value in the text.
@@ -457,6 +670,10 @@ pub fn resolve_all(
         Err(errors)
     }
 }
+
+#[cfg(test)]
+#[path = "manifest_fuzz_tests.rs"]
+mod fuzz_tests;
 
 #[cfg(test)]
 mod tests {

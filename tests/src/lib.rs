@@ -183,6 +183,11 @@ impl ApiServer {
         &self.grpc
     }
 
+    /// `host:port` of the gRPC port (for `https://` URLs).
+    pub fn grpc_address(&self) -> &str {
+        self.grpc.trim_start_matches("http://")
+    }
+
     pub fn http_url(&self) -> &str {
         &self.http
     }
@@ -304,15 +309,21 @@ pub fn wait_until<T>(deadline: Duration, mut check: impl FnMut() -> Option<T>) -
 
 /// A plain HTTP/1.1 GET on loopback; returns (status code, body).
 pub fn http_get(base_url: &str, path: &str) -> (u16, String) {
+    http_get_with(base_url, path, &[])
+}
+
+/// [`http_get`] with extra header lines (`Authorization: Bearer ...`).
+pub fn http_get_with(base_url: &str, path: &str, headers: &[&str]) -> (u16, String) {
     use std::io::Write;
     let host = base_url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(host).expect("connect to HTTP port");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("read timeout");
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{extra}\r\n"
     )
     .expect("send request");
     let mut response = String::new();

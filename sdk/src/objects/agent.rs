@@ -10,7 +10,8 @@ pub type Agent = Object<AgentSpec>;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentSpec {
-    /// host:port the apiserver dials to reach the agent (logs).
+    /// host:port the apiserver dials to reach the agent (logs);
+    /// `https://host:port` when that port serves TLS.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub address: String,
     /// Maximum concurrent TaskRuns.

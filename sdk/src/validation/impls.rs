@@ -34,10 +34,15 @@ impl Validate for AgentSpec {
         }
         let spec = &object.spec;
         if !spec.address.is_empty() {
+            // `https://` marks an agent whose logs port serves TLS.
+            let host_port = spec
+                .address
+                .strip_prefix("https://")
+                .unwrap_or(&spec.address);
             check(
                 &mut errs,
                 "spec.address",
-                &spec.address,
+                host_port,
                 names::validate_host_port,
             );
         }
@@ -1033,6 +1038,8 @@ mod tests {
             o.spec.address = bad.into();
             assert_eq!(fields(AgentSpec::validate(&o)), ["spec.address"], "{bad}");
         }
+        o.spec.address = "https://10.0.0.5:7000".into();
+        assert_eq!(fields(AgentSpec::validate(&o)), Vec::<String>::new());
         o.spec.address = "[::1]:7000".into();
         o.spec.taints = vec![
             Taint {

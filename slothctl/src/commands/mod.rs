@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod apply;
 pub mod cancel;
+pub mod certs;
 pub mod cordon;
 pub mod delete;
 pub mod describe;
@@ -34,8 +35,14 @@ pub struct Context {
 
 impl Context {
     fn new(cli: &Cli) -> Result<Self, CliError> {
-        let servers = config::servers(&cli.server)?;
-        let client = Client::new(&servers).map_err(|e| CliError::from_sdk(e, ""))?;
+        let config = config::load()?;
+        let servers = config::servers(&cli.server, &config);
+        let options = cli
+            .credentials
+            .options(&config.credentials())
+            .map_err(|e| CliError::usage(e.to_string()))?;
+        let client =
+            Client::with_options(&servers, &options).map_err(|e| CliError::from_sdk(e, ""))?;
         let namespace_flag = cli.namespace.clone().filter(|n| !n.is_empty());
         Ok(Self {
             client,
@@ -56,6 +63,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Version = cli.command {
         return version::run();
     }
+    if let Command::Certs(command) = cli.command {
+        return certs::run(command);
+    }
     if let Command::Render(args) = &cli.command {
         return render::run(&cli_context(&cli), args).await;
     }
@@ -73,7 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uncordon(args) => cordon::run(&ctx, args, false).await,
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Version => version::run(),
-        Command::Render(_) => Ok(()),
+        Command::Render(_) | Command::Certs(_) => Ok(()),
     }
 }
 

@@ -1,0 +1,217 @@
+//! The gate every API call passes: authenticate the caller, authorize the
+//! call by role, and write the audit log.
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+use sloth_sdk::tls::PeerInfo;
+use tonic::Status;
+use tonic::metadata::MetadataMap;
+
+use crate::audit::{self, AuditLog, Record};
+use crate::auth::policy::{self, Attributes, Decision, Verb};
+use crate::auth::{Authenticator, User};
+use crate::limits::{WatchLimit, WatchSlot};
+
+/// Authentication, authorization, audit and per-client limits.
+#[derive(Debug)]
+pub struct Guard {
+    authenticator: Authenticator,
+    audit: Option<AuditLog>,
+    watches: WatchLimit,
+}
+
+/// A caller whose call may go ahead.
+#[derive(Debug)]
+pub struct Admitted {
+    pub user: User,
+    source: Option<SocketAddr>,
+    /// The call is allowed only on a TaskRun bound to this agent.
+    pub bound_to: Option<String>,
+}
+
+impl Guard {
+    pub fn new(authenticator: Authenticator, audit: Option<AuditLog>, watches: WatchLimit) -> Self {
+        Self {
+            authenticator,
+            audit,
+            watches,
+        }
+    }
+
+    /// Everyone may do anything: no credentials are configured.
+    pub fn open() -> Self {
+        Self::new(Authenticator::open(), None, WatchLimit::new(0))
+    }
+
+    /// Authenticates and authorizes `call`; a refusal is audited.
+    pub fn admit(
+        &self,
+        metadata: &MetadataMap,
+        peer: Option<&PeerInfo>,
+        call: &Attributes<'_>,
+    ) -> Result<Admitted, Status> {
+        let source = peer.map(|p| p.remote_addr);
+        let user = match self.authenticator.authenticate(metadata, peer) {
+            Ok(user) => user,
+            Err(e) => {
+                self.record(None, source, call, "unauthenticated", &e.0);
+                return Err(Status::unauthenticated(e.0));
+            }
+        };
+        match policy::authorize(&user, call) {
+            Decision::Allow => Ok(Admitted {
+                user,
+                source,
+                bound_to: None,
+            }),
+            Decision::AllowIfBoundTo(agent) => Ok(Admitted {
+                user,
+                source,
+                bound_to: Some(agent),
+            }),
+            Decision::Deny(message) => {
+                self.record(Some(&user), source, call, "forbidden", &message);
+                Err(Status::permission_denied(message))
+            }
+        }
+    }
+
+    /// Authenticates an HTTP request (any role may read /metrics).
+    pub fn authenticate_http(
+        &self,
+        headers: axum::http::HeaderMap,
+        peer: &PeerInfo,
+    ) -> Result<User, String> {
+        self.authenticator
+            .authenticate(&MetadataMap::from_headers(headers), Some(peer))
+            .map_err(|e| e.0)
+    }
+
+    /// For calls admitted with `bound_to`: refuses (and audits) unless the
+    /// stored TaskRun `stored` is bound to that agent.
+    pub fn check_bound(
+        &self,
+        admitted: &Admitted,
+        call: &Attributes<'_>,
+        stored: &Value,
+    ) -> Result<(), Status> {
+        let Some(agent) = &admitted.bound_to else {
+            return Ok(());
+        };
+        let bound = stored
+            .pointer("/spec/agentName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if bound == agent {
+            return Ok(());
+        }
+        let message = format!(
+            "{}: it is bound to {}",
+            policy::denial(&admitted.user, call),
+            if bound.is_empty() {
+                "no agent".to_string()
+            } else {
+                format!("agent {bound:?}")
+            }
+        );
+        self.record(
+            Some(&admitted.user),
+            admitted.source,
+            call,
+            "forbidden",
+            &message,
+        );
+        Err(Status::permission_denied(message))
+    }
+
+    /// Audits the outcome of an admitted mutating call.
+    pub fn completed(
+        &self,
+        admitted: &Admitted,
+        call: &Attributes<'_>,
+        outcome: Result<(), &Status>,
+    ) {
+        if !call.verb.is_mutating() {
+            return;
+        }
+        let (result, reason) = match outcome {
+            Ok(()) => ("ok".to_string(), String::new()),
+            Err(status) => (format!("{:?}", status.code()), status.message().to_string()),
+        };
+        self.record(
+            Some(&admitted.user),
+            admitted.source,
+            call,
+            &result,
+            &reason,
+        );
+    }
+
+    /// A slot for one more watch of this caller (by user when callers
+    /// authenticate, else by connection).
+    pub fn watch_slot(
+        &self,
+        admitted: &Admitted,
+        call: &Attributes<'_>,
+    ) -> Result<WatchSlot, Status> {
+        let client = if self.authenticator.enabled() {
+            format!("user {}", admitted.user.name)
+        } else {
+            admitted
+                .source
+                .map_or_else(|| "unknown".to_string(), |a| format!("connection {a}"))
+        };
+        self.watches.acquire(&client).map_err(|max| {
+            let message = format!(
+                "too many open watches: {client} already holds {max} (--max-watches-per-client)"
+            );
+            self.record(
+                Some(&admitted.user),
+                admitted.source,
+                call,
+                "ResourceExhausted",
+                &message,
+            );
+            Status::resource_exhausted(message)
+        })
+    }
+
+    fn record(
+        &self,
+        user: Option<&User>,
+        source: Option<SocketAddr>,
+        call: &Attributes<'_>,
+        result: &str,
+        reason: &str,
+    ) {
+        let Some(log) = &self.audit else {
+            return;
+        };
+        log.write(&Record {
+            time: audit::now(),
+            user: user.map_or("", |u| u.name.as_str()),
+            role: user.map_or("", |u| u.role.as_str()),
+            verb: verb_name(call.verb),
+            kind: call.kind,
+            namespace: call.namespace,
+            name: call.name,
+            result,
+            reason,
+            source_address: source,
+        });
+    }
+}
+
+fn verb_name(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Get => "get",
+        Verb::List => "list",
+        Verb::Watch => "watch",
+        Verb::Create => "create",
+        Verb::Update => "update",
+        Verb::UpdateStatus => "updatestatus",
+        Verb::Delete => "delete",
+        Verb::Logs => "logs",
+    }
+}

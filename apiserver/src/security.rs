@@ -1,0 +1,83 @@
+//! The apiserver's security settings from its flags: TLS, who may
+//! authenticate how, and where to listen by default.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context;
+use sloth_apiserver::auth::Authenticator;
+use sloth_sdk::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles};
+
+use crate::Args;
+
+pub struct Security {
+    pub server_tls: Option<Arc<ServerTls>>,
+    /// How the apiserver presents itself to agents' TLS logs ports.
+    pub agent_tls: Option<Arc<ClientTls>>,
+    pub authenticator: Authenticator,
+}
+
+impl Security {
+    pub fn from_args(args: &Args) -> anyhow::Result<Self> {
+        let server_tls = match (&args.tls_cert_file, &args.tls_key_file) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                ServerTls::load(ServerTlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: args.tls_ca_file.clone(),
+                })
+                .context("cannot set up TLS")?,
+            )),
+            _ => None,
+        };
+        let agent_tls = match (&args.tls_ca_file, &args.tls_cert_file, &args.tls_key_file) {
+            (Some(ca), Some(cert), Some(key)) => Some(Arc::new(
+                ClientTls::load(ClientTlsFiles {
+                    ca: ca.clone(),
+                    cert_and_key: Some((cert.clone(), key.clone())),
+                })
+                .context("cannot set up TLS towards agents")?,
+            )),
+            _ => None,
+        };
+        let authenticator = Authenticator::new(args.token_file.clone(), args.tls_ca_file.is_some())
+            .context("cannot use --token-file")?;
+        Ok(Self {
+            server_tls,
+            agent_tls,
+            authenticator,
+        })
+    }
+
+    /// All interfaces when callers must authenticate, loopback otherwise:
+    /// an open apiserver runs commands on every agent for anyone.
+    pub fn default_addr(&self, port: u16) -> SocketAddr {
+        let ip = if self.authenticator.enabled() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        SocketAddr::new(ip, port)
+    }
+
+    pub fn warn_if_open(&self, addr: SocketAddr) {
+        if self.authenticator.enabled() {
+            return;
+        }
+        if addr.ip().is_loopback() {
+            tracing::warn!(
+                "unauthenticated: no --token-file or --tls-ca-file, so every caller is admin; \
+                 listening on loopback only (docs/security.md)"
+            );
+        } else {
+            tracing::warn!(
+                %addr,
+                "UNAUTHENTICATED ON A NETWORK ADDRESS: no --token-file or --tls-ca-file, so \
+                 anyone who reaches {addr} can run commands on every agent (docs/security.md)"
+            );
+        }
+        if self.server_tls.is_none() {
+            tracing::info!("serving without TLS (--tls-cert-file, --tls-key-file)");
+        }
+    }
+}
