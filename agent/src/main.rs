@@ -269,6 +269,7 @@ fn logs_tls(credentials: &CredentialFlags) -> anyhow::Result<Option<Arc<tls::Ser
         cert: cert.clone(),
         key: key.clone(),
         client_ca: Some(ca.clone()),
+        client_certificate_optional: false,
     })
     .context("cannot set up TLS for the logs port")?;
     Ok(Some(Arc::new(tls)))

@@ -128,6 +128,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    // Bad TLS or token files stop the server before it opens the store.
+    let security = Security::from_args(&args)?;
     // The embedded store is closed at shutdown (its file is then free).
     let (store, embedded): (Arc<dyn Store>, Option<Arc<EmbeddedStore>>) = match args.store {
         StoreKind::Embedded => {
@@ -178,7 +180,6 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
-    let security = Security::from_args(&args)?;
     let grpc_listen = args
         .listen
         .unwrap_or_else(|| security.default_addr(DEFAULT_GRPC_PORT));
@@ -252,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing::info!("watch cache off: every watch is a store watch");
     }
-    let connections = accept(grpc_listener, security.server_tls.clone(), shutdown.clone());
+    let connections = accept(grpc_listener, security.grpc_tls.clone(), shutdown.clone());
     let (internal_listener, internal_token) = match internal {
         Some((listener, token)) => (Some(listener), Some(token)),
         None => (None, None),
@@ -282,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
         );
     let http = axum::serve(
         ConnListener::new(
-            accept(http_listener, security.server_tls.clone(), shutdown.clone()),
+            accept(http_listener, security.http_tls.clone(), shutdown.clone()),
             http_addr,
         ),
         http::router(store.clone(), metrics.clone(), shutdown.clone(), guard)

@@ -11,7 +11,8 @@ use sloth_sdk::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles};
 use crate::Args;
 
 pub struct Security {
-    pub server_tls: Option<Arc<ServerTls>>,
+    pub grpc_tls: Option<Arc<ServerTls>>,
+    pub http_tls: Option<Arc<ServerTls>>,
     /// How the apiserver presents itself to agents' TLS logs ports.
     pub agent_tls: Option<Arc<ClientTls>>,
     pub authenticator: Authenticator,
@@ -19,17 +20,24 @@ pub struct Security {
 
 impl Security {
     pub fn from_args(args: &Args) -> anyhow::Result<Self> {
-        let server_tls = match (&args.tls_cert_file, &args.tls_key_file) {
-            (Some(cert), Some(key)) => Some(Arc::new(
-                ServerTls::load(ServerTlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    client_ca: args.tls_ca_file.clone(),
-                })
-                .context("cannot set up TLS")?,
-            )),
-            _ => None,
+        let server_tls = |client_certificate_optional| -> anyhow::Result<_> {
+            let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) else {
+                return Ok(None);
+            };
+            let tls = ServerTls::load(ServerTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_ca_file.clone(),
+                client_certificate_optional,
+            })
+            .context("cannot set up TLS")?;
+            Ok(Some(Arc::new(tls)))
         };
+        // The API refuses clients without a certificate at the handshake;
+        // the HTTP port lets them through for /healthz and /readyz (load
+        // balancers) and authenticates /metrics by token or certificate.
+        let grpc_tls = server_tls(false)?;
+        let http_tls = server_tls(true)?;
         let agent_tls = match (&args.tls_ca_file, &args.tls_cert_file, &args.tls_key_file) {
             (Some(ca), Some(cert), Some(key)) => Some(Arc::new(
                 ClientTls::load(ClientTlsFiles {
@@ -43,7 +51,8 @@ impl Security {
         let authenticator = Authenticator::new(args.token_file.clone(), args.tls_ca_file.is_some())
             .context("cannot use --token-file")?;
         Ok(Self {
-            server_tls,
+            grpc_tls,
+            http_tls,
             agent_tls,
             authenticator,
         })
@@ -76,7 +85,7 @@ impl Security {
                  anyone who reaches {addr} can run commands on every agent (docs/security.md)"
             );
         }
-        if self.server_tls.is_none() {
+        if self.grpc_tls.is_none() {
             tracing::info!("serving without TLS (--tls-cert-file, --tls-key-file)");
         }
     }

@@ -171,6 +171,11 @@ impl Client {
             .filter(|u| !u.trim().is_empty())
         {
             let url = normalize_url(url, tls.is_some());
+            if url.starts_with("https://") && tls.is_none() {
+                return Err(Error::Credentials(format!(
+                    "{url} is a TLS server: give the CA that signed its certificate (--ca-file)"
+                )));
+            }
             let endpoint = Endpoint::from_shared(url.clone())
                 .map_err(|e| Error::BadEndpoint(url.clone(), e.to_string()))?
                 .http2_keep_alive_interval(Duration::from_secs(20))
@@ -232,7 +237,7 @@ impl Client {
                     return Err(Error::Server {
                         code: status.code(),
                         message: format!(
-                            "{}: {}; the connection was closed: if the server serves TLS it \
+                            "{}: {}; the connection failed: if the server serves TLS it \
                              needs --ca-file, and --cert-file/--key-file when it requires \
                              client certificates",
                             self.servers[index].url,
@@ -458,6 +463,8 @@ fn is_transport_failure(status: &tonic::Status) -> bool {
     match status.code() {
         tonic::Code::Unknown => std::error::Error::source(status).is_some(),
         tonic::Code::Cancelled => true,
+        // Bytes that are not HTTP/2 (a TLS alert to a plaintext client).
+        tonic::Code::Internal => status.message().starts_with("h2 protocol error"),
         _ => false,
     }
 }

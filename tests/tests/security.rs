@@ -63,6 +63,66 @@ fn audit_lines(file: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// An HTTP/1.1 GET over TLS (trusting `ca`, presenting `client` when
+/// given); returns the status code, or the connection error.
+fn https_get(
+    address: &str,
+    path: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<u16, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read CA") {
+        roots.add(cert.expect("CA PEM")).expect("add CA");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .expect("read cert")
+                    .collect::<Result<_, _>>()
+                    .expect("cert PEM"),
+                PrivateKeyDer::from_pem_file(key).expect("key PEM"),
+            )
+            .expect("client cert"),
+        None => builder.with_no_client_auth(),
+    };
+    runtime().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("127.0.0.1").expect("server name");
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut response))
+            .await
+            .map_err(|_| "no answer within 10 s".to_string())?
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&response);
+        text.split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(|| format!("not an HTTP response: {text:?}"))
+    })
+}
+
 const TASKRUN: &str = "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata: {name: by-viewer}\n\
                        spec: {run: {shell: 'true'}}\n";
 
@@ -86,10 +146,13 @@ fn mutual_tls_refuses_plaintext_and_certificateless_clients_and_relays_agent_log
     let https = format!("https://{}", server.grpc_address());
     let ca = certs.join("ca.pem");
 
-    // Plaintext: the TLS server drops the connection.
+    // Plaintext: the TLS server answers with an alert and hangs up.
     let plain = slothctl(&["--server", server.grpc_url(), "get", "agents"]);
     assert_eq!(plain.code, 1, "{plain:#?}");
-    assert!(plain.stderr.contains("connection was closed"), "{plain:#?}");
+    assert!(
+        plain.stderr.contains("if the server serves TLS"),
+        "{plain:#?}"
+    );
     // TLS without a client certificate: refused at the handshake.
     let no_cert = slothctl(&["--server", &https, "--ca-file", path(&ca), "get", "agents"]);
     assert_eq!(no_cert.code, 1, "{no_cert:#?}");
@@ -117,6 +180,16 @@ fn mutual_tls_refuses_plaintext_and_certificateless_clients_and_relays_agent_log
         slothctl(&all)
     };
     admin(&["get", "agents"]).ok();
+
+    // The HTTP port: health checks without a certificate (load balancers),
+    // /metrics only with one.
+    let http = server.http_url().trim_start_matches("http://").to_string();
+    assert_eq!(https_get(&http, "/healthz", &ca, None), Ok(200));
+    assert_eq!(https_get(&http, "/metrics", &ca, None), Ok(401));
+    assert_eq!(
+        https_get(&http, "/metrics", &ca, Some((&client_pem, &client_key))),
+        Ok(200)
+    );
 
     // An agent with its own certificate: registers over mTLS, serves its
     // logs port with TLS, and the apiserver relays its output.

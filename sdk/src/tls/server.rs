@@ -30,29 +30,25 @@ const MAX_HANDSHAKES: usize = 256;
 pub struct ServerTlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// With it, clients must present a certificate signed by this CA.
+    /// Client certificates are verified against this CA.
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: a client without a certificate may still connect
+    /// (and authenticate otherwise); a wrong certificate never may.
+    pub client_certificate_optional: bool,
 }
 
 /// A server's TLS configuration, rebuilt when its files change.
 #[derive(Debug)]
 pub struct ServerTls {
     config: Reloading<rustls::ServerConfig>,
-    client_ca: bool,
 }
 
 impl ServerTls {
     pub fn load(files: ServerTlsFiles) -> Result<Self, TlsError> {
         let mut paths = vec![files.cert.clone(), files.key.clone()];
         paths.extend(files.client_ca.clone());
-        let client_ca = files.client_ca.is_some();
         let config = Reloading::new("server TLS certificate", paths, move || build(&files))?;
-        Ok(Self { config, client_ca })
-    }
-
-    /// True when clients must present a certificate (mutual TLS).
-    pub fn requires_client_certificate(&self) -> bool {
-        self.client_ca
+        Ok(Self { config })
     }
 
     pub fn config(&self) -> Arc<rustls::ServerConfig> {
@@ -71,12 +67,14 @@ fn build(files: &ServerTlsFiles) -> Result<rustls::ServerConfig, TlsError> {
         .map_err(|e| invalid(&files.cert, &e))?;
     let builder = match &files.client_ca {
         Some(ca) => {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            let mut verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(super::roots(ca)?),
                 provider,
-            )
-            .build()
-            .map_err(|e| invalid(ca, &e))?;
+            );
+            if files.client_certificate_optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier.build().map_err(|e| invalid(ca, &e))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
