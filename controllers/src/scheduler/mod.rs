@@ -3,5 +3,6 @@
 pub mod controller;
 pub mod filter;
 pub mod policy;
+pub mod state;
 #[cfg(test)]
 mod testing;

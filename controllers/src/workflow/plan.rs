@@ -4,14 +4,15 @@
 //! stopped, and TaskRun names (`<workflow>-<task>-<attempt>`) make every
 //! creation idempotent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sloth_sdk::meta::{API_VERSION, Condition, OwnerReference};
 use sloth_sdk::objects::workflow::{
     TaskPhase, TaskStatus, WorkflowPhase, WorkflowState, WorkflowStatus, WorkflowTask,
-    evaluate_when,
+    evaluate_when, result_refs,
 };
 use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, Workflow};
 
@@ -155,7 +156,15 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
         halt,
         fail_fast,
         runs,
+        upstream: wf
+            .spec
+            .tasks
+            .iter()
+            .chain(&wf.spec.finally)
+            .map(|t| (t.name.as_str(), upstream_of(t)))
+            .collect(),
         statuses: BTreeMap::new(),
+        phases: HashMap::new(),
         results: BTreeMap::new(),
         candidates: Vec::new(),
         stop: Vec::new(),
@@ -224,7 +233,12 @@ struct Walk<'a> {
     halt: Option<Halt>,
     fail_fast: bool,
     runs: BTreeMap<&'a str, Vec<&'a TaskRun>>,
+    /// Per task name, the tasks it waits for.
+    upstream: HashMap<&'a str, Vec<Cow<'a, str>>>,
     statuses: BTreeMap<String, TaskStatus>,
+    /// The phases of `statuses` by borrowed name: every not-started task
+    /// looks up each of its dependencies, which is the planner's inner loop.
+    phases: HashMap<&'a str, TaskPhase>,
     /// Results of the tasks that succeeded.
     results: BTreeMap<String, BTreeMap<String, String>>,
     /// Tasks to start now (already substituted) and their attempt numbers.
@@ -266,8 +280,9 @@ impl<'a> Walk<'a> {
                     .get(&t.name)
                     .is_some_and(|s| is_final(s.phase))
             });
-        for task in topological(tasks) {
+        for task in topological(tasks, &self.upstream) {
             let status = self.task(task, section, dag_done);
+            self.phases.insert(task.name.as_str(), status.phase);
             self.statuses.insert(task.name.clone(), status);
         }
     }
@@ -354,18 +369,25 @@ impl<'a> Walk<'a> {
             reason: why.into(),
             ..TaskStatus::default()
         };
-        let upstream = task.upstream();
-        let phase_of = |name: &String| self.statuses.get(name).map(|s| s.phase).unwrap_or_default();
-        if upstream
-            .iter()
-            .any(|d| matches!(phase_of(d), TaskPhase::Failed | TaskPhase::Skipped))
-        {
-            return skipped(reason::UPSTREAM_FAILED);
+        let no_upstream = Vec::new();
+        let upstream = self
+            .upstream
+            .get(task.name.as_str())
+            .unwrap_or(&no_upstream);
+        let mut ready = true;
+        for dep in upstream {
+            match self.phases.get(dep.as_ref()).copied().unwrap_or_default() {
+                TaskPhase::Failed | TaskPhase::Skipped => {
+                    return skipped(reason::UPSTREAM_FAILED);
+                }
+                TaskPhase::Succeeded => {}
+                _ => ready = false,
+            }
         }
         if let Some((why, _)) = self.stopping(section) {
             return skipped(why);
         }
-        if !dag_done || !upstream.iter().all(|d| phase_of(d) == TaskPhase::Succeeded) {
+        if !dag_done || !ready {
             return TaskStatus::default();
         }
         let values = Values {
@@ -428,30 +450,51 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// The tasks `task` waits for, borrowed where they can be:
+/// [`WorkflowTask::upstream`] clones every name into a new set, and with
+/// wide layers (each task waiting for dozens) planning called it often
+/// enough to cost milliseconds per reconcile. Order and duplicates do not
+/// matter to the callers, which only ask "all" or "any".
+fn upstream_of(task: &WorkflowTask) -> Vec<Cow<'_, str>> {
+    let mut deps: Vec<Cow<'_, str>> = task
+        .depends_on
+        .iter()
+        .map(|d| Cow::Borrowed(d.as_str()))
+        .collect();
+    for text in task.substituted_texts() {
+        deps.extend(result_refs(text).into_iter().map(|r| Cow::Owned(r.task)));
+    }
+    deps
+}
+
 /// `tasks` ordered so that every task comes after those it waits for (in
 /// the same list); ties and anything left in a cycle keep spec order.
-fn topological(tasks: &[WorkflowTask]) -> Vec<&WorkflowTask> {
-    let names: BTreeSet<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-    let mut placed: BTreeSet<&str> = BTreeSet::new();
+fn topological<'a>(
+    tasks: &'a [WorkflowTask],
+    upstream: &HashMap<&str, Vec<Cow<'_, str>>>,
+) -> Vec<&'a WorkflowTask> {
+    // Per task of this list: whether it is placed yet. One lookup per
+    // dependency answers both "is it in this list" and "is it placed".
+    let mut placed: HashMap<&str, bool> = tasks.iter().map(|t| (t.name.as_str(), false)).collect();
+    let is_placed = |placed: &HashMap<&str, bool>, name: &str| placed.get(name) == Some(&true);
     let mut order = Vec::with_capacity(tasks.len());
     while order.len() < tasks.len() {
         let before = order.len();
         for task in tasks {
-            if placed.contains(task.name.as_str()) {
+            if is_placed(&placed, &task.name) {
                 continue;
             }
-            let upstream = task.upstream();
-            if upstream
-                .iter()
-                .all(|d| !names.contains(d.as_str()) || placed.contains(d.as_str()))
-            {
-                placed.insert(&task.name);
+            let ready = upstream
+                .get(task.name.as_str())
+                .is_none_or(|deps| deps.iter().all(|d| placed.get(d.as_ref()) != Some(&false)));
+            if ready {
+                placed.insert(&task.name, true);
                 order.push(task);
             }
         }
         if order.len() == before {
             // A cycle (validation refuses them): keep the rest in spec order.
-            order.extend(tasks.iter().filter(|t| !placed.contains(t.name.as_str())));
+            order.extend(tasks.iter().filter(|t| !is_placed(&placed, &t.name)));
             break;
         }
     }

@@ -159,6 +159,15 @@ impl<S: Spec> Controller<S> {
         self
     }
 
+    /// Reconciles the objects `keys` names, each time it names them: for a
+    /// reconciler that knows which few objects a change concerns (e.g. the
+    /// waiting TaskRuns a freed slot can take), where
+    /// [`reconcile_all_on`](Self::reconcile_all_on) would run every object.
+    pub fn reconcile_on(mut self, keys: impl Stream<Item = ObjectRef> + Send + 'static) -> Self {
+        self.triggers.push(keys.map(Trigger::Object).boxed());
+        self
+    }
+
     /// Reconciles at most `n` objects at once (at least 1).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);

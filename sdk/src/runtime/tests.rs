@@ -519,6 +519,30 @@ async fn reconcile_all_on_enqueues_every_cached_object() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reconcile_on_enqueues_only_the_named_objects() {
+    let token = CancellationToken::new();
+    let (tx, c) = controller(&token);
+    let (keys_tx, keys_rx) = mpsc::unbounded_channel::<ObjectRef>();
+    let c = c.reconcile_on(UnboundedReceiverStream::new(keys_rx));
+    let rec = Recorder::new();
+    let handle = start_simple(c, &rec, Duration::ZERO, Action::await_change());
+
+    send(
+        &tx,
+        Event::Restarted(vec![widget("a", 1), widget("b", 1), widget("c", 1)]),
+    );
+    sleep(SEC).await;
+    keys_tx
+        .send(ObjectRef::new("ns", "b"))
+        .expect("controller gone");
+    sleep(SEC).await;
+    assert_eq!(rec.runs_of("a").len(), 1);
+    assert_eq!(rec.runs_of("b").len(), 2);
+    assert_eq!(rec.runs_of("c").len(), 1);
+    stop(&token, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_secondary_store_change_reconciles_all() {
     // The shape used with `spawn_reflector`: a cache of another kind whose
     // changes re-run every primary.
