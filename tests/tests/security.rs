@@ -483,3 +483,65 @@ fn rotating_the_server_certificate_on_disk_takes_effect_without_a_restart() {
     assert_eq!(server.pid(), pid, "same process");
     assert!(server.stop(), "the apiserver stops cleanly");
 }
+
+#[test]
+fn a_client_cannot_hold_more_watches_than_the_limit() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let tokens = tokens_file(temp.path());
+    let server = ApiServer::start_with(&[
+        "--token-file",
+        path(&tokens),
+        "--max-watches-per-client",
+        "2",
+    ]);
+    let client = |token: &str| {
+        Client::with_options(
+            &[server.grpc_url()],
+            &ClientOptions {
+                tls: None,
+                token: Some(token.into()),
+            },
+        )
+        .expect("client")
+    };
+    runtime().block_on(async {
+        let vic = client(VIEWER_TOKEN);
+        let params = Default::default();
+        let first = vic.watch("TaskRun", "", &params, "").await.expect("first");
+        let _second = vic.watch("Agent", "", &params, "").await.expect("second");
+        let e = vic
+            .watch("Workflow", "", &params, "")
+            .await
+            .err()
+            .expect("a third watch of the same user");
+        assert!(e.to_string().contains("too many open watches"), "{e}");
+        // Another user has its own count.
+        let _other = client(ADMIN_TOKEN)
+            .watch("Workflow", "", &params, "")
+            .await
+            .expect("another user's watch");
+        // Closing a watch frees its slot.
+        drop(first);
+        let again =
+            wait_until_async(|| async { vic.watch("Workflow", "", &params, "").await.ok() }).await;
+        assert!(again.is_some(), "the closed watch's slot was never freed");
+    });
+}
+
+/// Polls `check` until it returns Some, for at most 10 seconds.
+async fn wait_until_async<T, F, Fut>(mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
