@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use futures_util::StreamExt;
 use sloth_sdk::events::Recorder;
 use sloth_sdk::objects::workflow::{TaskPhase, WorkflowPhase, WorkflowStatus};
 use sloth_sdk::objects::{
@@ -26,6 +27,8 @@ pub const TASK_LOCK_LEASE_SECONDS: u32 = 60;
 const LOCK_RENEWAL: Duration = Duration::from_secs(15);
 /// How often a task waiting for a lock tries again.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
+/// TaskRuns of one workflow created at once.
+const CREATE_CONCURRENCY: usize = 16;
 /// The reason of a task that waits for a lock.
 pub const WAITING_FOR_LOCK: &str = "WaitingForLock";
 
@@ -103,38 +106,32 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         requeue = Some(requeue.map_or(LOCK_RENEWAL, |r| r.min(LOCK_RENEWAL)));
     }
     let taskruns: Api<TaskRunSpec> = Api::namespaced(ctx.client.clone(), wf.namespace());
-    let created = std::mem::take(&mut plan.create);
-    for new in created {
-        if !new.locks.is_empty() && !acquire_locks(&locks, &new).await? {
+    // Tasks that take locks are created one at a time (each waits for its
+    // locks); the others of a layer are created together, so a wide layer
+    // costs about one write's latency, not one per task.
+    let (locked, free): (Vec<NewRun>, Vec<NewRun>) = std::mem::take(&mut plan.create)
+        .into_iter()
+        .partition(|new| !new.locks.is_empty());
+    for new in locked {
+        if !acquire_locks(&locks, &new).await? {
             if let Some(task) = plan.status.tasks.get_mut(&new.task) {
                 task.reason = WAITING_FOR_LOCK.into();
             }
             requeue = Some(requeue.map_or(LOCK_RETRY, |r| r.min(LOCK_RETRY)));
             continue;
         }
-        match taskruns.create(&new.taskrun).await {
-            Ok(_) => {
-                tracing::info!(
-                    workflow = wf.name(),
-                    taskrun = new.taskrun.name(),
-                    "created taskrun"
-                );
-                let message = format!(
-                    "created TaskRun {} (attempt {})",
-                    new.taskrun.name(),
-                    new.taskrun.spec.attempt
-                );
-                record(&ctx, &wf, EventType::Normal, "TaskStarted", &message).await;
-            }
-            // Created by an earlier reconcile whose result the cache had
-            // not shown yet: the name is the attempt's identity.
-            Err(Error::AlreadyExists(_)) => {}
-            Err(e) => {
-                release_locks(&locks, &new.taskrun, &new.locks).await;
-                return Err(e);
-            }
-        }
+        create_taskrun(&ctx, &wf, &taskruns, &locks, &new).await?;
     }
+    let results: Vec<Result<(), Error>> = futures_util::stream::iter(free)
+        .map(|new| {
+            let (ctx, wf, taskruns, locks) =
+                (ctx.clone(), wf.clone(), taskruns.clone(), locks.clone());
+            async move { create_taskrun(&ctx, &wf, &taskruns, &locks, &new).await }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<(), Error>>()?;
 
     if plan.status != old {
         let mut updated = (*wf).clone();
@@ -152,6 +149,40 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
     Ok(requeue.map_or(Action::await_change(), Action::requeue))
+}
+
+/// Creates one task's TaskRun and records it; a TaskRun an earlier
+/// reconcile created is fine. On failure the task's locks are let go.
+async fn create_taskrun(
+    ctx: &Ctx,
+    wf: &Workflow,
+    taskruns: &Api<TaskRunSpec>,
+    locks: &Api<LockSpec>,
+    new: &NewRun,
+) -> Result<(), Error> {
+    match taskruns.create(&new.taskrun).await {
+        Ok(_) => {
+            tracing::info!(
+                workflow = wf.name(),
+                taskrun = new.taskrun.name(),
+                "created taskrun"
+            );
+            let message = format!(
+                "created TaskRun {} (attempt {})",
+                new.taskrun.name(),
+                new.taskrun.spec.attempt
+            );
+            record(ctx, wf, EventType::Normal, "TaskStarted", &message).await;
+            Ok(())
+        }
+        // Created by an earlier reconcile whose result the cache had not
+        // shown yet: the name is the attempt's identity.
+        Err(Error::AlreadyExists(_)) => Ok(()),
+        Err(e) => {
+            release_locks(locks, &new.taskrun, &new.locks).await;
+            Err(e)
+        }
+    }
 }
 
 /// Fails an unfinished TaskRun; its agent sees the terminal phase and
