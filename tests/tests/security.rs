@@ -55,6 +55,19 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `--ca-file`, `--cert-file`, `--key-file` for certificate `stem` of the
+/// `slothctl certs` directory `certs`.
+fn tls_flags(certs: &Path, stem: &str) -> Vec<String> {
+    vec![
+        "--ca-file".into(),
+        path(&certs.join("ca.pem")).into(),
+        "--cert-file".into(),
+        path(&certs.join(format!("{stem}.pem"))).into(),
+        "--key-file".into(),
+        path(&certs.join(format!("{stem}-key.pem"))).into(),
+    ]
+}
+
 fn audit_lines(file: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(file)
         .unwrap_or_default()
@@ -165,20 +178,14 @@ fn mutual_tls_refuses_plaintext_and_certificateless_clients_and_relays_agent_log
 
     let client_pem = certs.join("client.pem");
     let client_key = certs.join("client-key.pem");
-    let admin = |args: &[&str]| {
-        let mut all = vec![
-            "--server",
-            &https,
-            "--ca-file",
-            path(&ca),
-            "--cert-file",
-            path(&client_pem),
-            "--key-file",
-            path(&client_key),
-        ];
-        all.extend_from_slice(args);
-        slothctl(&all)
+    // slothctl as the holder of certificate `stem` (client, agent-a1...).
+    let as_holder = |stem: &str, args: &[&str]| {
+        let mut all: Vec<String> = vec!["--server".into(), https.clone()];
+        all.extend(tls_flags(&certs, stem));
+        all.extend(args.iter().map(|a| a.to_string()));
+        slothctl(&all.iter().map(String::as_str).collect::<Vec<_>>())
     };
+    let admin = |args: &[&str]| as_holder("client", args);
     admin(&["get", "agents"]).ok();
 
     // The HTTP port: health checks without a certificate (load balancers),
@@ -193,17 +200,11 @@ fn mutual_tls_refuses_plaintext_and_certificateless_clients_and_relays_agent_log
 
     // An agent with its own certificate: registers over mTLS, serves its
     // logs port with TLS, and the apiserver relays its output.
+    let a1_flags = tls_flags(&certs, "agent-a1");
     let a1 = Agent::start_at(
         &https,
         "a1",
-        &[
-            "--ca-file",
-            path(&ca),
-            "--cert-file",
-            path(&certs.join("agent-a1.pem")),
-            "--key-file",
-            path(&certs.join("agent-a1-key.pem")),
-        ],
+        &a1_flags.iter().map(String::as_str).collect::<Vec<_>>(),
     );
     assert!(
         a1.logs_address().starts_with("https://"),
@@ -214,18 +215,7 @@ fn mutual_tls_refuses_plaintext_and_certificateless_clients_and_relays_agent_log
     assert!(run.stdout.contains("hello over tls"), "{run:#?}");
 
     // The agent's certificate is role agent: it cannot cordon another agent.
-    let cordon = slothctl(&[
-        "--server",
-        &https,
-        "--ca-file",
-        path(&ca),
-        "--cert-file",
-        path(&certs.join("agent-a1.pem")),
-        "--key-file",
-        path(&certs.join("agent-a1-key.pem")),
-        "cordon",
-        "a2",
-    ]);
+    let cordon = as_holder("agent-a1", &["cordon", "a2"]);
     assert_eq!(cordon.code, 1, "{cordon:#?}");
     assert!(cordon.stderr.contains("forbidden"), "{cordon:#?}");
 }
