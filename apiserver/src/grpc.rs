@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
-use serde::Deserialize;
+use serde_json::Value;
 use sloth_proto::v1 as pb;
 use sloth_proto::v1::resources_server::Resources as ResourcesRpc;
 use sloth_sdk::tls::PeerInfo;
@@ -123,11 +123,13 @@ impl GrpcService {
         Fut: Future<Output = Result<Stored, ApiError>> + 'a,
     {
         let start = Instant::now();
-        let target = request
-            .get_ref()
-            .as_ref()
-            .map(Target::of)
-            .unwrap_or_default();
+        // Names are read from the body only when someone looks at them (an
+        // open server without an audit log skips the second parse).
+        let target = match request.get_ref() {
+            Some(object) if self.guard.inspects_calls() => Target::of(object),
+            Some(object) => Target::named(&object.kind, "", ""),
+            None => Target::default(),
+        };
         let attributes = target.attributes(verb, "");
         let admitted = self.admit(&request, metric, &attributes, start)?;
         let object = request.into_inner();
@@ -173,27 +175,27 @@ struct Target {
 
 impl Target {
     fn of(object: &pb::Object) -> Self {
-        #[derive(Deserialize, Default)]
-        struct Names {
-            #[serde(default)]
-            kind: String,
-            #[serde(default)]
-            metadata: Metadata,
-        }
-        #[derive(Deserialize, Default)]
-        struct Metadata {
-            #[serde(default)]
-            name: String,
-            #[serde(default)]
-            namespace: String,
-        }
-        let names: Names = serde_json::from_slice(&object.json).unwrap_or_default();
-        let kind = if names.kind.is_empty() {
-            &object.kind
-        } else {
-            &names.kind
+        // The same parse the write makes (duplicate keys resolve the same
+        // way), so authorization judges exactly the object that would be
+        // stored.
+        let Ok(value) = crate::objects::parse_request(&object.json) else {
+            // Undecodable: the write fails before it stores anything.
+            return Self::named(&object.kind, &object.namespace, &object.name);
         };
-        Self::named(kind, &names.metadata.namespace, &names.metadata.name)
+        let body_kind = value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = if body_kind.is_empty() {
+            object.kind.as_str()
+        } else {
+            body_kind
+        };
+        Self::named(
+            kind,
+            crate::objects::meta_str(&value, "namespace"),
+            crate::objects::meta_str(&value, "name"),
+        )
     }
 
     fn named(kind: &str, namespace: &str, name: &str) -> Self {
@@ -492,5 +494,51 @@ impl ResourcesRpc for GrpcService {
             item.and_then(event_to_proto).map_err(Status::from)
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(kind: &str, json: &str) -> pb::Object {
+        pb::Object {
+            kind: kind.into(),
+            json: json.as_bytes().to_vec(),
+            ..pb::Object::default()
+        }
+    }
+
+    #[test]
+    fn a_write_is_judged_by_the_names_it_would_be_stored_under() {
+        // Duplicate keys: the last wins, for authorization as for storage.
+        let target = Target::of(&object(
+            "Lock",
+            r#"{"kind":"Lock","metadata":{"namespace":"default","name":"x",
+                "namespace":"sloth-system","name":"agent-a2"}}"#,
+        ));
+        assert_eq!(
+            (
+                target.kind.as_str(),
+                target.namespace.as_str(),
+                target.name.as_str()
+            ),
+            ("Lock", "sloth-system", "agent-a2")
+        );
+        // The body's kind wins over the envelope's; namespaced kinds default.
+        let target = Target::of(&object("", r#"{"kind":"taskrun","metadata":{"name":"t"}}"#));
+        assert_eq!(
+            (target.kind.as_str(), target.namespace.as_str()),
+            ("TaskRun", "default")
+        );
+        // Agents are cluster-scoped whatever the body says.
+        let target = Target::of(&object(
+            "Agent",
+            r#"{"metadata":{"name":"a1","namespace":"default"}}"#,
+        ));
+        assert_eq!(
+            (target.namespace.as_str(), target.name.as_str()),
+            ("", "a1")
+        );
     }
 }

@@ -44,6 +44,12 @@ impl Guard {
         Self::new(Authenticator::open(), None, WatchLimit::new(0))
     }
 
+    /// True when calls are authorized or audited, so their object's names
+    /// matter.
+    pub fn inspects_calls(&self) -> bool {
+        self.authenticator.enabled() || self.audit.is_some()
+    }
+
     /// Authenticates and authorizes `call`; a refusal is audited.
     pub fn admit(
         &self,
