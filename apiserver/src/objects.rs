@@ -132,7 +132,59 @@ pub fn prepare_create(value: &mut Value, kind: &KindInfo, name: &str, namespace:
 
 /// The object a main-endpoint update stores: the client's spec and mutable
 /// metadata, everything else from `current`; generation bumps on spec change.
+/// A TaskRun update that binds it may also move it to Scheduled
+/// ([`bind_taskrun`]).
 pub fn merge_update(current: &Value, requested: &Value) -> Value {
+    let mut merged = merge_spec_and_metadata(current, requested);
+    bind_taskrun(current, requested, &mut merged);
+    merged
+}
+
+/// The binding rule, the one case where the main endpoint takes `status`:
+/// an update of a TaskRun that sets `spec.agentName` (empty before) while
+/// the TaskRun is Pending (or has no status yet) may carry a status of
+/// phase `Scheduled` whose `agent` is that same agent; it is stored with
+/// the binding, in the same write (the scheduler's binding). Any other
+/// status in an update is ignored, as always. The binding stays a
+/// compare-and-swap on the TaskRun's resourceVersion, and `spec.agentName`
+/// stays immutable once set.
+pub fn bind_taskrun(current: &Value, requested: &Value, merged: &mut Value) {
+    if current.get("kind").and_then(Value::as_str) != Some("TaskRun") {
+        return;
+    }
+    let agent_of = |v: &Value| {
+        v.get("spec")
+            .and_then(|s| s.get("agentName"))
+            .and_then(Value::as_str)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+    };
+    if agent_of(current).is_some() {
+        return;
+    }
+    let Some(agent) = agent_of(merged) else {
+        return;
+    };
+    let str_at = |v: &Value, field: &str| {
+        v.get("status")
+            .and_then(|s| s.get(field))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let phase = str_at(current, "phase");
+    if !(phase.is_empty() || phase == "Pending") {
+        return;
+    }
+    if str_at(requested, "phase") != "Scheduled" || str_at(requested, "agent") != agent {
+        return;
+    }
+    if let (Some(object), Some(status)) = (merged.as_object_mut(), requested.get("status")) {
+        object.insert("status".into(), status.clone());
+    }
+}
+
+fn merge_spec_and_metadata(current: &Value, requested: &Value) -> Value {
     let mut merged = current.clone();
     let spec = requested.get("spec").cloned().unwrap_or(Value::Null);
     let spec_changed = current.get("spec") != Some(&spec);
@@ -225,6 +277,83 @@ mod tests {
         assert_eq!(merged["status"], json!({"phase": "Running"}));
         let same = merge_update(&merged, &merged);
         assert_eq!(same["metadata"]["generation"], 2, "no spec change, no bump");
+    }
+
+    #[test]
+    fn a_binding_update_may_carry_the_scheduled_status() {
+        let current = json!({"kind": "TaskRun", "metadata": {"name": "t"},
+            "spec": {"run": {"shell": "true"}},
+            "status": {"phase": "Pending", "conditions": [{"type": "Scheduled",
+                "status": "False", "reason": "Unschedulable", "message": "1 full"}]}});
+        let scheduled = json!({"phase": "Scheduled", "agent": "a1", "conditions": [
+            {"type": "Scheduled", "status": "True", "reason": "Scheduled",
+             "message": "bound to agent a1"}]});
+        let mut requested = current.clone();
+        requested["spec"]["agentName"] = json!("a1");
+        requested["status"] = scheduled.clone();
+        let merged = merge_update(&current, &requested);
+        assert_eq!(merged["spec"]["agentName"], "a1");
+        assert_eq!(merged["status"], scheduled);
+
+        // No status yet (as created).
+        let fresh = json!({"kind": "TaskRun", "metadata": {"name": "t"},
+            "spec": {"run": {"shell": "true"}}});
+        let mut requested = fresh.clone();
+        requested["spec"]["agentName"] = json!("a1");
+        requested["status"] = scheduled.clone();
+        assert_eq!(merge_update(&fresh, &requested)["status"], scheduled);
+    }
+
+    #[test]
+    fn other_statuses_in_updates_are_still_ignored() {
+        let pending = json!({"kind": "TaskRun", "metadata": {"name": "t"},
+            "spec": {"run": {"shell": "true"}}, "status": {"phase": "Pending"}});
+        let bind = |status: Value| {
+            let mut r = pending.clone();
+            r["spec"]["agentName"] = json!("a1");
+            r["status"] = status;
+            merge_update(&pending, &r)["status"].clone()
+        };
+        // A binding without a status, or with another phase or agent.
+        assert_eq!(bind(Value::Null), pending["status"]);
+        assert_eq!(bind(json!({"phase": "Pending"})), pending["status"]);
+        assert_eq!(
+            bind(json!({"phase": "Succeeded", "agent": "a1"})),
+            pending["status"]
+        );
+        assert_eq!(
+            bind(json!({"phase": "Scheduled", "agent": "a2"})),
+            pending["status"]
+        );
+        // Not a binding: already bound, or no agentName.
+        let bound = json!({"kind": "TaskRun", "metadata": {"name": "t"},
+            "spec": {"run": {"shell": "true"}, "agentName": "a1"},
+            "status": {"phase": "Running", "agent": "a1"}});
+        let mut requested = bound.clone();
+        requested["status"] = json!({"phase": "Scheduled", "agent": "a1"});
+        assert_eq!(merge_update(&bound, &requested)["status"], bound["status"]);
+        let mut requested = pending.clone();
+        requested["status"] = json!({"phase": "Scheduled", "agent": "a1"});
+        assert_eq!(
+            merge_update(&pending, &requested)["status"],
+            pending["status"]
+        );
+        // Not Pending any more (failed before it was bound).
+        let failed = json!({"kind": "TaskRun", "metadata": {"name": "t"},
+            "spec": {"run": {"shell": "true"}}, "status": {"phase": "Failed"}});
+        let mut requested = failed.clone();
+        requested["spec"]["agentName"] = json!("a1");
+        requested["status"] = json!({"phase": "Scheduled", "agent": "a1"});
+        assert_eq!(
+            merge_update(&failed, &requested)["status"],
+            failed["status"]
+        );
+        // Other kinds.
+        let other = json!({"kind": "Workflow", "metadata": {"name": "w"}, "spec": {}});
+        let mut requested = other.clone();
+        requested["spec"]["agentName"] = json!("a1");
+        requested["status"] = json!({"phase": "Scheduled", "agent": "a1"});
+        assert!(merge_update(&other, &requested).get("status").is_none());
     }
 
     #[test]

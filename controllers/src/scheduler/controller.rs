@@ -1,13 +1,13 @@
 //! The scheduler's reconciler. Several decisions run at once: each counts
 //! its binding in [`State`] (under one lock) before writing it, so that
-//! concurrent decisions never over-commit an agent, and the two writes of
-//! one binding overlap with other bindings' round trips.
+//! concurrent decisions never over-commit an agent, and bindings' round
+//! trips overlap.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use sloth_sdk::meta::Condition;
-use sloth_sdk::objects::{AgentSpec, TaskRun, TaskRunPhase, TaskRunSpec};
+use sloth_sdk::objects::{AgentSpec, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 use sloth_sdk::runtime::{Action, Controller, ObjectRef, spawn_reflector};
 use sloth_sdk::watcher::watch_objects;
 use sloth_sdk::{Api, Client, Error, WatchParams};
@@ -25,7 +25,20 @@ pub use crate::workflow::WORKFLOW_LABEL;
 /// once).
 const UNSCHEDULABLE_RECHECK: Duration = Duration::from_secs(30);
 
-/// Bindings written at once. Each is two round trips; more in flight keeps
+/// A TaskRun that waits only for a free slot on agents that could take it
+/// gets no `Unschedulable` condition before it has waited this long: in a
+/// burst most waits are short, and each condition is a store write. It
+/// stays parked meanwhile, so a freed slot still wakes it at once.
+pub const FULL_GRACE: Duration = Duration::from_secs(1);
+
+/// While its queue moves (matching agents free slots), a TaskRun waiting
+/// for a slot gets the condition only after this long...
+pub const MOVING_GRACE: Duration = Duration::from_secs(30);
+
+/// ...and is looked at again this often meanwhile.
+const MOVING_RECHECK: Duration = Duration::from_secs(5);
+
+/// Bindings written at once. Each is one round trip; more in flight keeps
 /// the apiserver busy without letting the scheduler's own CPU dominate.
 const CONCURRENCY: usize = 64;
 
@@ -98,6 +111,17 @@ async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             mark_unschedulable(&ctx, &tr, &message).await?;
             Ok(Action::requeue(UNSCHEDULABLE_RECHECK))
         }
+        Decision::Full {
+            message,
+            waited,
+            moving,
+        } => match grace_left(waited, moving) {
+            Some(left) => Ok(Action::requeue(left)),
+            None => {
+                mark_unschedulable(&ctx, &tr, &message).await?;
+                Ok(Action::requeue(UNSCHEDULABLE_RECHECK))
+            }
+        },
         Decision::Bind(agent) => match bind(&ctx, &tr, &agent).await {
             Ok(()) => Ok(Action::await_change()),
             Err(Bind::NotWritten(e)) => {
@@ -113,6 +137,18 @@ async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
 }
 
+/// When to look again at a TaskRun that waits for a slot, without writing
+/// the `Unschedulable` condition; `None`: write it now. It gets
+/// [`FULL_GRACE`], or [`MOVING_GRACE`] while its queue moves.
+fn grace_left(waited: Duration, moving: bool) -> Option<Duration> {
+    let left = |grace: Duration| grace.checked_sub(waited).filter(|l| !l.is_zero());
+    match left(FULL_GRACE) {
+        Some(l) => Some(l),
+        None if moving => left(MOVING_GRACE).map(|l| l.min(MOVING_RECHECK)),
+        None => None,
+    }
+}
+
 /// How a binding failed: before its spec write took (the slot is free
 /// again) or after (the agent has it; only the phase is behind).
 enum Bind {
@@ -124,30 +160,39 @@ async fn bind(ctx: &Ctx, tr: &TaskRun, agent: &str) -> Result<(), Bind> {
     let api = Api::<TaskRunSpec>::namespaced(ctx.taskruns.client().clone(), tr.namespace());
     let mut bound = tr.clone();
     bound.spec.agent_name = Some(agent.to_string());
+    // The apiserver stores this status with the binding (its binding rule,
+    // docs/api.md): one write moves the TaskRun to Scheduled.
+    bound.status = Some(scheduled(tr, agent));
     // Compare-and-swap on the cached resourceVersion: never two agents.
     let bound = api.replace(&bound).await.map_err(Bind::NotWritten)?;
     tracing::debug!(taskrun = %ObjectRef::from_obj(tr), agent, "bound");
-    // The apiserver ignores status on the main endpoint, hence a second
-    // write for the phase.
-    let mut status = bound.status_or_default();
-    if status.phase == TaskRunPhase::Pending {
-        status.phase = TaskRunPhase::Scheduled;
-        status.agent = Some(agent.to_string());
-        set_condition(
-            &mut status.conditions,
-            "True",
-            "Scheduled",
-            &format!("bound to agent {agent}"),
-        );
-        let mut scheduled = bound;
-        scheduled.status = Some(status);
-        match api.update_status(&scheduled).await {
+    if bound.status_or_default().phase == TaskRunPhase::Pending {
+        // An apiserver without the binding rule ignored the status: a
+        // second write for the phase.
+        let mut status = bound.clone();
+        status.status = Some(scheduled(&bound, agent));
+        match api.update_status(&status).await {
             // The agent may already have moved it on; its word stands.
             Ok(_) | Err(Error::Conflict(_)) => {}
             Err(e) => return Err(Bind::StatusFailed(e)),
         }
     }
     Ok(())
+}
+
+/// `tr`'s status once bound to `agent`: phase Scheduled, the agent, and the
+/// `Scheduled` condition True.
+fn scheduled(tr: &TaskRun, agent: &str) -> TaskRunStatus {
+    let mut status = tr.status_or_default();
+    status.phase = TaskRunPhase::Scheduled;
+    status.agent = Some(agent.to_string());
+    set_condition(
+        &mut status.conditions,
+        "True",
+        "Scheduled",
+        &format!("bound to agent {agent}"),
+    );
+    status
 }
 
 async fn mark_unschedulable(ctx: &Ctx, tr: &TaskRun, message: &str) -> Result<(), Error> {
@@ -187,5 +232,31 @@ fn set_condition(conditions: &mut Vec<Condition>, status: &str, reason: &str, me
             message: message.to_string(),
             last_transition_time: Some(now),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taskrun_waiting_for_a_slot_is_marked_only_after_the_grace_longer_while_its_queue_moves() {
+        for moving in [false, true] {
+            assert_eq!(grace_left(Duration::ZERO, moving), Some(FULL_GRACE));
+            assert_eq!(
+                grace_left(Duration::from_millis(300), moving),
+                Some(FULL_GRACE - Duration::from_millis(300))
+            );
+        }
+        // A stalled queue: the condition once the short grace is over.
+        assert_eq!(grace_left(FULL_GRACE, false), None);
+        assert_eq!(grace_left(FULL_GRACE * 10, false), None);
+        // A queue that drains: looked at again, up to the long grace.
+        assert_eq!(grace_left(FULL_GRACE, true), Some(MOVING_RECHECK));
+        assert_eq!(
+            grace_left(MOVING_GRACE - Duration::from_secs(2), true),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(grace_left(MOVING_GRACE, true), None);
     }
 }

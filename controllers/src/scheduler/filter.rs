@@ -25,6 +25,16 @@ impl Candidate {
     }
 }
 
+/// Why no agent can take a TaskRun now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Infeasible {
+    /// Says why, for the `Scheduled` condition.
+    pub message: String,
+    /// Some matching agent is Ready and not cordoned but full: the TaskRun
+    /// only waits for a slot to free.
+    pub full: bool,
+}
+
 /// The agents that match the TaskRun's selector, are Ready, not cordoned and
 /// have free capacity; or a message saying why there are none.
 pub fn feasible(
@@ -32,6 +42,15 @@ pub fn feasible(
     agents: &[Arc<Agent>],
     running: &HashMap<String, u32>,
 ) -> Result<Vec<Candidate>, String> {
+    candidates(taskrun, agents, running).map_err(|e| e.message)
+}
+
+/// As [`feasible`], telling also whether the TaskRun only waits for a slot.
+pub fn candidates(
+    taskrun: &TaskRun,
+    agents: &[Arc<Agent>],
+    running: &HashMap<String, u32>,
+) -> Result<Vec<Candidate>, Infeasible> {
     let selector = taskrun
         .spec
         .agent_selector
@@ -43,12 +62,16 @@ pub fn feasible(
         .filter(|a| selector.matches(&a.metadata.labels))
         .collect();
     if matching.is_empty() {
-        return Err(if agents.is_empty() {
+        let message = if agents.is_empty() {
             "no agents are registered".to_string()
         } else if selector.is_empty() {
             "no agent matches".to_string()
         } else {
             format!("no agent matches {selector}")
+        };
+        return Err(Infeasible {
+            message,
+            full: false,
         });
     }
     let (mut not_ready, mut cordoned, mut full) = (0, 0, 0);
@@ -75,10 +98,13 @@ pub fn feasible(
         } else {
             format!(" ({selector})")
         };
-        return Err(format!(
-            "all {} matching agents{described} are unavailable: {full} full, {not_ready} NotReady, {cordoned} cordoned",
-            matching.len()
-        ));
+        return Err(Infeasible {
+            message: format!(
+                "all {} matching agents{described} are unavailable: {full} full, {not_ready} NotReady, {cordoned} cordoned",
+                matching.len()
+            ),
+            full: full > 0,
+        });
     }
     Ok(candidates)
 }
@@ -125,5 +151,19 @@ mod tests {
         );
         let e = feasible(&nobody, &[], &HashMap::new()).expect_err("empty");
         assert_eq!(e, "no agents are registered");
+        let e = candidates(&taskrun_with_selector(&[("role", "build")]), &agents, &busy)
+            .expect_err("all busy");
+        assert!(e.full, "a1 is Ready and full: a slot will free");
+        let e = candidates(&nobody, &agents, &HashMap::new()).expect_err("no match");
+        assert!(!e.full);
+        let idle = HashMap::new();
+        let only_not_ready = [agents[1].clone()];
+        let e = candidates(
+            &taskrun_with_selector(&[("role", "build")]),
+            &only_not_ready,
+            &idle,
+        )
+        .expect_err("NotReady");
+        assert!(!e.full);
     }
 }

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, TaskRun, TaskRunPhase};
 use sloth_sdk::runtime::{ObjectRef, Store};
@@ -16,7 +17,7 @@ use sloth_sdk::selector::Labels;
 use sloth_sdk::watcher::Event;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::filter::feasible;
+use super::filter::candidates;
 use super::policy::Placer;
 use crate::workflow::WORKFLOW_LABEL;
 
@@ -24,6 +25,10 @@ use crate::workflow::WORKFLOW_LABEL;
 /// a long queue of TaskRuns for other agents cannot make a slot expensive
 /// (those are still woken by agent changes and the periodic recheck).
 const WAKE_SCAN_LIMIT: usize = 512;
+
+/// A queue of TaskRuns waiting for an agent counts as moving while one of
+/// the agents freed a slot this recently.
+pub const MOVING_WINDOW: Duration = Duration::from_secs(1);
 
 /// One cached TaskRun, as far as placement cares.
 #[derive(Debug)]
@@ -36,10 +41,12 @@ struct Entry {
     group: Option<String>,
     /// Order of first sight, so that waiting TaskRuns wake oldest first.
     seq: u64,
+    /// When the scheduler first saw it (a clock no other host can skew).
+    seen: Instant,
 }
 
 impl Entry {
-    fn of(tr: &TaskRun, seq: u64) -> Self {
+    fn of(tr: &TaskRun, seq: u64, seen: Instant) -> Self {
         let phase = tr.status.as_ref().map(|s| s.phase).unwrap_or_default();
         Self {
             bound: tr.spec.agent_name.clone(),
@@ -47,6 +54,7 @@ impl Entry {
             pending: tr.spec.agent_name.is_none() && phase == TaskRunPhase::Pending,
             group: tr.metadata.labels.get(WORKFLOW_LABEL).cloned(),
             seq,
+            seen,
         }
     }
 }
@@ -59,6 +67,16 @@ pub enum Decision {
     Bind(String),
     /// Nothing fits; it waits (parked) until room frees or agents change.
     Unschedulable(String),
+    /// Nothing fits only because the agents that could take it are full; it
+    /// waits (parked) for a slot. `waited`: how long it has been waiting
+    /// (since its creation, or since the scheduler first saw it if that is
+    /// longer). `moving`: a slot freed on a matching agent within
+    /// [`MOVING_WINDOW`], i.e. it waits in a queue that drains.
+    Full {
+        message: String,
+        waited: Duration,
+        moving: bool,
+    },
     /// A binding of it was already made; the cache has not shown it yet.
     AlreadyBound,
 }
@@ -82,6 +100,8 @@ pub struct State {
     /// What of the agents placement depends on, to tell a heartbeat from a
     /// change that may let waiting TaskRuns fit.
     agents_digest: Vec<AgentDigest>,
+    /// When each agent last freed a slot.
+    freed_at: HashMap<String, Instant>,
 }
 
 type AgentDigest = (String, Vec<(String, String)>, u32, bool, bool);
@@ -100,6 +120,7 @@ impl State {
             groups: HashMap::new(),
             parked: BTreeMap::new(),
             agents_digest: Vec::new(),
+            freed_at: HashMap::new(),
         }
     }
 
@@ -137,11 +158,18 @@ impl State {
             self.upsert(tr);
         }
         let agents: Vec<Arc<Agent>> = self.agents.state();
-        let candidates = match feasible(tr, &agents, &self.running) {
+        let candidates = match candidates(tr, &agents, &self.running) {
             Ok(c) => c,
-            Err(message) => {
+            Err(why) => {
                 self.park(&key, tr);
-                return Decision::Unschedulable(message);
+                if why.full {
+                    return Decision::Full {
+                        message: why.message,
+                        waited: self.waited(&key, tr),
+                        moving: self.moving(tr, &agents),
+                    };
+                }
+                return Decision::Unschedulable(why.message);
             }
         };
         let policy = tr
@@ -221,6 +249,35 @@ impl State {
         }
     }
 
+    /// How long `tr` has waited: since its creation by the server's clock,
+    /// or since this scheduler first saw it, whichever is longer (so that a
+    /// skewed clock can delay nothing by more than the time it is seen).
+    fn waited(&self, key: &ObjectRef, tr: &TaskRun) -> Duration {
+        let seen = self
+            .entries
+            .get(key)
+            .map(|e| e.seen.elapsed())
+            .unwrap_or_default();
+        let since_creation = tr
+            .metadata
+            .creation_timestamp
+            .and_then(|t| (chrono::Utc::now() - t).to_std().ok())
+            .unwrap_or_default();
+        seen.max(since_creation)
+    }
+
+    /// True when an agent matching `tr`'s selector freed a slot within
+    /// [`MOVING_WINDOW`].
+    fn moving(&self, tr: &TaskRun, agents: &[Arc<Agent>]) -> bool {
+        let selector = selector_of(tr);
+        agents.iter().any(|a| {
+            self.freed_at
+                .get(a.name())
+                .is_some_and(|t| t.elapsed() < MOVING_WINDOW)
+                && selector.matches(&a.metadata.labels)
+        })
+    }
+
     /// The agent whose capacity `key` takes, if any.
     fn holder(&self, key: &ObjectRef) -> Option<String> {
         let entry = self.entries.get(key)?;
@@ -263,14 +320,14 @@ impl State {
         let key = ObjectRef::from_obj(tr);
         let before = self.holder(&key);
         self.uncount(&key);
-        let seq = match self.entries.get(&key) {
-            Some(e) => e.seq,
+        let (seq, seen) = match self.entries.get(&key) {
+            Some(e) => (e.seq, e.seen),
             None => {
                 self.next_seq += 1;
-                self.next_seq
+                (self.next_seq, Instant::now())
             }
         };
-        let entry = Entry::of(tr, seq);
+        let entry = Entry::of(tr, seq, seen);
         // The cache caught up with the binding, or the TaskRun ended: either
         // way the assumption has nothing left to say.
         if entry.bound.is_some() || !entry.unfinished {
@@ -318,6 +375,12 @@ impl State {
     fn wake_for(&mut self, agent: &str, n: usize) {
         if self.parked.is_empty() {
             return;
+        }
+        match self.freed_at.get_mut(agent) {
+            Some(t) => *t = Instant::now(),
+            None => {
+                self.freed_at.insert(agent.to_string(), Instant::now());
+            }
         }
         let Some(agent) = self.agents.get(&ObjectRef::new("", agent)) else {
             return;
@@ -420,11 +483,18 @@ mod tests {
         assert_eq!(state.decide(&runs[0]), Decision::Bind("a1".into()));
         assert_eq!(state.decide(&runs[1]), Decision::Bind("a1".into()));
         assert_eq!(state.decide(&runs[0]), Decision::AlreadyBound);
-        let Decision::Unschedulable(message) = state.decide(&runs[2]) else {
-            panic!("t2 must wait");
+        let Decision::Full {
+            message,
+            waited,
+            moving,
+        } = state.decide(&runs[2])
+        else {
+            panic!("t2 must wait for a slot");
         };
         assert!(message.contains("1 full"), "{message}");
-        assert!(matches!(state.decide(&runs[3]), Decision::Unschedulable(_)));
+        assert!(waited < Duration::from_secs(60), "{waited:?}");
+        assert!(!moving, "no slot has freed yet");
+        assert!(matches!(state.decide(&runs[3]), Decision::Full { .. }));
         assert_eq!(state.load_of("a1"), 2);
         assert_eq!(state.waiting(), 2);
 
@@ -451,6 +521,11 @@ mod tests {
 
         // A failed bind write gives its slot back.
         assert_eq!(state.decide(&runs[2]), Decision::Bind("a1".into()));
+        // Meanwhile t3 waits in a queue that drains.
+        assert!(matches!(
+            state.decide(&runs[3]),
+            Decision::Full { moving: true, .. }
+        ));
         state.forget_binding(&ObjectRef::from_obj(&runs[2]));
         assert_eq!(state.load_of("a1"), 1);
         assert_eq!(woken(&mut rx), ["t3"]);
@@ -465,8 +540,8 @@ mod tests {
             state.apply(&Event::Applied(tr.clone()));
         }
         assert!(matches!(state.decide(&runs[0]), Decision::Bind(_)));
-        assert!(matches!(state.decide(&runs[1]), Decision::Unschedulable(_)));
-        assert!(matches!(state.decide(&runs[2]), Decision::Unschedulable(_)));
+        assert!(matches!(state.decide(&runs[1]), Decision::Full { .. }));
+        assert!(matches!(state.decide(&runs[2]), Decision::Full { .. }));
 
         let mut heartbeat = (*agent("a1", &[("role", "x")], 1, true, false)).clone();
         heartbeat.metadata.resource_version = "7".into();
@@ -503,5 +578,34 @@ mod tests {
         state.apply(&Event::Deleted(runs[0].clone()));
         assert_eq!(state.load_of("a1"), 0);
         assert_eq!(state.load_of("a2"), 1);
+    }
+
+    #[test]
+    fn waiting_is_counted_from_creation_or_first_sight_and_other_reasons_are_not_full() {
+        let (mut state, _w, _rx) = setup(&[agent("a1", &[("role", "x")], 1, true, false)]);
+        let fresh = named("fresh");
+        let mut old = named("old");
+        old.metadata.creation_timestamp = Some(chrono::Utc::now() - chrono::Duration::seconds(10));
+        let mut gpu = named("gpu");
+        gpu.spec.agent_selector = taskrun_with_selector(&[("role", "gpu")])
+            .spec
+            .agent_selector;
+        let filler = named("filler");
+        for tr in [&filler, &fresh, &old, &gpu] {
+            state.apply(&Event::Applied(tr.clone()));
+        }
+        assert!(matches!(state.decide(&filler), Decision::Bind(_)));
+        let Decision::Full { waited, .. } = state.decide(&fresh) else {
+            panic!("fresh waits for a slot");
+        };
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        let Decision::Full { waited, .. } = state.decide(&old) else {
+            panic!("old waits for a slot");
+        };
+        assert!(waited >= Duration::from_secs(10), "{waited:?}");
+        let Decision::Unschedulable(message) = state.decide(&gpu) else {
+            panic!("nothing matches role=gpu");
+        };
+        assert_eq!(message, "no agent matches role=gpu");
     }
 }
