@@ -96,7 +96,6 @@ impl GrpcService {
     fn admit<T>(
         &self,
         request: &Request<T>,
-        metric: &'static str,
         call: &Attributes<'_>,
         start: Instant,
     ) -> Result<Admitted, Status> {
@@ -106,7 +105,7 @@ impl GrpcService {
                 request.extensions().get::<PeerInfo>(),
                 call,
             )
-            .inspect_err(|status| self.observe(metric, call.kind, start, status.code()))
+            .inspect_err(|status| self.observe(call.verb.name(), call.kind, start, status.code()))
     }
 
     /// Runs a call that carries an object (create, update, update-status):
@@ -114,7 +113,6 @@ impl GrpcService {
     async fn object_call<'a, F, Fut>(
         &'a self,
         verb: Verb,
-        metric: &'static str,
         request: Request<Option<pb::Object>>,
         call: F,
     ) -> Result<Response<pb::Object>, Status>
@@ -131,7 +129,7 @@ impl GrpcService {
             None => Target::default(),
         };
         let attributes = target.attributes(verb, "");
-        let admitted = self.admit(&request, metric, &attributes, start)?;
+        let admitted = self.admit(&request, &attributes, start)?;
         let object = request.into_inner();
         let result = async {
             let object = object_of(object)?;
@@ -150,7 +148,7 @@ impl GrpcService {
         .await;
         let result = result.map_err(|e: Refusal| e.into_status());
         self.observe(
-            metric,
+            verb.name(),
             &target.kind,
             start,
             result
@@ -306,12 +304,9 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        self.object_call(
-            Verb::Create,
-            "create",
-            request.map(|r| r.object),
-            |r, o| async move { r.create(&o.kind, &o.json).await },
-        )
+        self.object_call(Verb::Create, request.map(|r| r.object), |r, o| async move {
+            r.create(&o.kind, &o.json).await
+        })
         .await
     }
 
@@ -322,7 +317,7 @@ impl ResourcesRpc for GrpcService {
             Target::named(&r.kind, &r.namespace, &r.name)
         };
         let attributes = target.attributes(Verb::Get, "");
-        let admitted = self.admit(&request, "get", &attributes, start)?;
+        let admitted = self.admit(&request, &attributes, start)?;
         let r = request.into_inner();
         let result = self.resources.get(&r.kind, &r.namespace, &r.name).await;
         if let Ok(stored) = &result {
@@ -347,7 +342,6 @@ impl ResourcesRpc for GrpcService {
         let field_selector = request.get_ref().field_selector.clone();
         self.admit(
             &request,
-            "list",
             &target.attributes(Verb::List, &field_selector),
             start,
         )?;
@@ -378,12 +372,9 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        self.object_call(
-            Verb::Update,
-            "update",
-            request.map(|r| r.object),
-            |r, o| async move { r.update(&o.kind, &o.json, &o.resource_version).await },
-        )
+        self.object_call(Verb::Update, request.map(|r| r.object), |r, o| async move {
+            r.update(&o.kind, &o.json, &o.resource_version).await
+        })
         .await
     }
 
@@ -393,7 +384,6 @@ impl ResourcesRpc for GrpcService {
     ) -> Result<Response<pb::Object>, Status> {
         self.object_call(
             Verb::UpdateStatus,
-            "updatestatus",
             request.map(|r| r.object),
             |r, o| async move { r.update_status(&o.kind, &o.json, &o.resource_version).await },
         )
@@ -410,7 +400,7 @@ impl ResourcesRpc for GrpcService {
             Target::named(&r.kind, &r.namespace, &r.name)
         };
         let attributes = target.attributes(Verb::Delete, "");
-        let admitted = self.admit(&request, "delete", &attributes, start)?;
+        let admitted = self.admit(&request, &attributes, start)?;
         let r = request.into_inner();
         let result = self
             .resources
@@ -435,7 +425,7 @@ impl ResourcesRpc for GrpcService {
             let r = request.get_ref();
             Target::named("TaskRun", &r.namespace, &r.name)
         };
-        self.admit(&request, "logs", &target.attributes(Verb::Logs, ""), start)?;
+        self.admit(&request, &target.attributes(Verb::Logs, ""), start)?;
         let result =
             crate::logs::logs(&self.resources, &self.agent_dialer, request.into_inner()).await;
         self.record("logs", "TaskRun", start, &result);
@@ -458,7 +448,7 @@ impl ResourcesRpc for GrpcService {
         };
         let field_selector = request.get_ref().field_selector.clone();
         let attributes = target.attributes(Verb::Watch, &field_selector);
-        let admitted = self.admit(&request, "watch", &attributes, start)?;
+        let admitted = self.admit(&request, &attributes, start)?;
         let slot = self
             .guard
             .watch_slot(&admitted, &attributes)

@@ -9,7 +9,7 @@ use tonic::Status;
 use tonic::metadata::MetadataMap;
 
 use crate::audit::{self, AuditLog, Record};
-use crate::auth::policy::{self, Attributes, Decision, Verb};
+use crate::auth::policy::{self, Attributes, Decision};
 use crate::auth::{Authenticator, User};
 use crate::limits::{WatchLimit, WatchSlot};
 
@@ -198,7 +198,7 @@ impl Guard {
             time: audit::now(),
             user: user.map_or("", |u| u.name.as_str()),
             role: user.map_or("", |u| u.role.as_str()),
-            verb: verb_name(call.verb),
+            verb: call.verb.name(),
             kind: call.kind,
             namespace: call.namespace,
             name: call.name,
@@ -206,18 +206,5 @@ impl Guard {
             reason,
             source_address: source,
         });
-    }
-}
-
-fn verb_name(verb: Verb) -> &'static str {
-    match verb {
-        Verb::Get => "get",
-        Verb::List => "list",
-        Verb::Watch => "watch",
-        Verb::Create => "create",
-        Verb::Update => "update",
-        Verb::UpdateStatus => "updatestatus",
-        Verb::Delete => "delete",
-        Verb::Logs => "logs",
     }
 }

@@ -89,7 +89,10 @@ pub async fn logs(
         .connect_timeout(DIAL_TIMEOUT)
         .connect_with_connector(connector)
         .await
-        .map_err(|e| unreachable(&error_chain(&e)))?;
+        .map_err(|e| {
+            use std::error::Error as _;
+            unreachable(&sloth_sdk::error::with_causes(&e.to_string(), e.source()))
+        })?;
     let stream = AgentLogsClient::new(channel)
         .logs(request)
         .await
@@ -102,16 +105,4 @@ pub async fn logs(
         })?
         .into_inner();
     Ok(stream.boxed())
-}
-
-/// An error with its causes: tonic's own message is only "transport error".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -444,17 +444,7 @@ impl Client {
 
 /// A status's message followed by its causes, when it has any.
 fn with_causes(status: &tonic::Status) -> String {
-    let mut text = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::error::with_causes(status.message(), std::error::Error::source(status))
 }
 
 /// A status made by the client's transport rather than sent by a server

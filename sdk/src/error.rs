@@ -68,3 +68,19 @@ impl Error {
         matches!(self, Self::Unavailable { .. })
     }
 }
+
+/// `head` followed by each cause in `source`'s chain (skipping a cause the
+/// text already says): tonic's own message for a failed connection is only
+/// "transport error".
+pub fn with_causes(head: &str, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    let mut text = head.to_string();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

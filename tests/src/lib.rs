@@ -5,9 +5,11 @@
 
 mod etcd;
 mod haproxy;
+mod one_agent;
 
 pub use etcd::Etcd;
 pub use haproxy::{Backend, HaProxy};
+pub use one_agent::OneAgent;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -7,24 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use sloth_sdk::duration::Duration as SlothDuration;
-use sloth_sdk::objects::{
-    AgentSpec, LuaPayload, Payload, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
-};
-use sloth_sdk::{Api, Client};
-use sloth_tests::{Agent, ApiServer, runtime, wait_until};
-use tokio::runtime::Runtime;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// An apiserver (no controllers), one agent `a1` and a client. Fields drop
-/// in order: the agent is killed first.
-struct Cluster {
-    agent: Agent,
-    client: Client,
-    _server: ApiServer,
-    rt: Runtime,
-}
+use sloth_sdk::Api;
+use sloth_sdk::objects::{AgentSpec, LuaPayload, Payload, TaskRunPhase, TaskRunStatus};
+use sloth_tests::OneAgent;
 
 fn lua(script: &str) -> LuaPayload {
     LuaPayload {
@@ -33,82 +18,36 @@ fn lua(script: &str) -> LuaPayload {
     }
 }
 
-impl Cluster {
-    fn start() -> Self {
-        let server = ApiServer::start();
-        let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
-        let agent = Agent::start(&server, "a1", &[]);
-        Self {
-            agent,
-            client,
-            _server: server,
-            rt,
+/// Creates a Lua TaskRun bound to `a1` and waits until it finished.
+fn run(c: &OneAgent, name: &str, payload: LuaPayload, timeout: Option<Duration>) -> TaskRunStatus {
+    let payload = Payload {
+        shell: None,
+        lua: Some(payload),
+    };
+    c.run(name, payload, timeout).status_or_default()
+}
+
+/// The whole output of a finished TaskRun, through the apiserver.
+fn logs(c: &OneAgent, name: &str) -> String {
+    c.rt.block_on(async {
+        let mut stream = c
+            .client
+            .logs("default", name, false, 0)
+            .await
+            .expect("logs");
+        let mut all = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            all.extend(chunk.expect("chunk"));
         }
-    }
-
-    fn api(&self) -> Api<TaskRunSpec> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    /// Creates a Lua TaskRun bound to `a1` and waits until it finished.
-    fn run(&self, name: &str, payload: LuaPayload, timeout: Option<Duration>) -> TaskRunStatus {
-        let taskrun = TaskRun::new(
-            name,
-            TaskRunSpec {
-                run: Payload {
-                    shell: None,
-                    lua: Some(payload),
-                },
-                agent_name: Some("a1".into()),
-                timeout: timeout.map(SlothDuration),
-                ..TaskRunSpec::default()
-            },
-        );
-        let api = self.api();
-        self.rt
-            .block_on(api.create(&taskrun))
-            .expect("create taskrun");
-        wait_until(DEADLINE, || {
-            self.rt
-                .block_on(api.get(name))
-                .ok()
-                .filter(|t| t.status_or_default().phase.is_terminal())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "taskrun {name} never finished; now: {:#?}\nagent log:\n{}",
-                self.rt.block_on(api.get(name)),
-                self.agent.log()
-            )
-        })
-        .status_or_default()
-    }
-
-    /// The whole output of a finished TaskRun, through the apiserver.
-    fn logs(&self, name: &str) -> String {
-        self.rt.block_on(async {
-            let mut stream = self
-                .client
-                .logs("default", name, false, 0)
-                .await
-                .expect("logs");
-            let mut all = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                all.extend(chunk.expect("chunk"));
-            }
-            String::from_utf8(all).expect("utf-8")
-        })
-    }
+        String::from_utf8(all).expect("utf-8")
+    })
 }
 
 #[test]
 fn exec_print_and_results_make_a_succeeded_taskrun() {
-    let c = Cluster::start();
-    let status = c.run(
+    let c = OneAgent::start();
+    let status = run(
+        &c,
         "greet",
         lua(r#"
             local this, params, input = ...
@@ -128,14 +67,14 @@ fn exec_print_and_results_make_a_succeeded_taskrun() {
     let tail = status.log_tail.as_deref().unwrap_or_default();
     assert!(tail.contains("hello from greet on a1\n"), "{tail}");
     assert!(tail.contains("[INFO] exit code 0\n"), "{tail}");
-    let log = c.logs("greet");
+    let log = logs(&c, "greet");
     assert_eq!(log, "hello from greet on a1\n[INFO] exit code 0\n");
 }
 
 #[test]
 fn returning_false_fails_with_the_message() {
-    let c = Cluster::start();
-    let status = c.run("full", lua(r#"return false, "disk full""#), None);
+    let c = OneAgent::start();
+    let status = run(&c, "full", lua(r#"return false, "disk full""#), None);
     assert_eq!(status.phase, TaskRunPhase::Failed, "{status:#?}");
     assert_eq!(status.reason, "Error");
     assert_eq!(status.message, "disk full");
@@ -143,9 +82,10 @@ fn returning_false_fails_with_the_message() {
 
 #[test]
 fn an_endless_loop_is_stopped_by_the_timeout() {
-    let c = Cluster::start();
+    let c = OneAgent::start();
     let started = Instant::now();
-    let status = c.run(
+    let status = run(
+        &c,
         "endless",
         lua("while true do end"),
         Some(Duration::from_secs(2)),
@@ -166,8 +106,8 @@ fn an_endless_loop_is_stopped_by_the_timeout() {
 
 #[test]
 fn lua_errors_fail_with_the_line_and_the_traceback() {
-    let c = Cluster::start();
-    let status = c.run("syntax", lua("local x = 1\nlocal y = = 2\n"), None);
+    let c = OneAgent::start();
+    let status = run(&c, "syntax", lua("local x = 1\nlocal y = = 2\n"), None);
     assert_eq!(status.phase, TaskRunPhase::Failed, "{status:#?}");
     assert_eq!(status.reason, "LuaError");
     assert!(
@@ -175,10 +115,15 @@ fn lua_errors_fail_with_the_line_and_the_traceback() {
         "{}",
         status.message
     );
-    let log = c.logs("syntax");
+    let log = logs(&c, "syntax");
     assert!(log.contains(&status.message), "{log}");
 
-    let status = c.run("runtime", lua("local t = nil\n\nreturn t.field\n"), None);
+    let status = run(
+        &c,
+        "runtime",
+        lua("local t = nil\n\nreturn t.field\n"),
+        None,
+    );
     assert_eq!(status.reason, "LuaError", "{status:#?}");
     assert!(
         status
@@ -196,7 +141,7 @@ fn lua_errors_fail_with_the_line_and_the_traceback() {
 
 #[test]
 fn entry_params_and_input_reach_the_function() {
-    let c = Cluster::start();
+    let c = OneAgent::start();
     let mut payload = lua(r#"
         function main(this, params, input)
           local text = template.render("{{ app }} {{ build.version }}", {app = params.app, build = input.build})
@@ -210,7 +155,7 @@ fn entry_params_and_input_reach_the_function() {
         "build".to_string(),
         BTreeMap::from([("version".to_string(), "1.2.3".to_string())]),
     )]);
-    let status = c.run("entry", payload, None);
+    let status = run(&c, "entry", payload, None);
     assert_eq!(status.phase, TaskRunPhase::Succeeded, "{status:#?}");
     assert_eq!(status.message, "web 1.2.3");
     assert_eq!(status.results["attempt"], "0");
@@ -218,8 +163,13 @@ fn entry_params_and_input_reach_the_function() {
 
 #[test]
 fn invalid_results_fail_naming_the_problem() {
-    let c = Cluster::start();
-    let status = c.run("nested", lua(r#"return true, "x", {info = {a = 1}}"#), None);
+    let c = OneAgent::start();
+    let status = run(
+        &c,
+        "nested",
+        lua(r#"return true, "x", {info = {a = 1}}"#),
+        None,
+    );
     assert_eq!(status.phase, TaskRunPhase::Failed, "{status:#?}");
     assert_eq!(status.reason, "InvalidResults");
     assert!(status.message.contains("\"info\""), "{}", status.message);
@@ -227,7 +177,7 @@ fn invalid_results_fail_naming_the_problem() {
 
 #[test]
 fn a_workflow_file_task_is_called_by_its_entry() {
-    let c = Cluster::start();
+    let c = OneAgent::start();
     let mut payload = lua(r#"
         local function suffix() return "!" end
         local build = task("build")
@@ -238,7 +188,7 @@ fn a_workflow_file_task_is_called_by_its_entry() {
         workflow.define("ci", { tasks = { build } })
     "#);
     payload.entry = Some("ci/build".into());
-    let status = c.run("dsl", payload, None);
+    let status = run(&c, "dsl", payload, None);
     assert_eq!(status.phase, TaskRunPhase::Succeeded, "{status:#?}");
     assert_eq!(status.message, "built!");
     assert_eq!(status.results["where"], "a1");
@@ -246,7 +196,7 @@ fn a_workflow_file_task_is_called_by_its_entry() {
 
 #[test]
 fn the_agent_carries_its_name_label() {
-    let c = Cluster::start();
+    let c = OneAgent::start();
     let agents: Api<AgentSpec> = Api::all(c.client.clone());
     let agent = c.rt.block_on(agents.get("a1")).expect("agent a1");
     assert_eq!(

@@ -2,82 +2,23 @@
 //! `$SLOTH_RESULTS` and the agent records them in `status.results`; an
 //! invalid results file fails the TaskRun with reason InvalidResults.
 
-use std::time::Duration;
+use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase};
+use sloth_tests::OneAgent;
 
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec};
-use sloth_sdk::{Api, Client};
-use sloth_tests::{Agent, ApiServer, runtime, wait_until};
-use tokio::runtime::Runtime;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// An apiserver (no controllers), one agent `a1` and a client. Fields drop
-/// in order: the agent is killed first.
-struct Cluster {
-    agent: Agent,
-    client: Client,
-    _server: ApiServer,
-    rt: Runtime,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let server = ApiServer::start();
-        let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
-        let agent = Agent::start(&server, "a1", &[]);
-        Self {
-            agent,
-            client,
-            _server: server,
-            rt,
-        }
-    }
-
-    fn api(&self) -> Api<TaskRunSpec> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    /// Creates a shell TaskRun bound to `a1` and waits until it finished.
-    fn run(&self, name: &str, script: &str) -> TaskRun {
-        let taskrun = TaskRun::new(
-            name,
-            TaskRunSpec {
-                run: Payload {
-                    shell: Some(script.to_string()),
-                    lua: None,
-                },
-                agent_name: Some("a1".into()),
-                ..TaskRunSpec::default()
-            },
-        );
-        let api = self.api();
-        self.rt
-            .block_on(api.create(&taskrun))
-            .expect("create taskrun");
-        wait_until(DEADLINE, || {
-            self.rt
-                .block_on(api.get(name))
-                .ok()
-                .filter(|t| t.status_or_default().phase.is_terminal())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "taskrun {name} never finished; now: {:#?}\nagent log:\n{}",
-                self.rt.block_on(api.get(name)),
-                self.agent.log()
-            )
-        })
-    }
+/// Creates a shell TaskRun bound to `a1` and waits until it finished.
+fn run(c: &OneAgent, name: &str, script: &str) -> TaskRun {
+    let payload = Payload {
+        shell: Some(script.to_string()),
+        lua: None,
+    };
+    c.run(name, payload, None)
 }
 
 #[test]
 fn results_written_to_sloth_results_are_recorded() {
-    let c = Cluster::start();
-    let done = c.run(
+    let c = OneAgent::start();
+    let done = run(
+        &c,
         "release",
         "set -e\n\
          test ! -e \"$SLOTH_RESULTS\"\n\
@@ -99,12 +40,10 @@ fn results_written_to_sloth_results_are_recorded() {
     assert_eq!(status.results.len(), 2);
 
     // No file: no results. A failed run's valid results are kept.
-    let none = c.run("quiet", "echo nothing to report").status_or_default();
+    let none = run(&c, "quiet", "echo nothing to report").status_or_default();
     assert_eq!(none.phase, TaskRunPhase::Succeeded);
     assert!(none.results.is_empty(), "{none:#?}");
-    let failed = c
-        .run("partial", "echo step=2 > \"$SLOTH_RESULTS\"; exit 4")
-        .status_or_default();
+    let failed = run(&c, "partial", "echo step=2 > \"$SLOTH_RESULTS\"; exit 4").status_or_default();
     assert_eq!(failed.phase, TaskRunPhase::Failed);
     assert_eq!(failed.reason, "Error");
     assert_eq!(failed.exit_code, Some(4));
@@ -113,13 +52,13 @@ fn results_written_to_sloth_results_are_recorded() {
 
 #[test]
 fn an_invalid_results_file_fails_the_taskrun() {
-    let c = Cluster::start();
-    let status = c
-        .run(
-            "bad",
-            "echo ok=1 >> \"$SLOTH_RESULTS\"; echo 'not a result' >> \"$SLOTH_RESULTS\"",
-        )
-        .status_or_default();
+    let c = OneAgent::start();
+    let status = run(
+        &c,
+        "bad",
+        "echo ok=1 >> \"$SLOTH_RESULTS\"; echo 'not a result' >> \"$SLOTH_RESULTS\"",
+    )
+    .status_or_default();
     assert_eq!(status.phase, TaskRunPhase::Failed, "{status:#?}");
     assert_eq!(status.reason, "InvalidResults");
     assert!(status.message.contains("line 2"), "{}", status.message);
@@ -127,9 +66,7 @@ fn an_invalid_results_file_fails_the_taskrun() {
     assert_eq!(status.exit_code, Some(0));
     assert!(status.results.is_empty());
 
-    let key = c
-        .run("badkey", "echo 'bad key=1' > \"$SLOTH_RESULTS\"")
-        .status_or_default();
+    let key = run(&c, "badkey", "echo 'bad key=1' > \"$SLOTH_RESULTS\"").status_or_default();
     assert_eq!(key.reason, "InvalidResults");
     assert!(
         key.message.contains("line 1: invalid key"),

@@ -1,0 +1,77 @@
+//! The smallest cluster a payload test needs: an apiserver (no
+//! controllers), one agent `a1` and a client, with TaskRuns bound to `a1`
+//! directly.
+
+use std::time::Duration;
+
+use sloth_sdk::duration::Duration as SlothDuration;
+use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
+use sloth_sdk::{Api, Client};
+use tokio::runtime::Runtime;
+
+use crate::{Agent, ApiServer, runtime, wait_until};
+
+/// How long one TaskRun may take to finish.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Fields drop in order: the agent is killed first.
+pub struct OneAgent {
+    pub agent: Agent,
+    pub client: Client,
+    _server: ApiServer,
+    pub rt: Runtime,
+}
+
+impl OneAgent {
+    pub fn start() -> Self {
+        let server = ApiServer::start();
+        let rt = runtime();
+        let client = {
+            let _enter = rt.enter();
+            server.client()
+        };
+        let agent = Agent::start(&server, "a1", &[]);
+        Self {
+            agent,
+            client,
+            _server: server,
+            rt,
+        }
+    }
+
+    /// TaskRuns in namespace `default`.
+    pub fn api(&self) -> Api<TaskRunSpec> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Creates TaskRun `name` running `run` on `a1` and waits until it
+    /// finished.
+    pub fn run(&self, name: &str, run: Payload, timeout: Option<Duration>) -> TaskRun {
+        let taskrun = TaskRun::new(
+            name,
+            TaskRunSpec {
+                run,
+                agent_name: Some("a1".into()),
+                timeout: timeout.map(SlothDuration),
+                ..TaskRunSpec::default()
+            },
+        );
+        let api = self.api();
+        self.rt
+            .block_on(api.create(&taskrun))
+            .expect("create taskrun");
+        wait_until(DEADLINE, || {
+            self.rt
+                .block_on(api.get(name))
+                .ok()
+                .filter(|t| t.status_or_default().phase.is_terminal())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "taskrun {name} never finished; now: {:#?}\nagent log:\n{}",
+                self.rt.block_on(api.get(name)),
+                self.agent.log()
+            )
+        })
+    }
+}
