@@ -115,12 +115,15 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     if !register(&registration, &client, &shutdown).await? {
         return Ok(());
     }
-    if let Err(e) = registration.write_status(AgentPhase::Ready).await {
-        tracing::warn!("cannot write the status of agent {name:?}: {e}");
-    }
+    // The heartbeat first: an agent that says Ready has a lease the
+    // lifecycle controller can judge (dying right after still reads as an
+    // expired heartbeat, not as one never taken).
     let mut heartbeat = Heartbeat::new(client.clone(), &name, config.lease_seconds());
     if let Err(e) = heartbeat.renew().await {
         tracing::warn!("cannot take the heartbeat lock of agent {name:?}: {e}");
+    }
+    if let Err(e) = registration.write_status(AgentPhase::Ready).await {
+        tracing::warn!("cannot write the status of agent {name:?}: {e}");
     }
 
     let server_stop = CancellationToken::new();
