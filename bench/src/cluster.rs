@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,14 @@ use sloth_sdk::{Api, Client, ListParams};
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a process may take to exit after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Set once from `--keep`: temporary directories outlive the run.
+static KEEP_TEMP_DIRS: AtomicBool = AtomicBool::new(false);
+
+/// Keeps every cluster's temporary directory (data and logs) after the run.
+pub fn keep_temp_dirs() {
+    KEEP_TEMP_DIRS.store(true, Ordering::Relaxed);
+}
 
 /// Which binaries to run, and where.
 #[derive(Clone, Debug)]
@@ -120,6 +129,8 @@ pub struct ApiServerOptions {
     pub etcd_endpoints: Option<String>,
     /// Run the controllers in the apiserver process (`--controllers`).
     pub controllers: bool,
+    /// More flags for `sloth-apiserver`.
+    pub extra_args: Vec<String>,
 }
 
 /// The processes of one scenario and their temporary directory.
@@ -132,15 +143,29 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(bins: Bins) -> anyhow::Result<Self> {
-        let temp = tempfile::Builder::new()
+        let mut temp = tempfile::Builder::new()
             .prefix("sloth-bench-")
             .tempdir()
             .context("cannot create a temporary directory")?;
+        if KEEP_TEMP_DIRS.load(Ordering::Relaxed) {
+            temp.disable_cleanup(true);
+            eprintln!("keeping the data and logs in {}", temp.path().display());
+        }
         Ok(Self {
             bins,
             procs: Vec::new(),
             temp,
         })
+    }
+
+    /// Keeps the temporary directory after the run (and says where it is),
+    /// e.g. to look into the logs of a run that went wrong.
+    pub fn keep(&mut self) {
+        self.temp.disable_cleanup(true);
+        eprintln!(
+            "keeping the data and logs in {}",
+            self.temp.path().display()
+        );
     }
 
     /// A fresh directory under the temporary directory.
@@ -223,6 +248,9 @@ impl Cluster {
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", "sloth-bench"])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            // Progress for idle watches: etcd before 3.4.31/3.5.13 is not
+            // asked for it (apiserver/src/store/etcd/progress.rs).
+            .args(["--experimental-watch-progress-notify-interval", "1s"])
             .args(["--logger", "zap", "--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -262,6 +290,7 @@ impl Cluster {
         if options.controllers {
             cmd.arg("--controllers");
         }
+        cmd.args(&options.extra_args);
         let (pid, line) = self.spawn("apiserver", Tier::ApiServer, cmd, |l| {
             l.starts_with("listening ")
         })?;
@@ -326,6 +355,18 @@ impl Cluster {
             l.starts_with(&prefix)
         })?;
         Ok(pid)
+    }
+
+    /// CPU time each running process has used so far, by name: its own,
+    /// and that of its children it has reaped (an agent's payloads).
+    pub fn cpu_usage(&self) -> Vec<(String, CpuTime)> {
+        self.procs
+            .iter()
+            .filter_map(|p| {
+                let pid = p.child.as_ref()?.id();
+                Some((p.name.clone(), cpu_times(pid).ok()?))
+            })
+            .collect()
     }
 
     /// Stops everything: agents and controllers first, then the apiserver,
@@ -434,8 +475,29 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     Ok(kib / 1024.0)
 }
 
+/// CPU time (user + system) of a process and of its reaped children.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuTime {
+    pub own: Duration,
+    pub children: Duration,
+}
+
+impl CpuTime {
+    pub fn saturating_sub(self, earlier: Self) -> Self {
+        Self {
+            own: self.own.saturating_sub(earlier.own),
+            children: self.children.saturating_sub(earlier.children),
+        }
+    }
+}
+
 /// CPU time (user + system) `pid` has used so far.
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    Ok(cpu_times(pid)?.own)
+}
+
+/// CPU time of `pid` and of the children it has waited for.
+pub fn cpu_times(pid: u32) -> anyhow::Result<CpuTime> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     // Fields after the command name (which may hold spaces) in parentheses:
@@ -451,11 +513,21 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("unexpected {path}"))
     };
-    let total = ticks(11)? + ticks(12)?;
-    Ok(Duration::from_secs_f64(total as f64 / clock_ticks() as f64))
+    let hz = clock_ticks() as f64;
+    let secs = |t: u64| Duration::from_secs_f64(t as f64 / hz);
+    // utime, stime, cutime, cstime are fields 14-17.
+    Ok(CpuTime {
+        own: secs(ticks(11)? + ticks(12)?),
+        children: secs(ticks(13)? + ticks(14)?),
+    })
 }
 
 fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(read_clock_ticks)
+}
+
+fn read_clock_ticks() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -22,6 +22,10 @@ struct Args {
     /// (default: the directory of this executable).
     #[arg(long, global = true)]
     bin_dir: Option<PathBuf>,
+    /// Keep the temporary directory (data and every process's log) after
+    /// the run; its path is printed on stderr.
+    #[arg(long, global = true)]
+    keep: bool,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -49,6 +53,9 @@ enum Scenario {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bins = Bins::new(args.bin_dir)?;
+    if args.keep {
+        cluster::keep_temp_dirs();
+    }
     let result = match args.scenario {
         Scenario::E2e(a) => scenarios::e2e::run(bins, a).await?,
         Scenario::RunLatency(a) => scenarios::run_latency::run(bins, a).await?,

@@ -60,7 +60,19 @@ impl Feed {
             };
             let error = match item {
                 Some(Ok(WatchItem::Events(events))) => {
-                    self.lock().apply(&events);
+                    let Err(overtaken) = self.lock().apply(&events) else {
+                        continue;
+                    };
+                    // Events the cache skipped may be missing from it: only
+                    // a fresh list (and every client relisting) repairs that.
+                    drop(open);
+                    tracing::error!(kind = self.kind, error = %overtaken, "watch cache: a store progress notification overtook events; relisting and expiring every client watch");
+                    let reason =
+                        format!("the watch cache relisted ({overtaken}); relist and watch again");
+                    match self.reopen(&shutdown, Some(reason)).await {
+                        Some(reopened) => open = reopened,
+                        None => break,
+                    }
                     continue;
                 }
                 Some(Ok(WatchItem::Progress(revision))) => {
@@ -73,7 +85,7 @@ impl Feed {
             drop(open);
             let revision = self.lock().revision();
             tracing::warn!(kind = self.kind, revision, error = %error, "watch cache: the store watch failed; re-establishing it");
-            match self.reopen(&shutdown).await {
+            match self.reopen(&shutdown, None).await {
                 Some(reopened) => open = reopened,
                 None => break,
             }
@@ -90,16 +102,25 @@ impl Feed {
     }
 
     /// Re-opens the store watch from the cache's revision, relisting when
-    /// that is Expired; retries with backoff until it works or `shutdown`.
-    async fn reopen(&self, shutdown: &CancellationToken) -> Option<Open> {
+    /// that is Expired, or at once with `relist` (the reason given to client
+    /// watches); retries with backoff until it works or `shutdown`.
+    async fn reopen(&self, shutdown: &CancellationToken, relist: Option<String>) -> Option<Open> {
         let mut backoff = BACKOFF_MIN;
         loop {
             let revision = self.lock().revision();
-            let attempt = match self.store.watch(&self.prefix, revision).await {
-                Ok(stream) => Ok(Open {
-                    stream,
-                    _guard: self.metrics.store_watch_started(),
-                }),
+            let watched = match &relist {
+                Some(reason) => self.sync(reason).await,
+                None => self
+                    .store
+                    .watch(&self.prefix, revision)
+                    .await
+                    .map(|stream| Open {
+                        stream,
+                        _guard: self.metrics.store_watch_started(),
+                    }),
+            };
+            let attempt = match watched {
+                Ok(open) => Ok(open),
                 Err(StoreError::Expired { compacted, .. }) => {
                     tracing::warn!(
                         kind = self.kind,

@@ -83,12 +83,24 @@ struct Slot {
 /// or had, that value; other watchers get every change.
 pub(crate) const INDEXED_FIELD: &str = "spec.agentName";
 
+/// A store event arrived after a progress notification that claimed to
+/// cover it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the store sent the event of revision {event} after progress up to revision {progress}")]
+pub(crate) struct Overtaken {
+    pub event: i64,
+    pub progress: i64,
+}
+
 /// One kind's cached objects, recent events and watchers.
 #[derive(Debug)]
 pub(crate) struct State {
     objects: BTreeMap<String, Entry>,
     /// Every store change up to here has been applied.
     revision: i64,
+    /// The last revision of an event applied (or of the list); `revision`
+    /// may be further on through progress notifications.
+    applied: i64,
     /// The window holds every event with a revision above this.
     floor: i64,
     window: VecDeque<Batch>,
@@ -110,6 +122,7 @@ impl State {
         Self {
             objects: BTreeMap::new(),
             revision: 0,
+            applied: 0,
             floor: 0,
             window: VecDeque::new(),
             window_events: 0,
@@ -143,6 +156,7 @@ impl State {
     pub fn reset(&mut self, objects: BTreeMap<String, Entry>, revision: i64, reason: &str) {
         self.objects = objects;
         self.revision = revision;
+        self.applied = revision;
         self.floor = revision;
         self.window.clear();
         self.window_events = 0;
@@ -166,11 +180,25 @@ impl State {
     }
 
     /// Applies the store events of one watch item and fans them out.
-    pub fn apply(&mut self, events: &[Event]) {
+    ///
+    /// An event after the last one applied but at or before a progress
+    /// revision means that progress notification was wrong (it overtook
+    /// this event): the state is then no longer trustworthy, nothing is
+    /// applied, and the caller must relist.
+    pub fn apply(&mut self, events: &[Event]) -> Result<(), Overtaken> {
+        if let Some(event) = events
+            .iter()
+            .find(|e| e.revision() > self.applied && e.revision() <= self.revision)
+        {
+            return Err(Overtaken {
+                event: event.revision(),
+                progress: self.revision,
+            });
+        }
         let mut batch = Vec::with_capacity(events.len());
         for event in events {
             let revision = event.revision();
-            if revision <= self.revision {
+            if revision <= self.applied {
                 // Already applied (a re-established watch repeats nothing,
                 // but a stale item must not move the state back).
                 continue;
@@ -183,11 +211,12 @@ impl State {
             }
         }
         let Some(last) = events.iter().map(Event::revision).max() else {
-            return;
+            return Ok(());
         };
         self.revision = self.revision.max(last);
+        self.applied = self.applied.max(last);
         if batch.is_empty() {
-            return;
+            return Ok(());
         }
         let batch: Batch = batch.into();
         self.window_events += batch.len();
@@ -213,6 +242,7 @@ impl State {
             }
         }
         self.send(targets, &Message::Events(batch));
+        Ok(())
     }
 
     /// Records store progress: watchers read the revision for BOOKMARKs

@@ -22,6 +22,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let server = cluster.start_apiserver(&ApiServerOptions {
         etcd_endpoints: None,
         controllers: true,
+        ..ApiServerOptions::default()
     })?;
     let pid = cluster.start_agent(&server, "a1", &[])?;
     let client = Client::new(&[&server.grpc_url]).context("bad apiserver URL")?;

@@ -119,6 +119,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let server = cluster.start_apiserver(&ApiServerOptions {
         etcd_endpoints: None,
         controllers: !args.no_controllers,
+        ..ApiServerOptions::default()
     })?;
     let connections = args.count.div_ceil(WATCHES_PER_CONNECTION).max(2);
     let clients: Vec<Client> = (0..connections)

@@ -13,11 +13,11 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec};
 use sloth_sdk::watcher::{Event, watch_objects};
-use sloth_sdk::{Api, Client, WatchParams};
+use sloth_sdk::{Api, Client, ListParams, WatchParams};
 use tokio::sync::{Notify, Semaphore};
 
 use super::{StoreKind, ms, summary, time_ms};
-use crate::cluster::{ApiServerOptions, Bins, Cluster, wait_agents_ready};
+use crate::cluster::{ApiServerOptions, Bins, Cluster, CpuTime, cpu_times, wait_agents_ready};
 use crate::stats::{Samples, round3};
 
 const NAMESPACE: &str = "bench";
@@ -47,6 +47,10 @@ pub struct Args {
     /// Run sloth-controllers as its own process instead of in the apiserver.
     #[arg(long)]
     separate_controllers: bool,
+    /// One more flag for sloth-apiserver (repeat for several), e.g.
+    /// `--apiserver-arg=--bookmark-interval=50ms`.
+    #[arg(long = "apiserver-arg", allow_hyphen_values = true)]
+    apiserver_args: Vec<String>,
     /// Give up waiting for the TaskRuns after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
@@ -139,6 +143,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let server = cluster.start_apiserver(&ApiServerOptions {
         etcd_endpoints: endpoints,
         controllers: !args.separate_controllers,
+        extra_args: args.apiserver_args.clone(),
     })?;
     if args.separate_controllers {
         cluster.start_controllers(&server)?;
@@ -200,6 +205,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let create_api: Api<TaskRunSpec> = Api::namespaced(client.clone(), NAMESPACE);
     let create_errors = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let cpu_before = cpu_snapshot(&cluster);
     let start = Instant::now();
     let mut creators = Vec::with_capacity(args.taskruns);
     let mut ticker = args.rate.filter(|r| *r > 0.0).map(|r| {
@@ -282,21 +288,101 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         eprintln!("timed out after {deadline:?}");
     }
     watcher.abort();
+    let cpu = cpu_per_taskrun(&cpu_before, &cpu_snapshot(&cluster), args.taskruns);
 
     let tracks = shared
         .tracks
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    let result = analyse(
+    let mut result = analyse(
         &args,
         &tracks,
         start,
         created_secs,
         create_errors.load(Ordering::SeqCst),
     );
+    result["cpu_ms_per_taskrun"] = cpu;
+    let unfinished: Vec<&str> = tracks
+        .iter()
+        .filter(|(_, t)| !t.create_failed && t.created.is_some() && t.finished.is_none())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !unfinished.is_empty() {
+        result["unfinished_stored"] = stored_state(&create_api, &unfinished).await;
+        cluster.keep();
+    }
     tokio::task::block_in_place(|| cluster.shutdown());
     Ok(result)
+}
+
+/// CPU used so far by every process of the cluster and by the bench.
+fn cpu_snapshot(cluster: &Cluster) -> Vec<(String, CpuTime)> {
+    let mut all = cluster.cpu_usage();
+    if let Ok(own) = cpu_times(std::process::id()) {
+        all.push(("bench".into(), own));
+    }
+    all
+}
+
+/// Milliseconds of CPU per TaskRun between two snapshots, by role: the
+/// apiserver (with its controllers), etcd, the agents themselves, their
+/// payload processes (the children they reaped), and the bench.
+fn cpu_per_taskrun(before: &[(String, CpuTime)], after: &[(String, CpuTime)], n: usize) -> Value {
+    let mut by_role: std::collections::BTreeMap<&str, f64> = Default::default();
+    for (name, now) in after {
+        let Some((_, then)) = before.iter().find(|(b, _)| b == name) else {
+            continue;
+        };
+        let used = now.saturating_sub(*then);
+        let role = name.split('-').next().unwrap_or(name);
+        *by_role.entry(role).or_default() += used.own.as_secs_f64();
+        if role == "agent" {
+            *by_role.entry("payloads").or_default() += used.children.as_secs_f64();
+        }
+    }
+    let per = |secs: f64| round3(secs * 1000.0 / n.max(1) as f64);
+    let total: f64 = by_role.values().sum();
+    let mut out = serde_json::Map::new();
+    for (role, secs) in &by_role {
+        out.insert((*role).to_string(), json!(per(*secs)));
+    }
+    out.insert("total".into(), json!(per(total)));
+    Value::Object(out)
+}
+
+/// For TaskRuns the watch never saw finish: what the store holds now, so a
+/// lost watch event can be told from a TaskRun that really never finished.
+async fn stored_state(api: &Api<TaskRunSpec>, names: &[&str]) -> Value {
+    let list = match api.list(&ListParams::default()).await {
+        Ok(list) => list,
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    let mut by_state: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for name in names {
+        let state = match list.items.iter().find(|tr| tr.name() == *name) {
+            None => "missing".to_string(),
+            Some(tr) => {
+                let status = tr.status_or_default();
+                format!(
+                    "{} agentName={} status.agent={} reason={}",
+                    status.phase.as_str(),
+                    tr.spec.agent_name.as_deref().unwrap_or("-"),
+                    status.agent.as_deref().unwrap_or("-"),
+                    if status.reason.is_empty() {
+                        "-"
+                    } else {
+                        &status.reason
+                    },
+                )
+            }
+        };
+        by_state.entry(state).or_default().push(name);
+    }
+    for (state, names) in &by_state {
+        eprintln!("unfinished as seen by the watch, stored as {state}: {names:?}");
+    }
+    json!(by_state)
 }
 
 fn analyse(

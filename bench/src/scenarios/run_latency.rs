@@ -92,6 +92,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let server = cluster.start_apiserver(&ApiServerOptions {
         etcd_endpoints: None,
         controllers: true,
+        ..ApiServerOptions::default()
     })?;
     cluster.start_agent(&server, AGENT, &[])?;
     let client = Client::new(&[&server.grpc_url]).context("bad apiserver URL")?;

@@ -96,6 +96,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let server = cluster.start_apiserver(&ApiServerOptions {
         etcd_endpoints: None,
         controllers: true,
+        ..ApiServerOptions::default()
     })?;
     let capacity = args.capacity.unwrap_or(args.width as u32).max(1);
     let names: Vec<String> = (1..=args.agents).map(|i| format!("a{i}")).collect();

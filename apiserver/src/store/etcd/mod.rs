@@ -10,6 +10,7 @@
 //! start with `/`).
 
 mod errors;
+mod progress;
 mod watch;
 
 use std::sync::Arc;
@@ -68,6 +69,9 @@ pub struct EtcdStore {
     client: Client,
     prefix: Arc<str>,
     options: EtcdOptions,
+    /// Whether this etcd answers progress requests in order (known once it
+    /// answered a status call).
+    progress_requests: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -121,6 +125,7 @@ impl EtcdStore {
             client,
             prefix: options.prefix.clone().into(),
             options,
+            progress_requests: Arc::default(),
         }))
     }
 
@@ -252,6 +257,30 @@ impl EtcdStore {
             self.prefix.clone(),
             self.options.progress_interval,
         )
+    }
+
+    /// Whether watches may ask this etcd for progress (see
+    /// [`progress::requests_are_ordered`]); false while etcd cannot say.
+    pub(crate) async fn progress_requests_allowed(&self) -> bool {
+        let answer = self
+            .progress_requests
+            .get_or_try_init(|| async {
+                let status = self.client.clone().status().await?;
+                let version = status.version().to_string();
+                let ordered = progress::requests_are_ordered(&version);
+                if ordered {
+                    tracing::info!(version, "etcd answers progress requests in order: idle watches ask for progress");
+                } else {
+                    tracing::warn!(
+                        version,
+                        "this etcd may answer a progress request before events it still owes (etcd-io/etcd#15220; fixed in 3.4.31 and 3.5.13): \
+                         idle watches rely on etcd's own progress notifications instead (its --experimental-watch-progress-notify-interval, 10m by default)"
+                    );
+                }
+                Ok::<_, etcd_client::Error>(ordered)
+            })
+            .await;
+        answer.copied().unwrap_or(false)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Watches on etcd: one etcd watch per store watch, fed through a bounded
-//! channel by a task that also asks etcd for progress notifications while
-//! the watch is idle, and cancels the etcd watch when the consumer goes.
+//! channel by a task that cancels the etcd watch when the consumer goes.
+//! Progress comes from etcd's own notifications, and from requests every
+//! progress interval where this etcd answers those in order (`progress.rs`).
 
 use etcd_client::{EventType, WatchOptions, WatchResponse};
 use futures_util::StreamExt;
@@ -26,7 +27,9 @@ pub(super) async fn open(
     let options = WatchOptions::new()
         .with_range(range_end(&key))
         .with_start_revision(after_revision + 1)
-        .with_prev_key();
+        .with_prev_key()
+        .with_progress_notify();
+    let ask_for_progress = store.progress_requests_allowed().await;
     let (mut watcher, mut stream) = client
         .watch_client()
         .watch(key, Some(options))
@@ -44,7 +47,7 @@ pub(super) async fn open(
         loop {
             let item = tokio::select! {
                 () = tx.closed() => break,
-                _ = ticker.tick() => {
+                _ = ticker.tick(), if ask_for_progress => {
                     if let Err(e) = watcher.request_progress().await {
                         Some(Err(backend(e)))
                     } else {
