@@ -58,6 +58,10 @@ fn check_e2e(json: &Value, taskruns: u64) {
         Some(taskruns),
         "{json}"
     );
+    let cpu = &json["cpu_ms_per_taskrun"];
+    for role in ["apiserver", "agent", "payloads", "total"] {
+        positive(cpu, role);
+    }
 }
 
 #[test]
