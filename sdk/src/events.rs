@@ -5,7 +5,10 @@
 //! Kubernetes: the same (object, reason, message) maps to one Event name,
 //! whose `count` and `lastTimestamp` are bumped.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use crate::client::Api;
 use crate::client::Client;
@@ -26,11 +29,15 @@ const MAX_MESSAGE_BYTES: usize = 4 * 1024;
 /// Longest object name: the suffix (`.` and 16 hex digits) must fit after it.
 const MAX_PREFIX_LEN: usize = 253 - 17;
 
+/// Events [`Recorder::record_in_background`] writes at once; more wait.
+const BACKGROUND_WRITES: usize = 32;
+
 /// Records Events on behalf of one component (`source`).
 #[derive(Clone, Debug)]
 pub struct Recorder {
     client: Client,
     source: String,
+    background: Arc<Semaphore>,
 }
 
 impl Recorder {
@@ -38,7 +45,30 @@ impl Recorder {
         Self {
             client,
             source: source.into(),
+            background: Arc::new(Semaphore::new(BACKGROUND_WRITES)),
         }
+    }
+
+    /// [`record`](Self::record) without waiting for the write, so that a
+    /// controller's next step (e.g. starting the next layer of a workflow)
+    /// is not held up by its Events; waits only while
+    /// `BACKGROUND_WRITES` Events are already being written.
+    pub async fn record_in_background(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let Ok(slot) = self.background.clone().acquire_owned().await else {
+            return;
+        };
+        let (recorder, object) = (self.clone(), object.clone());
+        let (reason, message) = (reason.to_string(), message.to_string());
+        tokio::spawn(async move {
+            recorder.record(&object, type_, &reason, &message).await;
+            drop(slot);
+        });
     }
 
     /// Records that `reason` happened to `object`; a repeat of the same

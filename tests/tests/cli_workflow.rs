@@ -289,3 +289,50 @@ fn recorded_events_aggregate_and_show_in_describe() {
         "{describe:#?}"
     );
 }
+
+/// Events recorded in the background (as the workflow controller does, so
+/// that its reconciles do not wait for them) are all written, also when
+/// more are queued than are written at once.
+#[test]
+fn events_recorded_in_the_background_are_all_written() {
+    use sloth_sdk::events::Recorder;
+    use sloth_sdk::objects::{EventSpec, EventType, ObjectReference, WorkflowSpec};
+    use sloth_sdk::{Api, ListParams};
+
+    let server = ApiServer::start();
+    ctl(&server, &["apply", "-f", &fixture("workflow.yaml")]).ok();
+    let rt = sloth_tests::runtime();
+    let written = rt.block_on(async {
+        let client = server.client();
+        let workflow = Api::<WorkflowSpec>::namespaced(client.clone(), "default")
+            .get("build")
+            .await
+            .expect("workflow");
+        let reference = ObjectReference::from_obj(&workflow);
+        let recorder = Recorder::new(client.clone(), "background-test");
+        for i in 0..40 {
+            recorder
+                .record_in_background(
+                    &reference,
+                    EventType::Normal,
+                    "TaskSucceeded",
+                    &format!("task t{i} succeeded"),
+                )
+                .await;
+        }
+        let events = Api::<EventSpec>::namespaced(client, "default");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let count = events
+                .list(&ListParams::default())
+                .await
+                .map(|l| l.items.len())
+                .unwrap_or(0);
+            if count >= 40 || tokio::time::Instant::now() > deadline {
+                return count;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(written, 40);
+}

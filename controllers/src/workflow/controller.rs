@@ -84,6 +84,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if wf.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let started = std::time::Instant::now();
     let owned: Vec<Arc<TaskRun>> = ctx
         .taskruns
         .state()
@@ -95,6 +96,8 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let mut plan = plan(&wf, &refs, now);
     let old = wf.status_or_default();
     let mut requeue = plan.requeue_after;
+    let planned = started.elapsed();
+    let creates = plan.create.len();
 
     for stop in &plan.stop {
         if let Some(tr) = owned.iter().find(|tr| tr.name() == stop.taskrun) {
@@ -132,6 +135,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .collect()
         .await;
     results.into_iter().collect::<Result<(), Error>>()?;
+    let created = started.elapsed();
 
     if plan.status != old {
         let mut updated = (*wf).clone();
@@ -140,7 +144,10 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .update_status(&updated)
             .await
         {
-            Ok(_) => record_transitions(&ctx, &wf, &old, &plan).await,
+            Ok(_) => {
+                tracing::debug!(workflow = wf.name(), taskruns = owned.len(), creates, ?planned, ?created, written = ?started.elapsed(), "status written");
+                record_transitions(&ctx, &wf, &old, &plan).await;
+            }
             // Someone wrote in between (a cancel, a spec change): the write
             // triggers another reconcile from the newer copy.
             Err(Error::Conflict(_)) => return Ok(Action::requeue(Duration::from_millis(100))),
@@ -308,9 +315,12 @@ async fn tend_locks(
     Ok(holding)
 }
 
+/// Events are written in the background: a reconcile that records one per
+/// finished task (a whole layer of a wide workflow) would otherwise hold up
+/// the next reconcile, and the next layer's start, by a write per task.
 async fn record(ctx: &Ctx, wf: &Workflow, type_: EventType, reason: &str, message: &str) {
     ctx.recorder
-        .record(&ObjectReference::from_obj(wf), type_, reason, message)
+        .record_in_background(&ObjectReference::from_obj(wf), type_, reason, message)
         .await;
 }
 
