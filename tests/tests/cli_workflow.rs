@@ -233,22 +233,30 @@ fn a_workflows_taskruns_are_selected_by_label() {
     assert_eq!(run.stdout, "taskrun/build-fetch-1\n");
 }
 
+/// A client and a reference to the Workflow `build` of the fixture, applied.
+async fn applied_workflow(
+    server: &ApiServer,
+) -> (sloth_sdk::Client, sloth_sdk::objects::ObjectReference) {
+    use sloth_sdk::objects::{ObjectReference, WorkflowSpec};
+    let client = server.client();
+    let workflow = sloth_sdk::Api::<WorkflowSpec>::namespaced(client.clone(), "default")
+        .get("build")
+        .await
+        .expect("workflow");
+    (client, ObjectReference::from_obj(&workflow))
+}
+
 #[test]
 fn recorded_events_aggregate_and_show_in_describe() {
     use sloth_sdk::Api;
     use sloth_sdk::events::{Recorder, event_name};
-    use sloth_sdk::objects::{EventSpec, EventType, ObjectReference, WorkflowSpec};
+    use sloth_sdk::objects::{EventSpec, EventType};
 
     let server = ApiServer::start();
     ctl(&server, &["apply", "-f", &fixture("workflow.yaml")]).ok();
     let rt = sloth_tests::runtime();
     let (reference, event) = rt.block_on(async {
-        let client = server.client();
-        let workflow = Api::<WorkflowSpec>::namespaced(client.clone(), "default")
-            .get("build")
-            .await
-            .expect("workflow");
-        let reference = ObjectReference::from_obj(&workflow);
+        let (client, reference) = applied_workflow(&server).await;
         let recorder = Recorder::new(client.clone(), "test-recorder");
         for _ in 0..3 {
             recorder
@@ -296,19 +304,14 @@ fn recorded_events_aggregate_and_show_in_describe() {
 #[test]
 fn events_recorded_in_the_background_are_all_written() {
     use sloth_sdk::events::Recorder;
-    use sloth_sdk::objects::{EventSpec, EventType, ObjectReference, WorkflowSpec};
+    use sloth_sdk::objects::{EventSpec, EventType};
     use sloth_sdk::{Api, ListParams};
 
     let server = ApiServer::start();
     ctl(&server, &["apply", "-f", &fixture("workflow.yaml")]).ok();
     let rt = sloth_tests::runtime();
     let written = rt.block_on(async {
-        let client = server.client();
-        let workflow = Api::<WorkflowSpec>::namespaced(client.clone(), "default")
-            .get("build")
-            .await
-            .expect("workflow");
-        let reference = ObjectReference::from_obj(&workflow);
+        let (client, reference) = applied_workflow(&server).await;
         let recorder = Recorder::new(client.clone(), "background-test");
         for i in 0..40 {
             recorder
