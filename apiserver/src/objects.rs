@@ -37,6 +37,33 @@ pub fn decode_stored(bytes: &[u8], revision: i64) -> Result<Value, ApiError> {
     Ok(value)
 }
 
+/// Whether two objects are equal but for `metadata.resourceVersion`,
+/// without copying either (a Workflow can be close to the 1 MiB limit).
+pub fn same_but_resource_version(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    a.len() == b.len()
+        && a.iter()
+            .all(|(key, value)| match (key.as_str(), b.get(key)) {
+                ("metadata", Some(other)) => same_metadata(value, other),
+                (_, other) => other == Some(value),
+            })
+}
+
+fn same_metadata(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let others = |m: &'_ serde_json::Map<String, Value>| {
+        m.keys().filter(|k| *k != "resourceVersion").count()
+    };
+    others(a) == others(b)
+        && a.iter()
+            .filter(|(key, _)| *key != "resourceVersion")
+            .all(|(key, value)| b.get(key) == Some(value))
+}
+
 pub fn set_resource_version(value: &mut Value, revision: i64) {
     if let Some(meta) = metadata_mut(value) {
         meta.insert(
@@ -46,13 +73,14 @@ pub fn set_resource_version(value: &mut Value, revision: i64) {
     }
 }
 
-/// The bytes to store: canonical JSON without a resourceVersion.
-pub fn to_store(value: &Value) -> Result<Bytes, ApiError> {
-    let mut value = value.clone();
-    if let Some(meta) = metadata_mut(&mut value) {
+/// The bytes to store: canonical JSON without a resourceVersion (removed
+/// from `value` in place: objects can be large, and the caller sets the
+/// new one anyway).
+pub fn to_store(value: &mut Value) -> Result<Bytes, ApiError> {
+    if let Some(meta) = metadata_mut(value) {
         meta.remove("resourceVersion");
     }
-    let bytes = serde_json::to_vec(&value)
+    let bytes = serde_json::to_vec(value)
         .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))?;
     Ok(Bytes::from(bytes))
 }
@@ -261,6 +289,41 @@ pub fn generate_name(prefix: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn equal_but_for_the_resource_version() {
+        let base = json!({
+            "kind": "TaskRun",
+            "metadata": {"name": "a", "resourceVersion": "7", "labels": {"x": "1"}},
+            "spec": {"agentName": "a1"},
+        });
+        let mut other = base.clone();
+        other["metadata"]["resourceVersion"] = json!("9");
+        assert!(same_but_resource_version(&base, &other));
+        let mut without = base.clone();
+        without["metadata"]
+            .as_object_mut()
+            .expect("map")
+            .remove("resourceVersion");
+        assert!(same_but_resource_version(&base, &without));
+        assert!(same_but_resource_version(&without, &base));
+        for change in [
+            json!({"spec": {"agentName": "a2"}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "7", "labels": {"x": "2"}}}),
+            json!({"metadata": {"name": "a", "resourceVersion": "7"}}),
+            json!({"status": {}}),
+        ] {
+            let mut changed = base.clone();
+            for (k, v) in change.as_object().expect("map") {
+                changed[k] = v.clone();
+            }
+            assert!(!same_but_resource_version(&base, &changed), "{change}");
+            assert!(!same_but_resource_version(&changed, &base), "{change}");
+        }
+        let mut no_metadata = base.clone();
+        no_metadata.as_object_mut().expect("map").remove("metadata");
+        assert!(!same_but_resource_version(&base, &no_metadata));
+    }
+
     use super::*;
     use serde_json::json;
 

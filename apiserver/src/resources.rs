@@ -153,8 +153,8 @@ impl Resources {
             };
             let mut value = requested.clone();
             objects::prepare_create(&mut value, kind, &name, &namespace);
-            let value = (kind.admit)(value).map_err(|e| Self::invalid(kind, &name, e))?;
-            let bytes = objects::to_store(&value)?;
+            let mut value = (kind.admit)(value).map_err(|e| Self::invalid(kind, &name, e))?;
+            let bytes = objects::to_store(&mut value)?;
             objects::check_size(bytes.len())?;
             match self
                 .store
@@ -310,12 +310,8 @@ impl Resources {
                 return Err(conflict(kind, &name, &precondition, current.revision));
             }
             let merged = merge(&current.value, &requested);
-            let value = (kind.admit)(merged).map_err(|e| Self::invalid(kind, &name, e))?;
-            let mut current_canonical = current.value.clone();
-            objects::set_resource_version(&mut current_canonical, current.revision);
-            let mut candidate = value.clone();
-            objects::set_resource_version(&mut candidate, current.revision);
-            if candidate == current_canonical {
+            let mut value = (kind.admit)(merged).map_err(|e| Self::invalid(kind, &name, e))?;
+            if objects::same_but_resource_version(&value, &current.value) {
                 return Ok(current);
             }
             (kind.check_update)(&current.value, &value)
@@ -326,7 +322,7 @@ impl Resources {
                     .await
                     .map(|(_, revision)| revision)
             } else {
-                let bytes = objects::to_store(&value)?;
+                let bytes = objects::to_store(&mut value)?;
                 objects::check_size(bytes.len())?;
                 self.store.update(&key, bytes, current.revision).await
             };
@@ -375,7 +371,7 @@ impl Resources {
         let outcome = if has_finalizers {
             let mut value = current.value.clone();
             objects::mark_deleting(&mut value);
-            let bytes = objects::to_store(&value)?;
+            let bytes = objects::to_store(&mut value)?;
             self.store
                 .update(&key, bytes, current.revision)
                 .await

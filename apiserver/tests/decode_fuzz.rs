@@ -176,7 +176,7 @@ fn decode_and_admit(json: &[u8]) -> Result<Value, ApiError> {
         errors,
     });
     if let Ok(admitted) = &admitted {
-        let bytes = objects::to_store(admitted)?;
+        let bytes = objects::to_store(&mut admitted.clone())?;
         objects::check_size(bytes.len())?;
         let stored = objects::decode_stored(&bytes, 7)?;
         for merge in [objects::merge_update, objects::merge_status] {

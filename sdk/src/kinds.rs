@@ -97,11 +97,18 @@ pub fn known_kinds() -> String {
 /// Decodes JSON into a typed object, naming the path of the first field that
 /// does not fit (`spec.tasks[2].dependsOn`).
 pub fn decode<S: Spec>(value: Value) -> Result<Object<S>, FieldErrors> {
-    serde_path_to_error::deserialize::<_, Object<S>>(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        FieldErrors::from(FieldError::new(field, e.into_inner().to_string()))
-    })
+    serde_path_to_error::deserialize::<_, Object<S>>(value).map_err(field_error)
+}
+
+/// [`decode`] without taking (or copying) the value.
+fn decode_borrowed<S: Spec>(value: &Value) -> Result<Object<S>, FieldErrors> {
+    serde_path_to_error::deserialize::<_, Object<S>>(value).map_err(field_error)
+}
+
+fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> FieldErrors {
+    let path = e.path().to_string();
+    let field = if path == "." { String::new() } else { path };
+    FieldErrors::from(FieldError::new(field, e.into_inner().to_string()))
 }
 
 fn admit<S: Spec + Validate>(value: Value) -> Result<Value, FieldErrors> {
@@ -112,7 +119,7 @@ fn admit<S: Spec + Validate>(value: Value) -> Result<Value, FieldErrors> {
 }
 
 fn check_update<S: Spec + Validate>(old: &Value, new: &Value) -> Result<(), FieldErrors> {
-    let old = decode::<S>(old.clone())?;
-    let new = decode::<S>(new.clone())?;
+    let old = decode_borrowed::<S>(old)?;
+    let new = decode_borrowed::<S>(new)?;
     S::validate_update(&old, &new)
 }
