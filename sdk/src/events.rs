@@ -52,7 +52,10 @@ impl Recorder {
     /// [`record`](Self::record) without waiting for the write, so that a
     /// controller's next step (e.g. starting the next layer of a workflow)
     /// is not held up by its Events; waits only while
-    /// `BACKGROUND_WRITES` Events are already being written.
+    /// `BACKGROUND_WRITES` Events are already being written. The Event is
+    /// stamped now, so Events keep the order they were recorded in. Like
+    /// Kubernetes' recorder, Events still being written when the process
+    /// stops are lost.
     pub async fn record_in_background(
         &self,
         object: &ObjectReference,
@@ -60,13 +63,19 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) {
+        let at = chrono::Utc::now();
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.record_at(object, type_, reason, message, at).await;
+        };
         let Ok(slot) = self.background.clone().acquire_owned().await else {
             return;
         };
         let (recorder, object) = (self.clone(), object.clone());
         let (reason, message) = (reason.to_string(), message.to_string());
-        tokio::spawn(async move {
-            recorder.record(&object, type_, &reason, &message).await;
+        runtime.spawn(async move {
+            recorder
+                .record_at(&object, type_, &reason, &message, at)
+                .await;
             drop(slot);
         });
     }
@@ -81,7 +90,19 @@ impl Recorder {
         reason: &str,
         message: &str,
     ) {
-        if let Err(e) = self.try_record(object, type_, reason, message).await {
+        self.record_at(object, type_, reason, message, chrono::Utc::now())
+            .await;
+    }
+
+    async fn record_at(
+        &self,
+        object: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        if let Err(e) = self.try_record(object, type_, reason, message, at).await {
             tracing::warn!(
                 kind = %object.kind,
                 namespace = %object.namespace,
@@ -99,12 +120,12 @@ impl Recorder {
         type_: EventType,
         reason: &str,
         message: &str,
+        now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), Error> {
         let message = truncate(message, MAX_MESSAGE_BYTES);
         let namespace = event_namespace(object);
         let name = event_name(object, reason, message);
         let api: Api<EventSpec> = Api::namespaced(self.client.clone(), namespace);
-        let now = chrono::Utc::now();
         let mut event: Event = Object::new(
             name.clone(),
             EventSpec {
@@ -136,7 +157,12 @@ impl Recorder {
                 Err(e) => return Err(e),
             };
             existing.spec.count = existing.spec.count.saturating_add(1);
-            existing.spec.last_timestamp = Some(chrono::Utc::now());
+            existing.spec.last_timestamp = Some(
+                existing
+                    .spec
+                    .last_timestamp
+                    .map_or(now, |last| last.max(now)),
+            );
             if existing.spec.first_timestamp.is_none() {
                 existing.spec.first_timestamp = existing.metadata.creation_timestamp;
             }

@@ -37,6 +37,13 @@ pub(crate) struct Feed {
     pub state: Arc<Mutex<State>>,
 }
 
+/// Why the cache must relist at once, and up to where clients' revisions
+/// are not to be trusted.
+struct Relist {
+    reason: String,
+    distrust_through: i64,
+}
+
 /// An open store watch, counted in `sloth_store_watches` while it lives.
 pub(crate) struct Open {
     stream: StoreStream,
@@ -47,7 +54,7 @@ impl Feed {
     /// Lists and opens the store watch: the state is then ready for
     /// watchers. The caller runs [`Feed::run`] with the result.
     pub async fn start(&self) -> StoreResult<Open> {
-        self.sync("the watch cache started").await
+        self.sync("the watch cache started", 0).await
     }
 
     /// Applies the store watch to the state until `shutdown`, re-opening
@@ -69,7 +76,11 @@ impl Feed {
                     tracing::error!(kind = self.kind, error = %overtaken, "watch cache: a store progress notification overtook events; relisting and expiring every client watch");
                     let reason =
                         format!("the watch cache relisted ({overtaken}); relist and watch again");
-                    match self.reopen(&shutdown, Some(reason)).await {
+                    let relist = Relist {
+                        reason,
+                        distrust_through: overtaken.progress,
+                    };
+                    match self.reopen(&shutdown, Some(relist)).await {
                         Some(reopened) => open = reopened,
                         None => break,
                     }
@@ -83,7 +94,7 @@ impl Feed {
                 None => StoreError::Backend("the store watch ended".into()),
             };
             drop(open);
-            let revision = self.lock().revision();
+            let revision = self.lock().applied();
             tracing::warn!(kind = self.kind, revision, error = %error, "watch cache: the store watch failed; re-establishing it");
             match self.reopen(&shutdown, None).await {
                 Some(reopened) => open = reopened,
@@ -101,15 +112,16 @@ impl Feed {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Re-opens the store watch from the cache's revision, relisting when
+    /// Re-opens the store watch from the last event the cache applied (not
+    /// from a progress revision, which cannot be checked), relisting when
     /// that is Expired, or at once with `relist` (the reason given to client
     /// watches); retries with backoff until it works or `shutdown`.
-    async fn reopen(&self, shutdown: &CancellationToken, relist: Option<String>) -> Option<Open> {
+    async fn reopen(&self, shutdown: &CancellationToken, relist: Option<Relist>) -> Option<Open> {
         let mut backoff = BACKOFF_MIN;
         loop {
-            let revision = self.lock().revision();
+            let revision = self.lock().applied();
             let watched = match &relist {
-                Some(reason) => self.sync(reason).await,
+                Some(relist) => self.sync(&relist.reason, relist.distrust_through).await,
                 None => self
                     .store
                     .watch(&self.prefix, revision)
@@ -128,10 +140,13 @@ impl Feed {
                         compacted,
                         "watch cache: revision {revision} is gone from the store; relisting and expiring every client watch"
                     );
-                    self.sync(&format!(
+                    let compacted_reason = format!(
                         "the watch cache relisted (revision {revision} was compacted); relist and watch again"
-                    ))
-                    .await
+                    );
+                    match &relist {
+                        Some(r) => self.sync(&r.reason, r.distrust_through).await,
+                        None => self.sync(&compacted_reason, 0).await,
+                    }
                 }
                 Err(e) => Err(e),
             };
@@ -163,7 +178,10 @@ impl Feed {
     /// allow, and the watch replays from there: the window then covers
     /// recent history at once, so that clients resuming from a revision
     /// they saw before the cache started need not relist.
-    async fn sync(&self, reason: &str) -> StoreResult<Open> {
+    ///
+    /// Clients may not resume at or before `distrust_through` (see
+    /// [`State::distrust_through`]; 0 for none).
+    async fn sync(&self, reason: &str, distrust_through: i64) -> StoreResult<Open> {
         let current = self.store.current_revision().await?;
         let compacted = self.store.compacted_revision().await?;
         let window = i64::try_from(self.capacity).unwrap_or(i64::MAX);
@@ -177,7 +195,11 @@ impl Feed {
         let stream = self.store.watch(&self.prefix, revision).await?;
         let guard = self.metrics.store_watch_started();
         let count = objects.len();
-        self.lock().reset(objects, revision, reason);
+        {
+            let mut state = self.lock();
+            state.reset(objects, revision, reason);
+            state.distrust_through(distrust_through);
+        }
         tracing::info!(
             kind = self.kind,
             revision,

@@ -143,6 +143,22 @@ impl State {
         self.floor
     }
 
+    /// The last revision of an event applied (or of the list): a store
+    /// watch re-established from here misses nothing even if a progress
+    /// notification was wrong.
+    pub fn applied(&self) -> i64 {
+        self.applied
+    }
+
+    /// Refuses (Expired) resuming at or before `revision`: after a wrong
+    /// progress notification, a client may hold a BOOKMARK for a revision
+    /// whose events it never got.
+    pub fn distrust_through(&mut self, revision: i64) {
+        if revision > 0 {
+            self.floor = self.floor.max(revision.saturating_add(1));
+        }
+    }
+
     pub fn watcher_count(&self) -> usize {
         self.watchers.len()
     }

@@ -35,8 +35,11 @@ struct Faulty {
     breaks: std::sync::Mutex<CancellationToken>,
     expire_next_watch: AtomicBool,
     /// The next events come after a progress notification that claims to
-    /// cover them, as etcd before 3.4.25/3.5.8 can send (etcd-io/etcd#15220).
+    /// cover them, as etcd before 3.4.31/3.5.13 can send (etcd-io/etcd#15220).
     overtake_next_events: Arc<AtomicBool>,
+    /// With `overtake_next_events`: the store watch then fails before it
+    /// sends those events.
+    fail_after_overtaking: Arc<AtomicBool>,
 }
 
 impl Faulty {
@@ -78,6 +81,7 @@ impl Store for Faulty {
         }
         let broken = self.breaks.lock().expect("lock").clone();
         let overtake = self.overtake_next_events.clone();
+        let fail = self.fail_after_overtaking.clone();
         let stream = self
             .inner
             .watch(prefix, after_revision)
@@ -89,6 +93,10 @@ impl Store for Faulty {
                     && overtake.swap(false, Ordering::SeqCst)
                 {
                     items.push(Ok(WatchItem::Progress(last)));
+                    if fail.swap(false, Ordering::SeqCst) {
+                        items.push(Err(StoreError::Backend("connection lost (test)".into())));
+                        return futures_util::stream::iter(items);
+                    }
                 }
                 items.push(item);
                 futures_util::stream::iter(items)
@@ -142,6 +150,7 @@ async fn fixture(options: CacheOptions) -> Fixture {
         breaks: std::sync::Mutex::new(CancellationToken::new()),
         expire_next_watch: AtomicBool::new(false),
         overtake_next_events: Arc::default(),
+        fail_after_overtaking: Arc::default(),
     });
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
@@ -437,6 +446,28 @@ async fn events_behind_a_progress_notification_make_the_cache_relist() {
     next(&mut events).await;
     // The store claims progress past "b" before it sends "b": the cache
     // cannot tell what it skipped, so it relists and expires client watches.
+    f.store.overtake_next_events.store(true, Ordering::SeqCst);
+    let rb = f.create("b", "x", "t").await;
+    relisted_with_a_and_b(&f, &mut events, "after progress up to revision").await;
+    // A client that got a BOOKMARK at the wrong progress revision may not
+    // resume there: it relists too.
+    match f.watch("", "", Some(rb)).await {
+        Err(ApiError::Expired(_)) => {}
+        Err(other) => panic!("expected Expired, got {other}"),
+        Ok(_) => panic!("resumed at a distrusted revision"),
+    }
+}
+
+#[tokio::test]
+async fn a_store_watch_lost_after_a_wrong_progress_resumes_from_the_last_event() {
+    let f = fixture(CacheOptions::default()).await;
+    let mut events = f.watch("", "", None).await.expect("watch");
+    f.create("a", "x", "t").await;
+    next(&mut events).await;
+    // Progress past "b", then the store watch fails before "b" comes: the
+    // cache resumes from "a" (not from the progress), gets "b" behind the
+    // progress, and relists.
+    f.store.fail_after_overtaking.store(true, Ordering::SeqCst);
     f.store.overtake_next_events.store(true, Ordering::SeqCst);
     f.create("b", "x", "t").await;
     relisted_with_a_and_b(&f, &mut events, "after progress up to revision").await;
