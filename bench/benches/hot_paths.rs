@@ -13,11 +13,13 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use sloth_controllers::scheduler::filter::{Candidate, feasible};
 use sloth_controllers::scheduler::policy::Placer;
 use sloth_controllers::workflow::plan::plan;
+use sloth_sdk::client::to_typed;
 use sloth_sdk::objects::workflow::WorkflowTask;
 use sloth_sdk::objects::{
     Agent, AgentPhase, AgentSpec, AgentStatus, LabelSelector, Payload, PlacementPolicy, TaskRun,
     TaskRunPhase, TaskRunSpec, TaskRunStatus, Workflow, WorkflowSpec,
 };
+use sloth_sdk::resource::DynamicObject;
 use sloth_sdk::selector::Labels;
 
 fn sample_taskrun() -> TaskRun {
@@ -64,6 +66,21 @@ fn objects(c: &mut Criterion) {
     c.bench_function("taskrun_value_to_typed", |b| {
         b.iter(|| serde_json::from_value::<TaskRun>(black_box(value.clone())).expect("typed"))
     });
+    // What every typed watch does with an event's JSON.
+    let workflow = serde_json::to_vec(&dag()).expect("encode");
+    for (name, json) in [("taskrun", &bytes), ("workflow_1000_tasks", &workflow)] {
+        c.bench_function(&format!("watch_event_to_typed_{name}"), |b| {
+            b.iter(|| {
+                let dynamic: DynamicObject =
+                    serde_json::from_slice(black_box(json)).expect("decode");
+                if name == "taskrun" {
+                    to_typed::<TaskRunSpec>(dynamic).map(drop).expect("typed");
+                } else {
+                    to_typed::<WorkflowSpec>(dynamic).map(drop).expect("typed");
+                }
+            })
+        });
+    }
 }
 
 fn labels(i: usize) -> BTreeMap<String, String> {
