@@ -645,3 +645,23 @@ pub fn wait_exit(child: &mut Child, deadline: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The whole output of a finished TaskRun from byte `offset` on, read
+/// through the apiserver without following.
+pub async fn read_logs(
+    client: &sloth_sdk::Client,
+    namespace: &str,
+    name: &str,
+    offset: i64,
+) -> String {
+    use futures_util::StreamExt;
+    let mut stream = client
+        .logs(namespace, name, false, offset)
+        .await
+        .expect("logs");
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        all.extend(chunk.expect("chunk"));
+    }
+    String::from_utf8(all).expect("utf-8")
+}

@@ -458,18 +458,8 @@ fn logs_are_followed_through_the_apiserver_to_the_end() {
     );
 
     // From an offset, without following.
-    let tail = c.rt.block_on(async {
-        let mut stream = c
-            .client
-            .logs("default", "talky", false, 7)
-            .await
-            .expect("logs");
-        let mut all = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            all.extend(chunk.expect("chunk"));
-        }
-        String::from_utf8(all).expect("utf-8")
-    });
+    let tail =
+        c.rt.block_on(sloth_tests::read_logs(&c.client, "default", "talky", 7));
     assert_eq!(tail, &want[7..]);
 
     // A TaskRun that never started a process has no output: its working

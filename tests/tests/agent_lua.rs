@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use sloth_sdk::Api;
 use sloth_sdk::objects::{AgentSpec, LuaPayload, Payload, TaskRunPhase, TaskRunStatus};
 use sloth_tests::OneAgent;
@@ -29,18 +28,7 @@ fn run(c: &OneAgent, name: &str, payload: LuaPayload, timeout: Option<Duration>)
 
 /// The whole output of a finished TaskRun, through the apiserver.
 fn logs(c: &OneAgent, name: &str) -> String {
-    c.rt.block_on(async {
-        let mut stream = c
-            .client
-            .logs("default", name, false, 0)
-            .await
-            .expect("logs");
-        let mut all = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            all.extend(chunk.expect("chunk"));
-        }
-        String::from_utf8(all).expect("utf-8")
-    })
+    c.rt.block_on(sloth_tests::read_logs(&c.client, "default", name, 0))
 }
 
 #[test]

@@ -46,14 +46,9 @@ impl Verb {
     /// The verb as the audit log and metrics name it.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Get => "get",
-            Self::List => "list",
-            Self::Watch => "watch",
-            Self::Create => "create",
-            Self::Update => "update",
             Self::UpdateStatus => "updatestatus",
-            Self::Delete => "delete",
             Self::Logs => "logs",
+            other => other.as_str(),
         }
     }
 

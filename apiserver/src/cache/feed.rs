@@ -140,12 +140,14 @@ impl Feed {
                         compacted,
                         "watch cache: revision {revision} is gone from the store; relisting and expiring every client watch"
                     );
-                    let compacted_reason = format!(
-                        "the watch cache relisted (revision {revision} was compacted); relist and watch again"
-                    );
                     match &relist {
                         Some(r) => self.sync(&r.reason, r.distrust_through).await,
-                        None => self.sync(&compacted_reason, 0).await,
+                        None => {
+                            self.sync(&format!(
+                                "the watch cache relisted (revision {revision} was compacted); relist and watch again"
+                            ), 0)
+                            .await
+                        }
                     }
                 }
                 Err(e) => Err(e),

@@ -405,9 +405,7 @@ async fn a_slow_watcher_is_ended_and_others_go_on() {
 #[tokio::test]
 async fn a_lost_store_watch_is_resumed_or_relisted() {
     let f = fixture(CacheOptions::default()).await;
-    let mut events = f.watch("", "", None).await.expect("watch");
-    f.create("a", "x", "t").await;
-    next(&mut events).await;
+    let mut events = watching_after_a(&f).await;
     // Connection lost: re-established from the cache's revision, and the
     // client watch does not notice.
     f.store.break_watches();
@@ -419,6 +417,14 @@ async fn a_lost_store_watch_is_resumed_or_relisted() {
     f.store.expire_next_watch.store(true, Ordering::SeqCst);
     f.store.break_watches();
     relisted_with_a_and_b(&f, &mut events, "relisted").await;
+}
+
+/// A watch of every TaskRun that has seen "a" created.
+async fn watching_after_a(f: &Fixture) -> Events {
+    let mut events = f.watch("", "", None).await.expect("watch");
+    f.create("a", "x", "t").await;
+    next(&mut events).await;
+    events
 }
 
 /// `events` ends with Expired naming `why`; a client that relists (watches
@@ -441,9 +447,7 @@ async fn relisted_with_a_and_b(f: &Fixture, events: &mut Events, why: &str) {
 #[tokio::test]
 async fn events_behind_a_progress_notification_make_the_cache_relist() {
     let f = fixture(CacheOptions::default()).await;
-    let mut events = f.watch("", "", None).await.expect("watch");
-    f.create("a", "x", "t").await;
-    next(&mut events).await;
+    let mut events = watching_after_a(&f).await;
     // The store claims progress past "b" before it sends "b": the cache
     // cannot tell what it skipped, so it relists and expires client watches.
     f.store.overtake_next_events.store(true, Ordering::SeqCst);
@@ -461,9 +465,7 @@ async fn events_behind_a_progress_notification_make_the_cache_relist() {
 #[tokio::test]
 async fn a_store_watch_lost_after_a_wrong_progress_resumes_from_the_last_event() {
     let f = fixture(CacheOptions::default()).await;
-    let mut events = f.watch("", "", None).await.expect("watch");
-    f.create("a", "x", "t").await;
-    next(&mut events).await;
+    let mut events = watching_after_a(&f).await;
     // Progress past "b", then the store watch fails before "b" comes: the
     // cache resumes from "a" (not from the progress), gets "b" behind the
     // progress, and relists.
