@@ -15,6 +15,7 @@ pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod objects;
+pub mod paging;
 pub mod resources;
 pub mod store;
 pub mod watch;

@@ -11,6 +11,7 @@ use sloth_sdk::selector::{Fields, Labels};
 use crate::error::ApiError;
 use crate::keys::{kind_prefix, object_key};
 use crate::objects::{self, meta_str};
+use crate::paging::{MAX_PAGE_BYTES, PageBuilder, parse_continue};
 use crate::store::{ListOptions, Store, StoreError};
 
 /// How often a create with `generateName` may collide before giving up.
@@ -205,7 +206,10 @@ impl Resources {
         })
     }
 
-    /// Lists matching objects; `namespace` empty means all namespaces.
+    /// Lists one page of matching objects; `namespace` empty means all
+    /// namespaces. The page holds at most `limit` objects (0: no count
+    /// bound) and at most about `MAX_PAGE_BYTES`; the continue token
+    /// resumes it at the same revision.
     pub async fn list(
         &self,
         kind: &str,
@@ -214,44 +218,83 @@ impl Resources {
         limit: usize,
         continue_token: &str,
     ) -> Result<Listed, ApiError> {
+        self.list_bounded(
+            kind,
+            namespace,
+            selectors,
+            limit,
+            MAX_PAGE_BYTES,
+            continue_token,
+        )
+        .await
+    }
+
+    /// Every matching object, page after page at one revision: for the
+    /// server's own use (a watch's initial state), never one message.
+    pub async fn list_all(
+        &self,
+        kind: &str,
+        namespace: &str,
+        selectors: &Selectors,
+    ) -> Result<Listed, ApiError> {
+        let mut all = self.list(kind, namespace, selectors, 0, "").await?;
+        while !all.continue_token.is_empty() {
+            let page = self
+                .list(kind, namespace, selectors, 0, &all.continue_token)
+                .await?;
+            all.items.extend(page.items);
+            all.continue_token = page.continue_token;
+        }
+        Ok(all)
+    }
+
+    /// [`Resources::list`] with the byte bound given (tests use small ones).
+    pub async fn list_bounded(
+        &self,
+        kind: &str,
+        namespace: &str,
+        selectors: &Selectors,
+        limit: usize,
+        max_bytes: usize,
+        continue_token: &str,
+    ) -> Result<Listed, ApiError> {
         let kind = resolve_kind(kind)?;
         let prefix = kind_prefix(kind, namespace);
-        let (mut revision, mut start_after) = parse_continue(continue_token)?;
-        let mut items = Vec::new();
-        loop {
-            let page = self
+        let (mut revision, after) = parse_continue(continue_token)?;
+        let mut page = PageBuilder::new(limit, max_bytes, after);
+        let more = loop {
+            let read = self
                 .store
                 .list(
                     &prefix,
                     ListOptions {
-                        limit: if limit == 0 { 0 } else { limit - items.len() },
-                        start_after: start_after.clone(),
+                        limit: page.next_read(),
+                        start_after: page.last_key().map(str::to_string),
                         revision,
                     },
                 )
                 .await?;
-            revision = Some(page.revision);
-            for kv in &page.items {
+            revision = Some(read.revision);
+            let mut stopped = false;
+            for kv in &read.items {
                 let value = objects::from_store(kv)?;
-                if selectors.matches(&value) {
-                    items.push(Stored {
-                        kind,
-                        value,
-                        revision: kv.mod_revision,
-                    });
+                let item = selectors.matches(&value).then(|| Stored {
+                    kind,
+                    value,
+                    revision: kv.mod_revision,
+                });
+                if !page.offer(&kv.key, kv.value.len(), item) {
+                    stopped = true;
+                    break;
                 }
             }
-            start_after = page.next_key;
-            let full = limit > 0 && items.len() >= limit;
-            if start_after.is_none() || full {
-                break;
+            let more = stopped || read.next_key.is_some();
+            if !more || page.is_full() {
+                break more;
             }
-        }
-        let revision = revision.unwrap_or_default();
-        let continue_token = match start_after {
-            Some(key) => format!("{revision}:{key}"),
-            None => String::new(),
         };
+        let revision = revision.unwrap_or_default();
+        let (items, continue_token) = page.finish(revision, more);
         Ok(Listed {
             items,
             revision,
@@ -412,16 +455,4 @@ fn conflict(kind: &KindInfo, name: &str, given: &str, current: i64) -> ApiError 
         given: given.to_string(),
         current,
     }
-}
-
-/// A continue token is `<revision>:<last key>`: later pages read at the
-/// first page's revision, so the whole list is one consistent snapshot.
-fn parse_continue(token: &str) -> Result<(Option<i64>, Option<String>), ApiError> {
-    if token.is_empty() {
-        return Ok((None, None));
-    }
-    let bad = || ApiError::BadRequest(format!("invalid continue token {token:?}"));
-    let (revision, key) = token.split_once(':').ok_or_else(bad)?;
-    let revision = revision.parse().map_err(|_| bad())?;
-    Ok((Some(revision), Some(key.to_string())))
 }

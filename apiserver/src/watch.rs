@@ -76,7 +76,7 @@ pub async fn watch(
         None => {
             // Initial state as ADDED events, then changes after the list.
             let listed = resources
-                .list(kind.kind, &namespace, &request.selectors, 0, "")
+                .list_all(kind.kind, &namespace, &request.selectors)
                 .await?;
             initial = listed
                 .items

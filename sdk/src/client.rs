@@ -87,14 +87,29 @@ pub struct Client {
     credentials: Credentials,
 }
 
+/// Objects per list page when `ListParams::limit` is 0.
+pub const DEFAULT_PAGE_SIZE: i64 = 500;
+
 /// Options of a list call.
 #[derive(Clone, Debug, Default)]
 pub struct ListParams {
     pub label_selector: String,
     pub field_selector: String,
-    /// 0: everything.
+    /// Most objects per page; 0: `DEFAULT_PAGE_SIZE`. The server may return
+    /// fewer (each page is also bounded by bytes) with a continue token.
     pub limit: i64,
     pub continue_token: String,
+}
+
+impl ListParams {
+    /// The page size sent to the server.
+    pub fn page_size(&self) -> i64 {
+        if self.limit > 0 {
+            self.limit
+        } else {
+            DEFAULT_PAGE_SIZE
+        }
+    }
 }
 
 /// Options of a watch call.
@@ -285,7 +300,8 @@ impl Client {
         decode_dynamic(&out)
     }
 
-    /// Lists one page; an empty `namespace` lists every namespace.
+    /// Lists one page (at most `params.page_size()` objects); an empty
+    /// `namespace` lists every namespace.
     pub async fn list(
         &self,
         kind: &str,
@@ -297,7 +313,7 @@ impl Client {
             namespace: namespace.to_string(),
             label_selector: params.label_selector.clone(),
             field_selector: params.field_selector.clone(),
-            limit: params.limit,
+            limit: params.page_size(),
             continue_token: params.continue_token.clone(),
         };
         let out = self
@@ -317,7 +333,7 @@ impl Client {
         })
     }
 
-    /// Lists every page.
+    /// Lists every page, following continue tokens.
     pub async fn list_all(
         &self,
         kind: &str,

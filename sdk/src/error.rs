@@ -45,6 +45,13 @@ impl Error {
             Code::AlreadyExists => Self::AlreadyExists(message),
             Code::Aborted => Self::Conflict(message),
             Code::InvalidArgument | Code::FailedPrecondition => Self::Invalid(message),
+            // gRPC's own answer to a message over the size limit is also
+            // OutOfRange: it is no compacted revision, and relisting does
+            // not help.
+            Code::OutOfRange if is_too_large(&message) => Self::Server {
+                code: Code::ResourceExhausted,
+                message: format!("response too large: {message}"),
+            },
             Code::OutOfRange => Self::Expired(message),
             Code::Unauthenticated => Self::Unauthenticated(message),
             Code::PermissionDenied => Self::Forbidden(message),
@@ -69,6 +76,12 @@ impl Error {
     }
 }
 
+/// Whether a status message is gRPC's refusal of an over-sized message
+/// (tonic: "encoded/decoded message length too large").
+fn is_too_large(message: &str) -> bool {
+    message.contains("message length too large")
+}
+
 /// `head` followed by each cause in `source`'s chain (skipping a cause the
 /// text already says): tonic's own message for a failed connection is only
 /// "transport error".
@@ -83,4 +96,24 @@ pub fn with_causes(head: &str, mut source: Option<&(dyn std::error::Error + 'sta
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_over_sized_answer_is_not_reported_as_expired() {
+        let status = tonic::Status::out_of_range(
+            "Error, encoded message length too large: found 4971935 bytes, the limit is: 4194304 bytes",
+        );
+        let error = Error::from_status(status);
+        assert!(
+            matches!(&error, Error::Server { code: Code::ResourceExhausted, message } if message.starts_with("response too large")),
+            "{error:?}"
+        );
+        let expired =
+            Error::from_status(tonic::Status::out_of_range("too old resource version: 3"));
+        assert!(matches!(expired, Error::Expired(_)), "{expired:?}");
+    }
 }
