@@ -82,7 +82,13 @@ pub fn judge_ttl(workflow: &Workflow, now: DateTime<Utc>) -> Ttl {
     let (true, Some(completed)) = (finished, status.completion_time) else {
         return Ttl::Keep;
     };
-    let due = chrono::Duration::from_std(ttl.as_std())
+    judge_due(ttl.as_std(), completed, now)
+}
+
+/// Judges at `now` something that finished at `completed` and is to be
+/// deleted `ttl` later.
+pub fn judge_due(ttl: Duration, completed: DateTime<Utc>, now: DateTime<Utc>) -> Ttl {
+    let due = chrono::Duration::from_std(ttl)
         .ok()
         .and_then(|ttl| completed.checked_add_signed(ttl))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
@@ -90,6 +96,42 @@ pub fn judge_ttl(workflow: &Workflow, now: DateTime<Utc>) -> Ttl {
         Ttl::Delete
     } else {
         Ttl::DueAt(due)
+    }
+}
+
+/// Acts on a TTL judgment of an object: nothing, a requeue for when it is
+/// due, or its deletion, with its resourceVersion as precondition (a
+/// changed object is judged again). Returns what next, and whether the
+/// object was deleted now.
+pub async fn expire(
+    client: &Client,
+    kind: &str,
+    meta: &sloth_sdk::ObjectMeta,
+    judgment: Ttl,
+    now: DateTime<Utc>,
+) -> Result<(Action, bool), Error> {
+    match judgment {
+        Ttl::Keep => return Ok((Action::await_change(), false)),
+        Ttl::DueAt(due) => {
+            let wait = (due - now).to_std().unwrap_or_default() + SLACK;
+            return Ok((Action::requeue(wait), false));
+        }
+        Ttl::Delete => {}
+    }
+    let deleted = client
+        .delete(
+            kind,
+            &meta.namespace,
+            &meta.name,
+            Some(&meta.resource_version),
+        )
+        .await;
+    match deleted {
+        Ok(_) => Ok((Action::await_change(), true)),
+        Err(Error::NotFound(_)) => Ok((Action::await_change(), false)),
+        // Changed meanwhile: its event brings it back here.
+        Err(Error::Conflict(_)) => Ok((Action::requeue(RETRY), false)),
+        Err(e) => Err(e),
     }
 }
 
@@ -239,38 +281,23 @@ async fn reconcile_workflow(
     ctx: Arc<WorkflowCtx>,
 ) -> Result<Action, Error> {
     let now = Utc::now();
-    match judge_ttl(&workflow, now) {
-        Ttl::Keep => return Ok(Action::await_change()),
-        Ttl::DueAt(due) => {
-            return Ok(Action::requeue(
-                (due - now).to_std().unwrap_or_default() + SLACK,
-            ));
-        }
-        Ttl::Delete => {}
+    let judgment = judge_ttl(&workflow, now);
+    let (action, deleted) = expire(
+        &ctx.client,
+        WorkflowSpec::KIND,
+        &workflow.metadata,
+        judgment,
+        now,
+    )
+    .await?;
+    if deleted {
+        tracing::info!(
+            workflow = %format!("{}/{}", workflow.namespace(), workflow.name()),
+            ttl = %workflow.spec.ttl_after_finished.unwrap_or_default(),
+            "deleted a finished workflow past its ttlAfterFinished"
+        );
     }
-    let deleted = ctx
-        .client
-        .delete(
-            WorkflowSpec::KIND,
-            workflow.namespace(),
-            workflow.name(),
-            Some(&workflow.metadata.resource_version),
-        )
-        .await;
-    match deleted {
-        Ok(_) => {
-            tracing::info!(
-                workflow = %format!("{}/{}", workflow.namespace(), workflow.name()),
-                ttl = %workflow.spec.ttl_after_finished.unwrap_or_default(),
-                "deleted a finished workflow past its ttlAfterFinished"
-            );
-            Ok(Action::await_change())
-        }
-        Err(Error::NotFound(_)) => Ok(Action::await_change()),
-        // Changed meanwhile: its event brings it back here.
-        Err(Error::Conflict(_)) => Ok(Action::requeue(RETRY)),
-        Err(e) => Err(e),
-    }
+    Ok(action)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod lifecycle_controller;
 pub mod lock_controller;
 pub mod scheduler;
+pub mod taskrun_ttl;
 pub mod workflow;
 
 use std::time::Duration;
@@ -21,12 +22,16 @@ pub struct Settings {
     /// How long after an agent's heartbeat lease ran out its unfinished
     /// TaskRuns are failed with reason AgentLost.
     pub agent_lost_grace: Duration,
+    /// How long finished ad-hoc TaskRuns are kept (their
+    /// `spec.ttlAfterFinished` overrides it).
+    pub taskrun_ttl: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             agent_lost_grace: Duration::from_secs(10),
+            taskrun_ttl: taskrun_ttl::DEFAULT_TASKRUN_TTL,
         }
     }
 }
@@ -54,6 +59,7 @@ pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationT
         workflow::controller::run(client.clone(), shutdown.clone()),
         lock_controller::run(client.clone(), shutdown.clone()),
         gc::run(client.clone(), shutdown.clone()),
+        taskrun_ttl::run(client.clone(), settings.taskrun_ttl, shutdown.clone()),
         events_ttl::run(client, shutdown),
     );
 }

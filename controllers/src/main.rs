@@ -29,6 +29,10 @@ struct Args {
     /// TaskRuns fail with reason AgentLost (and are retried by policy).
     #[arg(long, default_value = "10s", value_parser = sloth_sdk::duration::parse_flag)]
     agent_lost_grace: std::time::Duration,
+    /// How long finished ad-hoc TaskRuns (ones no Workflow owns) are kept
+    /// before they are deleted; a TaskRun's spec.ttlAfterFinished overrides it.
+    #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
+    taskrun_ttl: std::time::Duration,
     /// Credentials towards the apiservers (the controllers need role admin).
     #[command(flatten)]
     credentials: sloth_sdk::credentials::CredentialFlags,
@@ -74,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let election = sloth_controllers::leader::Election::new(identity, args.lease_duration);
     let settings = sloth_controllers::Settings {
         agent_lost_grace: args.agent_lost_grace,
+        taskrun_ttl: args.taskrun_ttl,
     };
     sloth_controllers::run_elected(client, election, settings, shutdown).await;
     tracing::info!("controllers stopped");

@@ -514,6 +514,7 @@ pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun 
             env: task.env.clone(),
             workdir: task.workdir.clone(),
             attempt,
+            ttl_after_finished: None,
         },
     );
     tr.metadata.namespace = wf.namespace().to_string();

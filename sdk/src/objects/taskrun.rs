@@ -32,6 +32,11 @@ pub struct TaskRunSpec {
     /// 1 for the first attempt of a workflow task; 0 for ad-hoc runs.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,
+    /// How long after it finished an ad-hoc TaskRun (one no Workflow owns)
+    /// is deleted; overrides `sloth-controllers --taskrun-ttl`. A
+    /// Workflow's TaskRuns live as long as their Workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_after_finished: Option<Duration>,
 }
 
 fn is_zero(n: &u32) -> bool {
