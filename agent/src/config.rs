@@ -52,6 +52,10 @@ pub struct Args {
     /// Lease of the heartbeat Lock, renewed every third of it.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub lease_seconds: u32,
+    /// Most bytes of task output kept on disk; beyond it the output of the
+    /// oldest finished runs is deleted first (units K, M, G, Ki, Mi, Gi).
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = crate::retention::parse_bytes)]
+    pub max_output_bytes: u64,
     /// Credentials towards the apiserver. With --cert-file the agent's logs
     /// port serves TLS with that certificate too and admits only callers
     /// with a certificate of role admin (the apiserver) signed by --ca-file.
@@ -104,6 +108,7 @@ pub struct Config {
     pub report_address: Option<String>,
     pub work_dir: PathBuf,
     pub lease: Duration,
+    pub max_output_bytes: u64,
     pub credentials: CredentialFlags,
 }
 
@@ -119,6 +124,7 @@ impl Config {
             report_address: args.report_address,
             work_dir,
             lease: Duration::from_secs(u64::from(args.lease_seconds)),
+            max_output_bytes: args.max_output_bytes,
             servers: args.server,
             name: args.name,
             credentials: args.credentials,
@@ -187,6 +193,10 @@ mod tests {
         assert!(config.capacity >= 1);
         assert_eq!(config.lease, Duration::from_secs(15));
         assert_eq!(config.renew_every(), Duration::from_secs(5));
+        assert_eq!(
+            config.max_output_bytes,
+            crate::retention::DEFAULT_MAX_OUTPUT_BYTES
+        );
         let bound: SocketAddr = "0.0.0.0:4242".parse().expect("addr");
         assert_eq!(config.report_address_for(bound), "127.0.0.1:4242");
         let bound: SocketAddr = "10.1.2.3:4242".parse().expect("addr");

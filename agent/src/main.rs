@@ -11,6 +11,7 @@ mod lua;
 mod registration;
 mod resources;
 mod results;
+mod retention;
 mod runner;
 mod taskrun;
 
@@ -163,6 +164,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         agent: name.clone(),
+        retention: retention::Retention::new(work_dir.clone(), config.max_output_bytes),
         work_dir,
         runs: runs.clone(),
         slots,

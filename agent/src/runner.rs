@@ -65,13 +65,18 @@ pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
     let mut events = watch_objects(&api, "", params);
     let (freed_tx, mut freed) = mpsc::unbounded_channel();
     let mut queue = Queue::default();
+    // Deleted while they ran: their directories go once the runs end.
+    let mut deleted_running = HashSet::new();
     loop {
         dispatch(&ctx, &mut queue, &freed_tx);
         tokio::select! {
             () = stop.cancelled() => return,
-            Some(()) = freed.recv() => {}
+            Some(()) = freed.recv() => {
+                deleted_running.retain(|key| remove_when_ended(&ctx, key));
+                ctx.retention.enforce_cap(&ctx.runs);
+            }
             event = events.next() => match event {
-                Some(Ok(event)) => handle(&ctx, &mut queue, event),
+                Some(Ok(event)) => handle(&ctx, &mut queue, &mut deleted_running, event),
                 Some(Err(e)) => tracing::warn!("watching taskruns: {e}"),
                 None => {
                     tracing::error!("the taskrun watch ended");
@@ -101,7 +106,23 @@ fn dispatch(ctx: &Arc<Ctx>, queue: &mut Queue, freed: &mpsc::UnboundedSender<()>
     }
 }
 
-fn handle(ctx: &Arc<Ctx>, queue: &mut Queue, event: Event<TaskRun>) {
+/// Removes the run directory of deleted TaskRun `key` unless it still
+/// runs; true while it must wait. (Called from the loop that dispatches,
+/// so no new run of the same name can start in between.)
+fn remove_when_ended(ctx: &Ctx, key: &RunKey) -> bool {
+    if ctx.runs.contains(key) {
+        return true;
+    }
+    ctx.retention.remove_run(key);
+    false
+}
+
+fn handle(
+    ctx: &Arc<Ctx>,
+    queue: &mut Queue,
+    deleted_running: &mut HashSet<RunKey>,
+    event: Event<TaskRun>,
+) {
     match event {
         Event::Restarted(items) => {
             tracing::debug!("listed {} taskruns bound here", items.len());
@@ -110,6 +131,8 @@ fn handle(ctx: &Arc<Ctx>, queue: &mut Queue, event: Event<TaskRun>) {
             for taskrun in items {
                 observe(ctx, queue, taskrun);
             }
+            ctx.retention.sweep(&present, &ctx.runs);
+            ctx.retention.enforce_cap(&ctx.runs);
             // Runs held here that vanished while the watch was down.
             for key in ctx.runs.keys() {
                 if !present.contains(&key) {
@@ -126,6 +149,9 @@ fn handle(ctx: &Arc<Ctx>, queue: &mut Queue, event: Event<TaskRun>) {
                 .stop(&key, &taskrun.metadata.uid, StopReason::Deleted)
             {
                 tracing::info!("taskrun {key} was deleted; stopping its run");
+            }
+            if remove_when_ended(ctx, &key) {
+                deleted_running.insert(key);
             }
         }
     }

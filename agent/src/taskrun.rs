@@ -41,6 +41,8 @@ pub struct Ctx {
     pub client: Client,
     pub agent: String,
     pub work_dir: PathBuf,
+    /// Removes run directories and caps the output kept.
+    pub retention: crate::retention::Retention,
     pub runs: ActiveRuns,
     pub slots: Arc<Slots>,
     /// Cancelled at shutdown: nothing new is claimed.
