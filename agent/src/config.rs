@@ -193,10 +193,7 @@ mod tests {
         assert!(config.capacity >= 1);
         assert_eq!(config.lease, Duration::from_secs(15));
         assert_eq!(config.renew_every(), Duration::from_secs(5));
-        assert_eq!(
-            config.max_output_bytes,
-            crate::retention::DEFAULT_MAX_OUTPUT_BYTES
-        );
+        assert_eq!(config.max_output_bytes, 1 << 30);
         let bound: SocketAddr = "0.0.0.0:4242".parse().expect("addr");
         assert_eq!(config.report_address_for(bound), "127.0.0.1:4242");
         let bound: SocketAddr = "10.1.2.3:4242".parse().expect("addr");

@@ -19,21 +19,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::concurrency::{ActiveRuns, RunKey};
-use crate::logs::{self, OUTPUT_FILE};
+use crate::logs;
 
 /// Where run directories wait for their deletion (a name no namespace has).
 const TRASH_DIR: &str = ".trash";
-
-/// Total output kept by default: 1 GiB.
-pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// The agent's disk housekeeping. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Retention {
     work_dir: PathBuf,
     max_output_bytes: u64,
-    /// A cap check is running: another request waits for the next run end.
+    /// A cap check is running.
     capping: Arc<AtomicBool>,
+    /// A cap check was asked for since the running one started.
+    cap_again: Arc<AtomicBool>,
 }
 
 /// One run directory found on disk.
@@ -50,6 +49,7 @@ impl Retention {
             work_dir,
             max_output_bytes,
             capping: Arc::default(),
+            cap_again: Arc::default(),
         }
     }
 
@@ -81,20 +81,33 @@ impl Retention {
     /// Deletes the output of the oldest finished runs while the output on
     /// disk exceeds the cap; in the background, one check at a time.
     pub fn enforce_cap(&self, runs: &ActiveRuns) {
+        self.cap_again.store(true, Ordering::SeqCst);
         if self.capping.swap(true, Ordering::SeqCst) {
+            // The running check goes round once more.
             return;
         }
         let this = self.clone();
         let runs = runs.clone();
         tokio::task::spawn_blocking(move || {
-            let freed = this.cap(&runs);
-            if freed > 0 {
-                tracing::info!(
-                    "deleted {freed} bytes of finished runs' output (--max-output-bytes {})",
-                    this.max_output_bytes
-                );
+            loop {
+                while this.cap_again.swap(false, Ordering::SeqCst) {
+                    let freed = this.cap(&runs);
+                    if freed > 0 {
+                        tracing::info!(
+                            "deleted {freed} bytes of finished runs' output (--max-output-bytes {})",
+                            this.max_output_bytes
+                        );
+                    }
+                }
+                this.capping.store(false, Ordering::SeqCst);
+                // Asked again after the last look but before the flag
+                // dropped: go on, unless a new check took over.
+                if !this.cap_again.load(Ordering::SeqCst)
+                    || this.capping.swap(true, Ordering::SeqCst)
+                {
+                    return;
+                }
             }
-            this.capping.store(false, Ordering::SeqCst);
         });
     }
 
@@ -245,6 +258,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::OUTPUT_FILE;
 
     fn make_run(work_dir: &Path, namespace: &str, name: &str, bytes: usize) {
         let dir = work_dir.join(namespace).join(name);

@@ -278,7 +278,7 @@ impl Resources {
             let mut stopped = false;
             for kv in &read.items {
                 let value = objects::from_store(kv)?;
-                let item = selectors.matches(&value).then(|| Stored {
+                let item = selectors.matches(&value).then_some(Stored {
                     kind,
                     value,
                     revision: kv.mod_revision,
