@@ -2,8 +2,9 @@
 //! results and default working directory, `WORK_DIR/NAMESPACE/NAME`) goes
 //! when the TaskRun is deleted; directories of TaskRuns that no longer
 //! exist go when the agent lists its TaskRuns (at start, and after every
-//! relist); and the output of finished runs is capped in total
-//! (`--max-output-bytes`), the oldest removed first.
+//! relist), once a get confirms each is gone; and the output of finished
+//! runs is capped in total (`--max-output-bytes`), the oldest removed
+//! first.
 //!
 //! Directories are first renamed into `WORK_DIR/.trash` (instant, and done
 //! by the runner loop itself, so a new run of the same name never finds its
@@ -17,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
+
+use sloth_sdk::objects::TaskRunSpec;
+use sloth_sdk::{Api, Client, Error};
+use tokio::sync::mpsc;
 
 use crate::concurrency::{ActiveRuns, RunKey};
 use crate::logs;
@@ -62,20 +67,17 @@ impl Retention {
         }
     }
 
-    /// Removes the run directories of TaskRuns that are neither in
-    /// `present` (every TaskRun bound here, as just listed) nor running.
-    pub fn sweep(&self, present: &HashSet<RunKey>, runs: &ActiveRuns) {
-        let mut removed = 0;
-        for dir in self.run_dirs() {
-            if !present.contains(&dir.key) && !runs.contains(&dir.key) && self.to_trash(&dir.key) {
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            tracing::info!("removed {removed} run directories of taskruns that no longer exist");
-        }
-        // Also what an earlier life of the agent left in the trash.
+    /// The run directories of TaskRuns that are neither in `present`
+    /// (every TaskRun bound here, as just listed) nor running: candidates
+    /// for [`confirm_gone`], since a list may be a little stale. Also
+    /// empties what an earlier life of the agent left in the trash.
+    pub fn stale_runs(&self, present: &HashSet<RunKey>, runs: &ActiveRuns) -> Vec<RunKey> {
         self.empty_trash();
+        self.run_dirs()
+            .into_iter()
+            .map(|dir| dir.key)
+            .filter(|key| !present.contains(key) && !runs.contains(key))
+            .collect()
     }
 
     /// Deletes the output of the oldest finished runs while the output on
@@ -210,6 +212,23 @@ impl Retention {
     }
 }
 
+/// Sends on `gone` each of `keys` whose TaskRun the apiserver no longer
+/// has (NotFound on a get): the runner then removes its directory.
+pub async fn confirm_gone(client: Client, keys: Vec<RunKey>, gone: mpsc::UnboundedSender<RunKey>) {
+    for key in keys {
+        let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), &key.namespace);
+        match api.get(&key.name).await {
+            Err(Error::NotFound(_)) => {
+                if gone.send(key).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("cannot tell whether taskrun {key} still exists: {e}"),
+        }
+    }
+}
+
 /// The names of the directories directly in `dir` (none when unreadable).
 fn subdirectories(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -291,7 +310,19 @@ mod tests {
         let runs = ActiveRuns::default();
         let _held = runs.insert(RunKey::new("default", "running"), "u1");
         let present = HashSet::from([RunKey::new("default", "kept")]);
-        Retention::new(work.to_path_buf(), u64::MAX).sweep(&present, &runs);
+        let retention = Retention::new(work.to_path_buf(), u64::MAX);
+        let mut stale = retention.stale_runs(&present, &runs);
+        stale.sort();
+        assert_eq!(
+            stale,
+            [
+                RunKey::new("default", "gone"),
+                RunKey::new("team", "gone-too")
+            ]
+        );
+        for key in &stale {
+            retention.remove_run(key);
+        }
         assert!(work.join("default/kept").is_dir());
         assert!(work.join("default/running").is_dir());
         assert!(!work.join("default/gone").exists());

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::concurrency::{RunKey, StopReason};
+use crate::retention;
 use crate::taskrun::{self, Ctx, Held, claimable, key_of, phase_of, running_on};
 
 /// TaskRuns waiting for a slot, first seen first run.
@@ -67,6 +68,8 @@ pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
     let mut queue = Queue::default();
     // Deleted while they ran: their directories go once the runs end.
     let mut deleted_running = HashSet::new();
+    // Run directories whose TaskRuns are confirmed gone.
+    let (gone_tx, mut gone) = mpsc::unbounded_channel();
     loop {
         dispatch(&ctx, &mut queue, &freed_tx);
         tokio::select! {
@@ -75,7 +78,16 @@ pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
                 deleted_running.retain(|key| remove_when_ended(&ctx, key));
                 ctx.retention.enforce_cap(&ctx.runs);
             }
+            Some(key) = gone.recv() => {
+                remove_when_ended(&ctx, &key);
+            }
             event = events.next() => match event {
+                Some(Ok(Event::Restarted(items))) => {
+                    let present: HashSet<RunKey> = items.iter().map(key_of).collect();
+                    let stale = ctx.retention.stale_runs(&present, &ctx.runs);
+                    tokio::spawn(retention::confirm_gone(ctx.client.clone(), stale, gone_tx.clone()));
+                    handle(&ctx, &mut queue, &mut deleted_running, Event::Restarted(items));
+                }
                 Some(Ok(event)) => handle(&ctx, &mut queue, &mut deleted_running, event),
                 Some(Err(e)) => tracing::warn!("watching taskruns: {e}"),
                 None => {
@@ -131,7 +143,6 @@ fn handle(
             for taskrun in items {
                 observe(ctx, queue, taskrun);
             }
-            ctx.retention.sweep(&present, &ctx.runs);
             ctx.retention.enforce_cap(&ctx.runs);
             // Runs held here that vanished while the watch was down.
             for key in ctx.runs.keys() {

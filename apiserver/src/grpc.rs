@@ -18,6 +18,7 @@ use crate::cache::WatchCache;
 use crate::error::ApiError;
 use crate::guard::{Admitted, Guard};
 use crate::metrics::Metrics;
+use crate::paging::MAX_PAGE_BYTES;
 use crate::resources::{Resources, Selectors, Stored};
 use crate::watch::{self, EventType, ObjectEvent, WatchRequest};
 
@@ -294,6 +295,29 @@ fn parse_revision(rv: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// Where a list is read from.
+#[derive(Debug, PartialEq, Eq)]
+enum ListSource {
+    /// The store, at its latest revision or a continue token's.
+    Store,
+    /// Any recent data: the watch cache when there is one.
+    AnyRecent,
+}
+
+/// The list's resourceVersion: "" (latest) or "0" (any recent); a
+/// continue token reads the store at its own revision.
+fn list_source(request: &pb::ListRequest) -> Result<ListSource, ApiError> {
+    match request.resource_version.as_str() {
+        _ if !request.continue_token.is_empty() => Ok(ListSource::Store),
+        "" => Ok(ListSource::Store),
+        "0" => Ok(ListSource::AnyRecent),
+        rv => Err(ApiError::BadRequest(format!(
+            "list resourceVersion {rv:?} is not supported: give \"\" for the latest \
+             data or \"0\" for any recent data"
+        ))),
+    }
+}
+
 type LogsStream = futures_util::stream::BoxStream<'static, Result<pb::LogChunk, Status>>;
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -349,10 +373,22 @@ impl ResourcesRpc for GrpcService {
         let result = async {
             let selectors = Selectors::parse(&r.label_selector, &r.field_selector)?;
             let limit = usize::try_from(r.limit.max(0)).unwrap_or(usize::MAX);
-            let listed = self
-                .resources
-                .list(&r.kind, &r.namespace, &selectors, limit, &r.continue_token)
-                .await?;
+            let cached = match (&self.watch_cache, list_source(&r)?) {
+                (Some(cache), ListSource::AnyRecent) => {
+                    cache
+                        .list(&r.kind, &r.namespace, &selectors, limit, MAX_PAGE_BYTES)
+                        .await?
+                }
+                _ => None,
+            };
+            let listed = match cached {
+                Some(listed) => listed,
+                None => {
+                    self.resources
+                        .list(&r.kind, &r.namespace, &selectors, limit, &r.continue_token)
+                        .await?
+                }
+            };
             Ok(pb::ListResponse {
                 items: listed
                     .items
@@ -497,6 +533,26 @@ mod tests {
             json: json.as_bytes().to_vec(),
             ..pb::Object::default()
         }
+    }
+
+    #[test]
+    fn lists_at_resource_version_0_may_come_from_the_cache() {
+        let request = |rv: &str, token: &str| pb::ListRequest {
+            resource_version: rv.into(),
+            continue_token: token.into(),
+            ..pb::ListRequest::default()
+        };
+        assert_eq!(list_source(&request("", "")).ok(), Some(ListSource::Store));
+        assert_eq!(
+            list_source(&request("0", "")).ok(),
+            Some(ListSource::AnyRecent)
+        );
+        assert_eq!(
+            list_source(&request("0", "5:/k")).ok(),
+            Some(ListSource::Store)
+        );
+        let refused = list_source(&request("17", "")).expect_err("exact revision");
+        assert!(refused.to_string().contains("\"17\""), "{refused}");
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub struct ListParams {
     /// fewer (each page is also bounded by bytes) with a continue token.
     pub limit: i64,
     pub continue_token: String,
+    /// Empty: the latest data. "0": any recent data, which the apiserver
+    /// serves from its watch cache (cheaper; what watchers list with).
+    pub resource_version: String,
 }
 
 impl ListParams {
@@ -315,6 +318,7 @@ impl Client {
             field_selector: params.field_selector.clone(),
             limit: params.page_size(),
             continue_token: params.continue_token.clone(),
+            resource_version: params.resource_version.clone(),
         };
         let out = self
             .call(|mut c| {

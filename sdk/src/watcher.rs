@@ -87,6 +87,10 @@ pub fn watch_objects<S: Spec>(
         .boxed()
 }
 
+/// The list resourceVersion asking for any recent data (the apiserver's
+/// watch cache).
+const ANY_RECENT: &str = "0";
+
 type Sender = mpsc::Sender<Result<Event<DynamicObject>, Error>>;
 
 async fn run(client: Client, kind: String, namespace: String, params: WatchParams, tx: Sender) {
@@ -96,9 +100,12 @@ async fn run(client: Client, kind: String, namespace: String, params: WatchParam
         let rv = match &resource_version {
             Some(rv) => rv.clone(),
             None => {
+                // Any recent state will do: the watch from its revision
+                // brings every later change.
                 let list_params = ListParams {
                     label_selector: params.label_selector.clone(),
                     field_selector: params.field_selector.clone(),
+                    resource_version: ANY_RECENT.to_string(),
                     ..ListParams::default()
                 };
                 match client.list_all(&kind, &namespace, &list_params).await {

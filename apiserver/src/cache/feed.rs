@@ -199,7 +199,7 @@ impl Feed {
         let count = objects.len();
         {
             let mut state = self.lock();
-            state.reset(objects, revision, reason);
+            state.reset(objects, revision, current, reason);
             state.distrust_through(distrust_through);
         }
         tracing::info!(
@@ -241,6 +241,7 @@ impl Feed {
                             Entry {
                                 value: Arc::new(value),
                                 revision: kv.mod_revision,
+                                size: kv.value.len(),
                             },
                         );
                     }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use serde_json::Value;
 use sloth_sdk::kinds::KindInfo;
 use tokio::sync::{OnceCell, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -35,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ApiError;
 use crate::keys::kind_prefix;
 use crate::metrics::Metrics;
-use crate::resources::resolve_kind;
+use crate::paging::PageBuilder;
+use crate::resources::{Listed, Selectors, Stored, resolve_kind};
 use crate::store::{Store, StoreError};
 use crate::watch::{ObjectEvent, WATCH_BUFFER, WatchRequest};
 
@@ -82,6 +84,11 @@ pub struct WatchCache {
     /// The newest store revision seen.
     store_revision: AtomicI64,
 }
+
+/// How long a list waits for a just (re)listed cache to catch up with the
+/// store before it is served from the store instead, and how often it looks.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+const CATCH_UP_POLL: Duration = Duration::from_millis(10);
 
 /// How long a read of the store's compacted revision is trusted.
 const COMPACTED_TTL: Duration = Duration::from_secs(1);
@@ -171,6 +178,51 @@ impl WatchCache {
             self.shutdown.clone(),
         ));
         Ok(ReceiverStream::new(rx).boxed())
+    }
+
+    /// One page of a list served from the kind's cache (starting it on
+    /// first use): a list at "any recent" resourceVersion, as Kubernetes
+    /// serves `resourceVersion=0`. The page is consistent at the cache's
+    /// revision, which may trail the store's a little; its continue token
+    /// reads the rest from the store at that same revision.
+    ///
+    /// None when the cache has not caught up with the store since it
+    /// (re)listed within `CATCH_UP_WAIT`: the caller lists from the store.
+    pub async fn list(
+        &self,
+        kind: &str,
+        namespace: &str,
+        selectors: &Selectors,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Listed>, ApiError> {
+        let kind = resolve_kind(kind)?;
+        let prefix = kind_prefix(kind, namespace);
+        let cache = self.kind_cache(kind).await?;
+        let deadline = Instant::now() + CATCH_UP_WAIT;
+        while !lock(&cache.state).is_current() {
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(CATCH_UP_POLL).await;
+        }
+        let mut page = PageBuilder::new(limit, max_bytes, None);
+        let state = lock(&cache.state);
+        let revision = state.revision();
+        let more = state.fill_page(&prefix, &mut page, |entry| {
+            selectors.matches(&entry.value).then(|| Stored {
+                kind,
+                value: Value::clone(&entry.value),
+                revision: entry.revision,
+            })
+        });
+        drop(state);
+        let (items, continue_token) = page.finish(revision, more);
+        Ok(Some(Listed {
+            items,
+            revision,
+            continue_token,
+        }))
     }
 
     /// The store's compacted revision, read at most once per

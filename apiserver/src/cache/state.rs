@@ -5,6 +5,7 @@
 //! (it ends with Expired) rather than waited for.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
@@ -13,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::objects;
+use crate::paging::PageBuilder;
 use crate::store::{Event, StoreError};
 
 /// One change, decoded once and shared by every watcher.
@@ -42,6 +44,8 @@ pub(crate) enum Message {
 pub(crate) struct Entry {
     pub value: Arc<Value>,
     pub revision: i64,
+    /// Bytes of its stored JSON: what it weighs in a list page.
+    pub size: usize,
 }
 
 /// Why a watcher was ended by the cache; read by the watcher once its
@@ -98,6 +102,10 @@ pub(crate) struct State {
     objects: BTreeMap<String, Entry>,
     /// Every store change up to here has been applied.
     revision: i64,
+    /// The store's revision when the state was last (re)listed: the state
+    /// lists from an older revision and replays up to here, and is not
+    /// served to lists before it has.
+    current_at: i64,
     /// The last revision of an event applied (or of the list); `revision`
     /// may be further on through progress notifications.
     applied: i64,
@@ -122,6 +130,7 @@ impl State {
         Self {
             objects: BTreeMap::new(),
             revision: 0,
+            current_at: 0,
             applied: 0,
             floor: 0,
             window: VecDeque::new(),
@@ -137,6 +146,12 @@ impl State {
 
     pub fn revision(&self) -> i64 {
         self.revision
+    }
+
+    /// Whether the state has caught up with the store as it was when the
+    /// state was listed: only then is it "recent" enough to list from.
+    pub fn is_current(&self) -> bool {
+        self.revision >= self.current_at
     }
 
     pub fn floor(&self) -> i64 {
@@ -169,8 +184,17 @@ impl State {
 
     /// Replaces the state with a fresh list at `revision` and empties the
     /// window; every watcher is ended with `reason` (they relist).
-    pub fn reset(&mut self, objects: BTreeMap<String, Entry>, revision: i64, reason: &str) {
+    /// `current` is the store's revision when the list began: the state is
+    /// stale for lists (see [`State::is_current`]) until it gets there.
+    pub fn reset(
+        &mut self,
+        objects: BTreeMap<String, Entry>,
+        revision: i64,
+        current: i64,
+        reason: &str,
+    ) {
         self.objects = objects;
+        self.current_at = current;
         self.revision = revision;
         self.applied = revision;
         self.floor = revision;
@@ -293,6 +317,7 @@ impl State {
                     Entry {
                         value: value.clone(),
                         revision: kv.mod_revision,
+                        size: kv.value.len(),
                     },
                 );
                 Ok(CachedEvent {
@@ -358,6 +383,31 @@ impl State {
                 self.unindexed.remove(&id);
             }
         }
+    }
+
+    /// Offers the objects under `prefix` after `page`'s last key, in key
+    /// order, to `page` until it is full; `keep` says which are wanted.
+    /// Returns whether objects remain after the last one taken.
+    pub fn fill_page<T>(
+        &self,
+        prefix: &str,
+        page: &mut PageBuilder<T>,
+        mut keep: impl FnMut(&Entry) -> Option<T>,
+    ) -> bool {
+        let start = match page.last_key() {
+            Some(after) => Bound::Excluded(after.to_string()),
+            None => Bound::Included(prefix.to_string()),
+        };
+        let under_prefix = self
+            .objects
+            .range((start, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix));
+        for (key, entry) in under_prefix {
+            if !page.offer(key, entry.size, keep(entry)) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Registers a watcher of the keys under `prefix`: from the current

@@ -559,3 +559,58 @@ async fn agent_watchers_are_woken_only_by_their_own_taskruns() {
         .await
         .expect("watchers forgotten");
 }
+
+#[tokio::test]
+async fn lists_at_any_recent_revision_come_from_the_cache_in_pages_continued_from_the_store() {
+    let f = fixture(CacheOptions::default()).await;
+    for name in ["a", "b", "c", "d", "e"] {
+        f.create(name, "x", if name == "c" { "red" } else { "t" })
+            .await;
+    }
+    let all = Selectors::default();
+    let first = f
+        .cache
+        .list("TaskRun", "default", &all, 2, crate::paging::MAX_PAGE_BYTES)
+        .await
+        .expect("list from the cache")
+        .expect("the cache caught up");
+    let mut names: Vec<String> = first.items.iter().map(|s| s.name().to_string()).collect();
+    assert_eq!(names, ["a", "b"]);
+    // The cache served it, once it had caught up with the store.
+    assert_eq!(f.cache.status("TaskRun").map(|s| s.objects), Some(5));
+    // A write after the first page is not in the later ones.
+    f.create("f", "x", "t").await;
+    let resources = crate::resources::Resources::new(f.store.clone());
+    let mut token = first.continue_token.clone();
+    while !token.is_empty() {
+        let page = resources
+            .list("TaskRun", "default", &all, 2, &token)
+            .await
+            .expect("next page from the store");
+        assert_eq!(page.revision, first.revision);
+        names.extend(page.items.iter().map(|s| s.name().to_string()));
+        token = page.continue_token;
+    }
+    assert_eq!(names, ["a", "b", "c", "d", "e"]);
+
+    // Selectors and the byte bound apply as in the store: one object per
+    // page when the bound is below two.
+    let red = Selectors::parse("team=red", "").expect("selector");
+    let listed = f
+        .cache
+        .list("TaskRun", "", &red, 0, crate::paging::MAX_PAGE_BYTES)
+        .await
+        .expect("list")
+        .expect("current");
+    let red_names: Vec<&str> = listed.items.iter().map(|s| s.name()).collect();
+    assert_eq!(red_names, ["c"]);
+    assert!(listed.continue_token.is_empty());
+    let tiny = f
+        .cache
+        .list("TaskRun", "default", &all, 0, 1)
+        .await
+        .expect("list")
+        .expect("current");
+    assert_eq!(tiny.items.len(), 1);
+    assert!(!tiny.continue_token.is_empty());
+}
