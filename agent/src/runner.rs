@@ -65,11 +65,15 @@ pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
     let mut events = watch_objects(&api, "", params);
     let (freed_tx, mut freed) = mpsc::unbounded_channel();
     let mut queue = Queue::default();
+    // Nothing starts while the heartbeat lease is not current: a renewal
+    // wakes the dispatcher again.
+    let mut lease = ctx.fence.subscribe();
     loop {
         dispatch(&ctx, &mut queue, &freed_tx);
         tokio::select! {
             () = stop.cancelled() => return,
             Some(()) = freed.recv() => {}
+            Ok(()) = lease.changed() => {}
             event = events.next() => match event {
                 Some(Ok(event)) => handle(&ctx, &mut queue, event),
                 Some(Err(e)) => tracing::warn!("watching taskruns: {e}"),
@@ -85,7 +89,7 @@ pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
 /// Starts queued TaskRuns while slots are free.
 fn dispatch(ctx: &Arc<Ctx>, queue: &mut Queue, freed: &mpsc::UnboundedSender<()>) {
     let busy = |key: &RunKey| ctx.runs.contains(key);
-    while !ctx.draining.is_cancelled() && queue.has_next(busy) {
+    while !ctx.draining.is_cancelled() && ctx.fence.holds() && queue.has_next(busy) {
         let Some(permit) = ctx.slots.try_acquire() else {
             return;
         };
