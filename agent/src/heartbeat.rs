@@ -4,6 +4,7 @@
 //! and the Agent status refreshed every 30 s and whenever the number of
 //! running TaskRuns changes.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -42,6 +43,21 @@ pub enum RenewError {
     Api(#[from] Error),
 }
 
+/// When the heartbeat lease was last renewed (the `renewTime` written), for
+/// the Agent status's `lastHeartbeatTime`. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct LastRenewal(Arc<Mutex<Option<DateTime<Utc>>>>);
+
+impl LastRenewal {
+    pub fn get(&self) -> Option<DateTime<Utc>> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, at: Option<DateTime<Utc>>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+}
+
 /// The agent's heartbeat Lock.
 #[derive(Debug)]
 pub struct Heartbeat {
@@ -53,11 +69,19 @@ pub struct Heartbeat {
     lease_seconds: u32,
     /// The Lock as last written, for the next compare-and-swap.
     last: Option<Lock>,
+    renewed: LastRenewal,
 }
 
 impl Heartbeat {
-    pub fn new(client: Client, agent: &str, instance: &str, lease_seconds: u32) -> Self {
+    pub fn new(
+        client: Client,
+        agent: &str,
+        instance: &str,
+        lease_seconds: u32,
+        renewed: LastRenewal,
+    ) -> Self {
         Self {
+            renewed,
             api: Api::namespaced(client, HEARTBEAT_NAMESPACE),
             agent: agent.to_string(),
             instance: instance.to_string(),
@@ -123,6 +147,7 @@ impl Heartbeat {
             };
             match outcome {
                 Ok(lock) => {
+                    self.renewed.set(lock.spec.renew_time);
                     self.last = Some(lock.clone());
                     return Ok(lock);
                 }

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::concurrency::{ActiveRuns, Slots, StopReason};
 use crate::config::{Args, Config};
 use crate::fence::{Fence, Timeline};
-use crate::heartbeat::Heartbeat;
+use crate::heartbeat::{Heartbeat, LastRenewal};
 use crate::registration::Registration;
 use crate::taskrun::Ctx;
 
@@ -113,7 +113,14 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     // process touches the Agent object or anything its runs left.
     let instance = instance::load_or_create(&work_dir)?;
     let fence = Fence::new(Timeline::new(config.lease));
-    let mut heartbeat = Heartbeat::new(client.clone(), &name, &instance, config.lease_seconds());
+    let renewed = LastRenewal::default();
+    let mut heartbeat = Heartbeat::new(
+        client.clone(),
+        &name,
+        &instance,
+        config.lease_seconds(),
+        renewed.clone(),
+    );
     let Some(sent) = instance::take_lease(&mut heartbeat, &work_dir, &client, &shutdown).await?
     else {
         return Ok(());
@@ -143,6 +150,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         config.labels.clone(),
         work_dir.clone(),
         slots.clone(),
+        renewed.clone(),
     );
     if !register(&registration, &client, &shutdown).await? {
         return Ok(());
@@ -168,7 +176,13 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     let background = CancellationToken::new();
     let superseded = CancellationToken::new();
     let heartbeat_for_release =
-        Heartbeat::new(client.clone(), &name, &instance, config.lease_seconds());
+        Heartbeat::new(
+            client.clone(),
+            &name,
+            &instance,
+            config.lease_seconds(),
+            renewed.clone(),
+        );
     let renewing = tokio::spawn(heartbeat.run(
         fence.clone(),
         background.clone(),
