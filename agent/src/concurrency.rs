@@ -41,6 +41,8 @@ pub enum StopReason {
     Finalized,
     /// The agent is shutting down and the grace period ran out.
     Shutdown,
+    /// The agent could not renew its heartbeat lease in time (fencing).
+    LeaseLost,
 }
 
 /// The capacity semaphore and the count of live TaskRun processes.

@@ -49,7 +49,9 @@ pub struct Args {
     /// Per-TaskRun working directories and output logs (default ./.sloth/agent/NAME).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
-    /// Lease of the heartbeat Lock, renewed every third of it.
+    /// Lease of the heartbeat Lock, renewed every third of it. Payloads are
+    /// stopped 2/3 of it after the last renewal that succeeded, and killed
+    /// by their supervisors at 5/6 (see docs/agents.md, Fencing).
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub lease_seconds: u32,
     /// Most bytes of task output kept on disk; beyond it the output of the
@@ -136,11 +138,6 @@ impl Config {
         u32::try_from(self.lease.as_secs()).unwrap_or(u32::MAX)
     }
 
-    /// How often the heartbeat Lock is renewed: a third of the lease.
-    pub fn renew_every(&self) -> Duration {
-        self.lease / 3
-    }
-
     /// The address reported to the apiserver for a service bound at `bound`.
     pub fn report_address_for(&self, bound: SocketAddr) -> String {
         if let Some(address) = &self.report_address {
@@ -192,7 +189,6 @@ mod tests {
         assert_eq!(config.work_dir, PathBuf::from(".sloth/agent/a1"));
         assert!(config.capacity >= 1);
         assert_eq!(config.lease, Duration::from_secs(15));
-        assert_eq!(config.renew_every(), Duration::from_secs(5));
         assert_eq!(config.max_output_bytes, 1 << 30);
         let bound: SocketAddr = "0.0.0.0:4242".parse().expect("addr");
         assert_eq!(config.report_address_for(bound), "127.0.0.1:4242");

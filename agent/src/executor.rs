@@ -1,6 +1,9 @@
-//! Runs one shell payload: `bash -c SCRIPT` in its own process group, with
-//! stdout and stderr appended to one log file, a timeout, and a stop request
-//! that both kill the whole group (SIGTERM, then SIGKILL after a grace).
+//! Runs one shell payload: `bash -c SCRIPT` under a supervisor process
+//! (`sloth-agent supervise`, see [`crate::supervisor`]) that keeps it in its
+//! own process group, with stdout and stderr appended to one log file, a
+//! timeout, and a stop request that both end the whole group (SIGTERM, then
+//! SIGKILL after a grace). The supervisor also kills the group when the
+//! agent dies or cannot renew its heartbeat lease in time.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -10,14 +13,24 @@ use std::time::Duration;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::Child;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::concurrency::StopReason;
+use crate::fence::Deadlines;
+use crate::supervisor::{self, Message};
 
 /// How long a process group gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a supervisor may take, beyond [`KILL_GRACE`], to end after a
+/// stop before the agent kills it and the group itself.
+pub const SUPERVISOR_SLACK: Duration = Duration::from_secs(5);
+
+/// Bound on one write to a supervisor's pipe.
+const WRITE_LIMIT: Duration = Duration::from_secs(1);
 
 /// How often a dying process group is looked at.
 const POLL: Duration = Duration::from_millis(50);
@@ -35,6 +48,8 @@ pub struct ShellJob {
     /// kill a run its previous incarnation left behind.
     pub pid_file: PathBuf,
     pub timeout: Option<Duration>,
+    /// The supervisor's executable (the agent's own).
+    pub supervisor: PathBuf,
 }
 
 /// How a run ended.
@@ -53,24 +68,24 @@ pub enum Outcome {
     NotStarted(String),
 }
 
-/// Runs `job`; `on_start` is called with the process id once it runs and
-/// its result is held until the process has ended.
+/// Runs `job` until `deadlines.kill` at the latest (followed as it moves);
+/// `on_start` is called with the supervisor's process id once it runs and
+/// its result is held until the run has ended.
 pub async fn run<G>(
     job: &ShellJob,
     mut stop: watch::Receiver<Option<StopReason>>,
+    mut deadlines: watch::Receiver<Deadlines>,
     on_start: impl FnOnce(u32) -> G,
 ) -> Outcome {
-    let mut child = match spawn(job) {
+    let fence_at = deadlines.borrow_and_update().kill;
+    let mut child = match spawn(job, fence_at) {
         Ok(child) => child,
         Err(message) => return Outcome::NotStarted(message),
     };
     let Some(pid) = child.id() else {
-        return Outcome::NotStarted("the shell exited before it could be tracked".into());
+        return Outcome::NotStarted("the supervisor exited before it could be tracked".into());
     };
-    let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
-    if let Err(e) = write_pid_file(&job.pid_file, pid) {
-        tracing::warn!(path = %job.pid_file.display(), error = %e, "cannot record the process group");
-    }
+    let mut pipe = child.stdin.take();
     let _running = on_start(pid);
     let started = Instant::now();
     let timeout = async {
@@ -79,34 +94,70 @@ pub async fn run<G>(
             None => std::future::pending().await,
         }
     };
-    let outcome = tokio::select! {
-        status = child.wait() => {
-            let status = match status {
-                Ok(status) => status,
-                Err(e) => {
-                    // Cannot happen for a child we spawned; kill what may remain.
-                    tracing::warn!(pid, error = %e, "cannot wait for the shell");
-                    terminate_group(pgid, None).await;
-                    return Outcome::NotStarted(format!("cannot wait for the shell: {e}"));
+    tokio::pin!(timeout);
+    // Why the run was ended early (Err: the timeout, after this long).
+    let mut ended: Option<Result<StopReason, Duration>> = None;
+    let mut give_up = Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut following = true;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.ok(),
+            () = &mut timeout, if ended.is_none() => {
+                ended = Some(Err(started.elapsed()));
+                give_up = Instant::now() + KILL_GRACE + SUPERVISOR_SLACK;
+                tell(&mut pipe, Message::Stop).await;
+            }
+            reason = stop_requested(&mut stop), if ended.is_none() => {
+                ended = Some(Ok(reason));
+                give_up = Instant::now() + KILL_GRACE + SUPERVISOR_SLACK;
+                tell(&mut pipe, Message::Stop).await;
+            }
+            changed = deadlines.changed(), if following && pipe.is_some() => match changed {
+                Ok(()) => {
+                    let at = deadlines.borrow_and_update().kill;
+                    tell(&mut pipe, Message::Fence(at)).await;
                 }
-            };
-            // Background processes the script left behind end with the run.
-            terminate_group(pgid, None).await;
-            return Outcome::Exited(status);
+                // Nobody extends the deadline any more: the last one stands.
+                Err(_) => following = false,
+            },
+            () = tokio::time::sleep_until(give_up) => {
+                tracing::warn!(pid, "the supervisor did not end in time; killing it and its payload");
+                let _ = child.start_kill();
+                give_up = Instant::now() + SUPERVISOR_SLACK;
+            }
         }
-        () = timeout => Err(started.elapsed()),
-        reason = stop_requested(&mut stop) => Ok(reason),
     };
-    let status = terminate_group(pgid, Some(&mut child))
-        .await
-        .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
-    match outcome {
-        Err(after) => Outcome::TimedOut { after, status },
-        Ok(reason) => Outcome::Stopped { reason, status },
+    // A supervisor killed from outside leaves its payload: end it here.
+    kill_recorded_group(&job.pid_file).await;
+    let status = status.unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
+    match ended {
+        None => Outcome::Exited(status),
+        Some(Err(after)) => Outcome::TimedOut { after, status },
+        Some(Ok(reason)) => Outcome::Stopped { reason, status },
     }
 }
 
-fn spawn(job: &ShellJob) -> Result<Child, String> {
+/// Writes `message` to the supervisor; a pipe that fails is dropped (the
+/// supervisor is gone or stuck, and ends the payload when it sees EOF).
+async fn tell(pipe: &mut Option<ChildStdin>, message: Message) {
+    let Some(writer) = pipe.as_mut() else {
+        return;
+    };
+    let line = message.line();
+    match tokio::time::timeout(WRITE_LIMIT, writer.write_all(line.as_bytes())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "cannot write to a supervisor");
+            pipe.take();
+        }
+        Err(_) => {
+            tracing::warn!("a supervisor does not read its pipe; closing it");
+            pipe.take();
+        }
+    }
+}
+
+fn spawn(job: &ShellJob, fence_at: crate::fence::BootMs) -> Result<Child, String> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -115,16 +166,20 @@ fn spawn(job: &ShellJob) -> Result<Child, String> {
     let stderr = log
         .try_clone()
         .map_err(|e| format!("cannot share the output log: {e}"))?;
-    let mut command = tokio::process::Command::new("bash");
+    let mut command: tokio::process::Command = supervisor::command(
+        &job.supervisor,
+        fence_at,
+        Some(&job.pid_file),
+        "bash",
+        &["-c", &job.script],
+    )
+    .into();
     command
-        .arg("-c")
-        .arg(&job.script)
         .current_dir(&job.cwd)
         .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(stderr))
-        .process_group(0)
         .kill_on_drop(false);
     command
         .spawn()
@@ -144,37 +199,23 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopR
 }
 
 /// True while any process of group `pgid` exists (zombies included).
-fn group_alive(pgid: Pid) -> bool {
+pub fn group_alive(pgid: Pid) -> bool {
     !matches!(killpg(pgid, None), Err(Errno::ESRCH))
 }
 
 /// SIGTERM to the group, then SIGKILL to whatever remains after
-/// [`KILL_GRACE`]; reaps `leader` when given and returns its status.
-async fn terminate_group(pgid: Pid, mut leader: Option<&mut Child>) -> Option<ExitStatus> {
-    if killpg(pgid, Signal::SIGTERM) == Err(Errno::ESRCH) && leader.is_none() {
-        return None;
+/// [`KILL_GRACE`].
+async fn terminate_group(pgid: Pid) {
+    if killpg(pgid, Signal::SIGTERM) == Err(Errno::ESRCH) {
+        return;
     }
     let deadline = Instant::now() + KILL_GRACE;
-    let mut status = None;
-    if let Some(child) = leader.as_deref_mut() {
-        status = tokio::time::timeout_at(deadline, child.wait())
-            .await
-            .ok()
-            .and_then(Result::ok);
-    }
-    // Once the leader is gone, give the rest of the group the same grace.
-    if leader.is_none() || status.is_some() {
-        while Instant::now() < deadline && group_alive(pgid) {
-            tokio::time::sleep(POLL).await;
-        }
+    while Instant::now() < deadline && group_alive(pgid) {
+        tokio::time::sleep(POLL).await;
     }
     if group_alive(pgid) {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
-    if let (None, Some(child)) = (status, leader) {
-        status = child.wait().await.ok();
-    }
-    status
 }
 
 /// The start time of process `pid` in clock ticks since boot (field 22 of
@@ -216,7 +257,7 @@ pub async fn kill_recorded_group(pid_file: &Path) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };
-    terminate_group(Pid::from_raw(raw), None).await;
+    terminate_group(Pid::from_raw(raw)).await;
     true
 }
 
@@ -252,11 +293,16 @@ mod tests {
             output: dir.join("output.log"),
             pid_file: dir.join("pid"),
             timeout,
+            supervisor: crate::supervisor::testing::agent_binary(),
         }
     }
 
     fn no_stop() -> watch::Receiver<Option<StopReason>> {
         watch::channel(None).1
+    }
+
+    fn unfenced() -> watch::Receiver<Deadlines> {
+        watch::channel(Deadlines::NEVER).1
     }
 
     #[test]
@@ -278,7 +324,7 @@ mod tests {
             "echo out; echo err >&2; echo $GREETING; exit 3",
             None,
         );
-        let outcome = run(&j, no_stop(), |_| ()).await;
+        let outcome = run(&j, no_stop(), unfenced(), |_| ()).await;
         let Outcome::Exited(status) = outcome else {
             panic!("{outcome:?}")
         };
@@ -298,7 +344,7 @@ mod tests {
             "sleep 300 & echo $! > child.pid; wait",
             Some(Duration::from_millis(300)),
         );
-        let outcome = run(&j, no_stop(), |_| ()).await;
+        let outcome = run(&j, no_stop(), unfenced(), |_| ()).await;
         let Outcome::TimedOut { status, .. } = outcome else {
             panic!("{outcome:?}")
         };
@@ -325,7 +371,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let j = job(dir.path(), "trap '' TERM; sleep 300", None);
         let (tx, rx) = watch::channel(None);
-        let task = tokio::spawn(async move { run(&j, rx, |_| ()).await });
+        let task = tokio::spawn(async move { run(&j, rx, unfenced(), |_| ()).await });
         tokio::time::sleep(Duration::from_millis(100)).await;
         tx.send_replace(Some(StopReason::Deleted));
         let outcome = task.await.expect("task");
@@ -341,7 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut j = job(dir.path(), "true", None);
         j.cwd = dir.path().join("missing");
-        let outcome = run(&j, no_stop(), |_| ()).await;
+        let outcome = run(&j, no_stop(), unfenced(), |_| ()).await;
         assert!(
             matches!(&outcome, Outcome::NotStarted(m) if m.contains("cannot start bash")),
             "{outcome:?}"

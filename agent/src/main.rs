@@ -5,7 +5,9 @@
 mod concurrency;
 mod config;
 mod executor;
+mod fence;
 mod heartbeat;
+mod instance;
 mod logs;
 mod lua;
 mod registration;
@@ -13,9 +15,11 @@ mod resources;
 mod results;
 mod retention;
 mod runner;
+mod supervisor;
 mod taskrun;
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +37,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::concurrency::{ActiveRuns, Slots, StopReason};
 use crate::config::{Args, Config};
-use crate::heartbeat::Heartbeat;
+use crate::fence::{Fence, Timeline};
+use crate::heartbeat::{Heartbeat, LastRenewal};
 use crate::registration::Registration;
 use crate::taskrun::Ctx;
 
@@ -46,8 +51,21 @@ const KILLED_RUNS_LIMIT: Duration = Duration::from_secs(5);
 /// Bound on each goodbye call to the apiserver at shutdown.
 const GOODBYE_LIMIT: Duration = Duration::from_secs(2);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // `sloth-agent supervise ...`: the per-run supervisor (hidden; started
+    // by the agent itself, never by hand). No runtime, no logging setup.
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() == Some(std::ffi::OsStr::new(supervisor::SUBCOMMAND)) {
+        supervisor::main(args.collect());
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(agent_main())
+}
+
+async fn agent_main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -91,6 +109,27 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         .context("bad credential flags")?;
     let client = Client::with_options(&config.servers, &options).context("bad --server")?;
     let logs_tls = logs_tls(&config.credentials)?;
+
+    // One live agent per name: the heartbeat lease first, before this
+    // process touches the Agent object or anything its runs left.
+    let instance = instance::load_or_create(&work_dir)?;
+    let fence = Fence::new(Timeline::new(config.lease));
+    let renewed = LastRenewal::default();
+    let mut heartbeat = Heartbeat::new(
+        client.clone(),
+        &name,
+        &instance,
+        config.lease_seconds(),
+        renewed.clone(),
+    );
+    let Some(sent) = instance::take_lease(&mut heartbeat, &work_dir, &client, &shutdown).await?
+    else {
+        return Ok(());
+    };
+    fence.renewed(sent);
+    // Fencing: nothing from a previous life of this agent runs on.
+    instance::kill_leftovers(&work_dir).await;
+
     let listener = TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -112,16 +151,10 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         config.labels.clone(),
         work_dir.clone(),
         slots.clone(),
+        renewed.clone(),
     );
     if !register(&registration, &client, &shutdown).await? {
         return Ok(());
-    }
-    // The heartbeat first: an agent that says Ready has a lease the
-    // lifecycle controller can judge (dying right after still reads as an
-    // expired heartbeat, not as one never taken).
-    let mut heartbeat = Heartbeat::new(client.clone(), &name, config.lease_seconds());
-    if let Err(e) = heartbeat.renew().await {
-        tracing::warn!("cannot take the heartbeat lock of agent {name:?}: {e}");
     }
     if let Err(e) = registration.write_status(AgentPhase::Ready).await {
         tracing::warn!("cannot write the status of agent {name:?}: {e}");
@@ -142,12 +175,25 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
             ),
     );
     let background = CancellationToken::new();
-    tokio::spawn(heartbeat.run(config.renew_every(), background.clone()));
-    tokio::spawn(heartbeat::refresh_status(
+    let superseded = CancellationToken::new();
+    let heartbeat_for_release =
+        Heartbeat::new(
+            client.clone(),
+            &name,
+            &instance,
+            config.lease_seconds(),
+            renewed.clone(),
+        );
+    let renewing = tokio::spawn(heartbeat.run(
+        fence.clone(),
+        background.clone(),
+        superseded.clone(),
+    ));
+    tokio::spawn(fence::enforce(fence.subscribe(), runs.clone()));
+    let refreshing = tokio::spawn(heartbeat::refresh_status(
         registration.clone(),
         background.clone(),
     ));
-
     // Tests and scripts wait for this line.
     let mut stdout = std::io::stdout();
     if let Err(e) =
@@ -169,9 +215,21 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         runs: runs.clone(),
         slots,
         draining: shutdown.clone(),
+        fence: fence.clone(),
+        supervisor: PathBuf::from(supervisor::OWN_EXECUTABLE),
     });
+    let mut outcome = Ok(());
     tokio::select! {
         () = runner::run(ctx, shutdown.clone()) => {}
+        () = superseded.cancelled() => {
+            // Another instance took the lease (this one was frozen or cut
+            // off past it): its runs must not go on beside that one's.
+            fence.revoke();
+            outcome = Err(anyhow::anyhow!(
+                "another instance took over the heartbeat lease of agent {name:?}; \
+                 this instance ({instance}) stopped its runs and exits"
+            ));
+        }
         result = &mut server => {
             shutdown.cancel();
             background.cancel();
@@ -183,13 +241,14 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         }
     }
 
-    // Shutdown: nothing new is claimed; running TaskRuns get a grace.
+    // Shutdown: nothing new is claimed; running TaskRuns get a grace, while
+    // the lease is still renewed (their supervisors keep them alive).
     shutdown.cancel();
     let held = runs.len();
-    if held > 0 {
+    if held > 0 && outcome.is_ok() {
         tracing::info!("waiting up to {SHUTDOWN_GRACE:?} for {held} running taskruns");
     }
-    if !runs.wait_empty(SHUTDOWN_GRACE).await {
+    if outcome.is_err() || !runs.wait_empty(SHUTDOWN_GRACE).await {
         tracing::warn!("killing {} taskruns still running", runs.len());
         runs.stop_all(StopReason::Shutdown);
         if !runs.wait_empty(KILLED_RUNS_LIMIT).await {
@@ -199,7 +258,34 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
             );
         }
     }
+    // No renewal and no Ready status may land after the goodbye below.
     background.cancel();
+    for task in [renewing, refreshing] {
+        if tokio::time::timeout(GOODBYE_LIMIT, task).await.is_err() {
+            tracing::warn!("a heartbeat task did not stop in time");
+        }
+    }
+    if outcome.is_ok() {
+        goodbye(&registration, &heartbeat_for_release).await;
+    }
+    server_stop.cancel();
+    if tokio::time::timeout(GOODBYE_LIMIT, server).await.is_err() {
+        tracing::warn!("log streams still open at exit were cut");
+    }
+    tracing::info!("agent {name} stopped");
+    outcome
+}
+
+/// Gives the heartbeat lease up, then marks the agent NotReady: in this
+/// order, the agent-lifecycle controller never sees a NotReady agent with a
+/// live lease (which it would mark Ready again).
+async fn goodbye(registration: &Registration, heartbeat: &Heartbeat) {
+    let name = &registration.name;
+    match tokio::time::timeout(GOODBYE_LIMIT, heartbeat.release()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("cannot release the heartbeat lock: {e}"),
+        Err(_) => tracing::warn!("cannot release the heartbeat lock: timed out"),
+    }
     match tokio::time::timeout(
         GOODBYE_LIMIT,
         registration.write_status(AgentPhase::NotReady),
@@ -210,18 +296,6 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         Ok(Err(e)) => tracing::warn!("cannot mark agent {name:?} NotReady: {e}"),
         Err(_) => tracing::warn!("cannot mark agent {name:?} NotReady: timed out"),
     }
-    let heartbeat = Heartbeat::new(client, &name, config.lease_seconds());
-    match tokio::time::timeout(GOODBYE_LIMIT, heartbeat.release()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("cannot release the heartbeat lock: {e}"),
-        Err(_) => tracing::warn!("cannot release the heartbeat lock: timed out"),
-    }
-    server_stop.cancel();
-    if tokio::time::timeout(GOODBYE_LIMIT, server).await.is_err() {
-        tracing::warn!("log streams still open at exit were cut");
-    }
-    tracing::info!("agent {name} stopped");
-    Ok(())
 }
 
 /// Creates or updates the Agent object, retrying while no apiserver answers.

@@ -9,6 +9,7 @@ use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, AgentStatus};
 use sloth_sdk::{Api, Client, Condition, Error};
 
 use crate::concurrency::Slots;
+use crate::heartbeat::LastRenewal;
 use crate::resources;
 
 /// How often a lost compare-and-swap is retried with a fresh read.
@@ -24,6 +25,8 @@ pub struct Registration {
     pub labels: BTreeMap<String, String>,
     pub work_dir: PathBuf,
     pub slots: Arc<Slots>,
+    /// The last heartbeat renewal, reported as `lastHeartbeatTime`.
+    pub renewed: LastRenewal,
 }
 
 impl Registration {
@@ -35,8 +38,10 @@ impl Registration {
         labels: BTreeMap<String, String>,
         work_dir: PathBuf,
         slots: Arc<Slots>,
+        renewed: LastRenewal,
     ) -> Self {
         Self {
+            renewed,
             api: Api::all(client),
             name: name.to_string(),
             address,
@@ -84,7 +89,7 @@ impl Registration {
     }
 
     /// Writes the status: `phase`, running and allocatable counts, resources,
-    /// version and heartbeat time; other fields (conditions) stay.
+    /// version and the last heartbeat renewal; other fields (conditions) stay.
     pub async fn write_status(&self, phase: AgentPhase) -> Result<Agent, Error> {
         let mut last = None;
         for _ in 0..CONFLICT_ATTEMPTS {
@@ -97,7 +102,7 @@ impl Registration {
             status.running = running;
             status.allocatable = agent.spec.capacity.saturating_sub(running);
             status.resources = Some(resources);
-            status.last_heartbeat_time = Some(chrono::Utc::now());
+            status.last_heartbeat_time = self.renewed.get().or(status.last_heartbeat_time);
             set_ready_condition(status, &self.name);
             match self.api.update_status(&agent).await {
                 Err(e @ Error::Conflict(_)) => last = Some(e),

@@ -70,6 +70,9 @@ pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
     let mut deleted_running = HashSet::new();
     // Run directories whose TaskRuns are confirmed gone.
     let (gone_tx, mut gone) = mpsc::unbounded_channel();
+    // Nothing starts while the heartbeat lease is not current: a renewal
+    // wakes the dispatcher again.
+    let mut lease = ctx.fence.subscribe();
     loop {
         dispatch(&ctx, &mut queue, &freed_tx);
         tokio::select! {
@@ -81,6 +84,7 @@ pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
             Some(key) = gone.recv() => {
                 remove_when_ended(&ctx, &key);
             }
+            Ok(()) = lease.changed() => {}
             event = events.next() => match event {
                 Some(Ok(Event::Restarted(items))) => {
                     let present: HashSet<RunKey> = items.iter().map(key_of).collect();
@@ -102,7 +106,7 @@ pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
 /// Starts queued TaskRuns while slots are free.
 fn dispatch(ctx: &Arc<Ctx>, queue: &mut Queue, freed: &mpsc::UnboundedSender<()>) {
     let busy = |key: &RunKey| ctx.runs.contains(key);
-    while !ctx.draining.is_cancelled() && queue.has_next(busy) {
+    while !ctx.draining.is_cancelled() && ctx.fence.holds() && queue.has_next(busy) {
         let Some(permit) = ctx.slots.try_acquire() else {
             return;
         };

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::concurrency::{ActiveRuns, RunGuard, RunKey, Slots, StopReason};
 use crate::executor::{self, Outcome, ShellJob};
+use crate::fence::Fence;
+use crate::supervisor::Supervision;
 use crate::logs;
 use crate::lua::{self, LuaJob, LuaOutcome};
 use crate::results::{self, RESULTS_ENV, RESULTS_FILE};
@@ -30,10 +32,13 @@ pub mod reason {
     pub const UNSUPPORTED: &str = "Unsupported";
     pub const INVALID_RESULTS: &str = "InvalidResults";
     pub const LUA_ERROR: &str = "LuaError";
+    /// Stopped because the agent could not renew its heartbeat lease in
+    /// time (fencing); workflows retry it like `AgentLost`.
+    pub const LEASE_LOST: &str = "LeaseLost";
 }
 
 /// Where a run's process group id is recorded, in its run directory.
-const PGID_FILE: &str = ".sloth-pgid";
+pub const PGID_FILE: &str = ".sloth-pgid";
 
 /// What every TaskRun task of this agent shares.
 #[derive(Debug)]
@@ -47,6 +52,10 @@ pub struct Ctx {
     pub slots: Arc<Slots>,
     /// Cancelled at shutdown: nothing new is claimed.
     pub draining: CancellationToken,
+    /// The deadlines the heartbeat lease grants the payloads.
+    pub fence: Fence,
+    /// The executable of the runs' supervisors (this agent's own).
+    pub supervisor: PathBuf,
 }
 
 impl Ctx {
@@ -273,6 +282,18 @@ fn stop_message(reason: StopReason) -> &'static str {
         StopReason::Deleted => "the TaskRun was deleted while it ran",
         StopReason::Finalized => "the TaskRun was finished elsewhere while it ran",
         StopReason::Shutdown => "the agent shut down while it ran",
+        StopReason::LeaseLost => {
+            "the agent could not renew its heartbeat lease in time, so it stopped its \
+             payloads before the lease ran out (fencing)"
+        }
+    }
+}
+
+/// The reason a run stopped for `why` is recorded with.
+fn stop_reason(why: StopReason) -> &'static str {
+    match why {
+        StopReason::LeaseLost => reason::LEASE_LOST,
+        _ => reason::KILLED,
     }
 }
 
@@ -309,8 +330,16 @@ async fn run_claimed(
     }
     if let Some(why) = *stop.borrow() {
         return failed(
-            reason::KILLED,
+            stop_reason(why),
             format!("{}; it was not started", stop_message(why)),
+        );
+    }
+    if !ctx.fence.holds() {
+        return failed(
+            reason::LEASE_LOST,
+            "the agent's heartbeat lease was not current when the run was to start; \
+             it was not started"
+                .into(),
         );
     }
     // The script may `cd` anywhere: give it an absolute path.
@@ -344,6 +373,10 @@ async fn run_claimed(
             env,
             timeout: spec.timeout.map(|t| t.as_std()).filter(|t| !t.is_zero()),
             client: Some(ctx.client.clone()),
+            supervision: Supervision {
+                program: ctx.supervisor.clone(),
+                deadlines: ctx.fence.subscribe(),
+            },
         };
         let (running, concurrent) = ctx.slots.process_started();
         tracing::info!("taskrun {key} started (Lua) concurrent={concurrent}");
@@ -363,9 +396,10 @@ async fn run_claimed(
         output: output.clone(),
         pid_file: run_dir.join(PGID_FILE),
         timeout: spec.timeout.map(|t| t.as_std()).filter(|t| !t.is_zero()),
+        supervisor: ctx.supervisor.clone(),
     };
     let slots = ctx.slots.clone();
-    let outcome = executor::run(&job, stop, |pid| {
+    let outcome = executor::run(&job, stop, ctx.fence.subscribe(), |pid| {
         let (guard, concurrent) = slots.process_started();
         tracing::info!("taskrun {key} started pid={pid} concurrent={concurrent}");
         guard
@@ -406,7 +440,7 @@ async fn run_claimed(
             status,
         } => (
             TaskRunPhase::Failed,
-            reason::KILLED,
+            stop_reason(stop),
             Some(executor::exit_code(status)),
             format!(
                 "{}; its process group was killed ({})",
@@ -497,7 +531,7 @@ fn lua_status(
             format!("timed out after {timeout}; the Lua code was stopped"),
         ),
         LuaOutcome::Stopped(why) => failed(
-            reason::KILLED,
+            stop_reason(why),
             format!("{}; the Lua code was stopped", stop_message(why)),
         ),
         LuaOutcome::NotStarted(message) => failed(reason::ERROR, message),

@@ -25,7 +25,7 @@ pub fn judge(lock: Option<&Lock>, now: DateTime<Utc>) -> Verdict {
         return Verdict {
             phase: AgentPhase::NotReady,
             reason: "NoHeartbeat",
-            message: "the agent has never renewed its heartbeat lock".into(),
+            message: "the agent has no heartbeat lock (never taken, or deleted)".into(),
             recheck_after: None,
         };
     };
@@ -35,13 +35,24 @@ pub fn judge(lock: Option<&Lock>, now: DateTime<Utc>) -> Verdict {
         .as_deref()
         .is_none_or(str::is_empty)
     {
-        // Released by the agent at shutdown, or expired by the lock controller.
-        return Verdict {
-            phase: AgentPhase::NotReady,
-            reason: "HeartbeatExpired",
-            message: "the heartbeat lock has no holder: the agent released it or its lease ran out"
-                .into(),
-            recheck_after: None,
+        // A release (at shutdown) clears renewTime with the holder; the lock
+        // controller's expiry keeps renewTime.
+        return match lock.spec.renew_time {
+            None => Verdict {
+                phase: AgentPhase::NotReady,
+                reason: "HeartbeatReleased",
+                message: "the agent released its heartbeat lock: it shut down".into(),
+                recheck_after: None,
+            },
+            Some(renewed) => Verdict {
+                phase: AgentPhase::NotReady,
+                reason: "HeartbeatExpired",
+                message: format!(
+                    "no heartbeat since {}: the lease ran out",
+                    renewed.to_rfc3339()
+                ),
+                recheck_after: None,
+            },
         };
     }
     let lease = i64::from(lock.spec.lease_duration_seconds.unwrap_or(15));
@@ -111,6 +122,13 @@ mod tests {
         released.spec.holder_identity = None;
         released.spec.renew_time = None;
         let v = judge(Some(&released), now);
+        assert_eq!(
+            (v.phase, v.reason),
+            (AgentPhase::NotReady, "HeartbeatReleased")
+        );
+        let mut expired = lock(20, 15, now);
+        expired.spec.holder_identity = None;
+        let v = judge(Some(&expired), now);
         assert_eq!(
             (v.phase, v.reason),
             (AgentPhase::NotReady, "HeartbeatExpired")

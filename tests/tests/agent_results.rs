@@ -148,7 +148,10 @@ mod controllers {
         assert_eq!(freed.spec.lease_transitions, 5);
         assert_eq!(freed.spec.renew_time, created.spec.renew_time);
 
-        // An agent whose heartbeat Lock was cleared takes it back.
+        // An agent whose heartbeat Lock was cleared takes it back (held by
+        // its instance id, kept in its work dir).
+        let instance = std::fs::read_to_string(agent.work_dir().join("instance-id"))
+            .expect("instance id");
         let heartbeats: Api<LockSpec> = Api::namespaced(client.clone(), "sloth-system");
         wait_until(DEADLINE, || {
             let mut lock = rt.block_on(heartbeats.get("agent-a1")).ok()?;
@@ -159,7 +162,7 @@ mod controllers {
         wait_until(DEADLINE, || {
             rt.block_on(heartbeats.get("agent-a1"))
                 .ok()
-                .filter(|l| l.spec.holder_identity.as_deref() == Some("a1"))
+                .filter(|l| l.spec.holder_identity.as_deref() == Some(instance.trim()))
         })
         .unwrap_or_else(|| panic!("the agent never took its lock back\n{}", log()));
 

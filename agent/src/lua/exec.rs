@@ -1,21 +1,19 @@
 //! `exec.run(cmd, {workdir, env, timeout})`: `bash -c cmd` in its own
-//! process group, its output captured, killed at its own timeout or when
-//! the task must stop.
+//! process group under a supervisor (as shell payloads run), its output
+//! captured, killed at its own timeout or when the task must stop, and by
+//! the supervisor when the agent dies or loses its heartbeat lease.
 
-use std::io::Read;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{Read, Write};
+use std::process::{ChildStdin, Stdio};
 use std::rc::Rc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mlua::{Lua, MultiValue, Table};
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
 
-use super::{Args, RunCtx, SLICE, fail, opt_seconds, opt_string_field, opt_string_map};
-use crate::executor::{self, KILL_GRACE};
+use super::{Args, Interrupt, RunCtx, SLICE, fail, opt_seconds, opt_string_field, opt_string_map};
+use crate::executor::{self, KILL_GRACE, SUPERVISOR_SLACK};
+use crate::supervisor::{self, Message};
 
 /// Most bytes of stdout (and of stderr) kept; the rest is read and dropped.
 pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
@@ -63,15 +61,22 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let timeout = opt_seconds(F, opts.as_ref(), "timeout")?;
     ctx.ctl.checked()?;
     let cwd = workdir.map_or_else(|| ctx.cwd.clone(), |w| ctx.path(&w));
-    let mut command = Command::new("bash");
+    // The supervisor puts bash in its own process group, and kills it when
+    // the agent dies or its heartbeat lease is not renewed in time.
+    let mut deadlines = ctx.supervision.deadlines.clone();
+    let fence_at = deadlines.borrow_and_update().kill;
+    let mut command = supervisor::command(
+        &ctx.supervision.program,
+        fence_at,
+        ctx.pid_file.as_deref(),
+        "bash",
+        &["-c", &cmd],
+    );
     command
-        .arg("-c")
-        .arg(&cmd)
         .current_dir(&cwd)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
     for (name, value) in ctx.env.borrow().iter() {
         match value {
             Some(value) => command.env(name, value),
@@ -82,41 +87,44 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let mut child = command
         .spawn()
         .map_err(|e| fail(F, format!("cannot start bash in {}: {e}", cwd.display())))?;
-    let pid = child.id();
-    let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
-    if let Some(pid_file) = &ctx.pid_file
-        && let Err(e) = executor::write_pid_file(pid_file, pid)
-    {
-        tracing::warn!(path = %pid_file.display(), error = %e, "cannot record the process group");
-    }
+    let mut pipe = child.stdin.take();
     let stdout = child.stdout.take().map(capture);
     let stderr = child.stderr.take().map(capture);
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
-    let mut timed_out = false;
+    // Why the command is being ended early (None: the option timeout).
+    let mut ending: Option<Option<Interrupt>> = None;
+    let mut give_up = None;
     let status = loop {
         match child.try_wait() {
-            Ok(Some(status)) => {
-                // What the command left in the background ends with it.
-                end_group(pgid, None);
-                break status;
-            }
+            Ok(Some(status)) => break status,
             Ok(None) => {}
             Err(e) => {
-                end_group(pgid, Some(&mut child));
+                let _ = child.kill();
+                let _ = child.wait();
                 return Err(fail(F, format!("cannot wait for bash: {e}")));
             }
         }
-        if let Some(why) = ctx.ctl.check() {
-            end_group(pgid, Some(&mut child));
-            let _ = stdout.map(JoinHandle::join);
-            let _ = stderr.map(JoinHandle::join);
-            return Err(mlua::Error::external(why));
+        if deadlines.has_changed().unwrap_or(false) {
+            let at = deadlines.borrow_and_update().kill;
+            tell(&mut pipe, Message::Fence(at));
         }
-        if timeout.is_some_and(|t| started.elapsed() >= t) {
-            timed_out = true;
-            break end_group(pgid, Some(&mut child))
-                .unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
+        if ending.is_none() {
+            if let Some(why) = ctx.ctl.check() {
+                ending = Some(Some(why));
+            } else if timeout.is_some_and(|t| started.elapsed() >= t) {
+                ending = Some(None);
+            }
+            if ending.is_some() {
+                tell(&mut pipe, Message::Stop);
+                give_up = Some(Instant::now() + KILL_GRACE + SUPERVISOR_SLACK);
+            }
+        }
+        if give_up.is_some_and(|at| Instant::now() >= at) {
+            // The supervisor is stuck: kill it; closing its pipe kills bash.
+            let _ = child.kill();
+            pipe.take();
+            give_up = None;
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(SLICE);
@@ -126,6 +134,10 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     }
     let joined = |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
     let (out, err) = (joined(stdout), joined(stderr));
+    if let Some(Some(why)) = ending {
+        return Err(mlua::Error::external(why));
+    }
+    let timed_out = ending.is_some();
     let result = lua.create_table()?;
     result.set("stdout", lua.create_string(&out)?)?;
     result.set("stderr", lua.create_string(&err)?)?;
@@ -133,6 +145,16 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     result.set("success", status.success() && !timed_out)?;
     result.set("timed_out", timed_out)?;
     Ok(result)
+}
+
+/// Writes `message` to the supervisor; a pipe that fails is dropped (the
+/// supervisor is gone, or ends bash when it sees the pipe closed).
+fn tell(pipe: &mut Option<ChildStdin>, message: Message) {
+    if let Some(writer) = pipe.as_mut()
+        && writer.write_all(message.line().as_bytes()).is_err()
+    {
+        pipe.take();
+    }
 }
 
 /// Reads a pipe to its end on a thread, keeping the first [`MAX_CAPTURE`] bytes.
@@ -153,37 +175,6 @@ fn capture(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
         }
         kept
     })
-}
-
-fn group_alive(pgid: Pid) -> bool {
-    !matches!(killpg(pgid, None), Err(Errno::ESRCH))
-}
-
-/// SIGTERM to the group, SIGKILL after [`KILL_GRACE`] to what remains;
-/// reaps `leader` when given and returns its status.
-fn end_group(pgid: Pid, mut leader: Option<&mut Child>) -> Option<ExitStatus> {
-    if killpg(pgid, Signal::SIGTERM) == Err(Errno::ESRCH) && leader.is_none() {
-        return None;
-    }
-    let deadline = Instant::now() + KILL_GRACE;
-    let mut status = None;
-    while Instant::now() < deadline {
-        if let Some(child) = leader.as_deref_mut()
-            && status.is_none()
-        {
-            status = child.try_wait().ok().flatten();
-        }
-        // A leader not reaped yet is a zombie that still counts.
-        if (leader.is_none() || status.is_some()) && !group_alive(pgid) {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = killpg(pgid, Signal::SIGKILL);
-    match (status, leader) {
-        (None, Some(child)) => child.wait().ok(),
-        (status, _) => status,
-    }
 }
 
 #[cfg(test)]

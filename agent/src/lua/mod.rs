@@ -31,6 +31,7 @@ use sloth_sdk::objects::LuaPayload;
 use tokio::sync::watch;
 
 use crate::concurrency::StopReason;
+use crate::supervisor::Supervision;
 
 pub use runner::{LuaOutcome, run};
 
@@ -63,6 +64,8 @@ pub struct LuaJob {
     pub timeout: Option<Duration>,
     /// For the `lock` module; None leaves it unusable (tests).
     pub client: Option<Client>,
+    /// How `exec.run` starts its children.
+    pub supervision: Supervision,
 }
 
 /// Why Lua code was interrupted.
@@ -205,6 +208,8 @@ pub struct RunCtx {
     pub namespace: String,
     pub taskrun: String,
     pub pid_file: Option<PathBuf>,
+    /// How `exec.run` starts its children.
+    pub supervision: Supervision,
     /// The children's environment on top of the agent's: None unsets.
     pub env: RefCell<BTreeMap<String, Option<String>>>,
     pub api: Option<ApiCtx>,
@@ -223,6 +228,7 @@ impl RunCtx {
             namespace: "default".into(),
             taskrun: "test".into(),
             pid_file: None,
+            supervision: Supervision::unfenced(),
             env: RefCell::new(BTreeMap::new()),
             api: None,
             locks: RefCell::new(BTreeMap::new()),

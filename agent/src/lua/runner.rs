@@ -75,6 +75,7 @@ pub fn run_blocking(
         namespace: job.namespace.clone(),
         taskrun: job.taskrun.clone(),
         pid_file: job.pid_file.clone(),
+        supervision: job.supervision.clone(),
         env: std::cell::RefCell::new(env),
         api: match (job.client.clone(), handle) {
             (Some(client), Some(handle)) => Some(ApiCtx { client, handle }),
@@ -452,6 +453,7 @@ mod tests {
             env: vec![("GREETING".into(), "hello".into())],
             timeout: Some(Duration::from_secs(20)),
             client: None,
+            supervision: crate::supervisor::Supervision::unfenced(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use sloth_sdk::objects::workflow::{RetryOn, RetryPolicy};
 
 /// TaskRun reasons that mean the agent went away under the task.
-pub const AGENT_LOST_REASONS: &[&str] = &["AgentLost", "AgentRestarted"];
+pub const AGENT_LOST_REASONS: &[&str] = &["AgentLost", "AgentRestarted", "LeaseLost"];
 
 /// The growth factor of the backoff when `factor` is not given.
 pub const DEFAULT_FACTOR: f64 = 2.0;
@@ -75,6 +75,7 @@ mod tests {
         let p = policy(3, RetryOn::OnAgentLost, None);
         assert!(retries(Some(&p), 1, "AgentLost"));
         assert!(retries(Some(&p), 1, "AgentRestarted"));
+        assert!(retries(Some(&p), 1, "LeaseLost"));
         assert!(!retries(Some(&p), 1, "Error"));
         assert!(!retries(Some(&p), 1, "TimedOut"));
     }
