@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use sloth_sdk::credentials::CredentialFlags;
+use sloth_sdk::objects::agent::RESTRICTED_LABEL_PREFIX;
 use sloth_sdk::validation::limits::MAX_AGENT_CAPACITY;
 use sloth_sdk::validation::names;
 
@@ -79,6 +80,12 @@ pub fn parse_labels(value: &str) -> Result<Labels, String> {
             return Err(format!("{item:?} must be key=value"));
         };
         names::validate_label_key(key).map_err(|e| format!("label key {key:?}: {e}"))?;
+        if key.starts_with(RESTRICTED_LABEL_PREFIX) {
+            return Err(format!(
+                "label {key:?}: labels under {RESTRICTED_LABEL_PREFIX} are set by admins and \
+                 operators (slothctl label agent NAME KEY=VALUE), not by the agent"
+            ));
+        }
         names::validate_label_value(val)
             .map_err(|e| format!("value of label {key:?} ({val:?}): {e}"))?;
         if labels.insert(key.to_string(), val.to_string()).is_some() {
@@ -174,6 +181,8 @@ mod tests {
         assert!(err.contains("label key \"bad key\""), "{err}");
         let err = parse_labels("k=no way").expect_err("bad value");
         assert!(err.contains("value of label \"k\""), "{err}");
+        let err = parse_labels("restricted.sloth.dev/tier=secure").expect_err("restricted");
+        assert!(err.contains("slothctl label"), "{err}");
         let err = parse_labels("k=a,k=b").expect_err("twice");
         assert!(err.contains("more than once"), "{err}");
     }

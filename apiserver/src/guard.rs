@@ -112,15 +112,18 @@ impl Guard {
         if bound == agent {
             return Ok(());
         }
-        let message = format!(
-            "{}: it is bound to {}",
-            policy::denial(&admitted.user, call),
-            if bound.is_empty() {
-                "no agent".to_string()
-            } else {
-                format!("agent {bound:?}")
-            }
-        );
+        let reason = if bound.is_empty() {
+            "it is bound to no agent".to_string()
+        } else {
+            format!("it is bound to agent {bound:?}")
+        };
+        Err(self.refuse(admitted, call, &reason))
+    }
+
+    /// Refuses an admitted call for `reason` (audited here, once), worded
+    /// as kubectl users know it: `<denial>: <reason>`.
+    pub fn refuse(&self, admitted: &Admitted, call: &Attributes<'_>, reason: &str) -> Status {
+        let message = format!("{}: {reason}", policy::denial(&admitted.user, call));
         self.record(
             Some(&admitted.user),
             admitted.source,
@@ -128,7 +131,7 @@ impl Guard {
             "forbidden",
             &message,
         );
-        Err(Status::permission_denied(message))
+        Status::permission_denied(message)
     }
 
     /// Audits the outcome of an admitted mutating call.

@@ -2,6 +2,7 @@
 //! whether they may (authorization by role, [`policy`]).
 
 pub mod policy;
+pub mod restriction;
 mod tokens;
 
 use std::path::PathBuf;
