@@ -50,6 +50,11 @@ pub struct Args {
     /// Per-TaskRun working directories and output logs (default ./.sloth/agent/NAME).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// An absolute directory under which a TaskRun's `workdir` may be an
+    /// absolute path (repeatable). Without it, every workdir is inside the
+    /// TaskRun's own run directory.
+    #[arg(long = "allow-workdir-root", value_name = "DIR", value_parser = parse_workdir_root)]
+    pub allow_workdir_roots: Vec<PathBuf>,
     /// Lease of the heartbeat Lock, renewed every third of it.
     #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub lease_seconds: u32,
@@ -95,6 +100,20 @@ pub fn parse_labels(value: &str) -> Result<Labels, String> {
     Ok(Labels(labels))
 }
 
+/// An absolute path without `..`, so that "under this root" means what it
+/// says.
+fn parse_workdir_root(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!("{value:?} must be an absolute path without `..`"));
+    }
+    Ok(path)
+}
+
 fn parse_host_port(value: &str) -> Result<String, String> {
     names::validate_host_port(value)?;
     Ok(value.to_string())
@@ -112,6 +131,7 @@ pub struct Config {
     pub work_dir: PathBuf,
     pub lease: Duration,
     pub credentials: CredentialFlags,
+    pub workdir_roots: Vec<PathBuf>,
 }
 
 impl Config {
@@ -129,6 +149,7 @@ impl Config {
             servers: args.server,
             name: args.name,
             credentials: args.credentials,
+            workdir_roots: args.allow_workdir_roots,
         }
     }
 

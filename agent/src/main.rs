@@ -164,6 +164,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         client: client.clone(),
         agent: name.clone(),
         work_dir,
+        workdir_roots: config.workdir_roots.clone(),
         runs: runs.clone(),
         slots,
         draining: shutdown.clone(),
