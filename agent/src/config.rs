@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use sloth_sdk::credentials::CredentialFlags;
+use sloth_sdk::objects::agent::RESTRICTED_LABEL_PREFIX;
 use sloth_sdk::validation::limits::MAX_AGENT_CAPACITY;
 use sloth_sdk::validation::names;
 
@@ -49,6 +50,11 @@ pub struct Args {
     /// Per-TaskRun working directories and output logs (default ./.sloth/agent/NAME).
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// An absolute directory under which a TaskRun's `workdir` may be an
+    /// absolute path (repeatable). Without it, every workdir is inside the
+    /// TaskRun's own run directory.
+    #[arg(long = "allow-workdir-root", value_name = "DIR", value_parser = parse_workdir_root)]
+    pub allow_workdir_roots: Vec<PathBuf>,
     /// Lease of the heartbeat Lock, renewed every third of it. Payloads are
     /// stopped 2/3 of it after the last renewal that succeeded, and killed
     /// by their supervisors at 5/6 (see docs/agents.md, Fencing).
@@ -85,6 +91,12 @@ pub fn parse_labels(value: &str) -> Result<Labels, String> {
             return Err(format!("{item:?} must be key=value"));
         };
         names::validate_label_key(key).map_err(|e| format!("label key {key:?}: {e}"))?;
+        if key.starts_with(RESTRICTED_LABEL_PREFIX) {
+            return Err(format!(
+                "label {key:?}: labels under {RESTRICTED_LABEL_PREFIX} are set by admins and \
+                 operators (slothctl label agent NAME KEY=VALUE), not by the agent"
+            ));
+        }
         names::validate_label_value(val)
             .map_err(|e| format!("value of label {key:?} ({val:?}): {e}"))?;
         if labels.insert(key.to_string(), val.to_string()).is_some() {
@@ -92,6 +104,20 @@ pub fn parse_labels(value: &str) -> Result<Labels, String> {
         }
     }
     Ok(Labels(labels))
+}
+
+/// An absolute path without `..`, so that "under this root" means what it
+/// says.
+fn parse_workdir_root(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if !path.is_absolute()
+        || path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!("{value:?} must be an absolute path without `..`"));
+    }
+    Ok(path)
 }
 
 fn parse_host_port(value: &str) -> Result<String, String> {
@@ -112,6 +138,7 @@ pub struct Config {
     pub lease: Duration,
     pub max_output_bytes: u64,
     pub credentials: CredentialFlags,
+    pub workdir_roots: Vec<PathBuf>,
 }
 
 impl Config {
@@ -130,6 +157,7 @@ impl Config {
             servers: args.server,
             name: args.name,
             credentials: args.credentials,
+            workdir_roots: args.allow_workdir_roots,
         }
     }
 
@@ -177,6 +205,8 @@ mod tests {
         assert!(err.contains("label key \"bad key\""), "{err}");
         let err = parse_labels("k=no way").expect_err("bad value");
         assert!(err.contains("value of label \"k\""), "{err}");
+        let err = parse_labels("restricted.sloth.dev/tier=secure").expect_err("restricted");
+        assert!(err.contains("slothctl label"), "{err}");
         let err = parse_labels("k=a,k=b").expect_err("twice");
         assert!(err.contains("more than once"), "{err}");
     }

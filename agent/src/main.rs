@@ -212,6 +212,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         agent: name.clone(),
         retention: retention::Retention::new(work_dir.clone(), config.max_output_bytes),
         work_dir,
+        workdir_roots: config.workdir_roots.clone(),
         runs: runs.clone(),
         slots,
         draining: shutdown.clone(),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use sloth_sdk::objects::agent::RESTRICTED_LABEL_PREFIX;
 use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, AgentStatus};
 use sloth_sdk::{Api, Client, Condition, Error};
 
@@ -73,7 +74,7 @@ impl Registration {
                 Ok(mut agent) => {
                     agent.spec.address = self.address.clone();
                     agent.spec.capacity = self.capacity;
-                    agent.metadata.labels = self.labels.clone();
+                    agent.metadata.labels = with_restricted_of(&agent, &self.labels);
                     self.api.replace(&agent).await
                 }
                 Err(e) => Err(e),
@@ -127,6 +128,22 @@ fn with_agent_label(mut labels: BTreeMap<String, String>, name: &str) -> BTreeMa
         }
         Err(e) => {
             tracing::warn!("agent name {name:?} cannot be the {AGENT_LABEL} label: {e}");
+        }
+    }
+    labels
+}
+
+/// `labels` plus the restricted labels `stored` carries: admins and
+/// operators set those, and the apiserver refuses an agent that would
+/// remove them.
+fn with_restricted_of(
+    stored: &Agent,
+    labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut labels = labels.clone();
+    for (key, value) in &stored.metadata.labels {
+        if key.starts_with(RESTRICTED_LABEL_PREFIX) {
+            labels.insert(key.clone(), value.clone());
         }
     }
     labels

@@ -48,6 +48,8 @@ pub struct Ctx {
     pub work_dir: PathBuf,
     /// Removes run directories and caps the output kept.
     pub retention: crate::retention::Retention,
+    /// Roots an absolute `spec.workdir` may be under (--allow-workdir-root).
+    pub workdir_roots: Vec<PathBuf>,
     pub runs: ActiveRuns,
     pub slots: Arc<Slots>,
     /// Cancelled at shutdown: nothing new is claimed.
@@ -247,13 +249,40 @@ async fn claim(ctx: &Ctx, taskrun: TaskRun, status: &TaskRunStatus) -> Option<Ta
     }
 }
 
-/// The directory the script runs in: `spec.workdir` (relative to the work
-/// dir), or the run directory.
-fn cwd_for(work_dir: &Path, run_dir: &Path, workdir: Option<&str>) -> PathBuf {
-    match workdir.filter(|w| !w.is_empty()) {
-        Some(w) => work_dir.join(w),
-        None => run_dir.to_path_buf(),
+/// The directory the script runs in: the run directory, or `spec.workdir`
+/// inside it; an absolute workdir only under a root the agent allows
+/// (--allow-workdir-root). Admission refuses `..`; it is checked here
+/// again, as the agent is the last line.
+fn cwd_for(run_dir: &Path, workdir: Option<&str>, roots: &[PathBuf]) -> Result<PathBuf, String> {
+    let Some(w) = workdir.filter(|w| !w.is_empty()) else {
+        return Ok(run_dir.to_path_buf());
+    };
+    let path = Path::new(w);
+    if path
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        return Err(format!("workdir {w:?} must not contain `..`"));
     }
+    if !path.is_absolute() {
+        return Ok(run_dir.join(path));
+    }
+    if roots.iter().any(|root| path.starts_with(root)) {
+        return Ok(path.to_path_buf());
+    }
+    Err(format!(
+        "workdir {w:?} is outside the TaskRun's run directory: this agent allows absolute \
+         workdirs only under {} (sloth-agent --allow-workdir-root DIR)",
+        if roots.is_empty() {
+            "no root".to_string()
+        } else {
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ))
 }
 
 /// A fresh run directory (an earlier TaskRun of the same name may have left
@@ -308,7 +337,7 @@ async fn run_claimed(
     let spec = &taskrun.spec;
     let run_dir = logs::run_dir(&ctx.work_dir, key);
     let output = run_dir.join(logs::OUTPUT_FILE);
-    let cwd = cwd_for(&ctx.work_dir, &run_dir, spec.workdir.as_deref());
+    let cwd = cwd_for(&run_dir, spec.workdir.as_deref(), &ctx.workdir_roots);
     let base = TaskRunStatus {
         phase: TaskRunPhase::Failed,
         agent: Some(ctx.agent.clone()),
@@ -324,6 +353,10 @@ async fn run_claimed(
         message,
         completion_time: Some(Utc::now()),
         ..base.clone()
+    };
+    let cwd = match cwd {
+        Ok(cwd) => cwd,
+        Err(message) => return failed(reason::ERROR, message),
     };
     if let Err(message) = prepare(&run_dir, &cwd).await {
         return failed(reason::ERROR, message);
@@ -717,12 +750,25 @@ mod tests {
     }
 
     #[test]
-    fn workdir_is_relative_to_the_work_dir() {
-        let work = Path::new("/w");
+    fn workdir_stays_in_the_run_dir_or_an_allowed_root() {
         let run = Path::new("/w/default/t1");
-        assert_eq!(cwd_for(work, run, None), run);
-        assert_eq!(cwd_for(work, run, Some("")), run);
-        assert_eq!(cwd_for(work, run, Some("/tmp/x")), Path::new("/tmp/x"));
-        assert_eq!(cwd_for(work, run, Some("shared")), Path::new("/w/shared"));
+        let none: &[PathBuf] = &[];
+        assert_eq!(cwd_for(run, None, none).as_deref(), Ok(run));
+        assert_eq!(cwd_for(run, Some(""), none).as_deref(), Ok(run));
+        assert_eq!(
+            cwd_for(run, Some("src/app"), none).as_deref(),
+            Ok(Path::new("/w/default/t1/src/app"))
+        );
+        let e = cwd_for(run, Some("../../../../etc"), none).expect_err("escape");
+        assert!(e.contains(".."), "{e}");
+        let e = cwd_for(run, Some("/etc"), none).expect_err("absolute");
+        assert!(e.contains("--allow-workdir-root"), "{e}");
+        let roots = [PathBuf::from("/srv/builds")];
+        assert_eq!(
+            cwd_for(run, Some("/srv/builds/x"), &roots).as_deref(),
+            Ok(Path::new("/srv/builds/x"))
+        );
+        assert!(cwd_for(run, Some("/srv/buildsx"), &roots).is_err());
+        assert!(cwd_for(run, Some("/srv/builds/../etc"), &roots).is_err());
     }
 }

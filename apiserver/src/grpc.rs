@@ -13,6 +13,7 @@ use sloth_sdk::tls::PeerInfo;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use crate::agent_writes;
 use crate::auth::policy::{Attributes, Verb};
 use crate::cache::WatchCache;
 use crate::error::ApiError;
@@ -133,7 +134,7 @@ impl GrpcService {
         let admitted = self.admit(&request, &attributes, start)?;
         let object = request.into_inner();
         let result = async {
-            let object = object_of(object)?;
+            let mut object = object_of(object)?;
             if admitted.bound_to.is_some() {
                 let stored = self
                     .resources
@@ -143,10 +144,23 @@ impl GrpcService {
                     .check_bound(&admitted, &attributes, &stored.value)
                     .map_err(Refused)?;
             }
+            if let Some(agent) = admitted.user.agent_name() {
+                let requested = crate::objects::parse_request(&object.json)?;
+                let write = target.write(verb, Some(&requested));
+                if let Some(revision) = self.judge_agent_write(&admitted, agent, write).await? {
+                    // Judged at this revision: the write applies to it or
+                    // fails with a conflict.
+                    if object.resource_version.is_empty() {
+                        object.resource_version = revision.to_string();
+                    }
+                }
+            }
             let stored = call(&self.resources, object).await?;
             Ok(to_proto(&stored)?)
         }
         .await;
+        // A refusal is audited where it is made; everything else below.
+        let audited = matches!(result, Err(Refused(_)));
         let result = result.map_err(|e: Refusal| e.into_status());
         self.observe(
             verb.name(),
@@ -156,9 +170,36 @@ impl GrpcService {
                 .as_ref()
                 .map_or_else(Status::code, |_| tonic::Code::Ok),
         );
-        self.guard
-            .completed(&admitted, &attributes, result.as_ref().map(|_| ()));
+        if !audited {
+            self.guard
+                .completed(&admitted, &attributes, result.as_ref().map(|_| ()));
+        }
         Ok(Response::new(result?))
+    }
+
+    /// Judges a write of an agent identity on the objects' content
+    /// ([`crate::auth::restriction`]); a refusal is audited. The revision
+    /// judged, if any.
+    async fn judge_agent_write(
+        &self,
+        admitted: &Admitted,
+        agent: &str,
+        write: agent_writes::Write<'_>,
+    ) -> Result<Option<i64>, Refusal> {
+        match agent_writes::judge(&self.resources, agent, write).await {
+            Ok(revision) => Ok(revision),
+            Err(agent_writes::Refusal::Api(e)) => Err(e.into()),
+            Err(agent_writes::Refusal::Forbidden(reason)) => {
+                let call = Attributes {
+                    verb: write.verb,
+                    kind: write.kind,
+                    namespace: write.namespace,
+                    name: write.name,
+                    field_selector: "",
+                };
+                Err(Refused(self.guard.refuse(admitted, &call, &reason)))
+            }
+        }
     }
 }
 
@@ -209,6 +250,16 @@ impl Target {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
             },
+        }
+    }
+
+    fn write<'a>(&'a self, verb: Verb, requested: Option<&'a Value>) -> agent_writes::Write<'a> {
+        agent_writes::Write {
+            verb,
+            kind: &self.kind,
+            namespace: &self.namespace,
+            name: &self.name,
+            requested,
         }
     }
 
@@ -437,7 +488,21 @@ impl ResourcesRpc for GrpcService {
         };
         let attributes = target.attributes(Verb::Delete, "");
         let admitted = self.admit(&request, &attributes, start)?;
-        let r = request.into_inner();
+        let mut r = request.into_inner();
+        if let Some(agent) = admitted.user.agent_name() {
+            let write = target.write(Verb::Delete, None);
+            match self.judge_agent_write(&admitted, agent, write).await {
+                Ok(Some(revision)) if r.resource_version.is_empty() => {
+                    r.resource_version = revision.to_string();
+                }
+                Ok(_) => {}
+                Err(refusal) => {
+                    let status = refusal.into_status();
+                    self.observe("delete", &r.kind, start, status.code());
+                    return Err(status);
+                }
+            }
+        }
         let result = self
             .resources
             .delete(&r.kind, &r.namespace, &r.name, &r.resource_version)

@@ -2,6 +2,7 @@
 //! call by role, and write the audit log.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use serde_json::Value;
 use sloth_sdk::tls::PeerInfo;
@@ -10,6 +11,7 @@ use tonic::metadata::MetadataMap;
 
 use crate::audit::{self, AuditLog, Record};
 use crate::auth::policy::{self, Attributes, Decision};
+use crate::auth::throttle::{AuthThrottle, REPORT_WINDOW};
 use crate::auth::{Authenticator, User};
 use crate::limits::{WatchLimit, WatchSlot};
 
@@ -19,6 +21,17 @@ pub struct Guard {
     authenticator: Authenticator,
     audit: Option<AuditLog>,
     watches: WatchLimit,
+    /// Failed authentications per source address.
+    throttle: AuthThrottle,
+}
+
+/// Why an HTTP request is not authenticated.
+#[derive(Debug)]
+pub enum HttpRefusal {
+    /// HTTP 401.
+    Unauthenticated(String),
+    /// HTTP 429: too many failed authentications from its address.
+    Throttled(String),
 }
 
 /// A caller whose call may go ahead.
@@ -36,6 +49,7 @@ impl Guard {
             authenticator,
             audit,
             watches,
+            throttle: AuthThrottle::default(),
         }
     }
 
@@ -58,9 +72,13 @@ impl Guard {
         call: &Attributes<'_>,
     ) -> Result<Admitted, Status> {
         let source = peer.map(|p| p.remote_addr);
+        if let Err(message) = self.throttled(metadata, source, call) {
+            return Err(Status::resource_exhausted(message));
+        }
         let user = match self.authenticator.authenticate(metadata, peer) {
             Ok(user) => user,
             Err(e) => {
+                self.failed(source);
                 self.record(None, source, call, "unauthenticated", &e.0);
                 return Err(Status::unauthenticated(e.0));
             }
@@ -88,10 +106,64 @@ impl Guard {
         &self,
         headers: axum::http::HeaderMap,
         peer: &PeerInfo,
-    ) -> Result<User, String> {
+    ) -> Result<User, HttpRefusal> {
+        let metadata = MetadataMap::from_headers(headers);
+        let source = Some(peer.remote_addr);
+        let call = Attributes {
+            verb: policy::Verb::Get,
+            kind: "metrics",
+            namespace: "",
+            name: "",
+            field_selector: "",
+        };
+        self.throttled(&metadata, source, &call)
+            .map_err(HttpRefusal::Throttled)?;
         self.authenticator
-            .authenticate(&MetadataMap::from_headers(headers), Some(peer))
-            .map_err(|e| e.0)
+            .authenticate(&metadata, Some(peer))
+            .map_err(|e| {
+                self.failed(source);
+                HttpRefusal::Unauthenticated(e.0)
+            })
+    }
+
+    /// Refuses a call from an address that failed to authenticate too
+    /// often lately, before its credentials are looked at; audited once
+    /// per window.
+    fn throttled(
+        &self,
+        metadata: &MetadataMap,
+        source: Option<SocketAddr>,
+        call: &Attributes<'_>,
+    ) -> Result<(), String> {
+        let Some(source) = source.filter(|_| self.authenticator.enabled()) else {
+            return Ok(());
+        };
+        if self.authenticator.is_internal(metadata) {
+            return Ok(());
+        }
+        let Err(throttled) = self.throttle.check(source.ip(), Instant::now()) else {
+            return Ok(());
+        };
+        let message = format!(
+            "too many failed authentications from {}: try again in {:.1}s",
+            source.ip(),
+            throttled.retry_after.as_secs_f64()
+        );
+        if let Some(unreported) = throttled.report {
+            let reason = format!(
+                "{message} (calls from this address are refused and audited once per {}s; \
+                 {unreported} more were refused in the previous window)",
+                REPORT_WINDOW.as_secs()
+            );
+            self.record(None, Some(source), call, "ResourceExhausted", &reason);
+        }
+        Err(message)
+    }
+
+    fn failed(&self, source: Option<SocketAddr>) {
+        if let Some(source) = source {
+            self.throttle.failed(source.ip(), Instant::now());
+        }
     }
 
     /// For calls admitted with `bound_to`: refuses (and audits) unless the
@@ -112,15 +184,18 @@ impl Guard {
         if bound == agent {
             return Ok(());
         }
-        let message = format!(
-            "{}: it is bound to {}",
-            policy::denial(&admitted.user, call),
-            if bound.is_empty() {
-                "no agent".to_string()
-            } else {
-                format!("agent {bound:?}")
-            }
-        );
+        let reason = if bound.is_empty() {
+            "it is bound to no agent".to_string()
+        } else {
+            format!("it is bound to agent {bound:?}")
+        };
+        Err(self.refuse(admitted, call, &reason))
+    }
+
+    /// Refuses an admitted call for `reason` (audited here, once), worded
+    /// as kubectl users know it: `<denial>: <reason>`.
+    pub fn refuse(&self, admitted: &Admitted, call: &Attributes<'_>, reason: &str) -> Status {
+        let message = format!("{}: {reason}", policy::denial(&admitted.user, call));
         self.record(
             Some(&admitted.user),
             admitted.source,
@@ -128,7 +203,7 @@ impl Guard {
             "forbidden",
             &message,
         );
-        Err(Status::permission_denied(message))
+        Status::permission_denied(message)
     }
 
     /// Audits the outcome of an admitted mutating call.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use sloth_sdk::tls::{Conn, PeerInfo};
 use tokio::sync::mpsc;
 
-use crate::guard::Guard;
+use crate::guard::{Guard, HttpRefusal};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -118,13 +118,19 @@ async fn metrics_text(
     ConnectInfo(HttpPeer(peer)): ConnectInfo<HttpPeer>,
     headers: HeaderMap,
 ) -> axum::response::Response {
-    if let Err(e) = state.guard.authenticate_http(headers, &peer) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            format!("unauthenticated: {e}\n"),
-        )
-            .into_response();
+    match state.guard.authenticate_http(headers, &peer) {
+        Ok(_) => {}
+        Err(HttpRefusal::Unauthenticated(e)) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                format!("unauthenticated: {e}\n"),
+            )
+                .into_response();
+        }
+        Err(HttpRefusal::Throttled(e)) => {
+            return (StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).into_response();
+        }
     }
     let revision = state.store.current_revision().await.ok();
     (

@@ -2,6 +2,7 @@
 //! HTTP endpoints.
 #![forbid(unsafe_code)]
 
+pub mod agent_writes;
 pub mod audit;
 pub mod auth;
 pub mod cache;

@@ -57,6 +57,9 @@ impl FromStr for Duration {
         }
         let mut total = std::time::Duration::ZERO;
         let mut rest = s;
+        // Units from the largest down, each at most once (`1h30m`, never
+        // `1h1h` or `30m1h`), as a reader would expect to read them.
+        let mut smallest_so_far = u64::MAX;
         while !rest.is_empty() {
             let digits = rest
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -79,15 +82,29 @@ impl FromStr for Duration {
                 "d" => 86400 * NANOS_PER_SEC,
                 _ => return Err(err("unknown unit")),
             };
+            if unit_nanos >= smallest_so_far {
+                return Err(err(
+                    "units must go from the largest down, each at most once",
+                ));
+            }
+            smallest_so_far = unit_nanos;
             rest = &rest[unit_len..];
             let part = scaled(number, unit_nanos).map_err(err)?;
             total = total.checked_add(part).ok_or_else(|| err("out of range"))?;
+        }
+        if total > MAX.0 {
+            return Err(err("longer than the 30 days (720h) a duration may be"));
         }
         Ok(Self(total))
     }
 }
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// The longest duration accepted anywhere (timeouts, backoffs, flags):
+/// 30 days. Longer values are typos or overflow attempts, and timers that
+/// long outlive any process that set them.
+pub const MAX: Duration = Duration(std::time::Duration::from_secs(30 * 86400));
 
 /// `number` (digits with at most one `.`) times `unit_nanos` nanoseconds.
 /// The whole part is exact integer arithmetic (an `f64` would round large
@@ -177,9 +194,30 @@ mod tests {
 
     #[test]
     fn rejects_garbage_with_the_input_named() {
-        for bad in ["", "10", "5x", "s", "-3s"] {
+        for bad in [
+            "",
+            "10",
+            "5x",
+            "s",
+            "-3s",
+            "1h1h",
+            "30m1h",
+            "99999999999999h",
+            "31d",
+            "721h",
+        ] {
             let e = bad.parse::<Duration>().expect_err(bad);
             assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         }
+    }
+
+    #[test]
+    fn durations_are_capped_at_thirty_days() {
+        assert_eq!("30d".parse::<Duration>(), Ok(MAX));
+        assert_eq!("720h".parse::<Duration>(), Ok(MAX));
+        let e = "720h1s".parse::<Duration>().expect_err("over");
+        assert!(e.to_string().contains("30 days"), "{e}");
+        let e = "1h1h".parse::<Duration>().expect_err("twice");
+        assert!(e.to_string().contains("largest down"), "{e}");
     }
 }

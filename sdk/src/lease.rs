@@ -174,6 +174,70 @@ pub async fn try_acquire(
     })
 }
 
+/// The outcome of [`renew`].
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)] // one per call, returned at once: not worth a Box
+pub enum Renew {
+    Renewed(Lock),
+    /// The lease is no longer the holder's, for this reason: the Lock was
+    /// deleted, someone else holds it, or the lease ran out (so someone
+    /// else may have held it meanwhile).
+    Lost(String),
+}
+
+/// Renews `holder_id`'s lease of the Lock `name`, never (re)taking it: a
+/// holder that lost its lease must stop what the Lock guards, not carry on
+/// as if mutual exclusion had held all along.
+pub async fn renew(
+    api: &Api<LockSpec>,
+    name: &str,
+    holder_id: &str,
+    lease_seconds: u32,
+) -> Result<Renew, Error> {
+    let mut last = None;
+    for _ in 0..CONFLICT_ATTEMPTS {
+        let now = Utc::now();
+        let current = match api.get(name).await {
+            Ok(lock) => lock,
+            Err(Error::NotFound(_)) => {
+                return Ok(Renew::Lost(format!("lock {name:?} was deleted")));
+            }
+            Err(e) => return Err(e),
+        };
+        match holder(&current) {
+            Some(h) if h == holder_id => {}
+            Some(other) => {
+                return Ok(Renew::Lost(format!("lock {name:?} is held by {other} now")));
+            }
+            None => {
+                return Ok(Renew::Lost(format!(
+                    "lock {name:?} was released (or expired) by someone else"
+                )));
+            }
+        }
+        if is_free(&current, now) {
+            return Ok(Renew::Lost(format!("the lease of lock {name:?} ran out")));
+        }
+        let next = match acquire_at(&current, holder_id, lease_seconds, now) {
+            Acquire::Acquired(next) => next,
+            Acquire::Held { holder, .. } => {
+                return Ok(Renew::Lost(format!(
+                    "lock {name:?} is held by {holder} now"
+                )));
+            }
+        };
+        match api.replace(&next).await {
+            Ok(written) => return Ok(Renew::Renewed(written)),
+            Err(Error::NotFound(_)) => {
+                return Ok(Renew::Lost(format!("lock {name:?} was deleted")));
+            }
+            Err(e @ Error::Conflict(_)) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Conflict(name.to_string())))
+}
+
 /// Gives the Lock `name` up when `holder` holds it: clears holderIdentity
 /// and renewTime (compare-and-swap). True when released; false when it is
 /// missing or held by someone else (an expired lease of `holder` that

@@ -44,20 +44,26 @@ impl Labels {
             let req = if let Some(key) = term.strip_prefix('!') {
                 LabelRequirement::DoesNotExist(checked_key(key.trim()).map_err(|r| err(&r))?)
             } else if let Some((key, values)) = split_set(term, " notin ") {
-                LabelRequirement::NotIn(checked_key(&key).map_err(|r| err(&r))?, values)
+                LabelRequirement::NotIn(
+                    checked_key(&key).map_err(|r| err(&r))?,
+                    checked_values(values).map_err(|r| err(&r))?,
+                )
             } else if let Some((key, values)) = split_set(term, " in ") {
-                LabelRequirement::In(checked_key(&key).map_err(|r| err(&r))?, values)
+                LabelRequirement::In(
+                    checked_key(&key).map_err(|r| err(&r))?,
+                    checked_values(values).map_err(|r| err(&r))?,
+                )
             } else if let Some((key, value)) = term.split_once("!=") {
                 LabelRequirement::NotEquals(
                     checked_key(key.trim()).map_err(|r| err(&r))?,
-                    value.trim().to_string(),
+                    checked_value(value.trim()).map_err(|r| err(&r))?,
                 )
             } else if let Some((key, value)) =
                 term.split_once("==").or_else(|| term.split_once('='))
             {
                 LabelRequirement::Equals(
                     checked_key(key.trim()).map_err(|r| err(&r))?,
-                    value.trim().to_string(),
+                    checked_value(value.trim()).map_err(|r| err(&r))?,
                 )
             } else if term.contains(['(', ')', ' ']) {
                 return Err(err(&format!("cannot read term {term:?}")));
@@ -155,16 +161,23 @@ fn split_set(term: &str, op: &str) -> Option<(String, Vec<String>)> {
     Some((key.trim().to_string(), values))
 }
 
+/// A label key, strictly as labels may be named (`a=b=c` or `a b=c` is a
+/// typo to report, not a selector that silently matches nothing).
 fn checked_key(key: &str) -> Result<String, String> {
-    let ok = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok {
-        Ok(key.to_string())
-    } else {
-        Err(format!("invalid key {key:?}"))
-    }
+    crate::validation::names::validate_label_key(key)
+        .map(|()| key.to_string())
+        .map_err(|e| format!("invalid key {key:?}: {e}"))
+}
+
+/// A label value, strictly as labels may hold (empty is allowed).
+fn checked_value(value: &str) -> Result<String, String> {
+    crate::validation::names::validate_label_value(value)
+        .map(|()| value.to_string())
+        .map_err(|e| format!("invalid value {value:?}: {e}"))
+}
+
+fn checked_values(values: Vec<String>) -> Result<Vec<String>, String> {
+    values.into_iter().map(|v| checked_value(&v)).collect()
 }
 
 /// A parsed field selector over an object's JSON; empty matches everything.
@@ -263,7 +276,16 @@ mod tests {
 
     #[test]
     fn bad_label_selectors_name_the_input() {
-        for bad in ["a b", "=x", "(x)"] {
+        for bad in [
+            "a b",
+            "=x",
+            "(x)",
+            "a=b=c",
+            "a==b=c",
+            "a!=b=c",
+            "a in (b=c)",
+            "a=b c",
+        ] {
             let e = Labels::parse(bad).expect_err(bad);
             assert!(e.to_string().contains(bad), "{e}");
         }

@@ -120,7 +120,7 @@ proptest! {
 
     #[test]
     fn duration_display_parses_back_to_the_same_duration(
-        secs in 0u64..=u64::MAX / 2,
+        secs in 0u64..=30 * 86400,
         millis in 0u32..1000,
     ) {
         // Whole seconds, and whole milliseconds below one second, print exactly.

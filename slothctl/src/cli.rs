@@ -60,6 +60,9 @@ pub enum Command {
     Cordon(CordonArgs),
     /// Mark agents schedulable again.
     Uncordon(CordonArgs),
+    /// Add, change (--overwrite) or remove (KEY-) labels of an object, as
+    /// kubectl label does.
+    Label(LabelArgs),
     /// Seed-compatible agent commands (`agent list`, `agent run`).
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -232,6 +235,16 @@ pub struct CancelArgs {
     pub kind: String,
     /// The workflows to cancel (unless given as KIND/NAME).
     pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// KIND NAME or KIND/NAME, then KEY=VALUE to set and KEY- to remove.
+    #[arg(value_name = "KIND NAME KEY=VALUE|KEY-", required = true, num_args = 2..)]
+    pub args: Vec<String>,
+    /// Change the value of a label the object already has.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Args)]

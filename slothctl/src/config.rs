@@ -24,6 +24,9 @@ pub struct Config {
     /// Bearer token.
     #[serde(default)]
     pub token: Option<String>,
+    /// File holding the bearer token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// CA certificate(s) the server's certificate must chain to.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -49,6 +52,7 @@ impl Config {
     pub fn credentials(&self) -> CredentialFlags {
         CredentialFlags {
             token: self.token.clone(),
+            token_file: self.token_file.clone(),
             ca_file: self.ca_file.clone(),
             cert_file: self.cert_file.clone(),
             key_file: self.key_file.clone(),

@@ -35,7 +35,14 @@ impl Cluster {
             let _enter = rt.enter();
             server.client()
         };
-        let agent = Agent::start(&server, "a1", agent_args);
+        // The tests' absolute workdirs are temporary directories.
+        let temp = std::env::temp_dir();
+        let mut args = vec![
+            "--allow-workdir-root",
+            temp.to_str().expect("utf-8 temp dir"),
+        ];
+        args.extend_from_slice(agent_args);
+        let agent = Agent::start(&server, "a1", &args);
         Self {
             agent,
             client,

@@ -2,6 +2,8 @@
 //! whether they may (authorization by role, [`policy`]).
 
 pub mod policy;
+pub mod restriction;
+pub mod throttle;
 mod tokens;
 
 use std::path::PathBuf;
@@ -131,9 +133,23 @@ impl Authenticator {
             });
         }
         Err(Unauthenticated(
-            "no credentials: pass a bearer token (--token) or a client certificate (--cert-file)"
+            "no credentials: pass a bearer token (--token-file or --token) or a client certificate (--cert-file)"
                 .into(),
         ))
+    }
+
+    /// True when the call carries the in-process controllers' token (they
+    /// are never throttled with the address they share with other local
+    /// callers).
+    pub fn is_internal(&self, metadata: &MetadataMap) -> bool {
+        let Some(internal) = &self.internal else {
+            return false;
+        };
+        metadata
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|token| internal.user(token.trim()).is_some())
     }
 
     fn user_of_token(&self, token: &str) -> Result<User, Unauthenticated> {

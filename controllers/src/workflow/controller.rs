@@ -29,6 +29,8 @@ const LOCK_RENEWAL: Duration = Duration::from_secs(15);
 const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// TaskRuns of one workflow created at once.
 const CREATE_CONCURRENCY: usize = 16;
+/// The reason of a TaskRun stopped because a lock it held was taken away.
+pub const LOCK_LOST: &str = "LockLost";
 /// The reason of a task that waits for a lock.
 pub const WAITING_FOR_LOCK: &str = "WaitingForLock";
 
@@ -105,7 +107,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
     let locks: Api<LockSpec> = Api::namespaced(ctx.client.clone(), wf.namespace());
-    if tend_locks(&wf, &owned, &locks, now).await? {
+    if tend_locks(&ctx, &wf, &owned, &locks, now).await? {
         requeue = Some(requeue.map_or(LOCK_RENEWAL, |r| r.min(LOCK_RENEWAL)));
     }
     let taskruns: Api<TaskRunSpec> = Api::namespaced(ctx.client.clone(), wf.namespace());
@@ -268,8 +270,11 @@ async fn release_locks(locks: &Api<LockSpec>, tr: &TaskRun, names: &[String]) {
 }
 
 /// Renews the locks of unfinished TaskRuns and releases those of recently
-/// finished ones. Returns whether some lock is still held.
+/// finished ones; an unfinished TaskRun that lost a lock (deleted, taken
+/// over, or its lease ran out) is stopped with reason [`LOCK_LOST`].
+/// Returns whether some lock is still held.
 async fn tend_locks(
+    ctx: &Ctx,
     wf: &Workflow,
     owned: &[Arc<TaskRun>],
     locks: &Api<LockSpec>,
@@ -294,15 +299,18 @@ async fn tend_locks(
             holding = true;
             let holder = lock_holder(tr);
             for name in &task.locks {
-                match lease::try_acquire(locks, name, &holder, TASK_LOCK_LEASE_SECONDS).await {
-                    Ok(lease::Acquire::Acquired(_)) => {}
-                    Ok(lease::Acquire::Held { holder: other, .. }) => tracing::warn!(
-                        lock = name,
-                        holder = other,
-                        taskrun = tr.name(),
-                        "a running task lost its lock (its lease ran out)"
-                    ),
-                    Err(Error::Conflict(_)) => {}
+                match lease::renew(locks, name, &holder, TASK_LOCK_LEASE_SECONDS).await {
+                    Ok(lease::Renew::Renewed(_)) | Err(Error::Conflict(_)) => {}
+                    Ok(lease::Renew::Lost(why)) => {
+                        tracing::warn!(lock = name, taskrun = tr.name(), "{why}");
+                        let stop = StopRun {
+                            taskrun: tr.name().to_string(),
+                            reason: LOCK_LOST,
+                            message: format!("{why} while the task ran; it was stopped"),
+                        };
+                        stop_taskrun(ctx, tr, &stop).await?;
+                        break;
+                    }
                     Err(e) => return Err(e),
                 }
             }

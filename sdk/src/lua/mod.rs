@@ -19,7 +19,7 @@ pub use mlua;
 use crate::objects::workflow::Workflow;
 
 /// The agent label `delegate_to("NAME")` selects on; every agent carries it.
-pub const AGENT_LABEL: &str = "sloth.dev/agent";
+pub use crate::objects::agent::AGENT_LABEL;
 /// The annotation holding a workflow's (or the workflow file's) description.
 pub const DESCRIPTION_ANNOTATION: &str = "sloth.dev/description";
 /// The annotation holding `workflow.define(...):version(v)`.

@@ -153,6 +153,30 @@ pub(super) fn validate_timeout(timeout: Option<Duration>, path: &str, errs: &mut
     }
 }
 
+/// A working directory stays where the agent puts it: relative paths are
+/// inside the TaskRun's run directory, and no path may climb out with
+/// `..` (an absolute one is allowed only under a root the agent allows,
+/// which the agent checks: `sloth-agent --allow-workdir-root DIR`).
+pub(super) fn validate_workdir(workdir: Option<&str>, path: &str, errs: &mut FieldErrors) {
+    let Some(workdir) = workdir else {
+        return;
+    };
+    if workdir.contains('\0') {
+        errs.push(path, "must not contain a NUL byte");
+    } else if std::path::Path::new(workdir)
+        .components()
+        .any(|c| c == std::path::Component::ParentDir)
+    {
+        errs.push(
+            path,
+            format!(
+                "invalid value {workdir:?}: must not contain `..` (a relative workdir is inside \
+                 the TaskRun's run directory)"
+            ),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

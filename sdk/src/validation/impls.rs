@@ -4,16 +4,17 @@
 use std::collections::BTreeSet;
 
 use super::common::{
-    check, key_path, too_large, validate_env, validate_payload, validate_selector, validate_timeout,
+    check, key_path, too_large, validate_env, validate_payload, validate_selector,
+    validate_timeout, validate_workdir,
 };
 use super::limits::{
-    MAX_AGENT_CAPACITY, MAX_LOG_TAIL_BYTES, MAX_RESULTS, MAX_RESULTS_BYTES, MAX_RETRY_LIMIT,
-    MAX_WORKFLOW_TASKS,
+    MAX_AGENT_CAPACITY, MAX_BACKOFF_FACTOR, MAX_LOG_TAIL_BYTES, MAX_RESULTS, MAX_RESULTS_BYTES,
+    MAX_RETRY_LIMIT, MAX_WORKFLOW_TASKS,
 };
 use super::metadata::validate_envelope;
 use super::names::{self, shown};
 use super::{FieldErrors, Validate, dag};
-use crate::objects::workflow::{evaluate_when, param_refs};
+use crate::objects::workflow::{WorkflowPhase, WorkflowState, evaluate_when, param_refs};
 use crate::objects::{
     AgentSpec, EventSpec, LockSpec, TaskRunSpec, TaskRunStatus, WorkflowSpec, WorkflowTask,
 };
@@ -152,6 +153,7 @@ impl Validate for TaskRunSpec {
         }
         validate_timeout(spec.timeout, "spec.timeout", &mut errs);
         validate_env(&spec.env, "spec.env", &mut errs);
+        validate_workdir(spec.workdir.as_deref(), "spec.workdir", &mut errs);
         if let Some(status) = &object.status {
             validate_taskrun_status(status, &mut errs);
         }
@@ -181,6 +183,9 @@ impl Validate for TaskRunSpec {
                 ),
             );
         }
+        if was.is_terminal() {
+            finished_taskrun_unchanged(old, new, was.as_str(), &mut errs);
+        }
         if let Some(bound) = new.spec.agent_name.as_deref()
             && let Some(agent) = new.status.as_ref().and_then(|s| s.agent.as_deref())
             && agent != bound
@@ -194,6 +199,28 @@ impl Validate for TaskRunSpec {
             );
         }
         errs.into_result()
+    }
+}
+
+/// A finished TaskRun is a record: what ran (spec) and what it left
+/// (results, log tail) never change; metadata (labels, finalizers) may.
+fn finished_taskrun_unchanged(
+    old: &Object<TaskRunSpec>,
+    new: &Object<TaskRunSpec>,
+    phase: &str,
+    errs: &mut FieldErrors,
+) {
+    let why = format!("is immutable once the TaskRun has finished ({phase})");
+    if old.spec != new.spec {
+        errs.push("spec", format!("{why}; create a new TaskRun to run again"));
+    }
+    let status = |o: &Object<TaskRunSpec>| o.status.clone().unwrap_or_default();
+    let (before, after) = (status(old), status(new));
+    if before.results != after.results {
+        errs.push("status.results", why.clone());
+    }
+    if before.log_tail != after.log_tail {
+        errs.push("status.logTail", why);
     }
 }
 
@@ -231,6 +258,23 @@ fn validate_taskrun_status(status: &TaskRunStatus, errs: &mut FieldErrors) {
 }
 
 impl Validate for WorkflowSpec {
+    /// A finished workflow cannot be cancelled: `spec.state: Cancelled`
+    /// next to `phase: Succeeded` would contradict itself.
+    fn validate_update(old: &Object<Self>, new: &Object<Self>) -> Result<(), FieldErrors> {
+        let mut errs = FieldErrors::default();
+        let phase = old.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        if matches!(phase, WorkflowPhase::Succeeded | WorkflowPhase::Failed)
+            && new.spec.state == WorkflowState::Cancelled
+            && old.spec.state != WorkflowState::Cancelled
+        {
+            errs.push(
+                "spec.state",
+                format!("cannot become Cancelled: the workflow has finished ({phase:?})"),
+            );
+        }
+        errs.into_result()
+    }
+
     fn validate(object: &Object<Self>) -> Result<(), FieldErrors> {
         let mut errs = FieldErrors::default();
         validate_envelope(object, &mut errs);
@@ -316,16 +360,20 @@ fn validate_task(task: &WorkflowTask, path: &str, errs: &mut FieldErrors) {
             );
         }
         if let Some(factor) = retries.backoff.as_ref().and_then(|b| b.factor)
-            && !(factor.is_finite() && factor >= 1.0)
+            && !(factor.is_finite() && (1.0..=MAX_BACKOFF_FACTOR).contains(&factor))
         {
             errs.push(
                 format!("{path}.retries.backoff.factor"),
-                format!("must be a number of at least 1 (is {factor}); 1 keeps the delay constant"),
+                format!(
+                    "must be a number from 1 to {MAX_BACKOFF_FACTOR} (is {factor}); \
+                     1 keeps the delay constant"
+                ),
             );
         }
     }
     validate_timeout(task.timeout, &format!("{path}.timeout"), errs);
     validate_env(&task.env, &format!("{path}.env"), errs);
+    validate_workdir(task.workdir.as_deref(), &format!("{path}.workdir"), errs);
     let mut locks = BTreeSet::new();
     for (i, lock) in task.locks.iter().enumerate() {
         let at = format!("{path}.locks[{i}]");
@@ -1212,7 +1260,80 @@ mod tests {
             "status": {"phase": "Pending"}});
         let errs = check_update(&old, &new).expect_err("immutable and terminal");
         let got: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(got, ["spec.agentName", "status.phase"]);
+        assert_eq!(got, ["spec.agentName", "status.phase", "spec"]);
+    }
+
+    #[test]
+    fn a_finished_taskrun_keeps_its_spec_results_and_log_tail() {
+        let check_update = kinds::lookup("taskrun").expect("kind").check_update;
+        let done = json!({"apiVersion": "sloth.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": "t1"}, "spec": {"run": {"shell": "true"}, "agentName": "a1"},
+            "status": {"phase": "Succeeded", "agent": "a1", "results": {"v": "1"},
+                       "logTail": "ok\n"}});
+        let mut respec = done.clone();
+        respec["spec"]["run"]["shell"] = json!("rm -rf /");
+        let mut rewritten = done.clone();
+        rewritten["status"]["results"]["v"] = json!("2");
+        rewritten["status"]["logTail"] = json!("forged\n");
+        let fields = |new: &serde_json::Value| -> Vec<String> {
+            check_update(&done, new)
+                .err()
+                .map(|e| e.0.iter().map(|e| e.field.clone()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(fields(&respec), ["spec"]);
+        assert_eq!(fields(&rewritten), ["status.results", "status.logTail"]);
+        let e = check_update(&done, &respec).expect_err("spec");
+        assert!(
+            e.to_string()
+                .contains("immutable once the TaskRun has finished (Succeeded)"),
+            "{e}"
+        );
+        // Metadata (labels, finalizers) still changes.
+        let mut labelled = done.clone();
+        labelled["metadata"]["labels"] = json!({"keep": "yes"});
+        assert!(check_update(&done, &labelled).is_ok());
+    }
+
+    #[test]
+    fn a_finished_workflow_cannot_be_cancelled() {
+        let check_update = kinds::lookup("workflow").expect("kind").check_update;
+        let wf = |state: &str, phase: &str| {
+            json!({"apiVersion": "sloth.dev/v1",
+            "kind": "Workflow", "metadata": {"name": "w"},
+            "spec": {"tasks": [{"name": "a", "run": {"shell": "true"}}], "state": state},
+            "status": {"phase": phase}})
+        };
+        let e = check_update(&wf("Running", "Succeeded"), &wf("Cancelled", "Succeeded"))
+            .expect_err("finished");
+        assert!(e.to_string().contains("spec.state"), "{e}");
+        assert!(check_update(&wf("Running", "Running"), &wf("Cancelled", "Running")).is_ok());
+    }
+
+    #[test]
+    fn backoff_factors_and_workdirs_are_bounded() {
+        let mut wf = workflow(vec![task("a", &[])]);
+        wf.spec.tasks[0].retries = Some(RetryPolicy {
+            limit: 2,
+            backoff: Some(Backoff {
+                factor: Some(1e308),
+                ..Backoff::default()
+            }),
+            ..RetryPolicy::default()
+        });
+        wf.spec.tasks[0].workdir = Some("../../../../etc".into());
+        assert_eq!(
+            fields(WorkflowSpec::validate(&wf)),
+            [
+                "spec.tasks[0].retries.backoff.factor",
+                "spec.tasks[0].workdir"
+            ]
+        );
+        let mut tr = taskrun(shell("true"));
+        tr.spec.workdir = Some("src/../..".into());
+        assert_eq!(fields(TaskRunSpec::validate(&tr)), ["spec.workdir"]);
+        tr.spec.workdir = Some("src/app".into());
+        assert!(TaskRunSpec::validate(&tr).is_ok());
     }
 
     #[test]

@@ -18,3 +18,6 @@ pub const MAX_WORKFLOW_TASKS: usize = 1000;
 pub const MAX_RETRY_LIMIT: u32 = 100;
 /// Highest `spec.capacity` of an Agent.
 pub const MAX_AGENT_CAPACITY: u32 = 10_000;
+/// Highest `retries.backoff.factor`: with the 100 retries allowed, a
+/// larger factor only ever means "wait `max`" after a few attempts.
+pub const MAX_BACKOFF_FACTOR: f64 = 10.0;

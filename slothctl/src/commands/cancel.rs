@@ -27,10 +27,10 @@ pub async fn run(ctx: &Context, args: CancelArgs) -> anyhow::Result<()> {
     let mut failed = false;
     for name in names {
         match cancel(ctx, &name).await {
-            Ok(changed) => emit(&format!(
+            Ok(outcome) => emit(&format!(
                 "{} {}\n",
                 kind::qualified_name(kind, &name),
-                message(changed)
+                message(&outcome)
             ))?,
             Err(e) if e.code == error::FAILED => {
                 eprintln!("{e}");
@@ -57,12 +57,23 @@ fn check_kind(kind: &KindInfo) -> Result<(), CliError> {
     }
 }
 
+/// What a cancel did.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Cancelled,
+    AlreadyCancelled,
+    /// Nothing to cancel: the workflow ended in this phase.
+    Finished(String),
+}
+
 /// What is printed after the workflow's name.
-fn message(changed: bool) -> &'static str {
-    if changed {
-        "cancelled"
-    } else {
-        "already cancelled"
+fn message(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Cancelled => "cancelled".into(),
+        Outcome::AlreadyCancelled => "already cancelled".into(),
+        Outcome::Finished(phase) => {
+            format!("already finished ({phase}): nothing to cancel, unchanged")
+        }
     }
 }
 
@@ -71,8 +82,17 @@ fn is_cancelled(spec: &Value) -> bool {
     spec.get("state").and_then(Value::as_str) == Some(CANCELLED)
 }
 
-/// Sets `spec.state: Cancelled`; returns whether anything changed.
-async fn cancel(ctx: &Context, name: &str) -> Result<bool, CliError> {
+/// The phase a Workflow ended in, if it has ended.
+fn finished_phase(status: &Value) -> Option<&str> {
+    status
+        .get("phase")
+        .and_then(Value::as_str)
+        .filter(|p| matches!(*p, "Succeeded" | "Failed" | "Cancelled"))
+}
+
+/// Sets `spec.state: Cancelled` unless the workflow is cancelled or has
+/// finished already.
+async fn cancel(ctx: &Context, name: &str) -> Result<Outcome, CliError> {
     let namespace = &ctx.namespace;
     let mut last = None;
     for _ in 0..ATTEMPTS {
@@ -87,13 +107,16 @@ async fn cancel(ctx: &Context, name: &str) -> Result<bool, CliError> {
                 e => ctx.error(e),
             })?;
         if is_cancelled(&workflow.spec) {
-            return Ok(false);
+            return Ok(Outcome::AlreadyCancelled);
+        }
+        if let Some(phase) = finished_phase(&workflow.status) {
+            return Ok(Outcome::Finished(phase.to_string()));
         }
         let mut value = serde_json::to_value(&workflow)
             .map_err(|e| CliError::failed(format!("cannot encode workflow {name}: {e}")))?;
         value["spec"]["state"] = Value::String(CANCELLED.to_string());
         match ctx.client.update(&value).await {
-            Ok(_) => return Ok(true),
+            Ok(_) => return Ok(Outcome::Cancelled),
             Err(e @ SdkError::Conflict(_)) => last = Some(e),
             Err(SdkError::NotFound(_)) => {
                 return Err(CliError::failed(format!(
@@ -137,11 +160,22 @@ mod tests {
         assert!(is_cancelled(&json!({"tasks": [], "state": "Cancelled"})));
         assert!(!is_cancelled(&json!({"tasks": [], "state": "Running"})));
         assert!(!is_cancelled(&json!({"tasks": []})));
-        assert_eq!(message(true), "cancelled");
-        assert_eq!(message(false), "already cancelled");
+        assert_eq!(message(&Outcome::Cancelled), "cancelled");
+        assert_eq!(message(&Outcome::AlreadyCancelled), "already cancelled");
+        assert!(message(&Outcome::Finished("Succeeded".into())).contains("Succeeded"));
+        assert_eq!(
+            finished_phase(&json!({"phase": "Succeeded"})),
+            Some("Succeeded")
+        );
+        assert_eq!(finished_phase(&json!({"phase": "Running"})), None);
+        assert_eq!(finished_phase(&json!(null)), None);
         let kind = kind::resolve("wf").expect("wf");
         assert_eq!(
-            format!("{} {}", kind::qualified_name(kind, "x"), message(true)),
+            format!(
+                "{} {}",
+                kind::qualified_name(kind, "x"),
+                message(&Outcome::Cancelled)
+            ),
             "workflow.sloth.dev/x cancelled"
         );
     }

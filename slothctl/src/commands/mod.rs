@@ -9,6 +9,7 @@ pub mod delete;
 pub mod describe;
 pub mod follow;
 pub mod get;
+pub mod label;
 pub mod logs;
 pub mod render;
 pub mod run;
@@ -81,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => cancel::run(&ctx, args).await,
         Command::Cordon(args) => cordon::run(&ctx, args, true).await,
         Command::Uncordon(args) => cordon::run(&ctx, args, false).await,
+        Command::Label(args) => label::run(&ctx, args).await,
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Version => version::run(),
         Command::Render(_) | Command::Certs(_) => Ok(()),
