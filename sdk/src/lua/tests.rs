@@ -236,6 +236,28 @@ fn memory_is_limited() {
 }
 
 #[test]
+fn pcall_cannot_swallow_the_time_budget() {
+    let started = std::time::Instant::now();
+    let e = eval_err("while true do\n  pcall(function() while true do end end)\nend\n");
+    assert_eq!(e.chunk(), "pipeline.lua");
+    assert!(e.message().contains("ran too long"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn a_caught_memory_error_stops_the_file() {
+    let e = eval_err(
+        "while true do pcall(function()\n  local t = {}\n  \
+         while true do t[#t+1] = string.rep('x', 1e6) end\nend) end\n",
+    );
+    assert_eq!(e.chunk(), "pipeline.lua");
+    assert!(
+        e.message().contains("memory limit of 64 MiB was reached"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_sandbox_has_no_os_io_or_file_loading() {
     for code in [
         "os.execute('true')",
