@@ -64,13 +64,6 @@ impl Files {
     }
 }
 
-/// Which way to reopen the file.
-#[derive(Clone, Copy, Debug)]
-enum Mode {
-    Writable,
-    ReadOnly,
-}
-
 impl Writer {
     /// Whether the last failure latched redb's I/O error: then no write can
     /// begin. Any other failure (a bad record, say) fails its batch only.
@@ -89,9 +82,9 @@ impl Writer {
             "the embedded store is read-only after an I/O error; retrying writes with backoff"
         );
         self.shared.set_fault(Some(reason.to_string()));
-        if let Err(e) = self.reopen(Mode::ReadOnly) {
-            tracing::error!(error = %e, "cannot reopen the store for reading; reads fail too");
-        }
+        let mut slot = self.shared.db.blocking_write();
+        close(slot.take());
+        *slot = self.read_only_database();
     }
 
     /// Refuses writes and retries with backoff until the store is writable
@@ -139,28 +132,44 @@ impl Writer {
     }
 
     /// Reopens the file for writing and commits a probe; back to the
-    /// overlay if either fails.
+    /// overlay if either fails. All under the write lock, so that readers
+    /// only ever see a database that works.
     fn recover(&mut self) -> StoreResult<()> {
-        let attempt = self.reopen(Mode::Writable).and_then(|()| self.probe());
+        let mut slot = self.shared.db.blocking_write();
+        close(slot.take());
+        let attempt = self.files.open().and_then(|db| match self.probe(&db) {
+            Ok(found) => Ok((db, found)),
+            Err(e) => {
+                close(Some(db));
+                Err(e)
+            }
+        });
         match attempt {
-            Ok((events, current, compacted)) => {
+            Ok((db, (events, current, compacted))) => {
+                *slot = Some(db);
+                drop(slot);
                 self.publish(events, current, compacted);
                 Ok(())
             }
             Err(e) => {
-                if let Err(again) = self.reopen(Mode::ReadOnly) {
-                    tracing::error!(error = %again, "cannot reopen the store for reading");
-                }
+                *slot = self.read_only_database();
                 Err(e)
             }
         }
     }
 
+    fn read_only_database(&self) -> Option<Database> {
+        self.files
+            .open_read_only()
+            .inspect_err(|e| {
+                tracing::error!(error = %e, "cannot reopen the store for reading; reads fail too");
+            })
+            .ok()
+    }
+
     /// Rewrites the current revision durably, then reads the counters and
     /// any changes past what watchers have seen.
-    fn probe(&self) -> StoreResult<(Vec<Event>, u64, u64)> {
-        let guard = self.shared.db.blocking_read();
-        let db = guard.as_ref().ok_or(StoreError::Closed)?;
+    fn probe(&self, db: &Database) -> StoreResult<(Vec<Event>, u64, u64)> {
         let mut txn = db.begin_write().map_err(backend("probing writes"))?;
         txn.set_durability(Durability::Immediate)
             .map_err(backend("probing writes"))?;
@@ -193,21 +202,14 @@ impl Writer {
         }
         Ok((events, current, compacted))
     }
+}
 
-    /// Closes the database and opens the file again; waits for the reads in
-    /// flight. Leaves no database behind if the open fails.
-    fn reopen(&mut self, mode: Mode) -> StoreResult<()> {
-        let mut slot = self.shared.db.blocking_write();
-        if let Some(db) = slot.take()
-            && let Err(e) = db.close()
-        {
-            // Expected after an I/O error: the next open recovers the file.
-            tracing::debug!(error = %e, "closing the store after an I/O error");
-        }
-        *slot = Some(match mode {
-            Mode::Writable => self.files.open()?,
-            Mode::ReadOnly => self.files.open_read_only()?,
-        });
-        Ok(())
+/// Closes a database that may have failed: the error is the expected one
+/// after an I/O error (the next open recovers the file).
+fn close(db: Option<Database>) {
+    if let Some(db) = db
+        && let Err(e) = db.close()
+    {
+        tracing::debug!(error = %e, "closing the store after an I/O error");
     }
 }
