@@ -55,7 +55,8 @@ pub fn install(
     lua.load(
         r#"
         local reraise = ...
-        local raw_pcall, raw_xpcall, raw_resume = pcall, xpcall, coroutine.resume
+        local raw_pcall, raw_xpcall = pcall, xpcall
+        local raw_resume = coroutine and coroutine.resume
         local pack, unpack = table.pack, table.unpack
         local function pass(r)
           if not r[1] then reraise(r[2]) end
