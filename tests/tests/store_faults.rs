@@ -31,6 +31,18 @@ fn readyz(server: &ApiServer) -> (u16, String) {
     http_get(server.http_url(), "/readyz")
 }
 
+/// Waits for `/readyz` to answer 200 again after the disk was freed.
+#[track_caller]
+fn wait_until_ready(server: &ApiServer) {
+    wait_until(RECOVERY, || (readyz(server).0 == 200).then_some(())).unwrap_or_else(|| {
+        panic!(
+            "not ready {RECOVERY:?} after the disk was freed: {:?}; log:\n{}",
+            readyz(server),
+            server.log()
+        )
+    });
+}
+
 #[track_caller]
 fn assert_refused_as_read_only(run: &Run) {
     assert_ne!(run.code, 0, "{run:#?}");
@@ -71,13 +83,7 @@ fn a_write_error_makes_the_store_read_only_until_the_disk_takes_writes_again() {
     assert_refused_as_read_only(&create(&server, "during"));
 
     std::fs::remove_file(&switch).expect("free the disk");
-    wait_until(RECOVERY, || (readyz(&server).0 == 200).then_some(())).unwrap_or_else(|| {
-        panic!(
-            "not ready {RECOVERY:?} after the disk was freed: {:?}; log:\n{}",
-            readyz(&server),
-            server.log()
-        )
-    });
+    wait_until_ready(&server);
     create(&server, "after").ok();
     ctl(&server, &["get", "taskrun", "after"]).ok();
 
@@ -195,13 +201,7 @@ fn a_full_tmpfs_makes_the_store_read_only_until_space_is_freed() {
     ctl(&server, &["get", "taskrun", "before"]).ok();
 
     std::fs::remove_file(&filler).expect("free the tmpfs");
-    wait_until(RECOVERY, || (readyz(&server).0 == 200).then_some(())).unwrap_or_else(|| {
-        panic!(
-            "not ready {RECOVERY:?} after space was freed: {:?}; log:\n{}",
-            readyz(&server),
-            server.log()
-        )
-    });
+    wait_until_ready(&server);
     create(&server, "after").ok();
     assert!(
         server.stop(),

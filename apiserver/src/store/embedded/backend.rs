@@ -227,7 +227,7 @@ impl StorageBackend for Overlay {
         let mut state = self.state()?;
         if len < state.len {
             // Bytes past a shrink read as zeros if the file grows again.
-            if len % PAGE != 0 {
+            if !len.is_multiple_of(PAGE) {
                 let mut page = self.page(&state, len / PAGE)?;
                 page[(len % PAGE) as usize..].fill(0);
                 state.pages.insert(len / PAGE, page);
