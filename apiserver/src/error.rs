@@ -39,6 +39,9 @@ pub enum ApiError {
     Unavailable(String),
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The store refuses writes after an I/O error (a full disk); reads work.
+    #[error("{0}")]
+    StoreReadOnly(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -53,6 +56,9 @@ impl ApiError {
             Self::Invalid { .. } | Self::BadRequest(_) => Code::InvalidArgument,
             Self::Expired(_) => Code::OutOfRange,
             Self::ShuttingDown | Self::Unavailable(_) => Code::Unavailable,
+            // As etcd answers writes while its NOSPACE alarm is raised; not
+            // Unavailable, which clients read as "try another server".
+            Self::StoreReadOnly(_) => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -72,6 +78,7 @@ impl From<StoreError> for ApiError {
             StoreError::Expired { .. } => Self::Expired(e.to_string()),
             StoreError::FutureRevision { .. } => Self::BadRequest(e.to_string()),
             StoreError::Closed => Self::ShuttingDown,
+            StoreError::ReadOnly(_) => Self::StoreReadOnly(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -1,5 +1,5 @@
 //! HTTP endpoints: `/healthz` (the process is up), `/readyz` (the store
-//! answers and the server is not shutting down), `/metrics` (Prometheus;
+//! answers, accepts writes, and the server is not shutting down), `/metrics` (Prometheus;
 //! for authenticated callers when credentials are configured).
 
 use std::sync::Arc;
@@ -100,6 +100,12 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Conn
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_string());
+    }
+    if let Some(fault) = state.store.fault() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store is read-only after an I/O error: {fault}"),
+        );
     }
     // Bounded: a load balancer's health check must get an answer even
     // while the store hangs (etcd without quorum).

@@ -116,6 +116,10 @@ struct Args {
     /// How often idle watches get a BOOKMARK.
     #[arg(long, default_value = "5s", value_parser = sloth_sdk::duration::parse_flag)]
     bookmark_interval: Duration,
+    /// Tests only: while this file exists, writes to the embedded store's
+    /// file fail with ENOSPC (a full disk, switched on and off at will).
+    #[arg(long, hide = true, env = "SLOTH_TEST_FAULT_FILE", value_name = "FILE")]
+    test_fault_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -140,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
                 &path,
                 EmbeddedOptions {
                     progress_interval: args.bookmark_interval,
+                    fault_switch: args.test_fault_file.clone(),
                     ..EmbeddedOptions::default()
                 },
             )

@@ -121,8 +121,13 @@ impl ApiServer {
 
     /// Starts with extra command-line arguments.
     pub fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_in(None, extra_args)
+    }
+
+    /// Starts with its store in `data_dir` (a fresh temporary one if None).
+    pub fn start_in(data_dir: Option<&Path>, extra_args: &[&str]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
-        let data_dir = temp.path().join("data");
+        let data_dir = data_dir.map_or_else(|| temp.path().join("data"), Path::to_path_buf);
         let mut server = Self {
             child: None,
             stderr_log: temp.path().join("apiserver.log"),

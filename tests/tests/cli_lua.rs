@@ -207,3 +207,47 @@ fn delegation_by_address_resolves_to_the_agent_with_that_address() {
     cmd.args(["render", "-f", &file]);
     finish(cmd, None).code(3);
 }
+
+/// A file that catches the limit's error with `pcall` and carries on, and
+/// one that catches running out of memory: both are stopped (exit 2, the
+/// file and the limit named, nothing written) instead of running forever.
+#[test]
+fn pcall_cannot_swallow_the_lua_limits_of_render_and_apply() {
+    // The time budget is 10 s; this deadline only bounds a failure.
+    const LIMITED: Duration = Duration::from_secs(90);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "spin.lua",
+            "while true do pcall(function() while true do end end) end\n",
+            "the workflow file ran too long",
+        ),
+        (
+            "hog.lua",
+            "while true do pcall(function()\n  local t = {}\n  \
+             while true do t[#t+1] = string.rep('x', 1e6) end\nend) end\n",
+            "the Lua memory limit of 64 MiB was reached",
+        ),
+    ];
+    let server = ApiServer::start();
+    for (name, code, limit) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, code).expect("write the file");
+        let path = path.display().to_string();
+        for verb in ["render", "apply"] {
+            let mut cmd = slothctl(&server);
+            cmd.args([verb, "-f", &path]);
+            let run = run_to_end(cmd, None, LIMITED).code(2);
+            assert!(
+                run.stderr.contains(name) && run.stderr.contains(limit),
+                "{verb} {name}: {run:#?}"
+            );
+        }
+    }
+    let listed = ctl(&server, &["get", "wf", "-o", "json"]).ok().json();
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+}

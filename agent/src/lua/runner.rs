@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use mlua::{Function, HookTriggers, Lua, LuaSerdeExt, MultiValue, Table, Value, VmState};
+use mlua::{Function, Lua, LuaSerdeExt, MultiValue, Table, Value};
 use tokio::sync::watch;
 
 use super::{
@@ -136,22 +136,16 @@ fn cap(mut text: String) -> String {
 
 /// The limit, the hook, the safety replacements and the modules.
 pub(super) fn prepare(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
-    lua.set_memory_limit(MEMORY_LIMIT)?;
+    // The limits slothctl applies too: neither the deadline, nor a stop,
+    // nor running out of memory can be caught by `pcall`.
     let ctl = ctx.ctl.clone();
-    lua.set_global_hook(
-        HookTriggers::new().every_nth_instruction(HOOK_INSTRUCTIONS),
-        move |_, _| {
-            ctl.checked()?;
-            Ok(VmState::Continue)
-        },
-    )?;
+    sloth_sdk::lua::limits::install(lua, MEMORY_LIMIT, HOOK_INSTRUCTIONS, move |_| ctl.checked())?;
     harden(lua, ctx)?;
     super::install(lua, ctx)
 }
 
 /// `print` and `io.write` to the TaskRun log; no `os.exit`, no processes
-/// outside `exec.run`, no stdin; `os.getenv` sees `env.set`; `pcall`,
-/// `xpcall` and `coroutine.resume` do not swallow the timeout or a stop.
+/// outside `exec.run`, no stdin; `os.getenv` sees `env.set`.
 fn harden(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
     let globals = lua.globals();
     let out = ctx.clone();
@@ -194,24 +188,7 @@ fn harden(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
             })?,
         )?;
     }
-    let ctl = ctx.ctl.clone();
-    let interrupted = lua.create_function(move |_, ()| Ok(ctl.check().is_some()))?;
-    lua.load(
-        r#"
-        local interrupted = ...
-        local raw_pcall, raw_xpcall, raw_resume = pcall, xpcall, coroutine.resume
-        local pack, unpack, err = table.pack, table.unpack, error
-        local function pass(r)
-          if not r[1] and interrupted() then err(r[2], 0) end
-          return unpack(r, 1, r.n)
-        end
-        pcall = function(...) return pass(pack(raw_pcall(...))) end
-        xpcall = function(...) return pass(pack(raw_xpcall(...))) end
-        coroutine.resume = function(...) return pass(pack(raw_resume(...))) end
-        "#,
-    )
-    .set_name("=sloth")
-    .call::<()>(interrupted)
+    Ok(())
 }
 
 /// The `this` table: the TaskRun, its namespace, the agent, the attempt and

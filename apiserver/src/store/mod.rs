@@ -105,6 +105,13 @@ pub enum StoreError {
     FutureRevision { requested: i64, current: i64 },
     #[error("store is closed")]
     Closed,
+    /// The embedded store hit an I/O error (a full disk, say) and refuses
+    /// writes until a probe write succeeds again (etcd's NOSPACE alarm).
+    #[error(
+        "embedded store is read-only after an I/O error: {0}; writes resume once the disk \
+         accepts them"
+    )]
+    ReadOnly(String),
     #[error("store backend: {0}")]
     Backend(String),
 }
@@ -156,4 +163,10 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The latest compacted revision (0 when never compacted).
     async fn compacted_revision(&self) -> StoreResult<i64>;
+
+    /// Why the store refuses writes while still serving reads (the embedded
+    /// store after an I/O error); `/readyz` reports it. None when healthy.
+    fn fault(&self) -> Option<String> {
+        None
+    }
 }

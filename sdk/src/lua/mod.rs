@@ -8,6 +8,7 @@
 //! function. docs/lua.md describes the forms.
 
 mod convert;
+pub mod limits;
 mod sandbox;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Instant;
 
-use mlua::{HookTriggers, Lua, LuaOptions, StdLib, VmState};
+use mlua::{Lua, LuaOptions, StdLib};
+
+use super::limits::Checkpoint;
 
 use super::{AGENT_MODULES, INSTRUCTION_LIMIT, MEMORY_LIMIT, TIME_LIMIT};
 
@@ -48,7 +50,6 @@ pub fn new_state(chunk_name: &str) -> mlua::Result<(Lua, Printed)> {
         StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8,
         LuaOptions::new(),
     )?;
-    lua.set_memory_limit(MEMORY_LIMIT)?;
     let globals = lua.globals();
     for name in ["dofile", "loadfile", "load", "collectgarbage"] {
         globals.raw_set(name, mlua::Nil)?;
@@ -70,23 +71,28 @@ pub fn new_state(chunk_name: &str) -> mlua::Result<(Lua, Printed)> {
         .set_name("=sloth-sandbox")
         .call::<()>(AGENT_MODULES.to_vec())?;
 
+    // The same limits as on the agent: `pcall` and caught memory errors
+    // cannot get around them.
     let chunk = chunk_name.to_string();
     let started = Instant::now();
     let ran = Cell::new(0u64);
-    lua.set_hook(
-        HookTriggers::new().every_nth_instruction(CHECK_EVERY),
-        move |_, debug| {
-            ran.set(ran.get() + u64::from(CHECK_EVERY));
-            if ran.get() <= INSTRUCTION_LIMIT && started.elapsed() <= TIME_LIMIT {
-                return Ok(VmState::Continue);
+    super::limits::install(&lua, MEMORY_LIMIT, CHECK_EVERY, move |at| {
+        let line = match at {
+            Checkpoint::Instructions { line } => {
+                ran.set(ran.get() + u64::from(CHECK_EVERY));
+                line
             }
-            let line = debug.current_line().unwrap_or(0);
-            Err(mlua::Error::runtime(format!(
-                "{chunk}:{line}: the workflow file ran too long (over {INSTRUCTION_LIMIT} \
-                 Lua instructions or {}s) and was stopped: is there an endless loop?",
-                TIME_LIMIT.as_secs()
-            )))
-        },
-    )?;
+            Checkpoint::Caught => None,
+        };
+        if ran.get() <= INSTRUCTION_LIMIT && started.elapsed() <= TIME_LIMIT {
+            return Ok(());
+        }
+        let at = line.map_or(String::new(), |line| format!(":{line}"));
+        Err(mlua::Error::runtime(format!(
+            "{chunk}{at}: the workflow file ran too long (over {INSTRUCTION_LIMIT} \
+             Lua instructions or {}s) and was stopped: is there an endless loop?",
+            TIME_LIMIT.as_secs()
+        )))
+    })?;
     Ok((lua, printed))
 }

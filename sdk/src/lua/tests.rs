@@ -235,6 +235,36 @@ fn memory_is_limited() {
     );
 }
 
+/// [`eval_err`] on a thread, failing the test instead of hanging if the
+/// evaluation outlives a generous deadline.
+fn eval_err_bounded(source: &'static str) -> DslError {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || sender.send(eval_err(source)));
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the evaluation is stopped in time")
+}
+
+#[test]
+fn pcall_cannot_swallow_the_time_budget() {
+    let e = eval_err_bounded("while true do\n  pcall(function() while true do end end)\nend\n");
+    assert_eq!(e.chunk(), "pipeline.lua");
+    assert!(e.message().contains("ran too long"), "{e}");
+}
+
+#[test]
+fn a_caught_memory_error_stops_the_file() {
+    let e = eval_err_bounded(
+        "while true do pcall(function()\n  local t = {}\n  \
+         while true do t[#t+1] = string.rep('x', 1e6) end\nend) end\n",
+    );
+    assert_eq!(e.chunk(), "pipeline.lua");
+    assert!(
+        e.message().contains("memory limit of 64 MiB was reached"),
+        "{e}"
+    );
+}
+
 #[test]
 fn the_sandbox_has_no_os_io_or_file_loading() {
     for code in [

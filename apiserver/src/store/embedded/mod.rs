@@ -5,9 +5,12 @@
 //! (group commit), then publishes the committed events to watchers over a
 //! broadcast channel; a history table lets watches resume from older
 //! revisions until compaction. Reads use redb's MVCC read transactions and
-//! never wait for the writer.
+//! never wait for the writer. After an I/O error the store serves reads
+//! only, until a probe write succeeds again (see `fault`).
 
+mod backend;
 mod compact;
+mod fault;
 mod read;
 mod schema;
 mod shared;
@@ -26,6 +29,7 @@ use futures_util::stream::BoxStream;
 use redb::{Database, ReadableDatabase};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use self::fault::Files;
 use self::schema::{COMPACTED, CURRENT, LOG, META, REVS, backend, meta_value, to_api};
 use self::shared::Shared;
 use self::writer::{Batch, Message, Op, Outcome, Request, Writer};
@@ -47,6 +51,9 @@ pub struct EmbeddedOptions {
     /// Writes queued for the writer before `create`/`update` wait
     /// (backpressure).
     pub queue_capacity: usize,
+    /// For tests only: while a file exists at this path, every write to the
+    /// database file fails with ENOSPC, as on a full disk.
+    pub fault_switch: Option<PathBuf>,
 }
 
 impl Default for EmbeddedOptions {
@@ -56,6 +63,7 @@ impl Default for EmbeddedOptions {
             max_batch: 512,
             watch_buffer: 1024,
             queue_capacity: 4096,
+            fault_switch: None,
         }
     }
 }
@@ -86,18 +94,21 @@ impl EmbeddedStore {
     /// Opens (or creates) the store file. redb repairs a file left by a
     /// crash while opening it, which can take a while on a large file.
     pub async fn open(path: &Path, options: EmbeddedOptions) -> StoreResult<Arc<Self>> {
-        let owned = path.to_path_buf();
-        let (db, current, compacted) = tokio::task::spawn_blocking(move || init(&owned))
+        let files = Files {
+            path: path.to_path_buf(),
+            fault_switch: options.fault_switch.clone(),
+        };
+        let opening = files.clone();
+        let (db, current, compacted) = tokio::task::spawn_blocking(move || init(&opening))
             .await
             .map_err(backend("opening the store"))??;
         let shared = Arc::new(Shared::new(db, current, compacted));
-        let guard = shared.db.clone().read_owned().await;
         let (requests, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let (events, _) = broadcast::channel(options.watch_buffer.max(1));
         let weak_events = events.downgrade();
         Writer {
             shared: shared.clone(),
-            db: guard,
+            files,
             requests: receiver,
             events,
             max_batch: options.max_batch.max(1),
@@ -124,10 +135,20 @@ impl EmbeddedStore {
         // Waits for the reads in flight, which hold the read side.
         let mut slot = self.shared.db.write().await;
         if let Some(db) = slot.take() {
-            tokio::task::spawn_blocking(move || db.close())
+            let closed = tokio::task::spawn_blocking(move || db.close())
                 .await
-                .map_err(backend("closing the store"))?
                 .map_err(backend("closing the store"))?;
+            match (closed, self.shared.fault()) {
+                (Ok(()), _) => {}
+                // Not a failed shutdown: every acknowledged write is on
+                // disk, and the next open recovers the file.
+                (Err(e), Some(fault)) => tracing::warn!(
+                    error = %e,
+                    fault,
+                    "closed the store while it was read-only after an I/O error"
+                ),
+                (Err(e), None) => return Err(backend("closing the store")(e)),
+            }
         }
         Ok(())
     }
@@ -157,8 +178,8 @@ impl EmbeddedStore {
 
 /// Creates the tables on a new file, so readers never meet a missing one,
 /// and reads the counters to continue from.
-fn init(path: &Path) -> StoreResult<(Database, u64, u64)> {
-    let db = Database::create(path).map_err(backend("opening the database file"))?;
+fn init(files: &Files) -> StoreResult<(Database, u64, u64)> {
+    let db = files.open()?;
     let txn = db
         .begin_write()
         .map_err(backend("beginning a write transaction"))?;
@@ -283,5 +304,9 @@ impl Store for EmbeddedStore {
     async fn compacted_revision(&self) -> StoreResult<i64> {
         self.ensure_open()?;
         Ok(to_api(self.shared.compacted()))
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.shared.fault()
     }
 }

@@ -1,7 +1,7 @@
 //! State shared by the store handle, the writer thread and watch streams.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock as StdRwLock};
 
 use redb::Database;
 use tokio::sync::RwLock;
@@ -22,6 +22,9 @@ pub(super) struct Shared {
     pub compacted: AtomicU64,
     /// Write transactions committed; shows how well group commit batches.
     pub commits: AtomicU64,
+    /// Why the store refuses writes (an I/O error), until the writer's
+    /// probe finds the disk writable again.
+    fault: StdRwLock<Option<String>>,
 }
 
 impl Shared {
@@ -31,7 +34,20 @@ impl Shared {
             current: AtomicU64::new(current),
             compacted: AtomicU64::new(compacted),
             commits: AtomicU64::new(0),
+            fault: StdRwLock::new(None),
         }
+    }
+
+    /// The I/O error the store is read-only after, if it is.
+    pub fn fault(&self) -> Option<String> {
+        self.fault
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_fault(&self, fault: Option<String>) {
+        *self.fault.write().unwrap_or_else(PoisonError::into_inner) = fault;
     }
 
     pub fn current(&self) -> u64 {

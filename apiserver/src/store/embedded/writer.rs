@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use redb::{Database, Durability, Table};
-use tokio::sync::{OwnedRwLockReadGuard, broadcast, mpsc, oneshot};
+use redb::{Durability, Table};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::compact::compact;
+use super::fault::Files;
 use super::read::live_at;
 use super::schema::{COMPACTED, CURRENT, LOG, META, REVS, Record, backend, from_api, to_api};
 use super::shared::Shared;
@@ -67,8 +68,8 @@ type LogTable<'t> = Table<'t, u64, &'static str>;
 
 pub(super) struct Writer {
     pub shared: Arc<Shared>,
-    /// Held for the writer's whole life so that `close` waits for it.
-    pub db: OwnedRwLockReadGuard<Option<Database>>,
+    /// Reopens the database after an I/O error.
+    pub files: Files,
     pub requests: mpsc::Receiver<Message>,
     pub events: broadcast::Sender<Batch>,
     pub max_batch: usize,
@@ -100,6 +101,12 @@ impl Writer {
     fn serve(&mut self) -> Vec<oneshot::Sender<()>> {
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
+            if self.shared.fault().is_some() {
+                match self.serve_read_only() {
+                    Some(acks) => return acks,
+                    None => continue,
+                }
+            }
             let mut acks = Vec::new();
             match self.requests.blocking_recv() {
                 None => return acks,
@@ -123,7 +130,7 @@ impl Writer {
         }
     }
 
-    fn refuse_pending(&mut self, acks: &mut Vec<oneshot::Sender<()>>) {
+    pub(super) fn refuse_pending(&mut self, acks: &mut Vec<oneshot::Sender<()>>) {
         self.requests.close();
         while let Ok(message) = self.requests.try_recv() {
             match message {
@@ -159,13 +166,36 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = batch.len(), "store batch failed");
-                let message = e.to_string();
+                let message = match e {
+                    StoreError::Backend(message) => message,
+                    other => other.to_string(),
+                };
+                // An I/O error leaves redb refusing everything: switch to
+                // serving reads only until the disk takes writes again.
+                let read_only = self.io_failed();
+                if read_only {
+                    self.enter_read_only(&message);
+                }
                 for request in batch.drain(..) {
-                    let _ = request
-                        .reply
-                        .send(Err(StoreError::Backend(message.clone())));
+                    let error = if read_only {
+                        StoreError::ReadOnly(message.clone())
+                    } else {
+                        StoreError::Backend(message.clone())
+                    };
+                    let _ = request.reply.send(Err(error));
                 }
             }
+        }
+    }
+
+    /// Publishes events and the counters of changes committed outside the
+    /// normal path: a commit that reported an I/O error may still have
+    /// reached the disk, and the reopened file then has it.
+    pub(super) fn publish(&self, events: Vec<Event>, current: u64, compacted: u64) {
+        self.shared.current.store(current, Ordering::Release);
+        self.shared.compacted.store(compacted, Ordering::Release);
+        if !events.is_empty() {
+            let _ = self.events.send(Arc::new(events));
         }
     }
 
@@ -173,7 +203,11 @@ impl Writer {
     /// hold part of an operation; a refused operation (conflict, missing
     /// key) only fails itself.
     fn apply_batch(&self, batch: &[Request]) -> StoreResult<Applied> {
-        let db = self.db.as_ref().ok_or(StoreError::Closed)?;
+        // Per batch, not for the writer's life: the writer swaps the
+        // database after an I/O error. `close` takes the write side only
+        // once the writer has stopped.
+        let guard = self.shared.db.blocking_read();
+        let db = guard.as_ref().ok_or(StoreError::Closed)?;
         let mut txn = db
             .begin_write()
             .map_err(backend("beginning a write transaction"))?;
