@@ -36,7 +36,7 @@ const WORKFLOW_EVERY: Duration = Duration::from_secs(10);
 const TASKS: [(&str, &str); 4] = [("a", ""), ("b", ""), ("c", "[a, b]"), ("d", "[c]")];
 /// Ticks per attempt, a quarter of a second each: an attempt outlives an
 /// agent's lease, so disruptions hit running payloads.
-const TICKS: usize = 24;
+const TICKS: usize = 48;
 const AGENT_LEASE_SECONDS: &str = "5";
 
 struct Fleet {
@@ -155,10 +155,9 @@ impl Fleet {
         let api: Api<LockSpec> = Api::namespaced(self.client.clone(), "sloth-system");
         let holder = self
             .rt
-            .block_on(tokio::time::timeout(
-                Duration::from_secs(5),
-                api.get("sloth-controllers"),
-            ))
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), api.get("sloth-controllers")).await
+            })
             .ok()?
             .ok()?
             .spec
@@ -298,10 +297,9 @@ fn drive_load(urls: &str, workflows: &[String], until: Instant) -> (Vec<String>,
             "metadata": {"name": name, "namespace": "chaos"},
             "spec": {"holderIdentity": "chaos-test", "leaseDurationSeconds": 3600},
         });
-        let created = rt.block_on(tokio::time::timeout(
-            Duration::from_secs(10),
-            client.create(&lock),
-        ));
+        let created = rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), client.create(&lock)).await
+        });
         if matches!(created, Ok(Ok(_))) {
             acknowledged.push(name);
         }
@@ -331,10 +329,11 @@ fn tasks_end_never_overlap_and_no_acknowledged_write_is_lost_under_chaos() {
     };
     let mut schedule = Vec::new();
     while Instant::now() < chaos_end {
-        let target = match rng.usize(0..4) {
+        // Agents, where the payloads run, are hit twice as often.
+        let target = match rng.usize(0..5) {
             0 => Target::ApiServer(rng.usize(0..2)),
             1 => Target::Leader,
-            2 => Target::Agent(rng.usize(0..3)),
+            2 | 3 => Target::Agent(rng.usize(0..3)),
             _ => Target::EtcdMember(rng.usize(0..3)),
         };
         let action = if rng.bool() {
@@ -345,10 +344,12 @@ fn tasks_end_never_overlap_and_no_acknowledged_write_is_lost_under_chaos() {
         // Agents are held past their lease now and then, so that the
         // controllers declare them lost while their payloads may still run.
         let hold = match target {
-            Target::Agent(_) => Duration::from_millis(rng.u64(500..9_000)),
+            Target::Agent(_) => Duration::from_millis(rng.u64(2_000..12_000)),
             _ => Duration::from_millis(rng.u64(300..3_000)),
         };
-        schedule.push(format!("{target:?} {action:?} {hold:?}"));
+        let step = format!("{target:?} {action:?} {hold:?}");
+        eprintln!("chaos: {step}");
+        schedule.push(step);
         disrupt(&mut fleet, target, action, hold);
         std::thread::sleep(Duration::from_millis(rng.u64(500..2_000)));
     }
@@ -387,9 +388,12 @@ fn tasks_end_never_overlap_and_no_acknowledged_write_is_lost_under_chaos() {
     for w in 0..applied {
         for (task, _) in TASKS {
             let ledger = fleet.ledger(&format!("chaos-{w}"), task);
+            let mut attempts = ledger.clone();
+            attempts.dedup();
+            eprintln!("chaos-{w} task {task}: attempts in ledger order {attempts:?}");
             if let Some((earlier, later)) = overlap(&ledger) {
                 panic!(
-                    "chaos-{w} task {task}: {earlier} wrote again after {later} started: {ledger:?}\n{}",
+                    "chaos-{w} task {task}: {earlier} wrote again after {later} started: {attempts:?}\n{}",
                     context()
                 );
             }
