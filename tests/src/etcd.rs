@@ -182,6 +182,20 @@ impl Etcd {
         }
     }
 
+    /// Starts member `i` again after `kill9`, on its old data dir and ports.
+    pub fn start_again(&mut self, i: usize) {
+        assert!(
+            self.members[i].child.is_none(),
+            "etcd member {i} still running"
+        );
+        self.spawn(i);
+    }
+
+    /// The process id of member `i`, while running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(Child::id)
+    }
+
     /// Every member's log.
     pub fn logs(&self) -> String {
         self.members

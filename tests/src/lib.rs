@@ -256,6 +256,15 @@ impl ApiServer {
         assert!(self.child.is_none(), "still running");
         self.spawn();
     }
+
+    /// Starts again after `kill9` on the same data dir and the same ports,
+    /// so that clients given its URL reach it again.
+    pub fn start_again_same_ports(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        self.keep_ports = true;
+        self.spawn();
+        self.keep_ports = false;
+    }
 }
 
 impl Drop for ApiServer {
@@ -481,6 +490,15 @@ impl Drop for Agent {
     }
 }
 
+/// Sends `signal` (a `kill` name such as `STOP` or `CONT`) to process `pid`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
 /// SIGKILL, and reaps the process.
 fn kill9(child: Option<Child>) {
     if let Some(mut child) = child {
@@ -512,6 +530,9 @@ fn terminate(child: Option<Child>, grace: Duration) -> bool {
 /// A running `sloth-controllers` process (stderr in a log file).
 pub struct Controllers {
     child: Option<Child>,
+    servers: String,
+    id: String,
+    extra_args: Vec<String>,
     log_path: PathBuf,
     _temp: tempfile::TempDir,
 }
@@ -525,11 +546,27 @@ impl Controllers {
     /// [`start`](Self::start) against `servers` (comma-separated URLs).
     pub fn start_at(servers: &str, id: &str, extra_args: &[&str]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
-        let log_path = temp.path().join("controllers.log");
-        let log = std::fs::File::create(&log_path).expect("controllers log");
+        let mut controllers = Self {
+            child: None,
+            servers: servers.to_string(),
+            id: id.to_string(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            log_path: temp.path().join("controllers.log"),
+            _temp: temp,
+        };
+        controllers.spawn();
+        controllers
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("controllers log");
         let child = Command::new(binary("sloth-controllers"))
-            .args(["--server", servers, "--id", id])
-            .args(extra_args)
+            .args(["--server", &self.servers, "--id", &self.id])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -537,11 +574,26 @@ impl Controllers {
             .stderr(log)
             .spawn()
             .expect("start sloth-controllers");
-        Self {
-            child: Some(child),
-            log_path,
-            _temp: temp,
-        }
+        self.child = Some(child);
+    }
+
+    /// Starts again after `kill9` or `stop`, with the same id and flags.
+    pub fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "controllers {} still running",
+            self.id
+        );
+        self.spawn();
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn log(&self) -> String {
