@@ -154,3 +154,23 @@ async fn closing_a_read_only_store_succeeds_and_keeps_its_data() {
     reopened.create("/b", value("2")).await.expect("writable");
     reopened.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opened_on_a_full_disk_starts_read_only_and_recovers() {
+    let disk = Faulty::new();
+    let store = disk.open().await;
+    store.create("/a", value("1")).await.expect("create a");
+    store.close().await.expect("close");
+
+    disk.fill_disk();
+    let store = disk.open().await;
+    let fault = store.fault().expect("opened read-only");
+    assert!(fault.contains("No space left on device"), "{fault}");
+    assert!(store.get("/a").await.expect("get a").is_some());
+    assert_read_only(store.create("/b", value("2")).await);
+
+    disk.free_disk();
+    wait_until_writable(&store).await;
+    assert_eq!(store.create("/b", value("2")).await.expect("create b"), 2);
+    store.close().await.expect("close");
+}

@@ -632,6 +632,19 @@ mod tests {
     }
 
     #[test]
+    fn a_caught_memory_error_stops_the_code() {
+        let (outcome, _) = run_script(
+            "while true do pcall(function() local t = {} \
+             while true do t[#t+1] = string.rep('x', 1e6) end end) end",
+            None,
+        );
+        assert!(
+            matches!(&outcome, LuaOutcome::Error(m) if m.contains("memory limit of 256 MiB")),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
     fn memory_is_limited() {
         let (outcome, _) = run_script(
             "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1024) .. i end",

@@ -55,7 +55,7 @@ impl Files {
 
     /// The database with every write kept in memory: readable while the
     /// disk refuses writes.
-    fn open_read_only(&self) -> StoreResult<Database> {
+    pub fn open_read_only(&self) -> StoreResult<Database> {
         let overlay = Overlay::new(self.data_file()?)
             .map_err(backend("opening the database file read-only"))?;
         Builder::new()

@@ -99,10 +99,11 @@ impl EmbeddedStore {
             fault_switch: options.fault_switch.clone(),
         };
         let opening = files.clone();
-        let (db, current, compacted) = tokio::task::spawn_blocking(move || init(&opening))
+        let (db, current, compacted, fault) = tokio::task::spawn_blocking(move || init(&opening))
             .await
             .map_err(backend("opening the store"))??;
         let shared = Arc::new(Shared::new(db, current, compacted));
+        shared.set_fault(fault);
         let (requests, receiver) = mpsc::channel(options.queue_capacity.max(1));
         let (events, _) = broadcast::channel(options.watch_buffer.max(1));
         let weak_events = events.downgrade();
@@ -176,9 +177,46 @@ impl EmbeddedStore {
     }
 }
 
-/// Creates the tables on a new file, so readers never meet a missing one,
-/// and reads the counters to continue from.
-fn init(files: &Files) -> StoreResult<(Database, u64, u64)> {
+/// Opens the file, creating the tables on a new one so that readers never
+/// meet a missing one, and reads the counters to continue from. Returns the
+/// I/O error the store starts read-only after, if the file can be read but
+/// not written (a full disk at start): it then recovers like after any
+/// other I/O error.
+fn init(files: &Files) -> StoreResult<(Database, u64, u64, Option<String>)> {
+    let existed = std::fs::metadata(&files.path).is_ok_and(|m| m.len() > 0);
+    let (db, fault) = match create_tables(files) {
+        Ok(db) => (db, None),
+        // Only where reading works while writing does not: a file another
+        // process holds, or one too corrupt to repair, fails both ways.
+        Err(e) if existed => match files.open_read_only() {
+            Ok(db) => {
+                let reason = match e {
+                    StoreError::Backend(message) => message,
+                    other => other.to_string(),
+                };
+                tracing::error!(
+                    error = reason,
+                    "the embedded store cannot be written; starting read-only"
+                );
+                (db, Some(reason))
+            }
+            Err(_) => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
+    let (current, compacted) = {
+        let txn = db
+            .begin_read()
+            .map_err(backend("beginning a read transaction"))?;
+        let meta = txn
+            .open_table(META)
+            .map_err(backend("opening the metadata table"))?;
+        (meta_value(&meta, CURRENT)?, meta_value(&meta, COMPACTED)?)
+    };
+    Ok((db, current, compacted, fault))
+}
+
+fn create_tables(files: &Files) -> StoreResult<Database> {
     let db = files.open()?;
     let txn = db
         .begin_write()
@@ -190,16 +228,7 @@ fn init(files: &Files) -> StoreResult<(Database, u64, u64)> {
     txn.open_table(META)
         .map_err(backend("creating the metadata table"))?;
     txn.commit().map_err(backend("creating the tables"))?;
-    let (current, compacted) = {
-        let txn = db
-            .begin_read()
-            .map_err(backend("beginning a read transaction"))?;
-        let meta = txn
-            .open_table(META)
-            .map_err(backend("opening the metadata table"))?;
-        (meta_value(&meta, CURRENT)?, meta_value(&meta, COMPACTED)?)
-    };
-    Ok((db, current, compacted))
+    Ok(db)
 }
 
 fn unexpected(outcome: Outcome) -> StoreError {
