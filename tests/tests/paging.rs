@@ -1,13 +1,13 @@
 //! Lists larger than one gRPC message (4 MiB): 80 TaskRuns, each with about
 //! 60 KB of output in its `status.logTail`. `slothctl get` pages through
 //! them, and after an apiserver restart on the same ports the agent and
-//! the controllers, whose watches must list again, still run new work.
+//! the controllers (which list everything again) still run new work.
 
 use std::time::Duration;
 
 use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec};
 use sloth_sdk::{Api, Client};
-use sloth_tests::{Agent, ApiServer, Controllers, ctl, run_to_end, runtime, slothctl, wait_until};
+use sloth_tests::{Agent, ApiServer, ctl, run_to_end, runtime, slothctl, wait_until};
 use tokio::runtime::Runtime;
 
 /// How long the whole batch may take to run on a loaded machine.
@@ -69,13 +69,14 @@ fn run_batch(rt: &Runtime, client: &Client, agent: &Agent) {
 
 #[test]
 fn more_than_a_message_of_taskruns_is_listed_in_pages_and_survives_a_restart() {
-    let mut server = ApiServer::start();
+    // Single-node mode: the controllers restart with the apiserver, so they
+    // must list every TaskRun again.
+    let mut server = ApiServer::start_with(&["--controllers"]);
     let rt = runtime();
     let client = {
         let _enter = rt.enter();
         server.client()
     };
-    let _controllers = Controllers::start(&server, "c1", &[]);
     let agent = Agent::start(&server, "a1", &["--capacity", "8"]);
     run_batch(&rt, &client, &agent);
 
@@ -96,7 +97,7 @@ fn more_than_a_message_of_taskruns_is_listed_in_pages_and_survives_a_restart() {
     let bytes = json.stdout.len();
     assert!(bytes > 4 * 1024 * 1024, "only {bytes} bytes listed");
 
-    // The agent's and the controllers' watches break and list again.
+    // The agent's watch breaks and resumes; the controllers list again.
     server.restart_same_ports();
     let mut run = slothctl(&server);
     run.args(["run", "--agent", "a1", "--", "echo", "after-restart"]);
@@ -110,8 +111,7 @@ fn more_than_a_message_of_taskruns_is_listed_in_pages_and_survives_a_restart() {
         agent.log()
     );
     assert!(run.stdout.contains("after-restart"), "{}", run.stdout);
-
-    // A TaskRun the scheduler places (the controllers list again too).
+    // A TaskRun the scheduler places: the controllers have synced.
     let mut run = slothctl(&server);
     run.args(["run", "-l", "sloth.dev/agent=a1", "--", "echo", "scheduled"]);
     let run = run_to_end(run, None, DEADLINE);

@@ -85,11 +85,6 @@ pub struct WatchCache {
     store_revision: AtomicI64,
 }
 
-/// How long a list waits for a just (re)listed cache to catch up with the
-/// store before it is served from the store instead, and how often it looks.
-const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
-const CATCH_UP_POLL: Duration = Duration::from_millis(10);
-
 /// How long a read of the store's compacted revision is trusted.
 const COMPACTED_TTL: Duration = Duration::from_secs(1);
 
@@ -186,8 +181,10 @@ impl WatchCache {
     /// revision, which may trail the store's a little; its continue token
     /// reads the rest from the store at that same revision.
     ///
-    /// None when the cache has not caught up with the store since it
-    /// (re)listed within `CATCH_UP_WAIT`: the caller lists from the store.
+    /// None while the cache has not caught up with the store since it
+    /// (re)listed (it lists an older revision and replays from there, and
+    /// gets to the store's revision with the next change or progress
+    /// notification): the caller lists from the store, never waits.
     pub async fn list(
         &self,
         kind: &str,
@@ -199,15 +196,11 @@ impl WatchCache {
         let kind = resolve_kind(kind)?;
         let prefix = kind_prefix(kind, namespace);
         let cache = self.kind_cache(kind).await?;
-        let deadline = Instant::now() + CATCH_UP_WAIT;
-        while !lock(&cache.state).is_current() {
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            tokio::time::sleep(CATCH_UP_POLL).await;
+        let state = lock(&cache.state);
+        if !state.is_current() {
+            return Ok(None);
         }
         let mut page = PageBuilder::new(limit, max_bytes, None);
-        let state = lock(&cache.state);
         let revision = state.revision();
         let more = state.fill_page(&prefix, &mut page, |entry| {
             selectors.matches(&entry.value).then(|| Stored {
