@@ -37,9 +37,10 @@ pub struct Args {
     /// Maximum concurrent TaskRuns (default: the number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_AGENT_CAPACITY)))]
     pub capacity: Option<u32>,
-    /// Where the agent's own gRPC service (logs) listens.
-    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
-    pub bind_address: IpAddr,
+    /// Where the agent's own gRPC service (logs) listens [default: 0.0.0.0,
+    /// or 127.0.0.1 when the agent has no token and no certificate].
+    #[arg(long, value_name = "IP")]
+    pub bind_address: Option<IpAddr>,
     /// Port of the agent's gRPC service; 0 lets the OS pick.
     #[arg(long, default_value_t = 50051)]
     pub port: u16,
@@ -149,7 +150,11 @@ impl Config {
         Self {
             labels: args.labels.unwrap_or_default().0,
             capacity: args.capacity.unwrap_or_else(cpu_count),
-            bind: SocketAddr::new(args.bind_address, args.port),
+            bind: SocketAddr::new(
+                args.bind_address
+                    .unwrap_or_else(|| default_bind_address(&args.credentials)),
+                args.port,
+            ),
             report_address: args.report_address,
             work_dir,
             lease: Duration::from_secs(u64::from(args.lease_seconds)),
@@ -177,6 +182,17 @@ impl Config {
             bound.ip()
         };
         SocketAddr::new(ip, bound.port()).to_string()
+    }
+}
+
+/// All interfaces, but loopback only in development mode (no token, no
+/// certificate), where the logs port cannot tell the apiserver from
+/// anyone else.
+fn default_bind_address(credentials: &CredentialFlags) -> IpAddr {
+    if credentials.token.is_none() && credentials.cert_file.is_none() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     }
 }
 
@@ -220,6 +236,17 @@ mod tests {
         assert!(config.capacity >= 1);
         assert_eq!(config.lease, Duration::from_secs(15));
         assert_eq!(config.max_output_bytes, 1 << 30);
+        // No credentials: development mode, loopback only.
+        assert!(config.bind.ip().is_loopback(), "{}", config.bind);
+        let args = Args::try_parse_from([
+            "sloth-agent",
+            "--name",
+            "a1",
+            "--token",
+            "0123456789abcdef0123",
+        ])
+        .expect("parse");
+        assert!(Config::from_args(args).bind.ip().is_unspecified());
         let bound: SocketAddr = "0.0.0.0:4242".parse().expect("addr");
         assert_eq!(config.report_address_for(bound), "127.0.0.1:4242");
         let bound: SocketAddr = "10.1.2.3:4242".parse().expect("addr");

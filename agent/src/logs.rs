@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use futures_util::Stream;
+use sloth_sdk::logs_auth;
 use sloth_proto::v1::agent_logs_server::AgentLogs;
 use sloth_proto::v1::{LogChunk, LogsRequest};
 use sloth_sdk::validation::names;
@@ -16,11 +19,38 @@ use tonic::{Request, Response, Status};
 
 use crate::concurrency::{ActiveRuns, RunKey};
 
-/// Admits a call to the logs port: with TLS, only a caller whose verified
-/// certificate has role admin (the apiserver relaying `slothctl logs`).
-pub fn admit(request: Request<()>, requires_certificate: bool) -> Result<Request<()>, Status> {
-    if !requires_certificate {
-        return Ok(request);
+/// Who may call the logs port (only ever the apiserver, relaying
+/// `slothctl logs`).
+#[derive(Clone, Debug)]
+pub enum Admission {
+    /// The agent has a certificate: mutual TLS, and the caller's verified
+    /// certificate must have role admin.
+    Certificate,
+    /// The agent has a token but no certificate: each call must carry the
+    /// apiserver's proof for the TaskRun it reads, made with the digest of
+    /// this agent's token (`sloth_sdk::logs_auth`).
+    TokenProof { key: Arc<Vec<u8>> },
+    /// No credentials at all (development mode, loopback by default).
+    Open,
+}
+
+/// Admits a call to the logs port before its message is read: with a
+/// certificate, only a caller whose verified certificate has role admin;
+/// with a token, only a call carrying a proof (checked against the TaskRun
+/// in [`LogService`]).
+pub fn admit(request: Request<()>, admission: &Admission) -> Result<Request<()>, Status> {
+    match admission {
+        Admission::Open => return Ok(request),
+        Admission::TokenProof { .. } => {
+            return match request.metadata().get(logs_auth::METADATA_KEY) {
+                Some(_) => Ok(request),
+                None => Err(Status::unauthenticated(format!(
+                    "this logs port serves only the apiserver: the call carries no {} proof",
+                    logs_auth::METADATA_KEY
+                ))),
+            };
+        }
+        Admission::Certificate => {}
     }
     let identity = request
         .extensions()
@@ -107,12 +137,38 @@ pub fn utf8_tail(bytes: &[u8], max: usize) -> String {
 pub struct LogService {
     work_dir: PathBuf,
     runs: ActiveRuns,
+    admission: Admission,
 }
 
 impl LogService {
-    pub fn new(work_dir: PathBuf, runs: ActiveRuns) -> Self {
-        Self { work_dir, runs }
+    pub fn new(work_dir: PathBuf, runs: ActiveRuns, admission: Admission) -> Self {
+        Self {
+            work_dir,
+            runs,
+            admission,
+        }
     }
+}
+
+/// Checks the apiserver's proof for reading `namespace/name` (token mode).
+fn check_proof(key: &[u8], request: &Request<LogsRequest>) -> Result<(), Status> {
+    let message = request.get_ref();
+    let now = chrono::Utc::now().timestamp();
+    let mut last = None;
+    for value in request.metadata().get_all(logs_auth::METADATA_KEY) {
+        let value = value.to_str().unwrap_or_default();
+        match logs_auth::verify(key, value, &message.namespace, &message.name, now) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Status::unauthenticated(match last {
+        Some(e) => format!("this logs port serves only the apiserver: {e}"),
+        None => format!(
+            "this logs port serves only the apiserver: the call carries no {} proof",
+            logs_auth::METADATA_KEY
+        ),
+    }))
 }
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<LogChunk, Status>> + Send>>;
@@ -162,6 +218,9 @@ impl AgentLogs for LogService {
     type LogsStream = ChunkStream;
 
     async fn logs(&self, request: Request<LogsRequest>) -> Result<Response<ChunkStream>, Status> {
+        if let Admission::TokenProof { key } = &self.admission {
+            check_proof(key, &request)?;
+        }
         let request = request.into_inner();
         let key = check_key(&request.namespace, &request.name).map_err(Status::invalid_argument)?;
         let offset = u64::try_from(request.offset).map_err(|_| {

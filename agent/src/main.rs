@@ -161,13 +161,34 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     }
 
     let server_stop = CancellationToken::new();
-    let requires_certificate = logs_tls.is_some();
+    let admission = match (&logs_tls, &options.token) {
+        (Some(_), _) => logs::Admission::Certificate,
+        (None, Some(token)) => logs::Admission::TokenProof {
+            key: Arc::new(sloth_sdk::logs_auth::key_of_token(token)),
+        },
+        (None, None) => logs::Admission::Open,
+    };
+    if matches!(admission, logs::Admission::Open) {
+        if bound.ip().is_loopback() {
+            tracing::warn!(
+                "development mode: the agent has no credentials, so its logs port {bound} serves \
+                 any caller; it listens on loopback only (give it --token or a certificate to \
+                 serve the apiserver from elsewhere)"
+            );
+        } else {
+            tracing::warn!(
+                "the agent has no credentials and its logs port {bound} is not on loopback: \
+                 anyone who can reach it can read any TaskRun's output"
+            );
+        }
+    }
+    let service_admission = admission.clone();
     let connections = tls::accept(listener, logs_tls, server_stop.clone());
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(AgentLogsServer::with_interceptor(
-                logs::LogService::new(work_dir.clone(), runs.clone()),
-                move |request| logs::admit(request, requires_certificate),
+                logs::LogService::new(work_dir.clone(), runs.clone(), service_admission),
+                move |request| logs::admit(request, &admission),
             ))
             .serve_with_incoming_shutdown(
                 ReceiverStream::new(connections).map(Ok::<_, std::io::Error>),

@@ -44,6 +44,11 @@ pub struct Admitted {
 }
 
 impl Guard {
+    /// See [`Authenticator::agent_logs_keys`].
+    pub fn agent_logs_keys(&self, agent: &str) -> Vec<Vec<u8>> {
+        self.authenticator.agent_logs_keys(agent)
+    }
+
     pub fn new(authenticator: Authenticator, audit: Option<AuditLog>, watches: WatchLimit) -> Self {
         Self {
             authenticator,

@@ -9,6 +9,7 @@ use futures_util::stream::BoxStream;
 use serde_json::Value;
 use sloth_proto::v1 as pb;
 use sloth_proto::v1::agent_logs_client::AgentLogsClient;
+use sloth_sdk::logs_auth;
 use sloth_sdk::tls::{ClientTls, Connector};
 use tonic::transport::Endpoint;
 
@@ -43,11 +44,15 @@ impl AgentDialer {
     }
 }
 
-/// Streams the output of TaskRun `namespace/name` from its agent.
+/// Streams the output of TaskRun `namespace/name` from its agent. The call
+/// carries a proof made with each of `agent_keys(agent)` (the digests of
+/// the agent's tokens), which an agent with a token but no certificate
+/// requires (`sloth_sdk::logs_auth`).
 pub async fn logs(
     resources: &Resources,
     dialer: &AgentDialer,
     request: pb::LogsRequest,
+    agent_keys: impl Fn(&str) -> Vec<Vec<u8>>,
 ) -> Result<BoxStream<'static, Result<pb::LogChunk, tonic::Status>>, ApiError> {
     let taskrun = resources
         .get("TaskRun", &request.namespace, &request.name)
@@ -93,8 +98,16 @@ pub async fn logs(
             use std::error::Error as _;
             unreachable(&sloth_sdk::error::with_causes(&e.to_string(), e.source()))
         })?;
+    let mut call = tonic::Request::new(request);
+    let now = chrono::Utc::now().timestamp();
+    for key in agent_keys(agent_name) {
+        let proof = logs_auth::sign(&key, now, &call.get_ref().namespace, &call.get_ref().name);
+        if let Ok(value) = proof.parse() {
+            call.metadata_mut().append(logs_auth::METADATA_KEY, value);
+        }
+    }
     let stream = AgentLogsClient::new(channel)
-        .logs(request)
+        .logs(call)
         .await
         .map_err(|status| match status.code() {
             tonic::Code::NotFound => ApiError::BadRequest(format!(

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod kinds;
 pub mod lease;
+pub mod logs_auth;
 #[cfg(feature = "lua")]
 pub mod lua;
 pub mod meta;

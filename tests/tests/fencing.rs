@@ -333,6 +333,11 @@ fn a_second_agent_under_a_live_name_exits_naming_the_holder() {
     let stderr = sloth_tests::drain(second.stderr.take().expect("stderr"));
     let stdout = LineReader::new(second.stdout.take().expect("stdout"));
     let code = wait_exit(&mut second, DEADLINE);
+    if code.is_none() {
+        // Still running: it took the name over. End it to read its stderr.
+        let _ = second.kill();
+        let _ = second.wait();
+    }
     let stderr = stderr.join().expect("stderr");
     assert!(
         code.is_some_and(|c| c != 0),

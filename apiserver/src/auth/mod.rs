@@ -152,6 +152,15 @@ impl Authenticator {
             .is_some_and(|token| internal.user(token.trim()).is_some())
     }
 
+    /// The keys agent `agent`'s logs port accepts the apiserver's calls
+    /// with: the digests of the agent's tokens (see `sloth_sdk::logs_auth`).
+    pub fn agent_logs_keys(&self, agent: &str) -> Vec<Vec<u8>> {
+        self.tokens
+            .as_ref()
+            .map(|t| t.current().agent_digests(agent))
+            .unwrap_or_default()
+    }
+
     fn user_of_token(&self, token: &str) -> Result<User, Unauthenticated> {
         if let Some(user) = self.internal.as_ref().and_then(|t| t.user(token)) {
             return Ok(user.clone());

@@ -127,6 +127,16 @@ impl Tokens {
     pub fn user(&self, token: &str) -> Option<&User> {
         self.users.get(&digest_of(token))
     }
+
+    /// The token digests of agent `agent` (user `agent:NAME`, role agent):
+    /// the keys its logs port checks the apiserver's calls with.
+    pub fn agent_digests(&self, agent: &str) -> Vec<Vec<u8>> {
+        self.users
+            .iter()
+            .filter(|(_, user)| user.agent_name() == Some(agent))
+            .map(|(digest, _)| digest.clone())
+            .collect()
+    }
 }
 
 #[cfg(test)]
