@@ -185,6 +185,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn registering_again_keeps_the_restricted_labels_an_admin_set() {
+        let mut stored = Agent::new("build-1", AgentSpec::default());
+        stored.metadata.labels = BTreeMap::from([
+            (
+                "restricted.sloth.dev/tier".to_string(),
+                "secure".to_string(),
+            ),
+            ("old".to_string(), "x".to_string()),
+        ]);
+        let own = BTreeMap::from([("zone".to_string(), "a".to_string())]);
+        let labels = with_restricted_of(&stored, &own);
+        assert_eq!(labels["restricted.sloth.dev/tier"], "secure");
+        assert_eq!(labels["zone"], "a");
+        assert!(
+            !labels.contains_key("old"),
+            "other labels are the agent's own"
+        );
+    }
+
+    #[test]
     fn the_agent_label_names_the_agent() {
         let given = BTreeMap::from([
             ("zone".to_string(), "a".to_string()),

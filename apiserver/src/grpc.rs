@@ -497,8 +497,12 @@ impl ResourcesRpc for GrpcService {
                 }
                 Ok(_) => {}
                 Err(refusal) => {
+                    let audited = matches!(refusal, Refused(_));
                     let status = refusal.into_status();
                     self.observe("delete", &r.kind, start, status.code());
+                    if !audited {
+                        self.guard.completed(&admitted, &attributes, Err(&status));
+                    }
                     return Err(status);
                 }
             }
