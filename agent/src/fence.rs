@@ -230,7 +230,11 @@ mod tests {
         let d = *fence.subscribe().borrow();
         assert_eq!(d, Deadlines::granted(&fence.timeline(), now));
         fence.renewed(BootMs(now.0 - 1000));
-        assert_eq!(*fence.subscribe().borrow(), d, "an older renewal is ignored");
+        assert_eq!(
+            *fence.subscribe().borrow(),
+            d,
+            "an older renewal is ignored"
+        );
         fence.revoke();
         assert!(!fence.holds());
     }

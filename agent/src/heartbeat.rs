@@ -166,7 +166,12 @@ impl Heartbeat {
     /// Renews every third of the lease (sooner after a failure), extending
     /// `fence` with each success, until `stop`. Cancels `superseded` and
     /// returns when another instance has taken the lease.
-    pub async fn run(mut self, fence: Fence, stop: CancellationToken, superseded: CancellationToken) {
+    pub async fn run(
+        mut self,
+        fence: Fence,
+        stop: CancellationToken,
+        superseded: CancellationToken,
+    ) {
         let timeline = fence.timeline();
         let mut wait = timeline.renew_every();
         loop {

@@ -43,7 +43,10 @@ pub fn load_or_create(work_dir: &Path) -> anyhow::Result<String> {
 
 /// 32 lowercase hex digits.
 fn valid(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn generate() -> std::io::Result<String> {
@@ -167,7 +170,11 @@ mod tests {
     #[test]
     fn run_directories_are_scanned_for_group_files() {
         let dir = tempfile::tempdir().expect("temp dir");
-        for (ns, name, with_file) in [("default", "a", true), ("team", "b", true), ("team", "c", false)] {
+        for (ns, name, with_file) in [
+            ("default", "a", true),
+            ("team", "b", true),
+            ("team", "c", false),
+        ] {
             let run = dir.path().join(ns).join(name);
             std::fs::create_dir_all(&run).expect("mkdir");
             if with_file {

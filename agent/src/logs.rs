@@ -10,9 +10,9 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use futures_util::Stream;
-use sloth_sdk::logs_auth;
 use sloth_proto::v1::agent_logs_server::AgentLogs;
 use sloth_proto::v1::{LogChunk, LogsRequest};
+use sloth_sdk::logs_auth;
 use sloth_sdk::validation::names;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::{Request, Response, Status};
@@ -314,7 +314,7 @@ mod tests {
     async fn serves_from_an_offset_and_follows_until_the_run_ends() {
         let dir = tempfile::tempdir().expect("temp dir");
         let runs = ActiveRuns::default();
-        let service = LogService::new(dir.path().to_path_buf(), runs.clone());
+        let service = LogService::new(dir.path().to_path_buf(), runs.clone(), Admission::Open);
         let key = RunKey::new("default", "t1");
         let request = |follow, offset| {
             Request::new(LogsRequest {

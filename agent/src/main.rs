@@ -151,8 +151,8 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         config.labels.clone(),
         work_dir.clone(),
         slots.clone(),
-        renewed.clone(),
-    );
+    )
+    .reporting(renewed.clone());
     if !register(&registration, &client, &shutdown).await? {
         return Ok(());
     }
@@ -197,19 +197,15 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     );
     let background = CancellationToken::new();
     let superseded = CancellationToken::new();
-    let heartbeat_for_release =
-        Heartbeat::new(
-            client.clone(),
-            &name,
-            &instance,
-            config.lease_seconds(),
-            renewed.clone(),
-        );
-    let renewing = tokio::spawn(heartbeat.run(
-        fence.clone(),
-        background.clone(),
-        superseded.clone(),
-    ));
+    let heartbeat_for_release = Heartbeat::new(
+        client.clone(),
+        &name,
+        &instance,
+        config.lease_seconds(),
+        renewed.clone(),
+    );
+    let renewing =
+        tokio::spawn(heartbeat.run(fence.clone(), background.clone(), superseded.clone()));
     tokio::spawn(fence::enforce(fence.subscribe(), runs.clone()));
     let refreshing = tokio::spawn(heartbeat::refresh_status(
         registration.clone(),

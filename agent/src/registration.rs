@@ -39,10 +39,9 @@ impl Registration {
         labels: BTreeMap<String, String>,
         work_dir: PathBuf,
         slots: Arc<Slots>,
-        renewed: LastRenewal,
     ) -> Self {
         Self {
-            renewed,
+            renewed: LastRenewal::default(),
             api: Api::all(client),
             name: name.to_string(),
             address,
@@ -51,6 +50,12 @@ impl Registration {
             work_dir,
             slots,
         }
+    }
+
+    /// Reports `renewed` as the status's `lastHeartbeatTime`.
+    pub fn reporting(mut self, renewed: LastRenewal) -> Self {
+        self.renewed = renewed;
+        self
     }
 
     /// Creates the Agent object, or updates its address, capacity and labels;

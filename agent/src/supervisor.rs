@@ -184,10 +184,10 @@ fn read_agent(tx: &mpsc::Sender<Event>) {
                 return;
             }
             Ok(_) => {
-                if let Some(message) = Message::parse(&line) {
-                    if tx.send(Event::Message(message)).is_err() {
-                        return;
-                    }
+                if let Some(message) = Message::parse(&line)
+                    && tx.send(Event::Message(message)).is_err()
+                {
+                    return;
                 }
             }
         }
@@ -233,7 +233,9 @@ fn supervise(pgid: Pid, mut fence_at: BootMs, events: &mpsc::Receiver<Event>) ->
             Ok(Event::Exited(Ok(exit))) => {
                 status = Some(exit);
                 // What the program left in its group ends with it.
-                if kill_at.is_none() && !killed && killpg(pgid, Signal::SIGTERM) != Err(Errno::ESRCH)
+                if kill_at.is_none()
+                    && !killed
+                    && killpg(pgid, Signal::SIGTERM) != Err(Errno::ESRCH)
                 {
                     kill_at = Some(Instant::now() + KILL_GRACE);
                 }
@@ -299,8 +301,9 @@ pub mod testing {
                 .and_then(std::path::Path::parent)
                 .expect("test executable lives in target/<profile>/deps")
                 .to_path_buf();
-            let mut build =
-                std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            let mut build = std::process::Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            );
             build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
                 "build",
                 "--quiet",
@@ -398,7 +401,11 @@ mod tests {
             .expect("write");
         let status = child.wait().expect("wait");
         assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
-        assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() >= Duration::from_millis(1400),
+            "{:?}",
+            started.elapsed()
+        );
         wait_gone(pgid);
     }
 

@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use crate::concurrency::{ActiveRuns, RunGuard, RunKey, Slots, StopReason};
 use crate::executor::{self, Outcome, ShellJob};
 use crate::fence::Fence;
-use crate::supervisor::Supervision;
 use crate::logs;
 use crate::lua::{self, LuaJob, LuaOutcome};
 use crate::results::{self, RESULTS_ENV, RESULTS_FILE};
+use crate::supervisor::Supervision;
 
 /// Reasons written into TaskRun statuses.
 pub mod reason {

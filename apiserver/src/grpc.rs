@@ -531,11 +531,13 @@ impl ResourcesRpc for GrpcService {
             Target::named("TaskRun", &r.namespace, &r.name)
         };
         self.admit(&request, &target.attributes(Verb::Logs, ""), start)?;
-        let result =
-            crate::logs::logs(&self.resources, &self.agent_dialer, request.into_inner(), |agent| {
-                self.guard.agent_logs_keys(agent)
-            })
-            .await;
+        let result = crate::logs::logs(
+            &self.resources,
+            &self.agent_dialer,
+            request.into_inner(),
+            |agent| self.guard.agent_logs_keys(agent),
+        )
+        .await;
         self.record("logs", "TaskRun", start, &result);
         // A followed log never ends by itself while the task runs; end it on
         // shutdown as watches end, so the server can stop gracefully.

@@ -195,8 +195,8 @@ fn agent_registers_ready_and_renews_its_lock() {
         c.rt.block_on(locks.get("agent-a1"))
             .expect("heartbeat lock");
     // Held by the agent's instance id, kept in its work dir.
-    let instance = std::fs::read_to_string(c.agent.work_dir().join("instance-id"))
-        .expect("instance id file");
+    let instance =
+        std::fs::read_to_string(c.agent.work_dir().join("instance-id")).expect("instance id file");
     assert_eq!(lock.spec.holder_identity.as_deref(), Some(instance.trim()));
     assert_eq!(lock.spec.lease_duration_seconds, Some(3));
     assert!(lock.spec.acquire_time.is_some());
@@ -504,7 +504,9 @@ fn sigterm_lets_running_taskruns_finish_and_exits_0() {
     let agent = c.rt.block_on(agents.get("a1")).expect("agent object");
     assert_eq!(agent.status_or_default().phase, AgentPhase::NotReady);
     let locks: Api<LockSpec> = Api::namespaced(c.client.clone(), "sloth-system");
-    let lock = c.rt.block_on(locks.get("agent-a1")).expect("heartbeat lock");
+    let lock =
+        c.rt.block_on(locks.get("agent-a1"))
+            .expect("heartbeat lock");
     assert_eq!(lock.spec.holder_identity, None, "{lock:?}");
 }
 

@@ -105,5 +105,8 @@ fn the_logs_port_refuses_callers_other_than_the_apiserver_in_token_mode() {
     // The proof itself is what the agent checks: made with its key, it
     // reads (this is what the apiserver sends).
     let good = logs_auth::sign(&key, now, "default", &name);
-    assert_eq!(direct_logs_call(address, &name, Some(good)), tonic::Code::Ok);
+    assert_eq!(
+        direct_logs_call(address, &name, Some(good)),
+        tonic::Code::Ok
+    );
 }

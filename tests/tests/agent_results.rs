@@ -150,8 +150,8 @@ mod controllers {
 
         // An agent whose heartbeat Lock was cleared takes it back (held by
         // its instance id, kept in its work dir).
-        let instance = std::fs::read_to_string(agent.work_dir().join("instance-id"))
-            .expect("instance id");
+        let instance =
+            std::fs::read_to_string(agent.work_dir().join("instance-id")).expect("instance id");
         let heartbeats: Api<LockSpec> = Api::namespaced(client.clone(), "sloth-system");
         wait_until(DEADLINE, || {
             let mut lock = rt.block_on(heartbeats.get("agent-a1")).ok()?;

@@ -7,8 +7,8 @@
 //! live agent's name exits naming the holder; SIGTERM marks the agent
 //! NotReady once.
 
-use std::path::Path;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -50,7 +50,8 @@ impl Cluster {
             let _enter = rt.enter();
             server.client()
         };
-        let controllers = with_controllers.then(|| Controllers::start(&server, "c1", CONTROLLER_ARGS));
+        let controllers =
+            with_controllers.then(|| Controllers::start(&server, "c1", CONTROLLER_ARGS));
         let agents = (1..=agents)
             .map(|i| Agent::start(&server, &format!("a{i}"), AGENT_ARGS))
             .collect();
@@ -129,7 +130,10 @@ spec:
     fn first_attempt_started(&self) -> (String, i32) {
         let line = wait_until(DEADLINE, || {
             let text = std::fs::read_to_string(self.ledger()).ok()?;
-            let start = text.lines().find(|l| l.starts_with("start 1 "))?.to_string();
+            let start = text
+                .lines()
+                .find(|l| l.starts_with("start 1 "))?
+                .to_string();
             text.lines().any(|l| l == "tick 1").then_some(start)
         })
         .unwrap_or_else(|| panic!("attempt 1 never started\n{}", self.logs()));
@@ -164,7 +168,11 @@ spec:
         let second = self.taskrun("ledger-work-2").expect("attempt 2");
         let st = second.status_or_default();
         assert_eq!(st.phase, TaskRunPhase::Succeeded);
-        assert_ne!(st.agent.as_deref(), Some(victim), "the retry ran on the lost agent");
+        assert_ne!(
+            st.agent.as_deref(),
+            Some(victim),
+            "the retry ran on the lost agent"
+        );
         let ledger = std::fs::read_to_string(self.ledger()).expect("ledger");
         assert_no_overlap(&ledger);
     }
@@ -190,8 +198,14 @@ fn assert_no_overlap(ledger: &str) {
         "attempt 1 wrote {} lines after attempt 2 started:\n{ledger}",
         late.len()
     );
-    assert!(!lines.contains(&"end 1"), "attempt 1 ran to its end:\n{ledger}");
-    assert!(lines.contains(&"end 2"), "attempt 2 did not finish:\n{ledger}");
+    assert!(
+        !lines.contains(&"end 1"),
+        "attempt 1 ran to its end:\n{ledger}"
+    );
+    assert!(
+        lines.contains(&"end 2"),
+        "attempt 2 did not finish:\n{ledger}"
+    );
 }
 
 /// Whether process `pid` is gone (or a zombie nobody reaped yet).
@@ -237,7 +251,11 @@ fn a_frozen_agents_attempt_is_killed_before_its_lease_runs_out() {
     // Killed by its supervisor while the agent was still frozen.
     let gone = process_gone(pid);
     signal(agent_pid, "CONT");
-    assert!(gone, "the payload {pid} of the frozen agent still ran\n{}", c.logs());
+    assert!(
+        gone,
+        "the payload {pid} of the frozen agent still ran\n{}",
+        c.logs()
+    );
     // The agent carries on, with its lease back.
     assert!(
         wait_until(DEADLINE, || {
@@ -296,7 +314,14 @@ fn a_restarted_agent_kills_leftover_groups_before_it_is_ready() {
 fn second_agent(server: &ApiServer, name: &str, work_dir: &Path) -> Child {
     Command::new(binary("sloth-agent"))
         .args(["--name", name, "--server", server.grpc_url()])
-        .args(["--bind-address", "127.0.0.1", "--port", "0", "--lease-seconds", "3"])
+        .args([
+            "--bind-address",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--lease-seconds",
+            "3",
+        ])
         .arg("--work-dir")
         .arg(work_dir)
         .env_remove("SLOTH_SERVER")
@@ -344,8 +369,8 @@ fn a_second_agent_under_a_live_name_exits_naming_the_holder() {
         "the second a1 did not exit non-zero ({code:?}); its stdout: {:?}\n{stderr}",
         stdout.next_line(Duration::from_millis(10))
     );
-    let holder = std::fs::read_to_string(c.agents[0].work_dir().join("instance-id"))
-        .expect("instance id");
+    let holder =
+        std::fs::read_to_string(c.agents[0].work_dir().join("instance-id")).expect("instance id");
     assert!(
         stderr.contains(holder.trim()) && stderr.contains("already running"),
         "the error does not name the holder {holder:?}:\n{stderr}"
@@ -397,9 +422,8 @@ fn sigterm_marks_the_agent_not_ready_once() {
         ready.message.contains("shut down"),
         "not a true message: {ready:?}"
     );
-    let listed = c
-        .rt
-        .block_on(Api::<AgentSpec>::all(c.client.clone()).list(&ListParams::default()))
-        .expect("list");
+    let listed =
+        c.rt.block_on(Api::<AgentSpec>::all(c.client.clone()).list(&ListParams::default()))
+            .expect("list");
     assert_eq!(listed.items.len(), 1);
 }
