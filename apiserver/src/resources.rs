@@ -391,6 +391,8 @@ impl Resources {
     }
 
     /// Deletes an object, or marks it deleting while finalizers remain.
+    /// Without a precondition, a write that lands between the read and the
+    /// delete (a Lock's renewal) is not the caller's conflict: read again.
     pub async fn delete(
         &self,
         kind: &str,
@@ -400,11 +402,31 @@ impl Resources {
     ) -> Result<Stored, ApiError> {
         let kind = resolve_kind(kind)?;
         let namespace = objects::effective_namespace(kind, namespace);
-        let current = self.get_in(kind, &namespace, name).await?;
+        let mut attempts = 1;
+        loop {
+            match self.delete_once(kind, &namespace, name, precondition).await {
+                Err(ApiError::Conflict { .. })
+                    if precondition.is_empty() && attempts < UNCONDITIONAL_UPDATE_ATTEMPTS =>
+                {
+                    attempts += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn delete_once(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+        precondition: &str,
+    ) -> Result<Stored, ApiError> {
+        let current = self.get_in(kind, namespace, name).await?;
         if !precondition.is_empty() && precondition != current.revision.to_string() {
             return Err(conflict(kind, name, precondition, current.revision));
         }
-        let key = object_key(kind, &namespace, name);
+        let key = object_key(kind, namespace, name);
         let has_finalizers = current
             .value
             .get("metadata")

@@ -19,7 +19,7 @@ use sloth_tests::{
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 const A1_TOKEN: &str = "agent-a1-token-0123456789abcdef";
 const A2_TOKEN: &str = "agent-a2-token-0123456789abcdef";
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(90);
 
 fn tokens_file(dir: &Path) -> PathBuf {
     let path = dir.join("tokens.csv");

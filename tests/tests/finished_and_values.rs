@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sloth_sdk::Error;
 use sloth_tests::{Agent, ApiServer, Run, ctl, runtime, wait_until};
 
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(90);
 
 fn apply(server: &ApiServer, dir: &Path, name: &str, manifest: &str) -> Run {
     let file = dir.join(name);
