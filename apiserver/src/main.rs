@@ -99,6 +99,10 @@ struct Args {
     /// Also run every controller in this process (single-node mode).
     #[arg(long)]
     controllers: bool,
+    /// With --controllers: how long finished ad-hoc TaskRuns (ones no
+    /// Workflow owns) are kept; a TaskRun's spec.ttlAfterFinished overrides it.
+    #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
+    taskrun_ttl: Duration,
     /// How much watch history to keep for resuming clients.
     #[arg(long, default_value = "5m", value_parser = sloth_sdk::duration::parse_flag)]
     history: Duration,
@@ -329,7 +333,10 @@ async fn main() -> anyhow::Result<()> {
         Some(tokio::spawn(sloth_controllers::run_elected(
             client,
             election,
-            sloth_controllers::Settings::default(),
+            sloth_controllers::Settings {
+                taskrun_ttl: args.taskrun_ttl,
+                ..sloth_controllers::Settings::default()
+            },
             shutdown.clone(),
         )))
     } else {

@@ -151,3 +151,16 @@ fn the_agent_caps_the_output_it_keeps() {
     );
     assert!(output("out-3").is_file());
 }
+
+#[test]
+fn single_node_mode_takes_the_taskrun_ttl_too() {
+    let server = ApiServer::start_with(&["--controllers", "--taskrun-ttl", "2s"]);
+    let agent = Agent::start(&server, "a1", &[]);
+    apply(&server, &taskrun("single", "echo single", None));
+    wait_succeeded(&server, &agent, "single");
+    wait_gone(
+        "the finished ad-hoc TaskRun single",
+        || get(&server, "single").is_none(),
+        || server.log(),
+    );
+}
