@@ -189,7 +189,10 @@ impl Config {
 /// certificate), where the logs port cannot tell the apiserver from
 /// anyone else.
 fn default_bind_address(credentials: &CredentialFlags) -> IpAddr {
-    if credentials.token.is_none() && credentials.cert_file.is_none() {
+    if credentials.token.is_none()
+        && credentials.token_file.is_none()
+        && credentials.cert_file.is_none()
+    {
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     } else {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
@@ -244,6 +247,15 @@ mod tests {
             "a1",
             "--token",
             "0123456789abcdef0123",
+        ])
+        .expect("parse");
+        assert!(Config::from_args(args).bind.ip().is_unspecified());
+        let args = Args::try_parse_from([
+            "sloth-agent",
+            "--name",
+            "a1",
+            "--token-file",
+            "/etc/sloth/agent.token",
         ])
         .expect("parse");
         assert!(Config::from_args(args).bind.ip().is_unspecified());
