@@ -43,6 +43,9 @@ pub enum StopReason {
     Shutdown,
     /// The agent could not renew its heartbeat lease in time (fencing).
     LeaseLost,
+    /// A Lock the run held through Lua's `lock` module was deleted, taken
+    /// over or ran out: mutual exclusion no longer holds.
+    LockLost,
 }
 
 /// The capacity semaphore and the count of live TaskRun processes.

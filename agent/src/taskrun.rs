@@ -35,6 +35,9 @@ pub mod reason {
     /// Stopped because the agent could not renew its heartbeat lease in
     /// time (fencing); workflows retry it like `AgentLost`.
     pub const LEASE_LOST: &str = "LeaseLost";
+    /// Stopped because a Lock it held (Lua `lock`) was taken away; the
+    /// workflow controller uses the same reason for a task's `locks`.
+    pub const LOCK_LOST: &str = "LockLost";
 }
 
 /// Where a run's process group id is recorded, in its run directory.
@@ -315,6 +318,10 @@ fn stop_message(reason: StopReason) -> &'static str {
             "the agent could not renew its heartbeat lease in time, so it stopped its \
              payloads before the lease ran out (fencing)"
         }
+        StopReason::LockLost => {
+            "a lock it held (Lua lock module) was deleted, taken over or ran out, so it \
+             was stopped: mutual exclusion no longer held"
+        }
     }
 }
 
@@ -322,6 +329,7 @@ fn stop_message(reason: StopReason) -> &'static str {
 fn stop_reason(why: StopReason) -> &'static str {
     match why {
         StopReason::LeaseLost => reason::LEASE_LOST,
+        StopReason::LockLost => reason::LOCK_LOST,
         _ => reason::KILLED,
     }
 }

@@ -320,3 +320,39 @@ fn a_task_whose_lock_is_deleted_is_stopped_with_reason_lock_lost() {
         "{status:#}"
     );
 }
+
+#[test]
+fn a_lua_task_whose_lock_is_deleted_is_stopped_with_reason_lock_lost() {
+    let server = ApiServer::start();
+    let _agent = Agent::start(&server, "a1", &[]);
+    let temp = tempfile::tempdir().expect("temp dir");
+    let manifest = temp.path().join("lua.yaml");
+    // A lease of 3 s is renewed every second: the loss is seen within one.
+    std::fs::write(
+        &manifest,
+        "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata: {name: lua-holder}\n\
+         spec:\n  agentName: a1\n  run:\n    lua:\n      script: |\n        \
+         lock.acquire('db', {lease = 3})\n        print('holding')\n        \
+         while true do time.sleep(0.1) end\n",
+    )
+    .expect("write manifest");
+    ctl(&server, &["apply", "-f", path(&manifest)]).ok();
+    wait_until(DEADLINE, || {
+        let lock = ctl(&server, &["get", "lock", "db", "-o", "json"]);
+        (lock.code == 0
+            && lock.json()["spec"]["holderIdentity"] == json!("TaskRun/default/lua-holder"))
+        .then_some(())
+    })
+    .expect("the Lua task holds the lock");
+
+    ctl(&server, &["delete", "lock", "db"]).ok();
+    let status = wait_until(DEADLINE, || {
+        let tr = ctl(&server, &["get", "taskrun", "lua-holder", "-o", "json"]).json();
+        (tr["status"]["phase"] == "Failed").then(|| tr["status"].clone())
+    })
+    .expect("the Lua task is stopped");
+    assert_eq!(status["reason"], "LockLost", "{status:#}");
+    // Stopped, not re-taken: the lock stays deleted.
+    let lock = ctl(&server, &["get", "lock", "db"]);
+    assert_ne!(lock.code, 0, "the lock was taken back: {lock:#?}");
+}

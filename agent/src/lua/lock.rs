@@ -3,11 +3,12 @@
 //! while held and released when the task ends.
 
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use mlua::{Lua, MultiValue, Table};
-use sloth_sdk::lease::{self, Acquire};
+use sloth_sdk::lease::{self, Acquire, Renew};
 use sloth_sdk::objects::LockSpec;
 use sloth_sdk::{Api, Error};
 
@@ -118,7 +119,8 @@ fn acquire(ctx: &RunCtx, func: &str, name: &str, opts: Option<&Table>) -> mlua::
         }
         let problem = match ctx.ctl.wait(&rx)? {
             Ok(Acquire::Acquired(_)) => {
-                let renew = handle.spawn(renew(api, name.to_string(), holder, lease_secs));
+                let lost = ctx.ctl.lock_lost_flag();
+                let renew = handle.spawn(renew(api, name.to_string(), holder, lease_secs, lost));
                 ctx.locks
                     .borrow_mut()
                     .insert(name.to_string(), Held { renew });
@@ -141,15 +143,25 @@ fn acquire(ctx: &RunCtx, func: &str, name: &str, opts: Option<&Table>) -> mlua::
     }
 }
 
-/// Renews a held Lock every third of its lease until aborted.
-async fn renew(api: Api<LockSpec>, name: String, holder: String, lease_secs: u32) {
+/// Renews a held Lock every third of its lease until aborted. A Lock that
+/// is gone, taken over or expired is never taken back: `lost` is set, which
+/// stops the run (reason LockLost), since what the Lock guarded may already
+/// be in someone else's hands.
+async fn renew(
+    api: Api<LockSpec>,
+    name: String,
+    holder: String,
+    lease_secs: u32,
+    lost: Arc<AtomicBool>,
+) {
     let every = Duration::from_secs(u64::from(lease_secs)) / 3;
     loop {
         tokio::time::sleep(every.max(Duration::from_millis(300))).await;
-        match lease::try_acquire(&api, &name, &holder, lease_secs).await {
-            Ok(Acquire::Acquired(_)) => {}
-            Ok(Acquire::Held { holder: other, .. }) => {
-                tracing::warn!("lock {name} was taken by {other} from {holder}");
+        match lease::renew(&api, &name, &holder, lease_secs).await {
+            Ok(Renew::Renewed(_)) => {}
+            Ok(Renew::Lost(why)) => {
+                tracing::warn!("{holder} lost lock {name}: {why}; stopping the run");
+                lost.store(true, Ordering::Release);
                 return;
             }
             Err(e) => tracing::warn!("cannot renew lock {name} of {holder}: {e}"),

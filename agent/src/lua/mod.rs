@@ -22,7 +22,8 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mlua::{Lua, MultiValue, Table, Value};
@@ -91,6 +92,8 @@ impl std::error::Error for Interrupt {}
 pub struct Ctl {
     deadline: Option<Instant>,
     stop: Option<watch::Receiver<Option<StopReason>>>,
+    /// Set from a lock's renewal task once the run lost one of its Locks.
+    lock_lost: Arc<AtomicBool>,
 }
 
 impl Ctl {
@@ -101,13 +104,23 @@ impl Ctl {
         Self {
             deadline: timeout.map(|t| Instant::now() + t),
             stop,
+            lock_lost: Arc::default(),
         }
+    }
+
+    /// The flag that stops the run (reason LockLost) once set; it is shared
+    /// with the tasks that renew the run's Locks.
+    pub fn lock_lost_flag(&self) -> Arc<AtomicBool> {
+        self.lock_lost.clone()
     }
 
     /// Why the code must stop now, if it must.
     pub fn check(&self) -> Option<Interrupt> {
         if let Some(reason) = self.stop.as_ref().and_then(|s| *s.borrow()) {
             return Some(Interrupt::Stopped(reason));
+        }
+        if self.lock_lost.load(Ordering::Acquire) {
+            return Some(Interrupt::Stopped(StopReason::LockLost));
         }
         match self.deadline {
             Some(deadline) if Instant::now() >= deadline => Some(Interrupt::TimedOut),
