@@ -426,9 +426,19 @@ impl ResourcesRpc for GrpcService {
             let limit = usize::try_from(r.limit.max(0)).unwrap_or(usize::MAX);
             let cached = match (&self.watch_cache, list_source(&r)?) {
                 (Some(cache), ListSource::AnyRecent) => {
-                    cache
+                    // A cache that cannot start (its store watch failed, say
+                    // an etcd member just died) must not fail a list the
+                    // store, with its retries, can still answer.
+                    match cache
                         .list(&r.kind, &r.namespace, &selectors, limit, MAX_PAGE_BYTES)
-                        .await?
+                        .await
+                    {
+                        Ok(listed) => listed,
+                        Err(e) => {
+                            tracing::debug!(kind = %r.kind, error = %e, "listing from the store: the watch cache cannot serve");
+                            None
+                        }
+                    }
                 }
                 _ => None,
             };
