@@ -499,6 +499,19 @@ pub fn send_signal(pid: u32, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
+/// A client of the apiserver at `url` that authenticates with bearer
+/// `token` (plain gRPC).
+pub fn client_with_token(url: &str, token: &str) -> sloth_sdk::Client {
+    sloth_sdk::Client::with_options(
+        &[url],
+        &sloth_sdk::ClientOptions {
+            tls: None,
+            token: Some(token.into()),
+        },
+    )
+    .expect("client")
+}
+
 /// SIGKILL, and reaps the process.
 fn kill9(child: Option<Child>) {
     if let Some(mut child) = child {

@@ -11,9 +11,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sloth_sdk::{Client, ClientOptions, Error};
+use sloth_sdk::{Client, Error};
 use sloth_tests::{
-    Agent, ApiServer, CTL_DEADLINE, Run, binary, ctl, run_to_end, runtime, wait_until,
+    Agent, ApiServer, CTL_DEADLINE, Run, binary, client_with_token, ctl, run_to_end, runtime,
+    wait_until,
 };
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
@@ -50,14 +51,7 @@ fn admin_ctl(url: &str, args: &[&str]) -> Run {
 }
 
 fn client(url: &str, token: &str) -> Client {
-    Client::with_options(
-        &[url],
-        &ClientOptions {
-            tls: None,
-            token: Some(token.into()),
-        },
-    )
-    .expect("client")
+    client_with_token(url, token)
 }
 
 fn lock(name: &str, holder: &str) -> Value {

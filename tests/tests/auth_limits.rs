@@ -9,10 +9,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sloth_sdk::{Client, ClientOptions, Error};
+use sloth_sdk::Error;
 use sloth_tests::{
-    Agent, ApiServer, CTL_DEADLINE, Controllers, Run, binary, http_get_with, run_to_end, runtime,
-    wait_until,
+    Agent, ApiServer, CTL_DEADLINE, Controllers, Run, binary, client_with_token, http_get_with,
+    run_to_end, runtime, wait_until,
 };
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
@@ -64,16 +64,7 @@ fn failed_authentications_are_throttled_per_address_and_audited_once_per_window(
         ApiServer::start_with(&["--token-file", path(&tokens), "--audit-log", path(&audit)]);
     let rt = runtime();
     let _in_runtime = rt.enter();
-    let client_with = |token: &str| {
-        Client::with_options(
-            &[server.grpc_url()],
-            &ClientOptions {
-                tls: None,
-                token: Some(token.into()),
-            },
-        )
-        .expect("client")
-    };
+    let client_with = |token: &str| client_with_token(server.grpc_url(), token);
     let guesser = client_with("guess-0000000000000000");
 
     let started = Instant::now();

@@ -9,11 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use sloth_sdk::tls::ClientTlsFiles;
-use sloth_sdk::{Client, ClientOptions, Error};
+use sloth_sdk::Error;
 use sloth_tests::{
-    Agent, ApiServer, CTL_DEADLINE, Run, binary, http_get, http_get_with, run_to_end, runtime,
-    wait_until,
+    Agent, ApiServer, CTL_DEADLINE, Run, binary, client_with_token, http_get, http_get_with,
+    run_to_end, runtime, wait_until,
 };
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
@@ -335,22 +334,8 @@ fn agents_with_their_own_tokens_run_taskruns_but_cannot_steer_other_agents() {
 
     let rt = runtime();
     rt.block_on(async {
-        let as_a1 = Client::with_options(
-            &[url],
-            &ClientOptions {
-                tls: None,
-                token: Some(A1_TOKEN.into()),
-            },
-        )
-        .expect("client");
-        let admin = Client::with_options(
-            &[url],
-            &ClientOptions {
-                tls: None::<ClientTlsFiles>,
-                token: Some(ADMIN_TOKEN.into()),
-            },
-        )
-        .expect("client");
+        let as_a1 = client_with_token(url, A1_TOKEN);
+        let admin = client_with_token(url, ADMIN_TOKEN);
 
         // Cordon another agent.
         let mut a2 = serde_json::to_value(admin.get("Agent", "", "a2").await.expect("get a2"))
@@ -484,16 +469,7 @@ fn a_client_cannot_hold_more_watches_than_the_limit() {
         "--max-watches-per-client",
         "2",
     ]);
-    let client = |token: &str| {
-        Client::with_options(
-            &[server.grpc_url()],
-            &ClientOptions {
-                tls: None,
-                token: Some(token.into()),
-            },
-        )
-        .expect("client")
-    };
+    let client = |token: &str| client_with_token(server.grpc_url(), token);
     runtime().block_on(async {
         let vic = client(VIEWER_TOKEN);
         let params = Default::default();
