@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::objects::{AgentSpec, EventSpec, LockSpec, TaskRunSpec, WorkflowSpec};
+use crate::objects::{AgentSpec, EventSpec, LockSpec, StateEntrySpec, TaskRunSpec, WorkflowSpec};
 use crate::resource::{Object, Spec};
 use crate::validation::{FieldError, FieldErrors, Validate};
 
@@ -75,6 +75,15 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<EventSpec>,
         check_update: check_update::<EventSpec>,
+    },
+    KindInfo {
+        kind: "StateEntry",
+        plural: "stateentries",
+        singular: "stateentry",
+        short: &["state"],
+        namespaced: true,
+        admit: admit::<StateEntrySpec>,
+        check_update: check_update::<StateEntrySpec>,
     },
 ];
 

@@ -19,6 +19,7 @@ pub mod resource;
 pub mod role;
 pub mod runtime;
 pub mod selector;
+pub mod state;
 pub mod tls;
 pub mod validation;
 pub mod watcher;

@@ -90,3 +90,4 @@ mod dag;
 pub mod limits;
 mod metadata;
 pub mod names;
+mod state;

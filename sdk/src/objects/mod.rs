@@ -19,3 +19,5 @@ pub use workflow::{
     Backoff, RetryOn, RetryPolicy, TaskPhase, TaskStatus, Workflow, WorkflowPhase, WorkflowSpec,
     WorkflowState, WorkflowStatus, WorkflowTask,
 };
+pub mod state;
+pub use state::{StateEntry, StateEntrySpec, StateEntryStatus};
