@@ -1,6 +1,6 @@
 //! Applies [`restriction`](crate::auth::restriction) to an agent's writes:
 //! reads the object the write would change, judges the change, and looks
-//! up the TaskRuns named as Lock holders.
+//! up the TaskRuns named as Lock holders and state writers.
 
 use serde_json::Value;
 use sloth_sdk::lease::SYSTEM_NAMESPACE;
@@ -10,6 +10,7 @@ use crate::auth::policy::Verb;
 use crate::auth::restriction::{self, HolderTaskRun};
 use crate::error::ApiError;
 use crate::resources::{Resources, Stored};
+use crate::state_writes;
 
 /// Why an agent's write may not go ahead.
 #[derive(Debug)]
@@ -69,7 +70,20 @@ pub async fn judge(
             )
             .map_err(Refusal::Forbidden)?;
             for taskrun in &holders {
-                check_bound(resources, agent, taskrun).await?;
+                check_bound(resources, agent, taskrun, "lock holder").await?;
+            }
+            Ok(stored.map(|s| s.revision))
+        }
+        ("StateEntry", Verb::Create | Verb::Update | Verb::Delete) => {
+            let stored = stored(resources, write).await?;
+            let judged = match (write.verb, write.requested) {
+                (Verb::Delete, _) => stored.as_ref().map(|s| &s.value),
+                (_, requested) => requested,
+            };
+            if let Some(entry) = judged {
+                let writer = state_writes::writer(write.namespace, entry)
+                    .map_err(Refusal::Forbidden)?;
+                check_bound(resources, agent, &writer, "state writer").await?;
             }
             Ok(stored.map(|s| s.revision))
         }
@@ -96,6 +110,7 @@ async fn check_bound(
     resources: &Resources,
     agent: &str,
     taskrun: &HolderTaskRun,
+    role: &str,
 ) -> Result<(), Refusal> {
     let HolderTaskRun { namespace, name } = taskrun;
     let bound = match resources.get("TaskRun", namespace, name).await {
@@ -106,7 +121,7 @@ async fn check_bound(
             .map(str::to_string),
         Err(ApiError::NotFound { .. }) => {
             return Err(Refusal::Forbidden(format!(
-                "the lock holder TaskRun/{namespace}/{name} does not exist"
+                "the {role} TaskRun/{namespace}/{name} does not exist"
             )));
         }
         Err(e) => return Err(e.into()),
@@ -115,7 +130,7 @@ async fn check_bound(
         return Ok(());
     }
     Err(Refusal::Forbidden(format!(
-        "the lock holder TaskRun/{namespace}/{name} is bound to {}, not to agent {agent:?}",
+        "the {role} TaskRun/{namespace}/{name} is bound to {}, not to agent {agent:?}",
         bound.map_or_else(|| "no agent".to_string(), |a| format!("agent {a:?}"))
     )))
 }

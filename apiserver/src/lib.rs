@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod objects;
 pub mod paging;
 pub mod resources;
+pub mod state_writes;
 pub mod store;
 pub mod watch;

@@ -8,6 +8,7 @@ pub mod lifecycle;
 pub mod lifecycle_controller;
 pub mod lock_controller;
 pub mod scheduler;
+pub mod state_ttl;
 pub mod taskrun_ttl;
 pub mod workflow;
 
@@ -60,6 +61,7 @@ pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationT
         lock_controller::run(client.clone(), shutdown.clone()),
         gc::run(client.clone(), shutdown.clone()),
         taskrun_ttl::run(client.clone(), settings.taskrun_ttl, shutdown.clone()),
-        events_ttl::run(client, shutdown),
+        events_ttl::run(client.clone(), shutdown.clone()),
+        state_ttl::run(client, shutdown),
     );
 }

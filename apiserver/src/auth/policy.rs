@@ -10,6 +10,9 @@
 //!   TaskRuns bound to it (field selector `spec.agentName=NAME`), get and
 //!   status updates of a TaskRun bound to it. Nothing else: it cannot
 //!   create TaskRuns or Workflows or touch another agent's objects.
+//!   StateEntries: read anywhere; written only for a TaskRun bound to it,
+//!   in that TaskRun's namespace (judged on `spec.updatedBy` by
+//!   `crate::state_writes`).
 
 use sloth_sdk::lease::{SYSTEM_NAMESPACE, heartbeat_lock_name};
 use sloth_sdk::selector::Fields;
@@ -127,6 +130,8 @@ fn authorize_agent(agent: &str, user: &User, call: &Attributes<'_>) -> Decision 
             .ok()
             .is_some_and(|f| f.required_value("spec.agentName") == Some(agent)),
         ("TaskRun", Get | UpdateStatus) => return Decision::AllowIfBoundTo(agent.to_string()),
+        ("StateEntry", Get | List | Watch) => true,
+        ("StateEntry", Create | Update | Delete) => !call.namespace.is_empty(),
         _ => false,
     };
     if allowed {
@@ -282,6 +287,10 @@ mod tests {
         assert!(!allow(watch("")));
         assert!(!allow(watch("spec.agentName=build-2")));
         assert!(!allow(watch("spec.agentName!=build-1")));
+        // State: read anywhere, written in a namespace (content judged later).
+        assert!(allow(call(Verb::List, "StateEntry", "", "")));
+        assert!(allow(call(Verb::Update, "StateEntry", "default", "k-1")));
+        assert!(!allow(call(Verb::UpdateStatus, "StateEntry", "default", "k-1")));
     }
 
     #[test]

@@ -1,0 +1,90 @@
+//! Expiry of state entries: an entry whose `spec.expiresAt` has passed is
+//! deleted (readers already treat it as absent from that instant; this
+//! only frees the storage). The delete carries the resourceVersion judged,
+//! so an entry set again meanwhile is judged again, never lost.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sloth_sdk::objects::{StateEntry, StateEntrySpec};
+use sloth_sdk::runtime::{Action, Controller};
+use sloth_sdk::{Api, Client, Error, Spec, WatchParams};
+use tokio_util::sync::CancellationToken;
+
+use crate::gc::{Ttl, expire};
+
+/// Judges at `now` whether `entry` is due for deletion.
+pub fn judge(entry: &StateEntry, now: DateTime<Utc>) -> Ttl {
+    if entry.metadata.deletion_timestamp.is_some() {
+        return Ttl::Keep;
+    }
+    match entry.spec.expires_at {
+        None => Ttl::Keep,
+        Some(at) if at <= now => Ttl::Delete,
+        Some(at) => Ttl::DueAt(at),
+    }
+}
+
+/// Deletes expired state entries until `shutdown`.
+pub async fn run(client: Client, shutdown: CancellationToken) {
+    let entries: Api<StateEntrySpec> = Api::all(client.clone());
+    Controller::new(entries, "", WatchParams::default())
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |_, _: &Error, _| Action::backoff(),
+            Arc::new(client),
+        )
+        .await;
+}
+
+async fn reconcile(entry: Arc<StateEntry>, client: Arc<Client>) -> Result<Action, Error> {
+    let now = Utc::now();
+    let (action, deleted) = expire(
+        &client,
+        StateEntrySpec::KIND,
+        &entry.metadata,
+        judge(&entry, now),
+        now,
+    )
+    .await?;
+    if deleted {
+        tracing::debug!(
+            namespace = entry.namespace(),
+            key = entry.spec.key,
+            "deleted an expired state entry"
+        );
+    }
+    Ok(action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
+    }
+
+    fn entry(expires: Option<i64>) -> StateEntry {
+        StateEntry::new(
+            "k-1",
+            StateEntrySpec {
+                key: "k".into(),
+                value: 1.into(),
+                expires_at: expires.map(at),
+                updated_by: None,
+            },
+        )
+    }
+
+    #[test]
+    fn an_entry_is_deleted_once_it_expires() {
+        assert_eq!(judge(&entry(None), at(0)), Ttl::Keep);
+        assert_eq!(judge(&entry(Some(10)), at(0)), Ttl::DueAt(at(10)));
+        assert_eq!(judge(&entry(Some(10)), at(10)), Ttl::Delete);
+        let mut deleting = entry(Some(10));
+        deleting.metadata.deletion_timestamp = Some(at(11));
+        assert_eq!(judge(&deleting, at(20)), Ttl::Keep);
+    }
+}
