@@ -72,6 +72,10 @@ pub enum Command {
     Certs(crate::commands::certs::CertsCommand),
     /// Print the client version.
     Version,
+    /// The state store: keys and values of a namespace, shared by tasks
+    /// and scripts (set, get, delete, list, incr, cas).
+    #[command(subcommand)]
+    State(crate::commands::state::StateCommand),
 }
 
 #[derive(Debug, Args)]

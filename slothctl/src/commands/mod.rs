@@ -13,6 +13,7 @@ pub mod label;
 pub mod logs;
 pub mod render;
 pub mod run;
+pub mod state;
 pub mod version;
 pub mod wait;
 pub mod watch;
@@ -85,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(args) => label::run(&ctx, args).await,
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Version => version::run(),
+        Command::State(command) => state::run(&ctx, command).await,
         Command::Render(_) | Command::Certs(_) => Ok(()),
     }
 }

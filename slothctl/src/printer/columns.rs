@@ -53,6 +53,7 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
             "SOURCE",
             "NAME",
         ],
+        ("StateEntry", _) => &["NAME", "KEY", "VALUE", "AGE", "EXPIRES"],
         _ => &["NAME", "AGE"],
     };
     let mut out = Vec::new();
@@ -140,6 +141,17 @@ pub fn row(
                 ));
                 out.push(text(spec, "leaseTransitions").unwrap_or_else(|| "0".into()));
             }
+        }
+        "StateEntry" => {
+            out.push(text(spec, "key").unwrap_or_default());
+            out.push(crate::commands::state::short_value(
+                spec.get("value").unwrap_or(&Value::Null),
+            ));
+            out.push(age_col);
+            out.push(crate::commands::state::expires(
+                parse_time(spec.get("expiresAt")),
+                now,
+            ));
         }
         _ => out.push(age_col),
     }
