@@ -106,6 +106,8 @@ mod tests {
             ("event", "Event"),
             ("events", "Event"),
             ("ev", "Event"),
+            ("stateentries", "StateEntry"),
+            ("state", "StateEntry"),
         ] {
             assert_eq!(resolve(alias).expect(alias).kind, kind, "{alias}");
         }
@@ -117,7 +119,7 @@ mod tests {
         assert_eq!(e.code, crate::error::USAGE);
         assert_eq!(
             e.message,
-            r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock, Event)"#
+            r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock, Event, StateEntry)"#
         );
     }
 

@@ -1,0 +1,286 @@
+//! `state`: the state store (`sloth_sdk::state`) from Lua, with upstream
+//! sloth-runner's names. Keys live in the TaskRun's own namespace, and
+//! every write names the TaskRun (`spec.updatedBy`), which is what lets the
+//! apiserver accept it from this agent. Increments and compare-and-swap are
+//! atomic across TaskRuns and agents (CAS on the resourceVersion, retried).
+
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use mlua::{Lua, LuaSerdeExt, MultiValue, Table, Value};
+use sloth_sdk::state::StateStore;
+use sloth_sdk::state::store::StateError;
+
+use super::{Args, RunCtx, fail, type_name};
+
+pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    let c = ctx.clone();
+    t.set(
+        "get",
+        lua.create_function(move |lua, args: MultiValue| {
+            let args = Args::new("state.get", args);
+            let key = args.string(1, "key")?;
+            let default = args.get(2);
+            let entry = call(&c, "state.get", |s| async move { s.get(&key).await })?;
+            match entry {
+                Some(entry) => lua.to_value(&entry.spec.value),
+                None => Ok(default),
+            }
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "set",
+        lua.create_function(move |lua, args: MultiValue| {
+            let args = Args::new("state.set", args);
+            let ttl = match args.get(3) {
+                Value::Nil => None,
+                _ => Some(ttl_arg(&args, 3)?),
+            };
+            set(lua, &c, &args, ttl)
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "set_with_ttl",
+        lua.create_function(move |lua, args: MultiValue| {
+            let args = Args::new("state.set_with_ttl", args);
+            let ttl = ttl_arg(&args, 3)?;
+            set(lua, &c, &args, Some(ttl))
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "delete",
+        lua.create_function(move |_, args: MultiValue| {
+            let key = Args::new("state.delete", args).string(1, "key")?;
+            call(&c, "state.delete", |s| async move { s.delete(&key).await })
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "exists",
+        lua.create_function(move |_, args: MultiValue| {
+            let key = Args::new("state.exists", args).string(1, "key")?;
+            let entry = call(&c, "state.exists", |s| async move { s.get(&key).await })?;
+            Ok(entry.is_some())
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "keys",
+        lua.create_function(move |lua, args: MultiValue| {
+            let prefix = Args::new("state.keys", args)
+                .opt_string(1, "prefix")?
+                .unwrap_or_default();
+            let entries = call(&c, "state.keys", |s| async move { s.list(&prefix).await })?;
+            lua.create_sequence_from(entries.into_iter().map(|e| e.spec.key))
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "increment",
+        lua.create_function(move |_, args: MultiValue| {
+            let args = Args::new("state.increment", args);
+            let key = args.string(1, "key")?;
+            let by = match args.get(2) {
+                Value::Nil => 1,
+                value => integer(&value).ok_or_else(|| {
+                    fail(
+                        "state.increment",
+                        format!(
+                            "argument 2 (by) must be an integer, got {}",
+                            shown(&value)
+                        ),
+                    )
+                })?,
+            };
+            call(&c, "state.increment", |s| async move {
+                s.increment(&key, by).await
+            })
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "compare_and_swap",
+        lua.create_function(move |lua, args: MultiValue| {
+            let args = Args::new("state.compare_and_swap", args);
+            let key = args.string(1, "key")?;
+            let old = match args.get(2) {
+                Value::Nil => None,
+                value => Some(json_of(lua, "state.compare_and_swap", 2, "old", value)?),
+            };
+            let new = json_of(lua, "state.compare_and_swap", 3, "new", args.get(3))?;
+            call(&c, "state.compare_and_swap", |s| async move {
+                s.compare_and_swap(&key, old.as_ref(), &new).await
+            })
+        })?,
+    )?;
+    let c = ctx.clone();
+    t.set(
+        "clear",
+        lua.create_function(move |_, args: MultiValue| {
+            let prefix = Args::new("state.clear", args)
+                .opt_string(1, "prefix")?
+                .unwrap_or_default();
+            call(&c, "state.clear", |s| async move { s.clear(&prefix).await })
+        })?,
+    )?;
+    Ok(t)
+}
+
+fn set(lua: &Lua, ctx: &RunCtx, args: &Args, ttl: Option<Duration>) -> mlua::Result<bool> {
+    let func = args.func();
+    let key = args.string(1, "key")?;
+    let value = json_of(lua, func, 2, "value", args.get(2))?;
+    call(ctx, func, |s| async move {
+        s.set(&key, &value, ttl).await.map(|()| true)
+    })
+}
+
+/// Argument `n` as a TTL: a positive number of seconds or a duration
+/// string ("30s").
+fn ttl_arg(args: &Args, n: usize) -> mlua::Result<Duration> {
+    let value = args.get(n);
+    let positive = match &value {
+        Value::Integer(i) => *i > 0,
+        Value::Number(x) => *x > 0.0,
+        Value::String(_) => true,
+        _ => false,
+    };
+    let ttl = if positive {
+        args.seconds(n, "ttl")?
+    } else {
+        Duration::ZERO
+    };
+    if ttl.is_zero() {
+        return Err(fail(
+            args.func(),
+            format!(
+                "argument {n} (ttl) must be a positive number of seconds or a duration \
+                 like \"30s\", got {}",
+                shown(&value)
+            ),
+        ));
+    }
+    Ok(ttl)
+}
+
+/// A Lua value to store: anything but nil (a table becomes a JSON object or
+/// array).
+fn json_of(
+    lua: &Lua,
+    func: &str,
+    n: usize,
+    name: &str,
+    value: Value,
+) -> mlua::Result<serde_json::Value> {
+    if value.is_nil() {
+        return Err(fail(
+            func,
+            format!("argument {n} ({name}) must not be nil (state.delete removes a key)"),
+        ));
+    }
+    lua.from_value(value)
+        .map_err(|e| fail(func, format!("argument {n} ({name}) cannot be stored: {e}")))
+}
+
+/// A whole number, from a Lua integer or an integral float.
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::Integer(i) => Some(*i),
+        // In range and integral: the cast is exact.
+        Value::Number(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(*x as i64),
+        _ => None,
+    }
+}
+
+/// A value for an error message: numbers as they are, else the type.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Integer(i) => i.to_string(),
+        Value::Number(x) => x.to_string(),
+        other => type_name(other).to_string(),
+    }
+}
+
+/// Runs one store operation on the agent's runtime and waits for it,
+/// failing as soon as the task must stop.
+fn call<T, F, Fut>(ctx: &RunCtx, func: &str, op: F) -> mlua::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(StateStore) -> Fut,
+    Fut: Future<Output = Result<T, StateError>> + Send + 'static,
+{
+    let api = ctx.api.as_ref().ok_or_else(|| {
+        fail(
+            func,
+            "the state store needs the API, which this Lua state has no client for",
+        )
+    })?;
+    let store = StateStore::new(api.client.clone(), &ctx.namespace).written_by(ctx.holder());
+    let (tx, rx) = mpsc::channel();
+    let work = op(store);
+    api.handle.spawn(async move {
+        let _ = tx.send(work.await);
+    });
+    ctx.ctl.wait(&rx)?.map_err(|e| fail(func, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{assert_error, state};
+
+    #[test]
+    fn bad_arguments_are_named_and_nothing_is_sent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        assert_error(
+            &lua,
+            "state.get()",
+            "state.get: argument 1 (key) must be a string, got nil",
+        );
+        assert_error(
+            &lua,
+            "state.set('k')",
+            "state.set: argument 2 (value) must not be nil",
+        );
+        for ttl in ["0", "-5", "'0s'", "{}"] {
+            assert_error(
+                &lua,
+                &format!("state.set_with_ttl('k', 1, {ttl})"),
+                "state.set_with_ttl: argument 3 (ttl) must be a positive number of seconds",
+            );
+        }
+        assert_error(
+            &lua,
+            "state.set('k', 1, 0)",
+            "state.set: argument 3 (ttl) must be a positive",
+        );
+        assert_error(
+            &lua,
+            "state.increment('k', 1.5)",
+            "state.increment: argument 2 (by) must be an integer, got 1.5",
+        );
+        assert_error(
+            &lua,
+            "state.compare_and_swap('k', 1)",
+            "state.compare_and_swap: argument 3 (new) must not be nil",
+        );
+        assert_error(
+            &lua,
+            "state.keys(5)",
+            "state.keys: argument 1 (prefix) must be a string or nil",
+        );
+        // Without an API client (a plain Lua state), the error says so.
+        assert_error(&lua, "state.get('k')", "state.get: the state store needs the API");
+        assert_error(
+            &lua,
+            "require('state').exists('k')",
+            "state.exists: the state store needs the API",
+        );
+    }
+}
