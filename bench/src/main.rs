@@ -47,6 +47,9 @@ enum Scenario {
     AgentRss(scenarios::agent_rss::Args),
     /// TaskRun creation against a running apiserver (`--server`).
     Create(scenarios::create::Args),
+    /// The state store: set N keys, concurrent increments (spread and on
+    /// one hot key), list.
+    State(scenarios::state::Args),
 }
 
 #[tokio::main]
@@ -64,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Store(a) => scenarios::store::run(bins, a).await?,
         Scenario::AgentRss(a) => scenarios::agent_rss::run(bins, a).await?,
         Scenario::Create(a) => scenarios::create::run(a).await?,
+        Scenario::State(a) => scenarios::state::run(bins, a).await?,
     };
     println!("{result}");
     Ok(())

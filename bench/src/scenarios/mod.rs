@@ -5,6 +5,7 @@ pub mod agents;
 pub mod create;
 pub mod e2e;
 pub mod run_latency;
+pub mod state;
 pub mod store;
 pub mod workflow;
 
