@@ -81,8 +81,8 @@ pub async fn judge(
                 (_, requested) => requested,
             };
             if let Some(entry) = judged {
-                let writer = state_writes::writer(write.namespace, entry)
-                    .map_err(Refusal::Forbidden)?;
+                let writer =
+                    state_writes::writer(write.namespace, entry).map_err(Refusal::Forbidden)?;
                 check_bound(resources, agent, &writer, "state writer").await?;
             }
             Ok(stored.map(|s| s.revision))

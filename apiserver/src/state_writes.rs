@@ -17,8 +17,7 @@ pub fn writer(namespace: &str, entry: &Value) -> Result<HolderTaskRun, String> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let mut parts = updated_by.splitn(3, '/');
-    let (Some("TaskRun"), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some("TaskRun"), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(format!(
             "spec.updatedBy is {updated_by:?}: an agent writes state entries only for a \
              TaskRun bound to it, named as TaskRun/NAMESPACE/NAME"

@@ -38,7 +38,11 @@ fn cli_state_reads_writes_and_refuses_bad_input() {
     // Values typed like JSON; keys with `/` and `.`.
     state(&server, &["set", "app/db.host", "db-1.internal"]).ok();
     state(&server, &["set", "app/replicas", "3"]).ok();
-    state(&server, &["set", "app/cfg", r#"{"tier":"gold","zones":["a","b"]}"#]).ok();
+    state(
+        &server,
+        &["set", "app/cfg", r#"{"tier":"gold","zones":["a","b"]}"#],
+    )
+    .ok();
     state(&server, &["set", "app/flag", "true"]).ok();
     state(&server, &["set", "other", "x"]).ok();
     let got = state(&server, &["get", "app/db.host"]).ok();
@@ -63,8 +67,15 @@ fn cli_state_reads_writes_and_refuses_bad_input() {
     );
     assert!(lines[4].contains("<none>"), "{list:#?}");
     // The entries are ordinary objects.
-    let raw = ctl(&server, &["get", "state", &entry_name("app/replicas"), "-o", "json"]).ok();
-    assert_eq!(raw.json()["spec"], json!({"key": "app/replicas", "value": 3}));
+    let raw = ctl(
+        &server,
+        &["get", "state", &entry_name("app/replicas"), "-o", "json"],
+    )
+    .ok();
+    assert_eq!(
+        raw.json()["spec"],
+        json!({"key": "app/replicas", "value": 3})
+    );
 
     // Missing keys: exit 1.
     state(&server, &["get", "nope"]).code(1);
@@ -73,7 +84,11 @@ fn cli_state_reads_writes_and_refuses_bad_input() {
     state(&server, &["get", "other"]).code(1);
 
     // Namespaces are separate.
-    ctl(&server, &["state", "set", "app/replicas", "9", "-n", "team-a"]).ok();
+    ctl(
+        &server,
+        &["state", "set", "app/replicas", "9", "-n", "team-a"],
+    )
+    .ok();
     let other_ns = ctl(&server, &["state", "get", "app/replicas", "-n", "team-a"]).ok();
     assert_eq!(other_ns.stdout, "9\n");
     assert_eq!(state(&server, &["get", "app/replicas"]).ok().stdout, "3\n");
@@ -84,7 +99,10 @@ fn cli_state_reads_writes_and_refuses_bad_input() {
         (&["set", "t", "v", "--ttl", "-5s"][..], "--ttl"),
         (&["set", "t", "v", "--ttl", "soon"][..], "--ttl"),
         (&["set", "t", "null"][..], "VALUE"),
-        (&["set", "bad\u{7}key", "v"][..], "key: must not contain control"),
+        (
+            &["set", "bad\u{7}key", "v"][..],
+            "key: must not contain control",
+        ),
         (&["set", "", "v"][..], "key: must not be empty"),
         (&["incr", "t", "x"][..], "BY"),
     ] {
@@ -95,7 +113,10 @@ fn cli_state_reads_writes_and_refuses_bad_input() {
     // Incrementing a non-integer fails and keeps the value.
     let out = state(&server, &["incr", "app/db.host"]).code(1);
     assert!(out.stderr.contains("not an integer"), "{out:#?}");
-    assert_eq!(state(&server, &["get", "app/db.host"]).ok().stdout, "db-1.internal\n");
+    assert_eq!(
+        state(&server, &["get", "app/db.host"]).ok().stdout,
+        "db-1.internal\n"
+    );
 
     // Compare-and-swap: a stale OLD is refused and changes nothing.
     state(&server, &["cas", "app/replicas", "3", "4"]).ok();
@@ -103,7 +124,10 @@ fn cli_state_reads_writes_and_refuses_bad_input() {
     assert!(stale.stderr.contains("is not 3"), "{stale:#?}");
     assert_eq!(state(&server, &["get", "app/replicas"]).ok().stdout, "4\n");
     state(&server, &["cas", "app/db.host", "db-1.internal", "db-2"]).ok();
-    assert_eq!(state(&server, &["get", "app/db.host"]).ok().stdout, "db-2\n");
+    assert_eq!(
+        state(&server, &["get", "app/db.host"]).ok().stdout,
+        "db-2\n"
+    );
 
     // 20 concurrent slothctl processes incrementing one key: exactly 20,
     // each printing a distinct new value.
@@ -131,15 +155,23 @@ fn cli_state_reads_writes_and_refuses_bad_input() {
     state(&server, &["set", "lease", "held", "--ttl", "2s"]).ok();
     let listed = state(&server, &["list", "lease"]).ok();
     assert!(listed.stdout.contains("held"), "{listed:#?}");
-    wait_until(DEADLINE, || (state(&server, &["get", "lease"]).code == 1).then_some(()))
-        .expect("the key reads as absent once its TTL is due");
+    wait_until(DEADLINE, || {
+        (state(&server, &["get", "lease"]).code == 1).then_some(())
+    })
+    .expect("the key reads as absent once its TTL is due");
     assert_eq!(state(&server, &["list", "lease"]).ok().lines().len(), 1);
-    let stored = ctl(&server, &["get", "state", &entry_name("lease"), "-o", "json"]).ok();
+    let stored = ctl(
+        &server,
+        &["get", "state", &entry_name("lease"), "-o", "json"],
+    )
+    .ok();
     assert_eq!(stored.json()["spec"]["value"], "held");
     // An expired key counts from 0 again.
     state(&server, &["set", "ticks", "41", "--ttl", "1s"]).ok();
-    wait_until(DEADLINE, || (state(&server, &["get", "ticks"]).code == 1).then_some(()))
-        .expect("ticks expires");
+    wait_until(DEADLINE, || {
+        (state(&server, &["get", "ticks"]).code == 1).then_some(())
+    })
+    .expect("ticks expires");
     assert_eq!(state(&server, &["incr", "ticks"]).ok().stdout, "1\n");
 
     // A restart keeps every entry.
@@ -185,7 +217,13 @@ fn lua_taskrun(admin: &Client, rt: &tokio::runtime::Runtime, ns: &str, name: &st
 }
 
 /// Waits until TaskRun `ns/name` finished; its status.
-fn finished(admin: &Client, rt: &tokio::runtime::Runtime, ns: &str, name: &str, agent: &Agent) -> Value {
+fn finished(
+    admin: &Client,
+    rt: &tokio::runtime::Runtime,
+    ns: &str,
+    name: &str,
+    agent: &Agent,
+) -> Value {
     wait_until(DEADLINE, || {
         let tr = rt.block_on(admin.get("TaskRun", ns, name)).ok()?;
         matches!(tr.status["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(tr.status)
@@ -253,13 +291,30 @@ fn lua_state_rbac_and_expiry_by_the_controller() {
         assert_eq!(results[name], want, "{name}: {status:#}");
     }
     // What Lua wrote, the CLI reads (and a viewer may read it).
-    assert_eq!(state_as(&url, VIEWER_TOKEN, &["get", "app/replicas"]).ok().stdout, "6\n");
-    assert_eq!(state_as(&url, VIEWER_TOKEN, &["get", "fresh"]).ok().stdout, "first\n");
+    assert_eq!(
+        state_as(&url, VIEWER_TOKEN, &["get", "app/replicas"])
+            .ok()
+            .stdout,
+        "6\n"
+    );
+    assert_eq!(
+        state_as(&url, VIEWER_TOKEN, &["get", "fresh"]).ok().stdout,
+        "first\n"
+    );
     state_as(&url, VIEWER_TOKEN, &["get", "app/tmp"]).code(1);
 
     // A TaskRun writes its own namespace.
-    lua_taskrun(&admin, &rt, "team-a", "ns", r#"state.set("where", "team-a") return true"#);
-    assert_eq!(finished(&admin, &rt, "team-a", "ns", &agent)["phase"], "Succeeded");
+    lua_taskrun(
+        &admin,
+        &rt,
+        "team-a",
+        "ns",
+        r#"state.set("where", "team-a") return true"#,
+    );
+    assert_eq!(
+        finished(&admin, &rt, "team-a", "ns", &agent)["phase"],
+        "Succeeded"
+    );
     let here = state_as(&url, ADMIN_TOKEN, &["get", "where", "-n", "team-a"]).ok();
     assert_eq!(here.stdout, "team-a\n");
     state_as(&url, ADMIN_TOKEN, &["get", "where"]).code(1);
@@ -278,12 +333,20 @@ fn lua_state_rbac_and_expiry_by_the_controller() {
         .map(|i| {
             let status = finished(&admin, &rt, "default", &format!("inc-{i}"), &agent);
             assert_eq!(status["phase"], "Succeeded", "{status:#}");
-            status["results"]["n"].as_str().and_then(|n| n.parse().ok()).expect("n")
+            status["results"]["n"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .expect("n")
         })
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, (1..=20).collect::<Vec<i64>>());
-    assert_eq!(state_as(&url, ADMIN_TOKEN, &["get", "lua/hits"]).ok().stdout, "20\n");
+    assert_eq!(
+        state_as(&url, ADMIN_TOKEN, &["get", "lua/hits"])
+            .ok()
+            .stdout,
+        "20\n"
+    );
 
     // A viewer cannot write: forbidden, nothing changed.
     for args in [
@@ -294,7 +357,12 @@ fn lua_state_rbac_and_expiry_by_the_controller() {
         let out = state_as(&url, VIEWER_TOKEN, args).code(1);
         assert!(out.stderr.contains("forbidden"), "{args:?}: {out:#?}");
     }
-    assert_eq!(state_as(&url, VIEWER_TOKEN, &["get", "lua/hits"]).ok().stdout, "20\n");
+    assert_eq!(
+        state_as(&url, VIEWER_TOKEN, &["get", "lua/hits"])
+            .ok()
+            .stdout,
+        "20\n"
+    );
 
     // The agent's own credentials write only for a TaskRun bound to it, in
     // that TaskRun's namespace.
@@ -333,7 +401,11 @@ fn lua_state_rbac_and_expiry_by_the_controller() {
         .map(|_| ());
     // Written last by TaskRun "all", bound to a1: its agent may delete it.
     e.expect("delete an entry a bound TaskRun wrote");
-    assert!(stamped.spec["updatedBy"].as_str().is_some_and(|u| u.starts_with("TaskRun/default/inc-")));
+    assert!(
+        stamped.spec["updatedBy"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("TaskRun/default/inc-"))
+    );
 
     // The controller deletes an expired entry.
     state_as(&url, ADMIN_TOKEN, &["set", "short", "x", "--ttl", "1s"]).ok();

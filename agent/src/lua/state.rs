@@ -91,10 +91,7 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
                 value => integer(&value).ok_or_else(|| {
                     fail(
                         "state.increment",
-                        format!(
-                            "argument 2 (by) must be an integer, got {}",
-                            shown(&value)
-                        ),
+                        format!("argument 2 (by) must be an integer, got {}", shown(&value)),
                     )
                 })?,
             };
@@ -276,7 +273,11 @@ mod tests {
             "state.keys: argument 1 (prefix) must be a string or nil",
         );
         // Without an API client (a plain Lua state), the error says so.
-        assert_error(&lua, "state.get('k')", "state.get: the state store needs the API");
+        assert_error(
+            &lua,
+            "state.get('k')",
+            "state.get: the state store needs the API",
+        );
         assert_error(
             &lua,
             "require('state').exists('k')",

@@ -290,7 +290,12 @@ mod tests {
         // State: read anywhere, written in a namespace (content judged later).
         assert!(allow(call(Verb::List, "StateEntry", "", "")));
         assert!(allow(call(Verb::Update, "StateEntry", "default", "k-1")));
-        assert!(!allow(call(Verb::UpdateStatus, "StateEntry", "default", "k-1")));
+        assert!(!allow(call(
+            Verb::UpdateStatus,
+            "StateEntry",
+            "default",
+            "k-1"
+        )));
     }
 
     #[test]

@@ -97,7 +97,11 @@ mod tests {
     fn bad_keys_are_refused() {
         assert!(validate_key("").is_err());
         assert!(validate_key(&"x".repeat(MAX_KEY_BYTES + 1)).is_err());
-        assert!(validate_key("a\nb").expect_err("newline").contains("control"));
+        assert!(
+            validate_key("a\nb")
+                .expect_err("newline")
+                .contains("control")
+        );
         assert_eq!(validate_key("app/db.host-1 x"), Ok(()));
     }
 }

@@ -85,8 +85,8 @@ pub fn expiry(ttl: Option<Duration>, now: Time) -> Result<Option<Time>, StateErr
             "must be positive (omit it for an entry that never expires)",
         ));
     }
-    let ttl = chrono::Duration::from_std(ttl)
-        .map_err(|_| StateError::invalid("ttl", "is too large"))?;
+    let ttl =
+        chrono::Duration::from_std(ttl).map_err(|_| StateError::invalid("ttl", "is too large"))?;
     now.checked_add_signed(ttl)
         .map(Some)
         .ok_or_else(|| StateError::invalid("ttl", "is too large"))

@@ -68,7 +68,11 @@ mod tests {
         assert_eq!(parse_value("v1.2.3", false), Ok(json!("v1.2.3")));
         assert_eq!(parse_value("", false), Ok(json!("")));
         assert_eq!(parse_value("5", true), Ok(json!("5")));
-        assert!(parse_value("null", false).expect_err("null").contains("null"));
+        assert!(
+            parse_value("null", false)
+                .expect_err("null")
+                .contains("null")
+        );
         assert_eq!(parse_value("null", true), Ok(json!("null")));
         let big = format!("[{}1]", "1,".repeat(MAX_VALUE_BYTES));
         assert!(parse_value(&big, false).is_err());

@@ -240,6 +240,9 @@ mod tests {
         let now = Utc::now();
         assert_eq!(expires(None, now), "<none>");
         assert_eq!(expires(Some(now), now), "expired");
-        assert_eq!(expires(Some(now + chrono::TimeDelta::seconds(30)), now), "30s");
+        assert_eq!(
+            expires(Some(now + chrono::TimeDelta::seconds(30)), now),
+            "30s"
+        );
     }
 }
