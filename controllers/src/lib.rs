@@ -1,6 +1,7 @@
 //! Sloth's controllers: they reconcile desired state through the API.
 #![forbid(unsafe_code)]
 
+pub mod cron;
 pub mod events_ttl;
 pub mod gc;
 pub mod leader;
@@ -60,6 +61,7 @@ pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationT
         lock_controller::run(client.clone(), shutdown.clone()),
         gc::run(client.clone(), shutdown.clone()),
         taskrun_ttl::run(client.clone(), settings.taskrun_ttl, shutdown.clone()),
-        events_ttl::run(client, shutdown),
+        events_ttl::run(client.clone(), shutdown.clone()),
+        cron::controller::run(client, shutdown),
     );
 }

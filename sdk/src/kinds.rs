@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::objects::{AgentSpec, EventSpec, LockSpec, TaskRunSpec, WorkflowSpec};
+use crate::objects::{
+    AgentSpec, CronWorkflowSpec, EventSpec, LockSpec, StackSpec, TaskRunSpec, WorkflowSpec,
+};
 use crate::resource::{Object, Spec};
 use crate::validation::{FieldError, FieldErrors, Validate};
 
@@ -75,6 +77,24 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<EventSpec>,
         check_update: check_update::<EventSpec>,
+    },
+    KindInfo {
+        kind: "CronWorkflow",
+        plural: "cronworkflows",
+        singular: "cronworkflow",
+        short: &["cwf", "cron"],
+        namespaced: true,
+        admit: admit::<CronWorkflowSpec>,
+        check_update: check_update::<CronWorkflowSpec>,
+    },
+    KindInfo {
+        kind: "Stack",
+        plural: "stacks",
+        singular: "stack",
+        short: &[],
+        namespaced: true,
+        admit: admit::<StackSpec>,
+        check_update: check_update::<StackSpec>,
     },
 ];
 

@@ -86,7 +86,9 @@ pub trait Validate: Spec {
 mod impls;
 
 mod common;
+mod cron;
 mod dag;
 pub mod limits;
 mod metadata;
 pub mod names;
+pub use cron::{MAX_CRONWORKFLOW_NAME_LEN, MAX_STACK_HISTORY};
