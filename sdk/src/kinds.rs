@@ -82,7 +82,7 @@ pub static KINDS: &[KindInfo] = &[
         kind: "CronWorkflow",
         plural: "cronworkflows",
         singular: "cronworkflow",
-        short: &["cwf", "cron"],
+        short: &["cwf"],
         namespaced: true,
         admit: admit::<CronWorkflowSpec>,
         check_update: check_update::<CronWorkflowSpec>,

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sloth_sdk::Spec;
-use sloth_sdk::meta::{API_VERSION, OwnerReference, Time};
+use sloth_sdk::meta::Time;
 use sloth_sdk::objects::cronworkflow::{CRONWORKFLOW_LABEL, SCHEDULED_TIME_ANNOTATION};
-use sloth_sdk::objects::stack::APPLIED_BY_ANNOTATION;
 use sloth_sdk::objects::{CronWorkflow, CronWorkflowSpec, Workflow, WorkflowPhase, WorkflowSpec};
 
 /// Whether `wf` belongs to `cron` (label and owner uid: not a namesake's).
@@ -89,32 +88,6 @@ pub fn beyond_history(owned: &[&Workflow], successful: usize, failed: usize) -> 
 /// a time twice.
 pub fn workflow_name(cron: &str, at: DateTime<Utc>) -> String {
     format!("{cron}-{}", at.timestamp())
-}
-
-/// A Workflow of `cron` named `name`: labelled, owned, and (for scheduled
-/// runs) annotated with its time.
-pub fn workflow_for(cron: &CronWorkflow, name: &str, at: Option<DateTime<Utc>>) -> Workflow {
-    let mut wf = Workflow::new(name, cron.spec.workflow_spec.clone());
-    wf.metadata.namespace = cron.namespace().to_string();
-    wf.metadata.labels =
-        BTreeMap::from([(CRONWORKFLOW_LABEL.to_string(), cron.name().to_string())]);
-    wf.metadata.annotations.insert(
-        APPLIED_BY_ANNOTATION.to_string(),
-        format!("cronworkflow/{}", cron.name()),
-    );
-    if let Some(at) = at {
-        wf.metadata
-            .annotations
-            .insert(SCHEDULED_TIME_ANNOTATION.to_string(), at.to_rfc3339());
-    }
-    wf.metadata.owner_references = vec![OwnerReference {
-        api_version: API_VERSION.to_string(),
-        kind: CronWorkflowSpec::KIND.to_string(),
-        name: cron.name().to_string(),
-        uid: cron.metadata.uid.clone(),
-        controller: Some(true),
-    }];
-    wf
 }
 
 /// `spec` cancelled.

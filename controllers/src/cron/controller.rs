@@ -225,7 +225,11 @@ async fn start(
         _ => {}
     }
     match workflows
-        .create(&children::workflow_for(cron, &name, Some(at)))
+        .create(&sloth_sdk::objects::cronworkflow::workflow_for(
+            cron,
+            &name,
+            Some(at),
+        ))
         .await
     {
         Ok(_) => {

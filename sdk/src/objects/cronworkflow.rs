@@ -3,9 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::workflow::WorkflowSpec;
+use std::collections::BTreeMap;
+
+use super::stack::APPLIED_BY_ANNOTATION;
+use super::workflow::{Workflow, WorkflowSpec};
 use crate::duration::Duration;
-use crate::meta::Time;
+use crate::meta::{API_VERSION, OwnerReference, Time};
 use crate::resource::{Object, Spec};
 
 pub type CronWorkflow = Object<CronWorkflowSpec>;
@@ -82,4 +85,30 @@ pub struct CronWorkflowStatus {
 impl Spec for CronWorkflowSpec {
     type Status = CronWorkflowStatus;
     const KIND: &'static str = "CronWorkflow";
+}
+
+/// A Workflow of `cron` named `name`: labelled, owned by it, applied by
+/// `cronworkflow/NAME`, and (for a scheduled run) annotated with its time.
+pub fn workflow_for(cron: &CronWorkflow, name: &str, at: Option<Time>) -> Workflow {
+    let mut wf = Workflow::new(name, cron.spec.workflow_spec.clone());
+    wf.metadata.namespace = cron.namespace().to_string();
+    wf.metadata.labels =
+        BTreeMap::from([(CRONWORKFLOW_LABEL.to_string(), cron.name().to_string())]);
+    wf.metadata.annotations.insert(
+        APPLIED_BY_ANNOTATION.to_string(),
+        format!("cronworkflow/{}", cron.name()),
+    );
+    if let Some(at) = at {
+        wf.metadata
+            .annotations
+            .insert(SCHEDULED_TIME_ANNOTATION.to_string(), at.to_rfc3339());
+    }
+    wf.metadata.owner_references = vec![OwnerReference {
+        api_version: API_VERSION.to_string(),
+        kind: CronWorkflowSpec::KIND.to_string(),
+        name: cron.name().to_string(),
+        uid: cron.metadata.uid.clone(),
+        controller: Some(true),
+    }];
+    wf
 }

@@ -53,6 +53,8 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
             "SOURCE",
             "NAME",
         ],
+        ("CronWorkflow", _) => super::cron_stack::CRONWORKFLOW_HEADERS,
+        ("Stack", _) => super::cron_stack::STACK_HEADERS,
         _ => &["NAME", "AGE"],
     };
     let mut out = Vec::new();
@@ -141,6 +143,8 @@ pub fn row(
                 out.push(text(spec, "leaseTransitions").unwrap_or_else(|| "0".into()));
             }
         }
+        "CronWorkflow" => super::cron_stack::cronworkflow_row(object, now, &mut out),
+        "Stack" => super::cron_stack::stack_row(object, now, &mut out),
         _ => out.push(age_col),
     }
     out
