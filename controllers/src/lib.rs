@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod lifecycle_controller;
 pub mod lock_controller;
 pub mod scheduler;
+pub mod stack;
 pub mod taskrun_ttl;
 pub mod workflow;
 

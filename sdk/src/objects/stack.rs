@@ -48,6 +48,11 @@ pub struct StackStatus {
     /// Runs recorded since the Stack was created (history is bounded).
     #[serde(default)]
     pub runs: u64,
+    /// The Workflow that holds the stack (running, or about to start): the
+    /// workflow controller takes and frees it by compare-and-swap, so two
+    /// Workflows of a stack never run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
 }
 
 /// One Workflow of the stack.
