@@ -2,7 +2,7 @@
 //! blocking thread, with a memory limit, the task's deadline and stop
 //! signal enforced by an instruction-count hook, and the modules Sloth's Lua
 //! code expects (`exec`, `fs`, `log`, `json`, `yaml`, `env`, `http`,
-//! `template`, `lock`, `time`), each a global and `require`-able.
+//! `template`, `lock`, `time`, `stack`), each a global and `require`-able.
 
 mod env;
 mod exec;
@@ -12,6 +12,7 @@ mod json;
 mod lock;
 mod log;
 mod runner;
+mod stack;
 mod template;
 mod time;
 mod yaml;
@@ -272,6 +273,7 @@ pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, T
         ("template", template::module(lua)?),
         ("lock", lock::module(lua, ctx)?),
         ("time", time::module(lua, ctx)?),
+        ("stack", stack::module(lua, ctx)?),
     ])
 }
 
