@@ -71,16 +71,12 @@ impl Validate for StackSpec {
 }
 
 /// `spec.stack` names a Stack; `spec.outputs` keys become environment
-/// variables (`SLOTH_STACK_OUTPUT_<NAME>`), so they are identifiers.
+/// variables (`SLOTH_STACK_OUTPUT_<NAME>`), so they are identifiers. A
+/// workflow outside any stack may declare outputs (`apply --stack` may put
+/// it in one); they are recorded only in a stack.
 pub(super) fn validate_workflow_stack(spec: &WorkflowSpec, errs: &mut FieldErrors) {
     if let Some(stack) = &spec.stack {
         check(errs, "spec.stack", stack, names::validate_dns1123_label);
-    }
-    if !spec.outputs.is_empty() && spec.stack.is_none() {
-        errs.push(
-            "spec.outputs",
-            "needs spec.stack: outputs are recorded on the workflow's stack",
-        );
     }
     for (key, value) in &spec.outputs {
         check(
