@@ -97,12 +97,7 @@ fn three_within(times: &BTreeSet<i64>, window: i64) -> bool {
 #[test]
 fn every_2s_runs_three_times_in_11s_keeps_history_and_suspends() {
     let (server, rt, client, _agent, _controllers) = setup();
-    let yaml = cron_yaml(
-        "tick",
-        "@every 2s",
-        "  successfulHistoryLimit: 2\n",
-        "true",
-    );
+    let yaml = cron_yaml("tick", "@every 2s", "  successfulHistoryLimit: 2\n", "true");
     ctl_stdin(&server, &["apply", "-f", "-"], &yaml).ok();
 
     let mut seen = BTreeSet::new();
@@ -122,23 +117,47 @@ fn every_2s_runs_three_times_in_11s_keeps_history_and_suspends() {
     let kept = wait_until(DEADLINE, || {
         let wfs = workflows_of(&rt, &client, "tick");
         let succeeded = wfs.values().filter(|w| phase(w) == "Succeeded").count();
-        (succeeded <= 2 && wfs.values().all(|w| w["metadata"]["labels"]["sloth.dev/cronworkflow"] == "tick"))
-            .then_some(wfs)
+        (succeeded <= 2
+            && wfs
+                .values()
+                .all(|w| w["metadata"]["labels"]["sloth.dev/cronworkflow"] == "tick"))
+        .then_some(wfs)
     });
-    assert!(kept.is_some(), "more than 2 succeeded kept: {:?}", workflows_of(&rt, &client, "tick").keys());
+    assert!(
+        kept.is_some(),
+        "more than 2 succeeded kept: {:?}",
+        workflows_of(&rt, &client, "tick").keys()
+    );
 
     // The columns.
     let table = ctl(&server, &["get", "cronworkflows"]).ok();
-    let header: Vec<&str> = table.lines()[0].split("  ").filter(|s| !s.is_empty()).map(str::trim).collect();
+    let header: Vec<&str> = table.lines()[0]
+        .split("  ")
+        .filter(|s| !s.is_empty())
+        .map(str::trim)
+        .collect();
     assert_eq!(
         header,
-        ["NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "NEXT", "AGE"]
+        [
+            "NAME",
+            "SCHEDULE",
+            "SUSPEND",
+            "ACTIVE",
+            "LAST SCHEDULE",
+            "NEXT",
+            "AGE"
+        ]
     );
     assert!(table.lines()[1].starts_with("tick "), "{table:#?}");
     assert!(table.lines()[1].contains("@every 2s"), "{table:#?}");
-    let status = ctl(&server, &["get", "cwf", "tick", "-o", "json"]).ok().json();
+    let status = ctl(&server, &["get", "cwf", "tick", "-o", "json"])
+        .ok()
+        .json();
     assert!(status["status"]["lastScheduleTime"].is_string(), "{status}");
-    assert!(status["status"]["lastSuccessfulTime"].is_string(), "{status}");
+    assert!(
+        status["status"]["lastSuccessfulTime"].is_string(),
+        "{status}"
+    );
 
     // Suspend: no run scheduled after the suspension took effect.
     let suspended = cron_yaml(
@@ -208,7 +227,11 @@ fn forbid_never_overlaps_runs() {
     let finished = wait_until(Duration::from_secs(90), || {
         let wfs = workflows_of(&rt, &client, "slow");
         max_active = max_active.max(wfs.values().filter(|w| !is_final(w)).count());
-        let done: Vec<Value> = wfs.values().filter(|w| phase(w) == "Succeeded").cloned().collect();
+        let done: Vec<Value> = wfs
+            .values()
+            .filter(|w| phase(w) == "Succeeded")
+            .cloned()
+            .collect();
         (done.len() >= 3).then_some(done)
     })
     .expect("3 runs finished");
@@ -217,8 +240,14 @@ fn forbid_never_overlaps_runs() {
         .iter()
         .map(|w| {
             (
-                w["status"]["startTime"].as_str().unwrap_or_default().to_string(),
-                w["status"]["completionTime"].as_str().unwrap_or_default().to_string(),
+                w["status"]["startTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                w["status"]["completionTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
         .collect();
@@ -295,7 +324,11 @@ fn a_leader_kill_never_fires_a_time_twice() {
     wait_until(DEADLINE, || holder(&rt, &client).filter(|h| h == survivor))
         .expect("the survivor took over");
     assert!(
-        collect_until(&rt, &client, "ha", &mut seen, |s| s.iter().filter(|t| **t > before).count() >= 3),
+        collect_until(&rt, &client, "ha", &mut seen, |s| s
+            .iter()
+            .filter(|t| **t > before)
+            .count()
+            >= 3),
         "no runs after the failover: {seen:?}"
     );
     watcher.abort();
@@ -326,7 +359,13 @@ fn a_manual_run_and_restarts_keep_the_schedule() {
     ctl_stdin(&server, &["apply", "-f", "-"], &yaml).ok();
     let run = ctl(
         &server,
-        &["create", "workflow", "nightly-now", "--from", "cronworkflow/nightly"],
+        &[
+            "create",
+            "workflow",
+            "nightly-now",
+            "--from",
+            "cronworkflow/nightly",
+        ],
     )
     .ok();
     assert_eq!(run.stdout, "workflow/nightly-now created\n");
@@ -335,24 +374,45 @@ fn a_manual_run_and_restarts_keep_the_schedule() {
         (phase(&wf) == "Succeeded").then_some(wf)
     })
     .expect("the manual run succeeded");
-    assert_eq!(done["metadata"]["labels"]["sloth.dev/cronworkflow"], "nightly");
-    assert_eq!(done["metadata"]["ownerReferences"][0]["kind"], "CronWorkflow");
+    assert_eq!(
+        done["metadata"]["labels"]["sloth.dev/cronworkflow"],
+        "nightly"
+    );
+    assert_eq!(
+        done["metadata"]["ownerReferences"][0]["kind"],
+        "CronWorkflow"
+    );
     let status = wait_until(DEADLINE, || {
         let cron = ctl(&server, &["get", "cwf", "nightly", "-o", "json"]).json();
-        cron["status"]["lastSuccessfulTime"].is_string().then_some(cron)
+        cron["status"]["lastSuccessfulTime"]
+            .is_string()
+            .then_some(cron)
     })
     .expect("lastSuccessfulTime recorded");
     assert!(status["status"]["lastScheduleTime"].is_null(), "{status}");
 
     // Bad --from and unknown crons.
-    let run = ctl(&server, &["create", "workflow", "x", "--from", "workflow/nightly"]).code(2);
+    let run = ctl(
+        &server,
+        &["create", "workflow", "x", "--from", "workflow/nightly"],
+    )
+    .code(2);
     assert!(run.stderr.contains("cronworkflow/NAME"), "{run:#?}");
-    let run = ctl(&server, &["create", "workflow", "x", "--from", "cronworkflow/nope"]).code(1);
+    let run = ctl(
+        &server,
+        &["create", "workflow", "x", "--from", "cronworkflow/nope"],
+    )
+    .code(1);
     assert!(run.stderr.contains("\"nope\" not found"), "{run:#?}");
 
     // A second cron; then everything restarts and the schedule goes on
     // from the stored status, never repeating a time.
-    let yaml = cron_yaml("tock", "@every 2s", "  successfulHistoryLimit: 50\n", "true");
+    let yaml = cron_yaml(
+        "tock",
+        "@every 2s",
+        "  successfulHistoryLimit: 50\n",
+        "true",
+    );
     ctl_stdin(&server, &["apply", "-f", "-"], &yaml).ok();
     let mut seen = BTreeSet::new();
     assert!(collect_until(&rt, &client, "tock", &mut seen, |s| !s.is_empty()));
@@ -361,10 +421,16 @@ fn a_manual_run_and_restarts_keep_the_schedule() {
     let last = *seen.iter().max().expect("a run");
     controllers.start_again();
     assert!(
-        collect_until(&rt, &client, "tock", &mut seen, |s| s.iter().filter(|t| **t > last).count() >= 2),
+        collect_until(&rt, &client, "tock", &mut seen, |s| s
+            .iter()
+            .filter(|t| **t > last)
+            .count()
+            >= 2),
         "no runs after the restart: {seen:?}"
     );
-    let cron = ctl(&server, &["get", "cwf", "tock", "-o", "json"]).ok().json();
+    let cron = ctl(&server, &["get", "cwf", "tock", "-o", "json"])
+        .ok()
+        .json();
     let last_schedule = cron["status"]["lastScheduleTime"]
         .as_str()
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
@@ -382,9 +448,17 @@ fn bad_schedules_and_lua_crons() {
     let server = ApiServer::start();
     for (spec, field, word) in [
         ("", "spec.schedule", "61"),
-        ("  timezone: Mars/Olympus\n", "spec.timezone", "Mars/Olympus"),
+        (
+            "  timezone: Mars/Olympus\n",
+            "spec.timezone",
+            "Mars/Olympus",
+        ),
     ] {
-        let schedule = if field == "spec.schedule" { "61 * * * *" } else { "@hourly" };
+        let schedule = if field == "spec.schedule" {
+            "61 * * * *"
+        } else {
+            "@hourly"
+        };
         let yaml = cron_yaml("bad", schedule, spec, "true");
         let run = ctl_stdin(&server, &["apply", "-f", "-"], &yaml).code(2);
         assert!(
@@ -411,7 +485,9 @@ workflow.define("nightly", { schedule = "0 3 * * *", timezone = "UTC",
     let path = file.to_str().expect("path");
     let run = ctl(&server, &["apply", "-f", path]).ok();
     assert!(run.stdout.contains("nightly"), "{run:#?}");
-    let cron = ctl(&server, &["get", "cwf", "nightly", "-o", "json"]).ok().json();
+    let cron = ctl(&server, &["get", "cwf", "nightly", "-o", "json"])
+        .ok()
+        .json();
     assert_eq!(cron["spec"]["schedule"], "0 3 * * *");
     assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
     assert_eq!(cron["spec"]["workflowSpec"]["tasks"][0]["name"], "build");

@@ -34,7 +34,11 @@ fn apply_as(server: &ApiServer, user: &str, stack: &str, yaml: &str) -> Run {
 
 fn get_json(server: &ApiServer, kind: &str, name: &str) -> Value {
     let run = ctl(server, &["get", kind, name, "-o", "json"]);
-    if run.code == 0 { run.json() } else { Value::Null }
+    if run.code == 0 {
+        run.json()
+    } else {
+        Value::Null
+    }
 }
 
 fn succeeded(server: &ApiServer, name: &str) -> Value {
@@ -51,7 +55,10 @@ fn succeeded(server: &ApiServer, name: &str) -> Value {
 
 fn result(server: &ApiServer, workflow: &str, key: &str) -> String {
     let tr = get_json(server, "tr", &format!("{workflow}-up-1"));
-    tr["status"]["results"][key].as_str().unwrap_or_default().to_string()
+    tr["status"]["results"][key]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn words(line: &str) -> Vec<&str> {
@@ -64,12 +71,26 @@ fn a_stack_runs_one_workflow_at_a_time_and_records_history_and_outputs() {
     let _agent = Agent::start(&server, "w1", &["--capacity", "4"]);
     let mut controllers = Controllers::start(&server, "c1", &[]);
 
-    apply_as(&server, "alice", "prod", &deploy_yaml("deploy-1", "http://one", 3)).ok();
-    apply_as(&server, "bob", "prod", &deploy_yaml("deploy-2", "http://two", 0)).ok();
+    apply_as(
+        &server,
+        "alice",
+        "prod",
+        &deploy_yaml("deploy-1", "http://one", 3),
+    )
+    .ok();
+    apply_as(
+        &server,
+        "bob",
+        "prod",
+        &deploy_yaml("deploy-2", "http://two", 0),
+    )
+    .ok();
     // While deploy-1 runs, deploy-2 waits.
     let busy = wait_until(DEADLINE, || {
         let wf = get_json(&server, "wf", "deploy-2");
-        let reason = wf["status"]["conditions"][0]["reason"].as_str().map(str::to_string);
+        let reason = wf["status"]["conditions"][0]["reason"]
+            .as_str()
+            .map(str::to_string);
         (reason.as_deref() == Some("StackBusy")).then_some(wf)
     })
     .expect("deploy-2 waited with reason StackBusy");
@@ -85,7 +106,10 @@ fn a_stack_runs_one_workflow_at_a_time_and_records_history_and_outputs() {
     let two = succeeded(&server, "deploy-2");
     let end_one = one["status"]["completionTime"].as_str().expect("end");
     let start_two = two["status"]["startTime"].as_str().expect("start");
-    assert!(end_one <= start_two, "overlap: deploy-1 ended {end_one}, deploy-2 started {start_two}");
+    assert!(
+        end_one <= start_two,
+        "overlap: deploy-1 ended {end_one}, deploy-2 started {start_two}"
+    );
     // Each run saw the outputs of the one before it.
     assert_eq!(result(&server, "deploy-1", "seen"), "none");
     assert_eq!(result(&server, "deploy-2", "seen"), "http://one");
@@ -109,16 +133,29 @@ fn a_stack_runs_one_workflow_at_a_time_and_records_history_and_outputs() {
         .collect();
     assert_eq!(
         seen,
-        [("deploy-1", "Succeeded", "alice"), ("deploy-2", "Succeeded", "bob")]
+        [
+            ("deploy-1", "Succeeded", "alice"),
+            ("deploy-2", "Succeeded", "bob")
+        ]
     );
     assert_eq!(stack["status"]["outputs"]["url"], "http://two");
 
     let table = ctl(&server, &["get", "stacks"]).ok();
-    assert_eq!(words(table.lines()[0]), ["NAME", "LAST", "RUN", "PHASE", "RUNS", "AGE"]);
-    assert_eq!(words(table.lines()[1])[..4], ["prod", "deploy-2", "Succeeded", "2"]);
+    assert_eq!(
+        words(table.lines()[0]),
+        ["NAME", "LAST", "RUN", "PHASE", "RUNS", "AGE"]
+    );
+    assert_eq!(
+        words(table.lines()[1])[..4],
+        ["prod", "deploy-2", "Succeeded", "2"]
+    );
     let described = ctl(&server, &["describe", "stack", "prod"]).ok();
     for needle in ["History:", "deploy-1", "alice", "APPLIED BY", "http://two"] {
-        assert!(described.stdout.contains(needle), "{needle}: {}", described.stdout);
+        assert!(
+            described.stdout.contains(needle),
+            "{needle}: {}",
+            described.stdout
+        );
     }
     let missing = ctl(&server, &["describe", "stack", "nope"]).code(1);
     assert!(missing.stderr.contains("nope"), "{missing:#?}");
@@ -140,7 +177,8 @@ workflow.define("deploy-3", { stack = "prod", tasks = { up } })
     )
     .expect("write");
     let mut cmd = slothctl(&server);
-    cmd.args(["apply", "-f", file.to_str().expect("path")]).env("USER", "carol");
+    cmd.args(["apply", "-f", file.to_str().expect("path")])
+        .env("USER", "carol");
     run_to_end(cmd, None, Duration::from_secs(30)).ok();
     succeeded(&server, "deploy-3");
     assert_eq!(result(&server, "deploy-3", "seen"), "http://two");
@@ -150,8 +188,14 @@ workflow.define("deploy-3", { stack = "prod", tasks = { up } })
         (s["status"]["runs"] == 3).then_some(s)
     })
     .expect("three runs recorded");
-    assert_eq!(stack["status"]["history"][2]["appliedBy"], "carol", "{stack}");
-    assert_eq!(stack["status"]["history"][0]["workflow"], "deploy-1", "{stack}");
+    assert_eq!(
+        stack["status"]["history"][2]["appliedBy"], "carol",
+        "{stack}"
+    );
+    assert_eq!(
+        stack["status"]["history"][0]["workflow"], "deploy-1",
+        "{stack}"
+    );
     // No spec.outputs in deploy-3: the stack keeps the last ones.
     assert_eq!(stack["status"]["outputs"]["url"], "http://two", "{stack}");
 }
@@ -167,7 +211,13 @@ fn history_is_bounded_and_bad_stacks_are_refused() {
     run_to_end(cmd, Some(stack), Duration::from_secs(30)).ok();
     for i in 1..=3 {
         let name = format!("small-{i}");
-        apply_as(&server, "dora", "small", &deploy_yaml(&name, &format!("http://{i}"), 0)).ok();
+        apply_as(
+            &server,
+            "dora",
+            "small",
+            &deploy_yaml(&name, &format!("http://{i}"), 0),
+        )
+        .ok();
     }
     for i in 1..=3 {
         succeeded(&server, &format!("small-{i}"));
@@ -187,7 +237,9 @@ fn history_is_bounded_and_bad_stacks_are_refused() {
     assert_eq!(recorded["status"]["outputs"]["url"], "http://3");
 
     // Bad input names the field; nothing is stored.
-    let bad = stack.replace("historyLimit: 2", "historyLimit: 0").replace("small", "tiny");
+    let bad = stack
+        .replace("historyLimit: 2", "historyLimit: 0")
+        .replace("small", "tiny");
     let mut cmd = slothctl(&server);
     cmd.args(["apply", "-f", "-"]);
     let run = run_to_end(cmd, Some(&bad), Duration::from_secs(30)).code(2);

@@ -64,6 +64,9 @@ pub async fn gate(
     let run = |s: &Stack| Gate::Run(history::env(stack, &s.status_or_default().outputs));
     match status.current.as_deref() {
         Some(holder) if holder == wf.name() => return Ok(run(&current)),
+        // Started under the stack already (it is only freed by the run's
+        // end or deletion): never stop a running workflow here.
+        _ if history::has_started(wf) => return Ok(run(&current)),
         Some(holder) => {
             if holds(client, workflows, wf.namespace(), holder).await? {
                 return Ok(Gate::Busy(format!(
@@ -177,7 +180,10 @@ pub async fn record_finish(
     taskruns: &[&TaskRun],
 ) -> Result<(), Error> {
     let api: Api<StackSpec> = Api::namespaced(client.clone(), wf.namespace());
-    let outputs = if wf.status_or_default().phase == WorkflowPhase::Succeeded {
+    // A run that declares no outputs leaves the stack's as they were.
+    let outputs = if wf.status_or_default().phase == WorkflowPhase::Succeeded
+        && !wf.spec.outputs.is_empty()
+    {
         match history::outputs(wf, &history::results(taskruns)) {
             Ok(outputs) => Some(outputs),
             Err(missing) => {

@@ -37,8 +37,7 @@ pub const INSTRUCTION_LIMIT: u64 = 200_000_000;
 pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The modules whose functions only exist on the agent.
 pub const AGENT_MODULES: &[&str] = &[
-    "exec", "fs", "log", "json", "yaml", "env", "http", "template", "lock", "time",
-    "stack",
+    "exec", "fs", "log", "json", "yaml", "env", "http", "template", "lock", "time", "stack",
 ];
 
 /// A problem in a workflow file, with the file and, when known, the line.

@@ -172,9 +172,10 @@ pub fn describe(
 /// oldest first.
 fn stack_history_table(history: Option<&Value>, now: chrono::DateTime<Utc>) -> String {
     let when = |run: &Value, field: &str| {
-        parse_time(run.get(field)).map_or_else(|| "<none>".to_string(), |t| {
-            format!("{} ({} ago)", rfc3339(t), age(Some(t), now))
-        })
+        parse_time(run.get(field)).map_or_else(
+            || "<none>".to_string(),
+            |t| format!("{} ({} ago)", rfc3339(t), age(Some(t), now)),
+        )
     };
     let rows: Vec<Vec<String>> = history
         .and_then(Value::as_array)
