@@ -8,6 +8,7 @@ use sloth_sdk::meta::Time;
 use sloth_sdk::objects::stack::APPLIED_BY_ANNOTATION;
 use sloth_sdk::objects::{StackRun, StackStatus, TaskRun, TaskRunPhase, Workflow, WorkflowPhase};
 
+pub use crate::cron::children::is_finished;
 use crate::workflow::TASK_LABEL;
 use crate::workflow::substitute::{MissingResult, Values, substitute};
 
@@ -15,13 +16,6 @@ use crate::workflow::substitute::{MissingResult, Values, substitute};
 pub const OUTPUT_ENV_PREFIX: &str = "SLOTH_STACK_OUTPUT_";
 /// The environment variable naming the stack a TaskRun runs for.
 pub const STACK_ENV: &str = "SLOTH_STACK";
-
-pub fn is_finished(wf: &Workflow) -> bool {
-    matches!(
-        wf.status_or_default().phase,
-        WorkflowPhase::Succeeded | WorkflowPhase::Failed | WorkflowPhase::Cancelled
-    )
-}
 
 pub fn has_started(wf: &Workflow) -> bool {
     wf.status.as_ref().is_some_and(|s| s.start_time.is_some())
