@@ -1,6 +1,7 @@
 //! Sloth's controllers: they reconcile desired state through the API.
 #![forbid(unsafe_code)]
 
+pub mod cron;
 pub mod events_ttl;
 pub mod gc;
 pub mod leader;
@@ -9,6 +10,7 @@ pub mod lifecycle_controller;
 pub mod lock_controller;
 pub mod scheduler;
 pub mod state_ttl;
+pub mod stack;
 pub mod taskrun_ttl;
 pub mod workflow;
 
@@ -62,6 +64,7 @@ pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationT
         gc::run(client.clone(), shutdown.clone()),
         taskrun_ttl::run(client.clone(), settings.taskrun_ttl, shutdown.clone()),
         events_ttl::run(client.clone(), shutdown.clone()),
-        state_ttl::run(client, shutdown),
+        state_ttl::run(client.clone(), shutdown.clone()),
+        cron::controller::run(client, shutdown),
     );
 }

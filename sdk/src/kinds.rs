@@ -2,7 +2,10 @@
 
 use serde_json::Value;
 
-use crate::objects::{AgentSpec, EventSpec, LockSpec, StateEntrySpec, TaskRunSpec, WorkflowSpec};
+use crate::objects::{
+    AgentSpec, CronWorkflowSpec, EventSpec, LockSpec, StackSpec, StateEntrySpec, TaskRunSpec,
+    WorkflowSpec,
+};
 use crate::resource::{Object, Spec};
 use crate::validation::{FieldError, FieldErrors, Validate};
 
@@ -84,6 +87,24 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<StateEntrySpec>,
         check_update: check_update::<StateEntrySpec>,
+    },
+    KindInfo {
+        kind: "CronWorkflow",
+        plural: "cronworkflows",
+        singular: "cronworkflow",
+        short: &["cwf"],
+        namespaced: true,
+        admit: admit::<CronWorkflowSpec>,
+        check_update: check_update::<CronWorkflowSpec>,
+    },
+    KindInfo {
+        kind: "Stack",
+        plural: "stacks",
+        singular: "stack",
+        short: &[],
+        namespaced: true,
+        admit: admit::<StackSpec>,
+        check_update: check_update::<StackSpec>,
     },
 ];
 

@@ -18,6 +18,7 @@ pub mod objects;
 pub mod resource;
 pub mod role;
 pub mod runtime;
+pub mod schedule;
 pub mod selector;
 pub mod state;
 pub mod tls;

@@ -86,8 +86,10 @@ pub trait Validate: Spec {
 mod impls;
 
 mod common;
+mod cron;
 mod dag;
 pub mod limits;
 mod metadata;
 pub mod names;
 mod state;
+pub use cron::{MAX_CRONWORKFLOW_NAME_LEN, MAX_STACK_HISTORY};

@@ -76,6 +76,10 @@ pub enum Command {
     /// and scripts (set, get, delete, list, incr, cas).
     #[command(subcommand)]
     State(crate::commands::state::StateCommand),
+    /// Create an object from another (`create workflow NAME --from
+    /// cronworkflow/CRON`).
+    #[command(subcommand)]
+    Create(crate::commands::create::CreateCommand),
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +92,10 @@ pub struct ApplyArgs {
     /// of Lua workflows) and the Lua global `values.KEY`; repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// Put every Workflow applied (and those of CronWorkflows) in this
+    /// Stack (sets spec.stack); the Stack is created on first use.
+    #[arg(long, value_name = "NAME")]
+    pub stack: Option<String>,
 }
 
 #[derive(Debug, Args)]

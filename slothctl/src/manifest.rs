@@ -279,7 +279,8 @@ pub fn parse_lua(source: &str, text: &str, params: &Params) -> Result<Vec<Docume
         .iter()
         .enumerate()
         .map(|(i, workflow)| {
-            let value = serde_json::to_value(workflow)
+            let value = evaluation
+                .object(workflow)
                 .map_err(|e| format!("error: {source}: cannot encode workflow: {e}"))?;
             Ok(Document {
                 source: source.to_string(),

@@ -2,7 +2,8 @@
 //! blocking thread, with a memory limit, the task's deadline and stop
 //! signal enforced by an instruction-count hook, and the modules Sloth's Lua
 //! code expects (`exec`, `fs`, `log`, `json`, `yaml`, `env`, `http`,
-//! `template`, `lock`, `time`, `state`), each a global and `require`-able.
+//! `template`, `lock`, `time`, `state`, `stack`), each a global and
+//! `require`-able.
 
 mod env;
 mod exec;
@@ -13,6 +14,7 @@ mod lock;
 mod log;
 mod runner;
 mod state;
+mod stack;
 mod template;
 mod time;
 mod yaml;
@@ -274,6 +276,7 @@ pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, T
         ("lock", lock::module(lua, ctx)?),
         ("time", time::module(lua, ctx)?),
         ("state", state::module(lua, ctx)?),
+        ("stack", stack::module(lua, ctx)?),
     ])
 }
 

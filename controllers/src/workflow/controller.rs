@@ -3,6 +3,7 @@
 //! stops TaskRuns, takes task locks, creates TaskRuns, writes the status
 //! and records Events for what changed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use sloth_sdk::events::Recorder;
 use sloth_sdk::objects::workflow::{TaskPhase, WorkflowPhase, WorkflowStatus};
 use sloth_sdk::objects::{
     EventType, LockSpec, ObjectReference, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
-    Workflow, WorkflowSpec,
+    Workflow, WorkflowSpec, WorkflowState,
 };
 use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, reflector, store};
 use sloth_sdk::watcher::watch_objects;
@@ -20,6 +21,8 @@ use sloth_sdk::{Api, Client, Error, WatchParams, lease};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{NewRun, Plan, StopRun, TASK_LABEL, WORKFLOW_LABEL, plan};
+use crate::stack::gate::{self as stack_gate, Gate};
+use crate::stack::history;
 
 /// Task locks are leases this long, renewed while their TaskRun runs.
 pub const TASK_LOCK_LEASE_SECONDS: u32 = 60;
@@ -38,6 +41,8 @@ struct Ctx {
     client: Client,
     taskruns: Store<TaskRunSpec>,
     recorder: Recorder,
+    /// Every Workflow (the controller's own cache): a stack's line.
+    workflows: Store<WorkflowSpec>,
 }
 
 /// Runs the Workflow controller until `shutdown`.
@@ -52,12 +57,14 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
     // The TaskRun cache is written before the trigger it causes is seen, so
     // a reconcile always finds the change that caused it.
     let taskrun_events = reflector(writer, watch_objects(&taskruns_api, "", owned));
+    let controller = Controller::new(workflows, "", WatchParams::default());
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), "workflow-controller"),
         client,
         taskruns,
+        workflows: controller.store(),
     });
-    Controller::new(workflows, "", WatchParams::default())
+    controller
         .watches_stream(taskrun_events, |tr: &TaskRun| {
             tr.metadata
                 .labels
@@ -94,8 +101,36 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .filter(|tr| owned_by(tr, &wf))
         .collect();
     let refs: Vec<&TaskRun> = owned.iter().map(Arc::as_ref).collect();
+    let mut stack_env = BTreeMap::new();
+    if let Some(stack) = &wf.spec.stack {
+        if stack_gate::is_recorded(&wf) {
+            return Ok(Action::await_change());
+        }
+        if history::is_finished(&wf) {
+            stack_gate::record_finish(&ctx.client, &wf, stack, &refs).await?;
+            return Ok(Action::await_change());
+        }
+        // Cancelled before it started: it ends without the stack.
+        let cancelled_waiting =
+            wf.spec.state == WorkflowState::Cancelled && !history::has_started(&wf);
+        if !cancelled_waiting {
+            match stack_gate::gate(&ctx.client, &wf, stack, &ctx.workflows).await? {
+                Gate::Run(env) => stack_env = env,
+                Gate::Busy(message) => return wait_for_stack(&ctx, &wf, message).await,
+            }
+        }
+    }
     let now = Utc::now();
     let mut plan = plan(&wf, &refs, now);
+    for new in &mut plan.create {
+        for (key, value) in &stack_env {
+            new.taskrun
+                .spec
+                .env
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+    }
     let old = wf.status_or_default();
     let mut requeue = plan.requeue_after;
     let planned = started.elapsed();
@@ -158,6 +193,24 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
     Ok(requeue.map_or(Action::await_change(), Action::requeue))
+}
+
+/// Keeps a Workflow of a busy stack Pending with reason StackBusy and
+/// looks again shortly.
+async fn wait_for_stack(ctx: &Ctx, wf: &Workflow, message: String) -> Result<Action, Error> {
+    let status = stack_gate::busy_status(wf, message);
+    if wf.status.as_ref() != Some(&status) {
+        let mut updated = wf.clone();
+        updated.status = Some(status);
+        match Api::<WorkflowSpec>::namespaced(ctx.client.clone(), wf.namespace())
+            .update_status(&updated)
+            .await
+        {
+            Ok(_) | Err(Error::Conflict(_) | Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Action::requeue(stack_gate::BUSY_RETRY))
 }
 
 /// Creates one task's TaskRun and records it; a TaskRun an earlier

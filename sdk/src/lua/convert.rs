@@ -10,6 +10,7 @@ use super::{
 };
 use crate::duration::Duration;
 use crate::objects::common::{LabelSelector, LuaPayload, Payload, Placement, PlacementPolicy};
+use crate::objects::cronworkflow::{ConcurrencyPolicy, CronWorkflowSpec};
 use crate::objects::workflow::{Backoff, RetryPolicy, Workflow, WorkflowSpec, WorkflowTask};
 use crate::resource::Object;
 
@@ -78,6 +79,11 @@ pub fn workflows(
     };
     for table in workflow_list(state, chunk)? {
         let (workflow, delegations) = workflow(&table, source, chunk, values)?;
+        if let Some(schedule) = schedule(&table, chunk)? {
+            evaluation
+                .schedules
+                .insert(workflow.name().to_string(), schedule);
+        }
         evaluation.workflows.push(workflow);
         evaluation.delegations.extend(delegations);
     }
@@ -107,6 +113,8 @@ fn workflow(
         timeout: r.duration("timeout")?,
         concurrency: r.get("concurrency")?,
         fail_fast: r.get::<Option<bool>>("fail_fast")?.unwrap_or(false),
+        stack: r.get("stack")?,
+        outputs: r.get::<Option<_>>("outputs")?.unwrap_or_default(),
         ..WorkflowSpec::default()
     };
     let mut addresses = BTreeMap::new();
@@ -140,6 +148,34 @@ fn workflow(
         annotations.insert(ADDRESS_ANNOTATION.to_string(), text);
     }
     Ok((object, delegations))
+}
+
+/// The CronWorkflow options of a workflow that has a `schedule` (its
+/// `workflowSpec` left empty: the workflow fills it).
+fn schedule(table: &Table, chunk: &str) -> Result<Option<CronWorkflowSpec>, DslError> {
+    let r = Reader {
+        chunk,
+        table,
+        line: line_of(table),
+    };
+    let Some(schedule) = r.get::<Option<String>>("schedule")? else {
+        return Ok(None);
+    };
+    let policy = match r.get::<Option<String>>("concurrency_policy")?.as_deref() {
+        Some("Forbid") => ConcurrencyPolicy::Forbid,
+        Some("Replace") => ConcurrencyPolicy::Replace,
+        _ => ConcurrencyPolicy::Allow,
+    };
+    Ok(Some(CronWorkflowSpec {
+        schedule,
+        timezone: r.get::<Option<String>>("timezone")?.unwrap_or_default(),
+        concurrency_policy: policy,
+        starting_deadline: r.duration("starting_deadline")?,
+        suspend: r.get::<Option<bool>>("suspend")?.unwrap_or(false),
+        successful_history_limit: r.get("successful_history_limit")?,
+        failed_history_limit: r.get("failed_history_limit")?,
+        workflow_spec: WorkflowSpec::default(),
+    }))
 }
 
 /// One task, and the address it is delegated to, if any.

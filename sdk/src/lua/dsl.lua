@@ -355,6 +355,35 @@ local WorkflowSetters = {
     end
   end,
 }
+-- Scheduling (the workflow becomes a CronWorkflow) and its stack.
+local CONCURRENCY_POLICIES = { allow = "Allow", forbid = "Forbid", replace = "Replace" }
+WorkflowSetters.schedule = function(w, pos, v) w.schedule = want_string(pos, "schedule", v) end
+WorkflowSetters.timezone = function(w, pos, v) w.timezone = want_string(pos, "timezone", v) end
+WorkflowSetters.concurrency_policy = function(w, pos, v)
+  local text = want_string(pos, "concurrency_policy", v)
+  w.concurrency_policy = CONCURRENCY_POLICIES[lower(text)]
+  if not w.concurrency_policy then
+    fail(pos, format("concurrency_policy: expected Allow, Forbid or Replace, got %q", text))
+  end
+end
+WorkflowSetters.starting_deadline = function(w, pos, v)
+  w.starting_deadline = duration(pos, "starting_deadline", v)
+end
+WorkflowSetters.suspend = function(w, pos, v)
+  if type(v) ~= "boolean" then
+    fail(pos, format("suspend: expected a boolean, got %s", describe(v)))
+  end
+  w.suspend = v
+end
+WorkflowSetters.successful_history_limit = function(w, pos, v)
+  w.successful_history_limit = count(pos, "successful_history_limit", v)
+end
+WorkflowSetters.failed_history_limit = function(w, pos, v)
+  w.failed_history_limit = count(pos, "failed_history_limit", v)
+end
+WorkflowSetters.stack = function(w, pos, v) w.stack = want_string(pos, "stack", v) end
+WorkflowSetters.outputs = function(w, pos, v) w.outputs = string_map(pos, "outputs", v) end
+
 for _, hook in ipairs({ "on_start", "on_complete", "on_success", "on_failure" }) do
   WorkflowSetters[hook] = function(w, pos, v)
     if type(v) ~= "function" then

@@ -38,6 +38,7 @@ pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The modules whose functions only exist on the agent.
 pub const AGENT_MODULES: &[&str] = &[
     "exec", "fs", "log", "json", "yaml", "env", "http", "template", "lock", "time", "state",
+    "stack",
 ];
 
 /// A problem in a workflow file, with the file and, when known, the line.
@@ -101,6 +102,31 @@ pub struct Evaluation {
     pub warnings: Vec<String>,
     /// What the file printed with `print` while it was evaluated.
     pub printed: Vec<String>,
+    /// The workflows defined with a `schedule`, by name: each is applied
+    /// as a CronWorkflow (see [`Evaluation::object`]).
+    pub schedules: BTreeMap<String, crate::objects::CronWorkflowSpec>,
+}
+
+impl Evaluation {
+    /// What applying `workflow` sends: the Workflow, or for a scheduled one
+    /// a CronWorkflow of the same name, labels and annotations whose
+    /// `workflowSpec` is the workflow's spec.
+    pub fn object(&self, workflow: &Workflow) -> Result<serde_json::Value, serde_json::Error> {
+        match self.schedules.get(workflow.name()) {
+            None => serde_json::to_value(workflow),
+            Some(spec) => {
+                let mut cron = crate::objects::CronWorkflow::new(
+                    workflow.name(),
+                    crate::objects::CronWorkflowSpec {
+                        workflow_spec: workflow.spec.clone(),
+                        ..spec.clone()
+                    },
+                );
+                cron.metadata = workflow.metadata.clone();
+                serde_json::to_value(&cron)
+            }
+        }
+    }
 }
 
 /// Evaluates a workflow file in a fresh sandboxed Lua state; `values` is

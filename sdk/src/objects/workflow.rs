@@ -32,6 +32,13 @@ pub struct WorkflowSpec {
     pub fail_fast: bool,
     #[serde(default)]
     pub state: WorkflowState,
+    /// The Stack this run belongs to: one Workflow of a stack runs at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    /// Values recorded as the stack's outputs when the run succeeds, with
+    /// `$(tasks.TASK.results.KEY)` and `$(params.NAME)` substituted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

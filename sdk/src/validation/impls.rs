@@ -316,6 +316,7 @@ impl Validate for WorkflowSpec {
                 "must be at least 1 (omit it for no limit); 0 would never start a task",
             );
         }
+        super::cron::validate_workflow_stack(spec, &mut errs);
         errs.into_result()
     }
 }

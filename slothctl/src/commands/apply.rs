@@ -40,11 +40,17 @@ impl Outcome {
 }
 
 pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
+    super::stamp::check_stack_flag(args.stack.as_deref())?;
     let mut objects = load(
         &args.files,
         ctx.namespace_flag.as_deref(),
         &params(&args.params),
     )?;
+    super::stamp::stamp(
+        &mut objects,
+        args.stack.as_deref(),
+        super::stamp::local_user().as_deref(),
+    );
     if needs_addresses(&objects) {
         resolve_delegations(&ctx.client, &mut objects)
             .await

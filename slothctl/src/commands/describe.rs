@@ -150,8 +150,15 @@ pub fn describe(
         .as_object_mut()
         .and_then(|s| s.remove("conditions"))
         .unwrap_or(Value::Null);
+    let history = match kind.kind {
+        "Stack" => status.as_object_mut().and_then(|s| s.remove("history")),
+        _ => None,
+    };
     out.push_str(&section("Status", &status)?);
     out.push_str(&conditions_table(&conditions));
+    if kind.kind == "Stack" {
+        out.push_str(&stack_history_table(history.as_ref(), now));
+    }
     if kind.kind == "Workflow" {
         out.push_str(&tasks_table(&object.spec, &object.status));
     }
@@ -159,6 +166,38 @@ pub fn describe(
         out.push_str(&events_table(&events_of(kind, object, events), now));
     }
     Ok(out)
+}
+
+/// A Stack's `History:` as WORKFLOW PHASE STARTED FINISHED APPLIED BY,
+/// oldest first.
+fn stack_history_table(history: Option<&Value>, now: chrono::DateTime<Utc>) -> String {
+    let when = |run: &Value, field: &str| {
+        parse_time(run.get(field)).map_or_else(
+            || "<none>".to_string(),
+            |t| format!("{} ({} ago)", rfc3339(t), age(Some(t), now)),
+        )
+    };
+    let rows: Vec<Vec<String>> = history
+        .and_then(Value::as_array)
+        .map(|runs| {
+            runs.iter()
+                .map(|run| {
+                    vec![
+                        text(run, "workflow"),
+                        or_none(text(run, "phase")),
+                        when(run, "startTime"),
+                        when(run, "completionTime"),
+                        or_none(text(run, "appliedBy")),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    titled_table(
+        "History",
+        &["WORKFLOW", "PHASE", "STARTED", "FINISHED", "APPLIED BY"],
+        &rows,
+    )
 }
 
 /// `Title:` and a table indented by two spaces, or `Title: <none>`.

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cancel;
 pub mod certs;
 pub mod cordon;
+pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod follow;
@@ -14,6 +15,7 @@ pub mod logs;
 pub mod render;
 pub mod run;
 pub mod state;
+pub mod stamp;
 pub mod version;
 pub mod wait;
 pub mod watch;
@@ -85,6 +87,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uncordon(args) => cordon::run(&ctx, args, false).await,
         Command::Label(args) => label::run(&ctx, args).await,
         Command::Agent(command) => agent::run(&ctx, command).await,
+        Command::Create(command) => create::run(&ctx, command).await,
         Command::Version => version::run(),
         Command::State(command) => state::run(&ctx, command).await,
         Command::Render(_) | Command::Certs(_) => Ok(()),

@@ -54,6 +54,8 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
             "NAME",
         ],
         ("StateEntry", _) => &["NAME", "KEY", "VALUE", "AGE", "EXPIRES"],
+        ("CronWorkflow", _) => super::cron_stack::CRONWORKFLOW_HEADERS,
+        ("Stack", _) => super::cron_stack::STACK_HEADERS,
         _ => &["NAME", "AGE"],
     };
     let mut out = Vec::new();
@@ -153,6 +155,8 @@ pub fn row(
                 now,
             ));
         }
+        "CronWorkflow" => super::cron_stack::cronworkflow_row(object, now, &mut out),
+        "Stack" => super::cron_stack::stack_row(object, now, &mut out),
         _ => out.push(age_col),
     }
     out

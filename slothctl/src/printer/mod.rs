@@ -3,6 +3,7 @@
 
 pub mod age;
 pub mod columns;
+pub mod cron_stack;
 pub mod output;
 pub mod table;
 

@@ -1,0 +1,78 @@
+//! Stack: a named deployment environment. The Workflows that name it in
+//! `spec.stack` run one at a time; it records their history and the outputs
+//! of the latest successful one.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::workflow::WorkflowPhase;
+use crate::meta::Time;
+use crate::resource::{Object, Spec};
+
+pub type Stack = Object<StackSpec>;
+
+/// The label the workflow controller puts on a Workflow of a stack.
+pub const STACK_LABEL: &str = "sloth.dev/stack";
+/// Who applied a Workflow: set by slothctl from its credentials' user
+/// (or `$USER`), recorded in the stack's history.
+pub const APPLIED_BY_ANNOTATION: &str = "sloth.dev/applied-by";
+/// The reason of a Workflow waiting for its stack's running one.
+pub const STACK_BUSY: &str = "StackBusy";
+/// The default of `spec.historyLimit`.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 20;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StackSpec {
+    /// Runs kept in `status.history` (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_limit: Option<u32>,
+}
+
+impl StackSpec {
+    pub fn history_limit(&self) -> usize {
+        self.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT) as usize
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StackStatus {
+    /// Runs, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<StackRun>,
+    /// The outputs of the latest successful run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+    /// Runs recorded since the Stack was created (history is bounded).
+    #[serde(default)]
+    pub runs: u64,
+    /// The Workflow that holds the stack (running, or about to start): the
+    /// workflow controller takes and frees it by compare-and-swap, so two
+    /// Workflows of a stack never run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+}
+
+/// One Workflow of the stack.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StackRun {
+    pub workflow: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    #[serde(default)]
+    pub phase: WorkflowPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub applied_by: String,
+}
+
+impl Spec for StackSpec {
+    type Status = StackStatus;
+    const KIND: &'static str = "Stack";
+}

@@ -1,0 +1,70 @@
+//! What apply adds to the Workflows (and CronWorkflows) it sends: the stack
+//! of `--stack NAME`, and who applied them (`sloth.dev/applied-by`, read
+//! from `$USER` on this machine: informational, not authenticated), which
+//! the Stack's history records.
+
+use serde_json::Value;
+use sloth_sdk::objects::stack::APPLIED_BY_ANNOTATION;
+use sloth_sdk::validation::names::validate_dns1123_label;
+
+use crate::error::CliError;
+use crate::manifest::Resolved;
+
+/// Who runs slothctl: `$USER`, else `$LOGNAME`, else none.
+pub fn local_user() -> Option<String> {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.is_empty())
+}
+
+/// Checks `--stack`'s name before anything is sent.
+pub fn check_stack_flag(stack: Option<&str>) -> Result<(), CliError> {
+    if let Some(stack) = stack {
+        validate_dns1123_label(stack)
+            .map_err(|why| CliError::usage(format!("--stack {stack:?}: {why}")))?;
+    }
+    Ok(())
+}
+
+/// Sets `spec.stack` (when `stack` is given) and the applied-by annotation
+/// (unless the manifest sets one) on every Workflow; on a CronWorkflow,
+/// `--stack` goes to the Workflows it creates.
+pub fn stamp(objects: &mut [Resolved], stack: Option<&str>, user: Option<&str>) {
+    for object in objects {
+        let spec_path: &[&str] = match object.kind.kind {
+            "Workflow" => &["spec"],
+            "CronWorkflow" => &["spec", "workflowSpec"],
+            _ => continue,
+        };
+        if let Some(stack) = stack
+            && let Some(spec) = walk(&mut object.value, spec_path)
+        {
+            spec.insert("stack".into(), Value::String(stack.to_string()));
+        }
+        if object.kind.kind == "Workflow"
+            && let Some(user) = user
+            && let Some(meta) = object
+                .value
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+        {
+            let annotations = meta
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations
+                    .entry(APPLIED_BY_ANNOTATION)
+                    .or_insert_with(|| Value::String(user.to_string()));
+            }
+        }
+    }
+}
+
+fn walk<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut serde_json::Map<String, Value>> {
+    let mut at = value;
+    for key in path {
+        at = at.get_mut(*key)?;
+    }
+    at.as_object_mut()
+}
