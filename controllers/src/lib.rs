@@ -63,6 +63,7 @@ pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationT
         gc::run(client.clone(), shutdown.clone()),
         taskrun_ttl::run(client.clone(), settings.taskrun_ttl, shutdown.clone()),
         events_ttl::run(client.clone(), shutdown.clone()),
-        cron::controller::run(client, shutdown),
+        cron::controller::run(client.clone(), shutdown.clone()),
+        cron::gc::run(client, shutdown),
     );
 }

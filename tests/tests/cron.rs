@@ -441,6 +441,20 @@ fn a_manual_run_and_restarts_keep_the_schedule() {
         ctl(&server, &["get", "wf", "nightly-now"]).code == 0,
         "the manual run survived the restart"
     );
+
+    // Deleting a CronWorkflow deletes its Workflows (owner references).
+    ctl(&server, &["delete", "cronworkflow", "nightly"]).ok();
+    let gone = wait_until(DEADLINE, || {
+        (ctl(&server, &["get", "wf", "nightly-now"]).code == 1).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "the workflow of a deleted cronworkflow remained"
+    );
+    assert!(
+        !workflows_of(&rt, &client, "tock").is_empty(),
+        "another cron's runs stay"
+    );
 }
 
 #[test]
