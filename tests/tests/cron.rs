@@ -514,3 +514,39 @@ workflow.define("nightly", { schedule = "0 3 * * *", timezone = "UTC",
     let run = ctl(&server, &["apply", "-f", path]).code(2);
     assert!(run.stderr.contains("spec.schedule"), "{run:#?}");
 }
+
+#[test]
+fn replace_cancels_the_active_run_for_the_next() {
+    let (server, rt, client, _agent, _controllers) = setup();
+    let yaml = cron_yaml(
+        "redo",
+        "@every 2s",
+        "  concurrencyPolicy: Replace\n  failedHistoryLimit: 10\n",
+        "sleep 60",
+    );
+    ctl_stdin(&server, &["apply", "-f", "-"], &yaml).ok();
+    // Two runs replaced, each by the next scheduled one.
+    let wfs = wait_until(DEADLINE, || {
+        let wfs = workflows_of(&rt, &client, "redo");
+        let cancelled = wfs.values().filter(|w| phase(w) == "Cancelled").count();
+        (cancelled >= 2).then_some(wfs)
+    })
+    .expect("runs were replaced");
+    let newest = wfs
+        .keys()
+        .max_by_key(|n| scheduled("redo", n))
+        .expect("runs");
+    for (name, wf) in &wfs {
+        if name != newest && !is_final(wf) {
+            // Replaced just now: its cancellation is under way.
+            assert_eq!(
+                wf["spec"]["state"], "Cancelled",
+                "{name} not replaced: {wf}"
+            );
+        }
+    }
+    assert!(
+        wfs.values().all(|w| phase(w) != "Succeeded"),
+        "a replaced run finished: {wfs:?}"
+    );
+}
