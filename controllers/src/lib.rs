@@ -65,6 +65,7 @@ pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationT
         taskrun_ttl::run(client.clone(), settings.taskrun_ttl, shutdown.clone()),
         events_ttl::run(client.clone(), shutdown.clone()),
         state_ttl::run(client.clone(), shutdown.clone()),
-        cron::controller::run(client, shutdown),
+        cron::controller::run(client.clone(), shutdown.clone()),
+        cron::gc::run(client, shutdown),
     );
 }

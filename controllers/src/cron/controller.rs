@@ -129,11 +129,12 @@ async fn reconcile(cron: Arc<CronWorkflow>, ctx: Arc<Ctx>) -> Result<Action, Err
             Due::Nothing => {}
             Due::Run { at, missed } => {
                 if missed > 0 {
-                    let message = format!(
-                        "{missed} earlier scheduled times were missed and are not run; running {}",
-                        at.to_rfc3339()
-                    );
-                    record(&ctx, &cron, EventType::Warning, "MissedSchedules", &message).await;
+                    // One stable message, so that repeats (Forbid holding
+                    // runs back behind long ones) bump one Event's count.
+                    tracing::info!(cron = cron.name(), missed, at = %at.to_rfc3339(), "missed schedules");
+                    let message = "scheduled times were missed (controllers down, or Forbid \
+                                   held runs back); only the latest of them is run";
+                    record(&ctx, &cron, EventType::Warning, "MissedSchedules", message).await;
                 }
                 if start(&ctx, &cron, &workflows, &refs, at, &mut status).await? {
                     status.last_schedule_time = Some(at);

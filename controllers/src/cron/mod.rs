@@ -3,3 +3,4 @@
 pub mod children;
 pub mod controller;
 pub mod due;
+pub mod gc;

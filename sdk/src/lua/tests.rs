@@ -449,3 +449,46 @@ fn calling_workflow_points_at_workflow_define() {
         "{e}"
     );
 }
+
+#[test]
+fn a_schedule_makes_a_cronworkflow_and_stack_options_set_the_spec() {
+    let source = r#"
+local up = task("up"):command("echo url=x >> \"$SLOTH_RESULTS\""):build()
+workflow.define("nightly", { schedule = "0 3 * * *", timezone = "Europe/Paris",
+  concurrency_policy = "replace", starting_deadline = "5m", suspend = true,
+  successful_history_limit = 5, failed_history_limit = 2, tasks = { up } })
+workflow.define("deploy", { stack = "prod", outputs = { url = "$(tasks.up.results.url)" },
+  tasks = { up } })
+"#;
+    let evaluation = evaluate_file(source, "pipeline.lua", &BTreeMap::new()).expect("evaluates");
+    let cron = &evaluation.schedules["nightly"];
+    assert_eq!(cron.schedule, "0 3 * * *");
+    assert_eq!(cron.timezone, "Europe/Paris");
+    assert_eq!(
+        cron.concurrency_policy,
+        crate::objects::ConcurrencyPolicy::Replace
+    );
+    assert_eq!(cron.starting_deadline, Some("5m".parse().expect("d")));
+    assert!(cron.suspend);
+    assert_eq!(
+        (cron.successful_history_limit, cron.failed_history_limit),
+        (Some(5), Some(2))
+    );
+    let nightly = &evaluation.workflows[0];
+    let object = evaluation.object(nightly).expect("encodes");
+    assert_eq!(object["kind"], "CronWorkflow");
+    assert_eq!(object["spec"]["workflowSpec"]["tasks"][0]["name"], "up");
+    let deploy = &evaluation.workflows[1];
+    assert!(!evaluation.schedules.contains_key("deploy"));
+    assert_eq!(
+        evaluation.object(deploy).expect("encodes")["kind"],
+        "Workflow"
+    );
+    assert_eq!(deploy.spec.stack.as_deref(), Some("prod"));
+    assert_eq!(deploy.spec.outputs["url"], "$(tasks.up.results.url)");
+
+    let bad = eval_err(
+        r#"workflow.define("x", { concurrency_policy = "Sometimes", tasks = { task("a"):command("true"):build() } })"#,
+    );
+    assert!(bad.to_string().contains("concurrency_policy"), "{bad}");
+}

@@ -104,3 +104,102 @@ pub(super) fn validate_workflow_stack(spec: &WorkflowSpec, errs: &mut FieldError
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::{CronWorkflow, Payload, Stack, WorkflowTask};
+
+    fn cron(name: &str, schedule: &str, timezone: &str) -> CronWorkflow {
+        let mut c = CronWorkflow::new(
+            name,
+            CronWorkflowSpec {
+                schedule: schedule.into(),
+                timezone: timezone.into(),
+                workflow_spec: WorkflowSpec {
+                    tasks: vec![WorkflowTask {
+                        name: "a".into(),
+                        run: Payload {
+                            shell: Some("true".into()),
+                            lua: None,
+                        },
+                        ..WorkflowTask::default()
+                    }],
+                    ..WorkflowSpec::default()
+                },
+                ..CronWorkflowSpec::default()
+            },
+        );
+        c.metadata.namespace = "default".into();
+        c
+    }
+
+    fn fields(result: Result<(), FieldErrors>) -> Vec<String> {
+        result
+            .err()
+            .map_or_else(Vec::new, |e| e.0.into_iter().map(|e| e.field).collect())
+    }
+
+    #[test]
+    fn cronworkflows_name_the_bad_field() {
+        assert!(CronWorkflowSpec::validate(&cron("ok", "@every 5s", "UTC")).is_ok());
+        assert_eq!(
+            fields(CronWorkflowSpec::validate(&cron("c", "* * *", ""))),
+            ["spec.schedule"]
+        );
+        assert_eq!(
+            fields(CronWorkflowSpec::validate(&cron(
+                "c",
+                "@daily",
+                "Nowhere/City"
+            ))),
+            ["spec.timezone"]
+        );
+        assert_eq!(
+            fields(CronWorkflowSpec::validate(&cron(
+                &"c".repeat(53),
+                "@daily",
+                ""
+            ))),
+            ["metadata.name"]
+        );
+        let mut no_tasks = cron("c", "@daily", "");
+        no_tasks.spec.workflow_spec.tasks.clear();
+        assert_eq!(
+            fields(CronWorkflowSpec::validate(&no_tasks)),
+            ["spec.workflowSpec.tasks"]
+        );
+    }
+
+    #[test]
+    fn stacks_and_workflow_stack_fields() {
+        let mut stack = Stack::new(
+            "prod",
+            StackSpec {
+                history_limit: Some(0),
+            },
+        );
+        stack.metadata.namespace = "default".into();
+        assert_eq!(fields(StackSpec::validate(&stack)), ["spec.historyLimit"]);
+        let mut errs = FieldErrors::default();
+        let spec = WorkflowSpec {
+            stack: Some("Prod_1".into()),
+            outputs: [
+                ("1bad".to_string(), "x".to_string()),
+                ("url".to_string(), "$(tasks.nope.results.u)".to_string()),
+            ]
+            .into(),
+            ..WorkflowSpec::default()
+        };
+        validate_workflow_stack(&spec, &mut errs);
+        let named: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            named,
+            [
+                "spec.stack",
+                r#"spec.outputs["1bad"]"#,
+                r#"spec.outputs["url"]"#
+            ]
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! What apply adds to the Workflows (and CronWorkflows) it sends: the stack
 //! of `--stack NAME`, and who applied them (`sloth.dev/applied-by`, read
-//! from `$USER` on this machine: informational, not authenticated), which
-//! the Stack's history records.
+//! from `$USER` on this machine, else the process's user name:
+//! informational, not authenticated), which the Stack's history records.
 
 use serde_json::Value;
 use sloth_sdk::objects::stack::APPLIED_BY_ANNOTATION;
@@ -10,12 +10,26 @@ use sloth_sdk::validation::names::validate_dns1123_label;
 use crate::error::CliError;
 use crate::manifest::Resolved;
 
-/// Who runs slothctl: `$USER`, else `$LOGNAME`, else none.
+/// Who runs slothctl: `$USER`, else `$LOGNAME`, else the name of this
+/// process's user in /etc/passwd, else none.
 pub fn local_user() -> Option<String> {
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
         .find(|u| !u.is_empty())
+        .or_else(passwd_user)
+}
+
+/// The /etc/passwd name of the uid that owns this process.
+fn passwd_user() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// Checks `--stack`'s name before anything is sent.
@@ -67,4 +81,13 @@ fn walk<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut serde_json::M
         at = at.get_mut(*key)?;
     }
     at.as_object_mut()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_process_user_has_a_name() {
+        // Whoever runs the tests is in /etc/passwd (root in CI).
+        assert!(super::passwd_user().is_some_and(|u| !u.is_empty()));
+    }
 }
