@@ -181,3 +181,26 @@ fn agent_rss() {
     let rss = positive(&json, "agent_rss_mib");
     assert!(rss < 1024.0, "{json}");
 }
+
+#[test]
+fn state() {
+    let json = bench(&[
+        "state",
+        "--keys",
+        "50",
+        "--concurrency",
+        "8",
+        "--increments",
+        "100",
+        "--hot",
+        "3",
+    ]);
+    assert_eq!(json["scenario"], "state");
+    assert_eq!(json["keys"].as_u64(), Some(50), "{json}");
+    for phase in ["set", "increment_spread", "increment_hot_key"] {
+        positive(&json[phase], "per_s");
+        let p50 = positive(&json[phase], "p50_ms");
+        assert!(p50 <= positive(&json[phase], "p99_ms"), "{json}");
+    }
+    number(&json, "list_all_ms");
+}
