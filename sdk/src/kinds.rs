@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::objects::{AgentSpec, EventSpec, LockSpec, TaskRunSpec, WorkflowSpec};
+use crate::objects::{AgentSpec, EventSpec, LockSpec, SecretSpec, TaskRunSpec, WorkflowSpec};
 use crate::resource::{Object, Spec};
 use crate::validation::{FieldError, FieldErrors, Validate};
 
@@ -75,6 +75,15 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<EventSpec>,
         check_update: check_update::<EventSpec>,
+    },
+    KindInfo {
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        short: &[],
+        namespaced: true,
+        admit: crate::validation::admit_secret,
+        check_update: check_update::<SecretSpec>,
     },
 ];
 

@@ -90,3 +90,5 @@ mod dag;
 pub mod limits;
 mod metadata;
 pub mod names;
+mod secret;
+pub(crate) use secret::admit as admit_secret;

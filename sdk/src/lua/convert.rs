@@ -10,6 +10,7 @@ use super::{
 };
 use crate::duration::Duration;
 use crate::objects::common::{LabelSelector, LuaPayload, Payload, Placement, PlacementPolicy};
+use crate::objects::env::Env;
 use crate::objects::workflow::{Backoff, RetryPolicy, Workflow, WorkflowSpec, WorkflowTask};
 use crate::resource::Object;
 
@@ -107,6 +108,7 @@ fn workflow(
         timeout: r.duration("timeout")?,
         concurrency: r.get("concurrency")?,
         fail_fast: r.get::<Option<bool>>("fail_fast")?.unwrap_or(false),
+        secrets: r.get::<Option<Vec<String>>>("secrets")?.unwrap_or_default(),
         ..WorkflowSpec::default()
     };
     let mut addresses = BTreeMap::new();
@@ -228,9 +230,13 @@ fn task(
         placement,
         retries,
         timeout: r.duration("timeout")?,
-        env: r.get::<Option<_>>("env")?.unwrap_or_default(),
+        env: r
+            .get::<Option<BTreeMap<String, String>>>("env")?
+            .map(Env::from)
+            .unwrap_or_default(),
         workdir: r.get("workdir")?,
         locks: r.get::<Option<_>>("locks")?.unwrap_or_default(),
+        ..WorkflowTask::default()
     };
     Ok((task, r.get("address")?))
 }

@@ -2,8 +2,10 @@
 
 pub mod agent;
 pub mod common;
+pub mod env;
 pub mod event;
 pub mod lock;
+pub mod secret;
 pub mod taskrun;
 pub mod workflow;
 
@@ -12,8 +14,10 @@ pub use common::{
     LabelSelector, LabelSelectorRequirement, LuaPayload, Payload, Placement, PlacementPolicy,
     SelectorOperator,
 };
+pub use env::{Env, EnvFromSource, EnvVar, SecretFile, SecretKeySelector, SecretRef, SecretUse};
 pub use event::{Event, EventSpec, EventStatus, EventType, ObjectReference};
 pub use lock::{Lock, LockSpec, LockStatus};
+pub use secret::{Secret, SecretSpec, SecretStatus};
 pub use taskrun::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 pub use workflow::{
     Backoff, RetryOn, RetryPolicy, TaskPhase, TaskStatus, Workflow, WorkflowPhase, WorkflowSpec,
