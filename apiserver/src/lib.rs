@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod compaction;
+pub mod encryption;
 pub mod error;
 pub mod grpc;
 pub mod guard;
