@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod objects;
 pub mod paging;
 pub mod resources;
+pub mod secret_access;
 pub mod store;
 pub mod watch;
