@@ -13,13 +13,16 @@ use crate::cache::WatchCache;
 use crate::error::ApiError;
 use crate::resources::{Resources, Selectors};
 
+pub use sloth_sdk::objects::secret::VALUES_HIDDEN;
+
 /// True when `user` may see only the key names of Secrets of `kind`.
 pub fn redacts(user: &User, kind: &str) -> bool {
     kind == SECRET_KIND && !matches!(user.role, Role::Admin | Role::Operator)
 }
 
 /// Empties every value of a Secret's `spec.data` (the keys stay, so a
-/// viewer sees what a Secret holds but not the values).
+/// viewer sees what a Secret holds but not the values) and marks the
+/// object with the annotation [`VALUES_HIDDEN`].
 pub fn redact(value: &mut Value) {
     if let Some(data) = value
         .pointer_mut("/spec/data")
@@ -27,6 +30,14 @@ pub fn redact(value: &mut Value) {
     {
         for v in data.values_mut() {
             *v = Value::String(String::new());
+        }
+    }
+    if let Some(meta) = crate::objects::metadata_mut(value) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(VALUES_HIDDEN.into(), Value::String("true".into()));
         }
     }
 }

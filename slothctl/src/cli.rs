@@ -72,6 +72,35 @@ pub enum Command {
     Certs(crate::commands::certs::CertsCommand),
     /// Print the client version.
     Version,
+    /// Create an object from command-line values (`create secret`).
+    #[command(subcommand)]
+    Create(CreateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// Create a Secret from literal values, files and env files (values
+    /// are sent base64 in spec.data and never printed).
+    Secret(CreateSecretArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSecretArgs {
+    /// The Secret's name.
+    pub name: String,
+    /// A key and its value; repeatable.
+    #[arg(long = "from-literal", value_name = "KEY=VALUE")]
+    pub from_literal: Vec<String>,
+    /// A file's bytes as a key (its file name, or KEY); repeatable.
+    #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+    pub from_file: Vec<String>,
+    /// Every KEY=VALUE line of a file (blank lines and # comments
+    /// skipped); repeatable.
+    #[arg(long = "from-env-file", value_name = "PATH")]
+    pub from_env_file: Vec<String>,
+    /// The Secret's type (free-form, e.g. Opaque).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub type_: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod cancel;
 pub mod certs;
 pub mod cordon;
+pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod follow;
@@ -85,6 +86,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Label(args) => label::run(&ctx, args).await,
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Version => version::run(),
+        Command::Create(command) => create::run(&ctx, command).await,
         Command::Render(_) | Command::Certs(_) => Ok(()),
     }
 }

@@ -53,6 +53,7 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
             "SOURCE",
             "NAME",
         ],
+        ("Secret", _) => &["NAME", "TYPE", "KEYS", "AGE"],
         _ => &["NAME", "AGE"],
     };
     let mut out = Vec::new();
@@ -140,6 +141,15 @@ pub fn row(
                 ));
                 out.push(text(spec, "leaseTransitions").unwrap_or_else(|| "0".into()));
             }
+        }
+        "Secret" => {
+            out.push(text(spec, "type").unwrap_or_else(|| "Opaque".into()));
+            let keys = spec
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |d| d.len());
+            out.push(keys.to_string());
+            out.push(age_col);
         }
         _ => out.push(age_col),
     }
