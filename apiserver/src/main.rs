@@ -11,7 +11,7 @@ use clap::{Parser, ValueEnum};
 use futures_util::StreamExt;
 use sloth_apiserver::audit::AuditLog;
 use sloth_apiserver::cache::{CacheOptions, WatchCache};
-use sloth_apiserver::encryption::{EncryptingStore, GENERATED_KEY_FILE, KeyRing};
+use sloth_apiserver::encryption::{EncryptingStore, GENERATED_KEY_FILE, KeyRing, rewrite};
 use sloth_apiserver::grpc::GrpcService;
 use sloth_apiserver::guard::Guard;
 use sloth_apiserver::http::{ConnListener, HttpPeer};
@@ -223,6 +223,23 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let keys = encryption_keys(&args)?;
+    if let Some(keys) = keys.clone() {
+        // After a rotation (a new key first): move every Secret to it, so
+        // the old key can be removed. In the background: etcd may be away.
+        let backend = store.clone();
+        tokio::spawn(async move {
+            match rewrite::rewrite_stale(&backend, &keys).await {
+                Ok(count) => tracing::info!(
+                    count,
+                    key = keys.primary().name,
+                    "Secrets re-encrypted with the first key"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot re-encrypt Secrets with the first key")
+                }
+            }
+        });
+    }
     let store: Arc<dyn Store> = Arc::new(EncryptingStore::new(store, keys));
 
     let shutdown = CancellationToken::new();

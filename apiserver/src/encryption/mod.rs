@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod keys;
+pub mod rewrite;
 pub mod store;
 
 pub use keys::{GENERATED_KEY_FILE, KeyFileError, KeyRing};
