@@ -15,9 +15,10 @@ use crate::resources::{Resources, Selectors};
 
 pub use sloth_sdk::objects::secret::VALUES_HIDDEN;
 
-/// True when `user` may see only the key names of Secrets of `kind`.
+/// True when `user` may see only the key names of Secrets of `kind`
+/// (viewers; an agent gets values only of the Secrets it may read at all).
 pub fn redacts(user: &User, kind: &str) -> bool {
-    kind == SECRET_KIND && !matches!(user.role, Role::Admin | Role::Operator)
+    kind == SECRET_KIND && user.role == Role::Viewer
 }
 
 /// Empties every value of a Secret's `spec.data` (the keys stay, so a
@@ -100,7 +101,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_admins_and_operators_see_values() {
+    fn viewers_never_see_values() {
         let user = |role| User {
             name: "u".into(),
             role,
@@ -108,7 +109,7 @@ mod tests {
         assert!(!redacts(&user(Role::Admin), "Secret"));
         assert!(!redacts(&user(Role::Operator), "Secret"));
         assert!(redacts(&user(Role::Viewer), "Secret"));
-        assert!(redacts(&user(Role::Agent), "Secret"));
+        assert!(!redacts(&user(Role::Agent), "Secret"));
         assert!(!redacts(&user(Role::Viewer), "TaskRun"));
         let mut secret = json!({"kind": "Secret", "spec": {"type": "t",
             "data": {"password": "aHVudGVyMg=="}}});
