@@ -263,7 +263,7 @@ mod tests {
         let secrets = secrets_of(&[("db", &[("password", "hunter2")])]);
         let files = write_files(dir.path(), &spec, &secrets).expect("written");
         let path = dir.path().join("creds/db/password");
-        assert_eq!(files, [path.clone()]);
+        assert_eq!(files, std::slice::from_ref(&path));
         assert_eq!(std::fs::read(&path).expect("read"), b"hunter2");
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
