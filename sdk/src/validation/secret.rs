@@ -39,13 +39,36 @@ impl Validate for SecretSpec {
 /// `data`, validate, and return the canonical JSON (which never holds
 /// `stringData`).
 pub(crate) fn admit(value: Value) -> Result<Value, FieldErrors> {
-    let mut object = decode::<SecretSpec>(value)?;
+    let mut object = decode::<SecretSpec>(value).map_err(without_values)?;
     // Keys are checked before folding, so an error names the field the
     // user wrote.
     SecretSpec::validate(&object)?;
     object.spec.fold_string_data();
     serde_json::to_value(&object)
         .map_err(|e| FieldErrors::from(FieldError::new("", format!("cannot encode: {e}"))))
+}
+
+/// Decoding errors inside `spec` quote what they could not decode (`invalid
+/// type: string "hunter2", expected a map`): keep the field, drop the text,
+/// so no value reaches a client, a log or the audit log.
+fn without_values(errors: FieldErrors) -> FieldErrors {
+    FieldErrors(
+        errors
+            .0
+            .into_iter()
+            .map(|e| {
+                if e.field.starts_with("spec") {
+                    FieldError::new(
+                        e.field,
+                        "has the wrong type (data and stringData map keys to strings, type \
+                         is a string; the value is not shown)",
+                    )
+                } else {
+                    e
+                }
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -57,6 +80,21 @@ mod tests {
     fn secret(spec: Value) -> Value {
         json!({"apiVersion": "sloth.dev/v1", "kind": "Secret",
                "metadata": {"name": "db", "namespace": "default"}, "spec": spec})
+    }
+
+    #[test]
+    fn decoding_errors_never_quote_a_value() {
+        for spec in [
+            json!({"stringData": "hunter2"}),
+            json!({"data": {"pw": ["hunter2"]}}),
+            json!({"stringData": {"pw": {"v": "hunter2"}}}),
+        ] {
+            let text = admit(secret(spec.clone()))
+                .expect_err("invalid")
+                .to_string();
+            assert!(text.contains("spec."), "{text}");
+            assert!(!text.contains("hunter2"), "{spec}: {text}");
+        }
     }
 
     #[test]
