@@ -15,10 +15,22 @@ use std::collections::BTreeMap;
 pub const MASK: &[u8] = b"***";
 
 /// The byte strings to hide.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Masks {
     /// Non-empty, distinct.
     patterns: Vec<Vec<u8>>,
+    /// Whether some pattern starts with this byte: output is copied in runs
+    /// of bytes that start none, so masking costs little per byte.
+    starts: [bool; 256],
+}
+
+impl Default for Masks {
+    fn default() -> Self {
+        Self {
+            patterns: Vec::new(),
+            starts: [false; 256],
+        }
+    }
 }
 
 impl Masks {
@@ -39,7 +51,11 @@ impl Masks {
                 }
             }
         }
-        Self { patterns }
+        let mut starts = [false; 256];
+        for p in &patterns {
+            starts[usize::from(p[0])] = true;
+        }
+        Self { patterns, starts }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -75,6 +91,17 @@ impl Masks {
     fn scan(&self, text: &[u8], at_end: bool, out: &mut Vec<u8>) -> usize {
         let mut i = 0;
         while i < text.len() {
+            // Neither a value nor the start of one can begin at a byte no
+            // pattern starts with.
+            let run = text[i..]
+                .iter()
+                .position(|b| self.starts[usize::from(*b)])
+                .unwrap_or(text.len() - i);
+            out.extend_from_slice(&text[i..i + run]);
+            i += run;
+            if i == text.len() {
+                break;
+            }
             let rest = &text[i..];
             if !at_end
                 && self
