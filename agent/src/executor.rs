@@ -50,7 +50,13 @@ pub struct ShellJob {
     pub timeout: Option<Duration>,
     /// The supervisor's executable (the agent's own).
     pub supervisor: PathBuf,
+    /// Secret values hidden in the output (empty: written directly).
+    pub masks: crate::masking::Masks,
 }
+
+/// How long the output copy may take to drain after the run ended (a
+/// background process may hold the pipe open).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +84,16 @@ pub async fn run<G>(
     on_start: impl FnOnce(u32) -> G,
 ) -> Outcome {
     let fence_at = deadlines.borrow_and_update().kill;
-    let mut child = match spawn(job, fence_at) {
+    let (sink, copying) = if job.masks.is_empty() {
+        (None, None)
+    } else {
+        match crate::masked_output::start(&job.output, job.masks.clone()) {
+            Ok((sink, copying)) => (Some(sink), Some(copying)),
+            Err(e) => return Outcome::NotStarted(format!("cannot set up the masked output: {e}")),
+        }
+    };
+    let spawned = spawn(job, fence_at, sink);
+    let mut child = match spawned {
         Ok(child) => child,
         Err(message) => return Outcome::NotStarted(message),
     };
@@ -129,6 +144,11 @@ pub async fn run<G>(
     };
     // A supervisor killed from outside leaves its payload: end it here.
     kill_recorded_group(&job.pid_file).await;
+    if let Some(copying) = copying
+        && !copying.wait(OUTPUT_DRAIN).await
+    {
+        tracing::warn!("the output pipe is still open after the run (a background process?)");
+    }
     let status = status.unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
     match ended {
         None => Outcome::Exited(status),
@@ -157,15 +177,30 @@ async fn tell(pipe: &mut Option<ChildStdin>, message: Message) {
     }
 }
 
-fn spawn(job: &ShellJob, fence_at: crate::fence::BootMs) -> Result<Child, String> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&job.output)
-        .map_err(|e| format!("cannot open the output log {}: {e}", job.output.display()))?;
-    let stderr = log
-        .try_clone()
-        .map_err(|e| format!("cannot share the output log: {e}"))?;
+fn spawn(
+    job: &ShellJob,
+    fence_at: crate::fence::BootMs,
+    sink: Option<std::os::fd::OwnedFd>,
+) -> Result<Child, String> {
+    let (stdout, stderr): (Stdio, Stdio) = match sink {
+        Some(pipe) => {
+            let stderr = pipe
+                .try_clone()
+                .map_err(|e| format!("cannot share the output pipe: {e}"))?;
+            (pipe.into(), stderr.into())
+        }
+        None => {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&job.output)
+                .map_err(|e| format!("cannot open the output log {}: {e}", job.output.display()))?;
+            let stderr = log
+                .try_clone()
+                .map_err(|e| format!("cannot share the output log: {e}"))?;
+            (log.into(), stderr.into())
+        }
+    };
     let mut command: tokio::process::Command = supervisor::command(
         &job.supervisor,
         fence_at,
@@ -178,8 +213,8 @@ fn spawn(job: &ShellJob, fence_at: crate::fence::BootMs) -> Result<Child, String
         .current_dir(&job.cwd)
         .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::piped())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(stderr))
+        .stdout(stdout)
+        .stderr(stderr)
         .kill_on_drop(false);
     command
         .spawn()
@@ -294,6 +329,7 @@ mod tests {
             pid_file: dir.join("pid"),
             timeout,
             supervisor: crate::supervisor::testing::agent_binary(),
+            masks: Default::default(),
         }
     }
 

@@ -10,11 +10,14 @@ mod heartbeat;
 mod instance;
 mod logs;
 mod lua;
+mod masked_output;
+mod masking;
 mod registration;
 mod resources;
 mod results;
 mod retention;
 mod runner;
+mod secrets;
 mod supervisor;
 mod taskrun;
 

@@ -20,6 +20,7 @@ use crate::fence::Fence;
 use crate::logs;
 use crate::lua::{self, LuaJob, LuaOutcome};
 use crate::results::{self, RESULTS_ENV, RESULTS_FILE};
+use crate::secrets;
 use crate::supervisor::Supervision;
 
 /// Reasons written into TaskRun statuses.
@@ -383,15 +384,71 @@ async fn run_claimed(
                 .into(),
         );
     }
+    // Secrets are read before anything runs: a missing one fails the run
+    // with a reason naming it.
+    let delivery = match deliver(ctx, key, spec).await {
+        Ok(delivery) => delivery,
+        Err(refused) => return failed(refused.reason, refused.message),
+    };
+    let secret_files = match secrets::write_files(&run_dir, spec, &delivery.secrets) {
+        Ok(files) => files,
+        Err(refused) => return failed(refused.reason, refused.message),
+    };
+    let masks = delivery.masks.clone();
+    let status = run_payload(ctx, key, spec, &run_dir, cwd, output, delivery, stop, base).await;
+    secrets::remove_files(&secret_files);
+    mask_status(&masks, status)
+}
+
+/// The Secrets of a run, when it references any (none: nothing is read).
+async fn deliver(
+    ctx: &Ctx,
+    key: &RunKey,
+    spec: &TaskRunSpec,
+) -> Result<secrets::Delivery, secrets::Undeliverable> {
+    if spec.secret_use().names().is_empty() {
+        return Ok(secrets::Delivery::default());
+    }
+    let fetched = secrets::fetch(&ctx.client, &key.namespace, spec).await?;
+    secrets::resolve(spec, fetched)
+}
+
+/// `status` with every delivered value hidden (message, results, log tail).
+fn mask_status(masks: &crate::masking::Masks, status: TaskRunStatus) -> TaskRunStatus {
+    if masks.is_empty() {
+        return status;
+    }
+    TaskRunStatus {
+        message: masks.text(&status.message),
+        results: masks.map(status.results),
+        log_tail: status.log_tail.map(|t| masks.text(&t)),
+        ..status
+    }
+}
+
+/// Runs the payload (shell or Lua) of a prepared run.
+#[allow(clippy::too_many_arguments)]
+async fn run_payload(
+    ctx: &Ctx,
+    key: &RunKey,
+    spec: &TaskRunSpec,
+    run_dir: &Path,
+    cwd: PathBuf,
+    output: PathBuf,
+    delivery: secrets::Delivery,
+    stop: watch::Receiver<Option<StopReason>>,
+    base: TaskRunStatus,
+) -> TaskRunStatus {
     // The script may `cd` anywhere: give it an absolute path.
-    let results_file = std::path::absolute(&run_dir)
-        .unwrap_or_else(|_| run_dir.clone())
+    let results_file = std::path::absolute(run_dir)
+        .unwrap_or_else(|_| run_dir.to_path_buf())
         .join(RESULTS_FILE);
     let mut env: Vec<(String, String)> = spec
         .env
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    env.extend(delivery.env);
     env.extend([
         ("SLOTH_TASKRUN".to_string(), key.name.clone()),
         ("SLOTH_NAMESPACE".to_string(), key.namespace.clone()),
@@ -418,6 +475,8 @@ async fn run_claimed(
                 program: ctx.supervisor.clone(),
                 deadlines: ctx.fence.subscribe(),
             },
+            secrets: delivery.secrets,
+            masks: delivery.masks,
         };
         let (running, concurrent) = ctx.slots.process_started();
         tracing::info!("taskrun {key} started (Lua) concurrent={concurrent}");
@@ -438,6 +497,7 @@ async fn run_claimed(
         pid_file: run_dir.join(PGID_FILE),
         timeout: spec.timeout.map(|t| t.as_std()).filter(|t| !t.is_zero()),
         supervisor: ctx.supervisor.clone(),
+        masks: delivery.masks,
     };
     let slots = ctx.slots.clone();
     let outcome = executor::run(&job, stop, ctx.fence.subscribe(), |pid| {

@@ -44,6 +44,10 @@ pub enum ApiError {
     StoreReadOnly(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The server is not set up for the request (Secrets without an
+    /// encryption key).
+    #[error("{0}")]
+    FailedPrecondition(String),
 }
 
 impl ApiError {
@@ -60,6 +64,7 @@ impl ApiError {
             // Unavailable, which clients read as "try another server".
             Self::StoreReadOnly(_) => Code::ResourceExhausted,
             Self::Internal(_) => Code::Internal,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
         }
     }
 }
@@ -79,6 +84,7 @@ impl From<StoreError> for ApiError {
             StoreError::FutureRevision { .. } => Self::BadRequest(e.to_string()),
             StoreError::Closed => Self::ShuttingDown,
             StoreError::ReadOnly(_) => Self::StoreReadOnly(e.to_string()),
+            StoreError::Encryption(message) => Self::FailedPrecondition(message),
             other => Self::Internal(other.to_string()),
         }
     }

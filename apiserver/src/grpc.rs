@@ -21,6 +21,7 @@ use crate::guard::{Admitted, Guard};
 use crate::metrics::Metrics;
 use crate::paging::MAX_PAGE_BYTES;
 use crate::resources::{Resources, Selectors, Stored};
+use crate::secret_access;
 use crate::watch::{self, EventType, ObjectEvent, WatchRequest};
 
 /// The tonic service.
@@ -199,6 +200,35 @@ impl GrpcService {
                 };
                 Err(Refused(self.guard.refuse(admitted, &call, &reason)))
             }
+        }
+    }
+}
+
+impl GrpcService {
+    /// For an agent's get of a Secret: refuses (and audits) unless an
+    /// unfinished TaskRun bound to the agent references the Secret.
+    async fn check_secret_use(
+        &self,
+        admitted: &Admitted,
+        call: &Attributes<'_>,
+        agent: &str,
+    ) -> Result<(), Status> {
+        let found = secret_access::referencing_run(
+            &self.resources,
+            self.watch_cache.as_deref(),
+            agent,
+            call.namespace,
+            call.name,
+        )
+        .await
+        .map_err(Status::from)?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(self.guard.refuse(
+                admitted,
+                call,
+                &format!("no unfinished TaskRun bound to agent {agent:?} references it"),
+            )),
         }
     }
 }
@@ -394,13 +424,24 @@ impl ResourcesRpc for GrpcService {
         let attributes = target.attributes(Verb::Get, "");
         let admitted = self.admit(&request, &attributes, start)?;
         let r = request.into_inner();
+        if let Some(agent) = &admitted.secret_for {
+            self.check_secret_use(&admitted, &attributes, agent)
+                .await
+                .inspect_err(|status| self.observe("get", &r.kind, start, status.code()))?;
+        }
         let result = self.resources.get(&r.kind, &r.namespace, &r.name).await;
         if let Ok(stored) = &result {
             self.guard
                 .check_bound(&admitted, &attributes, &stored.value)
                 .inspect_err(|status| self.observe("get", &r.kind, start, status.code()))?;
         }
-        let result = result.and_then(|s| to_proto(&s));
+        let redacts = secret_access::redacts(&admitted.user, &target.kind);
+        let result = result.and_then(|mut s| {
+            if redacts {
+                secret_access::redact(&mut s.value);
+            }
+            to_proto(&s)
+        });
         self.record("get", &r.kind, start, &result);
         Ok(Response::new(result?))
     }
@@ -415,11 +456,12 @@ impl ResourcesRpc for GrpcService {
             Target::named(&r.kind, &r.namespace, "")
         };
         let field_selector = request.get_ref().field_selector.clone();
-        self.admit(
+        let admitted = self.admit(
             &request,
             &target.attributes(Verb::List, &field_selector),
             start,
         )?;
+        let redacts = secret_access::redacts(&admitted.user, &target.kind);
         let r = request.into_inner();
         let result = async {
             let selectors = Selectors::parse(&r.label_selector, &r.field_selector)?;
@@ -450,6 +492,12 @@ impl ResourcesRpc for GrpcService {
                         .await?
                 }
             };
+            let mut listed = listed;
+            if redacts {
+                for item in &mut listed.items {
+                    secret_access::redact(&mut item.value);
+                }
+            }
             Ok(pb::ListResponse {
                 items: listed
                     .items
@@ -599,9 +647,17 @@ impl ResourcesRpc for GrpcService {
         .await;
         self.record("watch", &r.kind, start, &result);
         let guard = self.metrics.watch_started();
+        let redacts = secret_access::redacts(&admitted.user, &target.kind);
         let stream = result?.map(move |item| {
             let _open = (&guard, &slot);
-            item.and_then(event_to_proto).map_err(Status::from)
+            item.map(|mut event| {
+                if let (true, Some(object)) = (redacts, event.object.as_mut()) {
+                    secret_access::redact(object);
+                }
+                event
+            })
+            .and_then(event_to_proto)
+            .map_err(Status::from)
         });
         Ok(Response::new(Box::pin(stream)))
     }

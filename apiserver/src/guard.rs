@@ -41,6 +41,9 @@ pub struct Admitted {
     source: Option<SocketAddr>,
     /// The call is allowed only on a TaskRun bound to this agent.
     pub bound_to: Option<String>,
+    /// The call (a get of a Secret) is allowed only while an unfinished
+    /// TaskRun bound to this agent references the Secret.
+    pub secret_for: Option<String>,
 }
 
 impl Guard {
@@ -93,11 +96,19 @@ impl Guard {
                 user,
                 source,
                 bound_to: None,
+                secret_for: None,
             }),
             Decision::AllowIfBoundTo(agent) => Ok(Admitted {
                 user,
                 source,
                 bound_to: Some(agent),
+                secret_for: None,
+            }),
+            Decision::AllowIfSecretUsedBy(agent) => Ok(Admitted {
+                user,
+                source,
+                bound_to: None,
+                secret_for: Some(agent),
             }),
             Decision::Deny(message) => {
                 self.record(Some(&user), source, call, "forbidden", &message);

@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use futures_util::StreamExt;
 use sloth_apiserver::audit::AuditLog;
 use sloth_apiserver::cache::{CacheOptions, WatchCache};
+use sloth_apiserver::encryption::{EncryptingStore, GENERATED_KEY_FILE, KeyRing, rewrite};
 use sloth_apiserver::grpc::GrpcService;
 use sloth_apiserver::guard::Guard;
 use sloth_apiserver::http::{ConnListener, HttpPeer};
@@ -96,6 +97,11 @@ struct Args {
     /// several installations can share one etcd.
     #[arg(long, default_value = "")]
     etcd_prefix: String,
+    /// Keys for Secret values (AES-256-GCM), one `NAME:BASE64` a line: the
+    /// first encrypts, all decrypt. Default with the embedded store: a key
+    /// file generated in --data-dir; required on etcd to write Secrets.
+    #[arg(long, value_name = "FILE")]
+    encryption_key_file: Option<PathBuf>,
     /// Also run every controller in this process (single-node mode).
     #[arg(long)]
     controllers: bool,
@@ -124,6 +130,36 @@ struct Args {
     /// file fail with ENOSPC (a full disk, switched on and off at will).
     #[arg(long, hide = true, env = "SLOTH_TEST_FAULT_FILE", value_name = "FILE")]
     test_fault_file: Option<PathBuf>,
+}
+
+/// The keys for Secrets: the key file given, or on the embedded store one
+/// generated in the data dir (said once, when it is created).
+fn encryption_keys(args: &Args) -> anyhow::Result<Option<Arc<KeyRing>>> {
+    if let Some(path) = &args.encryption_key_file {
+        let ring = KeyRing::load(path)?;
+        tracing::info!(path = %path.display(), keys = %ring.names().join(","), "encryption keys loaded");
+        return Ok(Some(Arc::new(ring)));
+    }
+    match args.store {
+        StoreKind::Embedded => {
+            let path = args.data_dir.join(GENERATED_KEY_FILE);
+            let (ring, generated) = KeyRing::load_or_generate(&path)?;
+            if generated {
+                tracing::warn!(
+                    path = %path.display(),
+                    "generated an encryption key for Secrets (mode 0600); back it up with the \
+                     data dir, or pass --encryption-key-file"
+                );
+            }
+            Ok(Some(Arc::new(ring)))
+        }
+        StoreKind::Etcd => {
+            tracing::info!(
+                "no --encryption-key-file: Secrets cannot be written to etcd until one is given"
+            );
+            Ok(None)
+        }
+    }
 }
 
 #[tokio::main]
@@ -186,6 +222,25 @@ async fn main() -> anyhow::Result<()> {
             (etcd, None)
         }
     };
+    let keys = encryption_keys(&args)?;
+    if let Some(keys) = keys.clone() {
+        // After a rotation (a new key first): move every Secret to it, so
+        // the old key can be removed. In the background: etcd may be away.
+        let backend = store.clone();
+        tokio::spawn(async move {
+            match rewrite::rewrite_stale(&backend, &keys).await {
+                Ok(count) => tracing::info!(
+                    count,
+                    key = keys.primary().name,
+                    "Secrets re-encrypted with the first key"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot re-encrypt Secrets with the first key")
+                }
+            }
+        });
+    }
+    let store: Arc<dyn Store> = Arc::new(EncryptingStore::new(store, keys));
 
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());

@@ -34,7 +34,8 @@ fn sample_taskrun() -> TaskRun {
                 match_labels: BTreeMap::from([("role".into(), "build".into())]),
                 ..LabelSelector::default()
             }),
-            env: BTreeMap::from([("CI".into(), "1".into()), ("TARGET".into(), "x86".into())]),
+            env: BTreeMap::from([("CI".into(), "1".into()), ("TARGET".into(), "x86".into())])
+                .into(),
             ..TaskRunSpec::default()
         },
     );

@@ -9,8 +9,8 @@ pub mod lifecycle;
 pub mod lifecycle_controller;
 pub mod lock_controller;
 pub mod scheduler;
-pub mod state_ttl;
 pub mod stack;
+pub mod state_ttl;
 pub mod taskrun_ttl;
 pub mod workflow;
 

@@ -3,8 +3,8 @@
 use serde_json::Value;
 
 use crate::objects::{
-    AgentSpec, CronWorkflowSpec, EventSpec, LockSpec, StackSpec, StateEntrySpec, TaskRunSpec,
-    WorkflowSpec,
+    AgentSpec, CronWorkflowSpec, EventSpec, LockSpec, SecretSpec, StackSpec, StateEntrySpec,
+    TaskRunSpec, WorkflowSpec,
 };
 use crate::resource::{Object, Spec};
 use crate::validation::{FieldError, FieldErrors, Validate};
@@ -105,6 +105,15 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<StackSpec>,
         check_update: check_update::<StackSpec>,
+    },
+    KindInfo {
+        kind: "Secret",
+        plural: "secrets",
+        singular: "secret",
+        short: &[],
+        namespaced: true,
+        admit: crate::validation::admit_secret,
+        check_update: check_update::<SecretSpec>,
     },
 ];
 

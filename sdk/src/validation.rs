@@ -93,3 +93,5 @@ mod metadata;
 pub mod names;
 mod state;
 pub use cron::{MAX_CRONWORKFLOW_NAME_LEN, MAX_STACK_HISTORY};
+mod secret;
+pub(crate) use secret::admit as admit_secret;

@@ -119,7 +119,7 @@ mod tests {
         assert_eq!(e.code, crate::error::USAGE);
         assert_eq!(
             e.message,
-            r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock, Event, StateEntry, CronWorkflow, Stack)"#
+            r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock, Event, StateEntry, CronWorkflow, Stack, Secret)"#
         );
     }
 

@@ -196,6 +196,11 @@ impl Etcd {
         self.members[i].child.as_ref().map(Child::id)
     }
 
+    /// Every member's data directory (tests read the raw bytes).
+    pub fn data_dirs(&self) -> Vec<PathBuf> {
+        self.members.iter().map(|m| m.data_dir.clone()).collect()
+    }
+
     /// Every member's log.
     pub fn logs(&self) -> String {
         self.members

@@ -457,7 +457,7 @@ fn invalid_input_exits_2_naming_file_line_and_field() {
         (
             &["get", "foo"],
             &[
-                r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock, Event, StateEntry, CronWorkflow, Stack)"#,
+                r#"error: unknown resource type "foo" (known: Agent, Workflow, TaskRun, Lock, Event, StateEntry, CronWorkflow, Stack, Secret)"#,
             ],
         ),
         (&["get", "tr", "-l", "a b"], &["invalid label selector"]),

@@ -13,8 +13,9 @@ mod json;
 mod lock;
 mod log;
 mod runner;
-mod state;
+mod secret;
 mod stack;
+mod state;
 mod template;
 mod time;
 mod yaml;
@@ -35,6 +36,7 @@ use sloth_sdk::objects::LuaPayload;
 use tokio::sync::watch;
 
 use crate::concurrency::StopReason;
+use crate::masking::Masks;
 use crate::supervisor::Supervision;
 
 pub use runner::{LuaOutcome, run};
@@ -70,7 +72,14 @@ pub struct LuaJob {
     pub client: Option<Client>,
     /// How `exec.run` starts its children.
     pub supervision: Supervision,
+    /// The Secrets the TaskRun references: name -> key -> value.
+    pub secrets: Secrets,
+    /// Delivered values, hidden in everything the run prints or returns.
+    pub masks: Masks,
 }
+
+/// Secret values by Secret name and key.
+pub type Secrets = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
 /// Why Lua code was interrupted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,16 +187,25 @@ impl Ctl {
 #[derive(Debug)]
 pub struct Output {
     file: Mutex<Option<std::fs::File>>,
+    /// Secret values replaced in every line (each line is whole here).
+    masks: Masks,
 }
 
 impl Output {
+    #[cfg(test)]
     pub fn open(path: &Path) -> std::io::Result<Self> {
+        Self::open_masked(path, Masks::default())
+    }
+
+    /// Output to `path` with `masks` applied.
+    pub fn open_masked(path: &Path, masks: Masks) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
         Ok(Self {
             file: Mutex::new(Some(file)),
+            masks,
         })
     }
 
@@ -198,8 +216,7 @@ impl Output {
             Err(poisoned) => poisoned.into_inner(),
         };
         if let Some(file) = guard.as_mut() {
-            let mut buf = Vec::with_capacity(text.len() + 1);
-            buf.extend_from_slice(text.as_bytes());
+            let mut buf = self.masks.bytes(text.as_bytes());
             buf.push(b'\n');
             if let Err(e) = file.write_all(&buf) {
                 tracing::warn!("cannot write to the TaskRun output: {e}");
@@ -231,6 +248,8 @@ pub struct RunCtx {
     pub api: Option<ApiCtx>,
     /// Locks held, with the task renewing each.
     pub locks: RefCell<BTreeMap<String, lock::Held>>,
+    /// For `secret.get` and the `secrets` global.
+    pub secrets: Secrets,
 }
 
 impl RunCtx {
@@ -248,6 +267,7 @@ impl RunCtx {
             env: RefCell::new(BTreeMap::new()),
             api: None,
             locks: RefCell::new(BTreeMap::new()),
+            secrets: Secrets::new(),
         }
     }
 
@@ -277,6 +297,7 @@ pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, T
         ("time", time::module(lua, ctx)?),
         ("state", state::module(lua, ctx)?),
         ("stack", stack::module(lua, ctx)?),
+        ("secret", secret::module(lua, ctx)?),
     ])
 }
 
@@ -287,6 +308,7 @@ pub fn install(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
         .get::<Option<Table>>("package")?
         .map(|p| p.get::<Table>("preload"))
         .transpose()?;
+    globals.set("secrets", secret::global(lua, ctx)?)?;
     for (name, table) in modules(lua, ctx)? {
         globals.set(name, table.clone())?;
         if let Some(preload) = &preload {

@@ -54,7 +54,7 @@ pub fn run_blocking(
     handle: Option<tokio::runtime::Handle>,
 ) -> LuaOutcome {
     let ctl = Ctl::new(job.timeout, stop);
-    let out = match Output::open(&job.output) {
+    let out = match Output::open_masked(&job.output, job.masks.clone()) {
         Ok(out) => out,
         Err(e) => {
             return LuaOutcome::NotStarted(format!(
@@ -82,6 +82,7 @@ pub fn run_blocking(
             _ => None,
         },
         locks: std::cell::RefCell::new(BTreeMap::new()),
+        secrets: job.secrets.clone(),
     });
     let lua = Lua::new();
     let result = prepare(&lua, &ctx).and_then(|()| call(&lua, &job));
@@ -107,17 +108,19 @@ pub fn run_blocking(
             .line("[ERROR] the task was stopped; the Lua code was interrupted"),
         _ => {}
     }
+    let masks = &job.masks;
     match outcome {
-        LuaOutcome::Error(text) => LuaOutcome::Error(cap(text)),
+        LuaOutcome::Error(text) => LuaOutcome::Error(cap(masks.text(&text))),
         LuaOutcome::Returned {
             ok,
             message,
             results,
         } => LuaOutcome::Returned {
             ok,
-            message: cap(message),
-            results,
+            message: cap(masks.text(&message)),
+            results: masks.map(results),
         },
+        LuaOutcome::InvalidResults(text) => LuaOutcome::InvalidResults(masks.text(&text)),
         other => other,
     }
 }
@@ -431,7 +434,46 @@ mod tests {
             timeout: Some(Duration::from_secs(20)),
             client: None,
             supervision: crate::supervisor::Supervision::unfenced(),
+            secrets: Default::default(),
+            masks: Default::default(),
         }
+    }
+
+    #[test]
+    fn secrets_are_read_from_lua_and_masked_in_output_message_and_results() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut job = job(
+            dir.path(),
+            r#"
+            local pw = secret.get("db", "password")
+            print("pw is " .. pw .. " and " .. secrets.db.password)
+            local ok, err = pcall(secret.get, "other", "k")
+            print(err)
+            return true, "used " .. pw, { leaked = pw }
+            "#,
+            None,
+        );
+        job.secrets = BTreeMap::from([(
+            "db".to_string(),
+            BTreeMap::from([("password".to_string(), b"hunter2".to_vec())]),
+        )]);
+        job.masks = crate::masking::Masks::new([&b"hunter2"[..]]);
+        let outcome = run_blocking(job, None, None);
+        let log = std::fs::read_to_string(dir.path().join("output.log")).expect("log");
+        assert!(log.contains("pw is *** and ***"), "{log}");
+        assert!(log.contains("\"other\" is not delivered"), "{log}");
+        assert!(!log.contains("hunter2"), "{log}");
+        let LuaOutcome::Returned {
+            ok,
+            message,
+            results,
+        } = outcome
+        else {
+            panic!("{outcome:?}");
+        };
+        assert!(ok);
+        assert_eq!(message, "used ***");
+        assert_eq!(results["leaked"], "***");
     }
 
     fn run_script(script: &str, entry: Option<&str>) -> (LuaOutcome, String) {

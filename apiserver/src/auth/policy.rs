@@ -8,7 +8,9 @@
 //!   status) and its own heartbeat Lock `sloth-system/agent-NAME`; Locks
 //!   outside `sloth-system` (Lua's `lock` module); list and watch of the
 //!   TaskRuns bound to it (field selector `spec.agentName=NAME`), get and
-//!   status updates of a TaskRun bound to it. Nothing else: it cannot
+//!   status updates of a TaskRun bound to it; get of a Secret an
+//!   unfinished TaskRun bound to it references (never list or watch of
+//!   Secrets). Nothing else: it cannot
 //!   create TaskRuns or Workflows or touch another agent's objects.
 //!   StateEntries: read anywhere; written only for a TaskRun bound to it,
 //!   in that TaskRun's namespace (judged on `spec.updatedBy` by
@@ -88,6 +90,9 @@ pub enum Decision {
     /// Allowed if the stored TaskRun is bound to this agent: the caller
     /// looks it up (spec.agentName never changes once set).
     AllowIfBoundTo(String),
+    /// Allowed if an unfinished TaskRun bound to this agent references
+    /// the Secret: the caller looks it up ([`crate::secret_access`]).
+    AllowIfSecretUsedBy(String),
     Deny(String),
 }
 
@@ -132,6 +137,7 @@ fn authorize_agent(agent: &str, user: &User, call: &Attributes<'_>) -> Decision 
         ("TaskRun", Get | UpdateStatus) => return Decision::AllowIfBoundTo(agent.to_string()),
         ("StateEntry", Get | List | Watch) => true,
         ("StateEntry", Create | Update | Delete) => !call.namespace.is_empty(),
+        ("Secret", Get) => return Decision::AllowIfSecretUsedBy(agent.to_string()),
         _ => false,
     };
     if allowed {
@@ -272,6 +278,19 @@ mod tests {
         assert!(!allow(call(Verb::Update, "TaskRun", "default", "x")));
         assert!(!allow(call(Verb::Create, "Workflow", "default", "wf")));
         assert!(!allow(call(Verb::Logs, "TaskRun", "default", "x")));
+        assert_eq!(
+            authorize(&agent, &call(Verb::Get, "Secret", "default", "db")),
+            Decision::AllowIfSecretUsedBy("build-1".into())
+        );
+        for verb in [
+            Verb::List,
+            Verb::Watch,
+            Verb::Create,
+            Verb::Update,
+            Verb::Delete,
+        ] {
+            assert!(!allow(call(verb, "Secret", "default", "db")), "{verb:?}");
+        }
         assert_eq!(
             authorize(&agent, &call(Verb::UpdateStatus, "TaskRun", "default", "x")),
             Decision::AllowIfBoundTo("build-1".into())

@@ -114,6 +114,10 @@ pub enum StoreError {
     ReadOnly(String),
     #[error("store backend: {0}")]
     Backend(String),
+    /// A Secret could not be encrypted or decrypted (no key configured, a
+    /// key missing from the key file). Never carries a value.
+    #[error("{0}")]
+    Encryption(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

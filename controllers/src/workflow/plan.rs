@@ -501,6 +501,18 @@ fn topological<'a>(
     order
 }
 
+/// The Secrets a task's Lua reads: its own and the workflow's, once each
+/// (names only: the agent fetches the values).
+fn task_secrets(wf: &Workflow, task: &WorkflowTask) -> Vec<String> {
+    let mut names = task.secrets.clone();
+    for name in &wf.spec.secrets {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
 /// The TaskRun for attempt `attempt` of `task` (already substituted).
 pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun {
     let mut tr = TaskRun::new(
@@ -515,6 +527,9 @@ pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun 
             workdir: task.workdir.clone(),
             attempt,
             ttl_after_finished: None,
+            env_from: task.env_from.clone(),
+            secret_files: task.secret_files.clone(),
+            secrets: task_secrets(wf, task),
         },
     );
     tr.metadata.namespace = wf.namespace().to_string();

@@ -11,6 +11,7 @@ use super::{
 use crate::duration::Duration;
 use crate::objects::common::{LabelSelector, LuaPayload, Payload, Placement, PlacementPolicy};
 use crate::objects::cronworkflow::{ConcurrencyPolicy, CronWorkflowSpec};
+use crate::objects::env::Env;
 use crate::objects::workflow::{Backoff, RetryPolicy, Workflow, WorkflowSpec, WorkflowTask};
 use crate::resource::Object;
 
@@ -115,6 +116,7 @@ fn workflow(
         fail_fast: r.get::<Option<bool>>("fail_fast")?.unwrap_or(false),
         stack: r.get("stack")?,
         outputs: r.get::<Option<_>>("outputs")?.unwrap_or_default(),
+        secrets: r.get::<Option<Vec<String>>>("secrets")?.unwrap_or_default(),
         ..WorkflowSpec::default()
     };
     let mut addresses = BTreeMap::new();
@@ -264,9 +266,13 @@ fn task(
         placement,
         retries,
         timeout: r.duration("timeout")?,
-        env: r.get::<Option<_>>("env")?.unwrap_or_default(),
+        env: r
+            .get::<Option<BTreeMap<String, String>>>("env")?
+            .map(Env::from)
+            .unwrap_or_default(),
         workdir: r.get("workdir")?,
         locks: r.get::<Option<_>>("locks")?.unwrap_or_default(),
+        ..WorkflowTask::default()
     };
     Ok((task, r.get("address")?))
 }

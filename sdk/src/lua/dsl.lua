@@ -338,6 +338,22 @@ local WorkflowSetters = {
     end
     w.fail_fast = v
   end,
+  -- Secrets every task may read (the `secrets` global, secret.get):
+  -- names only; the values never enter the Workflow.
+  secrets = function(w, pos, v)
+    if type(v) == "string" then
+      w.secrets = { v }
+      return
+    end
+    if type(v) ~= "table" then
+      fail(pos, format("secrets: expected a list of Secret names, got %s", describe(v)))
+    end
+    local out = {}
+    for i, name in ipairs(v) do
+      out[i] = want_string(pos, format("secrets[%d]", i), name)
+    end
+    w.secrets = out
+  end,
   config = function(w, pos, v)
     if type(v) ~= "table" then
       fail(pos, format("config: expected a table, got %s", describe(v)))

@@ -3,8 +3,10 @@
 pub mod agent;
 pub mod common;
 pub mod cronworkflow;
+pub mod env;
 pub mod event;
 pub mod lock;
+pub mod secret;
 pub mod stack;
 pub mod taskrun;
 pub mod workflow;
@@ -15,8 +17,10 @@ pub use common::{
     SelectorOperator,
 };
 pub use cronworkflow::{ConcurrencyPolicy, CronWorkflow, CronWorkflowSpec, CronWorkflowStatus};
+pub use env::{Env, EnvFromSource, EnvVar, SecretFile, SecretKeySelector, SecretRef, SecretUse};
 pub use event::{Event, EventSpec, EventStatus, EventType, ObjectReference};
 pub use lock::{Lock, LockSpec, LockStatus};
+pub use secret::{Secret, SecretSpec, SecretStatus};
 pub use stack::{Stack, StackRun, StackSpec, StackStatus};
 pub use taskrun::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 pub use workflow::{

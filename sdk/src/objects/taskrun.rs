@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::common::{LabelSelector, Payload, Placement};
+use super::env::{Env, EnvFromSource, SecretFile, SecretUse};
 use crate::duration::Duration;
 use crate::meta::{Condition, Time};
 use crate::resource::{Object, Spec};
@@ -25,8 +26,8 @@ pub struct TaskRunSpec {
     pub agent_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Env::is_empty")]
+    pub env: Env,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     /// 1 for the first attempt of a workflow task; 0 for ad-hoc runs.
@@ -37,6 +38,27 @@ pub struct TaskRunSpec {
     /// Workflow's TaskRuns live as long as their Workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_after_finished: Option<Duration>,
+    /// Every key of these Secrets as environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Secrets written as files into the run directory for the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_files: Vec<SecretFile>,
+    /// Secrets a Lua payload reads (`secret.get`, the `secrets` global).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+impl TaskRunSpec {
+    /// The Secrets this run uses.
+    pub fn secret_use(&self) -> SecretUse<'_> {
+        SecretUse {
+            env: &self.env,
+            env_from: &self.env_from,
+            secret_files: &self.secret_files,
+            secrets: &self.secrets,
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::common::{LabelSelector, Payload, Placement};
+use super::env::{Env, EnvFromSource, SecretFile, SecretUse};
 use crate::duration::Duration;
 use crate::meta::{Condition, Time};
 use crate::resource::{Object, Spec};
@@ -39,6 +40,10 @@ pub struct WorkflowSpec {
     /// `$(tasks.TASK.results.KEY)` and `$(params.NAME)` substituted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// Secrets every task may read from Lua (`workflow.define("x", {
+    /// secrets = {"db"} })`): added to each TaskRun's `spec.secrets`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,13 +70,34 @@ pub struct WorkflowTask {
     pub retries: Option<RetryPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Env::is_empty")]
+    pub env: Env,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     /// Locks (by name, in the workflow's namespace) held while the task runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<String>,
+    /// Every key of these Secrets as environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Secrets written as files into the run directory for the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_files: Vec<SecretFile>,
+    /// Secrets a Lua payload reads (`secret.get`, the `secrets` global).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+}
+
+impl WorkflowTask {
+    /// The Secrets this task uses (the workflow's own `spec.secrets` come on top).
+    pub fn secret_use(&self) -> SecretUse<'_> {
+        SecretUse {
+            env: &self.env,
+            env_from: &self.env_from,
+            secret_files: &self.secret_files,
+            secrets: &self.secrets,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -245,7 +271,7 @@ impl WorkflowTask {
         if let Some(lua) = self.run.lua.as_ref().filter(|l| !l.is_workflow_file()) {
             texts.push(("run.lua.script".to_string(), lua.script.as_str()));
         }
-        for (key, value) in &self.env {
+        for (key, value) in self.env.iter() {
             texts.push((format!("env.{key}"), value.as_str()));
         }
         if let Some(workdir) = &self.workdir {

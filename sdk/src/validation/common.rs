@@ -8,7 +8,7 @@ use super::FieldErrors;
 use super::limits::MAX_SCRIPT_BYTES;
 use super::names::{self, shown};
 use crate::duration::Duration;
-use crate::objects::{LabelSelector, Payload, SelectorOperator};
+use crate::objects::{Env, LabelSelector, Payload, SecretUse, SelectorOperator};
 
 /// `base["key"]`: map keys are quoted because they may hold '.' and '/'.
 pub(super) fn key_path(base: &str, key: &str) -> String {
@@ -140,9 +140,65 @@ fn validate_script(script: &str, path: &str, errs: &mut FieldErrors) {
     }
 }
 
-pub(super) fn validate_env(env: &BTreeMap<String, String>, path: &str, errs: &mut FieldErrors) {
-    for key in env.keys() {
+pub(super) fn validate_env(env: &Env, path: &str, errs: &mut FieldErrors) {
+    for key in env.keys().chain(env.secret_refs.keys()) {
         check(errs, key_path(path, key), key, names::validate_env_var_name);
+    }
+    for (key, reference) in &env.secret_refs {
+        let at = format!("{}.valueFrom.secretKeyRef", key_path(path, key));
+        check(
+            errs,
+            format!("{at}.name"),
+            &reference.name,
+            names::validate_name,
+        );
+        check(
+            errs,
+            format!("{at}.key"),
+            &reference.key,
+            names::validate_secret_key,
+        );
+    }
+}
+
+/// The Secret references of a task or TaskRun besides `env` (`base` is
+/// `spec` or `spec.tasks[2]`): names valid, file paths inside the run
+/// directory.
+pub(super) fn validate_secret_refs(refs: SecretUse<'_>, base: &str, errs: &mut FieldErrors) {
+    for (i, from) in refs.env_from.iter().enumerate() {
+        let at = format!("{base}.envFrom[{i}].secretRef.name");
+        check(errs, at, &from.secret_ref.name, names::validate_name);
+    }
+    for (i, file) in refs.secret_files.iter().enumerate() {
+        let at = format!("{base}.secretFiles[{i}]");
+        check(
+            errs,
+            format!("{at}.secretName"),
+            &file.secret_name,
+            names::validate_name,
+        );
+        let path = std::path::Path::new(&file.path);
+        let climbs = path
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)));
+        if file.path.is_empty() || climbs || file.path.contains('\0') {
+            errs.push(
+                format!("{at}.path"),
+                format!(
+                    "invalid value {:?}: must be a relative path inside the run directory, \
+                     without `..` (e.g. `creds/db`)",
+                    file.path
+                ),
+            );
+        }
+    }
+    for (i, name) in refs.secrets.iter().enumerate() {
+        check(
+            errs,
+            format!("{base}.secrets[{i}]"),
+            name,
+            names::validate_name,
+        );
     }
 }
 

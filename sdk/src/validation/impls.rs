@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::common::{
-    check, key_path, too_large, validate_env, validate_payload, validate_selector,
-    validate_timeout, validate_workdir,
+    check, key_path, too_large, validate_env, validate_payload, validate_secret_refs,
+    validate_selector, validate_timeout, validate_workdir,
 };
 use super::limits::{
     MAX_AGENT_CAPACITY, MAX_BACKOFF_FACTOR, MAX_LOG_TAIL_BYTES, MAX_RESULTS, MAX_RESULTS_BYTES,
@@ -153,6 +153,7 @@ impl Validate for TaskRunSpec {
         }
         validate_timeout(spec.timeout, "spec.timeout", &mut errs);
         validate_env(&spec.env, "spec.env", &mut errs);
+        validate_secret_refs(spec.secret_use(), "spec", &mut errs);
         validate_workdir(spec.workdir.as_deref(), "spec.workdir", &mut errs);
         if let Some(status) = &object.status {
             validate_taskrun_status(status, &mut errs);
@@ -310,6 +311,14 @@ impl Validate for WorkflowSpec {
             validate_task_refs(task, &spec.params, &format!("spec.finally[{i}]"), &mut errs);
         }
         validate_timeout(spec.timeout, "spec.timeout", &mut errs);
+        for (i, name) in spec.secrets.iter().enumerate() {
+            check(
+                &mut errs,
+                format!("spec.secrets[{i}]"),
+                name,
+                names::validate_name,
+            );
+        }
         if spec.concurrency == Some(0) {
             errs.push(
                 "spec.concurrency",
@@ -374,6 +383,7 @@ fn validate_task(task: &WorkflowTask, path: &str, errs: &mut FieldErrors) {
     }
     validate_timeout(task.timeout, &format!("{path}.timeout"), errs);
     validate_env(&task.env, &format!("{path}.env"), errs);
+    validate_secret_refs(task.secret_use(), path, errs);
     validate_workdir(task.workdir.as_deref(), &format!("{path}.workdir"), errs);
     let mut locks = BTreeSet::new();
     for (i, lock) in task.locks.iter().enumerate() {

@@ -82,6 +82,25 @@ pub fn validate_name(value: &str) -> Result<(), String> {
     validate_dns1123_subdomain(value)
 }
 
+/// A key of a Secret's `data`, as Kubernetes allows: letters, digits,
+/// '-', '_' and '.', at most 253 characters, and not `.` or `..`.
+pub fn validate_secret_key(value: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if value.is_empty() {
+        Err("must not be empty".into())
+    } else if value.len() > 253 {
+        Err(too_long(253, value.len()))
+    } else if value == "." || value == ".." || !value.chars().all(allowed) {
+        Err(
+            "a valid Secret key must consist of letters, digits, '-', '_' or '.' \
+             (e.g. 'password', 'tls.crt'), and must not be '.' or '..'"
+                .into(),
+        )
+    } else {
+        Ok(())
+    }
+}
+
 /// A `metadata.generateName` prefix: valid once the server appends a random
 /// alphanumeric suffix, so it may end with '-' (e.g. `build-`), and at most
 /// 248 characters.

@@ -1,4 +1,5 @@
-//! `slothctl create workflow NAME --from cronworkflow/CRON`: runs a
+//! `slothctl create workflow NAME --from cronworkflow/CRON` (`create
+//! secret` lives in create_secret.rs): runs a
 //! CronWorkflow now, as `kubectl create job --from=cronjob/X` does. The
 //! Workflow is labelled and owned like a scheduled run (so the
 //! concurrency policy and history limits count it) but carries no
@@ -17,6 +18,9 @@ use crate::printer::emit;
 pub enum CreateCommand {
     /// Create a Workflow from a CronWorkflow's workflowSpec (a manual run).
     Workflow(CreateWorkflowArgs),
+    /// Create a Secret from literal values, files and env files (values
+    /// are sent base64 in spec.data and never printed).
+    Secret(super::create_secret::CreateSecretArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -31,6 +35,7 @@ pub struct CreateWorkflowArgs {
 pub async fn run(ctx: &Context, command: CreateCommand) -> anyhow::Result<()> {
     match command {
         CreateCommand::Workflow(args) => create_workflow(ctx, args).await,
+        CreateCommand::Secret(args) => super::create_secret::create_secret(ctx, args).await,
     }
 }
 

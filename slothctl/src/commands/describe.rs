@@ -144,7 +144,14 @@ pub fn describe(
             .collect();
         field("Owners", &owners.join(", "));
     }
-    out.push_str(&section("Spec", &object.spec)?);
+    if kind.kind == "Secret" {
+        let hidden = meta
+            .annotations
+            .contains_key(sloth_sdk::objects::secret::VALUES_HIDDEN);
+        out.push_str(&secret_data(&object.spec, hidden));
+    } else {
+        out.push_str(&section("Spec", &object.spec)?);
+    }
     let mut status = object.status.clone();
     let conditions = status
         .as_object_mut()
@@ -198,6 +205,28 @@ fn stack_history_table(history: Option<&Value>, now: chrono::DateTime<Utc>) -> S
         &["WORKFLOW", "PHASE", "STARTED", "FINISHED", "APPLIED BY"],
         &rows,
     )
+}
+
+/// A Secret's type and its keys with the size of each value, never the
+/// values (a viewer, whose values the server withholds, sees `<hidden>`).
+fn secret_data(spec: &Value, hidden: bool) -> String {
+    let type_ = spec.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+    let mut out = format!("{:<LABEL_WIDTH$}{type_}\n", "Type:");
+    let data = spec.get("data").and_then(Value::as_object);
+    let rows: Vec<Vec<String>> = data
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| {
+            let size = match value.as_str().map(sloth_sdk::objects::secret::decode) {
+                _ if hidden => "<hidden>".to_string(),
+                Some(Ok(bytes)) => format!("{} bytes", bytes.len()),
+                _ => "<invalid>".to_string(),
+            };
+            vec![key.clone(), size]
+        })
+        .collect();
+    out.push_str(&titled_table("Data", &["KEY", "SIZE"], &rows));
+    out
 }
 
 /// `Title:` and a table indented by two spaces, or `Title: <none>`.

@@ -110,7 +110,7 @@ pub fn spec(args: &RunArgs) -> Result<TaskRunSpec, CliError> {
         agent_selector,
         agent_name: args.agent.clone(),
         timeout,
-        env,
+        env: env.into(),
         workdir: args.workdir.clone().filter(|w| !w.is_empty()),
         ..TaskRunSpec::default()
     })

@@ -56,6 +56,8 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
         ("StateEntry", _) => &["NAME", "KEY", "VALUE", "AGE", "EXPIRES"],
         ("CronWorkflow", _) => super::cron_stack::CRONWORKFLOW_HEADERS,
         ("Stack", _) => super::cron_stack::STACK_HEADERS,
+        ("Secret", false) => &["NAME", "KEYS", "AGE"],
+        ("Secret", true) => &["NAME", "KEYS", "AGE", "TYPE"],
         _ => &["NAME", "AGE"],
     };
     let mut out = Vec::new();
@@ -157,6 +159,17 @@ pub fn row(
         }
         "CronWorkflow" => super::cron_stack::cronworkflow_row(object, now, &mut out),
         "Stack" => super::cron_stack::stack_row(object, now, &mut out),
+        "Secret" => {
+            let keys = spec
+                .get("data")
+                .and_then(Value::as_object)
+                .map_or(0, |d| d.len());
+            out.push(keys.to_string());
+            out.push(age_col);
+            if options.wide {
+                out.push(text(spec, "type").unwrap_or_else(|| "Opaque".into()));
+            }
+        }
         _ => out.push(age_col),
     }
     out
@@ -485,6 +498,28 @@ mod tests {
             row(k, &events[0], Options::default(), "", now())[3],
             "taskrun/build"
         );
+    }
+
+    #[test]
+    fn secret_columns_count_keys_and_never_show_values() {
+        let secret = object(json!({
+            "apiVersion": "sloth.dev/v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "default",
+                         "creationTimestamp": "2025-01-01T11:00:00Z"},
+            "spec": {"data": {"password": "aHVudGVyMg==", "user": "YQ=="}}
+        }));
+        let k = kind("secrets");
+        assert_eq!(headers(k, Options::default()), ["NAME", "KEYS", "AGE"]);
+        assert_eq!(
+            row(k, &secret, Options::default(), "", now()),
+            ["db", "2", "60m"]
+        );
+        let wide = Options {
+            wide: true,
+            ..Options::default()
+        };
+        assert_eq!(headers(k, wide), ["NAME", "KEYS", "AGE", "TYPE"]);
+        assert_eq!(row(k, &secret, wide, "", now())[3], "Opaque");
     }
 
     #[test]
