@@ -401,7 +401,13 @@ async fn run_claimed(
             results_file.to_string_lossy().into_owned(),
         ),
     ]);
+    let check_mode = spec.check_mode || check_mode_env();
+    if check_mode {
+        // Shell payloads and programs see it too.
+        env.push((CHECK_MODE_ENV.to_string(), "1".to_string()));
+    }
     if let (None, Some(payload)) = (&spec.run.shell, &spec.run.lua) {
+        let metrics = lua::MetricsSink::default();
         let job = LuaJob {
             payload: payload.clone(),
             namespace: key.namespace.clone(),
@@ -418,6 +424,8 @@ async fn run_claimed(
                 program: ctx.supervisor.clone(),
                 deadlines: ctx.fence.subscribe(),
             },
+            check_mode,
+            metrics: metrics.clone(),
         };
         let (running, concurrent) = ctx.slots.process_started();
         tracing::info!("taskrun {key} started (Lua) concurrent={concurrent}");
@@ -427,6 +435,7 @@ async fn run_claimed(
         return TaskRunStatus {
             completion_time: Some(Utc::now()),
             log_tail,
+            metrics: metrics.values(),
             ..lua_status(outcome, spec.timeout.unwrap_or_default(), base)
         };
     }
@@ -531,6 +540,16 @@ async fn read_log_tail(key: &RunKey, output: &Path) -> Option<String> {
 
 /// The terminal status of a Lua run (phase, reason, message, results) on
 /// top of `base`.
+/// The agent's environment variable that puts every run in check mode.
+pub const CHECK_MODE_ENV: &str = "SLOTH_CHECK_MODE";
+
+/// True when the agent runs with SLOTH_CHECK_MODE set to 1, true or yes.
+fn check_mode_env() -> bool {
+    std::env::var(CHECK_MODE_ENV)
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+        .unwrap_or(false)
+}
+
 fn lua_status(
     outcome: LuaOutcome,
     timeout: sloth_sdk::duration::Duration,

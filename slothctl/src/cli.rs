@@ -84,6 +84,11 @@ pub struct ApplyArgs {
     /// of Lua workflows) and the Lua global `values.KEY`; repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// Check mode (dry run on the agents): TaskRuns and Workflows are created
+    /// with spec.checkMode true, so Lua modules report what they would
+    /// change and change nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,18 +2,30 @@
 //! blocking thread, with a memory limit, the task's deadline and stop
 //! signal enforced by an instruction-count hook, and the modules Sloth's Lua
 //! code expects (`exec`, `fs`, `log`, `json`, `yaml`, `env`, `http`,
-//! `template`, `lock`, `time`), each a global and `require`-able.
+//! `template`, `lock`, `time`, and for infrastructure automation
+//! `file_ops`, `facts`, `infra_test`, `net`, `metrics`, `git`, `pkg`,
+//! `systemd`, `docker`), each a global and `require`-able.
 
+mod docker;
 mod env;
 mod exec;
+mod facts;
+mod file_ops;
 mod fs;
+mod git;
 mod http;
+mod infra_test;
 mod json;
 mod lock;
 mod log;
+mod metrics;
+mod net;
+mod pkg;
 mod runner;
+mod systemd;
 mod template;
 mod time;
+mod tools;
 mod yaml;
 
 use std::cell::RefCell;
@@ -34,6 +46,7 @@ use tokio::sync::watch;
 use crate::concurrency::StopReason;
 use crate::supervisor::Supervision;
 
+pub use metrics::Sink as MetricsSink;
 pub use runner::{LuaOutcome, run};
 
 /// Lua's memory limit per TaskRun.
@@ -67,6 +80,11 @@ pub struct LuaJob {
     pub client: Option<Client>,
     /// How `exec.run` starts its children.
     pub supervision: Supervision,
+    /// Check mode: modules that change the machine report what they would
+    /// change and change nothing.
+    pub check_mode: bool,
+    /// Where the `metrics` module's values end up, for the TaskRun's status.
+    pub metrics: metrics::Sink,
 }
 
 /// Why Lua code was interrupted.
@@ -228,6 +246,8 @@ pub struct RunCtx {
     pub api: Option<ApiCtx>,
     /// Locks held, with the task renewing each.
     pub locks: RefCell<BTreeMap<String, lock::Held>>,
+    pub check_mode: bool,
+    pub metrics: metrics::Sink,
 }
 
 impl RunCtx {
@@ -245,6 +265,8 @@ impl RunCtx {
             env: RefCell::new(BTreeMap::new()),
             api: None,
             locks: RefCell::new(BTreeMap::new()),
+            check_mode: false,
+            metrics: metrics::Sink::default(),
         }
     }
 
@@ -272,6 +294,15 @@ pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, T
         ("template", template::module(lua)?),
         ("lock", lock::module(lua, ctx)?),
         ("time", time::module(lua, ctx)?),
+        ("file_ops", file_ops::module(lua, ctx)?),
+        ("facts", facts::module(lua, ctx)?),
+        ("infra_test", infra_test::module(lua, ctx)?),
+        ("net", net::module(lua, ctx)?),
+        ("metrics", metrics::module(lua, ctx)?),
+        ("git", git::module(lua, ctx)?),
+        ("pkg", pkg::module(lua, ctx)?),
+        ("systemd", systemd::module(lua, ctx)?),
+        ("docker", docker::module(lua, ctx)?),
     ])
 }
 
@@ -392,6 +423,16 @@ impl Args {
             Value::Function(f) => Ok(f),
             other => Err(self.bad(n, name, "a function", &other)),
         }
+    }
+
+    /// The function's name, `module.function`.
+    pub fn func(&self) -> &'static str {
+        self.func
+    }
+
+    /// An error `module.function: message`.
+    pub fn fail(&self, message: impl fmt::Display) -> mlua::Error {
+        fail(self.func, message)
     }
 
     /// A non-negative number of seconds.

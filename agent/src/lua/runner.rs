@@ -82,6 +82,8 @@ pub fn run_blocking(
             _ => None,
         },
         locks: std::cell::RefCell::new(BTreeMap::new()),
+        check_mode: job.check_mode,
+        metrics: job.metrics.clone(),
     });
     let lua = Lua::new();
     let result = prepare(&lua, &ctx).and_then(|()| call(&lua, &job));
@@ -200,6 +202,7 @@ fn this_table(lua: &Lua, job: &LuaJob) -> mlua::Result<Table> {
     this.set("agent", job.agent.as_str())?;
     this.set("attempt", job.attempt)?;
     this.set("workdir", job.cwd.to_string_lossy().into_owned())?;
+    this.set("check_mode", job.check_mode)?;
     Ok(this)
 }
 
@@ -431,6 +434,8 @@ mod tests {
             timeout: Some(Duration::from_secs(20)),
             client: None,
             supervision: crate::supervisor::Supervision::unfenced(),
+            check_mode: false,
+            metrics: crate::lua::MetricsSink::default(),
         }
     }
 

@@ -515,6 +515,7 @@ pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun 
             workdir: task.workdir.clone(),
             attempt,
             ttl_after_finished: None,
+            check_mode: wf.spec.check_mode,
         },
     );
     tr.metadata.namespace = wf.namespace().to_string();

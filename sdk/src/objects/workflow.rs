@@ -32,6 +32,9 @@ pub struct WorkflowSpec {
     pub fail_fast: bool,
     #[serde(default)]
     pub state: WorkflowState,
+    /// Check mode for every TaskRun of the workflow (see TaskRunSpec).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check_mode: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
