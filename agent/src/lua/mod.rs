@@ -248,6 +248,9 @@ pub struct RunCtx {
     pub locks: RefCell<BTreeMap<String, lock::Held>>,
     pub check_mode: bool,
     pub metrics: metrics::Sink,
+    /// Failed `infra_test` assertions not yet reported: the run fails
+    /// listing them when it ends.
+    pub failed_assertions: RefCell<Vec<String>>,
 }
 
 impl RunCtx {
@@ -267,6 +270,7 @@ impl RunCtx {
             locks: RefCell::new(BTreeMap::new()),
             check_mode: false,
             metrics: metrics::Sink::default(),
+            failed_assertions: RefCell::new(Vec::new()),
         }
     }
 

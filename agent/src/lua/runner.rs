@@ -84,12 +84,13 @@ pub fn run_blocking(
         locks: std::cell::RefCell::new(BTreeMap::new()),
         check_mode: job.check_mode,
         metrics: job.metrics.clone(),
+        failed_assertions: std::cell::RefCell::new(Vec::new()),
     });
     let lua = Lua::new();
     let result = prepare(&lua, &ctx).and_then(|()| call(&lua, &job));
     super::lock::release_all(&ctx);
     let outcome = match result {
-        Ok(values) => returned(&lua, values),
+        Ok(values) => super::infra_test::fail_unreported(&ctx, returned(&lua, values)),
         Err(e) => match ctl.check() {
             Some(Interrupt::TimedOut) => LuaOutcome::TimedOut,
             Some(Interrupt::Stopped(why)) => LuaOutcome::Stopped(why),
