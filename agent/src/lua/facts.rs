@@ -241,10 +241,10 @@ fn disks(lua: &Lua, _: &RunCtx, _: Args) -> mlua::Result<Table> {
         t.set("mount", mount.as_str())?;
         t.set("fstype", fstype)?;
         if let Ok(s) = nix::sys::statvfs::statvfs(mount.as_str()) {
-            let unit = s.fragment_size() as u64;
-            t.set("total", s.blocks() as u64 * unit)?;
-            t.set("free", s.blocks_free() as u64 * unit)?;
-            t.set("available", s.blocks_available() as u64 * unit)?;
+            let unit = s.fragment_size();
+            t.set("total", s.blocks() * unit)?;
+            t.set("free", s.blocks_free() * unit)?;
+            t.set("available", s.blocks_available() * unit)?;
         }
         list.push(t)?;
     }

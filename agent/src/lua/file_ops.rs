@@ -770,7 +770,7 @@ mod tests {
             )
             .eval()
             .expect("stat");
-        assert_eq!(facts.0, true);
+        assert!(facts.0);
         assert_eq!(facts.1, "0600");
         assert_eq!(facts.2, 12);
         assert_eq!(facts.3, sha256_hex(b"listen 8080\n"));
