@@ -251,7 +251,9 @@ fn get(ctx: &RunCtx, args: &Args, url: &str) -> mlua::Result<Result<(u16, String
         ))),
         Err(e) => {
             ctx.ctl.checked()?;
-            Ok(Err(super::runner::describe_error(&e)))
+            let text = super::runner::describe_error(&e);
+            let prefix = format!("{}: ", args.func());
+            Ok(Err(text.strip_prefix(&prefix).unwrap_or(&text).to_string()))
         }
     }
 }
