@@ -177,6 +177,41 @@ fn slothctl_apply_check_sets_check_mode() {
     assert!(!target.exists(), "check mode wrote the file");
 }
 
+#[test]
+fn slothctl_apply_check_passes_check_mode_through_a_workflow() {
+    let server = ApiServer::start_with(&["--controllers"]);
+    let agent = Agent::start(&server, "a1", &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("made.txt");
+    let manifest = dir.path().join("wf.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata:\n  name: dry\nspec:\n  tasks:\n  - name: write\n    run:\n      lua:\n        script: |\n          local r = file_ops.write(\"{}\", \"x\")\n          return true, \"\", {{changed = r.changed, check = r.check_mode}}\n",
+            target.display()
+        ),
+    )
+    .expect("write");
+    ctl(&server, &["apply", "--check", "-f", &manifest.to_string_lossy()]).ok();
+    let rt = runtime();
+    let client = {
+        let _enter = rt.enter();
+        server.client()
+    };
+    let api = sloth_sdk::Api::<TaskRunSpec>::namespaced(client, "default");
+    let taskrun = wait_until(DEADLINE, || {
+        rt.block_on(api.get("dry-write-1"))
+            .ok()
+            .filter(|t| t.status_or_default().phase.is_terminal())
+    })
+    .unwrap_or_else(|| panic!("never finished:\n{}\n{}", agent.log(), server.log()));
+    assert!(taskrun.spec.check_mode, "the workflow's TaskRun is not in check mode");
+    let status = taskrun.status_or_default();
+    succeeded(&status);
+    assert_eq!(status.results["check"], "true");
+    assert!(!target.exists(), "check mode wrote the file");
+}
+
 fn command_output(program: &str, args: &[&str]) -> String {
     let out = Command::new(program).args(args).output().expect(program);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
