@@ -192,7 +192,11 @@ fn slothctl_apply_check_passes_check_mode_through_a_workflow() {
         ),
     )
     .expect("write");
-    ctl(&server, &["apply", "--check", "-f", &manifest.to_string_lossy()]).ok();
+    ctl(
+        &server,
+        &["apply", "--check", "-f", &manifest.to_string_lossy()],
+    )
+    .ok();
     let rt = runtime();
     let client = {
         let _enter = rt.enter();
@@ -205,7 +209,10 @@ fn slothctl_apply_check_passes_check_mode_through_a_workflow() {
             .filter(|t| t.status_or_default().phase.is_terminal())
     })
     .unwrap_or_else(|| panic!("never finished:\n{}\n{}", agent.log(), server.log()));
-    assert!(taskrun.spec.check_mode, "the workflow's TaskRun is not in check mode");
+    assert!(
+        taskrun.spec.check_mode,
+        "the workflow's TaskRun is not in check mode"
+    );
     let status = taskrun.status_or_default();
     succeeded(&status);
     assert_eq!(status.results["check"], "true");

@@ -173,9 +173,17 @@ fn checkout(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
             &dir,
             &git(&["rev-parse", &format!("{reference}^{{commit}}")]),
         )?;
-        let on_branch = before.1 == format!("refs/heads/{reference}");
-        let changed =
-            target != before.0 || (!on_branch && !before.1.is_empty() && target != reference);
+        // A branch not checked out is a change even at the same commit.
+        let branch_ref = format!("refs/heads/{reference}");
+        let is_branch = tools::run(
+            ctx,
+            args.func(),
+            &git(&["show-ref", "--verify", "-q", &branch_ref]),
+            Some(&dir),
+            None,
+        )?
+        .success;
+        let changed = target != before.0 || (is_branch && before.1 != branch_ref);
         return done(lua, ctx, changed, Some(before.0), &argv);
     }
     run(ctx, &args, &dir, &argv)?;
@@ -294,11 +302,34 @@ mod tests {
             local t = git.clone("origin.git", "tagged", {tag = "v1"})
             assert(git.log("tagged")[1].subject == "one")
             assert(git.checkout("clone", "main").changed == false)
+            assert(git.checkout("clone", "v1").changed == true)
+            assert(git.current_commit("clone") == git.log("tagged")[1].commit)
+            assert(git.checkout("clone", "main").changed == true)
             assert(git.fetch("clone").changed == false)
             "#,
         )
         .exec()
         .expect("pull");
+        // Check mode: what checkout would do, HEAD left where it is.
+        let out = super::super::Output::open(&dir.path().join("o")).expect("output");
+        let mut check =
+            super::super::RunCtx::new(dir.path().into(), out, super::super::Ctl::new(None, None));
+        check.check_mode = true;
+        let check = std::rc::Rc::new(check);
+        let lua = mlua::Lua::new();
+        super::super::install(&lua, &check).expect("install");
+        lua.load(
+            r#"
+            local head = git.current_commit("clone")
+            assert(git.checkout("clone", "main").changed == false)
+            local r = git.checkout("clone", "v1")
+            assert(r.changed == true and r.check_mode == true)
+            assert(git.current_commit("clone") == head)
+            assert(git.status("clone").branch == "main")
+            "#,
+        )
+        .exec()
+        .expect("check mode");
     }
 
     #[test]
