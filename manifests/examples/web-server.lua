@@ -1,8 +1,9 @@
 -- Configuration management with the infrastructure modules: configure a
--- "web server" in the configure task's run directory (template a config, ensure a line
--- in it), start it on a free loopback port, check with infra_test that it
+-- "web server" in the configure task's run directory (template a config,
+-- ensure a line in its environment file), start it on a free loopback port, check with infra_test that it
 -- answers, and stop it. Every step is idempotent and reports `changed`;
--- with `slothctl apply --check` the configure task only reports.
+-- with `slothctl apply --check` configure only reports what it would
+-- change and serve starts nothing.
 --   slothctl apply -f manifests/examples/web-server.lua
 --   slothctl wait workflow web-server --timeout 2m
 --   slothctl get taskrun web-server-serve-1 -o json   # status.results, status.metrics
@@ -31,10 +32,10 @@ local configure = task("configure")
     local changed = {}
     local function step(name, r) if r.changed then changed[#changed + 1] = name end end
     step("dir", file_ops.mkdir(dir .. "/www", { mode = "0755" }))
-    step("template", file_ops.write(dir .. "/site.conf.tpl", SITE_TEMPLATE))
-    step("config", file_ops.template(dir .. "/site.conf.tpl", dir .. "/site.conf",
-      { name = "demo", host = "127.0.0.1", port = port, root = dir .. "/www" }, { mode = "0644" }))
-    step("line", file_ops.line_in_file(dir .. "/site.conf", { regexp = "^server_tokens=", line = "server_tokens=off" }))
+    local config = template.render(SITE_TEMPLATE,
+      { name = "demo", host = "127.0.0.1", port = port, root = dir .. "/www" })
+    step("config", file_ops.write(dir .. "/site.conf", config, { mode = "0644" }))
+    step("line", file_ops.line_in_file(dir .. "/server.env", { regexp = "^SERVER_TOKENS=", line = "SERVER_TOKENS=off" }))
     step("page", file_ops.write(dir .. "/www/index.html", "hello from sloth on " .. facts.hostname() .. "\n"))
     log.info("changed: " .. (#changed > 0 and table.concat(changed, ", ") or "nothing"))
     return true, "configured " .. dir, { dir = dir, port = port, changed = table.concat(changed, ",") }
@@ -47,6 +48,9 @@ local serve = task("serve")
   :command(function(this, params, input)
     local dir, port = input.configure.dir, tonumber(input.configure.port)
     local url = "http://127.0.0.1:" .. port .. "/"
+    if this.check_mode then
+      return true, "check mode: would serve " .. dir .. "/www on " .. url
+    end
     if not exec.run("command -v python3").success then
       return false, "python3 is needed to serve the page"
     end
@@ -64,7 +68,7 @@ local serve = task("serve")
       end
       return false
     end)
-    infra_test.file_contains(dir .. "/site.conf", "server_tokens=off")
+    infra_test.file_contains(dir .. "/server.env", "SERVER_TOKENS=off")
     infra_test.file_mode(dir .. "/site.conf", "0644")
     infra_test.port_is_listening(port)
     infra_test.http_status(url, 200)

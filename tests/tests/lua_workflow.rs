@@ -207,7 +207,9 @@ fn the_web_server_example_configures_serves_checks_and_stops() {
         conf.contains(&format!("listen=127.0.0.1:{port}\n")),
         "{conf}"
     );
-    assert!(conf.ends_with("server_tokens=off\n"), "{conf}");
+    let env = std::fs::read_to_string(format!("{}/server.env", configure.results["dir"]))
+        .expect("server.env");
+    assert_eq!(env, "SERVER_TOKENS=off\n");
     // The server was stopped: nothing answers on its port any more.
     let stopped = wait_until(Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port))
@@ -215,4 +217,27 @@ fn the_web_server_example_configures_serves_checks_and_stops() {
             .then_some(())
     });
     assert!(stopped.is_some(), "the server still answers on {port}");
+}
+
+#[test]
+fn the_web_server_example_in_check_mode_changes_and_starts_nothing() {
+    let c = Cluster::start();
+    let mut cmd = slothctl(&c.server);
+    cmd.args(["apply", "--check", "-f"])
+        .arg(example("web-server.lua"));
+    run_to_end(cmd, None, DEADLINE).ok();
+    let runs = c.succeeded("web-server");
+    let (configure, serve) = (status(&runs["configure"]), status(&runs["serve"]));
+    assert!(runs["serve"].spec.check_mode);
+    assert_eq!(configure.results["changed"], "dir,config,line,page");
+    assert!(
+        !Path::new(&configure.results["dir"]).exists(),
+        "check mode created {}",
+        configure.results["dir"]
+    );
+    assert!(
+        serve.message.starts_with("check mode: would serve "),
+        "{}",
+        serve.message
+    );
 }
