@@ -545,9 +545,15 @@ pub const CHECK_MODE_ENV: &str = "SLOTH_CHECK_MODE";
 
 /// True when the agent runs with SLOTH_CHECK_MODE set to 1, true or yes.
 fn check_mode_env() -> bool {
-    std::env::var(CHECK_MODE_ENV)
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-        .unwrap_or(false)
+    std::env::var(CHECK_MODE_ENV).is_ok_and(|v| check_mode_on(&v))
+}
+
+/// SLOTH_CHECK_MODE's values that turn check mode on.
+fn check_mode_on(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes"
+    )
 }
 
 fn lua_status(
@@ -720,6 +726,16 @@ pub async fn fail_orphan(ctx: Arc<Ctx>, key: RunKey) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn check_mode_env_values() {
+        for on in ["1", "true", "TRUE", " yes "] {
+            assert!(super::check_mode_on(on), "{on}");
+        }
+        for off in ["", "0", "false", "no", "2"] {
+            assert!(!super::check_mode_on(off), "{off}");
+        }
+    }
+
     use super::*;
     use sloth_sdk::objects::Payload;
 

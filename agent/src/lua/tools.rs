@@ -193,9 +193,16 @@ pub fn opt_count(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Op
     match opts.get::<Value>(key)? {
         Value::Nil => Ok(None),
         Value::Integer(i) if i > 0 => Ok(Some(i as u64)),
+        Value::Integer(i) => Err(fail(
+            func,
+            format!("option {key} must be a positive integer, got {i}"),
+        )),
         other => Err(fail(
             func,
-            format!("option {key} must be a positive integer, got {other:?}"),
+            format!(
+                "option {key} must be a positive integer, got {}",
+                type_name(&other)
+            ),
         )),
     }
 }
