@@ -106,6 +106,13 @@ echo
 echo "\$ slothctl logs ci-pipeline-build-1     # a Lua task: log.info and print go to its log"
 slothctl logs ci-pipeline-build-1
 echo
+echo "\$ slothctl wait workflow web-server --timeout 120s     # manifests/examples/web-server.lua"
+slothctl wait workflow web-server --timeout 120s || echo "(web-server did not succeed; see slothctl describe workflow web-server)"
+echo
+echo "\$ slothctl get taskruns -l sloth.dev/workflow=web-server -o wide && slothctl logs web-server-configure-1"
+slothctl get taskruns -l sloth.dev/workflow=web-server -o wide
+slothctl logs web-server-configure-1
+echo
 
 cat <<MSG
 

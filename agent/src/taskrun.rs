@@ -458,7 +458,13 @@ async fn run_payload(
             results_file.to_string_lossy().into_owned(),
         ),
     ]);
+    let check_mode = spec.check_mode || check_mode_env();
+    if check_mode {
+        // Shell payloads and programs see it too.
+        env.push((CHECK_MODE_ENV.to_string(), "1".to_string()));
+    }
     if let (None, Some(payload)) = (&spec.run.shell, &spec.run.lua) {
+        let metrics = lua::MetricsSink::default();
         let job = LuaJob {
             payload: payload.clone(),
             namespace: key.namespace.clone(),
@@ -477,6 +483,8 @@ async fn run_payload(
             },
             secrets: delivery.secrets,
             masks: delivery.masks,
+            check_mode,
+            metrics: metrics.clone(),
         };
         let (running, concurrent) = ctx.slots.process_started();
         tracing::info!("taskrun {key} started (Lua) concurrent={concurrent}");
@@ -486,6 +494,7 @@ async fn run_payload(
         return TaskRunStatus {
             completion_time: Some(Utc::now()),
             log_tail,
+            metrics: metrics.values(),
             ..lua_status(outcome, spec.timeout.unwrap_or_default(), base)
         };
     }
@@ -591,6 +600,22 @@ async fn read_log_tail(key: &RunKey, output: &Path) -> Option<String> {
 
 /// The terminal status of a Lua run (phase, reason, message, results) on
 /// top of `base`.
+/// The agent's environment variable that puts every run in check mode.
+pub const CHECK_MODE_ENV: &str = "SLOTH_CHECK_MODE";
+
+/// True when the agent runs with SLOTH_CHECK_MODE set to 1, true or yes.
+fn check_mode_env() -> bool {
+    std::env::var(CHECK_MODE_ENV).is_ok_and(|v| check_mode_on(&v))
+}
+
+/// SLOTH_CHECK_MODE's values that turn check mode on.
+fn check_mode_on(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes"
+    )
+}
+
 fn lua_status(
     outcome: LuaOutcome,
     timeout: sloth_sdk::duration::Duration,
@@ -761,6 +786,16 @@ pub async fn fail_orphan(ctx: Arc<Ctx>, key: RunKey) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn check_mode_env_values() {
+        for on in ["1", "true", "TRUE", " yes "] {
+            assert!(super::check_mode_on(on), "{on}");
+        }
+        for off in ["", "0", "false", "no", "2"] {
+            assert!(!super::check_mode_on(off), "{off}");
+        }
+    }
+
     use super::*;
     use sloth_sdk::objects::Payload;
 

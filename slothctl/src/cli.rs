@@ -96,6 +96,11 @@ pub struct ApplyArgs {
     /// Stack (sets spec.stack); the Stack is created on first use.
     #[arg(long, value_name = "NAME")]
     pub stack: Option<String>,
+    /// Check mode (dry run on the agents): TaskRuns and Workflows are created
+    /// with spec.checkMode true, so Lua modules report what they would
+    /// change and change nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -177,3 +177,67 @@ fn fan_out_results_and_task_definitions_files_run() {
     assert_eq!(agent(&test["uptime"]), "test-1");
     assert!(status(&test["uptime"]).results["uptime"].contains("load"));
 }
+
+#[test]
+fn the_web_server_example_configures_serves_checks_and_stops() {
+    let c = Cluster::start();
+    c.apply("web-server.lua");
+    let runs = c.succeeded("web-server");
+    let (configure, serve) = (status(&runs["configure"]), status(&runs["serve"]));
+    let port: u16 = configure.results["port"].parse().expect("port");
+    assert_eq!(
+        serve.results["page"],
+        format!("hello from sloth on {}\n", {
+            let out = std::process::Command::new("uname")
+                .arg("-n")
+                .output()
+                .expect("uname");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        })
+    );
+    assert_eq!(serve.metrics.get("port"), Some(&f64::from(port)));
+    assert!(
+        serve.metrics.contains_key("startup_seconds"),
+        "{:?}",
+        serve.metrics
+    );
+    let conf = std::fs::read_to_string(format!("{}/site.conf", configure.results["dir"]))
+        .expect("site.conf");
+    assert!(
+        conf.contains(&format!("listen=127.0.0.1:{port}\n")),
+        "{conf}"
+    );
+    let env = std::fs::read_to_string(format!("{}/server.env", configure.results["dir"]))
+        .expect("server.env");
+    assert_eq!(env, "SERVER_TOKENS=off\n");
+    // The server was stopped: nothing answers on its port any more.
+    let stopped = wait_until(Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+    assert!(stopped.is_some(), "the server still answers on {port}");
+}
+
+#[test]
+fn the_web_server_example_in_check_mode_changes_and_starts_nothing() {
+    let c = Cluster::start();
+    let mut cmd = slothctl(&c.server);
+    cmd.args(["apply", "--check", "-f"])
+        .arg(example("web-server.lua"));
+    run_to_end(cmd, None, DEADLINE).ok();
+    let runs = c.succeeded("web-server");
+    let (configure, serve) = (status(&runs["configure"]), status(&runs["serve"]));
+    assert!(runs["serve"].spec.check_mode);
+    assert_eq!(configure.results["changed"], "dir,config,line,page");
+    assert!(
+        !Path::new(&configure.results["dir"]).exists(),
+        "check mode created {}",
+        configure.results["dir"]
+    );
+    assert!(
+        serve.message.starts_with("check mode: would serve "),
+        "{}",
+        serve.message
+    );
+}

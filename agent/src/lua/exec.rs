@@ -2,8 +2,11 @@
 //! process group under a supervisor (as shell payloads run), its output
 //! captured, killed at its own timeout or when the task must stop, and by
 //! the supervisor when the agent dies or loses its heartbeat lease.
+//! [`run_program`] is that machinery for the modules that run programs.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{ChildStdin, Stdio};
 use std::rc::Rc;
 use std::thread::JoinHandle;
@@ -59,21 +62,79 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let workdir = opt_string_field(F, opts.as_ref(), "workdir")?;
     let extra_env = opt_string_map(F, opts.as_ref(), "env")?;
     let timeout = opt_seconds(F, opts.as_ref(), "timeout")?;
-    ctx.ctl.checked()?;
     let cwd = workdir.map_or_else(|| ctx.cwd.clone(), |w| ctx.path(&w));
-    // The supervisor puts bash in its own process group, and kills it when
-    // the agent dies or its heartbeat lease is not renewed in time.
+    let ran = run_program(
+        ctx,
+        F,
+        &Program {
+            program: "bash",
+            args: &["-c", &cmd],
+            cwd: &cwd,
+            env: &extra_env,
+            timeout,
+        },
+    )?;
+    ran.table(lua)
+}
+
+/// One child process to run under supervision.
+pub struct Program<'a> {
+    pub program: &'a str,
+    pub args: &'a [&'a str],
+    pub cwd: &'a Path,
+    /// On top of the run's environment.
+    pub env: &'a BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+}
+
+/// What a child process did.
+#[derive(Debug)]
+pub struct Ran {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_code: i32,
+    pub success: bool,
+    pub timed_out: bool,
+}
+
+impl Ran {
+    /// `{stdout, stderr, exit_code, success, timed_out}`.
+    pub fn table(&self, lua: &Lua) -> mlua::Result<Table> {
+        let result = lua.create_table()?;
+        result.set("stdout", lua.create_string(&self.stdout)?)?;
+        result.set("stderr", lua.create_string(&self.stderr)?)?;
+        result.set("exit_code", self.exit_code)?;
+        result.set("success", self.success)?;
+        result.set("timed_out", self.timed_out)?;
+        Ok(result)
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Runs `p` in its own process group under a supervisor (as shell payloads
+/// run): killed at its own timeout or when the task must stop, and by the
+/// supervisor when the agent dies or loses its heartbeat lease. Every
+/// module that runs a program (git, docker, pkg, systemd) comes here.
+pub fn run_program(ctx: &RunCtx, func: &str, p: &Program) -> mlua::Result<Ran> {
+    ctx.ctl.checked()?;
     let mut deadlines = ctx.supervision.deadlines.clone();
     let fence_at = deadlines.borrow_and_update().kill;
     let mut command = supervisor::command(
         &ctx.supervision.program,
         fence_at,
         ctx.pid_file.as_deref(),
-        "bash",
-        &["-c", &cmd],
+        p.program,
+        p.args,
     );
     command
-        .current_dir(&cwd)
+        .current_dir(p.cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -83,10 +144,13 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
             None => command.env_remove(name),
         };
     }
-    command.envs(&extra_env);
-    let mut child = command
-        .spawn()
-        .map_err(|e| fail(F, format!("cannot start bash in {}: {e}", cwd.display())))?;
+    command.envs(p.env);
+    let mut child = command.spawn().map_err(|e| {
+        fail(
+            func,
+            format!("cannot start {} in {}: {e}", p.program, p.cwd.display()),
+        )
+    })?;
     let mut pipe = child.stdin.take();
     let stdout = child.stdout.take().map(capture);
     let stderr = child.stderr.take().map(capture);
@@ -102,7 +166,7 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(fail(F, format!("cannot wait for bash: {e}")));
+                return Err(fail(func, format!("cannot wait for {}: {e}", p.program)));
             }
         }
         if deadlines.has_changed().unwrap_or(false) {
@@ -112,7 +176,7 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
         if ending.is_none() {
             if let Some(why) = ctx.ctl.check() {
                 ending = Some(Some(why));
-            } else if timeout.is_some_and(|t| started.elapsed() >= t) {
+            } else if p.timeout.is_some_and(|t| started.elapsed() >= t) {
                 ending = Some(None);
             }
             if ending.is_some() {
@@ -121,7 +185,7 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
             }
         }
         if give_up.is_some_and(|at| Instant::now() >= at) {
-            // The supervisor is stuck: kill it; closing its pipe kills bash.
+            // The supervisor is stuck: kill it; closing its pipe kills the child.
             let _ = child.kill();
             pipe.take();
             give_up = None;
@@ -138,13 +202,13 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
         return Err(mlua::Error::external(why));
     }
     let timed_out = ending.is_some();
-    let result = lua.create_table()?;
-    result.set("stdout", lua.create_string(&out)?)?;
-    result.set("stderr", lua.create_string(&err)?)?;
-    result.set("exit_code", executor::exit_code(status))?;
-    result.set("success", status.success() && !timed_out)?;
-    result.set("timed_out", timed_out)?;
-    Ok(result)
+    Ok(Ran {
+        stdout: out,
+        stderr: err,
+        exit_code: executor::exit_code(status),
+        success: status.success() && !timed_out,
+        timed_out,
+    })
 }
 
 /// Writes `message` to the supervisor; a pipe that fails is dropped (the

@@ -18,18 +18,19 @@ pub const MAX_BODY: u64 = 64 * 1024 * 1024;
 
 const OPTIONS: &[&str] = &["timeout", "headers"];
 
-struct Request {
-    method: &'static str,
-    url: String,
-    body: Option<Vec<u8>>,
-    headers: BTreeMap<String, String>,
-    timeout: Duration,
+/// One request; `net` sends its own through [`fetch`].
+pub struct Request {
+    pub method: &'static str,
+    pub url: String,
+    pub body: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Duration,
 }
 
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    headers: BTreeMap<String, String>,
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
 }
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
@@ -41,7 +42,7 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
             let args = Args::new("http.get", args);
             let url = args.string(1, "url")?;
             let opts = args.opt_table(2, "options")?;
-            call(lua, &c, "http.get", url, None, opts.as_ref())
+            call(lua, &c, "http.get", "GET", url, None, opts.as_ref())
         })?,
     )?;
     let c = ctx.clone();
@@ -64,59 +65,38 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
                 }
             };
             let opts = args.opt_table(3, "options")?;
-            call(lua, &c, "http.post", url, Some(body), opts.as_ref())
+            call(lua, &c, "http.post", "POST", url, Some(body), opts.as_ref())
         })?,
     )?;
     Ok(t)
 }
 
-fn call(
+pub fn call(
     lua: &Lua,
     ctx: &RunCtx,
     func: &'static str,
+    method: &'static str,
     url: String,
     body: Option<Vec<u8>>,
     opts: Option<&Table>,
 ) -> mlua::Result<Table> {
     check_options(func, opts, OPTIONS)?;
-    let mut timeout = opt_seconds(func, opts, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = opt_seconds(func, opts, "timeout")?.unwrap_or(DEFAULT_TIMEOUT);
     if timeout.is_zero() {
         return Err(fail(func, "option timeout must be more than 0 seconds"));
     }
     let headers = opt_string_map(func, opts, "headers")?;
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(fail(
-            func,
-            format!("argument 1 (url) {url:?} must start with http:// or https://"),
-        ));
-    }
-    ctx.ctl.checked()?;
-    // The task's deadline is enforced by `wait` below; the request outlives
-    // it by a margin so that the deadline, not the request, ends it (and
-    // the task fails TimedOut, not with an HTTP error).
-    if let Some(left) = ctx.ctl.remaining() {
-        timeout = timeout.min(left + Duration::from_secs(1));
-    }
-    let request = Request {
-        method: if body.is_some() { "POST" } else { "GET" },
-        url,
-        body,
-        headers,
-        timeout,
-    };
-    // On its own thread, so that a stop or the deadline is not held up by
-    // a slow server; the thread ends at its timeout.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(send(&request));
-    });
-    let answer = match ctx.ctl.wait(&rx)? {
-        Ok(answer) => answer,
-        Err(e) => {
-            ctx.ctl.checked()?;
-            return Err(fail(func, e));
-        }
-    };
+    let answer = fetch(
+        ctx,
+        func,
+        Request {
+            method,
+            url,
+            body,
+            headers,
+            timeout,
+        },
+    )?;
     let result = lua.create_table()?;
     result.set("status", answer.status)?;
     result.set("body", lua.create_string(&answer.body)?)?;
@@ -128,6 +108,37 @@ fn call(
     Ok(result)
 }
 
+/// Sends `request` on a thread, waiting for its answer in slices so that a
+/// stop or the task's deadline is not held up by a slow server.
+pub fn fetch(ctx: &RunCtx, func: &str, mut request: Request) -> mlua::Result<Answer> {
+    let url = &request.url;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(fail(
+            func,
+            format!("argument 1 (url) {url:?} must start with http:// or https://"),
+        ));
+    }
+    ctx.ctl.checked()?;
+    // The task's deadline is enforced by `wait` below; the request outlives
+    // it by a margin so that the deadline, not the request, ends it (and
+    // the task fails TimedOut, not with an HTTP error).
+    if let Some(left) = ctx.ctl.remaining() {
+        request.timeout = request.timeout.min(left + Duration::from_secs(1));
+    }
+    // The thread ends at its timeout.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(send(&request));
+    });
+    match ctx.ctl.wait(&rx)? {
+        Ok(answer) => Ok(answer),
+        Err(e) => {
+            ctx.ctl.checked()?;
+            Err(fail(func, e))
+        }
+    }
+}
+
 fn send(request: &Request) -> Result<Answer, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(request.timeout))
@@ -135,21 +146,21 @@ fn send(request: &Request) -> Result<Answer, String> {
         .build()
         .into();
     let what = format!("{} {}", request.method, request.url);
-    let response = match &request.body {
-        None => {
-            let mut builder = agent.get(&request.url);
+    let body = request.body.as_deref().unwrap_or_default();
+    macro_rules! with_headers {
+        ($builder:expr) => {{
+            let mut builder = $builder;
             for (k, v) in &request.headers {
                 builder = builder.header(k, v);
             }
-            builder.call()
-        }
-        Some(body) => {
-            let mut builder = agent.post(&request.url);
-            for (k, v) in &request.headers {
-                builder = builder.header(k, v);
-            }
-            builder.send(body.as_slice())
-        }
+            builder
+        }};
+    }
+    let response = match request.method {
+        "POST" => with_headers!(agent.post(&request.url)).send(body),
+        "PUT" => with_headers!(agent.put(&request.url)).send(body),
+        "DELETE" => with_headers!(agent.delete(&request.url)).call(),
+        _ => with_headers!(agent.get(&request.url)).call(),
     };
     let mut response = response.map_err(|e| format!("{what}: {e}"))?;
     let status = response.status().as_u16();

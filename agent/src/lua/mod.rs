@@ -2,22 +2,34 @@
 //! blocking thread, with a memory limit, the task's deadline and stop
 //! signal enforced by an instruction-count hook, and the modules Sloth's Lua
 //! code expects (`exec`, `fs`, `log`, `json`, `yaml`, `env`, `http`,
-//! `template`, `lock`, `time`, `state`, `stack`), each a global and
+//! `template`, `lock`, `time`, `state`, `stack`, `secret`, and for
+//! infrastructure automation `file_ops`, `facts`, `infra_test`, `net`,
+//! `metrics`, `git`, `pkg`, `systemd`, `docker`), each a global and
 //! `require`-able.
 
+mod docker;
 mod env;
 mod exec;
+mod facts;
+mod file_ops;
 mod fs;
+mod git;
 mod http;
+mod infra_test;
 mod json;
 mod lock;
 mod log;
+mod metrics;
+mod net;
+mod pkg;
 mod runner;
 mod secret;
 mod stack;
 mod state;
+mod systemd;
 mod template;
 mod time;
+mod tools;
 mod yaml;
 
 use std::cell::RefCell;
@@ -39,6 +51,7 @@ use crate::concurrency::StopReason;
 use crate::masking::Masks;
 use crate::supervisor::Supervision;
 
+pub use metrics::Sink as MetricsSink;
 pub use runner::{LuaOutcome, run};
 
 /// Lua's memory limit per TaskRun.
@@ -76,6 +89,11 @@ pub struct LuaJob {
     pub secrets: Secrets,
     /// Delivered values, hidden in everything the run prints or returns.
     pub masks: Masks,
+    /// Check mode: modules that change the machine report what they would
+    /// change and change nothing.
+    pub check_mode: bool,
+    /// Where the `metrics` module's values end up, for the TaskRun's status.
+    pub metrics: metrics::Sink,
 }
 
 /// Secret values by Secret name and key.
@@ -250,6 +268,11 @@ pub struct RunCtx {
     pub locks: RefCell<BTreeMap<String, lock::Held>>,
     /// For `secret.get` and the `secrets` global.
     pub secrets: Secrets,
+    pub check_mode: bool,
+    pub metrics: metrics::Sink,
+    /// Failed `infra_test` assertions not yet reported: the run fails
+    /// listing them when it ends.
+    pub failed_assertions: RefCell<Vec<String>>,
 }
 
 impl RunCtx {
@@ -268,6 +291,9 @@ impl RunCtx {
             api: None,
             locks: RefCell::new(BTreeMap::new()),
             secrets: Secrets::new(),
+            check_mode: false,
+            metrics: metrics::Sink::default(),
+            failed_assertions: RefCell::new(Vec::new()),
         }
     }
 
@@ -298,6 +324,15 @@ pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, T
         ("state", state::module(lua, ctx)?),
         ("stack", stack::module(lua, ctx)?),
         ("secret", secret::module(lua, ctx)?),
+        ("file_ops", file_ops::module(lua, ctx)?),
+        ("facts", facts::module(lua, ctx)?),
+        ("infra_test", infra_test::module(lua, ctx)?),
+        ("net", net::module(lua, ctx)?),
+        ("metrics", metrics::module(lua, ctx)?),
+        ("git", git::module(lua, ctx)?),
+        ("pkg", pkg::module(lua, ctx)?),
+        ("systemd", systemd::module(lua, ctx)?),
+        ("docker", docker::module(lua, ctx)?),
     ])
 }
 
@@ -424,6 +459,11 @@ impl Args {
             Value::Function(f) => Ok(f),
             other => Err(self.bad(n, name, "a function", &other)),
         }
+    }
+
+    /// An error `module.function: message`.
+    pub fn fail(&self, message: impl fmt::Display) -> mlua::Error {
+        fail(self.func, message)
     }
 
     /// A non-negative number of seconds.

@@ -83,12 +83,15 @@ pub fn run_blocking(
         },
         locks: std::cell::RefCell::new(BTreeMap::new()),
         secrets: job.secrets.clone(),
+        check_mode: job.check_mode,
+        metrics: job.metrics.clone(),
+        failed_assertions: std::cell::RefCell::new(Vec::new()),
     });
     let lua = Lua::new();
     let result = prepare(&lua, &ctx).and_then(|()| call(&lua, &job));
     super::lock::release_all(&ctx);
     let outcome = match result {
-        Ok(values) => returned(&lua, values),
+        Ok(values) => super::infra_test::fail_unreported(&ctx, returned(&lua, values)),
         Err(e) => match ctl.check() {
             Some(Interrupt::TimedOut) => LuaOutcome::TimedOut,
             Some(Interrupt::Stopped(why)) => LuaOutcome::Stopped(why),
@@ -203,6 +206,7 @@ fn this_table(lua: &Lua, job: &LuaJob) -> mlua::Result<Table> {
     this.set("agent", job.agent.as_str())?;
     this.set("attempt", job.attempt)?;
     this.set("workdir", job.cwd.to_string_lossy().into_owned())?;
+    this.set("check_mode", job.check_mode)?;
     Ok(this)
 }
 
@@ -436,6 +440,8 @@ mod tests {
             supervision: crate::supervisor::Supervision::unfenced(),
             secrets: Default::default(),
             masks: Default::default(),
+            check_mode: false,
+            metrics: crate::lua::MetricsSink::default(),
         }
     }
 

@@ -530,6 +530,7 @@ pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun 
             env_from: task.env_from.clone(),
             secret_files: task.secret_files.clone(),
             secrets: task_secrets(wf, task),
+            check_mode: wf.spec.check_mode,
         },
     );
     tr.metadata.namespace = wf.namespace().to_string();

@@ -37,8 +37,28 @@ pub const INSTRUCTION_LIMIT: u64 = 200_000_000;
 pub const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The modules whose functions only exist on the agent.
 pub const AGENT_MODULES: &[&str] = &[
-    "exec", "fs", "log", "json", "yaml", "env", "http", "template", "lock", "time", "state",
+    "exec",
+    "fs",
+    "log",
+    "json",
+    "yaml",
+    "env",
+    "http",
+    "template",
+    "lock",
+    "time",
+    "state",
     "stack",
+    "secret",
+    "file_ops",
+    "facts",
+    "infra_test",
+    "net",
+    "metrics",
+    "git",
+    "pkg",
+    "systemd",
+    "docker",
 ];
 
 /// A problem in a workflow file, with the file and, when known, the line.

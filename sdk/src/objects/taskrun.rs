@@ -38,6 +38,10 @@ pub struct TaskRunSpec {
     /// Workflow's TaskRuns live as long as their Workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_after_finished: Option<Duration>,
+    /// Check mode (dry run): modules that change the machine report what
+    /// they would change and change nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check_mode: bool,
     /// Every key of these Secrets as environment variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_from: Vec<EnvFromSource>,
@@ -115,6 +119,9 @@ pub struct TaskRunStatus {
     pub message: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// Values a Lua task recorded with the `metrics` module (bounded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 impl Spec for TaskRunSpec {

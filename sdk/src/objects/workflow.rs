@@ -44,6 +44,9 @@ pub struct WorkflowSpec {
     /// secrets = {"db"} })`): added to each TaskRun's `spec.secrets`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Check mode for every TaskRun of the workflow (see TaskRunSpec).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check_mode: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -51,6 +51,9 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
         args.stack.as_deref(),
         super::stamp::local_user().as_deref(),
     );
+    if args.check {
+        set_check_mode(&mut objects);
+    }
     if needs_addresses(&objects) {
         resolve_delegations(&ctx.client, &mut objects)
             .await
@@ -102,6 +105,18 @@ pub fn load(
         params,
     )
     .map_err(invalid)
+}
+
+/// `--check`: every TaskRun and Workflow runs in check mode (a Workflow
+/// passes it on to the TaskRuns it creates).
+pub fn set_check_mode(objects: &mut [Resolved]) {
+    for object in objects {
+        if matches!(object.kind.kind, "TaskRun" | "Workflow")
+            && let Some(spec) = object.value.get_mut("spec").and_then(Value::as_object_mut)
+        {
+            spec.insert("checkMode".into(), Value::Bool(true));
+        }
+    }
 }
 
 /// `--param`s as a map (the last of a key wins).
