@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use sloth_sdk::credentials::CredentialFlags;
-use sloth_sdk::objects::agent::RESTRICTED_LABEL_PREFIX;
 use sloth_sdk::validation::limits::MAX_AGENT_CAPACITY;
 use sloth_sdk::validation::names;
+use sloth_sdk::well_known::RESTRICTED_LABEL_PREFIX;
 
-pub use sloth_sdk::lease::{SYSTEM_NAMESPACE as HEARTBEAT_NAMESPACE, heartbeat_lock_name};
+pub use sloth_sdk::lease::heartbeat_lock_name;
 
 #[derive(Parser, Debug)]
 #[command(

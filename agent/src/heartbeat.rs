@@ -13,9 +13,10 @@ use sloth_sdk::objects::{AgentPhase, Lock, LockSpec};
 use sloth_sdk::{Api, Client, Error};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{HEARTBEAT_NAMESPACE, heartbeat_lock_name};
+use crate::config::heartbeat_lock_name;
 use crate::fence::{BootMs, Fence};
 use crate::registration::Registration;
+use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
 
 /// How often the Agent status is refreshed without a change.
 const STATUS_EVERY: Duration = Duration::from_secs(30);

@@ -14,11 +14,11 @@ use anyhow::Context;
 use sloth_sdk::{Client, Error};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HEARTBEAT_NAMESPACE;
 use crate::executor;
 use crate::fence::BootMs;
 use crate::heartbeat::{Heartbeat, RenewError};
 use crate::taskrun::PGID_FILE;
+use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
 
 /// The file in the work dir that holds the instance id.
 pub const INSTANCE_FILE: &str = "instance-id";

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sloth_sdk::objects::agent::RESTRICTED_LABEL_PREFIX;
 use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, AgentStatus};
+use sloth_sdk::well_known::{AGENT_LABEL, RESTRICTED_LABEL_PREFIX};
 use sloth_sdk::{Api, Client, Condition, Error};
 
 use crate::concurrency::Slots;
@@ -118,10 +118,6 @@ impl Registration {
         Err(last.unwrap_or_else(|| Error::Conflict(format!("agent {:?}", self.name))))
     }
 }
-
-/// The label every agent carries: its own name, so that a selector
-/// `{matchLabels: {sloth.dev/agent: NAME}}` targets exactly one agent.
-pub const AGENT_LABEL: &str = sloth_sdk::lua::AGENT_LABEL;
 
 /// `labels` with [`AGENT_LABEL`] set to `name` (replacing a value given
 /// on the command line); left out, with a warning, when `name` cannot be a

@@ -3,8 +3,8 @@
 //! up the TaskRuns named as Lock holders and state writers.
 
 use serde_json::Value;
-use sloth_sdk::lease::SYSTEM_NAMESPACE;
 use sloth_sdk::objects::Lock;
+use sloth_sdk::well_known::SYSTEM_NAMESPACE;
 
 use crate::auth::policy::Verb;
 use crate::auth::restriction::{self, HolderTaskRun};

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use sloth_sdk::kinds::KindInfo;
+use sloth_sdk::kinds::{self, KindInfo};
 use sloth_sdk::meta::DEFAULT_NAMESPACE;
 
 use crate::error::ApiError;
@@ -160,56 +160,18 @@ pub fn prepare_create(value: &mut Value, kind: &KindInfo, name: &str, namespace:
 
 /// The object a main-endpoint update stores: the client's spec and mutable
 /// metadata, everything else from `current`; generation bumps on spec change.
-/// A TaskRun update that binds it may also move it to Scheduled
-/// ([`bind_taskrun`]).
+/// The kind's strategy ([`KindInfo::prepare_update`]) may take more from the
+/// update (a TaskRun's binding may also move it to Scheduled).
 pub fn merge_update(current: &Value, requested: &Value) -> Value {
     let mut merged = merge_spec_and_metadata(current, requested);
-    bind_taskrun(current, requested, &mut merged);
+    let kind = current
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(kinds::by_kind);
+    if let Some(kind) = kind {
+        (kind.prepare_update)(current, requested, &mut merged);
+    }
     merged
-}
-
-/// The binding rule, the one case where the main endpoint takes `status`:
-/// an update of a TaskRun that sets `spec.agentName` (empty before) while
-/// the TaskRun is Pending (or has no status yet) may carry a status of
-/// phase `Scheduled` whose `agent` is that same agent; it is stored with
-/// the binding, in the same write (the scheduler's binding). Any other
-/// status in an update is ignored, as always. The binding stays a
-/// compare-and-swap on the TaskRun's resourceVersion, and `spec.agentName`
-/// stays immutable once set.
-pub fn bind_taskrun(current: &Value, requested: &Value, merged: &mut Value) {
-    if current.get("kind").and_then(Value::as_str) != Some("TaskRun") {
-        return;
-    }
-    let agent_of = |v: &Value| {
-        v.get("spec")
-            .and_then(|s| s.get("agentName"))
-            .and_then(Value::as_str)
-            .filter(|a| !a.is_empty())
-            .map(str::to_string)
-    };
-    if agent_of(current).is_some() {
-        return;
-    }
-    let Some(agent) = agent_of(merged) else {
-        return;
-    };
-    let str_at = |v: &Value, field: &str| {
-        v.get("status")
-            .and_then(|s| s.get(field))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_default()
-    };
-    let phase = str_at(current, "phase");
-    if !(phase.is_empty() || phase == "Pending") {
-        return;
-    }
-    if str_at(requested, "phase") != "Scheduled" || str_at(requested, "agent") != agent {
-        return;
-    }
-    if let (Some(object), Some(status)) = (merged.as_object_mut(), requested.get("status")) {
-        object.insert("status".into(), status.clone());
-    }
 }
 
 fn merge_spec_and_metadata(current: &Value, requested: &Value) -> Value {

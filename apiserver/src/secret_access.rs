@@ -13,7 +13,7 @@ use crate::cache::WatchCache;
 use crate::error::ApiError;
 use crate::resources::{Resources, Selectors};
 
-pub use sloth_sdk::objects::secret::VALUES_HIDDEN;
+pub use sloth_sdk::well_known::VALUES_HIDDEN;
 
 /// True when `user` may see only the key names of Secrets of `kind`
 /// (viewers; an agent gets values only of the Secrets it may read at all).

@@ -12,7 +12,7 @@ use sloth_sdk::objects::LockSpec;
 use sloth_sdk::{Api, Client, Error};
 use tokio_util::sync::CancellationToken;
 
-use crate::lifecycle::HEARTBEAT_NAMESPACE;
+use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
 
 /// The Lock the controllers elect their leader with.
 pub const CONTROLLERS_LOCK: &str = "sloth-controllers";

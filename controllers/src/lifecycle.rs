@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sloth_sdk::objects::{AgentPhase, Lock};
 
-pub use sloth_sdk::lease::{SYSTEM_NAMESPACE as HEARTBEAT_NAMESPACE, heartbeat_lock_name};
+pub use sloth_sdk::lease::heartbeat_lock_name;
 
 /// What the agent's phase should be, and when to look again.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,7 +14,8 @@ use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, spawn_reflector};
 use sloth_sdk::{Api, Client, Error, ListParams, WatchParams};
 use tokio_util::sync::CancellationToken;
 
-use crate::lifecycle::{HEARTBEAT_NAMESPACE, heartbeat_lock_name, judge};
+use crate::lifecycle::{heartbeat_lock_name, judge};
+use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
 
 /// Agents are looked at this often even when nothing changes.
 const RESYNC: Duration = Duration::from_secs(30);

@@ -22,6 +22,11 @@ pub struct KindInfo {
     /// Checks a change from the stored object to a new one (both canonical):
     /// immutable fields, terminal phases.
     pub check_update: fn(&Value, &Value) -> Result<(), FieldErrors>,
+    /// Given the stored object, the update as sent and the merged object
+    /// (the update's spec and mutable metadata over the stored object),
+    /// adds what else a main-endpoint update of this kind may change (see
+    /// [`crate::strategy`]).
+    pub prepare_update: fn(&Value, &Value, &mut Value),
 }
 
 impl std::fmt::Debug for KindInfo {
@@ -42,6 +47,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: false,
         admit: admit::<AgentSpec>,
         check_update: check_update::<AgentSpec>,
+        prepare_update: crate::strategy::keep_merged,
     },
     KindInfo {
         kind: "Workflow",
@@ -51,6 +57,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<WorkflowSpec>,
         check_update: check_update::<WorkflowSpec>,
+        prepare_update: crate::strategy::keep_merged,
     },
     KindInfo {
         kind: "TaskRun",
@@ -60,6 +67,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<TaskRunSpec>,
         check_update: check_update::<TaskRunSpec>,
+        prepare_update: crate::strategy::bind_taskrun,
     },
     KindInfo {
         kind: "Lock",
@@ -69,6 +77,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<LockSpec>,
         check_update: check_update::<LockSpec>,
+        prepare_update: crate::strategy::keep_merged,
     },
     KindInfo {
         kind: "Event",
@@ -78,6 +87,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<EventSpec>,
         check_update: check_update::<EventSpec>,
+        prepare_update: crate::strategy::keep_merged,
     },
     KindInfo {
         kind: "StateEntry",
@@ -87,6 +97,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<StateEntrySpec>,
         check_update: check_update::<StateEntrySpec>,
+        prepare_update: crate::strategy::keep_merged,
     },
     KindInfo {
         kind: "CronWorkflow",
@@ -96,6 +107,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<CronWorkflowSpec>,
         check_update: check_update::<CronWorkflowSpec>,
+        prepare_update: crate::strategy::keep_merged,
     },
     KindInfo {
         kind: "Stack",
@@ -105,6 +117,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: admit::<StackSpec>,
         check_update: check_update::<StackSpec>,
+        prepare_update: crate::strategy::keep_merged,
     },
     KindInfo {
         kind: "Secret",
@@ -114,6 +127,7 @@ pub static KINDS: &[KindInfo] = &[
         namespaced: true,
         admit: crate::validation::admit_secret,
         check_update: check_update::<SecretSpec>,
+        prepare_update: crate::strategy::keep_merged,
     },
 ];
 
@@ -126,6 +140,11 @@ pub fn lookup(name: &str) -> Option<&'static KindInfo> {
             || k.singular == name
             || k.short.contains(&name.as_str())
     })
+}
+
+/// Finds a kind by its exact name (`TaskRun`), as stored objects carry it.
+pub fn by_kind(kind: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.kind == kind)
 }
 
 /// The names of every kind, for error messages.

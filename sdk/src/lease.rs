@@ -13,16 +13,13 @@ use crate::client::Api;
 use crate::error::Error;
 use crate::objects::{Lock, LockSpec};
 
-/// The lease assumed for a Lock that names a holder but no duration.
-/// The namespace of the system's own Locks: agents' heartbeats and the
-/// controllers' leader election.
-pub const SYSTEM_NAMESPACE: &str = "sloth-system";
-
-/// The name of an agent's heartbeat Lock (in [`SYSTEM_NAMESPACE`]).
+/// The name of an agent's heartbeat Lock (in
+/// [`SYSTEM_NAMESPACE`](crate::well_known::SYSTEM_NAMESPACE)).
 pub fn heartbeat_lock_name(agent: &str) -> String {
     format!("agent-{agent}")
 }
 
+/// The lease assumed for a Lock that names a holder but no duration.
 pub const DEFAULT_LEASE_SECONDS: u32 = 15;
 
 /// How often a lost compare-and-swap is retried with a fresh read before

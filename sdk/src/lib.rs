@@ -21,9 +21,11 @@ pub mod runtime;
 pub mod schedule;
 pub mod selector;
 pub mod state;
+pub mod strategy;
 pub mod tls;
 pub mod validation;
 pub mod watcher;
+pub mod well_known;
 
 pub use client::{Api, Client, ClientOptions, ListParams, ObjectList, WatchEvent, WatchParams};
 pub use error::Error;

@@ -16,8 +16,9 @@
 //!   in that TaskRun's namespace (judged on `spec.updatedBy` by
 //!   `crate::state_writes`).
 
-use sloth_sdk::lease::{SYSTEM_NAMESPACE, heartbeat_lock_name};
+use sloth_sdk::lease::heartbeat_lock_name;
 use sloth_sdk::selector::Fields;
+use sloth_sdk::well_known::SYSTEM_NAMESPACE;
 
 use super::{Role, User};
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sloth_sdk::lease;
 use sloth_sdk::objects::Lock;
-use sloth_sdk::objects::agent::{AGENT_LABEL, RESTRICTED_LABEL_PREFIX};
+use sloth_sdk::well_known::{AGENT_LABEL, RESTRICTED_LABEL_PREFIX};
 
 use super::policy::Verb;
 

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sloth_sdk::Spec;
 use sloth_sdk::meta::Time;
-use sloth_sdk::objects::cronworkflow::{CRONWORKFLOW_LABEL, SCHEDULED_TIME_ANNOTATION};
 use sloth_sdk::objects::{CronWorkflow, CronWorkflowSpec, Workflow, WorkflowPhase, WorkflowSpec};
+use sloth_sdk::well_known::{CRONWORKFLOW_LABEL, SCHEDULED_TIME_ANNOTATION};
 
 /// Whether `wf` belongs to `cron` (label and owner uid: not a namesake's).
 pub fn owned_by(wf: &Workflow, cron: &CronWorkflow) -> bool {

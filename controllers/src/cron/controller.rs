@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sloth_sdk::events::Recorder;
-use sloth_sdk::objects::cronworkflow::CRONWORKFLOW_LABEL;
 use sloth_sdk::objects::{
     ConcurrencyPolicy, CronWorkflow, CronWorkflowSpec, EventType, ObjectReference, Workflow,
     WorkflowSpec,
@@ -21,6 +20,7 @@ use sloth_sdk::objects::{
 use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, reflector, store};
 use sloth_sdk::schedule::Schedule;
 use sloth_sdk::watcher::watch_objects;
+use sloth_sdk::well_known::CRONWORKFLOW_LABEL;
 use sloth_sdk::{Api, Client, Error, WatchParams};
 use tokio_util::sync::CancellationToken;
 

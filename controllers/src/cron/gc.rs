@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sloth_sdk::objects::cronworkflow::CRONWORKFLOW_LABEL;
 use sloth_sdk::objects::{CronWorkflow, CronWorkflowSpec, Workflow, WorkflowSpec};
 use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, reflector, store};
 use sloth_sdk::watcher::watch_objects;
+use sloth_sdk::well_known::CRONWORKFLOW_LABEL;
 use sloth_sdk::{Api, Client, Error, Spec, WatchParams};
 use tokio_util::sync::CancellationToken;
 

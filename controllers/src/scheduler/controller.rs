@@ -17,9 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{Decision, State};
 
-/// The label that groups a workflow's TaskRuns (for Spread).
-pub use crate::workflow::WORKFLOW_LABEL;
-
 /// How often an unschedulable TaskRun is looked at again even when no
 /// agent changes (a safety net; agent changes and freed slots trigger at
 /// once).

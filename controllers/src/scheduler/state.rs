@@ -19,7 +19,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::filter::candidates;
 use super::policy::Placer;
-use crate::workflow::WORKFLOW_LABEL;
+use sloth_sdk::well_known::WORKFLOW_LABEL;
 
 /// At most this many waiting TaskRuns are looked at per freed slot, so that
 /// a long queue of TaskRuns for other agents cannot make a slot expensive

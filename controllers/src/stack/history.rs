@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use sloth_sdk::meta::Time;
-use sloth_sdk::objects::stack::APPLIED_BY_ANNOTATION;
 use sloth_sdk::objects::{StackRun, StackStatus, TaskRun, TaskRunPhase, Workflow, WorkflowPhase};
+use sloth_sdk::well_known::{APPLIED_BY_ANNOTATION, TASK_LABEL};
 
 pub use crate::cron::children::is_finished;
-use crate::workflow::TASK_LABEL;
 use crate::workflow::substitute::{MissingResult, Values, substitute};
 
 /// The prefix of the environment variables holding a stack's outputs.

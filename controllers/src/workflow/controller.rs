@@ -20,9 +20,10 @@ use sloth_sdk::watcher::watch_objects;
 use sloth_sdk::{Api, Client, Error, WatchParams, lease};
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{NewRun, Plan, StopRun, TASK_LABEL, WORKFLOW_LABEL, plan};
+use super::plan::{NewRun, Plan, StopRun, plan};
 use crate::stack::gate::{self as stack_gate, Gate};
 use crate::stack::history;
+use sloth_sdk::well_known::{TASK_LABEL, WORKFLOW_LABEL};
 
 /// Task locks are leases this long, renewed while their TaskRun runs.
 pub const TASK_LOCK_LEASE_SECONDS: u32 = 60;

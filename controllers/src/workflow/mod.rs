@@ -5,5 +5,3 @@ pub mod backoff;
 pub mod controller;
 pub mod plan;
 pub mod substitute;
-
-pub use plan::{TASK_LABEL, WORKFLOW_LABEL};

@@ -15,14 +15,10 @@ use sloth_sdk::objects::workflow::{
     evaluate_when, result_refs,
 };
 use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, Workflow};
+use sloth_sdk::well_known::{TASK_LABEL, WORKFLOW_LABEL};
 
 use super::backoff;
 use super::substitute::{Values, substitute_task};
-
-/// The label naming the Workflow a TaskRun belongs to.
-pub const WORKFLOW_LABEL: &str = "sloth.dev/workflow";
-/// The label naming the task a TaskRun is an attempt of.
-pub const TASK_LABEL: &str = "sloth.dev/task";
 
 /// Reasons written into workflow and task statuses and into the TaskRuns
 /// the controller stops.

@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 
 use mlua::{Table, Value};
 
-use super::{
-    ADDRESS_ANNOTATION, AGENT_LABEL, AddressDelegation, DESCRIPTION_ANNOTATION, DslError,
-    Evaluation, VERSION_ANNOTATION,
-};
+use super::{AddressDelegation, DslError, Evaluation};
 use crate::duration::Duration;
 use crate::objects::common::{LabelSelector, LuaPayload, Payload, Placement, PlacementPolicy};
 use crate::objects::cronworkflow::{ConcurrencyPolicy, CronWorkflowSpec};
 use crate::objects::env::Env;
 use crate::objects::workflow::{Backoff, RetryPolicy, Workflow, WorkflowSpec, WorkflowTask};
 use crate::resource::Object;
+use crate::well_known::{
+    ADDRESS_ANNOTATION, AGENT_LABEL, DESCRIPTION_ANNOTATION, VERSION_ANNOTATION,
+};
 
 /// Reads one field, naming the object and line when it has the wrong type.
 struct Reader<'a> {

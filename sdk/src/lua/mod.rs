@@ -18,17 +18,8 @@ use std::collections::BTreeMap;
 pub use mlua;
 
 use crate::objects::workflow::Workflow;
+use crate::well_known::{ADDRESS_ANNOTATION, AGENT_LABEL};
 
-/// The agent label `delegate_to("NAME")` selects on; every agent carries it.
-pub use crate::objects::agent::AGENT_LABEL;
-/// The annotation holding a workflow's (or the workflow file's) description.
-pub const DESCRIPTION_ANNOTATION: &str = "sloth.dev/description";
-/// The annotation holding `workflow.define(...):version(v)`.
-pub const VERSION_ANNOTATION: &str = "sloth.dev/version";
-/// The annotation holding the `delegate_to({address = ...})` tasks still
-/// to resolve to agents: a JSON object `{"TASK": "host:port"}`. See
-/// [`resolve_addresses`].
-pub const ADDRESS_ANNOTATION: &str = "sloth.dev/delegate-addresses";
 /// Memory a workflow file may use while slothctl evaluates it.
 pub const MEMORY_LIMIT: usize = 64 * 1024 * 1024;
 /// Lua VM instructions a workflow file may run while slothctl evaluates it.

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::objects::common::PlacementPolicy;
+use crate::well_known::{DESCRIPTION_ANNOTATION, VERSION_ANNOTATION};
 
 fn eval(source: &str) -> Result<Vec<Workflow>, DslError> {
     evaluate(source, "pipeline.lua", &BTreeMap::new())

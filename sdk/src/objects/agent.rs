@@ -7,16 +7,6 @@ use crate::resource::{Object, Spec};
 
 pub type Agent = Object<AgentSpec>;
 
-/// The label every agent carries with its own name: a selector
-/// `{matchLabels: {sloth.dev/agent: NAME}}` targets exactly one agent.
-pub const AGENT_LABEL: &str = "sloth.dev/agent";
-
-/// Labels under this prefix are set by admins and operators only (for
-/// example `restricted.sloth.dev/tier=secure`): an agent can neither add,
-/// change nor remove them on its own Agent, so a selector on them places
-/// work only where a person decided it may go.
-pub const RESTRICTED_LABEL_PREFIX: &str = "restricted.sloth.dev/";
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentSpec {

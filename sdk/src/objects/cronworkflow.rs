@@ -5,19 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
-use super::stack::APPLIED_BY_ANNOTATION;
 use super::workflow::{Workflow, WorkflowSpec};
 use crate::duration::Duration;
 use crate::meta::{API_VERSION, OwnerReference, Time};
 use crate::resource::{Object, Spec};
+use crate::well_known::{APPLIED_BY_ANNOTATION, CRONWORKFLOW_LABEL, SCHEDULED_TIME_ANNOTATION};
 
 pub type CronWorkflow = Object<CronWorkflowSpec>;
-
-/// The label naming the CronWorkflow a Workflow was created by.
-pub const CRONWORKFLOW_LABEL: &str = "sloth.dev/cronworkflow";
-/// The annotation holding the scheduled time (RFC 3339) of a Workflow a
-/// CronWorkflow created; absent on manual runs.
-pub const SCHEDULED_TIME_ANNOTATION: &str = "sloth.dev/scheduled-time";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

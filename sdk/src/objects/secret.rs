@@ -20,10 +20,6 @@ pub type Secret = Object<SecretSpec>;
 /// apiserver's encryption and redaction).
 pub const SECRET_KIND: &str = "Secret";
 
-/// The annotation the apiserver puts on a Secret it returns without its
-/// values (to a viewer): `data` then holds the key names with empty values.
-pub const VALUES_HIDDEN: &str = "sloth.dev/values-hidden";
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretSpec {

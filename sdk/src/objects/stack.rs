@@ -12,11 +12,6 @@ use crate::resource::{Object, Spec};
 
 pub type Stack = Object<StackSpec>;
 
-/// The label the workflow controller puts on a Workflow of a stack.
-pub const STACK_LABEL: &str = "sloth.dev/stack";
-/// Who applied a Workflow: set by slothctl from its credentials' user
-/// (or `$USER`), recorded in the stack's history.
-pub const APPLIED_BY_ANNOTATION: &str = "sloth.dev/applied-by";
 /// The reason of a Workflow waiting for its stack's running one.
 pub const STACK_BUSY: &str = "StackBusy";
 /// The default of `spec.historyLimit`.

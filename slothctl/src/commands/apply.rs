@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sloth_sdk::lua::{ADDRESS_ANNOTATION, resolve_addresses};
+use sloth_sdk::lua::resolve_addresses;
 use sloth_sdk::objects::workflow::Workflow;
+use sloth_sdk::well_known::ADDRESS_ANNOTATION;
 use sloth_sdk::{Client, DynamicObject, Error as SdkError, ListParams};
 
 use super::{Context, print_errors};

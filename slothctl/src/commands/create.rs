@@ -6,8 +6,8 @@
 //! scheduled time.
 
 use sloth_sdk::objects::cronworkflow::workflow_for;
-use sloth_sdk::objects::stack::APPLIED_BY_ANNOTATION;
 use sloth_sdk::objects::{CronWorkflowSpec, WorkflowSpec};
+use sloth_sdk::well_known::APPLIED_BY_ANNOTATION;
 use sloth_sdk::{Api, Error as SdkError, Spec};
 
 use super::Context;

@@ -147,7 +147,7 @@ pub fn describe(
     if kind.kind == "Secret" {
         let hidden = meta
             .annotations
-            .contains_key(sloth_sdk::objects::secret::VALUES_HIDDEN);
+            .contains_key(sloth_sdk::well_known::VALUES_HIDDEN);
         out.push_str(&secret_data(&object.spec, hidden));
     } else {
         out.push_str(&section("Spec", &object.spec)?);

@@ -4,8 +4,8 @@
 //! informational, not authenticated), which the Stack's history records.
 
 use serde_json::Value;
-use sloth_sdk::objects::stack::APPLIED_BY_ANNOTATION;
 use sloth_sdk::validation::names::validate_dns1123_label;
+use sloth_sdk::well_known::APPLIED_BY_ANNOTATION;
 
 use crate::error::CliError;
 use crate::manifest::Resolved;
