@@ -6,12 +6,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use sloth_sdk::backoff::Backoff;
 use sloth_sdk::credentials::CredentialFlags;
 use sloth_sdk::validation::limits::MAX_AGENT_CAPACITY;
 use sloth_sdk::validation::names;
 use sloth_sdk::well_known::RESTRICTED_LABEL_PREFIX;
 
 pub use sloth_sdk::lease::heartbeat_lock_name;
+
+/// The pauses while no apiserver answers at startup (registering the
+/// Agent, taking the heartbeat lease): 200ms doubling up to 5s.
+pub const STARTUP_BACKOFF: Backoff =
+    Backoff::fixed(Duration::from_millis(200), Duration::from_secs(5));
 
 #[derive(Parser, Debug)]
 #[command(

@@ -8,12 +8,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use std::time::Duration;
-
 use anyhow::Context;
-use sloth_sdk::{Client, Error};
+use sloth_sdk::Client;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::STARTUP_BACKOFF;
 use crate::executor;
 use crate::fence::BootMs;
 use crate::heartbeat::{Heartbeat, RenewError};
@@ -65,8 +64,9 @@ pub async fn take_lease(
     client: &Client,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<BootMs>> {
-    let mut delay = Duration::from_millis(200);
+    let mut retries = STARTUP_BACKOFF.retries();
     loop {
+        let delay = retries.next_delay();
         let sent = BootMs::now();
         match heartbeat.renew().await {
             Ok(_) => return Ok(Some(sent)),
@@ -85,7 +85,7 @@ pub async fn take_lease(
                     work_dir.display()
                 );
             }
-            Err(RenewError::Api(e @ (Error::Unavailable { .. } | Error::Server { .. }))) => {
+            Err(RenewError::Api(e)) if e.is_transient() => {
                 tracing::warn!(
                     "cannot take the heartbeat lock of agent {:?} with {} (retrying in {delay:?}): {e}",
                     heartbeat.agent(),
@@ -106,7 +106,6 @@ pub async fn take_lease(
             () = shutdown.cancelled() => return Ok(None),
             () = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -30,16 +30,16 @@ use anyhow::Context;
 use clap::Parser;
 use futures_util::StreamExt;
 use sloth_proto::v1::agent_logs_server::AgentLogsServer;
+use sloth_sdk::Client;
 use sloth_sdk::credentials::CredentialFlags;
 use sloth_sdk::objects::AgentPhase;
 use sloth_sdk::tls;
-use sloth_sdk::{Client, Error};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::concurrency::{ActiveRuns, Slots, StopReason};
-use crate::config::{Args, Config};
+use crate::config::{Args, Config, STARTUP_BACKOFF};
 use crate::fence::{Fence, Timeline};
 use crate::heartbeat::{Heartbeat, LastRenewal};
 use crate::registration::Registration;
@@ -326,11 +326,12 @@ async fn register(
     client: &Client,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<bool> {
-    let mut delay = Duration::from_millis(200);
+    let mut retries = STARTUP_BACKOFF.retries();
     loop {
+        let delay = retries.next_delay();
         match registration.register().await {
             Ok(_) => return Ok(true),
-            Err(e @ (Error::Unavailable { .. } | Error::Server { .. })) => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!(
                     "cannot register agent {:?} with {} (retrying in {delay:?}): {e}",
                     registration.name,
@@ -351,7 +352,6 @@ async fn register(
             () = shutdown.cancelled() => return Ok(false),
             () = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use sloth_sdk::backoff::Backoff;
 use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 use sloth_sdk::validation::limits::MAX_LOG_TAIL_BYTES;
 use sloth_sdk::{Api, Client, Error, Time};
@@ -95,24 +96,8 @@ pub fn running_on(taskrun: &TaskRun, agent: &str) -> bool {
         .is_some_and(|s| s.phase == TaskRunPhase::Running && s.agent.as_deref() == Some(agent))
 }
 
-/// Errors worth retrying: the apiserver is away or failed internally.
-fn transient(e: &Error) -> bool {
-    matches!(e, Error::Unavailable { .. } | Error::Server { .. })
-}
-
-/// Growing pauses between retries of a failed call.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Self(Duration::from_millis(100))
-    }
-
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.0).await;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-    }
-}
+/// The pauses between retries of a failed call: 100ms doubling up to 5s.
+const CALL_BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(100), Duration::from_secs(5));
 
 /// A TaskRun's hold on this agent: its capacity slot and its registry
 /// entry. Dropping it frees both, then tells the dispatcher.
@@ -209,7 +194,7 @@ async fn claim(ctx: &Ctx, taskrun: TaskRun, status: &TaskRunStatus) -> Option<Ta
     let key = key_of(&taskrun);
     let api = ctx.api(&key.namespace);
     let mut current = taskrun;
-    let mut backoff = Backoff::new();
+    let mut backoff = CALL_BACKOFF.retries();
     loop {
         if ctx.draining.is_cancelled() {
             return None;
@@ -241,7 +226,7 @@ async fn claim(ctx: &Ctx, taskrun: TaskRun, status: &TaskRunStatus) -> Option<Ta
                 }
             },
             Err(Error::NotFound(_)) => return None,
-            Err(e) if transient(&e) => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!("cannot claim taskrun {key} (will retry): {e}");
                 backoff.wait().await;
             }
@@ -670,7 +655,7 @@ fn lua_status(
 async fn finish(ctx: &Ctx, key: &RunKey, claimed: TaskRun, status: TaskRunStatus) {
     let api = ctx.api(&key.namespace);
     let mut current = claimed;
-    let mut backoff = Backoff::new();
+    let mut backoff = CALL_BACKOFF.retries();
     loop {
         let mut next = current.clone();
         next.status = Some(with_conditions(&current, &status));
@@ -707,7 +692,7 @@ async fn finish(ctx: &Ctx, key: &RunKey, claimed: TaskRun, status: TaskRunStatus
                 tracing::info!("taskrun {key} was deleted; its result is dropped");
                 return;
             }
-            Err(e) if transient(&e) => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!("cannot write the status of taskrun {key} (will retry): {e}");
                 backoff.wait().await;
             }
@@ -724,12 +709,12 @@ async fn finish(ctx: &Ctx, key: &RunKey, claimed: TaskRun, status: TaskRunStatus
 /// is left of its processes is killed.
 pub async fn fail_orphan(ctx: Arc<Ctx>, key: RunKey) {
     let api = ctx.api(&key.namespace);
-    let mut backoff = Backoff::new();
+    let mut backoff = CALL_BACKOFF.retries();
     loop {
         let current = match api.get(&key.name).await {
             Ok(current) => current,
             Err(Error::NotFound(_)) => return,
-            Err(e) if transient(&e) => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!("cannot read taskrun {key} (will retry): {e}");
                 backoff.wait().await;
                 continue;
@@ -772,7 +757,7 @@ pub async fn fail_orphan(ctx: Arc<Ctx>, key: RunKey) {
             }
             Err(Error::Conflict(_)) => {}
             Err(Error::NotFound(_)) => return,
-            Err(e) if transient(&e) => {
+            Err(e) if e.is_transient() => {
                 tracing::warn!("cannot fail taskrun {key} (will retry): {e}");
                 backoff.wait().await;
             }

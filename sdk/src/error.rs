@@ -74,6 +74,13 @@ impl Error {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
+
+    /// True when a retry may succeed: no server answered, or the server
+    /// failed internally. Conflicts, invalid objects, missing objects and
+    /// refused credentials are answers, not outages.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Server { .. })
+    }
 }
 
 /// Whether a status message is gRPC's refusal of an over-sized message
@@ -115,5 +122,26 @@ mod tests {
         let expired =
             Error::from_status(tonic::Status::out_of_range("too old resource version: 3"));
         assert!(matches!(expired, Error::Expired(_)), "{expired:?}");
+    }
+
+    #[test]
+    fn only_outages_and_server_failures_are_transient() {
+        let status = |code| Error::from_status(tonic::Status::new(code, "m"));
+        assert!(status(Code::Unavailable).is_transient());
+        assert!(status(Code::Internal).is_transient());
+        assert!(status(Code::DeadlineExceeded).is_transient());
+        for code in [
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::Aborted,
+            Code::InvalidArgument,
+            Code::OutOfRange,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+        ] {
+            assert!(!status(code).is_transient(), "{code:?}");
+        }
+        assert!(!Error::Credentials("c".into()).is_transient());
+        assert!(!Error::decode("x", "y").is_transient());
     }
 }

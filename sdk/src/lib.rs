@@ -2,6 +2,7 @@
 //! watch/controller runtime.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod client;
 #[cfg(feature = "cli")]
 pub mod credentials;

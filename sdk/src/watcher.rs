@@ -10,6 +10,7 @@ use futures_util::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::backoff::Backoff;
 use crate::client::{Api, Client, ListParams, WatchEvent, WatchParams, to_typed};
 use crate::error::Error;
 use crate::resource::{DynamicObject, Object, Spec};
@@ -24,31 +25,10 @@ pub enum Event<K> {
     Deleted(K),
 }
 
-/// Exponential backoff with jitter between failed attempts.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(200);
-    const MAX: Duration = Duration::from_secs(10);
-
-    fn new() -> Self {
-        Self { next: Self::FIRST }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        let jitter = base.mul_f64(fastrand::f64() * 0.5);
-        base + jitter
-    }
-}
+/// The pauses between failed lists and watches: 200ms doubling up to 10s,
+/// each stretched by up to 50% jitter.
+const WATCH_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(10)).with_jitter(0.5);
 
 /// Watches one kind (in `namespace`, or everywhere when empty) for as long
 /// as the returned stream is held.
@@ -94,7 +74,7 @@ const ANY_RECENT: &str = "0";
 type Sender = mpsc::Sender<Result<Event<DynamicObject>, Error>>;
 
 async fn run(client: Client, kind: String, namespace: String, params: WatchParams, tx: Sender) {
-    let mut backoff = Backoff::new();
+    let mut backoff = WATCH_BACKOFF.retries();
     let mut resource_version: Option<String> = None;
     loop {
         let rv = match &resource_version {
@@ -188,13 +168,13 @@ mod tests {
 
     #[test]
     fn backoff_grows_to_a_cap_and_resets() {
-        let mut b = Backoff::new();
+        let mut b = WATCH_BACKOFF.retries();
         let first = b.next_delay();
-        assert!(first >= Backoff::FIRST && first <= Backoff::FIRST.mul_f64(1.5));
+        assert!(first >= WATCH_BACKOFF.initial && first <= WATCH_BACKOFF.initial.mul_f64(1.5));
         for _ in 0..20 {
-            assert!(b.next_delay() <= Backoff::MAX.mul_f64(1.5));
+            assert!(b.next_delay() <= WATCH_BACKOFF.max.mul_f64(1.5));
         }
         b.reset();
-        assert!(b.next_delay() <= Backoff::FIRST.mul_f64(1.5));
+        assert!(b.next_delay() <= WATCH_BACKOFF.initial.mul_f64(1.5));
     }
 }

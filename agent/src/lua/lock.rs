@@ -74,11 +74,10 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     Ok(t)
 }
 
+/// Errors after which the lock may still be taken: outages, and a lost
+/// race for it.
 fn transient(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::Unavailable { .. } | Error::Server { .. } | Error::Conflict(_)
-    )
+    e.is_transient() || matches!(e, Error::Conflict(_))
 }
 
 fn api_of(ctx: &RunCtx, func: &str) -> mlua::Result<(Api<LockSpec>, tokio::runtime::Handle)> {

@@ -12,6 +12,8 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use tokio_util::sync::CancellationToken;
 
+use sloth_sdk::backoff::Backoff;
+
 use super::state::{Entry, State};
 use crate::metrics::{Metrics, StoreWatchGuard};
 use crate::objects;
@@ -19,9 +21,9 @@ use crate::store::{ListOptions, Store, StoreError, StoreResult, WatchItem};
 
 /// Keys read per list page.
 const PAGE: usize = 500;
-/// First and largest wait between attempts to reach a failing store.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The waits between attempts to reach a failing store: 100ms doubling up
+/// to 5s.
+const REOPEN_BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(100), Duration::from_secs(5));
 
 type StoreStream = BoxStream<'static, StoreResult<WatchItem>>;
 
@@ -117,8 +119,9 @@ impl Feed {
     /// that is Expired, or at once with `relist` (the reason given to client
     /// watches); retries with backoff until it works or `shutdown`.
     async fn reopen(&self, shutdown: &CancellationToken, relist: Option<Relist>) -> Option<Open> {
-        let mut backoff = BACKOFF_MIN;
+        let mut retries = REOPEN_BACKOFF.retries();
         loop {
+            let backoff = retries.next_delay();
             let revision = self.lock().applied();
             let watched = match &relist {
                 Some(relist) => self.sync(&relist.reason, relist.distrust_through).await,
@@ -169,7 +172,6 @@ impl Feed {
                 () = shutdown.cancelled() => return None,
                 () = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 

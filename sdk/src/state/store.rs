@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::key::{entry_name, validate_key};
 use super::value::validate_value;
+use crate::backoff::Backoff;
 use crate::client::{Api, Client, ListParams};
 use crate::error::Error;
 use crate::meta::Time;
@@ -22,8 +23,10 @@ use crate::resource::Spec;
 /// How many times a write that lost a race is tried again.
 pub const MAX_ATTEMPTS: u32 = 200;
 
-/// The longest pause between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_millis(64);
+/// The pauses between two attempts: drawn from `[0, 1ms * 2^attempt]`, the
+/// bound growing to 64ms.
+const CONFLICT_BACKOFF: Backoff =
+    Backoff::fixed(Duration::from_millis(1), Duration::from_millis(64)).with_full_jitter();
 
 /// What went wrong with a state operation.
 #[derive(Debug, thiserror::Error)]
@@ -342,9 +345,7 @@ impl StateStore {
 /// Sleeps a random time up to an exponentially growing bound, so racing
 /// writers spread out.
 async fn backoff(attempt: u32) {
-    let bound = Duration::from_millis(1 << attempt.min(6)).min(MAX_BACKOFF);
-    let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
-    tokio::time::sleep(Duration::from_nanos(fastrand::u64(0..=nanos))).await;
+    tokio::time::sleep(CONFLICT_BACKOFF.delay(attempt)).await;
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use redb::{Builder, Database, Durability};
+use sloth_sdk::backoff::Backoff;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::oneshot;
 
@@ -21,9 +22,9 @@ use super::schema::{COMPACTED, CURRENT, META, backend, meta_value};
 use super::writer::{Message, Writer};
 use crate::store::{Event, StoreError, StoreResult};
 
-/// The first wait before a recovery attempt; it doubles up to [`MAX_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_millis(200);
-const MAX_RETRY: Duration = Duration::from_secs(5);
+/// The waits before recovery attempts: 200ms doubling up to 5s.
+const RECOVERY_BACKOFF: Backoff =
+    Backoff::fixed(Duration::from_millis(200), Duration::from_secs(5));
 /// How often queued writes are refused while waiting to retry: the writer
 /// thread has no receive with a timeout.
 const POLL: Duration = Duration::from_millis(20);
@@ -90,9 +91,9 @@ impl Writer {
     /// Refuses writes and retries with backoff until the store is writable
     /// (None) or shut down (who asked for it).
     pub(super) fn serve_read_only(&mut self) -> Option<Vec<oneshot::Sender<()>>> {
-        let mut wait = FIRST_RETRY;
+        let mut retries = RECOVERY_BACKOFF.retries();
         loop {
-            let retry_at = Instant::now() + wait;
+            let retry_at = Instant::now() + retries.next_delay();
             while Instant::now() < retry_at {
                 if let Some(acks) = self.refuse_queued() {
                     return Some(acks);
@@ -107,7 +108,6 @@ impl Writer {
                 }
                 Err(e) => tracing::debug!(error = %e, "the store is still read-only"),
             }
-            wait = (wait * 2).min(MAX_RETRY);
         }
     }
 

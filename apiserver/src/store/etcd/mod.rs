@@ -24,8 +24,14 @@ use etcd_client::{
 };
 use futures_util::stream::BoxStream;
 
+use sloth_sdk::backoff::Backoff;
+
 use super::{KeyValue, ListOptions, ListResult, Store, StoreError, StoreResult, WatchItem};
 use errors::{Classified, backend, classify};
+
+/// The waits between tries of a KV call while etcd is unreachable: 20ms
+/// doubling up to 500ms, within the request timeout.
+const CALL_BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(20), Duration::from_millis(500));
 
 /// How the etcd backend connects and behaves.
 #[derive(Clone, Debug)]
@@ -155,15 +161,15 @@ impl EtcdStore {
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let deadline = tokio::time::Instant::now() + self.options.request_timeout;
-        let mut delay = Duration::from_millis(20);
+        let mut retries = CALL_BACKOFF.retries();
         loop {
+            let delay = retries.next_delay();
             match op(self.client.kv_client()).await {
                 Err(e)
                     if errors::retryable(&e, retry == Retry::Reads)
                         && tokio::time::Instant::now() + delay < deadline =>
                 {
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
                 }
                 other => return other,
             }
