@@ -76,6 +76,15 @@ fn run(ctx: &RunCtx, args: &Args, argv: &[String]) -> mlua::Result<Ran> {
     tools::run(ctx, args.func(), argv, None, Some(TIMEOUT))
 }
 
+/// Like [`run`], but a failure is an error quoting the command line
+/// ([`tools::run_ok`]).
+fn run_ok(ctx: &RunCtx, args: &Args, argv: &[String]) -> mlua::Result<Ran> {
+    if let Err(why) = available(ctx) {
+        return Err(args.fail(format!("{why}; the command was: {}", shell_line(argv))));
+    }
+    tools::run_ok(ctx, args.func(), argv, None, Some(TIMEOUT))
+}
+
 /// `systemctl is-active|is-enabled NAME` as a boolean.
 fn query(ctx: &RunCtx, args: &Args, verb: &str) -> mlua::Result<bool> {
     let name = unit_arg(args)?;
@@ -107,15 +116,7 @@ fn ensure(
         None => true,
     };
     if needed && !ctx.check_mode {
-        let ran = run(ctx, &args, &argv)?;
-        if !ran.success {
-            return Err(args.fail(format!(
-                "`{}` exited with {}: {}",
-                shell_line(&argv),
-                ran.exit_code,
-                ran.stderr_text().trim()
-            )));
-        }
+        run_ok(ctx, &args, &argv)?;
     }
     let t = result(lua, ctx, needed)?;
     t.set("command", shell_line(&argv))?;
@@ -140,15 +141,7 @@ fn status(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 fn daemon_reload(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let argv = systemctl(&["daemon-reload"]);
     if !ctx.check_mode {
-        let ran = run(ctx, &args, &argv)?;
-        if !ran.success {
-            return Err(args.fail(format!(
-                "`{}` exited with {}: {}",
-                shell_line(&argv),
-                ran.exit_code,
-                ran.stderr_text().trim()
-            )));
-        }
+        run_ok(ctx, &args, &argv)?;
     }
     let t = result(lua, ctx, true)?;
     t.set("command", shell_line(&argv))?;
