@@ -15,6 +15,7 @@ pub mod logs_auth;
 #[cfg(feature = "lua")]
 pub mod lua;
 pub mod meta;
+pub mod object_name;
 pub mod objects;
 pub mod resource;
 pub mod role;

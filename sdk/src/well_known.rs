@@ -50,3 +50,8 @@ pub const VERSION_ANNOTATION: &str = "sloth.dev/version";
 /// to resolve to agents: a JSON object `{"TASK": "host:port"}`. See
 /// `lua::resolve_addresses`.
 pub const ADDRESS_ANNOTATION: &str = "sloth.dev/delegate-addresses";
+/// The name as the author wrote it, where the object's name had to be
+/// derived from it (`workflow.define("CI_Pipeline")` -> Workflow
+/// `ci-pipeline`; on a TaskRun: its task's name, `Build_App`). See
+/// `object_name`.
+pub const ORIGINAL_NAME_ANNOTATION: &str = "sloth.dev/original-name";

@@ -14,6 +14,7 @@ mod facts;
 mod file_ops;
 mod fs;
 mod git;
+mod hooks;
 mod http;
 mod infra_test;
 mod json;
@@ -120,7 +121,9 @@ impl std::error::Error for Interrupt {}
 /// The deadline and stop signal every long wait looks at.
 #[derive(Clone, Debug)]
 pub struct Ctl {
-    deadline: Option<Instant>,
+    /// Shared by the clones (the instruction hook holds one), so that an
+    /// `on_timeout` hook can be given its grace time after the deadline.
+    deadline: Arc<Mutex<Option<Instant>>>,
     stop: Option<watch::Receiver<Option<StopReason>>>,
     /// Set from a lock's renewal task once the run lost one of its Locks.
     lock_lost: Arc<AtomicBool>,
@@ -132,7 +135,7 @@ impl Ctl {
         stop: Option<watch::Receiver<Option<StopReason>>>,
     ) -> Self {
         Self {
-            deadline: timeout.map(|t| Instant::now() + t),
+            deadline: Arc::new(Mutex::new(timeout.map(|t| Instant::now() + t))),
             stop,
             lock_lost: Arc::default(),
         }
@@ -152,9 +155,22 @@ impl Ctl {
         if self.lock_lost.load(Ordering::Acquire) {
             return Some(Interrupt::Stopped(StopReason::LockLost));
         }
-        match self.deadline {
+        match self.deadline() {
             Some(deadline) if Instant::now() >= deadline => Some(Interrupt::TimedOut),
             _ => None,
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new deadline `grace` from now (for the `on_timeout` hook, which
+    /// runs once the task's own deadline has passed).
+    pub fn extend_deadline(&self, grace: Duration) {
+        let mut deadline = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        if deadline.is_some() {
+            *deadline = Some(Instant::now() + grace);
         }
     }
 
@@ -168,7 +184,7 @@ impl Ctl {
 
     /// Time left before the deadline (None: no deadline).
     pub fn remaining(&self) -> Option<Duration> {
-        self.deadline
+        self.deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 

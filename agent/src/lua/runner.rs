@@ -88,16 +88,23 @@ pub fn run_blocking(
         failed_assertions: std::cell::RefCell::new(Vec::new()),
     });
     let lua = Lua::new();
-    let result = prepare(&lua, &ctx).and_then(|()| call(&lua, &job));
-    super::lock::release_all(&ctx);
-    let outcome = match result {
-        Ok(values) => super::infra_test::fail_unreported(&ctx, returned(&lua, values)),
-        Err(e) => match ctl.check() {
-            Some(Interrupt::TimedOut) => LuaOutcome::TimedOut,
-            Some(Interrupt::Stopped(why)) => LuaOutcome::Stopped(why),
-            None => LuaOutcome::Error(describe_error(&e)),
+    let mut hook_failures = Vec::new();
+    let outcome = match prepare(&lua, &ctx).and_then(|()| dsl_task(&lua, &job)) {
+        Err(e) => outcome_of_error(&ctl, &e),
+        Ok(Some(task)) => match this_table(&lua, &job) {
+            Ok(this) => super::hooks::run_task(&lua, &ctx, &job, &task, this, &mut hook_failures),
+            Err(e) => outcome_of_error(&ctl, &e),
+        },
+        Ok(None) => match call(&lua, &job) {
+            Ok(values) => returned(&lua, values),
+            Err(e) => outcome_of_error(&ctl, &e),
         },
     };
+    super::lock::release_all(&ctx);
+    let outcome = with_hook_failures(
+        super::infra_test::fail_unreported(&ctx, outcome),
+        &hook_failures,
+    );
     match &outcome {
         LuaOutcome::Error(text) => ctx.out.line(text),
         LuaOutcome::InvalidResults(text) => {
@@ -124,6 +131,37 @@ pub fn run_blocking(
             results: masks.map(results),
         },
         LuaOutcome::InvalidResults(text) => LuaOutcome::InvalidResults(masks.text(&text)),
+        other => other,
+    }
+}
+
+/// How an error raised by the Lua code ends the run.
+pub(super) fn outcome_of_error(ctl: &super::Ctl, e: &mlua::Error) -> LuaOutcome {
+    match ctl.check() {
+        Some(Interrupt::TimedOut) => LuaOutcome::TimedOut,
+        Some(Interrupt::Stopped(why)) => LuaOutcome::Stopped(why),
+        None => LuaOutcome::Error(describe_error(e)),
+    }
+}
+
+/// The outcome with the failed hooks added to its message (the result
+/// stays; a timeout's message is written by the agent, the log has them).
+fn with_hook_failures(outcome: LuaOutcome, failures: &[String]) -> LuaOutcome {
+    if failures.is_empty() {
+        return outcome;
+    }
+    let note = failures.join("; ");
+    match outcome {
+        LuaOutcome::Returned {
+            ok,
+            message,
+            results,
+        } => LuaOutcome::Returned {
+            ok,
+            message: format!("{message} ({note})"),
+            results,
+        },
+        LuaOutcome::Error(text) => LuaOutcome::Error(format!("{text}\n({note})")),
         other => other,
     }
 }
@@ -199,7 +237,7 @@ fn harden(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
 
 /// The `this` table: the TaskRun, its namespace, the agent, the attempt and
 /// the working directory.
-fn this_table(lua: &Lua, job: &LuaJob) -> mlua::Result<Table> {
+pub(super) fn this_table(lua: &Lua, job: &LuaJob) -> mlua::Result<Table> {
     let this = lua.create_table()?;
     this.set("taskrun", job.taskrun.as_str())?;
     this.set("namespace", job.namespace.as_str())?;
@@ -208,6 +246,20 @@ fn this_table(lua: &Lua, job: &LuaJob) -> mlua::Result<Table> {
     this.set("workdir", job.cwd.to_string_lossy().into_owned())?;
     this.set("check_mode", job.check_mode)?;
     Ok(this)
+}
+
+/// A task of a workflow file in the sloth-runner DSL (an entry
+/// `WORKFLOW/TASK`): the file is evaluated again and the task found, to be
+/// run with its hooks (see hooks.rs). None for other Lua payloads.
+fn dsl_task(lua: &Lua, job: &LuaJob) -> mlua::Result<Option<sloth_sdk::lua::TaskEntry>> {
+    let payload = &job.payload;
+    let Some(entry) = payload.entry.as_deref().filter(|e| e.contains('/')) else {
+        return Ok(None);
+    };
+    let chunk_name = format!("{}.lua", job.taskrun);
+    sloth_sdk::lua::task_entry(lua, &payload.script, &chunk_name, entry)
+        .map(Some)
+        .map_err(|e| mlua::Error::runtime(e.to_string()))
 }
 
 fn call(lua: &Lua, job: &LuaJob) -> mlua::Result<MultiValue> {
@@ -219,13 +271,6 @@ fn call(lua: &Lua, job: &LuaJob) -> mlua::Result<MultiValue> {
     );
     let chunk_name = format!("{}.lua", job.taskrun);
     let entry = payload.entry.as_deref().filter(|e| !e.trim().is_empty());
-    if let Some(entry) = entry.filter(|e| e.contains('/')) {
-        // A task of a workflow file in the sloth-runner DSL: the file is
-        // evaluated again and the task's function called.
-        let function = sloth_sdk::lua::task_function(lua, &payload.script, &chunk_name, entry)
-            .map_err(|e| mlua::Error::runtime(e.to_string()))?;
-        return function.call(args);
-    }
     let chunk = lua
         .load(payload.script.as_str())
         .set_name(format!("={chunk_name}"))
@@ -267,17 +312,78 @@ fn entry_function(lua: &Lua, entry: &str) -> mlua::Result<Function> {
     }
 }
 
+/// What a workflow file's task returned: as [`returned`], except that
+/// returning nothing (or `nil`) fails, naming the function's line.
+pub(super) fn returned_from_task(lua: &Lua, values: MultiValue, command: &Value) -> LuaOutcome {
+    if matches!(values.front(), None | Some(Value::Nil))
+        && matches!(values.get(1), None | Some(Value::Nil))
+    {
+        let at = match command {
+            Value::Function(f) => {
+                let info = f.info();
+                let src = info.short_src.unwrap_or_default();
+                format!("{src}:{}: ", info.line_defined.unwrap_or(0))
+            }
+            _ => String::new(),
+        };
+        return LuaOutcome::Returned {
+            ok: false,
+            message: format!(
+                "{at}the task's function returned nil: return true or false [, message [, outputs]]"
+            ),
+            results: BTreeMap::new(),
+        };
+    }
+    returned(lua, values)
+}
+
+/// The verdict of a table returned first: its `success` field (what
+/// `exec.run` returns), with its stdout and stderr as the message.
+fn table_verdict(table: &Table) -> Option<(bool, String)> {
+    let success = match table.get::<Value>("success").ok()? {
+        Value::Boolean(b) => b,
+        Value::Nil => return None,
+        _ => true,
+    };
+    let text = |key: &str| {
+        table
+            .get::<Option<String>>(key)
+            .ok()
+            .flatten()
+            .map(|s| s.trim_end().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let mut message: Vec<String> = Vec::new();
+    if let Some(code) = table.get::<Option<i64>>("exit_code").ok().flatten() {
+        message.push(format!("exit code {code}"));
+    }
+    message.extend(text("stdout"));
+    message.extend(text("stderr"));
+    let message = if message.is_empty() {
+        format!("success = {success}")
+    } else {
+        message.join("\n")
+    };
+    Some((success, message))
+}
+
 /// Reads `ok, message, results` from what the code returned.
 fn returned(lua: &Lua, values: MultiValue) -> LuaOutcome {
     let values = values.into_vec();
     let get = |i: usize| values.get(i).cloned().unwrap_or(Value::Nil);
+    let verdict = match get(0) {
+        Value::Table(t) => table_verdict(&t),
+        _ => None,
+    };
     let ok = match get(0) {
+        _ if verdict.is_some() => verdict.as_ref().is_some_and(|v| v.0),
         Value::Boolean(b) => b,
         // `return nil, "message"` fails; a bare `return nil` does not.
         Value::Nil => matches!(get(1), Value::Nil),
         _ => true,
     };
     let message = match get(1) {
+        Value::Nil if verdict.is_some() => verdict.map(|v| v.1),
         Value::Nil => None,
         other => lua
             .coerce_string(other.clone())

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sloth_sdk::meta::{API_VERSION, Condition, OwnerReference};
+use sloth_sdk::object_name;
 use sloth_sdk::objects::workflow::{
     TaskPhase, TaskStatus, WorkflowPhase, WorkflowState, WorkflowStatus, WorkflowTask,
     evaluate_when, result_refs,
 };
 use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, Workflow};
-use sloth_sdk::well_known::{TASK_LABEL, WORKFLOW_LABEL};
+use sloth_sdk::validation::names::DNS1123_LABEL_MAX_LEN;
+use sloth_sdk::well_known::{ORIGINAL_NAME_ANNOTATION, TASK_LABEL, WORKFLOW_LABEL};
 
 use super::backoff;
 use super::substitute::{Values, substitute_task};
@@ -512,7 +514,7 @@ fn task_secrets(wf: &Workflow, task: &WorkflowTask) -> Vec<String> {
 /// The TaskRun for attempt `attempt` of `task` (already substituted).
 pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun {
     let mut tr = TaskRun::new(
-        taskrun_name(wf.name(), &task.name, attempt),
+        taskrun_name(wf, &task.name, attempt),
         TaskRunSpec {
             run: task.run.clone(),
             agent_selector: task.agent_selector.clone(),
@@ -534,6 +536,11 @@ pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun 
         (WORKFLOW_LABEL.to_string(), wf.name().to_string()),
         (TASK_LABEL.to_string(), task.name.clone()),
     ]);
+    if object_name::slug(&task.name) != task.name {
+        tr.metadata
+            .annotations
+            .insert(ORIGINAL_NAME_ANNOTATION.to_string(), task.name.clone());
+    }
     tr.metadata.owner_references = vec![OwnerReference {
         api_version: API_VERSION.to_string(),
         kind: "Workflow".into(),
@@ -544,8 +551,15 @@ pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun 
     tr
 }
 
-pub fn taskrun_name(workflow: &str, task: &str, attempt: u32) -> String {
-    format!("{workflow}-{task}-{attempt}")
+/// `<workflow>-<task>-<attempt>`, the task's name made a valid object name
+/// (lowercase, dashes; a hash suffix if two of the workflow's task names
+/// would map to the same one). Names that are valid already (the common
+/// case) skip the scan of the other tasks.
+pub fn taskrun_name(wf: &Workflow, task: &str, attempt: u32) -> String {
+    let others = wf.spec.tasks.iter().chain(&wf.spec.finally);
+    let task =
+        object_name::object_name(task, DNS1123_LABEL_MAX_LEN, others.map(|t| t.name.as_str()));
+    format!("{}-{task}-{attempt}", wf.name())
 }
 
 /// The workflow's status from its tasks'.

@@ -6,13 +6,16 @@ use mlua::{Table, Value};
 
 use super::{AddressDelegation, DslError, Evaluation};
 use crate::duration::Duration;
+use crate::object_name::object_name;
 use crate::objects::common::{LabelSelector, LuaPayload, Payload, Placement, PlacementPolicy};
 use crate::objects::cronworkflow::{ConcurrencyPolicy, CronWorkflowSpec};
 use crate::objects::env::Env;
 use crate::objects::workflow::{Backoff, RetryPolicy, Workflow, WorkflowSpec, WorkflowTask};
 use crate::resource::Object;
+use crate::validation::names::LABEL_VALUE_MAX_LEN;
 use crate::well_known::{
-    ADDRESS_ANNOTATION, AGENT_LABEL, DESCRIPTION_ANNOTATION, VERSION_ANNOTATION,
+    ADDRESS_ANNOTATION, AGENT_LABEL, DESCRIPTION_ANNOTATION, ORIGINAL_NAME_ANNOTATION,
+    VERSION_ANNOTATION,
 };
 
 /// Reads one field, naming the object and line when it has the wrong type.
@@ -47,10 +50,6 @@ impl Reader<'_> {
     }
 }
 
-fn dashed(name: &str) -> String {
-    name.replace('_', "-")
-}
-
 fn line_of(table: &Table) -> usize {
     table
         .get::<Option<usize>>("line")
@@ -78,9 +77,15 @@ pub fn workflows(
             .map_err(|e| super::error(chunk, &e))?,
         ..Evaluation::default()
     };
-    for table in workflow_list(state, chunk)? {
-        let (workflow, delegations) = workflow(&table, source, chunk, values)?;
-        if let Some(schedule) = schedule(&table, chunk)? {
+    let tables = workflow_list(state, chunk)?;
+    let written: Vec<String> = tables
+        .iter()
+        .map(|t| t.get::<String>("name"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| super::error(chunk, &e))?;
+    for table in &tables {
+        let (workflow, delegations) = workflow(table, source, chunk, values, &written)?;
+        if let Some(schedule) = schedule(table, chunk)? {
             evaluation
                 .schedules
                 .insert(workflow.name().to_string(), schedule);
@@ -96,6 +101,7 @@ fn workflow(
     source: &str,
     chunk: &str,
     values: &BTreeMap<String, String>,
+    all_names: &[String],
 ) -> Result<(Workflow, Vec<AddressDelegation>), DslError> {
     let r = Reader {
         chunk,
@@ -103,8 +109,13 @@ fn workflow(
         line: line_of(table),
     };
     let name: String = r.get("name")?;
-    let mut params: BTreeMap<String, String> = r.get::<Option<_>>("params")?.unwrap_or_default();
-    params.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let object_name = object_name(
+        &name,
+        LABEL_VALUE_MAX_LEN,
+        all_names.iter().map(String::as_str),
+    );
+    let own: BTreeMap<String, String> = r.get::<Option<_>>("params")?.unwrap_or_default();
+    let params = super::merge_params(&[&own, values]);
     let tasks: Vec<Table> = r.get("tasks")?;
     if tasks.is_empty() {
         return Err(r.at(format!("workflow '{name}' has no tasks")));
@@ -121,15 +132,18 @@ fn workflow(
     };
     let mut addresses = BTreeMap::new();
     for t in &tasks {
-        let (task, address) = task(t, source, chunk, &name, &spec.params)?;
+        let (task, address) = task(t, source, chunk, &name, &spec.params, (&own, values))?;
         if let Some(address) = address {
             addresses.insert(task.name.clone(), address);
         }
         spec.tasks.push(task);
     }
-    let mut object = Object::new(name.clone(), spec);
+    let mut object = Object::new(object_name.clone(), spec);
     object.metadata.labels = r.get::<Option<_>>("labels")?.unwrap_or_default();
     let annotations = &mut object.metadata.annotations;
+    if object_name != name {
+        annotations.insert(ORIGINAL_NAME_ANNOTATION.to_string(), name.clone());
+    }
     if let Some(description) = r.get::<Option<String>>("description")? {
         annotations.insert(DESCRIPTION_ANNOTATION.to_string(), description);
     }
@@ -139,7 +153,7 @@ fn workflow(
     let delegations = addresses
         .iter()
         .map(|(task, address)| AddressDelegation {
-            workflow: name.clone(),
+            workflow: object_name.clone(),
             task: task.clone(),
             address: address.clone(),
         })
@@ -180,21 +194,47 @@ fn schedule(table: &Table, chunk: &str) -> Result<Option<CronWorkflowSpec>, DslE
     }))
 }
 
-/// One task, and the address it is delegated to, if any.
+/// One task, and the address it is delegated to, if any. `params` are the
+/// workflow's (its own under the `values`); a TaskDefinitions task gets
+/// its own `params` over its group's over the values (`group`).
 fn task(
     table: &Table,
     source: &str,
     chunk: &str,
     workflow: &str,
     params: &BTreeMap<String, String>,
+    group: (&BTreeMap<String, String>, &BTreeMap<String, String>),
 ) -> Result<(WorkflowTask, Option<String>), DslError> {
     let r = Reader {
         chunk,
         table,
         line: line_of(table),
     };
-    let name = dashed(&r.get::<String>("name")?);
+    let name = r.get::<String>("name")?;
+    let own: BTreeMap<String, String> = r.get::<Option<_>>("params")?.unwrap_or_default();
+    let params = if r.get::<Option<bool>>("legacy")?.unwrap_or(false) {
+        let (group, values) = group;
+        super::merge_params(&[values, group, &own])
+    } else {
+        super::merge_params(&[params, &own])
+    };
+    let has_hooks = r.get::<Option<Table>>("hooks")?.is_some();
+    let lua_entry = || Payload {
+        shell: None,
+        lua: Some(LuaPayload {
+            script: source.to_string(),
+            entry: Some(format!("{workflow}/{name}")),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+            input: BTreeMap::new(),
+        }),
+    };
     let run = match r.get::<Value>("command")? {
+        // A shell command with Lua hooks runs as Lua: the agent calls
+        // exec.run(command) between the hooks.
+        Value::String(_) | Value::Function(_) if has_hooks => lua_entry(),
         Value::String(s) => Payload {
             shell: Some(
                 s.to_str()
@@ -203,18 +243,7 @@ fn task(
             ),
             lua: None,
         },
-        Value::Function(_) => Payload {
-            shell: None,
-            lua: Some(LuaPayload {
-                script: source.to_string(),
-                entry: Some(format!("{workflow}/{name}")),
-                params: params
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect(),
-                input: BTreeMap::new(),
-            }),
-        },
+        Value::Function(_) => lua_entry(),
         _ => return Err(r.at(format!("task '{name}' has no command"))),
     };
     let mut labels: BTreeMap<String, String> = r.get::<Option<_>>("selector")?.unwrap_or_default();
@@ -255,9 +284,7 @@ fn task(
         depends_on: r
             .get::<Option<Vec<String>>>("depends_on")?
             .unwrap_or_default()
-            .iter()
-            .map(|d| dashed(d))
-            .collect(),
+            .to_vec(),
         when: r.get("when")?,
         agent_selector: (!labels.is_empty()).then(|| LabelSelector {
             match_labels: labels,
@@ -277,13 +304,15 @@ fn task(
     Ok((task, r.get("address")?))
 }
 
-/// The function command of `workflow`/`task` in what the file defined.
-pub fn find_function(
+/// The task `workflow`/`task` (names as written; the workflow may also be
+/// given by its object name) in what the file defined: its table, with
+/// `command` (a function or a shell command), `hooks` and `legacy`.
+pub fn find_task(
     state: &Table,
     chunk: &str,
     workflow: &str,
     task: &str,
-) -> Result<mlua::Function, DslError> {
+) -> Result<Table, DslError> {
     let file_error = |message: String| DslError::File {
         chunk: chunk.to_string(),
         message,
@@ -291,33 +320,45 @@ pub fn find_function(
     let workflows = workflow_list(state, chunk)?;
     let names = |list: &[Table]| {
         list.iter()
-            .filter_map(|t| t.get::<String>("name").ok().map(|n| dashed(&n)))
+            .filter_map(|t| t.get::<String>("name").ok())
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let Some(found) = workflows.iter().find(|w| {
-        w.get::<String>("name")
-            .is_ok_and(|n| dashed(&n) == dashed(workflow))
-    }) else {
+    let written: Vec<String> = workflows
+        .iter()
+        .filter_map(|t| t.get::<String>("name").ok())
+        .collect();
+    let is_workflow = |name: &str| {
+        name == workflow
+            || object_name(
+                name,
+                LABEL_VALUE_MAX_LEN,
+                written.iter().map(String::as_str),
+            ) == workflow
+    };
+    let Some(found) = workflows
+        .iter()
+        .find(|w| w.get::<String>("name").is_ok_and(|n| is_workflow(&n)))
+    else {
         return Err(file_error(format!(
             "no workflow '{workflow}' in the file (it defines: {})",
             names(&workflows)
         )));
     };
     let tasks: Vec<Table> = found.get("tasks").map_err(|e| super::error(chunk, &e))?;
-    let Some(t) = tasks.iter().find(|t| {
-        t.get::<String>("name")
-            .is_ok_and(|n| dashed(&n) == dashed(task))
-    }) else {
+    let Some(t) = tasks
+        .iter()
+        .find(|t| t.get::<String>("name").is_ok_and(|n| n == task))
+    else {
         return Err(file_error(format!(
             "workflow '{workflow}' has no task '{task}' (it has: {})",
             names(&tasks)
         )));
     };
     match t.get::<Value>("command") {
-        Ok(Value::Function(f)) => Ok(f),
+        Ok(Value::Function(_) | Value::String(_)) => Ok(t.clone()),
         _ => Err(file_error(format!(
-            "task '{workflow}/{task}' has no Lua function command"
+            "task '{workflow}/{task}' has no command"
         ))),
     }
 }

@@ -30,8 +30,16 @@ local function warn(pos, message)
   state.warnings[#state.warnings + 1] = format("%s:%d: %s", pos.src, pos.line, message)
 end
 
-local function dashed(name)
-  return (gsub(name, "_", "-"))
+-- A task name as written: letters of either case, digits, '_', '-', '.',
+-- starting and ending with a letter or digit, at most 63 characters.
+local function check_task_name(pos, what, name)
+  if type(name) ~= "string" or name == "" then
+    fail(pos, format("%s: expected a task name, got %s", what, describe(name)))
+  end
+  if #name > 63 or not find(name, "^[%w]$") and not find(name, "^[%w][%w_%.%-]*[%w]$") then
+    fail(pos, format("%s: invalid task name %q: use 1 to 63 letters, digits, '_', '-' or '.', starting and ending with a letter or digit", what, name))
+  end
+  return name
 end
 
 local function describe(value)
@@ -120,6 +128,7 @@ local task_mt = {
 }
 
 local function new_task(pos, name)
+  check_task_name(pos, "task", name)
   local data = {
     name = name, src = pos.src, line = pos.line, depends_on = {}, env = {}, locks = {},
   }
@@ -221,19 +230,26 @@ local TaskSetters = {
     end
     d.locks = out
   end,
-  on_success = function(d, pos, v)
-    if type(v) ~= "function" then
-      fail(pos, format("on_success: expected a function, got %s", describe(v)))
-    end
-    warn(pos, format("task '%s': on_success is accepted but not run by Sloth (ignored); use a task that depends_on this one", d.name))
-  end,
-  on_failure = function(d, pos, v)
-    if type(v) ~= "function" then
-      fail(pos, format("on_failure: expected a function, got %s", describe(v)))
-    end
-    warn(pos, format("task '%s': on_failure is accepted but not run by Sloth (ignored); use the workflow's finally tasks in YAML", d.name))
-  end,
+  -- Parameters of this task; in the TaskDefinitions form they are merged
+  -- over the group's `params` (see docs/lua.md).
+  params = function(d, pos, v) d.params = string_map(pos, "params", v) end,
 }
+
+-- Task hooks: run by the agent in the task's Lua state (see the agent's
+-- lua/hooks.rs). `on_fail` is upstream's other spelling of on_failure.
+local TASK_HOOKS = {
+  on_success = "on_success", on_failure = "on_failure", on_fail = "on_failure",
+  on_timeout = "on_timeout", pre_hook = "pre_hook", post_hook = "post_hook",
+}
+for spelling, hook in pairs(TASK_HOOKS) do
+  TaskSetters[spelling] = function(d, pos, v)
+    if type(v) ~= "function" then
+      fail(pos, format("%s: expected a function, got %s", spelling, describe(v)))
+    end
+    d.hooks = d.hooks or {}
+    d.hooks[hook] = v
+  end
+end
 
 for name, setter in pairs(TaskSetters) do
   TaskMethods[name] = function(self, ...)
@@ -268,6 +284,7 @@ local function task_from_table(pos, path, t, defaults)
   if type(t.name) ~= "string" or t.name == "" then
     fail(pos, format("%s.name: a task needs a name", path))
   end
+  check_task_name(pos, path .. ".name", t.name)
   local _, data = new_task(pos, t.name)
   data.in_workflow = true
   for k, v in pairs(defaults or {}) do
@@ -286,9 +303,6 @@ end
 
 function task(name)
   local pos = at(2)
-  if type(name) ~= "string" or name == "" then
-    fail(pos, format("task: expected a task name, got %s", describe(name)))
-  end
   local builder = new_task(pos, name)
   return builder
 end
@@ -429,11 +443,11 @@ end
 
 local function register(pos, name)
   for _, w in ipairs(state.workflows) do
-    if w.name == dashed(name) then
+    if w.name == name then
       fail(pos, format("workflow '%s' is defined twice (first at line %d)", name, w.line))
     end
   end
-  local w = { name = dashed(name), src = pos.src, line = pos.line, tasks = {} }
+  local w = { name = name, src = pos.src, line = pos.line, tasks = {} }
   state.workflows[#state.workflows + 1] = w
   return w
 end
@@ -555,7 +569,10 @@ local function read_task_definitions()
       if type(t) == "table" and type(rawget(t, "name")) == "string" and state.locate then
         tpos = state.locate(gpos, t.name, true)
       end
-      w.tasks[#w.tasks + 1] = task_from_table(tpos, format("%s.tasks[%d]", path, i), t, defaults)
+      local data = task_from_table(tpos, format("%s.tasks[%d]", path, i), t, defaults)
+      -- The TaskDefinitions calling convention: command(params, input).
+      data.legacy = true
+      w.tasks[#w.tasks + 1] = data
     end
   end
 end

@@ -205,22 +205,50 @@ pub fn install(lua: &mlua::Lua, values: &BTreeMap<String, String>) -> mlua::Resu
 }
 
 /// Evaluates the file in `lua` (installing the DSL first when needed) and
-/// returns the function command of `entry`, `"WORKFLOW/TASK"` (names as in
-/// the Workflow object, with dashes).
+/// returns the function command of `entry`, `"WORKFLOW/TASK"` (names as
+/// written in the file; the workflow may also be its object name).
 pub fn task_function(
     lua: &mlua::Lua,
     source: &str,
     chunk_name: &str,
     entry: &str,
 ) -> Result<mlua::Function, DslError> {
-    let file_error = |message: String| DslError::File {
-        chunk: chunk_name.to_string(),
-        message,
-    };
-    let Some((workflow, task)) = entry.split_once('/') else {
-        return Err(file_error(format!(
-            "the entry {entry:?} is not WORKFLOW/TASK"
-        )));
+    match task_entry(lua, source, chunk_name, entry)?.command {
+        mlua::Value::Function(f) => Ok(f),
+        _ => Err(DslError::File {
+            chunk: chunk_name.to_string(),
+            message: format!("task '{entry}' has no Lua function command"),
+        }),
+    }
+}
+
+/// What the agent runs for one task of a workflow file.
+#[derive(Clone, Debug)]
+pub struct TaskEntry {
+    /// A Lua function, or a shell command (a task with hooks).
+    pub command: mlua::Value,
+    /// The TaskDefinitions form: `command(params, input)` instead of
+    /// `command(this, params, input)`.
+    pub legacy: bool,
+    /// The task's hooks by name (`on_success`, `on_failure`, `on_timeout`,
+    /// `pre_hook`, `post_hook`).
+    pub hooks: BTreeMap<String, mlua::Function>,
+}
+
+/// Evaluates the file in `lua` (installing the DSL first when needed) and
+/// returns the task named by `entry`, `"WORKFLOW/TASK"`.
+pub fn task_entry(
+    lua: &mlua::Lua,
+    source: &str,
+    chunk_name: &str,
+    entry: &str,
+) -> Result<TaskEntry, DslError> {
+    // Task names never contain '/', workflow names might.
+    let Some((workflow, task)) = entry.rsplit_once('/') else {
+        return Err(DslError::File {
+            chunk: chunk_name.to_string(),
+            message: format!("the entry {entry:?} is not WORKFLOW/TASK"),
+        });
     };
     if lua
         .named_registry_value::<Option<mlua::Table>>(STATE_KEY)
@@ -230,7 +258,31 @@ pub fn task_function(
         install(lua, &BTreeMap::new()).map_err(|e| error(chunk_name, &e))?;
     }
     let state = run(lua, source, chunk_name)?;
-    convert::find_function(&state, chunk_name, workflow, task)
+    let table = convert::find_task(&state, chunk_name, workflow, task)?;
+    let read = |e: mlua::Error| error(chunk_name, &e);
+    Ok(TaskEntry {
+        command: table.get("command").map_err(read)?,
+        legacy: table
+            .get::<Option<bool>>("legacy")
+            .map_err(read)?
+            .unwrap_or(false),
+        hooks: table
+            .get::<Option<BTreeMap<String, mlua::Function>>>("hooks")
+            .map_err(read)?
+            .unwrap_or_default(),
+    })
+}
+
+/// Parameter layers merged in order: a key of a later layer wins. The
+/// TaskDefinitions form merges `[--param/--values, group params, task
+/// params]`; the fluent form `[workflow params, --param/--values, task
+/// params]`.
+pub fn merge_params(layers: &[&BTreeMap<String, String>]) -> BTreeMap<String, String> {
+    let mut merged = BTreeMap::new();
+    for layer in layers {
+        merged.extend(layer.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    merged
 }
 
 /// Runs the file in `lua` and the DSL's end-of-file checks; returns the state.

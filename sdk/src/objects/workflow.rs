@@ -217,12 +217,12 @@ pub fn result_refs(text: &str) -> Vec<ResultRef> {
 /// `TASK.results.KEY` -> its parts.
 pub fn parse_result_ref(inner: &str) -> Option<ResultRef> {
     let (task, key) = inner.split_once(".results.")?;
-    (!task.is_empty() && !key.is_empty() && !task.contains(['.', ' ']) && !key.contains(' ')).then(
-        || ResultRef {
+    (!task.is_empty() && !key.is_empty() && !task.contains(' ') && !key.contains(' ')).then(|| {
+        ResultRef {
             task: task.to_string(),
             key: key.to_string(),
-        },
-    )
+        }
+    })
 }
 
 /// Evaluates a `when` condition (after substitution): `A == B` or

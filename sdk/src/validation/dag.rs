@@ -43,7 +43,7 @@ pub(super) fn validate_graph(
             let at = format!("{}[{i}].name", section.path());
             // A badly named task is still indexed, so its dependents are not
             // also told that it does not exist.
-            if let Err(why) = names::validate_dns1123_label(&task.name) {
+            if let Err(why) = names::validate_task_name(&task.name) {
                 errs.push(at.clone(), invalid(&task.name, &why));
             }
             match index.get(task.name.as_str()) {

@@ -196,6 +196,29 @@ pub fn validate_label_value(value: &str) -> Result<(), String> {
     join(problems)
 }
 
+/// A workflow task name as its author wrote it: 1 to 63 letters (either
+/// case), digits, '-', '_' or '.', starting and ending with a letter or
+/// digit (`Build_App`, `deploy.prod`). It is also the value of the TaskRun's
+/// task label, hence the label-value rules; the TaskRun's own name is
+/// derived from it (see `object_name`).
+pub fn validate_task_name(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    let mut problems = Vec::new();
+    if value.len() > DNS1123_LABEL_MAX_LEN {
+        problems.push(too_long(DNS1123_LABEL_MAX_LEN, value.len()));
+    }
+    if !is_qualified_name_part(value) {
+        problems.push(
+            "a task name must consist of letters, digits, '-', '_' or '.', and must start and \
+             end with a letter or digit (e.g. 'build', 'Build_App' or 'deploy.prod')"
+                .to_string(),
+        );
+    }
+    join(problems)
+}
+
 fn is_identifier(value: &str) -> bool {
     let mut chars = value.chars();
     chars
