@@ -39,17 +39,17 @@ fn apply_of_a_fluent_file_creates_the_workflow() {
         "Build and test"
     );
     let tasks = &wf["spec"]["tasks"];
-    assert_eq!(tasks[0]["name"], "build-app");
+    assert_eq!(tasks[0]["name"], "build_app");
     assert_eq!(tasks[0]["run"]["shell"], "make build");
     assert_eq!(tasks[0]["retries"]["limit"], 2);
     assert_eq!(tasks[0]["timeout"], "2m");
     assert_eq!(selector(&tasks[0])["sloth.dev/agent"], "builder");
     assert_eq!(tasks[1]["name"], "test");
-    assert_eq!(tasks[1]["dependsOn"][0], "build-app");
+    assert_eq!(tasks[1]["dependsOn"][0], "build_app");
     assert_eq!(selector(&tasks[1])["os"], "linux");
     assert_eq!(tasks[1]["env"]["CI"], "true");
     let lua = &tasks[1]["run"]["lua"];
-    assert_eq!(lua["entry"], "ci-pipeline/test");
+    assert_eq!(lua["entry"], "ci_pipeline/test");
     let script = std::fs::read_to_string(fixture("fluent.lua")).expect("fixture");
     assert_eq!(lua["script"], script.as_str());
     // Applying again changes nothing.
@@ -64,8 +64,8 @@ fn task_definitions_make_one_workflow_per_group() {
     assert_eq!(run.lines().len(), 2, "{run:#?}");
     let web = workflow(&server, "deploy-web");
     let tasks = &web["spec"]["tasks"];
-    assert_eq!(tasks[0]["name"], "fetch-code");
-    assert_eq!(tasks[1]["dependsOn"][0], "fetch-code");
+    assert_eq!(tasks[0]["name"], "fetch_code");
+    assert_eq!(tasks[1]["dependsOn"][0], "fetch_code");
     assert_eq!(selector(&tasks[1])["sloth.dev/agent"], "web-1");
     let backup = workflow(&server, "nightly-backup");
     assert_eq!(backup["spec"]["tasks"][0]["retries"]["limit"], 3);

@@ -153,8 +153,8 @@ fn fan_out_results_and_task_definitions_files_run() {
         c.apply(file);
     }
     let fan = c.succeeded("fan-out");
-    assert_eq!(agent(&fan["probe-build-1"]), "build-1");
-    assert_eq!(agent(&fan["probe-test-1"]), "test-1");
+    assert_eq!(agent(&fan["probe_build_1"]), "build-1");
+    assert_eq!(agent(&fan["probe_test_1"]), "test-1");
     assert_eq!(status(&fan["gather"]).results["agents"], "build-1,test-1");
 
     let relay = c.succeeded("results-relay");
@@ -172,7 +172,7 @@ fn fan_out_results_and_task_definitions_files_run() {
     );
 
     let build = c.succeeded("maintenance-build");
-    assert_eq!(agent(&build["disk-usage"]), "build-1");
+    assert_eq!(agent(&build["disk_usage"]), "build-1");
     let test = c.succeeded("maintenance-test");
     assert_eq!(agent(&test["uptime"]), "test-1");
     assert!(status(&test["uptime"]).results["uptime"].contains("load"));

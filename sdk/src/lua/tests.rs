@@ -49,7 +49,7 @@ fn fluent_form_maps_every_method() {
     assert_eq!(wf.metadata.annotations[DESCRIPTION_ANNOTATION], "CI");
     assert_eq!(wf.metadata.annotations[VERSION_ANNOTATION], "1.0");
     let build = &wf.spec.tasks[0];
-    assert_eq!(build.name, "build-it");
+    assert_eq!(build.name, "build_it");
     assert_eq!(build.run.shell.as_deref(), Some("make build"));
     assert_eq!(build.timeout.map(|d| d.as_std().as_secs()), Some(300));
     assert_eq!(build.retries.as_ref().map(|r| r.limit), Some(2));
@@ -64,10 +64,10 @@ fn fluent_form_maps_every_method() {
         "builder-1"
     );
     let test = &wf.spec.tasks[1];
-    assert_eq!(test.depends_on, ["build-it"]);
+    assert_eq!(test.depends_on, ["build_it"]);
     let lua = test.run.lua.as_ref().expect("a Lua payload");
     assert_eq!(lua.script, FLUENT);
-    assert_eq!(lua.entry.as_deref(), Some("ci-pipeline/test"));
+    assert_eq!(lua.entry.as_deref(), Some("ci_pipeline/test"));
     assert_eq!(
         test.agent_selector.as_ref().expect("selector").match_labels["os"],
         "linux"
@@ -126,8 +126,8 @@ TaskDefinitions = {
         ["backup", "deploy-app"]
     );
     let deploy = &wfs[1];
-    assert_eq!(deploy.spec.tasks[0].name, "fetch-code");
-    assert_eq!(deploy.spec.tasks[1].depends_on, ["fetch-code"]);
+    assert_eq!(deploy.spec.tasks[0].name, "fetch_code");
+    assert_eq!(deploy.spec.tasks[1].depends_on, ["fetch_code"]);
     assert_eq!(
         deploy.spec.tasks[1]
             .run
@@ -397,16 +397,16 @@ fn errors_for_bad_arguments_and_empty_workflows() {
 fn task_function_returns_the_function_of_an_entry() {
     let lua = mlua::Lua::new();
     let source = "local greeting = 'hi'\nlocal function helper(n) return greeting .. ' ' .. n end\nworkflow.define('w_x'):tasks({ task('say_it'):command(function(this, params) return true, helper(params.who) end) })";
-    let f = task_function(&lua, source, "t.lua", "w-x/say-it").expect("found");
+    let f = task_function(&lua, source, "t.lua", "w-x/say_it").expect("found");
     let params = lua.create_table().expect("table");
     params.set("who", "bob").expect("set");
     let (ok, message): (bool, String) = f.call((mlua::Nil, params)).expect("called");
     assert!(ok);
     assert_eq!(message, "hi bob");
     let e = task_function(&lua, source, "t.lua", "w-x/nope").expect_err("no such task");
-    assert!(e.message().contains("say-it"), "{e}");
+    assert!(e.message().contains("say_it"), "{e}");
     let e = task_function(&lua, source, "t.lua", "other/x").expect_err("no such workflow");
-    assert!(e.message().contains("w-x"), "{e}");
+    assert!(e.message().contains("w_x"), "{e}");
     let e = task_function(&lua, "error('x')", "t.lua", "a/b").expect_err("runtime error");
     assert_eq!(e.to_string(), "t.lua:1: x");
 }
