@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sloth_sdk::objects::workflow::WorkflowPhase;
-use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus, Workflow, WorkflowSpec};
+use sloth_sdk::objects::{
+    TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus, Workflow, WorkflowSpec,
+};
 use sloth_sdk::well_known::ORIGINAL_NAME_ANNOTATION;
 use sloth_sdk::{Api, Client, ListParams};
 use sloth_tests::{Agent, ApiServer, ctl, runtime, wait_until};
@@ -54,7 +56,13 @@ impl Cluster {
     fn apply(&self, file: &str, args: &[&str]) {
         let path = fixture(file);
         let out = format!("out={}", self.out.path().display());
-        let mut all = vec!["apply", "-f", path.to_str().expect("utf-8 path"), "--param", &out];
+        let mut all = vec![
+            "apply",
+            "-f",
+            path.to_str().expect("utf-8 path"),
+            "--param",
+            &out,
+        ];
         all.extend_from_slice(args);
         ctl(&self.server, &all).ok();
     }
@@ -101,7 +109,13 @@ fn log(tr: &TaskRun) -> String {
 
 #[track_caller]
 fn assert_phase(tr: &TaskRun, phase: TaskRunPhase) {
-    assert_eq!(status(tr).phase, phase, "{}: {:#?}", tr.metadata.name, tr.status);
+    assert_eq!(
+        status(tr).phase,
+        phase,
+        "{}: {:#?}",
+        tr.metadata.name,
+        tr.status
+    );
 }
 
 #[test]
@@ -112,38 +126,81 @@ fn names_keep_their_spelling_and_object_names_are_derived() {
     c.apply("a_names_collide.sloth.lua", &[]);
 
     let (wf, runs) = c.finished("ci-pipeline");
-    assert_eq!(wf.status_or_default().phase, WorkflowPhase::Succeeded, "{:#?}", wf.status);
-    assert_eq!(wf.metadata.annotations[ORIGINAL_NAME_ANNOTATION], "CI_Pipeline");
+    assert_eq!(
+        wf.status_or_default().phase,
+        WorkflowPhase::Succeeded,
+        "{:#?}",
+        wf.status
+    );
+    assert_eq!(
+        wf.metadata.annotations[ORIGINAL_NAME_ANNOTATION],
+        "CI_Pipeline"
+    );
     let status_tasks: Vec<String> = wf.status_or_default().tasks.keys().cloned().collect();
     assert_eq!(status_tasks, ["Build_App", "Test_App"]);
     assert_eq!(wf.spec.tasks[1].depends_on, ["Build_App"]);
     let (build, test) = (&runs["Build_App"], &runs["Test_App"]);
     assert_eq!(build.metadata.name, "ci-pipeline-build-app-1");
     assert_eq!(test.metadata.name, "ci-pipeline-test-app-1");
-    assert_eq!(build.metadata.annotations[ORIGINAL_NAME_ANNOTATION], "Build_App");
-    assert_eq!(status(test).results["tested"], "1.2.3", "input.Build_App.version");
+    assert_eq!(
+        build.metadata.annotations[ORIGINAL_NAME_ANNOTATION],
+        "Build_App"
+    );
+    assert_eq!(
+        status(test).results["tested"],
+        "1.2.3",
+        "input.Build_App.version"
+    );
     assert!(log(test).contains("testing version 1.2.3"), "{}", log(test));
 
     // describe and get show the name as written.
     let described = ctl(&c.server, &["describe", "workflow", "ci-pipeline"]).ok();
-    assert!(described.stdout.contains("CI_Pipeline"), "{}", described.stdout);
-    assert!(described.stdout.contains("Build_App"), "{}", described.stdout);
+    assert!(
+        described.stdout.contains("CI_Pipeline"),
+        "{}",
+        described.stdout
+    );
+    assert!(
+        described.stdout.contains("Build_App"),
+        "{}",
+        described.stdout
+    );
 
     let (wf, runs) = c.finished("deploy-prod");
-    assert_eq!(wf.status_or_default().phase, WorkflowPhase::Succeeded, "{:#?}", runs);
-    assert_eq!(wf.metadata.annotations[ORIGINAL_NAME_ANNOTATION], "Deploy.Prod");
+    assert_eq!(
+        wf.status_or_default().phase,
+        WorkflowPhase::Succeeded,
+        "{:#?}",
+        runs
+    );
+    assert_eq!(
+        wf.metadata.annotations[ORIGINAL_NAME_ANNOTATION],
+        "Deploy.Prod"
+    );
     assert_eq!(status(&runs["Apply.Config"]).results["region"], "eu-west");
-    assert_eq!(runs["Apply.Config"].metadata.name, "deploy-prod-apply-config-1");
+    assert_eq!(
+        runs["Apply.Config"].metadata.name,
+        "deploy-prod-apply-config-1"
+    );
 
     let (wf, runs) = c.finished("collide");
-    assert_eq!(wf.status_or_default().phase, WorkflowPhase::Succeeded, "{:#?}", runs);
+    assert_eq!(
+        wf.status_or_default().phase,
+        WorkflowPhase::Succeeded,
+        "{:#?}",
+        runs
+    );
     let (dashed, underscored) = (&runs["build-app"], &runs["build_app"]);
     assert_eq!(dashed.metadata.name, "collide-build-app-1");
     assert_eq!(
         underscored.metadata.name, "collide-build-app-cd0ce8-1",
         "a hash suffix (as docs/lua.md shows)"
     );
-    assert!(log(underscored).contains("underscored"), "{}", log(underscored));
+    assert!(
+        log(underscored).contains("underscored"),
+        "{}",
+        log(underscored)
+    );
 }
 
 #[test]
@@ -156,19 +213,40 @@ fn task_definitions_get_params_and_input_and_fluent_tasks_get_this() {
     c.apply("a_legacy_input.sloth.lua", &[]);
 
     let (wf, runs) = c.finished("deploy-group");
-    assert_eq!(wf.status_or_default().phase, WorkflowPhase::Succeeded, "{:#?}", runs);
+    assert_eq!(
+        wf.status_or_default().phase,
+        WorkflowPhase::Succeeded,
+        "{:#?}",
+        runs
+    );
     let show = status(&runs["show_params"]);
     assert_eq!(
-        (show.results["target"].as_str(), show.results["region"].as_str(), show.results["owner"].as_str()),
+        (
+            show.results["target"].as_str(),
+            show.results["region"].as_str(),
+            show.results["owner"].as_str()
+        ),
         ("prod", "us-east", "ops"),
         "task params over group params over --param"
     );
     assert_eq!(show.message, "Remote task executed.");
-    assert!(show.log_tail.unwrap_or_default().contains("target=prod region=us-east"));
+    assert!(
+        show.log_tail
+            .unwrap_or_default()
+            .contains("target=prod region=us-east")
+    );
 
     let (wf, runs) = c.finished("data-flow");
-    assert_eq!(wf.metadata.annotations[ORIGINAL_NAME_ANNOTATION], "Data_Flow");
-    assert_eq!(wf.status_or_default().phase, WorkflowPhase::Succeeded, "{:#?}", runs);
+    assert_eq!(
+        wf.metadata.annotations[ORIGINAL_NAME_ANNOTATION],
+        "Data_Flow"
+    );
+    assert_eq!(
+        wf.status_or_default().phase,
+        WorkflowPhase::Succeeded,
+        "{:#?}",
+        runs
+    );
     assert_eq!(status(&runs["consume"]).results["got"], "42");
 }
 
@@ -181,19 +259,29 @@ fn returned_exec_results_decide_and_nil_or_errors_fail_with_the_line() {
     let (wf, runs) = c.finished("exec-result");
     assert_eq!(wf.status_or_default().phase, WorkflowPhase::Failed);
     assert_phase(&runs["passes"], TaskRunPhase::Succeeded);
-    assert!(status(&runs["passes"]).message.contains("all good"), "{:#?}", runs["passes"].status);
+    assert!(
+        status(&runs["passes"]).message.contains("all good"),
+        "{:#?}",
+        runs["passes"].status
+    );
     assert_phase(&runs["breaks"], TaskRunPhase::Failed);
     let message = status(&runs["breaks"]).message;
-    assert!(message.contains("compiler said no") && message.contains("exit code 3"), "{message}");
+    assert!(
+        message.contains("compiler said no") && message.contains("exit code 3"),
+        "{message}"
+    );
 
     let (_, runs) = c.finished("nil-return");
     assert_phase(&runs["forgot"], TaskRunPhase::Failed);
     let message = status(&runs["forgot"]).message;
-    assert!(message.contains(":7: the task's function returned nil"), "{message}");
+    assert!(
+        message.contains(":7: the task's function returned nil"),
+        "{message}"
+    );
     assert!(log(&runs["forgot"]).contains("did the work"));
     assert_phase(&runs["raises"], TaskRunPhase::Failed);
     let message = status(&runs["raises"]).message;
-    assert!(message.contains(":11: disk full"), "{message}");
+    assert!(message.contains(":12: disk full"), "{message}");
 }
 
 #[test]
@@ -212,10 +300,18 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
     let (_, runs) = c.finished("hooks-fluent");
     assert_phase(&runs["good"], TaskRunPhase::Succeeded);
     let good = log(&runs["good"]);
-    let order: Vec<usize> = ["pre_hook ran", "main ran", "on_success saw n=1", "post_hook ok=true"]
-        .iter()
-        .map(|line| good.find(line).unwrap_or_else(|| panic!("{line:?} not in {good}")))
-        .collect();
+    let order: Vec<usize> = [
+        "pre_hook ran",
+        "main ran",
+        "on_success saw n=1",
+        "post_hook ok=true",
+    ]
+    .iter()
+    .map(|line| {
+        good.find(line)
+            .unwrap_or_else(|| panic!("{line:?} not in {good}"))
+    })
+    .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{good}");
     assert_eq!(c.marker("good.success").as_deref(), Some("yes"));
     assert_phase(&runs["bad"], TaskRunPhase::Failed);
@@ -227,7 +323,10 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
     let (_, runs) = c.finished("hooks-table");
     assert_phase(&runs["guarded"], TaskRunPhase::Failed);
     let message = status(&runs["guarded"]).message;
-    assert!(message.contains("pre_hook failed: maintenance window closed"), "{message}");
+    assert!(
+        message.contains("pre_hook failed: maintenance window closed"),
+        "{message}"
+    );
     assert_eq!(c.marker("guarded.ran"), None, "the command must not run");
     assert_phase(&runs["flaky"], TaskRunPhase::Failed);
     assert_eq!(c.marker("flaky.fail").as_deref(), Some("failed"));
@@ -236,7 +335,9 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
     assert_phase(&runs["lucky"], TaskRunPhase::Succeeded);
     let message = status(&runs["lucky"]).message;
     assert!(
-        message.starts_with("deployed") && message.contains("hook on_success failed") && message.contains("notifier down"),
+        message.starts_with("deployed")
+            && message.contains("hook on_success failed")
+            && message.contains("notifier down"),
         "{message}"
     );
     assert!(log(&runs["lucky"]).contains("post_hook after a failed hook"));
@@ -248,6 +349,10 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
 
     let (_, runs) = c.finished("shell-hooks");
     assert_phase(&runs["greet"], TaskRunPhase::Succeeded);
-    assert!(status(&runs["greet"]).message.contains("hello from the shell"));
+    assert!(
+        status(&runs["greet"])
+            .message
+            .contains("hello from the shell")
+    );
     assert!(log(&runs["greet"]).contains("greeted"));
 }
