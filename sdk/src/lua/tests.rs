@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::objects::common::PlacementPolicy;
-use crate::well_known::{DESCRIPTION_ANNOTATION, VERSION_ANNOTATION};
+use crate::well_known::{DESCRIPTION_ANNOTATION, ORIGINAL_NAME_ANNOTATION, VERSION_ANNOTATION};
 
 fn eval(source: &str) -> Result<Vec<Workflow>, DslError> {
     evaluate(source, "pipeline.lua", &BTreeMap::new())
@@ -134,7 +134,7 @@ TaskDefinitions = {
             .lua
             .as_ref()
             .and_then(|l| l.entry.as_deref()),
-        Some("deploy-app/restart")
+        Some("deploy_app/restart")
     );
     let selector = |w: &Workflow, i: usize| {
         w.spec.tasks[i]
@@ -321,24 +321,74 @@ fn print_is_captured() {
 }
 
 #[test]
-fn hooks_are_accepted_with_a_warning() {
-    let e = evaluate_file(
-        "workflow.define('w'):tasks({ task('a'):command('x'):on_success(function() end)\n:on_failure(function() end) })\ntask('lonely'):command('y')",
-        "h.lua",
-        &BTreeMap::new(),
-    )
-    .expect("evaluates");
-    assert_eq!(e.warnings.len(), 3, "{:?}", e.warnings);
+fn task_hooks_make_a_lua_task_and_are_found_by_the_agent() {
+    let source = "workflow.define('W_1'):tasks({ task('A_b'):command('x'):on_success(function() end)\n:on_fail(function() end):pre_hook(function() end) })\ntask('lonely'):command('y')";
+    let e = evaluate_file(source, "h.lua", &BTreeMap::new()).expect("evaluates");
+    assert_eq!(e.warnings.len(), 1, "{:?}", e.warnings);
     assert!(
-        e.warnings[0].starts_with("h.lua:1: task 'a': on_success"),
+        e.warnings[0].contains("'lonely' is not part of any workflow"),
         "{:?}",
         e.warnings
     );
-    assert!(e.warnings[1].starts_with("h.lua:2:"), "{:?}", e.warnings);
+    let wf = &e.workflows[0];
+    assert_eq!(wf.metadata.name, "w-1");
+    assert_eq!(wf.metadata.annotations[ORIGINAL_NAME_ANNOTATION], "W_1");
+    let lua = wf.spec.tasks[0]
+        .run
+        .lua
+        .as_ref()
+        .expect("a shell task with hooks runs as Lua");
+    assert_eq!(lua.entry.as_deref(), Some("W_1/A_b"));
+    let state = mlua::Lua::new();
+    let entry = task_entry(&state, source, "h.lua", "w-1/A_b").expect("found by object name");
+    assert_eq!(
+        entry.hooks.keys().collect::<Vec<_>>(),
+        ["on_failure", "on_success", "pre_hook"]
+    );
+    assert!(!entry.legacy);
+    assert!(matches!(entry.command, mlua::Value::String(_)));
+}
+
+#[test]
+fn task_names_are_checked_with_the_line() {
+    for (source, want) in [
+        (
+            "task('bad name')",
+            "t.lua:1: task: invalid task name \"bad name\"",
+        ),
+        ("\ntask('_x')", "t.lua:2: task: invalid task name \"_x\""),
+        (
+            "TaskDefinitions = { g = { tasks = { { name = 'a/b', command = 'x' } } } }",
+            "invalid task name \"a/b\"",
+        ),
+    ] {
+        let e = evaluate(source, "t.lua", &BTreeMap::new()).expect_err(source);
+        assert!(e.to_string().contains(want), "{source}: {e}");
+    }
+    let long = format!("task('{}')", "a".repeat(64));
+    assert!(evaluate(&long, "t.lua", &BTreeMap::new()).is_err());
+}
+
+#[test]
+fn task_definitions_params_merge_task_over_group_over_values() {
+    let source = "TaskDefinitions = { g = { params = { a = 'group', b = 'group' }, tasks = {\n { name = 't', params = { a = 'task' }, command = function(params) return true end } } } }";
+    let values = BTreeMap::from([
+        ("a".to_string(), "cli".to_string()),
+        ("b".to_string(), "cli".to_string()),
+        ("c".to_string(), "cli".to_string()),
+    ]);
+    let wfs = evaluate(source, "t.lua", &values).expect("evaluates");
+    let params = &wfs[0].spec.tasks[0].run.lua.as_ref().expect("lua").params;
+    let text = |k: &str| params[k].as_str().unwrap_or_default().to_string();
+    assert_eq!(
+        (text("a"), text("b"), text("c")),
+        ("task".into(), "group".into(), "cli".into())
+    );
+    let state = mlua::Lua::new();
     assert!(
-        e.warnings[2].contains("'lonely' is not part of any workflow"),
-        "{:?}",
-        e.warnings
+        task_entry(&state, source, "t.lua", "g/t")
+            .expect("found")
+            .legacy
     );
 }
 

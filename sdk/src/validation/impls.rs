@@ -905,22 +905,24 @@ mod tests {
     }
 
     #[test]
-    fn workflow_task_names_are_labels() {
+    fn workflow_task_names_are_written_names() {
         let wf = workflow(vec![
-            task("Build", &[]),
+            task("Build_App", &[]),
             task("a.b", &[]),
             task("", &[]),
             task(&"t".repeat(64), &[]),
-            task("next", &["Build"]),
+            task("_x", &[]),
+            task("a b", &[]),
+            task("next", &["Build_App", "_x"]),
         ]);
-        // "next" names a task that exists, however badly named.
+        // "next" names tasks that exist, however badly named.
         assert_eq!(
             fields(WorkflowSpec::validate(&wf)),
             [
-                "spec.tasks[0].name",
-                "spec.tasks[1].name",
                 "spec.tasks[2].name",
-                "spec.tasks[3].name"
+                "spec.tasks[3].name",
+                "spec.tasks[4].name",
+                "spec.tasks[5].name"
             ]
         );
     }
