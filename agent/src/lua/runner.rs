@@ -857,7 +857,7 @@ mod tests {
               :build()
             workflow.define("ci_pipeline"):tasks({ build, broken })
         "#;
-        let (outcome, log) = run_script(file, Some("ci-pipeline/build-app"));
+        let (outcome, log) = run_script(file, Some("ci-pipeline/build_app"));
         let (message, results) = returned_ok(&outcome);
         assert_eq!(message, "built");
         assert_eq!(results["version"], "1.2.3");
@@ -878,5 +878,33 @@ mod tests {
             matches!(&outcome, LuaOutcome::Error(m) if m.contains("t1.lua:1:")),
             "{outcome:?}"
         );
+    }
+
+    #[test]
+    fn dsl_tasks_decide_by_exec_tables_fail_on_nil_and_legacy_gets_params_first() {
+        let file = r#"
+            workflow.define("w"):tasks({
+              task("table_ok"):command(function() return { success = true, stdout = "out\n", exit_code = 0 } end):build(),
+              task("table_bad"):command(function() return { success = false, stderr = "bad\n", exit_code = 2 } end):build(),
+              task("nothing"):command(function() end):build(),
+            })
+            TaskDefinitions = { g = { tasks = { { name = "legacy",
+              command = function(params, input) return true, params.name .. " " .. input.build.version end } } } }
+        "#;
+        let (outcome, _) = run_script(file, Some("w/table_ok"));
+        assert_eq!(returned_ok(&outcome).0, "exit code 0\nout");
+        let (outcome, _) = run_script(file, Some("w/table_bad"));
+        assert!(
+            matches!(&outcome, LuaOutcome::Returned { ok: false, message, .. } if message == "exit code 2\nbad"),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script(file, Some("w/nothing"));
+        assert!(
+            matches!(&outcome, LuaOutcome::Returned { ok: false, message, .. }
+                if message.starts_with("t1.lua:5: the task's function returned nil")),
+            "{outcome:?}"
+        );
+        let (outcome, _) = run_script(file, Some("g/legacy"));
+        assert_eq!(returned_ok(&outcome).0, "world 1.2.3");
     }
 }
