@@ -21,6 +21,7 @@ mod lock;
 mod log;
 mod metrics;
 mod net;
+mod parallel;
 mod pkg;
 mod runner;
 mod secret;
@@ -351,6 +352,7 @@ pub fn install(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
             preload.set(name, loader)?;
         }
     }
+    parallel::install(lua)?;
     Ok(())
 }
 

@@ -221,7 +221,11 @@ fn call(lua: &Lua, job: &LuaJob) -> mlua::Result<MultiValue> {
     let entry = payload.entry.as_deref().filter(|e| !e.trim().is_empty());
     if let Some(entry) = entry.filter(|e| e.contains('/')) {
         // A task of a workflow file in the sloth-runner DSL: the file is
-        // evaluated again and the task's function called.
+        // evaluated again (with the modules slothctl bundled beside it and
+        // its `values`) and the task's function called.
+        let bundle = sloth_sdk::lua::modules::Source::Bundle(payload.modules.clone());
+        sloth_sdk::lua::modules::install(lua, bundle)?;
+        sloth_sdk::lua::install(lua, &values_of(&payload.params))?;
         let function = sloth_sdk::lua::task_function(lua, &payload.script, &chunk_name, entry)
             .map_err(|e| mlua::Error::runtime(e.to_string()))?;
         return function.call(args);
@@ -239,6 +243,21 @@ fn call(lua: &Lua, job: &LuaJob) -> mlua::Result<MultiValue> {
         },
     };
     function.call(args)
+}
+
+/// The `values` global of a workflow file on the agent: its params (which
+/// slothctl merged `--param`/`--values` into), as text.
+fn values_of(params: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, String> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
 }
 
 /// The global function named by `entry` (`main`, `jobs.build`).
@@ -426,6 +445,7 @@ mod tests {
                     "build".to_string(),
                     BTreeMap::from([("version".to_string(), "1.2.3".to_string())]),
                 )]),
+                modules: Default::default(),
             },
             namespace: "default".into(),
             taskrun: "t1".into(),

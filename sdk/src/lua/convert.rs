@@ -213,6 +213,7 @@ fn task(
                     .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                     .collect(),
                 input: BTreeMap::new(),
+                modules: Default::default(),
             }),
         },
         _ => return Err(r.at(format!("task '{name}' has no command"))),
