@@ -250,8 +250,16 @@ mod tests {
         assert!(parse_capabilities("no way").is_err());
         assert!(parse_capabilities("a,a").is_err());
         let config = Config::from_args(
-            Args::try_parse_from(["sloth-agent", "--name", "a1", "--labels", "zone=x", "--capabilities", "gpu"])
-                .expect("args"),
+            Args::try_parse_from([
+                "sloth-agent",
+                "--name",
+                "a1",
+                "--labels",
+                "zone=x",
+                "--capabilities",
+                "gpu",
+            ])
+            .expect("args"),
         );
         assert_eq!(config.labels["zone"], "x");
         assert_eq!(config.labels["capability.sloth.dev/gpu"], "true");

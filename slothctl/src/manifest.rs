@@ -288,6 +288,7 @@ fn check_size(source: &str, len: usize) -> Result<(), String> {
 /// Evaluates a Lua workflow file: one document per Workflow, numbered in
 /// the order the file defines them. What the file printed and the warnings
 /// (ignored hooks) go to stderr.
+#[cfg(test)]
 pub fn parse_lua(source: &str, text: &str, params: &Params) -> Result<Vec<Document>, String> {
     parse_lua_in(source, text, params, None)
 }

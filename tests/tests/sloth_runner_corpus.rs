@@ -180,10 +180,7 @@ fn the_corpus_runs_end_to_end_with_the_expected_outcomes() {
     }
     let stdin = std::fs::read_to_string(fixture("b_stdin.lua")).expect("read");
     let applied = ctl_stdin(&c.server, &["apply", "-f", "-"], &stdin).ok();
-    assert!(
-        applied.stdout.contains("workflow/b-stdin created"),
-        "{applied:#?}"
-    );
+    assert!(applied.stdout.contains("b-stdin created"), "{applied:#?}");
 
     let ok = WorkflowPhase::Succeeded;
     let runs = c.ended("b-fluent-outputs", ok);
@@ -266,7 +263,10 @@ fn the_corpus_runs_end_to_end_with_the_expected_outcomes() {
     let runs = c.ended("b-run-if", WorkflowPhase::Failed);
     let skipped = status(&runs["skipped"]);
     assert_eq!(
-        (format!("{:?}", skipped.phase), skipped.message.contains("skipped")),
+        (
+            format!("{:?}", skipped.phase),
+            skipped.message.contains("skipped")
+        ),
         ("Succeeded".to_string(), true),
         "{skipped:#?}"
     );

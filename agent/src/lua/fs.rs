@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mlua::{IntoLua, Lua, MultiValue, Table};
+use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Table};
 
 use super::{Args, RunCtx, fail};
 
@@ -73,19 +73,22 @@ impl std::error::Error for IoFailed {}
 
 /// The value, or `nil, message` when the file operation failed; other
 /// errors (wrong arguments, a stop) still raise.
-fn soften(lua: &Lua, result: mlua::Result<impl mlua::IntoLua>) -> mlua::Result<MultiValue> {
+fn soften(lua: &Lua, result: mlua::Result<impl IntoLuaMulti>) -> mlua::Result<MultiValue> {
     match result {
-        Ok(value) => value.into_lua(lua).map(|v| {
-            // `nil` would read as a failure: report success as true.
-            MultiValue::from_vec(vec![if v.is_nil() {
-                mlua::Value::Boolean(true)
-            } else {
-                v
-            }])
-        }),
-        Err(mlua::Error::ExternalError(e)) if e.downcast_ref::<IoFailed>().is_some() => Ok(
-            MultiValue::from_vec(vec![mlua::Value::Nil, e.to_string().into_lua(lua)?]),
-        ),
+        Ok(value) => {
+            let mut values = value.into_lua_multi(lua)?;
+            // Nothing (or nil) would read as a failure: success is true.
+            if values.front().is_none_or(mlua::Value::is_nil) {
+                values = MultiValue::from_vec(vec![mlua::Value::Boolean(true)]);
+            }
+            Ok(values)
+        }
+        Err(mlua::Error::ExternalError(e)) if e.downcast_ref::<IoFailed>().is_some() => {
+            Ok(MultiValue::from_vec(vec![
+                mlua::Value::Nil,
+                e.to_string().into_lua(lua)?,
+            ]))
+        }
         Err(e) => Err(e),
     }
 }

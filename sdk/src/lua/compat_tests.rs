@@ -45,7 +45,10 @@ fn a_string_agent_selector_is_a_capability_and_a_table_mixes_both() {
         &BTreeMap::new(),
     )
     .expect_err("refused");
-    assert!(e.to_string().contains("compat.lua:1: agent_selector"), "{e}");
+    assert!(
+        e.to_string().contains("compat.lua:1: agent_selector"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -69,7 +72,10 @@ fn conditions_wrap_the_command() {
     let shell = wf.spec.tasks[0].run.shell.clone().expect("still shell");
     assert!(shell.contains("if ( test -f x ); then"), "{shell}");
     assert!(shell.contains("if ( test -f y ); then echo"), "{shell}");
-    assert!(wf.spec.tasks[1].run.lua.is_some(), "a Lua condition makes it Lua");
+    assert!(
+        wf.spec.tasks[1].run.lua.is_some(),
+        "a Lua condition makes it Lua"
+    );
 }
 
 #[test]
@@ -87,8 +93,8 @@ fn modules_beside_the_file_are_bundled_into_every_lua_task() {
       } })
       require("lib")
     "#;
-    let e = evaluate_beside(source, "wf.lua", &BTreeMap::new(), Some(dir.path()))
-        .expect("evaluates");
+    let e =
+        evaluate_beside(source, "wf.lua", &BTreeMap::new(), Some(dir.path())).expect("evaluates");
     let wf = &e.workflows[0];
     let lua = wf.spec.tasks[0].run.lua.as_ref().expect("lua");
     let paths: Vec<&str> = lua.modules.keys().map(String::as_str).collect();

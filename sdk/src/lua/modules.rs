@@ -119,7 +119,7 @@ pub fn install(lua: &Lua, source: Source) -> mlua::Result<Recorded> {
                 .set_name(format!("={path}"))
                 .set_mode(mlua::ChunkMode::Text)
                 .call(shown)
-                .map_err(|e| mlua::Error::runtime(format!("{what}: {e}")))?;
+                .map_err(|e| mlua::Error::runtime(format!("{what}: {}", super::lua_message(&e))))?;
             let value = match values.into_iter().next() {
                 None | Some(Value::Nil) => Value::Boolean(true),
                 Some(v) => v,
@@ -131,46 +131,48 @@ pub fn install(lua: &Lua, source: Source) -> mlua::Result<Recorded> {
     let load = Rc::new(load);
     let for_require = load.clone();
     let require = move |lua: &Lua, name: &str| -> mlua::Result<Value> {
-            let name = name.to_string();
-            if !AGENT_MODULES.contains(&name.as_str()) {
-                let candidates = require_candidates(&name);
-                let what = format!("require(\"{name}\")");
-                if let Some(value) = for_require(lua, &what, name.clone(), candidates.clone())? {
-                    return Ok(value);
-                }
-                if previous.is_none() || name.contains('/') {
-                    return Err(not_found("require", &name, &candidates));
-                }
-            }
-            match &previous {
-                Some(f) => f.call::<Value>(name.as_str()).map_err(|e| {
-                    mlua::Error::runtime(format!(
-                        "{}; {}",
-                        super::lua_message(&e),
-                        not_found("require", &name, &require_candidates(&name))
-                    ))
-                }),
-                None => Err(not_found("require", &name, &require_candidates(&name))),
-            }
+        if let Some(value) = already_loaded(lua, name)? {
+            return Ok(value);
+        }
+        if AGENT_MODULES.contains(&name) {
+            return match &previous {
+                Some(f) => f.call::<Value>(name),
+                None => Err(not_found("require", name, &[])),
+            };
+        }
+        // Only files beside the workflow file: never the agent's disk.
+        let candidates = require_candidates(name);
+        let what = format!("require(\"{name}\")");
+        for_require(lua, &what, name.to_string(), candidates.clone())?
+            .ok_or_else(|| not_found("require", name, &candidates))
     };
     globals.set(
         "require",
-        lua.create_function(move |lua, name: String| {
-            located(lua, require(lua, &name))
-        })?,
+        lua.create_function(move |lua, name: String| located(lua, require(lua, &name)))?,
     )?;
     globals.set(
         "import",
         lua.create_function(move |lua, path: String| {
             let candidates = import_candidates(&path);
             let what = format!("import(\"{path}\")");
-            let found = load(lua, &what, path.clone(), candidates.clone()).and_then(|v| {
-                v.ok_or_else(|| not_found("import", &path, &candidates))
-            });
+            let found = load(lua, &what, path.clone(), candidates.clone())
+                .and_then(|v| v.ok_or_else(|| not_found("import", &path, &candidates)));
             located(lua, found)
         })?,
     )?;
     Ok(recorded)
+}
+
+/// What `package.loaded[name]` holds (the standard libraries on the
+/// agent), when there is a `package` table and it holds something.
+fn already_loaded(lua: &Lua, name: &str) -> mlua::Result<Option<Value>> {
+    let Some(package) = lua.globals().get::<Option<Table>>("package")? else {
+        return Ok(None);
+    };
+    let Some(loaded) = package.get::<Option<Table>>("loaded")? else {
+        return Ok(None);
+    };
+    Ok(Some(loaded.get::<Value>(name)?).filter(|v| !v.is_nil()))
 }
 
 fn not_found(func: &str, name: &str, candidates: &[String]) -> mlua::Error {
@@ -304,7 +306,8 @@ mod tests {
         assert!(e.to_string().contains("bad.lua:3: boom"), "{e}");
         let e = lua.load("require('missing')").exec().expect_err("raises");
         assert!(
-            e.to_string().contains("tried missing.lua, missing/init.lua"),
+            e.to_string()
+                .contains("tried missing.lua, missing/init.lua"),
             "{e}"
         );
     }

@@ -142,9 +142,9 @@ pub fn unmatched_tasks(object: &Value, agents: &[DynamicObject]) -> Vec<String> 
             continue;
         };
         let matches = |agent: &DynamicObject| {
-            labels.iter().all(|(k, v)| {
-                agent.metadata.labels.get(k).map(String::as_str) == v.as_str()
-            })
+            labels
+                .iter()
+                .all(|(k, v)| agent.metadata.labels.get(k).map(String::as_str) == v.as_str())
         };
         if agents.iter().any(matches) {
             continue;
