@@ -721,6 +721,24 @@ mod fuzz_tests;
 mod tests {
     use super::*;
 
+    #[test]
+    fn lua_on_stdin_is_told_from_yaml_and_json() {
+        assert!(looks_like_lua("-- pipeline\nworkflow.define('w', {})"));
+        assert!(looks_like_lua("local x = 1\n"));
+        assert!(looks_like_lua("TaskDefinitions = {}"));
+        assert!(!looks_like_lua(
+            "---\napiVersion: sloth.dev/v1\nkind: Workflow\n"
+        ));
+        assert!(!looks_like_lua("{\"kind\": \"Workflow\"}"));
+        assert!(!looks_like_lua("local: x\nfunction: y\n"));
+        let docs = read_stdin(
+            &mut "workflow.define('w', { tasks = { task('a'):command('true') } })".as_bytes(),
+            &Params::new(),
+        )
+        .expect("lua");
+        assert_eq!(docs[0].value["kind"], "Workflow");
+    }
+
     const TASKRUN: &str = "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  name: a\nspec:\n  run:\n    shell: 'true'\n";
 
     fn read_paths(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
