@@ -10,7 +10,7 @@ use sloth_sdk::backoff::Backoff;
 use sloth_sdk::credentials::CredentialFlags;
 use sloth_sdk::validation::limits::MAX_AGENT_CAPACITY;
 use sloth_sdk::validation::names;
-use sloth_sdk::well_known::RESTRICTED_LABEL_PREFIX;
+use sloth_sdk::well_known::{RESTRICTED_LABEL_PREFIX, capability_label};
 
 pub use sloth_sdk::lease::heartbeat_lock_name;
 
@@ -40,6 +40,11 @@ pub struct Args {
     /// Capabilities used by agentSelector: k=v[,k=v].
     #[arg(long, value_name = "k=v[,k=v]", value_parser = parse_labels)]
     pub labels: Option<Labels>,
+    /// Capabilities (seed spelling): `a,b` becomes the labels
+    /// `capability.sloth.dev/a=true,...`, which a string agent selector
+    /// (`:agent_selector("a")` in a Lua workflow) matches.
+    #[arg(long, value_name = "a[,b]", value_parser = parse_capabilities)]
+    pub capabilities: Option<Labels>,
     /// Maximum concurrent TaskRuns (default: the number of CPUs).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_AGENT_CAPACITY)))]
     pub capacity: Option<u32>,
@@ -113,6 +118,20 @@ pub fn parse_labels(value: &str) -> Result<Labels, String> {
     Ok(Labels(labels))
 }
 
+/// Parses `a[,b]`: each capability a label name (letters, digits, `-`,
+/// `_`, `.`), carried as the label `capability.sloth.dev/NAME=true`.
+pub fn parse_capabilities(value: &str) -> Result<Labels, String> {
+    let mut labels = BTreeMap::new();
+    for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let key = capability_label(name);
+        names::validate_label_key(&key).map_err(|e| format!("capability {name:?}: {e}"))?;
+        if labels.insert(key, "true".to_string()).is_some() {
+            return Err(format!("capability {name:?} is given more than once"));
+        }
+    }
+    Ok(Labels(labels))
+}
+
 /// An absolute path without `..`, so that "under this root" means what it
 /// says.
 fn parse_workdir_root(value: &str) -> Result<PathBuf, String> {
@@ -154,7 +173,13 @@ impl Config {
             .work_dir
             .unwrap_or_else(|| PathBuf::from(".sloth").join("agent").join(&args.name));
         Self {
-            labels: args.labels.unwrap_or_default().0,
+            labels: args
+                .labels
+                .unwrap_or_default()
+                .0
+                .into_iter()
+                .chain(args.capabilities.unwrap_or_default().0)
+                .collect(),
             capacity: args.capacity.unwrap_or_else(cpu_count),
             bind: SocketAddr::new(
                 args.bind_address
@@ -216,6 +241,29 @@ pub fn cpu_count() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capabilities_become_labels() {
+        let labels = parse_capabilities("build-agents, docker").expect("valid");
+        assert_eq!(labels.0["capability.sloth.dev/build-agents"], "true");
+        assert_eq!(labels.0["capability.sloth.dev/docker"], "true");
+        assert!(parse_capabilities("no way").is_err());
+        assert!(parse_capabilities("a,a").is_err());
+        let config = Config::from_args(
+            Args::try_parse_from([
+                "sloth-agent",
+                "--name",
+                "a1",
+                "--labels",
+                "zone=x",
+                "--capabilities",
+                "gpu",
+            ])
+            .expect("args"),
+        );
+        assert_eq!(config.labels["zone"], "x");
+        assert_eq!(config.labels["capability.sloth.dev/gpu"], "true");
+    }
 
     #[test]
     fn labels_parse_and_validate() {

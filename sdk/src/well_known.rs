@@ -55,3 +55,18 @@ pub const ADDRESS_ANNOTATION: &str = "sloth.dev/delegate-addresses";
 /// `ci-pipeline`; on a TaskRun: its task's name, `Build_App`). See
 /// `object_name`.
 pub const ORIGINAL_NAME_ANNOTATION: &str = "sloth.dev/original-name";
+
+/// The prefix of the labels `sloth-agent --capabilities a,b` sets
+/// (`capability.sloth.dev/a=true`): a string agent selector
+/// (`:agent_selector("a")` in a Lua workflow file) selects on it, so a
+/// capability never collides with a label of the same name.
+pub const CAPABILITY_LABEL_PREFIX: &str = "capability.sloth.dev/";
+
+/// The label a capability `name` is carried as (its value is `"true"`).
+pub fn capability_label(name: &str) -> String {
+    format!("{CAPABILITY_LABEL_PREFIX}{name}")
+}
+
+/// The annotation listing the Lua files beside a workflow file that
+/// slothctl bundled into the Workflow (`helpers.lua,lib/init.lua`).
+pub const MODULES_ANNOTATION: &str = "sloth.dev/lua-modules";

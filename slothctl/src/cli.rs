@@ -92,6 +92,10 @@ pub struct ApplyArgs {
     /// of Lua workflows) and the Lua global `values.KEY`; repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// A YAML mapping of values (sloth-runner's `--values`): the Lua global
+    /// `values` and workflow params, as --param (which overrides it).
+    #[arg(long, value_name = "FILE")]
+    pub values: Option<std::path::PathBuf>,
     /// Put every Workflow applied (and those of CronWorkflows) in this
     /// Stack (sets spec.stack); the Stack is created on first use.
     #[arg(long, value_name = "NAME")]
@@ -115,6 +119,9 @@ pub struct RenderArgs {
     /// As for apply; repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// As for apply: a YAML mapping of values.
+    #[arg(long, value_name = "FILE")]
+    pub values: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

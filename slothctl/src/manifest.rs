@@ -130,7 +130,7 @@ fn read_all(
                     "error: stdin (-f -) can be read only once".to_string(),
                 ])
             } else {
-                read_stdin(stdin)
+                read_stdin(stdin, params)
             }
         } else {
             read_path(Path::new(path), path, params)
@@ -148,10 +148,35 @@ fn read_all(
     (docs, errors)
 }
 
-fn read_stdin(stdin: &mut dyn Read) -> Result<Vec<Document>, Vec<String>> {
+fn read_stdin(stdin: &mut dyn Read, params: &Params) -> Result<Vec<Document>, Vec<String>> {
     let text = read_limited(stdin, STDIN).map_err(|e| vec![e])?;
+    if looks_like_lua(&text) {
+        // Modules beside it are looked up in the current directory.
+        return parse_lua_in(STDIN, &text, params, Some(Path::new("."))).map_err(|e| vec![e]);
+    }
     let json = text.trim_start().starts_with(['{', '[']);
     parse(STDIN, &text, json).map_err(|e| vec![e])
+}
+
+/// True when stdin holds a Lua workflow file rather than YAML or JSON: a
+/// line starts with a Lua comment (`--` but not YAML's `---`) or with a
+/// statement a manifest never starts a line with.
+pub fn looks_like_lua(text: &str) -> bool {
+    const STARTS: &[&str] = &[
+        "local ",
+        "function ",
+        "return ",
+        "require(",
+        "require ",
+        "import(",
+        "TaskDefinitions",
+        "workflow.define",
+        "task(",
+    ];
+    text.lines().map(str::trim_start).any(|line| {
+        (line.starts_with("--") && !line.starts_with("---"))
+            || STARTS.iter().any(|s| line.starts_with(s))
+    })
 }
 
 /// Sets the Workflow params `params` names that the object declares.
@@ -229,7 +254,11 @@ fn read_file(path: &Path, shown: &str, params: &Params) -> Result<Vec<Document>,
         std::fs::File::open(path).map_err(|e| format!("error: cannot read {shown}: {e}"))?;
     let text = read_limited(&mut file, shown)?;
     if ext.as_deref() == Some("lua") {
-        return parse_lua(shown, &text, params);
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        return parse_lua_in(shown, &text, params, Some(dir));
     }
     parse(shown, &text, ext.as_deref() == Some("json"))
 }
@@ -259,9 +288,21 @@ fn check_size(source: &str, len: usize) -> Result<(), String> {
 /// Evaluates a Lua workflow file: one document per Workflow, numbered in
 /// the order the file defines them. What the file printed and the warnings
 /// (ignored hooks) go to stderr.
+#[cfg(test)]
 pub fn parse_lua(source: &str, text: &str, params: &Params) -> Result<Vec<Document>, String> {
-    let evaluation =
-        sloth_sdk::lua::evaluate_file(text, source, params).map_err(|e| format!("error: {e}"))?;
+    parse_lua_in(source, text, params, None)
+}
+
+/// [`parse_lua`] for a file in `dir`: the Lua files beside it that it
+/// `require`s or `import`s are read from there and bundled.
+pub fn parse_lua_in(
+    source: &str,
+    text: &str,
+    params: &Params,
+    dir: Option<&Path>,
+) -> Result<Vec<Document>, String> {
+    let evaluation = sloth_sdk::lua::evaluate_beside(text, source, params, dir)
+        .map_err(|e| format!("error: {e}"))?;
     for line in &evaluation.printed {
         eprintln!("{line}");
     }
@@ -679,6 +720,24 @@ mod fuzz_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lua_on_stdin_is_told_from_yaml_and_json() {
+        assert!(looks_like_lua("-- pipeline\nworkflow.define('w', {})"));
+        assert!(looks_like_lua("local x = 1\n"));
+        assert!(looks_like_lua("TaskDefinitions = {}"));
+        assert!(!looks_like_lua(
+            "---\napiVersion: sloth.dev/v1\nkind: Workflow\n"
+        ));
+        assert!(!looks_like_lua("{\"kind\": \"Workflow\"}"));
+        assert!(!looks_like_lua("local: x\nfunction: y\n"));
+        let docs = read_stdin(
+            &mut "workflow.define('w', { tasks = { task('a'):command('true') } })".as_bytes(),
+            &Params::new(),
+        )
+        .expect("lua");
+        assert_eq!(docs[0].value["kind"], "Workflow");
+    }
 
     const TASKRUN: &str = "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  name: a\nspec:\n  run:\n    shell: 'true'\n";
 

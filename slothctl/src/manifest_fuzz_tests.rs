@@ -158,7 +158,7 @@ proptest! {
     fn arbitrary_stdin_bytes_are_read_or_refused_without_panic(
         bytes in prop::collection::vec(any::<u8>(), 0..512),
     ) {
-        let result = read_stdin(&mut bytes.as_slice());
+        let result = read_stdin(&mut bytes.as_slice(), &Params::new());
         if std::str::from_utf8(&bytes).is_err() {
             prop_assert!(result.is_err(), "invalid UTF-8 must be refused");
         }
@@ -307,7 +307,7 @@ fn oversized_manifests_are_refused_before_parsing() {
     let big = "#".repeat(MAX_MANIFEST_BYTES + 1);
     let e = parse("big.yaml", &big, false).expect_err("too large");
     assert!(e.contains("larger than the limit of 8 MiB"), "{e}");
-    let e = read_stdin(&mut std::io::repeat(b' ')).expect_err("endless stdin");
+    let e = read_stdin(&mut std::io::repeat(b' '), &Params::new()).expect_err("endless stdin");
     assert!(e[0].contains("<stdin>: the manifest is larger"), "{e:?}");
     let at_limit = " ".repeat(MAX_MANIFEST_BYTES);
     assert!(

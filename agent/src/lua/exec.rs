@@ -32,7 +32,46 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
             run(lua, &c, Args::new("exec.run", args))
         })?,
     )?;
+    // sloth-runner's name: `exec.command("cmd line")` is `exec.run`;
+    // `exec.command("prog", "arg", ...)` runs prog without a shell.
+    let c = ctx.clone();
+    t.set(
+        "command",
+        lua.create_function(move |lua, args: MultiValue| {
+            let args = Args::new("exec.command", args);
+            match args.get(2) {
+                mlua::Value::String(_) => command(lua, &c, args),
+                _ => run(lua, &c, args),
+            }
+        })?,
+    )?;
     Ok(t)
+}
+
+/// `exec.command(prog, arg...)`: the program and its arguments, no shell.
+fn command(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
+    const F: &str = "exec.command";
+    let program = args.string(1, "program")?;
+    let mut argv = Vec::new();
+    for n in 2.. {
+        match args.get(n) {
+            mlua::Value::Nil => break,
+            _ => argv.push(args.text(n, "arg")?),
+        }
+    }
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    run_program(
+        ctx,
+        F,
+        &Program {
+            program: &program,
+            args: &argv,
+            cwd: &ctx.cwd,
+            env: &BTreeMap::new(),
+            timeout: None,
+        },
+    )?
+    .table(lua)
 }
 
 /// Refuses option keys not in `known`.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mlua::{Lua, MultiValue, Table};
+use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Table};
 
 use super::{Args, RunCtx, fail};
 
@@ -22,26 +22,75 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
             )?;
         }};
     }
-    func!("read", read);
-    func!("write", |lua: &Lua, c: &RunCtx, a: Args| write(
+    // As in sloth-runner, a failed file operation returns `nil, message`
+    // (the caller decides); a wrong argument still raises.
+    macro_rules! soft {
+        ($name:literal, $body:expr) => {
+            func!($name, |lua: &Lua, c: &RunCtx, a: Args| {
+                let body = $body;
+                soften(lua, body(lua, c, a))
+            })
+        };
+    }
+    soft!("read", read);
+    soft!("write", |lua: &Lua, c: &RunCtx, a: Args| write(
         lua, c, a, false
     ));
-    func!("append", |lua: &Lua, c: &RunCtx, a: Args| write(
+    soft!("append", |lua: &Lua, c: &RunCtx, a: Args| write(
         lua, c, a, true
     ));
     func!("exists", exists);
-    func!("mkdir", mkdir);
-    func!("rm", rm);
-    func!("ls", ls);
+    soft!("mkdir", mkdir);
+    soft!("rm", rm);
+    // Upstream's name for removing a tree; `rm` removes trees too.
+    soft!("rm_r", rm);
+    soft!("ls", ls);
     func!("tmpname", tmpname);
-    func!("copy", copy);
+    soft!("copy", copy);
     func!("basename", basename);
     func!("dirname", dirname);
     Ok(t)
 }
 
 fn io_fail(func: &str, what: &str, path: &Path, e: std::io::Error) -> mlua::Error {
-    fail(func, format!("cannot {what} {}: {e}", path.display()))
+    mlua::Error::external(IoFailed(format!(
+        "{func}: cannot {what} {}: {e}",
+        path.display()
+    )))
+}
+
+/// An operation on a file that failed (not a wrong argument).
+#[derive(Debug)]
+struct IoFailed(String);
+
+impl std::fmt::Display for IoFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for IoFailed {}
+
+/// The value, or `nil, message` when the file operation failed; other
+/// errors (wrong arguments, a stop) still raise.
+fn soften(lua: &Lua, result: mlua::Result<impl IntoLuaMulti>) -> mlua::Result<MultiValue> {
+    match result {
+        Ok(value) => {
+            let mut values = value.into_lua_multi(lua)?;
+            // Nothing (or nil) would read as a failure: success is true.
+            if values.front().is_none_or(mlua::Value::is_nil) {
+                values = MultiValue::from_vec(vec![mlua::Value::Boolean(true)]);
+            }
+            Ok(values)
+        }
+        Err(mlua::Error::ExternalError(e)) if e.downcast_ref::<IoFailed>().is_some() => {
+            Ok(MultiValue::from_vec(vec![
+                mlua::Value::Nil,
+                e.to_string().into_lua(lua)?,
+            ]))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn read(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<mlua::String> {
@@ -159,10 +208,11 @@ fn copy(_: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<()> {
         dst = dst.join(name);
     }
     std::fs::copy(&src, &dst).map(|_| ()).map_err(|e| {
-        fail(
-            "fs.copy",
-            format!("cannot copy {} to {}: {e}", src.display(), dst.display()),
-        )
+        mlua::Error::external(IoFailed(format!(
+            "fs.copy: cannot copy {} to {}: {e}",
+            src.display(),
+            dst.display()
+        )))
     })
 }
 
@@ -230,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn failed_file_operations_return_nil_and_a_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        lua.load(
+            r#"
+            local data, err = fs.read("missing")
+            assert(data == nil and err:find("fs.read: cannot read .*missing"), tostring(err))
+            local names, err = fs.ls("missing")
+            assert(names == nil and err:find("fs.ls: cannot list"), tostring(err))
+            local ok, err = fs.copy("missing", "b")
+            assert(ok == nil and err:find("fs.copy: cannot copy"), tostring(err))
+            assert(fs.write("d/x", "y") == nil)
+            assert(fs.write("x", "y") == true and fs.mkdir("t/u") == true)
+            assert(fs.rm_r("t") == true and not fs.exists("t/u"))
+            "#,
+        )
+        .exec()
+        .expect("fs");
+    }
+
+    #[test]
     fn bad_arguments_and_io_errors_are_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (lua, _ctx) = state(dir.path());
@@ -238,7 +309,6 @@ mod tests {
                 "fs.read()",
                 "fs.read: argument 1 (path) must be a string, got nil",
             ),
-            ("fs.read('missing')", "fs.read: cannot read"),
             (
                 "fs.write('x')",
                 "fs.write: argument 2 (content) must be a string, got nil",
@@ -261,9 +331,7 @@ mod tests {
                 "fs.ls(1)",
                 "fs.ls: argument 1 (path) must be a string or nil",
             ),
-            ("fs.ls('missing')", "fs.ls: cannot list"),
             ("fs.copy('a')", "fs.copy: argument 2 (dst) must be a string"),
-            ("fs.copy('missing', 'b')", "fs.copy: cannot copy"),
             (
                 "fs.basename()",
                 "fs.basename: argument 1 (path) must be a string",

@@ -22,6 +22,7 @@ mod lock;
 mod log;
 mod metrics;
 mod net;
+mod parallel;
 mod pkg;
 mod runner;
 mod secret;
@@ -367,6 +368,7 @@ pub fn install(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
             preload.set(name, loader)?;
         }
     }
+    parallel::install(lua)?;
     Ok(())
 }
 

@@ -257,6 +257,11 @@ fn dsl_task(lua: &Lua, job: &LuaJob) -> mlua::Result<Option<sloth_sdk::lua::Task
         return Ok(None);
     };
     let chunk_name = format!("{}.lua", job.taskrun);
+    // The file is evaluated with the modules slothctl bundled beside it and
+    // its `values`, so every agent runs the same code.
+    let bundle = sloth_sdk::lua::modules::Source::Bundle(payload.modules.clone());
+    sloth_sdk::lua::modules::install(lua, bundle)?;
+    sloth_sdk::lua::install(lua, &values_of(&payload.params))?;
     sloth_sdk::lua::task_entry(lua, &payload.script, &chunk_name, entry)
         .map(Some)
         .map_err(|e| mlua::Error::runtime(e.to_string()))
@@ -284,6 +289,21 @@ fn call(lua: &Lua, job: &LuaJob) -> mlua::Result<MultiValue> {
         },
     };
     function.call(args)
+}
+
+/// The `values` global of a workflow file on the agent: its params (which
+/// slothctl merged `--param`/`--values` into), as text.
+fn values_of(params: &BTreeMap<String, serde_json::Value>) -> BTreeMap<String, String> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
 }
 
 /// The global function named by `entry` (`main`, `jobs.build`).
@@ -532,6 +552,7 @@ mod tests {
                     "build".to_string(),
                     BTreeMap::from([("version".to_string(), "1.2.3".to_string())]),
                 )]),
+                modules: Default::default(),
             },
             namespace: "default".into(),
             taskrun: "t1".into(),

@@ -229,6 +229,7 @@ fn task(
                 .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
                 .collect(),
             input: BTreeMap::new(),
+            modules: Default::default(),
         }),
     };
     let run = match r.get::<Value>("command")? {

@@ -169,6 +169,31 @@ end
 
 local BACKOFFS = { exponential = true, fixed = true, linear = true }
 
+-- The label `sloth-agent --capabilities NAME` sets (well_known::CAPABILITY_LABEL_PREFIX).
+local CAPABILITY_PREFIX = "capability.sloth.dev/"
+
+-- `"a"` (a capability), `{"a", "b"}` (all of them), `{k = "v"}` (labels),
+-- or a mix: the labels an agent must carry.
+local function agent_selector(pos, value)
+  if type(value) == "string" then
+    value = { value }
+  end
+  if type(value) ~= "table" then
+    fail(pos, format("agent_selector: expected a capability name, a list of them or a table of labels, got %s", describe(value)))
+  end
+  local labels = {}
+  for k, v in pairs(value) do
+    if type(k) == "number" then
+      labels[CAPABILITY_PREFIX .. want_string(pos, format("agent_selector[%d]", k), v)] = "true"
+    elseif type(k) == "string" then
+      labels[k] = scalar(pos, "agent_selector." .. k, v)
+    else
+      fail(pos, format("agent_selector: keys must be strings, got %s", describe(k)))
+    end
+  end
+  return labels
+end
+
 -- Setters shared by the builder methods and the table form: (data, pos, value).
 local TaskSetters = {
   description = function(d, pos, v) d.description = want_string(pos, "description", v) end,
@@ -192,6 +217,8 @@ local TaskSetters = {
   end,
   timeout = function(d, pos, v) d.timeout = duration(pos, "timeout", v) end,
   workdir = function(d, pos, v) d.workdir = want_string(pos, "workdir", v) end,
+  -- sloth-runner's name for the task's working directory.
+  workspace = function(d, pos, v) d.workdir = want_string(pos, "workspace", v) end,
   env = function(d, pos, v) d.env = string_map(pos, "env", v) end,
   delegate_to = function(d, pos, v)
     if type(v) == "string" then
@@ -213,7 +240,7 @@ local TaskSetters = {
       fail(pos, format("delegate_to: expected an agent name or {address = \"host:port\"}, got %s", describe(v)))
     end
   end,
-  agent_selector = function(d, pos, v) d.selector = string_map(pos, "agent_selector", v) end,
+  agent_selector = function(d, pos, v) d.selector = agent_selector(pos, v) end,
   placement = function(d, pos, v) d.placement = placement(pos, v) end,
   when = function(d, pos, v) d.when = want_string(pos, "when", v) end,
   locks = function(d, pos, v)
@@ -248,6 +275,26 @@ for spelling, hook in pairs(TASK_HOOKS) do
     end
     d.hooks = d.hooks or {}
     d.hooks[hook] = v
+  end
+end
+
+-- A condition: a function(this, params, input) run on the agent, or a
+-- shell command whose exit status 0 means true.
+local function condition(name)
+  return function(d, pos, v)
+    if type(v) ~= "function" and type(v) ~= "string" then
+      fail(pos, format("%s: expected a function or a shell command, got %s", name, describe(v)))
+    end
+    d[name] = v
+  end
+end
+TaskSetters.run_if = condition("run_if")
+TaskSetters.abort_if = condition("abort_if")
+-- Every task whose dependencies are done already runs at once; `async`
+-- is accepted for that reason and changes nothing.
+TaskSetters.async = function(d, pos, v)
+  if type(v) ~= "boolean" then
+    fail(pos, format("async: expected a boolean, got %s", describe(v)))
   end
 end
 
@@ -579,10 +626,66 @@ end
 
 ---------------------------------------------------------------- finishing
 
+---------------------------------------------------------------- conditions
+
+local function shell_quote(text)
+  return "'" .. gsub(text, "'", "'\\''") .. "'"
+end
+
+-- true when the condition holds: a function's truthy result, or a shell
+-- command's exit status 0 (run on the agent).
+local function holds(cond, ...)
+  if type(cond) == "function" then
+    return cond(...) and true or false
+  end
+  return exec.run(cond).success == true
+end
+
+-- The task's command with its run_if / abort_if checked first: a task
+-- whose run_if is false succeeds without running ("skipped"), one whose
+-- abort_if is true fails without running ("aborted").
+local function guard(d)
+  if (d.run_if == nil and d.abort_if == nil) or d.command == nil then
+    return
+  end
+  local command, run_if, abort_if = d.command, d.run_if, d.abort_if
+  if type(command) == "string" and type(run_if) ~= "function" and type(abort_if) ~= "function" then
+    local script = command
+    if run_if ~= nil then
+      script = format("if ( %s ); then\n%s\nelse echo %s; fi", run_if, script,
+        shell_quote(format("skipped: the run_if condition of task '%s' is false", d.name)))
+    end
+    if abort_if ~= nil then
+      script = format("if ( %s ); then echo %s >&2; exit 1; fi\n%s", abort_if,
+        shell_quote(format("aborted: the abort_if condition of task '%s' is true", d.name)), script)
+    end
+    d.command = script
+    return
+  end
+  d.command = function(this, params, input)
+    if abort_if ~= nil and holds(abort_if, this, params, input) then
+      return false, format("aborted: the abort_if condition of task '%s' is true", d.name)
+    end
+    if run_if ~= nil and not holds(run_if, this, params, input) then
+      return true, format("skipped: the run_if condition of task '%s' is false", d.name)
+    end
+    if type(command) == "function" then
+      return command(this, params, input)
+    end
+    local r = exec.run(command)
+    if r.stdout ~= "" then print((gsub(r.stdout, "\n$", ""))) end
+    if r.stderr ~= "" then print((gsub(r.stderr, "\n$", ""))) end
+    return r.success, format("exit code %d", r.exit_code)
+  end
+end
+
 -- Called by Rust after the file ran: adds the TaskDefinitions groups and
 -- checks what can only be checked at the end.
 function state.finish()
   read_task_definitions()
+  for _, d in ipairs(state.tasks) do
+    guard(d)
+  end
   for _, d in ipairs(state.tasks) do
     if not d.in_workflow then
       warn({ src = d.src, line = d.line }, format("task '%s' is not part of any workflow (ignored)", d.name))

@@ -7,8 +7,11 @@
 //! agent re-evaluates it with [`task_function`] to call a task's Lua
 //! function. docs/lua.md describes the forms.
 
+#[cfg(test)]
+mod compat_tests;
 mod convert;
 pub mod limits;
+pub mod modules;
 mod sandbox;
 #[cfg(test)]
 mod tests;
@@ -18,7 +21,7 @@ use std::collections::BTreeMap;
 pub use mlua;
 
 use crate::objects::workflow::Workflow;
-use crate::well_known::{ADDRESS_ANNOTATION, AGENT_LABEL};
+use crate::well_known::{ADDRESS_ANNOTATION, AGENT_LABEL, MODULES_ANNOTATION};
 
 /// Memory a workflow file may use while slothctl evaluates it.
 pub const MEMORY_LIMIT: usize = 64 * 1024 * 1024;
@@ -116,6 +119,9 @@ pub struct Evaluation {
     /// The workflows defined with a `schedule`, by name: each is applied
     /// as a CronWorkflow (see [`Evaluation::object`]).
     pub schedules: BTreeMap<String, crate::objects::CronWorkflowSpec>,
+    /// The files beside the workflow file it uses (`require`, `import`),
+    /// bundled into every Lua task: path -> source.
+    pub modules: modules::Bundle,
 }
 
 impl Evaluation {
@@ -157,12 +163,56 @@ pub fn evaluate_file(
     chunk_name: &str,
     values: &BTreeMap<String, String>,
 ) -> Result<Evaluation, DslError> {
+    evaluate_beside(source, chunk_name, values, None)
+}
+
+/// [`evaluate_file`] for a file in `dir`: `require`/`import` read the
+/// files beside it, and those it uses are bundled into its Lua tasks.
+pub fn evaluate_beside(
+    source: &str,
+    chunk_name: &str,
+    values: &BTreeMap<String, String>,
+    dir: Option<&std::path::Path>,
+) -> Result<Evaluation, DslError> {
     let (lua, printed) = sandbox::new_state(chunk_name).map_err(|e| error(chunk_name, &e))?;
     install(&lua, values).map_err(|e| error(chunk_name, &e))?;
+    let recorded = dir
+        .map(|dir| modules::install(&lua, modules::Source::Dir(dir.to_path_buf())))
+        .transpose()
+        .map_err(|e| error(chunk_name, &e))?;
     let state = run(&lua, source, chunk_name)?;
     let mut evaluation = convert::workflows(&state, source, chunk_name, values)?;
     evaluation.printed = printed.take();
+    if let (Some(dir), Some(recorded)) = (dir, recorded) {
+        modules::bundle_named(dir, source, &recorded).map_err(|message| DslError::File {
+            chunk: chunk_name.to_string(),
+            message,
+        })?;
+        evaluation.modules = recorded.take();
+        bundle_into(&mut evaluation);
+    }
     Ok(evaluation)
+}
+
+/// Puts the bundled modules into every Lua task of every workflow, and
+/// their paths into the [`MODULES_ANNOTATION`].
+fn bundle_into(evaluation: &mut Evaluation) {
+    if evaluation.modules.is_empty() {
+        return;
+    }
+    let paths: Vec<&str> = evaluation.modules.keys().map(String::as_str).collect();
+    let listed = paths.join(",");
+    for workflow in &mut evaluation.workflows {
+        for task in &mut workflow.spec.tasks {
+            if let Some(lua) = task.run.lua.as_mut() {
+                lua.modules = evaluation.modules.clone();
+            }
+        }
+        workflow
+            .metadata
+            .annotations
+            .insert(MODULES_ANNOTATION.to_string(), listed.clone());
+    }
 }
 
 /// The Lua registry key of the DSL state.

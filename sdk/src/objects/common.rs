@@ -29,6 +29,11 @@ pub struct LuaPayload {
     /// `input` argument. Filled in by the workflow controller.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub input: BTreeMap<String, BTreeMap<String, String>>,
+    /// Lua files beside the workflow file that it `require`s or `import`s,
+    /// by path relative to it (`helpers.lua`, `lib/init.lua`): bundled by
+    /// slothctl so the agent evaluates the same code.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub modules: BTreeMap<String, String>,
 }
 
 impl LuaPayload {

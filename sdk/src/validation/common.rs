@@ -296,6 +296,7 @@ mod tests {
                 entry: Some("1main".into()),
                 params: BTreeMap::new(),
                 input: BTreeMap::new(),
+                modules: Default::default(),
             }),
         };
         validate_payload(&run, "r", &mut errs);

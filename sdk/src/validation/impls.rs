@@ -444,6 +444,7 @@ mod tests {
                 entry: None,
                 params: BTreeMap::new(),
                 input: BTreeMap::new(),
+                modules: Default::default(),
             }),
         }
     }

@@ -7,12 +7,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sloth_sdk::lua::resolve_addresses;
+use sloth_sdk::lua::{address_delegations, resolve_addresses};
 use sloth_sdk::objects::workflow::Workflow;
 use sloth_sdk::well_known::ADDRESS_ANNOTATION;
 use sloth_sdk::{Client, DynamicObject, Error as SdkError, ListParams};
 
-use super::{Context, print_errors};
+use super::{Context, placement, print_errors};
 use crate::cli::ApplyArgs;
 use crate::error::{self, CliError};
 use crate::kind::qualified_name;
@@ -45,7 +45,7 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     let mut objects = load(
         &args.files,
         ctx.namespace_flag.as_deref(),
-        &params(&args.params),
+        &values_and_params(args.values.as_deref(), &args.params)?,
     )?;
     super::stamp::stamp(
         &mut objects,
@@ -63,6 +63,7 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
                 Resolve::Invalid(e) => e,
             })?;
     }
+    warn_unplaceable(&ctx.client, &objects).await;
     let mut failed = false;
     for object in &objects {
         match apply_one(ctx, object).await {
@@ -125,6 +126,19 @@ pub fn params(list: &[(String, String)]) -> manifest::Params {
     list.iter().cloned().collect()
 }
 
+/// `--values FILE` then the `--param`s over it.
+pub fn values_and_params(
+    file: Option<&std::path::Path>,
+    list: &[(String, String)],
+) -> Result<manifest::Params, CliError> {
+    let mut merged = match file {
+        Some(file) => super::values::read(file).map_err(CliError::usage)?,
+        None => manifest::Params::new(),
+    };
+    merged.extend(params(list));
+    Ok(merged)
+}
+
 /// True when a Lua workflow delegates a task by agent address, which only
 /// the server's list of agents can resolve.
 pub fn needs_addresses(objects: &[Resolved]) -> bool {
@@ -145,20 +159,14 @@ pub enum Resolve {
 }
 
 /// Replaces `delegate_to({address = ...})` markers by selectors on the
-/// agent whose `spec.address` is that address.
+/// agent reporting that address (`localhost`, loopback and host names
+/// normalised, see [`placement::agent_at`]).
 pub async fn resolve_delegations(client: &Client, objects: &mut [Resolved]) -> Result<(), Resolve> {
     let agents = client
         .list_all("Agent", "", &ListParams::default())
         .await
-        .map_err(Resolve::Server)?;
-    let by_address: BTreeMap<String, String> = agents
-        .items
-        .iter()
-        .filter_map(|a| {
-            let address = a.spec.get("address").and_then(Value::as_str)?;
-            Some((address.to_string(), a.metadata.name.clone()))
-        })
-        .collect();
+        .map_err(Resolve::Server)?
+        .items;
     for object in objects.iter_mut() {
         if !needs_addresses(std::slice::from_ref(object)) {
             continue;
@@ -167,11 +175,38 @@ pub async fn resolve_delegations(client: &Client, objects: &mut [Resolved]) -> R
         let invalid = |why: String| Resolve::Invalid(CliError::usage(format!("{label}: {why}")));
         let mut workflow: Workflow =
             serde_json::from_value(object.value.clone()).map_err(|e| invalid(e.to_string()))?;
+        let mut by_address = BTreeMap::new();
+        for delegation in address_delegations(&workflow).map_err(invalid)? {
+            if let Some(agent) = placement::agent_at(&agents, &delegation.address).await {
+                by_address.insert(delegation.address, agent);
+            }
+        }
         resolve_addresses(&mut workflow, |address| by_address.get(address).cloned())
-            .map_err(invalid)?;
+            .map_err(|why| invalid(format!("{why} ({})", placement::describe_agents(&agents))))?;
         object.value = serde_json::to_value(&workflow).map_err(|e| invalid(e.to_string()))?;
     }
     Ok(())
+}
+
+/// Warns (on stderr) about every task no agent can run yet, naming the
+/// agents that exist. Only a hint: when the agents cannot be listed, or
+/// nothing has a selector, it says nothing.
+pub async fn warn_unplaceable(client: &Client, objects: &[Resolved]) {
+    let has_selector = objects.iter().any(|o| {
+        matches!(o.kind.kind, "Workflow" | "CronWorkflow")
+            && o.value.to_string().contains("\"agentSelector\"")
+    });
+    if !has_selector {
+        return;
+    }
+    let Ok(agents) = client.list_all("Agent", "", &ListParams::default()).await else {
+        return;
+    };
+    for object in objects {
+        for warning in placement::unmatched_tasks(&object.value, &agents.items) {
+            eprintln!("warning: {warning}");
+        }
+    }
 }
 
 /// Prints every message and yields the usage exit code.

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::LazyContext;
-use super::apply::{Resolve, load, needs_addresses, params, resolve_delegations};
+use super::apply::{Resolve, load, needs_addresses, resolve_delegations, values_and_params};
 use crate::cli::{RenderArgs, RenderFormat};
 use crate::manifest::Resolved;
 use crate::printer::emit;
@@ -14,7 +14,8 @@ use crate::printer::output::{json_pretty, yaml};
 
 pub async fn run(ctx: &LazyContext<'_>, args: &RenderArgs) -> anyhow::Result<()> {
     let namespace_flag = ctx.namespace_flag();
-    let mut objects = load(&args.files, namespace_flag, &params(&args.params))?;
+    let values = values_and_params(args.values.as_deref(), &args.params)?;
+    let mut objects = load(&args.files, namespace_flag, &values)?;
     if needs_addresses(&objects) {
         let server = ctx.get()?;
         resolve_delegations(&server.client, &mut objects)
