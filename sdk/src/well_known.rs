@@ -50,3 +50,7 @@ pub const VERSION_ANNOTATION: &str = "sloth.dev/version";
 /// to resolve to agents: a JSON object `{"TASK": "host:port"}`. See
 /// `lua::resolve_addresses`.
 pub const ADDRESS_ANNOTATION: &str = "sloth.dev/delegate-addresses";
+/// The annotation slothctl puts on a Workflow evaluated from a Lua file
+/// that declares `workspace = DIR`: the directory (resolved against the
+/// file's) to pack and upload. Removed before the object is sent.
+pub const WORKSPACE_DIR_ANNOTATION: &str = "sloth.dev/workspace-dir";

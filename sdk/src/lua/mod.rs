@@ -116,6 +116,9 @@ pub struct Evaluation {
     /// The workflows defined with a `schedule`, by name: each is applied
     /// as a CronWorkflow (see [`Evaluation::object`]).
     pub schedules: BTreeMap<String, crate::objects::CronWorkflowSpec>,
+    /// The workspace directories (`workspace = "."`, relative to the file)
+    /// by workflow name: slothctl packs, uploads and references them.
+    pub workspaces: BTreeMap<String, String>,
 }
 
 impl Evaluation {
