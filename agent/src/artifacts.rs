@@ -2,7 +2,7 @@
 //! artifacts are unpacked (from the blob cache); after a success, the
 //! declared artifacts are packed and uploaded.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sloth_sdk::blob::archive::{self, ArchiveError};
 use sloth_sdk::blob::{Digest, ForTaskRun};
@@ -145,9 +145,9 @@ async fn pack_and_put(
     key: &RunKey,
     cwd: &Path,
     path: &str,
-    scratch: &PathBuf,
+    scratch: &Path,
 ) -> Result<(Digest, u64), String> {
-    let (root, rel, out) = (cwd.to_path_buf(), path.to_string(), scratch.clone());
+    let (root, rel, out) = (cwd.to_path_buf(), path.to_string(), scratch.to_path_buf());
     let packed = tokio::task::spawn_blocking(move || archive::pack_path(&root, &rel, &out))
         .await
         .map_err(|e| format!("the pack task failed: {e}"))?

@@ -86,3 +86,77 @@ pub(super) fn validate_upstream_clashes(tasks: &[WorkflowTask], section: &str, e
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::objects::{ArtifactsSpec, BlobRef, Payload, WorkflowSpec, WorkflowTask};
+    use crate::resource::Object;
+    use crate::validation::Validate;
+
+    fn task(name: &str, deps: &[&str], artifacts: &[&str]) -> WorkflowTask {
+        WorkflowTask {
+            name: name.into(),
+            run: Payload {
+                shell: Some("true".into()),
+                lua: None,
+            },
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            artifacts: (!artifacts.is_empty()).then(|| ArtifactsSpec {
+                paths: artifacts.iter().map(|p| p.to_string()).collect(),
+            }),
+            ..WorkflowTask::default()
+        }
+    }
+
+    fn errors(tasks: Vec<WorkflowTask>, workspace: Option<&str>) -> String {
+        let mut wf = Object::new(
+            "wf",
+            WorkflowSpec {
+                tasks,
+                workspace: workspace.map(|d| BlobRef {
+                    digest: d.into(),
+                    size: 1,
+                }),
+                ..WorkflowSpec::default()
+            },
+        );
+        wf.metadata.namespace = "default".into();
+        match WorkflowSpec::validate(&wf) {
+            Ok(()) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn upstream_artifacts_on_one_path_are_refused_at_apply_time() {
+        let ok = errors(
+            vec![
+                task("a", &[], &["out/a.txt"]),
+                task("b", &[], &["out/b.txt"]),
+                task("c", &["a", "b"], &[]),
+            ],
+            None,
+        );
+        assert_eq!(ok, "");
+        let clash = errors(
+            vec![
+                task("a", &[], &["dist/"]),
+                task("b", &[], &["dist/app"]),
+                task("c", &["a", "b"], &[]),
+            ],
+            None,
+        );
+        assert!(clash.contains("spec.tasks[2].dependsOn"), "{clash}");
+        assert!(clash.contains("\"dist/\" of task \"a\""), "{clash}");
+    }
+
+    #[test]
+    fn artifact_paths_stay_inside_and_digests_parse() {
+        let bad = errors(vec![task("a", &[], &["/etc/passwd", "../up", "ok.txt"])], None);
+        assert!(bad.contains("spec.tasks[0].artifacts.paths[0]"), "{bad}");
+        assert!(bad.contains("spec.tasks[0].artifacts.paths[1]"), "{bad}");
+        assert!(!bad.contains("paths[2]"), "{bad}");
+        let bad = errors(vec![task("a", &[], &[])], Some("sha256:nothex"));
+        assert!(bad.contains("spec.workspace.digest"), "{bad}");
+    }
+}
