@@ -76,6 +76,10 @@ pub struct Args {
     /// oldest finished runs is deleted first (units K, M, G, Ki, Mi, Gi).
     #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = crate::retention::parse_bytes)]
     pub max_output_bytes: u64,
+    /// Most bytes of workspaces and artifacts cached by digest (in the
+    /// work dir); the least recently used go first.
+    #[arg(long, value_name = "BYTES", default_value = "2GiB", value_parser = crate::retention::parse_bytes)]
+    pub blob_cache_bytes: u64,
     /// Credentials towards the apiserver. With --cert-file the agent's logs
     /// port serves TLS with that certificate too and admits only callers
     /// with a certificate of role admin (the apiserver) signed by --ca-file.
@@ -163,6 +167,7 @@ pub struct Config {
     pub work_dir: PathBuf,
     pub lease: Duration,
     pub max_output_bytes: u64,
+    pub blob_cache_bytes: u64,
     pub credentials: CredentialFlags,
     pub workdir_roots: Vec<PathBuf>,
 }
@@ -190,6 +195,7 @@ impl Config {
             work_dir,
             lease: Duration::from_secs(u64::from(args.lease_seconds)),
             max_output_bytes: args.max_output_bytes,
+            blob_cache_bytes: args.blob_cache_bytes,
             servers: args.server,
             name: args.name,
             credentials: args.credentials,

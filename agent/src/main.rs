@@ -2,6 +2,8 @@
 //! its heartbeat Lock, runs the TaskRuns bound to it and serves their output.
 #![forbid(unsafe_code)]
 
+mod artifacts;
+mod blob_cache;
 mod concurrency;
 mod config;
 mod executor;
@@ -227,6 +229,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         work_dir.display()
     );
 
+    let work_dir_for_blobs = work_dir.clone();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         agent: name.clone(),
@@ -238,6 +241,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         draining: shutdown.clone(),
         fence: fence.clone(),
         supervisor: PathBuf::from(supervisor::OWN_EXECUTABLE),
+        blobs: blob_cache::BlobCache::new(&work_dir_for_blobs, config.blob_cache_bytes),
     });
     let mut outcome = Ok(());
     tokio::select! {

@@ -63,6 +63,8 @@ pub struct Ctx {
     pub fence: Fence,
     /// The executable of the runs' supervisors (this agent's own).
     pub supervisor: PathBuf,
+    /// Workspaces and artifacts by digest.
+    pub blobs: crate::blob_cache::BlobCache,
 }
 
 impl Ctx {
@@ -379,10 +381,54 @@ async fn run_claimed(
         Ok(files) => files,
         Err(refused) => return failed(refused.reason, refused.message),
     };
+    if let Err(f) =
+        crate::artifacts::materialize(&ctx.client, &ctx.blobs, key, spec, &run_dir, &cwd).await
+    {
+        secrets::remove_files(&secret_files);
+        return failed(f.reason, f.message);
+    }
     let masks = delivery.masks.clone();
-    let status = run_payload(ctx, key, spec, &run_dir, cwd, output, delivery, stop, base).await;
+    let status = run_payload(
+        ctx,
+        key,
+        spec,
+        &run_dir,
+        cwd.clone(),
+        output,
+        delivery,
+        stop,
+        base,
+    )
+    .await;
     secrets::remove_files(&secret_files);
+    let status = with_artifacts(ctx, key, spec, &cwd, status).await;
     mask_status(&masks, status)
+}
+
+/// After a success: the declared artifacts uploaded and listed in the
+/// status, or the run failed when one cannot be.
+async fn with_artifacts(
+    ctx: &Ctx,
+    key: &RunKey,
+    spec: &TaskRunSpec,
+    cwd: &Path,
+    status: TaskRunStatus,
+) -> TaskRunStatus {
+    if status.phase != TaskRunPhase::Succeeded || spec.artifacts.is_none() {
+        return status;
+    }
+    match crate::artifacts::upload(&ctx.client, &ctx.blobs, key, spec, cwd).await {
+        Ok(artifacts) => TaskRunStatus {
+            artifacts,
+            ..status
+        },
+        Err(f) => TaskRunStatus {
+            phase: TaskRunPhase::Failed,
+            reason: f.reason.into(),
+            message: f.message,
+            ..status
+        },
+    }
 }
 
 /// The Secrets of a run, when it references any (none: nothing is read).

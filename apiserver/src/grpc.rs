@@ -35,6 +35,8 @@ pub struct GrpcService {
     watch_cache: Option<Arc<WatchCache>>,
     guard: Arc<Guard>,
     agent_dialer: crate::logs::AgentDialer,
+    /// Serves the blob calls when set.
+    artifacts: Option<crate::artifacts::ArtifactStore>,
 }
 
 impl GrpcService {
@@ -52,6 +54,21 @@ impl GrpcService {
             watch_cache: None,
             guard: Arc::new(Guard::open()),
             agent_dialer: crate::logs::AgentDialer::default(),
+            artifacts: None,
+        }
+    }
+
+    /// Serves workspaces and artifacts from `store`.
+    pub fn with_artifacts(mut self, store: crate::artifacts::ArtifactStore) -> Self {
+        self.artifacts = Some(store);
+        self
+    }
+
+    fn blob_calls(&self) -> crate::artifacts::rpc::BlobCalls<'_> {
+        crate::artifacts::rpc::BlobCalls {
+            store: self.artifacts.as_ref(),
+            guard: &self.guard,
+            resources: &self.resources,
         }
     }
 
@@ -399,6 +416,10 @@ fn list_source(request: &pb::ListRequest) -> Result<ListSource, ApiError> {
     }
 }
 
+fn code_of<T>(result: &Result<T, Status>) -> tonic::Code {
+    result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok)
+}
+
 type LogsStream = futures_util::stream::BoxStream<'static, Result<pb::LogChunk, Status>>;
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -599,6 +620,39 @@ impl ResourcesRpc for GrpcService {
         self.record("logs", "TaskRun", start, &result);
         // A followed log never ends by itself while the task runs; end it on
         // shutdown as watches end, so the server can stop gracefully.
+        let stream = result?.take_until(self.shutdown.clone().cancelled_owned());
+        Ok(Response::new(stream.boxed()))
+    }
+
+    async fn stat_blob(
+        &self,
+        request: Request<pb::BlobRequest>,
+    ) -> Result<Response<pb::BlobInfo>, Status> {
+        let start = Instant::now();
+        let result = self.blob_calls().stat(request).await;
+        self.observe("statblob", "Blob", start, code_of(&result));
+        Ok(Response::new(result?))
+    }
+
+    async fn put_blob(
+        &self,
+        request: Request<tonic::Streaming<pb::BlobChunk>>,
+    ) -> Result<Response<pb::BlobInfo>, Status> {
+        let start = Instant::now();
+        let result = self.blob_calls().put(request).await;
+        self.observe("putblob", "Blob", start, code_of(&result));
+        Ok(Response::new(result?))
+    }
+
+    type GetBlobStream = LogsStream;
+
+    async fn get_blob(
+        &self,
+        request: Request<pb::BlobRequest>,
+    ) -> Result<Response<LogsStream>, Status> {
+        let start = Instant::now();
+        let result = self.blob_calls().get(request).await;
+        self.observe("getblob", "Blob", start, code_of(&result));
         let stream = result?.take_until(self.shutdown.clone().cancelled_owned());
         Ok(Response::new(stream.boxed()))
     }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent_writes;
+pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod cache;

@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+mod artifact_args;
 mod security;
 use security::Security;
 
@@ -130,6 +131,8 @@ struct Args {
     /// file fail with ENOSPC (a full disk, switched on and off at will).
     #[arg(long, hide = true, env = "SLOTH_TEST_FAULT_FILE", value_name = "FILE")]
     test_fault_file: Option<PathBuf>,
+    #[command(flatten)]
+    artifacts: artifact_args::ArtifactArgs,
 }
 
 /// The keys for Secrets: the key file given, or on the embedded store one
@@ -295,6 +298,16 @@ async fn main() -> anyhow::Result<()> {
         WatchLimit::new(args.max_watches_per_client),
     ));
 
+    let artifact_store = args
+        .artifacts
+        .open(&args.data_dir, args.store == StoreKind::Etcd)?;
+    let artifact_gc = tokio::spawn(sloth_apiserver::artifacts::gc::run(
+        artifact_store.clone(),
+        Resources::new(store.clone()),
+        args.artifacts.artifact_gc_interval,
+        args.artifacts.artifact_gc_grace,
+        shutdown.clone(),
+    ));
     let mut service = GrpcService::new(
         Resources::new(store.clone()),
         metrics.clone(),
@@ -302,7 +315,8 @@ async fn main() -> anyhow::Result<()> {
         args.bookmark_interval,
     )
     .with_guard(guard.clone())
-    .with_agent_dialer(AgentDialer::new(security.agent_tls));
+    .with_agent_dialer(AgentDialer::new(security.agent_tls))
+    .with_artifacts(artifact_store.clone());
     if args.watch_cache_events > 0 {
         // One store watch per kind, started on the kind's first watch.
         service = service.with_watch_cache(WatchCache::new(
@@ -413,6 +427,7 @@ async fn main() -> anyhow::Result<()> {
     http_result.context("HTTP server failed")?;
     shutdown.cancel();
     let _ = compactor.await;
+    let _ = artifact_gc.await;
     if let Some(controllers) = controllers {
         let _ = controllers.await;
     }

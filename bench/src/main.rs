@@ -50,6 +50,8 @@ enum Scenario {
     /// The state store: set N keys, concurrent increments (spread and on
     /// one hot key), list.
     State(scenarios::state::Args),
+    /// One workspace (100 MiB) fanned out to N tasks on 2 agents.
+    Workspace(scenarios::workspace::Args),
 }
 
 #[tokio::main]
@@ -68,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::AgentRss(a) => scenarios::agent_rss::run(bins, a).await?,
         Scenario::Create(a) => scenarios::create::run(a).await?,
         Scenario::State(a) => scenarios::state::run(bins, a).await?,
+        Scenario::Workspace(a) => scenarios::workspace::run(bins, a).await?,
     };
     println!("{result}");
     Ok(())

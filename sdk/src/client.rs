@@ -76,7 +76,7 @@ impl Credentials {
     }
 }
 
-type Grpc = ResourcesClient<InterceptedService<Channel, Credentials>>;
+pub(crate) type Grpc = ResourcesClient<InterceptedService<Channel, Credentials>>;
 
 /// A connection to one or more apiservers. Calls go to the last server that
 /// answered and fail over to the next when one is unreachable. Cheap to clone.
@@ -222,9 +222,28 @@ impl Client {
             .join(",")
     }
 
+    /// The stub of each server, the preferred one first: for calls that
+    /// cannot be replayed by [`Client::call`] (an upload streams a file,
+    /// which is reopened for the next server).
+    pub(crate) fn stubs(&self) -> Vec<(String, Grpc)> {
+        let start = self.preferred.load(Ordering::Relaxed);
+        (0..self.servers.len())
+            .map(|i| {
+                let server = &self.servers[(start + i) % self.servers.len()];
+                let grpc = ResourcesClient::with_interceptor(
+                    server.channel.clone(),
+                    self.credentials.clone(),
+                )
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                (server.url.clone(), grpc)
+            })
+            .collect()
+    }
+
     /// Runs `call` against the preferred server, then each other one while
     /// servers are unreachable.
-    async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    pub(crate) async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
         F: Fn(Grpc) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod blob;
 pub mod client;
 #[cfg(feature = "cli")]
 pub mod credentials;

@@ -83,6 +83,7 @@ pub trait Validate: Spec {
     }
 }
 
+mod artifacts;
 mod impls;
 
 mod common;

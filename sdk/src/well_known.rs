@@ -70,3 +70,7 @@ pub fn capability_label(name: &str) -> String {
 /// The annotation listing the Lua files beside a workflow file that
 /// slothctl bundled into the Workflow (`helpers.lua,lib/init.lua`).
 pub const MODULES_ANNOTATION: &str = "sloth.dev/lua-modules";
+/// The annotation slothctl puts on a Workflow evaluated from a Lua file
+/// that declares `workspace = DIR`: the directory (resolved against the
+/// file's) to pack and upload. Removed before the object is sent.
+pub const WORKSPACE_DIR_ANNOTATION: &str = "sloth.dev/workspace-dir";

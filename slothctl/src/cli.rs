@@ -80,6 +80,21 @@ pub enum Command {
     /// cronworkflow/CRON`).
     #[command(subcommand)]
     Create(crate::commands::create::CreateCommand),
+    /// Copy an artifact (a file or directory) of a TaskRun back:
+    /// `cp TASKRUN:PATH DEST`.
+    Cp(CpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// TASKRUN:PATH, PATH relative to the task's working directory (an
+    /// artifact, or a file or directory inside one).
+    #[arg(value_name = "TASKRUN:PATH")]
+    pub source: String,
+    /// Where to write it (a file copied into an existing directory keeps
+    /// its name).
+    #[arg(value_name = "DEST")]
+    pub dest: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +120,10 @@ pub struct ApplyArgs {
     /// change and change nothing.
     #[arg(long)]
     pub check: bool,
+    /// Pack DIR (tar + zstd; `.slothignore` honoured, `.git` skipped),
+    /// upload it once and start every task with it (spec.workspace).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +238,10 @@ pub struct RunArgs {
     /// Working directory of the command on the agent.
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<String>,
+    /// Pack this local directory, upload it and unpack it where the
+    /// command runs (spec.workspace).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<std::path::PathBuf>,
     /// The command: one word is a shell script (`'make && make test'`);
     /// several are a command and its arguments, each passed as is.
     #[arg(

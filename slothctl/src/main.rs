@@ -11,6 +11,7 @@ mod error;
 mod kind;
 mod manifest;
 mod printer;
+mod progress;
 
 use std::process::ExitCode;
 

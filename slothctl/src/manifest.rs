@@ -320,9 +320,12 @@ pub fn parse_lua_in(
         .iter()
         .enumerate()
         .map(|(i, workflow)| {
-            let value = evaluation
+            let mut value = evaluation
                 .object(workflow)
                 .map_err(|e| format!("error: {source}: cannot encode workflow: {e}"))?;
+            if let Some(dir) = evaluation.workspaces.get(workflow.name()) {
+                request_workspace(&mut value, source, dir);
+            }
             Ok(Document {
                 source: source.to_string(),
                 index: i + 1,
@@ -331,6 +334,32 @@ pub fn parse_lua_in(
             })
         })
         .collect()
+}
+
+/// Records a Lua file's `workspace = DIR` (relative to the file) for
+/// apply, which packs and uploads it.
+fn request_workspace(value: &mut Value, source: &str, dir: &str) {
+    let base = std::path::Path::new(source)
+        .parent()
+        .filter(|_| source != "<stdin>")
+        .unwrap_or(std::path::Path::new(""));
+    let full = base.join(dir);
+    let shown = if full.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        full.display().to_string()
+    };
+    if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = metadata
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(
+                sloth_sdk::well_known::WORKSPACE_DIR_ANNOTATION.to_string(),
+                Value::String(shown),
+            );
+        }
+    }
 }
 
 /// Parses one file's text: JSON (one or more values) or YAML documents.

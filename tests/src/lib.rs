@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod etcd;
+pub mod files;
 mod haproxy;
 mod one_agent;
 

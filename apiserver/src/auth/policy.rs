@@ -15,6 +15,11 @@
 //!   StateEntries: read anywhere; written only for a TaskRun bound to it,
 //!   in that TaskRun's namespace (judged on `spec.updatedBy` by
 //!   `crate::state_writes`).
+//!   Blobs (kind `Blob`): upload for a TaskRun bound to it, download of
+//!   the blobs such a TaskRun reads (`crate::artifacts::rpc`).
+//!
+//! Blobs: viewers may list artifacts (they are in TaskRun status) but not
+//! download or upload them; operators and admins may do both.
 
 use sloth_sdk::lease::heartbeat_lock_name;
 use sloth_sdk::selector::Fields;
@@ -33,6 +38,8 @@ pub enum Verb {
     UpdateStatus,
     Delete,
     Logs,
+    /// Reading a blob's bytes (workspaces, artifacts): not a viewer's read.
+    Download,
 }
 
 impl Verb {
@@ -46,6 +53,7 @@ impl Verb {
             Self::UpdateStatus => "update status of",
             Self::Delete => "delete",
             Self::Logs => "read logs of",
+            Self::Download => "download",
         }
     }
 
@@ -139,6 +147,9 @@ fn authorize_agent(agent: &str, user: &User, call: &Attributes<'_>) -> Decision 
         ("StateEntry", Get | List | Watch) => true,
         ("StateEntry", Create | Update | Delete) => !call.namespace.is_empty(),
         ("Secret", Get) => return Decision::AllowIfSecretUsedBy(agent.to_string()),
+        // Blobs: uploads for, and downloads referenced by, a TaskRun bound
+        // to it (the blob calls name the TaskRun and check both).
+        ("Blob", Create | Download) => return Decision::AllowIfBoundTo(agent.to_string()),
         _ => false,
     };
     if allowed {

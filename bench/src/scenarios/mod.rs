@@ -8,6 +8,7 @@ pub mod run_latency;
 pub mod state;
 pub mod store;
 pub mod workflow;
+pub mod workspace;
 
 use std::time::Instant;
 

@@ -15,7 +15,9 @@ use sloth_sdk::objects::workflow::{
     TaskPhase, TaskStatus, WorkflowPhase, WorkflowState, WorkflowStatus, WorkflowTask,
     evaluate_when, result_refs,
 };
-use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, Workflow};
+use sloth_sdk::objects::{
+    ArtifactInput, ArtifactStatus, TaskRun, TaskRunPhase, TaskRunSpec, Workflow,
+};
 use sloth_sdk::validation::names::DNS1123_LABEL_MAX_LEN;
 use sloth_sdk::well_known::{ORIGINAL_NAME_ANNOTATION, TASK_LABEL, WORKFLOW_LABEL};
 
@@ -164,6 +166,7 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
         statuses: BTreeMap::new(),
         phases: HashMap::new(),
         results: BTreeMap::new(),
+        artifacts: BTreeMap::new(),
         candidates: Vec::new(),
         stop: Vec::new(),
         requeue: deadline.filter(|_| halt.is_none()).map(|d| until(now, d)),
@@ -184,10 +187,14 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
         .candidates
         .iter()
         .take(room)
-        .map(|(task, attempt)| NewRun {
-            task: task.name.clone(),
-            taskrun: taskrun_for(wf, task, *attempt),
-            locks: task.locks.clone(),
+        .map(|(task, attempt)| {
+            let mut taskrun = taskrun_for(wf, task, *attempt);
+            taskrun.spec.inputs = inputs_of(task, &walk.artifacts);
+            NewRun {
+                task: task.name.clone(),
+                taskrun,
+                locks: task.locks.clone(),
+            }
         })
         .collect();
 
@@ -239,6 +246,8 @@ struct Walk<'a> {
     phases: HashMap<&'a str, TaskPhase>,
     /// Results of the tasks that succeeded.
     results: BTreeMap<String, BTreeMap<String, String>>,
+    /// Artifacts of the tasks that succeeded (their dependents' inputs).
+    artifacts: BTreeMap<String, Vec<ArtifactStatus>>,
     /// Tasks to start now (already substituted) and their attempt numbers.
     candidates: Vec<(WorkflowTask, u32)>,
     stop: Vec<StopRun>,
@@ -310,6 +319,14 @@ impl<'a> Walk<'a> {
                     .map(|s| s.results.clone())
                     .unwrap_or_default();
                 self.results.insert(task.name.clone(), results);
+                let artifacts = tr
+                    .status
+                    .as_ref()
+                    .map(|s| s.artifacts.clone())
+                    .unwrap_or_default();
+                if !artifacts.is_empty() {
+                    self.artifacts.insert(task.name.clone(), artifacts);
+                }
             }
             TaskRunPhase::Failed => {
                 let why = taskrun_reason(tr);
@@ -511,6 +528,25 @@ fn task_secrets(wf: &Workflow, task: &WorkflowTask) -> Vec<String> {
     names
 }
 
+/// The artifacts of the tasks `task` depends on, unpacked before it runs.
+fn inputs_of(
+    task: &WorkflowTask,
+    artifacts: &BTreeMap<String, Vec<ArtifactStatus>>,
+) -> Vec<ArtifactInput> {
+    task.depends_on
+        .iter()
+        .filter_map(|upstream| artifacts.get(upstream).map(|a| (upstream, a)))
+        .flat_map(|(upstream, artifacts)| {
+            artifacts.iter().map(|a| ArtifactInput {
+                task: upstream.clone(),
+                path: a.path.clone(),
+                digest: a.digest.clone(),
+                size: a.size,
+            })
+        })
+        .collect()
+}
+
 /// The TaskRun for attempt `attempt` of `task` (already substituted).
 pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun {
     let mut tr = TaskRun::new(
@@ -529,6 +565,9 @@ pub fn taskrun_for(wf: &Workflow, task: &WorkflowTask, attempt: u32) -> TaskRun 
             secret_files: task.secret_files.clone(),
             secrets: task_secrets(wf, task),
             check_mode: wf.spec.check_mode,
+            workspace: wf.spec.workspace.clone(),
+            artifacts: task.artifacts.clone(),
+            inputs: Vec::new(),
         },
     );
     tr.metadata.namespace = wf.namespace().to_string();

@@ -450,3 +450,42 @@ fn a_lua_task_gets_its_upstream_results_as_input() {
     assert_eq!(input.len(), 1, "only its own upstream: {input:?}");
     assert_eq!(input["build"]["image"], "app:2");
 }
+
+#[test]
+fn dependents_start_with_their_upstream_artifacts_and_the_workspace() {
+    let mut build = task("build", &[]);
+    build.artifacts = Some(sloth_sdk::objects::ArtifactsSpec {
+        paths: vec!["dist/".into()],
+    });
+    let mut wf = workflow(vec![build, task("test", &["build"]), task("other", &[])]);
+    wf.spec.workspace = Some(sloth_sdk::objects::BlobRef {
+        digest: format!("sha256:{}", "a".repeat(64)),
+        size: 10,
+    });
+    let mut w = World::new(wf);
+    let plan = w.step();
+    let first = &plan.create[0].taskrun;
+    assert_eq!(first.spec.workspace, w.wf.spec.workspace, "the workspace");
+    assert_eq!(
+        first.spec.artifacts.as_ref().map(|a| a.paths.clone()),
+        Some(vec!["dist/".to_string()])
+    );
+    w.finish("wf-other-1", TaskRunPhase::Succeeded, "Completed");
+    w.finish("wf-build-1", TaskRunPhase::Succeeded, "Completed");
+    let artifact = sloth_sdk::objects::ArtifactStatus {
+        path: "dist".into(),
+        digest: format!("sha256:{}", "b".repeat(64)),
+        size: 5,
+    };
+    if let Some(status) = w.runs.get_mut("wf-build-1").and_then(|tr| tr.status.as_mut()) {
+        status.artifacts = vec![artifact.clone()];
+    }
+    let plan = w.step();
+    assert_eq!(World::created(&plan), ["wf-test-1"]);
+    let inputs = &plan.create[0].taskrun.spec.inputs;
+    assert_eq!(inputs.len(), 1);
+    assert_eq!(
+        (inputs[0].task.as_str(), inputs[0].path.as_str(), inputs[0].digest.as_str()),
+        ("build", "dist", artifact.digest.as_str())
+    );
+}

@@ -90,6 +90,16 @@ pub fn workflows(
                 .schedules
                 .insert(workflow.name().to_string(), schedule);
         }
+        let workspace_reader = Reader {
+            chunk,
+            table: &table,
+            line: line_of(&table),
+        };
+        if let Some(dir) = workspace_reader.get::<Option<String>>("workspace")? {
+            evaluation
+                .workspaces
+                .insert(workflow.name().to_string(), dir);
+        }
         evaluation.workflows.push(workflow);
         evaluation.delegations.extend(delegations);
     }
@@ -300,6 +310,9 @@ fn task(
             .unwrap_or_default(),
         workdir: r.get("workdir")?,
         locks: r.get::<Option<_>>("locks")?.unwrap_or_default(),
+        artifacts: r
+            .get::<Option<Vec<String>>>("artifacts")?
+            .map(|paths| crate::objects::ArtifactsSpec { paths }),
         ..WorkflowTask::default()
     };
     Ok((task, r.get("address")?))

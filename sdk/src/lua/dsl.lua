@@ -298,6 +298,23 @@ TaskSetters.async = function(d, pos, v)
   end
 end
 
+-- Outputs packed after success and unpacked for dependent tasks:
+-- :artifacts({"dist/", "report.txt"}) or :artifacts("out.txt").
+TaskSetters.artifacts = function(d, pos, v)
+  if type(v) == "string" then
+    d.artifacts = { v }
+    return
+  end
+  if type(v) ~= "table" then
+    fail(pos, format("artifacts: expected a list of paths, got %s", describe(v)))
+  end
+  local out = {}
+  for i, path in ipairs(v) do
+    out[i] = want_string(pos, format("artifacts[%d]", i), path)
+  end
+  d.artifacts = out
+end
+
 for name, setter in pairs(TaskSetters) do
   TaskMethods[name] = function(self, ...)
     local data = data_of(self, name)
@@ -432,6 +449,9 @@ local WorkflowSetters = {
     end
   end,
 }
+-- The directory (relative to this file) every task starts with, packed
+-- and uploaded by slothctl apply.
+WorkflowSetters.workspace = function(w, pos, v) w.workspace = want_string(pos, "workspace", v) end
 -- Scheduling (the workflow becomes a CronWorkflow) and its stack.
 local CONCURRENCY_POLICIES = { allow = "Allow", forbid = "Forbid", replace = "Replace" }
 WorkflowSetters.schedule = function(w, pos, v) w.schedule = want_string(pos, "schedule", v) end

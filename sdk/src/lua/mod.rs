@@ -122,6 +122,9 @@ pub struct Evaluation {
     /// The files beside the workflow file it uses (`require`, `import`),
     /// bundled into every Lua task: path -> source.
     pub modules: modules::Bundle,
+    /// The workspace directories (`workspace = "."`, relative to the file)
+    /// by workflow name: slothctl packs, uploads and references them.
+    pub workspaces: BTreeMap<String, String>,
 }
 
 impl Evaluation {

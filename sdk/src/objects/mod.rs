@@ -29,3 +29,5 @@ pub use workflow::{
 };
 pub mod state;
 pub use state::{StateEntry, StateEntrySpec, StateEntryStatus};
+pub mod artifact;
+pub use artifact::{ArtifactInput, ArtifactStatus, ArtifactsSpec, BlobRef};

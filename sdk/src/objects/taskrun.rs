@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::artifact::{ArtifactInput, ArtifactStatus, ArtifactsSpec, BlobRef};
 use super::common::{LabelSelector, Payload, Placement};
 use super::env::{Env, EnvFromSource, SecretFile, SecretUse};
 use crate::duration::Duration;
@@ -51,9 +52,26 @@ pub struct TaskRunSpec {
     /// Secrets a Lua payload reads (`secret.get`, the `secrets` global).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The workspace unpacked into the run directory before the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<BlobRef>,
+    /// Outputs packed and uploaded after success (`status.artifacts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<ArtifactsSpec>,
+    /// Upstream tasks' artifacts unpacked into the run directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<ArtifactInput>,
 }
 
 impl TaskRunSpec {
+    /// Every blob this run reads: its workspace and its inputs.
+    pub fn blobs_read(&self) -> impl Iterator<Item = &str> {
+        self.workspace
+            .iter()
+            .map(|w| w.digest.as_str())
+            .chain(self.inputs.iter().map(|i| i.digest.as_str()))
+    }
+
     /// The Secrets this run uses.
     pub fn secret_use(&self) -> SecretUse<'_> {
         SecretUse {
@@ -122,6 +140,9 @@ pub struct TaskRunStatus {
     /// Values a Lua task recorded with the `metrics` module (bounded).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metrics: BTreeMap<String, f64>,
+    /// The artifacts uploaded after success, one per declared path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactStatus>,
 }
 
 impl Spec for TaskRunSpec {

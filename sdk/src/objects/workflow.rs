@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::artifact::{ArtifactsSpec, BlobRef};
 use super::common::{LabelSelector, Payload, Placement};
 use super::env::{Env, EnvFromSource, SecretFile, SecretUse};
 use crate::duration::Duration;
@@ -47,6 +48,10 @@ pub struct WorkflowSpec {
     /// Check mode for every TaskRun of the workflow (see TaskRunSpec).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub check_mode: bool,
+    /// The workspace every task starts with (`slothctl apply --workspace`,
+    /// Lua `workflow.define("x", { workspace = "." })`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<BlobRef>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +94,9 @@ pub struct WorkflowTask {
     /// Secrets a Lua payload reads (`secret.get`, the `secrets` global).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// Outputs uploaded after success; dependents start with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<ArtifactsSpec>,
 }
 
 impl WorkflowTask {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use super::artifacts;
 use super::common::{
     check, key_path, too_large, validate_env, validate_payload, validate_secret_refs,
     validate_selector, validate_timeout, validate_workdir,
@@ -155,6 +156,8 @@ impl Validate for TaskRunSpec {
         validate_env(&spec.env, "spec.env", &mut errs);
         validate_secret_refs(spec.secret_use(), "spec", &mut errs);
         validate_workdir(spec.workdir.as_deref(), "spec.workdir", &mut errs);
+        artifacts::validate_artifacts(spec.artifacts.as_ref(), "spec.artifacts", &mut errs);
+        artifacts::validate_blob_ref(spec.workspace.as_ref(), "spec.workspace", &mut errs);
         if let Some(status) = &object.status {
             validate_taskrun_status(status, &mut errs);
         }
@@ -310,6 +313,12 @@ impl Validate for WorkflowSpec {
             validate_task(task, &format!("spec.finally[{i}]"), &mut errs);
             validate_task_refs(task, &spec.params, &format!("spec.finally[{i}]"), &mut errs);
         }
+        for (i, task) in spec.tasks.iter().enumerate() {
+            let at = format!("spec.tasks[{i}].artifacts");
+            artifacts::validate_artifacts(task.artifacts.as_ref(), &at, &mut errs);
+        }
+        artifacts::validate_upstream_clashes(&spec.tasks, "spec.tasks", &mut errs);
+        artifacts::validate_blob_ref(spec.workspace.as_ref(), "spec.workspace", &mut errs);
         validate_timeout(spec.timeout, "spec.timeout", &mut errs);
         for (i, name) in spec.secrets.iter().enumerate() {
             check(

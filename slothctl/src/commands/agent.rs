@@ -32,6 +32,7 @@ fn run_args(args: AgentRunArgs) -> RunArgs {
         timeout: None,
         env: Vec::new(),
         workdir: None,
+        workspace: None,
         command: vec!["bash".to_string(), "-c".to_string(), args.command.join(" ")],
     }
 }

@@ -55,6 +55,7 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     if args.check {
         set_check_mode(&mut objects);
     }
+    super::workspace::attach(ctx, &mut objects, args.workspace.as_deref()).await?;
     if needs_addresses(&objects) {
         resolve_delegations(&ctx.client, &mut objects)
             .await

@@ -6,6 +6,7 @@ pub mod cancel;
 pub mod certs;
 pub mod cordon;
 pub mod create;
+pub mod cp;
 pub mod create_secret;
 pub mod delete;
 pub mod describe;
@@ -21,6 +22,7 @@ pub mod state;
 pub mod values;
 pub mod version;
 pub mod wait;
+pub mod workspace;
 pub mod watch;
 
 use sloth_sdk::Client;
@@ -93,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create(command) => create::run(&ctx, command).await,
         Command::Version => version::run(),
         Command::State(command) => state::run(&ctx, command).await,
+        Command::Cp(args) => cp::run(&ctx, args).await,
         Command::Render(_) | Command::Certs(_) => Ok(()),
     }
 }

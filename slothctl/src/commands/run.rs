@@ -23,7 +23,10 @@ const GENERATE_NAME: &str = "run-";
 const INTERRUPTED: u8 = 130;
 
 pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
-    let spec = spec(&args)?;
+    let mut spec = spec(&args)?;
+    if let Some(dir) = &args.workspace {
+        spec.workspace = Some(super::workspace::upload_dir(ctx, dir).await?);
+    }
     if let Some(agent) = &args.agent {
         match ctx.client.get("Agent", "", agent).await {
             Ok(_) => {}

@@ -27,7 +27,7 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
     let own: &[&str] = match (kind.kind, options.wide) {
         ("TaskRun", false) => &["NAME", "PHASE", "AGENT", "EXIT", "AGE"],
         ("TaskRun", true) => &[
-            "NAME", "PHASE", "AGENT", "EXIT", "AGE", "REASON", "DURATION",
+            "NAME", "PHASE", "AGENT", "EXIT", "AGE", "REASON", "DURATION", "ARTIFACTS",
         ],
         ("Workflow", false) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION"],
         ("Workflow", true) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION", "STARTED"],
@@ -106,6 +106,8 @@ pub fn row(
             if options.wide {
                 out.push(or_none(text(status, "reason")));
                 out.push(or_none(run_time(status, now)));
+                let artifacts = status.get("artifacts").and_then(Value::as_array);
+                out.push(artifacts.map_or(0, Vec::len).to_string());
             }
         }
         "Workflow" => {
@@ -354,7 +356,7 @@ mod tests {
         };
         assert_eq!(
             row(tr_kind, &tr, wide, "", now()),
-            ["build-1", "Failed", "a1", "2", "5m", "Error", "90s"]
+            ["build-1", "Failed", "a1", "2", "5m", "Error", "90s", "0"]
         );
         let all = Options {
             namespace: true,
