@@ -23,3 +23,4 @@ pub mod secret_access;
 pub mod state_writes;
 pub mod store;
 pub mod watch;
+pub mod version;

@@ -15,7 +15,9 @@ fn list_args(args: AgentListArgs) -> GetArgs {
     GetArgs {
         kind: "agents".to_string(),
         names: Vec::new(),
-        output: args.output,
+        output: crate::printer::Output::Plain(args.output),
+        sort_by: None,
+        show_labels: false,
         selector: args.selector,
         field_selector: String::new(),
         watch: false,
