@@ -78,6 +78,6 @@ mod tests {
         };
         let args = list_args(args);
         assert_eq!(args.kind, "agents");
-        assert_eq!(args.output, crate::printer::Format::Name);
+        assert_eq!(args.output.format(), Some(crate::printer::Format::Name));
     }
 }

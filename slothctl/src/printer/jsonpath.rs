@@ -65,6 +65,9 @@ impl Template {
     /// `{.status.phase}`, `status.phase`).
     pub fn relaxed(expr: &str) -> Result<Self, String> {
         let expr = expr.trim();
+        if expr.starts_with('{') != expr.ends_with('}') {
+            return Err(format!("unbalanced braces in {expr:?}"));
+        }
         let inner = expr
             .strip_prefix('{')
             .and_then(|e| e.strip_suffix('}'))
