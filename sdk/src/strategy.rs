@@ -143,7 +143,10 @@ mod tests {
         tr["status"]["message"] = json!("exit code 3");
         derive_succeeded(&mut tr);
         let c = succeeded(&tr);
-        assert_eq!((c["status"].clone(), c["reason"].clone()), (json!("False"), json!("Error")));
+        assert_eq!(
+            (c["status"].clone(), c["reason"].clone()),
+            (json!("False"), json!("Error"))
+        );
         assert_eq!(c["message"], "exit code 3");
         assert_eq!(tr["status"]["conditions"].as_array().map(Vec::len), Some(1));
     }

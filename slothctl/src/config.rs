@@ -181,13 +181,17 @@ impl Config {
         let context = self.context(name)?;
         let cluster = match &context.cluster {
             Some(c) => Some(self.clusters.iter().find(|x| &x.name == c).ok_or_else(|| {
-                CliError::usage(format!("context {name:?} names cluster {c:?}, which does not exist"))
+                CliError::usage(format!(
+                    "context {name:?} names cluster {c:?}, which does not exist"
+                ))
             })?),
             None => None,
         };
         let user = match &context.user {
             Some(u) => Some(self.users.iter().find(|x| &x.name == u).ok_or_else(|| {
-                CliError::usage(format!("context {name:?} names user {u:?}, which does not exist"))
+                CliError::usage(format!(
+                    "context {name:?} names user {u:?}, which does not exist"
+                ))
             })?),
             None => None,
         };
@@ -306,10 +310,19 @@ contexts:
         let prod = c.resolve(Some("prod")).expect("prod");
         assert_eq!(prod.servers, ["https://p1:50053", "https://p2:50053"]);
         assert_eq!(prod.namespace.as_deref(), Some("ci"));
-        assert_eq!(prod.credentials.token_file, Some(PathBuf::from("/etc/sloth/token")));
-        assert_eq!(prod.credentials.ca_file, Some(PathBuf::from("/etc/sloth/ca.pem")));
+        assert_eq!(
+            prod.credentials.token_file,
+            Some(PathBuf::from("/etc/sloth/token"))
+        );
+        assert_eq!(
+            prod.credentials.ca_file,
+            Some(PathBuf::from("/etc/sloth/ca.pem"))
+        );
         let e = c.resolve(Some("nope")).expect_err("missing");
-        assert_eq!(e.message, r#"error: no context exists with the name: "nope""#);
+        assert_eq!(
+            e.message,
+            r#"error: no context exists with the name: "nope""#
+        );
         let e = c.resolve(Some("broken")).expect_err("missing cluster");
         assert!(e.message.contains(r#"cluster "nowhere""#), "{e}");
     }

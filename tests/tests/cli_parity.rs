@@ -40,11 +40,21 @@ fn seeded() -> ApiServer {
 #[test]
 fn jsonpath_prints_lists_single_objects_and_ranges() {
     let server = seeded();
-    let run = ctl(&server, &["get", "tr", "-o", "jsonpath={.items[*].metadata.name}"]).ok();
+    let run = ctl(
+        &server,
+        &["get", "tr", "-o", "jsonpath={.items[*].metadata.name}"],
+    )
+    .ok();
     assert_eq!(run.stdout, "alpha bravo charlie");
     let run = ctl(
         &server,
-        &["get", "tr", "bravo", "-o", "jsonpath={.metadata.labels.tier}"],
+        &[
+            "get",
+            "tr",
+            "bravo",
+            "-o",
+            "jsonpath={.metadata.labels.tier}",
+        ],
     )
     .ok();
     assert_eq!(run.stdout, "web", "a named object is the template's root");
@@ -59,7 +69,11 @@ fn jsonpath_prints_lists_single_objects_and_ranges() {
     )
     .ok();
     assert_eq!(run.stdout, "alpha\tdb\nbravo\tweb\ncharlie\t\n");
-    let run = ctl(&server, &["get", "tr", "-o", "jsonpath={.items[0].metadata"]).code(2);
+    let run = ctl(
+        &server,
+        &["get", "tr", "-o", "jsonpath={.items[0].metadata"],
+    )
+    .code(2);
     assert!(run.stderr.contains("unclosed"), "{run:#?}");
 }
 
@@ -96,9 +110,20 @@ fn custom_columns_sort_by_and_show_labels() {
         ],
     )
     .ok();
-    assert_eq!(run.lines(), ["charlie", "alpha", "bravo"], "missing first, then by text");
-    let run = ctl(&server, &["get", "tr", "--sort-by", "{.metadata.name}", "-o", "name"]).ok();
-    assert_eq!(run.lines(), ["taskrun/alpha", "taskrun/bravo", "taskrun/charlie"]);
+    assert_eq!(
+        run.lines(),
+        ["charlie", "alpha", "bravo"],
+        "missing first, then by text"
+    );
+    let run = ctl(
+        &server,
+        &["get", "tr", "--sort-by", "{.metadata.name}", "-o", "name"],
+    )
+    .ok();
+    assert_eq!(
+        run.lines(),
+        ["taskrun/alpha", "taskrun/bravo", "taskrun/charlie"]
+    );
     let run = ctl(&server, &["get", "tr", "--show-labels"]).ok();
     let lines = run.lines();
     assert!(lines[0].ends_with("   LABELS"), "{run:#?}");
@@ -111,11 +136,21 @@ fn custom_columns_sort_by_and_show_labels() {
 #[test]
 fn annotate_and_delete_all() {
     let server = seeded();
-    let run = ctl(&server, &["annotate", "tr", "alpha", "note=any text: even this"]).ok();
+    let run = ctl(
+        &server,
+        &["annotate", "tr", "alpha", "note=any text: even this"],
+    )
+    .ok();
     assert_eq!(run.stdout, "taskrun/alpha annotated\n");
     let run = ctl(
         &server,
-        &["get", "tr", "alpha", "-o", "jsonpath={.metadata.annotations.note}"],
+        &[
+            "get",
+            "tr",
+            "alpha",
+            "-o",
+            "jsonpath={.metadata.annotations.note}",
+        ],
     )
     .ok();
     assert_eq!(run.stdout, "any text: even this");
@@ -155,17 +190,42 @@ fn contexts_pick_server_and_namespace() {
     let config = dir.path().join("sloth.yaml");
     let url = server.grpc_url();
 
-    let run = ctl_with_config(&config, &["config", "set-cluster", "local", "--server", url]).ok();
+    let run = ctl_with_config(
+        &config,
+        &["config", "set-cluster", "local", "--server", url],
+    )
+    .ok();
     assert_eq!(run.stdout, "Cluster \"local\" set.\n");
     let run = ctl_with_config(
         &config,
-        &["config", "set-context", "ci", "--cluster", "local", "--namespace", "ci"],
+        &[
+            "config",
+            "set-context",
+            "ci",
+            "--cluster",
+            "local",
+            "--namespace",
+            "ci",
+        ],
     )
     .ok();
     assert_eq!(run.stdout, "Context \"ci\" created.\n");
-    ctl_with_config(&config, &["config", "set-context", "dead", "--cluster", "nowhere"]).ok();
-    ctl_with_config(&config, &["config", "set-cluster", "nowhere", "--server", "127.0.0.1:9"])
-        .ok();
+    ctl_with_config(
+        &config,
+        &["config", "set-context", "dead", "--cluster", "nowhere"],
+    )
+    .ok();
+    ctl_with_config(
+        &config,
+        &[
+            "config",
+            "set-cluster",
+            "nowhere",
+            "--server",
+            "127.0.0.1:9",
+        ],
+    )
+    .ok();
     ctl_with_config(&config, &["config", "current-context"]).code(1);
     ctl_with_config(&config, &["config", "use-context", "nope"]).code(2);
     let run = ctl_with_config(&config, &["config", "use-context", "ci"]).ok();
@@ -173,8 +233,14 @@ fn contexts_pick_server_and_namespace() {
     let run = ctl_with_config(&config, &["config", "current-context"]).ok();
     assert_eq!(run.stdout, "ci\n");
     let run = ctl_with_config(&config, &["config", "get-contexts"]).ok();
-    assert_eq!(run.lines()[0], "CURRENT   NAME   CLUSTER   AUTHINFO   NAMESPACE");
-    assert!(run.lines()[1].starts_with("*         ci     local     "), "{run:#?}");
+    assert_eq!(
+        run.lines()[0],
+        "CURRENT   NAME   CLUSTER   AUTHINFO   NAMESPACE"
+    );
+    assert!(
+        run.lines()[1].starts_with("*         ci     local     "),
+        "{run:#?}"
+    );
 
     // The current context's namespace holds two TaskRuns; default holds three.
     let run = ctl_with_config(&config, &["get", "tr", "-o", "name"]).ok();
@@ -206,19 +272,28 @@ fn version_reports_client_and_server() {
     let (status, body) = http_get(server.http_url(), "/version");
     assert_eq!(status, 200);
     let body: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(body, json!({"version": version, "apiVersion": "sloth.dev/v1"}));
+    assert_eq!(
+        body,
+        json!({"version": version, "apiVersion": "sloth.dev/v1"})
+    );
 }
 
 #[test]
 fn wait_for_conditions_jsonpath_and_delete() {
     let server = seeded();
-    let client = server.client();
     let rt = sloth_tests::runtime();
 
     // Nothing has happened yet: the timeout exits 2.
     let run = ctl(
         &server,
-        &["wait", "tr", "alpha", "--for=condition=Succeeded", "--timeout", "1s"],
+        &[
+            "wait",
+            "tr",
+            "alpha",
+            "--for=condition=Succeeded",
+            "--timeout",
+            "1s",
+        ],
     )
     .code(2);
     assert!(run.stderr.contains("timed out"), "{run:#?}");
@@ -227,12 +302,22 @@ fn wait_for_conditions_jsonpath_and_delete() {
     // A status write (as an agent's) gets the Succeeded condition.
     let waiter = {
         let mut cmd = sloth_tests::slothctl(&server);
-        cmd.args(["wait", "tr/alpha", "--for=condition=Succeeded", "--timeout", "50s"]);
+        cmd.args([
+            "wait",
+            "tr/alpha",
+            "--for=condition=Succeeded",
+            "--timeout",
+            "50s",
+        ]);
         std::thread::spawn(move || run_to_end(cmd, None, DEADLINE))
     };
     rt.block_on(async {
+        let client = server.client();
         let mut alpha = serde_json::to_value(
-            client.get("TaskRun", "default", "alpha").await.expect("get"),
+            client
+                .get("TaskRun", "default", "alpha")
+                .await
+                .expect("get"),
         )
         .expect("json");
         alpha["status"] = json!({"phase": "Succeeded", "exitCode": 0});
@@ -254,14 +339,26 @@ fn wait_for_conditions_jsonpath_and_delete() {
     assert_eq!(run.stdout, "True");
     ctl(
         &server,
-        &["wait", "tr", "alpha", "--for=jsonpath={.status.exitCode}=0", "--timeout", "10s"],
+        &[
+            "wait",
+            "tr",
+            "alpha",
+            "--for=jsonpath={.status.exitCode}=0",
+            "--timeout",
+            "10s",
+        ],
     )
     .ok();
 
     // Any kind: a label appearing, then the object going away.
     let waiter = {
         let mut cmd = sloth_tests::slothctl(&server);
-        cmd.args(["wait", "tr", "bravo", "--for=jsonpath={.metadata.labels.go}=yes"]);
+        cmd.args([
+            "wait",
+            "tr",
+            "bravo",
+            "--for=jsonpath={.metadata.labels.go}=yes",
+        ]);
         std::thread::spawn(move || run_to_end(cmd, None, DEADLINE))
     };
     ctl(&server, &["label", "tr", "bravo", "go=yes"]).ok();
@@ -282,15 +379,22 @@ fn logs_tail_and_selector() {
     let _agent = Agent::start(&server, "a1", &[]);
     let run = ctl(&server, &["run", "--agent", "a1", "--", "seq", "1", "5"]).ok();
     assert_eq!(run.stdout, "1\n2\n3\n4\n5\n");
-    let name = ctl(&server, &["get", "tr", "-o", "jsonpath={.items[0].metadata.name}"])
-        .ok()
-        .stdout;
+    let name = ctl(
+        &server,
+        &["get", "tr", "-o", "jsonpath={.items[0].metadata.name}"],
+    )
+    .ok()
+    .stdout;
     let run = ctl(&server, &["logs", &name, "--tail", "2"]).ok();
     assert_eq!(run.stdout, "4\n5\n");
     ctl(&server, &["label", "tr", &name, "batch=one"]).ok();
     let run = ctl(&server, &["logs", "-l", "batch=one", "--tail", "1"]).ok();
     assert_eq!(run.stdout, format!("==> taskrun/{name} <==\n5\n"));
-    let run = ctl(&server, &["logs", "-l", "batch=one", "--tail", "1", "--prefix"]).ok();
+    let run = ctl(
+        &server,
+        &["logs", "-l", "batch=one", "--tail", "1", "--prefix"],
+    )
+    .ok();
     assert_eq!(run.stdout, format!("[taskrun/{name}] 5\n"));
     ctl(&server, &["logs", "-l", "batch=none"]).code(1);
     let run = ctl(&server, &["logs", "wf/none"]).code(1);
@@ -301,7 +405,10 @@ fn logs_tail_and_selector() {
 fn completion_scripts_for_each_shell() {
     let server = ApiServer::start();
     let bash = ctl(&server, &["completion", "bash"]).ok().stdout;
-    assert!(bash.contains("complete -F") && bash.contains("slothctl"), "{bash}");
+    assert!(
+        bash.contains("complete -F") && bash.contains("slothctl"),
+        "{bash}"
+    );
     let zsh = ctl(&server, &["completion", "zsh"]).ok().stdout;
     assert!(zsh.starts_with("#compdef slothctl"), "{zsh}");
     let fish = ctl(&server, &["completion", "fish"]).ok().stdout;
@@ -349,43 +456,85 @@ fn apply_recursive_dry_run_and_diff() {
     let run = ctl(&server, &["diff", "-f", root]).ok();
     assert_eq!(run.stdout, "", "nothing to change: exit 0, no output");
 
-    std::fs::write(dir.path().join("top.yaml"), one.replace("echo top", "echo changed"))
-        .expect("write");
+    std::fs::write(
+        dir.path().join("top.yaml"),
+        one.replace("echo top", "echo changed"),
+    )
+    .expect("write");
     let run = ctl(&server, &["diff", "-f", root]).code(1);
-    assert!(run.stdout.starts_with("--- live/taskrun.sloth.dev/top\n+++ applied/taskrun.sloth.dev/top\n"), "{run:#?}");
-    assert!(run.stdout.contains("\n-      shell: echo top\n+      shell: echo changed\n"), "{run:#?}");
+    assert!(
+        run.stdout
+            .starts_with("--- live/taskrun.sloth.dev/top\n+++ applied/taskrun.sloth.dev/top\n"),
+        "{run:#?}"
+    );
+    assert!(
+        run.stdout
+            .contains("\n-    shell: echo top\n+    shell: echo changed\n"),
+        "{run:#?}"
+    );
     let run = ctl(&server, &["apply", "-f", root, "--dry-run=client"]).ok();
     assert_eq!(run.stdout, "taskrun.sloth.dev/top configured (dry run)\n");
-    let live = ctl(&server, &["get", "tr", "top", "-o", "jsonpath={.spec.run.shell}"]).ok();
+    let live = ctl(
+        &server,
+        &["get", "tr", "top", "-o", "jsonpath={.spec.run.shell}"],
+    )
+    .ok();
     assert_eq!(live.stdout, "echo top");
 }
 
 /// slothctl edit with EDITOR set to a command that changes the file.
 fn edit(server: &ApiServer, editor: &str, args: &[&str]) -> Run {
     let mut cmd = sloth_tests::slothctl(server);
-    cmd.arg("edit").args(args).env("EDITOR", editor).env_remove("VISUAL");
+    cmd.arg("edit")
+        .args(args)
+        .env("EDITOR", editor)
+        .env_remove("VISUAL");
     run_to_end(cmd, None, DEADLINE)
 }
 
 #[test]
 fn edit_checks_before_saving() {
     let server = seeded();
-    let run = edit(&server, "sed -i 's/tier: db/tier: edited/'", &["tr", "alpha"]).ok();
+    let run = edit(
+        &server,
+        "sed -i 's/tier: db/tier: edited/'",
+        &["tr", "alpha"],
+    )
+    .ok();
     assert_eq!(run.stdout, "taskrun.sloth.dev/alpha edited\n");
-    let run = ctl(&server, &["get", "tr", "alpha", "-o", "jsonpath={.metadata.labels.tier}"]).ok();
+    let run = ctl(
+        &server,
+        &[
+            "get",
+            "tr",
+            "alpha",
+            "-o",
+            "jsonpath={.metadata.labels.tier}",
+        ],
+    )
+    .ok();
     assert_eq!(run.stdout, "edited");
 
     let run = edit(&server, "true", &["tr/alpha"]).ok();
     assert_eq!(run.stdout, "Edit cancelled, no changes made.\n");
 
     // An unknown field: refused before anything is sent, the edit kept.
-    let before = ctl(&server, &["get", "tr", "alpha", "-o", "json"]).ok().json();
+    let before = ctl(&server, &["get", "tr", "alpha", "-o", "json"])
+        .ok()
+        .json();
     let run = edit(&server, "sed -i 's/shell:/shel:/'", &["tr", "alpha"]).code(2);
     assert!(run.stderr.contains("shel"), "{run:#?}");
     assert!(run.stderr.contains("it is kept in"), "{run:#?}");
-    let after = ctl(&server, &["get", "tr", "alpha", "-o", "json"]).ok().json();
+    let after = ctl(&server, &["get", "tr", "alpha", "-o", "json"])
+        .ok()
+        .json();
     assert_eq!(before, after, "stored data intact");
-    let run = edit(&server, "sed -i 's/name: alpha/name: renamed/'", &["tr", "alpha"]).code(2);
+    let run = edit(
+        &server,
+        "sed -i 's/name: alpha/name: renamed/'",
+        &["tr", "alpha"],
+    )
+    .code(2);
     assert!(run.stderr.contains("cannot rename"), "{run:#?}");
     edit(&server, "false", &["tr", "alpha"]).code(1);
 }

@@ -47,11 +47,7 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     } else {
         args.files.clone()
     };
-    let mut objects = load(
-        &files,
-        ctx.namespace_flag.as_deref(),
-        &params(&args.params),
-    )?;
+    let mut objects = load(&files, ctx.namespace_flag.as_deref(), &params(&args.params))?;
     super::stamp::stamp(
         &mut objects,
         args.stack.as_deref(),
@@ -121,8 +117,9 @@ async fn dry_run(ctx: &Context, objects: &[Resolved]) -> anyhow::Result<()> {
 pub fn recursive(paths: &[String]) -> Result<Vec<String>, CliError> {
     fn walk(dir: &std::path::Path, out: &mut Vec<String>) -> Result<(), CliError> {
         out.push(dir.display().to_string());
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| CliError::usage(format!("cannot read directory {}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            CliError::usage(format!("cannot read directory {}: {e}", dir.display()))
+        })?;
         let mut subdirs = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| {

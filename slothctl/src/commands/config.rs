@@ -91,10 +91,15 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<()> {
         }
         ConfigCommand::SetContext(args) => set_context(&mut config, args, cli.namespace.clone())?,
         ConfigCommand::SetCluster(NameArg { name }) => {
-            let cluster = entry(&mut config.clusters, name, |c| &c.name, |n| NamedCluster {
-                name: n,
-                ..NamedCluster::default()
-            });
+            let cluster = entry(
+                &mut config.clusters,
+                name,
+                |c| &c.name,
+                |n| NamedCluster {
+                    name: n,
+                    ..NamedCluster::default()
+                },
+            );
             if !cli.server.is_empty() {
                 cluster.server = Some(cli.server.join(","));
                 cluster.servers.clear();
@@ -106,10 +111,15 @@ pub fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<()> {
         }
         ConfigCommand::SetCredentials(NameArg { name }) => {
             let flags = &cli.credentials;
-            let user = entry(&mut config.users, name, |u| &u.name, |n| NamedUser {
-                name: n,
-                ..NamedUser::default()
-            });
+            let user = entry(
+                &mut config.users,
+                name,
+                |u| &u.name,
+                |n| NamedUser {
+                    name: n,
+                    ..NamedUser::default()
+                },
+            );
             if flags.token.is_some() {
                 user.token = flags.token.clone();
             }
@@ -141,13 +151,22 @@ fn set_context(
             .current_context
             .clone()
             .ok_or_else(|| CliError::usage("--current: no current context is set"))?,
-        _ => return Err(CliError::usage("give a context NAME or --current (not both)")),
+        _ => {
+            return Err(CliError::usage(
+                "give a context NAME or --current (not both)",
+            ));
+        }
     };
     let existed = config.contexts.iter().any(|c| c.name == name);
-    let context = entry(&mut config.contexts, &name, |c| &c.name, |n| NamedContext {
-        name: n,
-        ..NamedContext::default()
-    });
+    let context = entry(
+        &mut config.contexts,
+        &name,
+        |c| &c.name,
+        |n| NamedContext {
+            name: n,
+            ..NamedContext::default()
+        },
+    );
     if args.cluster.is_some() {
         context.cluster = args.cluster.clone();
     }

@@ -67,7 +67,9 @@ async fn targets(ctx: &Context, args: &DeleteArgs) -> Result<Vec<Target>, CliErr
     check_selectors(&args.selector, "")?;
     let namespace = kind::scope(kind, &ctx.namespace, false).to_string();
     if args.all && !(names.is_empty() && args.selector.is_empty()) {
-        return Err(CliError::usage("--all deletes every object: give no names and no -l"));
+        return Err(CliError::usage(
+            "--all deletes every object: give no names and no -l",
+        ));
     }
     match (names.is_empty(), args.selector.is_empty()) {
         (true, true) if !args.all => Err(CliError::usage(format!(

@@ -64,12 +64,18 @@ pub async fn preview(ctx: &Context, object: &Resolved) -> Result<Preview, SdkErr
 
 /// The fields apply writes, in one shape for both sides.
 fn comparable(object: &Value) -> Value {
-    let meta = |field: &str| object["metadata"].get(field).cloned().unwrap_or(Value::Null);
+    let meta = |field: &str| {
+        object["metadata"]
+            .get(field)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     let mut metadata = json!({"name": meta("name"), "namespace": meta("namespace")});
     for field in ["labels", "annotations"] {
-        if let Some(map) = object["metadata"].get(field).filter(|m| {
-            m.as_object().is_some_and(|m| !m.is_empty())
-        }) {
+        if let Some(map) = object["metadata"]
+            .get(field)
+            .filter(|m| m.as_object().is_some_and(|m| !m.is_empty()))
+        {
             metadata[field] = map.clone();
         }
     }

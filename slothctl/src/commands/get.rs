@@ -219,33 +219,58 @@ mod tests {
         let kind = kind::resolve("tr").expect("kind");
         let one = [taskrun("a")];
         let o = Options::default();
-        let text = render(kind, &one, true, "", &Output::Plain(Format::Yaml), o, true).expect("yaml");
+        let text =
+            render(kind, &one, true, "", &Output::Plain(Format::Yaml), o, true).expect("yaml");
         assert!(text.starts_with("apiVersion: sloth.dev/v1\n"), "{text}");
-        let text = render(kind, &one, false, "3", &Output::Plain(Format::Json), o, true).expect("json");
+        let text = render(
+            kind,
+            &one,
+            false,
+            "3",
+            &Output::Plain(Format::Json),
+            o,
+            true,
+        )
+        .expect("json");
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(v["kind"], "List");
         assert_eq!(v["items"][0]["metadata"]["name"], "a");
         let two = [taskrun("a"), taskrun("b")];
-        let text = render(kind, &two, false, "", &Output::Plain(Format::Name), o, true).expect("name");
+        let text =
+            render(kind, &two, false, "", &Output::Plain(Format::Name), o, true).expect("name");
         assert_eq!(text, "taskrun/a\ntaskrun/b\n");
-        let text = render(kind, &two, false, "", &Output::Plain(Format::Table), o, false).expect("table");
+        let text = render(
+            kind,
+            &two,
+            false,
+            "",
+            &Output::Plain(Format::Table),
+            o,
+            false,
+        )
+        .expect("table");
         assert_eq!(text.lines().count(), 2);
         assert!(text.starts_with("a "), "{text}");
     }
 
     #[test]
     fn sort_by_orders_numbers_numerically_and_missing_first() {
-        let mut objects: Vec<DynamicObject> = [("a", json!(10)), ("b", json!(9)), ("c", json!(null))]
-            .into_iter()
-            .map(|(name, code)| {
-                let mut o = taskrun(name);
-                if !code.is_null() {
-                    o.status = json!({"exitCode": code});
-                }
-                o
-            })
-            .collect();
-        sort(&mut objects, &Template::relaxed(".status.exitCode").expect("expr")).expect("sort");
+        let mut objects: Vec<DynamicObject> =
+            [("a", json!(10)), ("b", json!(9)), ("c", json!(null))]
+                .into_iter()
+                .map(|(name, code)| {
+                    let mut o = taskrun(name);
+                    if !code.is_null() {
+                        o.status = json!({"exitCode": code});
+                    }
+                    o
+                })
+                .collect();
+        sort(
+            &mut objects,
+            &Template::relaxed(".status.exitCode").expect("expr"),
+        )
+        .expect("sort");
         let names: Vec<_> = objects.iter().map(|o| o.metadata.name.as_str()).collect();
         assert_eq!(names, ["c", "b", "a"]);
     }

@@ -81,7 +81,14 @@ pub async fn run(ctx: &Context, args: LabelArgs, field: Field) -> anyhow::Result
         ""
     };
     let plural = kind.kind.to_lowercase();
-    let outcome = write(ctx, (kind.kind, namespace, &name), &changes, args.overwrite, field).await?;
+    let outcome = write(
+        ctx,
+        (kind.kind, namespace, &name),
+        &changes,
+        args.overwrite,
+        field,
+    )
+    .await?;
     emit(&format!("{plural}/{name} {outcome}\n"))?;
     Ok(())
 }
@@ -197,7 +204,10 @@ async fn write(
             *labels = Value::Object(Map::new());
         }
         let Some(labels) = labels.as_object_mut() else {
-            return Err(CliError::failed(format!("{kind} {name} has odd {}", field.key())));
+            return Err(CliError::failed(format!(
+                "{kind} {name} has odd {}",
+                field.key()
+            )));
         };
         let outcome = apply(labels, changes, overwrite, field)?;
         if outcome.starts_with("not ") {
@@ -221,7 +231,11 @@ mod tests {
     use serde_json::json;
 
     fn changes(args: &[&str]) -> BTreeMap<String, Change> {
-        parse_changes(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), Field::Labels).expect("valid")
+        parse_changes(
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            Field::Labels,
+        )
+        .expect("valid")
     }
 
     #[test]
@@ -259,7 +273,8 @@ mod tests {
     fn an_existing_value_changes_only_with_overwrite() {
         let labels = json!({"role": "gpu", "zone": "eu"});
         let mut map = labels.as_object().expect("map").clone();
-        let e = apply(&mut map, &changes(&["role=cpu"]), false, Field::Labels).expect_err("no overwrite");
+        let e = apply(&mut map, &changes(&["role=cpu"]), false, Field::Labels)
+            .expect_err("no overwrite");
         assert!(e.to_string().contains("--overwrite is false"), "{e}");
         assert_eq!(
             apply(&mut map, &changes(&["role=cpu"]), true, Field::Labels).expect("overwrite"),

@@ -101,7 +101,11 @@ async fn many(
     }
     taskruns.sort_by_key(|t| {
         (
-            t.metadata.labels.get(TASK_LABEL).cloned().unwrap_or_default(),
+            t.metadata
+                .labels
+                .get(TASK_LABEL)
+                .cloned()
+                .unwrap_or_default(),
             t.spec.get("attempt").and_then(serde_json::Value::as_i64),
             t.metadata.creation_timestamp,
         )
@@ -116,7 +120,11 @@ async fn many(
             }
         };
         if args.prefix {
-            emit_bytes(&shape(&output, args.tail, Some(&format!("[taskrun/{name}] "))))?;
+            emit_bytes(&shape(
+                &output,
+                args.tail,
+                Some(&format!("[taskrun/{name}] ")),
+            ))?;
         } else {
             emit_bytes(format!("==> taskrun/{name} <==\n").as_bytes())?;
             emit_bytes(&shape(&output, args.tail, None))?;
@@ -179,11 +187,7 @@ fn taskrun_name(arg: &str) -> Result<String, CliError> {
 
 /// When the agent cannot serve the output of a finished TaskRun, its last
 /// lines in `status.logTail`; otherwise the error.
-fn fallback(
-    ctx: &Context,
-    taskrun: &DynamicObject,
-    error: SdkError,
-) -> Result<Vec<u8>, CliError> {
+fn fallback(ctx: &Context, taskrun: &DynamicObject, error: SdkError) -> Result<Vec<u8>, CliError> {
     let tail = status_text(taskrun, "logTail");
     if follow::is_terminal(follow::phase(taskrun)) && !tail.is_empty() {
         eprintln!(

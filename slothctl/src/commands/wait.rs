@@ -12,17 +12,18 @@ use sloth_sdk::duration::Duration;
 
 use super::Context;
 use super::follow::{self, Tracker, status_text};
-use crate::printer::jsonpath::{Template, text};
 use crate::cli::WaitArgs;
 use crate::error::{self, CliError};
 use crate::kind;
 use crate::printer::emit;
+use crate::printer::jsonpath::{Template, text};
 
 pub async fn run(ctx: &Context, args: WaitArgs) -> anyhow::Result<()> {
     let names: Vec<String> = args.name.iter().cloned().collect();
     let (kind, names) = kind::resolve_args(&args.kind, &names)?;
     if let Some(spec) = &args.for_ {
-        let condition = Condition::parse(spec).map_err(|e| CliError::usage(format!("--for: {e}")))?;
+        let condition =
+            Condition::parse(spec).map_err(|e| CliError::usage(format!("--for: {e}")))?;
         return wait_for(ctx, kind, &names, &args.timeout, &condition).await;
     }
     if !matches!(kind.kind, "TaskRun" | "Workflow") {
@@ -78,7 +79,10 @@ pub async fn run(ctx: &Context, args: WaitArgs) -> anyhow::Result<()> {
 enum Condition {
     Delete,
     /// `status.conditions[type]` has this status (case-insensitive).
-    Status { type_: String, status: String },
+    Status {
+        type_: String,
+        status: String,
+    },
     /// The expression selects this value (or anything, when None).
     JsonPath {
         template: Template,
@@ -328,7 +332,9 @@ mod tests {
         assert!(!met("condition=Succeeded=False"));
         assert!(!met("condition=Ready"));
         assert!(met("jsonpath={.status.phase}=Succeeded"));
-        assert!(met(".status.phase=Succeeded".replace(".status", "jsonpath=.status").as_str()));
+        assert!(met(".status.phase=Succeeded"
+            .replace(".status", "jsonpath=.status")
+            .as_str()));
         assert!(!met("jsonpath={.status.phase}=Failed"));
         assert!(met("jsonpath={.status.phase}"));
         assert!(!met("delete"));

@@ -37,8 +37,8 @@ impl Template {
                 push(&mut stack, Node::Text(rest[..open].to_string()));
             }
             let after = &rest[open + 1..];
-            let close = closing_brace(after)
-                .ok_or_else(|| format!("unclosed {{ in template {text:?}"))?;
+            let close =
+                closing_brace(after).ok_or_else(|| format!("unclosed {{ in template {text:?}"))?;
             let block = after[..close].trim();
             rest = &after[close + 1..];
             if let Some(expr) = block.strip_prefix("range ") {
@@ -302,7 +302,10 @@ mod tests {
         let v = list();
         assert_eq!(render("{.items[*].metadata.name}", &v), "a b");
         assert_eq!(render("{.items[0].status.exitCode}", &v), "0");
-        assert_eq!(render("phase={.items[1].status.phase}!", &v), "phase=Failed!");
+        assert_eq!(
+            render("phase={.items[1].status.phase}!", &v),
+            "phase=Failed!"
+        );
         assert_eq!(render("{.items[0].metadata.labels.app-name}", &v), "x");
         assert_eq!(
             render(r"{.items[0].metadata.labels.sloth\.dev/workflow}", &v),
@@ -346,7 +349,12 @@ mod tests {
     #[test]
     fn relaxed_expressions_take_any_spelling() {
         let v = json!({"status": {"phase": "Running"}});
-        for e in [".status.phase", "{.status.phase}", "status.phase", "$.status.phase"] {
+        for e in [
+            ".status.phase",
+            "{.status.phase}",
+            "status.phase",
+            "$.status.phase",
+        ] {
             let t = Template::relaxed(e).expect(e);
             assert_eq!(t.values(&v), [&json!("Running")], "{e}");
         }

@@ -4,10 +4,10 @@
 pub mod age;
 pub mod columns;
 pub mod cron_stack;
+pub mod custom_columns;
+pub mod jsonpath;
 pub mod output;
 pub mod table;
-pub mod jsonpath;
-pub mod custom_columns;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -39,12 +39,14 @@ impl Output {
     /// clap's parser for `-o`.
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some(template) = text.strip_prefix("jsonpath=") {
-            return Ok(Self::JsonPath(Arc::new(jsonpath::Template::parse(template)?)));
+            return Ok(Self::JsonPath(Arc::new(jsonpath::Template::parse(
+                template,
+            )?)));
         }
         if let Some(spec) = text.strip_prefix("custom-columns=") {
-            return Ok(Self::CustomColumns(Arc::new(custom_columns::Columns::parse(
-                spec,
-            )?)));
+            return Ok(Self::CustomColumns(Arc::new(
+                custom_columns::Columns::parse(spec)?,
+            )));
         }
         <Format as clap::ValueEnum>::from_str(text, false)
             .map(Self::Plain)
