@@ -33,14 +33,7 @@ pub async fn run(ctx: &Context, args: WaitArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let [name] = names.as_slice() else {
-        return Err(CliError::usage(format!("wait {} NAME: give one name", kind.singular)).into());
-    };
-    let timeout: Duration = args
-        .timeout
-        .parse()
-        .map_err(|e| CliError::usage(format!("--timeout: {e}")))?;
-    let timeout = timeout.as_std();
+    let (name, timeout) = target(kind, &names, &args.timeout)?;
     let namespace = kind::scope(kind, &ctx.namespace, false);
     let mut tracker = Tracker::new(ctx, kind, namespace, name);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -167,13 +160,7 @@ async fn wait_for(
     timeout_text: &str,
     condition: &Condition,
 ) -> anyhow::Result<()> {
-    let [name] = names else {
-        return Err(CliError::usage(format!("wait {} NAME: give one name", kind.singular)).into());
-    };
-    let timeout: Duration = timeout_text
-        .parse()
-        .map_err(|e| CliError::usage(format!("--timeout: {e}")))?;
-    let timeout = timeout.as_std();
+    let (name, timeout) = target(kind, names, timeout_text)?;
     let namespace = kind::scope(kind, &ctx.namespace, false);
     let mut tracker = Tracker::new(ctx, kind, namespace, name);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -202,6 +189,24 @@ async fn wait_for(
             return Err(timed_out(kind.singular, name, timeout_text, "").into());
         }
     }
+}
+
+/// The one object to wait for, and the timeout.
+fn target<'a>(
+    kind: &sloth_sdk::kinds::KindInfo,
+    names: &'a [String],
+    timeout: &str,
+) -> Result<(&'a String, std::time::Duration), CliError> {
+    let [name] = names else {
+        return Err(CliError::usage(format!(
+            "wait {} NAME: give one name",
+            kind.singular
+        )));
+    };
+    let timeout: Duration = timeout
+        .parse()
+        .map_err(|e| CliError::usage(format!("--timeout: {e}")))?;
+    Ok((name, timeout.as_std()))
 }
 
 fn timed_out(singular: &str, name: &str, timeout: &str, phase: &str) -> CliError {
