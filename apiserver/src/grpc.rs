@@ -715,6 +715,15 @@ impl ResourcesRpc for GrpcService {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+
+    /// Public, as `/version` on the HTTP port: it tells nothing about the
+    /// objects, and a client needs it before its credentials work.
+    async fn version(
+        &self,
+        _request: Request<pb::VersionRequest>,
+    ) -> Result<Response<pb::VersionInfo>, Status> {
+        Ok(Response::new(crate::version::info()))
+    }
 }
 
 #[cfg(test)]

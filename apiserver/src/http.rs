@@ -40,12 +40,21 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/version", get(version))
         .with_state(HttpState {
             store,
             metrics,
             shutdown,
             guard,
         })
+}
+
+/// `/version`: public, as `/healthz` (no object is named).
+async fn version() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::version::json().to_string(),
+    )
 }
 
 /// Connections accepted (and TLS-handshaked) by [`sloth_sdk::tls::accept`],

@@ -23,4 +23,5 @@ pub mod resources;
 pub mod secret_access;
 pub mod state_writes;
 pub mod store;
+pub mod version;
 pub mod watch;

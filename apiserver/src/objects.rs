@@ -171,6 +171,9 @@ pub fn merge_update(current: &Value, requested: &Value) -> Value {
     if let Some(kind) = kind {
         (kind.prepare_update)(current, requested, &mut merged);
     }
+    if merged.get("status") != current.get("status") {
+        sloth_sdk::strategy::derive_succeeded(&mut merged);
+    }
     merged
 }
 
@@ -214,6 +217,7 @@ pub fn merge_status(current: &Value, requested: &Value) -> Value {
             }
         }
     }
+    sloth_sdk::strategy::derive_succeeded(&mut merged);
     merged
 }
 
@@ -318,7 +322,11 @@ mod tests {
         requested["status"] = scheduled.clone();
         let merged = merge_update(&current, &requested);
         assert_eq!(merged["spec"]["agentName"], "a1");
-        assert_eq!(merged["status"], scheduled);
+        assert_eq!(without_succeeded(&merged["status"]), scheduled);
+        assert_eq!(
+            merged["status"]["conditions"][1]["type"], "Succeeded",
+            "the binding's status gets the derived condition too"
+        );
 
         // No status yet (as created).
         let fresh = json!({"kind": "TaskRun", "metadata": {"name": "t"},
@@ -326,7 +334,19 @@ mod tests {
         let mut requested = fresh.clone();
         requested["spec"]["agentName"] = json!("a1");
         requested["status"] = scheduled.clone();
-        assert_eq!(merge_update(&fresh, &requested)["status"], scheduled);
+        assert_eq!(
+            without_succeeded(&merge_update(&fresh, &requested)["status"]),
+            scheduled
+        );
+    }
+
+    /// A status without the `Succeeded` condition the apiserver derives.
+    fn without_succeeded(status: &Value) -> Value {
+        let mut status = status.clone();
+        if let Some(conditions) = status["conditions"].as_array_mut() {
+            conditions.retain(|c| c["type"] != "Succeeded");
+        }
+        status
     }
 
     #[test]

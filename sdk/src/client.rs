@@ -481,6 +481,16 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The version of the server answering (`(release, apiVersion)`).
+    pub async fn server_version(&self) -> Result<(String, String), Error> {
+        let info = self
+            .call(|mut c| async move { c.version(pb::VersionRequest {}).await })
+            .await?;
+        Ok((info.version, info.api_version))
+    }
+}
+
 /// A status's message followed by its causes, when it has any.
 fn with_causes(status: &tonic::Status) -> String {
     crate::error::with_causes(status.message(), std::error::Error::source(status))

@@ -51,3 +51,120 @@ pub fn bind_taskrun(current: &Value, requested: &Value, merged: &mut Value) {
         object.insert("status".into(), status.clone());
     }
 }
+
+/// The condition every TaskRun and Workflow carries (Tekton's convention),
+/// so that `wait --for=condition=Succeeded` works for both.
+pub const SUCCEEDED: &str = "Succeeded";
+
+/// Derives the `Succeeded` condition of a TaskRun or Workflow from its
+/// phase: True when Succeeded, False when Failed or Cancelled, Unknown
+/// otherwise. Called by the apiserver on every status it stores, so every
+/// writer (agents, scheduler, controllers) gets it without knowing. A
+/// condition that already says the same (the workflow controller writes
+/// its own, with its reason) is left alone; other kinds are untouched.
+pub fn derive_succeeded(object: &mut Value) {
+    if !matches!(
+        object.get("kind").and_then(Value::as_str),
+        Some("TaskRun" | "Workflow")
+    ) {
+        return;
+    }
+    let Some(status) = object.get_mut("status").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let text = |field: &str| {
+        status
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let phase = text("phase");
+    let truth = match phase.as_str() {
+        "Succeeded" => "True",
+        "Failed" | "Cancelled" => "False",
+        _ => "Unknown",
+    };
+    let reason = [text("reason"), phase]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "Pending".to_string());
+    let message = text("message");
+    let conditions = status
+        .entry("conditions")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !conditions.is_array() {
+        *conditions = Value::Array(Vec::new());
+    }
+    let Some(conditions) = conditions.as_array_mut() else {
+        return;
+    };
+    let is_ours = |c: &Value| c.get("type").and_then(Value::as_str) == Some(SUCCEEDED);
+    if conditions
+        .iter()
+        .any(|c| is_ours(c) && c.get("status").and_then(Value::as_str) == Some(truth))
+    {
+        return;
+    }
+    conditions.retain(|c| !is_ours(c));
+    let mut condition = serde_json::json!({
+        "type": SUCCEEDED,
+        "status": truth,
+        "reason": reason,
+        "lastTransitionTime": chrono::Utc::now(),
+    });
+    if !message.is_empty() {
+        condition["message"] = Value::String(message);
+    }
+    conditions.push(condition);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn succeeded(object: &Value) -> Value {
+        object["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == SUCCEEDED))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn the_succeeded_condition_follows_the_phase() {
+        let mut tr = json!({"kind": "TaskRun", "status": {"phase": "Running"}});
+        derive_succeeded(&mut tr);
+        assert_eq!(succeeded(&tr)["status"], "Unknown");
+        assert_eq!(succeeded(&tr)["reason"], "Running");
+        tr["status"]["phase"] = json!("Failed");
+        tr["status"]["reason"] = json!("Error");
+        tr["status"]["message"] = json!("exit code 3");
+        derive_succeeded(&mut tr);
+        let c = succeeded(&tr);
+        assert_eq!(
+            (c["status"].clone(), c["reason"].clone()),
+            (json!("False"), json!("Error"))
+        );
+        assert_eq!(c["message"], "exit code 3");
+        assert_eq!(tr["status"]["conditions"].as_array().map(Vec::len), Some(1));
+    }
+
+    #[test]
+    fn a_condition_that_already_agrees_is_kept_and_other_kinds_untouched() {
+        let own = json!({"type": "Succeeded", "status": "True", "reason": "AllDone"});
+        let mut wf = json!({"kind": "Workflow", "status": {"phase": "Succeeded",
+            "conditions": [{"type": "Ready", "status": "True"}, own.clone()]}});
+        let before = wf.clone();
+        derive_succeeded(&mut wf);
+        assert_eq!(wf, before);
+        let mut agent = json!({"kind": "Agent", "status": {"phase": "Ready"}});
+        let before = agent.clone();
+        derive_succeeded(&mut agent);
+        assert_eq!(agent, before);
+        let mut fresh = json!({"kind": "TaskRun", "spec": {}});
+        derive_succeeded(&mut fresh);
+        assert!(fresh.get("status").is_none());
+    }
+}

@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::printer::Format;
+use crate::printer::{Format, Output};
 
 /// slothctl controls a Sloth control plane: apply manifests, get, describe
 /// and delete objects, run commands on agents and follow their output.
@@ -20,15 +20,40 @@ pub struct Cli {
     )]
     pub server: Vec<String>,
 
-    /// Namespace of namespaced kinds [default: default].
-    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    /// Namespace of namespaced kinds (also env SLOTH_NAMESPACE) [default:
+    /// the context's, else default].
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "SLOTH_NAMESPACE",
+        value_name = "NS"
+    )]
     pub namespace: Option<String>,
+
+    /// The config file's context to use instead of its currentContext.
+    #[arg(long, global = true, env = "SLOTH_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// The config file [default: ~/.sloth/config.yaml].
+    #[arg(long, global = true, env = "SLOTH_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 
     #[command(flatten)]
     pub credentials: sloth_sdk::credentials::CredentialFlags,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// `--config` (or SLOTH_CONFIG), else `~/.sloth/config.yaml`.
+    pub fn config_file(&self) -> Option<std::path::PathBuf> {
+        self.config
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+            .or_else(crate::config::default_path)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -70,8 +95,9 @@ pub enum Command {
     /// client certificates (one per user or agent).
     #[command(subcommand)]
     Certs(crate::commands::certs::CertsCommand),
-    /// Print the client version.
-    Version,
+    /// Print the client and server versions, and warn when they differ in
+    /// major or minor version.
+    Version(VersionArgs),
     /// The state store: keys and values of a namespace, shared by tasks
     /// and scripts (set, get, delete, list, incr, cas).
     #[command(subcommand)]
@@ -83,6 +109,20 @@ pub enum Command {
     /// Copy an artifact (a file or directory) of a TaskRun back:
     /// `cp TASKRUN:PATH DEST`.
     Cp(CpArgs),
+    /// Add, change (--overwrite) or remove (KEY-) annotations of an object,
+    /// as kubectl annotate does.
+    Annotate(LabelArgs),
+    /// Print a shell completion script: `source <(slothctl completion bash)`.
+    Completion(CompletionArgs),
+    /// Contexts, clusters and users of the config file (~/.sloth/config.yaml,
+    /// or SLOTH_CONFIG), as kubectl config.
+    #[command(subcommand)]
+    Config(crate::commands::config::ConfigCommand),
+    /// Show what `apply -f` would change (live vs applied, as a diff of
+    /// spec, labels and annotations); exit 1 when anything differs.
+    Diff(DiffArgs),
+    /// Edit an object as YAML in $VISUAL or $EDITOR; checked before saving.
+    Edit(EditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +135,27 @@ pub struct CpArgs {
     /// its name).
     #[arg(value_name = "DEST")]
     pub dest: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EditArgs {
+    /// Kind, or KIND/NAME.
+    pub kind: String,
+    /// The object (unless given as KIND/NAME).
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Only the client version; no server is asked.
+    #[arg(long)]
+    pub client: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionArgs {
+    /// bash, zsh, fish (also elvish, powershell).
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +185,34 @@ pub struct ApplyArgs {
     /// upload it once and start every task with it (spec.workspace).
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<std::path::PathBuf>,
+    /// Directories: their subdirectories too.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Check every object and print what apply would do (`created`,
+    /// `configured`, `unchanged`, each `(dry run)`); nothing is written.
+    #[arg(
+        long,
+        value_name = "client",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "client"
+    )]
+    pub dry_run: Option<DryRun>,
+}
+
+/// `--dry-run=`: where the check happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRun {
+    /// slothctl checks every object (as apply does before sending) and
+    /// reads the live ones to compare.
+    Client,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// As for apply: a manifest, a Lua workflow file, a directory, or -.
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub files: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -166,9 +255,24 @@ pub struct GetArgs {
     pub kind: String,
     /// Names of objects to show (all when none).
     pub names: Vec<String>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
-    pub output: Format,
+    /// Output format: table, wide, yaml, json, name, jsonpath=TEMPLATE
+    /// (kubectl's, e.g. '{.items[*].metadata.name}'), or
+    /// custom-columns=HEADER:EXPR[,...] (e.g. NAME:.metadata.name).
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "FORMAT",
+        default_value = "table",
+        value_parser = Output::parse
+    )]
+    pub output: Output,
+    /// Sort the list by this JSONPath expression (e.g.
+    /// .metadata.creationTimestamp, {.status.phase}).
+    #[arg(long, value_name = "EXPR")]
+    pub sort_by: Option<String>,
+    /// Tables: a LABELS column last.
+    #[arg(long)]
+    pub show_labels: bool,
     /// Label selector, e.g. app=web,tier!=db.
     #[arg(short = 'l', long, value_name = "SELECTOR", default_value = "")]
     pub selector: String,
@@ -218,6 +322,9 @@ pub struct DeleteArgs {
     /// Treat objects that do not exist as deleted.
     #[arg(long)]
     pub ignore_not_found: bool,
+    /// Delete every object of KIND in the namespace (-A: in every one).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]
@@ -256,12 +363,26 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// The TaskRun (NAME or taskrun/NAME).
-    pub taskrun: String,
+    /// The TaskRun (NAME or taskrun/NAME), or workflow/NAME: the output of
+    /// every attempt of its tasks.
+    #[arg(required_unless_present = "selector")]
+    pub taskrun: Option<String>,
+    /// With workflow/NAME: only this task's attempts.
+    pub task: Option<String>,
     /// Keep printing output as it is written until the TaskRun finishes
     /// (waiting for it to start first).
     #[arg(short = 'f', long)]
     pub follow: bool,
+    /// Only the last N lines of each output.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// The output of every TaskRun matching this label selector, oldest
+    /// first.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+    /// Put `[taskrun/NAME] ` before each line.
+    #[arg(long)]
+    pub prefix: bool,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +395,10 @@ pub struct WaitArgs {
     /// waiting.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     pub timeout: String,
+    /// What to wait for instead of the end: condition=TYPE (status True),
+    /// condition=TYPE=VALUE, delete, or jsonpath='{EXPR}'=VALUE. Any kind.
+    #[arg(long = "for", value_name = "CONDITION")]
+    pub for_: Option<String>,
 }
 
 #[derive(Debug, Args)]

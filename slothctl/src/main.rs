@@ -85,7 +85,7 @@ mod tests {
             panic!("not get")
         };
         assert!(get.all_namespaces);
-        assert_eq!(get.output, printer::Format::Wide);
+        assert_eq!(get.output.format(), Some(printer::Format::Wide));
         assert!(cli::Cli::try_parse_from(["slothctl", "get", "tr", "-o", "xml"]).is_err());
         assert!(cli::Cli::try_parse_from(["slothctl", "apply"]).is_err());
         let cli = cli::Cli::try_parse_from(["slothctl", "cancel", "wf", "build", "-n", "ci"])

@@ -68,7 +68,7 @@ fn version_prints_the_package_version() {
     let run = finish(
         {
             let mut cmd = slothctl_at("http://127.0.0.1:9");
-            cmd.arg("version");
+            cmd.args(["version", "--client"]);
             cmd
         },
         None,
@@ -76,7 +76,7 @@ fn version_prints_the_package_version() {
     .ok();
     assert_eq!(
         run.stdout,
-        format!("slothctl version {}\n", env!("CARGO_PKG_VERSION"))
+        format!("Client Version: {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
 

@@ -15,7 +15,9 @@ fn list_args(args: AgentListArgs) -> GetArgs {
     GetArgs {
         kind: "agents".to_string(),
         names: Vec::new(),
-        output: args.output,
+        output: crate::printer::Output::Plain(args.output),
+        sort_by: None,
+        show_labels: false,
         selector: args.selector,
         field_selector: String::new(),
         watch: false,
@@ -77,6 +79,6 @@ mod tests {
         };
         let args = list_args(args);
         assert_eq!(args.kind, "agents");
-        assert_eq!(args.output, crate::printer::Format::Name);
+        assert_eq!(args.output.format(), Some(crate::printer::Format::Name));
     }
 }

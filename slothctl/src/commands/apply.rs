@@ -31,7 +31,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
             Self::Configured => "configured",
@@ -42,8 +42,13 @@ impl Outcome {
 
 pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     super::stamp::check_stack_flag(args.stack.as_deref())?;
+    let files = if args.recursive {
+        recursive(&args.files)?
+    } else {
+        args.files.clone()
+    };
     let mut objects = load(
-        &args.files,
+        &files,
         ctx.namespace_flag.as_deref(),
         &values_and_params(args.values.as_deref(), &args.params)?,
     )?;
@@ -54,6 +59,9 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     );
     if args.check {
         set_check_mode(&mut objects);
+    }
+    if args.dry_run.is_some() {
+        return dry_run(ctx, &objects).await;
     }
     super::workspace::attach(ctx, &mut objects, args.workspace.as_deref()).await?;
     if needs_addresses(&objects) {
@@ -91,6 +99,57 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
         return Err(CliError::reported(error::FAILED).into());
     }
     Ok(())
+}
+
+/// `--dry-run=client`: every object checked, what apply would do printed,
+/// nothing written (the live objects are only read).
+async fn dry_run(ctx: &Context, objects: &[Resolved]) -> anyhow::Result<()> {
+    for object in objects {
+        let preview = super::diff::preview(ctx, object)
+            .await
+            .map_err(|e| ctx.error(e))?;
+        emit(&format!(
+            "{} {} (dry run)\n",
+            qualified_name(object.kind, &object.name),
+            preview.outcome.as_str()
+        ))?;
+    }
+    Ok(())
+}
+
+/// Every directory under each directory of `paths` (depth first, in name
+/// order), after it: `-R`, since reading a directory takes its own files.
+/// Symbolic links to directories are not followed (no loops).
+pub fn recursive(paths: &[String]) -> Result<Vec<String>, CliError> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) -> Result<(), CliError> {
+        out.push(dir.display().to_string());
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            CliError::usage(format!("cannot read directory {}: {e}", dir.display()))
+        })?;
+        let mut subdirs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| {
+                CliError::usage(format!("cannot read directory {}: {e}", dir.display()))
+            })?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                subdirs.push(entry.path());
+            }
+        }
+        subdirs.sort();
+        for sub in subdirs {
+            walk(&sub, out)?;
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        if path != "-" && std::path::Path::new(path).is_dir() {
+            walk(std::path::Path::new(path), &mut out)?;
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Reads and admits every document of every path; any problem is a usage

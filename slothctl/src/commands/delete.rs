@@ -1,5 +1,6 @@
-//! `slothctl delete KIND NAME...`, `delete KIND -l SELECTOR`, and
-//! `delete -f PATH` (the objects named in manifests).
+//! `slothctl delete KIND NAME...`, `delete KIND -l SELECTOR`,
+//! `delete KIND --all` (every one in the namespace), and `delete -f PATH`
+//! (the objects named in manifests).
 
 use sloth_sdk::kinds::KindInfo;
 use sloth_sdk::{Error as SdkError, ListParams};
@@ -39,7 +40,7 @@ type Target = (&'static KindInfo, String, String);
 /// What to delete: `(kind, namespace, name)` each.
 async fn targets(ctx: &Context, args: &DeleteArgs) -> Result<Vec<Target>, CliError> {
     if !args.files.is_empty() {
-        if args.kind.is_some() || !args.selector.is_empty() {
+        if args.kind.is_some() || !args.selector.is_empty() || args.all {
             return Err(CliError::usage(
                 "give either -f PATH or KIND NAME (or KIND -l SELECTOR), not both",
             ));
@@ -65,9 +66,14 @@ async fn targets(ctx: &Context, args: &DeleteArgs) -> Result<Vec<Target>, CliErr
     let (kind, names) = kind::resolve_args(kind_arg, &args.names)?;
     check_selectors(&args.selector, "")?;
     let namespace = kind::scope(kind, &ctx.namespace, false).to_string();
+    if args.all && !(names.is_empty() && args.selector.is_empty()) {
+        return Err(CliError::usage(
+            "--all deletes every object: give no names and no -l",
+        ));
+    }
     match (names.is_empty(), args.selector.is_empty()) {
-        (true, true) => Err(CliError::usage(format!(
-            "no name given: delete {} NAME..., or select with -l",
+        (true, true) if !args.all => Err(CliError::usage(format!(
+            "no name given: delete {} NAME..., select with -l, or use --all",
             kind.singular
         ))),
         (false, false) => Err(CliError::usage("give names or -l, not both")),
@@ -75,7 +81,7 @@ async fn targets(ctx: &Context, args: &DeleteArgs) -> Result<Vec<Target>, CliErr
             .into_iter()
             .map(|n| (kind, namespace.clone(), n))
             .collect()),
-        (true, false) => {
+        (true, _) => {
             let params = ListParams {
                 label_selector: args.selector.clone(),
                 ..ListParams::default()

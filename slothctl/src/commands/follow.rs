@@ -126,6 +126,20 @@ impl Tracker {
     /// The object's next state (the current one first). Cancel-safe: state
     /// changes only once an event has been taken from the stream.
     pub async fn next(&mut self, ctx: &Context) -> Result<DynamicObject, CliError> {
+        let listed = self.listed;
+        match self.next_state(ctx).await? {
+            Some(object) => Ok(object),
+            None if listed => Err(self.deleted()),
+            None => Err(ctx.error(SdkError::NotFound(format!(
+                "{} {:?} not found",
+                self.plural, self.name
+            )))),
+        }
+    }
+
+    /// As [`Self::next`], with None when the object is gone (deleted, or
+    /// not there when first listed).
+    pub async fn next_state(&mut self, ctx: &Context) -> Result<Option<DynamicObject>, CliError> {
         loop {
             let Some(item) = self.stream.next().await else {
                 return Err(CliError::failed(format!(
@@ -137,20 +151,13 @@ impl Tracker {
                 Ok(Event::Restarted(items)) => {
                     let found = items.into_iter().find(|o| o.metadata.name == self.name);
                     if found.is_none() {
-                        return Err(if self.listed {
-                            self.deleted()
-                        } else {
-                            ctx.error(SdkError::NotFound(format!(
-                                "{} {:?} not found",
-                                self.plural, self.name
-                            )))
-                        });
+                        return Ok(None);
                     }
                     found
                 }
                 Ok(Event::Applied(object)) => Some(object).filter(|o| o.metadata.name == self.name),
                 Ok(Event::Deleted(object)) if object.metadata.name == self.name => {
-                    return Err(self.deleted());
+                    return Ok(None);
                 }
                 Ok(Event::Deleted(_)) => None,
                 Err(e) => {
@@ -174,7 +181,7 @@ impl Tracker {
             self.unreachable_since = None;
             self.warned = false;
             if let Some(object) = found {
-                return Ok(object);
+                return Ok(Some(object));
             }
         }
     }

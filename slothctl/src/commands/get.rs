@@ -10,7 +10,8 @@ use crate::cli::GetArgs;
 use crate::error::{self, CliError};
 use crate::kind;
 use crate::printer::columns::{self, Options};
-use crate::printer::{Format, emit, output, table};
+use crate::printer::jsonpath::Template;
+use crate::printer::{Format, Output, emit, output, table};
 
 pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let (kind, names) = kind::resolve_args(&args.kind, &args.names)?;
@@ -28,11 +29,18 @@ pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     if args.output_watch_events && !args.watch {
         return Err(CliError::usage("--output-watch-events needs --watch").into());
     }
+    let sort_by = args
+        .sort_by
+        .as_deref()
+        .map(Template::relaxed)
+        .transpose()
+        .map_err(|e| CliError::usage(format!("--sort-by: {e}")))?;
     let namespace = kind::scope(kind, &ctx.namespace, args.all_namespaces);
     let options = Options {
-        wide: args.output == Format::Wide,
+        wide: args.output.format() == Some(Format::Wide),
         namespace: args.all_namespaces && kind.namespaced,
         event: args.output_watch_events,
+        labels: args.show_labels,
     };
     if args.watch {
         return watch::run(ctx, kind, namespace, &names, &args, options).await;
@@ -66,12 +74,17 @@ pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         (objects, String::new())
     };
 
-    if kind.kind == "Event" {
+    if let Some(sort_by) = &sort_by {
+        sort(&mut objects, sort_by)?;
+    } else if kind.kind == "Event" {
         columns::sort_events(&mut objects);
     }
     let single = names.len() == 1;
-    if objects.is_empty() && names.is_empty() && matches!(args.output, Format::Table | Format::Wide)
-    {
+    let tabular = matches!(
+        args.output,
+        Output::Plain(Format::Table | Format::Wide) | Output::CustomColumns(_)
+    );
+    if objects.is_empty() && names.is_empty() && tabular {
         eprintln!("{}", no_resources(kind, namespace));
     } else if !(objects.is_empty() && single) {
         let text = render(
@@ -79,7 +92,7 @@ pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
             &objects,
             single,
             &resource_version,
-            args.output,
+            &args.output,
             options,
             !args.no_headers,
         )?;
@@ -89,6 +102,41 @@ pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         return Err(CliError::reported(error::FAILED).into());
     }
     Ok(())
+}
+
+/// kubectl's `--sort-by`: by the first value the expression selects,
+/// numbers as numbers, anything else as text; objects without one first.
+/// The sort is stable, so equal keys keep the server's order (by name).
+fn sort(objects: &mut [DynamicObject], by: &Template) -> Result<(), CliError> {
+    let mut keyed = objects
+        .iter()
+        .map(|o| {
+            let value = output::to_value(o)?;
+            let key = by.values(&value).first().map(|v| SortKey::of(v));
+            Ok((key, o.clone()))
+        })
+        .collect::<Result<Vec<_>, CliError>>()?;
+    keyed.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    for (slot, (_, object)) in objects.iter_mut().zip(keyed) {
+        *slot = object;
+    }
+    Ok(())
+}
+
+/// What `--sort-by` compares: numbers before text.
+#[derive(Debug, PartialEq, PartialOrd)]
+enum SortKey {
+    Number(f64),
+    Text(String),
+}
+
+impl SortKey {
+    fn of(value: &serde_json::Value) -> Self {
+        match value.as_f64() {
+            Some(n) => Self::Number(n),
+            None => Self::Text(crate::printer::jsonpath::text(value)),
+        }
+    }
 }
 
 /// kubectl's message for an empty table (on stderr).
@@ -107,10 +155,26 @@ pub fn render(
     objects: &[DynamicObject],
     single: bool,
     resource_version: &str,
-    format: Format,
+    output: &Output,
     options: Options,
     headers: bool,
 ) -> Result<String, CliError> {
+    let value = || match (single, objects) {
+        (true, [one]) => output::to_value(one),
+        _ => output::list(objects, resource_version),
+    };
+    let format = match output {
+        Output::Plain(format) => *format,
+        Output::JsonPath(template) => return Ok(template.render(&value()?)),
+        Output::CustomColumns(columns) => {
+            let rows = objects
+                .iter()
+                .map(|o| Ok(columns.row(&output::to_value(o)?)))
+                .collect::<Result<Vec<_>, CliError>>()?;
+            let header = columns.headers();
+            return Ok(table::render(headers.then_some(header.as_slice()), &rows));
+        }
+    };
     Ok(match format {
         Format::Table | Format::Wide => {
             let now = Utc::now();
@@ -122,10 +186,7 @@ pub fn render(
             table::render(headers.then_some(header.as_slice()), &rows)
         }
         Format::Yaml | Format::Json => {
-            let value = match (single, objects) {
-                (true, [one]) => output::to_value(one)?,
-                _ => output::list(objects, resource_version)?,
-            };
+            let value = value()?;
             if format == Format::Yaml {
                 output::yaml(&value)?
             } else {
@@ -158,18 +219,60 @@ mod tests {
         let kind = kind::resolve("tr").expect("kind");
         let one = [taskrun("a")];
         let o = Options::default();
-        let text = render(kind, &one, true, "", Format::Yaml, o, true).expect("yaml");
+        let text =
+            render(kind, &one, true, "", &Output::Plain(Format::Yaml), o, true).expect("yaml");
         assert!(text.starts_with("apiVersion: sloth.dev/v1\n"), "{text}");
-        let text = render(kind, &one, false, "3", Format::Json, o, true).expect("json");
+        let text = render(
+            kind,
+            &one,
+            false,
+            "3",
+            &Output::Plain(Format::Json),
+            o,
+            true,
+        )
+        .expect("json");
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(v["kind"], "List");
         assert_eq!(v["items"][0]["metadata"]["name"], "a");
         let two = [taskrun("a"), taskrun("b")];
-        let text = render(kind, &two, false, "", Format::Name, o, true).expect("name");
+        let text =
+            render(kind, &two, false, "", &Output::Plain(Format::Name), o, true).expect("name");
         assert_eq!(text, "taskrun/a\ntaskrun/b\n");
-        let text = render(kind, &two, false, "", Format::Table, o, false).expect("table");
+        let text = render(
+            kind,
+            &two,
+            false,
+            "",
+            &Output::Plain(Format::Table),
+            o,
+            false,
+        )
+        .expect("table");
         assert_eq!(text.lines().count(), 2);
         assert!(text.starts_with("a "), "{text}");
+    }
+
+    #[test]
+    fn sort_by_orders_numbers_numerically_and_missing_first() {
+        let mut objects: Vec<DynamicObject> =
+            [("a", json!(10)), ("b", json!(9)), ("c", json!(null))]
+                .into_iter()
+                .map(|(name, code)| {
+                    let mut o = taskrun(name);
+                    if !code.is_null() {
+                        o.status = json!({"exitCode": code});
+                    }
+                    o
+                })
+                .collect();
+        sort(
+            &mut objects,
+            &Template::relaxed(".status.exitCode").expect("expr"),
+        )
+        .expect("sort");
+        let names: Vec<_> = objects.iter().map(|o| o.metadata.name.as_str()).collect();
+        assert_eq!(names, ["c", "b", "a"]);
     }
 
     #[test]
@@ -202,7 +305,7 @@ mod tests {
             std::slice::from_ref(&event),
             false,
             "",
-            Format::Table,
+            &Output::Plain(Format::Table),
             Options::default(),
             true,
         )
@@ -223,7 +326,7 @@ mod tests {
             &[event],
             false,
             "",
-            Format::Name,
+            &Output::Plain(Format::Name),
             Options::default(),
             true,
         )

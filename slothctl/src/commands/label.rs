@@ -1,5 +1,5 @@
-//! `slothctl label KIND NAME KEY=VALUE... KEY-... [--overwrite]`, with
-//! kubectl's semantics: a new label is added, an existing one changes
+//! `slothctl label|annotate KIND NAME KEY=VALUE... KEY-... [--overwrite]`,
+//! with kubectl's semantics: a new key is added, an existing one changes
 //! only with `--overwrite`, `KEY-` removes one. Written by compare-and-swap,
 //! retried on conflicts (an agent updates its own object too).
 
@@ -18,6 +18,39 @@ use crate::printer::emit;
 /// Attempts before a run of conflicts is reported.
 const ATTEMPTS: usize = 10;
 
+/// Which map of the object's metadata the command changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Labels,
+    Annotations,
+}
+
+impl Field {
+    /// The metadata key.
+    fn key(self) -> &'static str {
+        match self {
+            Self::Labels => "labels",
+            Self::Annotations => "annotations",
+        }
+    }
+
+    /// The noun in messages.
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Labels => "label",
+            Self::Annotations => "annotation",
+        }
+    }
+
+    /// The verb kubectl prints (`labeled`, `annotated`).
+    fn done(self) -> &'static str {
+        match self {
+            Self::Labels => "labeled",
+            Self::Annotations => "annotated",
+        }
+    }
+}
+
 /// What the command line asks for each label key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Change {
@@ -25,61 +58,75 @@ enum Change {
     Remove,
 }
 
-pub async fn run(ctx: &Context, args: LabelArgs) -> anyhow::Result<()> {
+pub async fn run(ctx: &Context, args: LabelArgs, field: Field) -> anyhow::Result<()> {
+    let noun = field.noun();
     let (kind_arg, rest) = args
         .args
         .split_first()
-        .ok_or_else(|| CliError::usage("label needs KIND NAME KEY=VALUE..."))?;
+        .ok_or_else(|| CliError::usage(format!("{noun} needs KIND NAME KEY=VALUE...")))?;
     let (name, changes) = match kind::split_type_name(kind_arg) {
         (_, Some(name)) => (name.to_string(), rest),
         (_, None) => match rest.split_first() {
             Some((name, changes)) => (name.clone(), changes),
-            None => return Err(CliError::usage("label needs a NAME after the KIND").into()),
+            None => {
+                return Err(CliError::usage(format!("{noun} needs a NAME after the KIND")).into());
+            }
         },
     };
     let kind = kind::resolve(kind::split_type_name(kind_arg).0)?;
-    let changes = parse_changes(changes)?;
+    let changes = parse_changes(changes, field)?;
     let namespace = if kind.namespaced {
         ctx.namespace.as_str()
     } else {
         ""
     };
     let plural = kind.kind.to_lowercase();
-    let outcome = write(ctx, kind.kind, namespace, &name, &changes, args.overwrite).await?;
+    let outcome = write(
+        ctx,
+        (kind.kind, namespace, &name),
+        &changes,
+        args.overwrite,
+        field,
+    )
+    .await?;
     emit(&format!("{plural}/{name} {outcome}\n"))?;
     Ok(())
 }
 
-/// `KEY=VALUE` and `KEY-` arguments, each key at most once.
-fn parse_changes(args: &[String]) -> Result<BTreeMap<String, Change>, CliError> {
+/// `KEY=VALUE` and `KEY-` arguments, each key at most once. Keys are
+/// qualified names for both fields; only label values are restricted.
+fn parse_changes(args: &[String], field: Field) -> Result<BTreeMap<String, Change>, CliError> {
+    let noun = field.noun();
     if args.is_empty() {
-        return Err(CliError::usage(
-            "at least one label update is required (KEY=VALUE or KEY-)",
-        ));
+        return Err(CliError::usage(format!(
+            "at least one {noun} update is required (KEY=VALUE or KEY-)"
+        )));
     }
     let mut changes = BTreeMap::new();
     for arg in args {
         let (key, change) = match arg.split_once('=') {
             Some((key, value)) => {
-                validate_label_value(value).map_err(|e| {
-                    CliError::usage(format!("invalid value of label {key:?} ({value:?}): {e}"))
-                })?;
+                if field == Field::Labels {
+                    validate_label_value(value).map_err(|e| {
+                        CliError::usage(format!("invalid value of label {key:?} ({value:?}): {e}"))
+                    })?;
+                }
                 (key, Change::Set(value.to_string()))
             }
             None => match arg.strip_suffix('-') {
                 Some(key) => (key, Change::Remove),
                 None => {
                     return Err(CliError::usage(format!(
-                        "invalid label update {arg:?}: use KEY=VALUE to set or KEY- to remove"
+                        "invalid {noun} update {arg:?}: use KEY=VALUE to set or KEY- to remove"
                     )));
                 }
             },
         };
         validate_label_key(key)
-            .map_err(|e| CliError::usage(format!("invalid label key {key:?}: {e}")))?;
+            .map_err(|e| CliError::usage(format!("invalid {noun} key {key:?}: {e}")))?;
         if changes.insert(key.to_string(), change).is_some() {
             return Err(CliError::usage(format!(
-                "label {key:?} is given more than once"
+                "{noun} {key:?} is given more than once"
             )));
         }
     }
@@ -91,7 +138,8 @@ fn apply(
     labels: &mut Map<String, Value>,
     changes: &BTreeMap<String, Change>,
     overwrite: bool,
-) -> Result<&'static str, CliError> {
+    field: Field,
+) -> Result<String, CliError> {
     let mut labeled = false;
     let mut unlabeled = false;
     for (key, change) in changes {
@@ -112,26 +160,26 @@ fn apply(
                 if labels.remove(key).is_some() {
                     unlabeled = true;
                 } else {
-                    eprintln!("label {key:?} not found.");
+                    eprintln!("{} {key:?} not found.", field.noun());
                 }
             }
         }
     }
+    let done = field.done();
     Ok(match (labeled, unlabeled) {
-        (true, _) => "labeled",
-        (false, true) => "unlabeled",
-        (false, false) => "not labeled",
+        (true, _) => done.to_string(),
+        (false, true) => format!("un{done}"),
+        (false, false) => format!("not {done}"),
     })
 }
 
 async fn write(
     ctx: &Context,
-    kind: &str,
-    namespace: &str,
-    name: &str,
+    (kind, namespace, name): (&str, &str, &str),
     changes: &BTreeMap<String, Change>,
     overwrite: bool,
-) -> Result<&'static str, CliError> {
+    field: Field,
+) -> Result<String, CliError> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let object = ctx
@@ -150,16 +198,19 @@ async fn write(
             return Err(CliError::failed(format!("{kind} {name} has no metadata")));
         };
         let labels = metadata
-            .entry("labels")
+            .entry(field.key())
             .or_insert_with(|| Value::Object(Map::new()));
         if !labels.is_object() {
             *labels = Value::Object(Map::new());
         }
         let Some(labels) = labels.as_object_mut() else {
-            return Err(CliError::failed(format!("{kind} {name} has odd labels")));
+            return Err(CliError::failed(format!(
+                "{kind} {name} has odd {}",
+                field.key()
+            )));
         };
-        let outcome = apply(labels, changes, overwrite)?;
-        if outcome == "not labeled" {
+        let outcome = apply(labels, changes, overwrite, field)?;
+        if outcome.starts_with("not ") {
             return Ok(outcome);
         }
         match ctx.client.update(&value).await {
@@ -180,7 +231,11 @@ mod tests {
     use serde_json::json;
 
     fn changes(args: &[&str]) -> BTreeMap<String, Change> {
-        parse_changes(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>()).expect("valid")
+        parse_changes(
+            &args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            Field::Labels,
+        )
+        .expect("valid")
     }
 
     #[test]
@@ -197,27 +252,41 @@ mod tests {
             &["k=no way"],
         ] {
             let args: Vec<String> = bad.iter().map(|a| a.to_string()).collect();
-            assert!(parse_changes(&args).is_err(), "{bad:?}");
+            assert!(parse_changes(&args, Field::Labels).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn annotation_values_are_free_text() {
+        let args = vec!["note=any text, even: this".to_string(), "old-".to_string()];
+        let c = parse_changes(&args, Field::Annotations).expect("valid");
+        assert_eq!(c["note"], Change::Set("any text, even: this".into()));
+        assert!(parse_changes(&args[..1], Field::Labels).is_err());
+        let mut map = Map::new();
+        assert_eq!(
+            apply(&mut map, &c, false, Field::Annotations).expect("apply"),
+            "annotated"
+        );
     }
 
     #[test]
     fn an_existing_value_changes_only_with_overwrite() {
         let labels = json!({"role": "gpu", "zone": "eu"});
         let mut map = labels.as_object().expect("map").clone();
-        let e = apply(&mut map, &changes(&["role=cpu"]), false).expect_err("no overwrite");
+        let e = apply(&mut map, &changes(&["role=cpu"]), false, Field::Labels)
+            .expect_err("no overwrite");
         assert!(e.to_string().contains("--overwrite is false"), "{e}");
         assert_eq!(
-            apply(&mut map, &changes(&["role=cpu"]), true).expect("overwrite"),
+            apply(&mut map, &changes(&["role=cpu"]), true, Field::Labels).expect("overwrite"),
             "labeled"
         );
         assert_eq!(map["role"], "cpu");
         assert_eq!(
-            apply(&mut map, &changes(&["zone-"]), false).expect("remove"),
+            apply(&mut map, &changes(&["zone-"]), false, Field::Labels).expect("remove"),
             "unlabeled"
         );
         assert_eq!(
-            apply(&mut map, &changes(&["role=cpu"]), false).expect("same"),
+            apply(&mut map, &changes(&["role=cpu"]), false, Field::Labels).expect("same"),
             "not labeled"
         );
     }

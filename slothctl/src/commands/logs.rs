@@ -1,20 +1,45 @@
-//! `slothctl logs TASKRUN [-f]`: a TaskRun's output, as written so far, or
-//! with `-f` as it is written until the TaskRun finishes.
+//! `slothctl logs TASKRUN [-f] [--tail N]`: a TaskRun's output, as written
+//! so far, or with `-f` as it is written until the TaskRun finishes;
+//! `logs -l SELECTOR` and `logs workflow/NAME [TASK]`: the output of several
+//! TaskRuns (a workflow's: every attempt of every task), one after another,
+//! each under a `==> taskrun/NAME <==` line unless --prefix marks lines.
 
 use futures_util::StreamExt;
-use sloth_sdk::Error as SdkError;
+use sloth_sdk::well_known::{TASK_LABEL, WORKFLOW_LABEL};
+use sloth_sdk::{DynamicObject, Error as SdkError, ListParams};
 
-use super::Context;
 use super::follow::{self, status_text};
+use super::{Context, check_selectors};
 use crate::cli::LogsArgs;
 use crate::error::CliError;
 use crate::kind;
 use crate::printer::emit_bytes;
 
 pub async fn run(ctx: &Context, args: LogsArgs) -> anyhow::Result<()> {
-    let name = taskrun_name(&args.taskrun)?;
     let namespace = ctx.namespace.as_str();
+    let selector = match (&args.selector, &args.taskrun) {
+        (Some(_), Some(_)) => {
+            return Err(CliError::usage("give a TaskRun or -l SELECTOR, not both").into());
+        }
+        (Some(selector), None) => Some(selector.clone()),
+        (None, Some(target)) => workflow_selector(target, args.task.as_deref())?,
+        (None, None) => return Err(CliError::usage("give a TaskRun or -l SELECTOR").into()),
+    };
+    if let Some(selector) = selector {
+        if args.follow {
+            return Err(CliError::usage("-f follows one TaskRun: name it").into());
+        }
+        check_selectors(&selector, "")?;
+        return many(ctx, namespace, &selector, &args).await;
+    }
+    if args.task.is_some() {
+        return Err(CliError::usage("a TASK is given only after workflow/NAME").into());
+    }
+    let name = taskrun_name(args.taskrun.as_deref().unwrap_or_default())?;
     if args.follow {
+        if args.tail.is_some() {
+            return Err(CliError::usage("--tail cannot be used with -f yet").into());
+        }
         let mut told = false;
         follow::stream_output(ctx, namespace, &name, |taskrun| {
             if !told && follow::phase(taskrun) == "Pending" {
@@ -30,22 +55,119 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> anyhow::Result<()> {
         .get("TaskRun", namespace, &name)
         .await
         .map_err(|e| ctx.error(e))?;
-    let mut stream = match ctx.client.logs(namespace, &name, false, 0).await {
-        Ok(stream) => stream,
-        Err(e) => return fallback(ctx, &taskrun, e),
+    let output = read(ctx, &taskrun).await?;
+    emit_bytes(&shape(&output, args.tail, None))?;
+    Ok(())
+}
+
+/// `workflow/NAME [TASK]` as a label selector of its TaskRuns; None for a
+/// TaskRun.
+fn workflow_selector(target: &str, task: Option<&str>) -> Result<Option<String>, CliError> {
+    let (kind_part, name) = kind::split_type_name(target);
+    let Some(name) = name else {
+        return Ok(None);
     };
-    let mut printed = false;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => {
-                emit_bytes(&bytes)?;
-                printed |= !bytes.is_empty();
+    let kind = kind::resolve(kind_part)?;
+    if kind.kind != "Workflow" {
+        return Ok(None);
+    }
+    let mut selector = format!("{WORKFLOW_LABEL}={name}");
+    if let Some(task) = task {
+        selector.push_str(&format!(",{TASK_LABEL}={task}"));
+    }
+    Ok(Some(selector))
+}
+
+/// The output of every TaskRun matching `selector`, by task, then attempt,
+/// then creation.
+async fn many(
+    ctx: &Context,
+    namespace: &str,
+    selector: &str,
+    args: &LogsArgs,
+) -> anyhow::Result<()> {
+    let params = ListParams {
+        label_selector: selector.to_string(),
+        ..ListParams::default()
+    };
+    let mut taskruns = ctx
+        .client
+        .list_all("TaskRun", namespace, &params)
+        .await
+        .map_err(|e| ctx.error(e))?
+        .items;
+    if taskruns.is_empty() {
+        return Err(CliError::failed(format!("no taskruns match {selector}")).into());
+    }
+    taskruns.sort_by_key(|t| {
+        (
+            t.metadata
+                .labels
+                .get(TASK_LABEL)
+                .cloned()
+                .unwrap_or_default(),
+            t.spec.get("attempt").and_then(serde_json::Value::as_i64),
+            t.metadata.creation_timestamp,
+        )
+    });
+    for taskrun in &taskruns {
+        let name = &taskrun.metadata.name;
+        let output = match read(ctx, taskrun).await {
+            Ok(output) => output,
+            Err(e) => {
+                eprintln!("{e}");
+                continue;
             }
-            Err(e) if !printed => return fallback(ctx, &taskrun, e),
-            Err(e) => return Err(CliError::failed(format!("reading the output: {e}")).into()),
+        };
+        if args.prefix {
+            emit_bytes(&shape(
+                &output,
+                args.tail,
+                Some(&format!("[taskrun/{name}] ")),
+            ))?;
+        } else {
+            emit_bytes(format!("==> taskrun/{name} <==\n").as_bytes())?;
+            emit_bytes(&shape(&output, args.tail, None))?;
         }
     }
     Ok(())
+}
+
+/// The whole output written so far; a finished TaskRun's `status.logTail`
+/// when its agent cannot serve it.
+async fn read(ctx: &Context, taskrun: &DynamicObject) -> Result<Vec<u8>, CliError> {
+    let name = &taskrun.metadata.name;
+    let namespace = &taskrun.metadata.namespace;
+    let mut stream = match ctx.client.logs(namespace, name, false, 0).await {
+        Ok(stream) => stream,
+        Err(e) => return fallback(ctx, taskrun, e),
+    };
+    let mut output = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => output.extend_from_slice(&bytes),
+            Err(e) if output.is_empty() => return fallback(ctx, taskrun, e),
+            Err(e) => return Err(CliError::failed(format!("reading the output: {e}"))),
+        }
+    }
+    Ok(output)
+}
+
+/// The last `tail` lines (all when None), each after `prefix`.
+fn shape(output: &[u8], tail: Option<usize>, prefix: Option<&str>) -> Vec<u8> {
+    let lines: Vec<&[u8]> = output.split_inclusive(|b| *b == b'\n').collect();
+    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    let mut out = Vec::with_capacity(output.len());
+    for line in &lines[skip..] {
+        if let Some(prefix) = prefix {
+            out.extend_from_slice(prefix.as_bytes());
+        }
+        out.extend_from_slice(line);
+    }
+    if prefix.is_some() && !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out
 }
 
 /// `NAME` or `taskrun/NAME` (any alias of TaskRun).
@@ -56,7 +178,7 @@ fn taskrun_name(arg: &str) -> Result<String, CliError> {
     };
     if kind.kind != "TaskRun" {
         return Err(CliError::usage(format!(
-            "logs are kept for taskruns only, not for {}",
+            "logs are kept for taskruns (and workflow/NAME), not for {}",
             kind.plural
         )));
     }
@@ -65,24 +187,20 @@ fn taskrun_name(arg: &str) -> Result<String, CliError> {
 
 /// When the agent cannot serve the output of a finished TaskRun, its last
 /// lines in `status.logTail`; otherwise the error.
-fn fallback(
-    ctx: &Context,
-    taskrun: &sloth_sdk::DynamicObject,
-    error: SdkError,
-) -> anyhow::Result<()> {
+fn fallback(ctx: &Context, taskrun: &DynamicObject, error: SdkError) -> Result<Vec<u8>, CliError> {
     let tail = status_text(taskrun, "logTail");
     if follow::is_terminal(follow::phase(taskrun)) && !tail.is_empty() {
         eprintln!(
             "warning: the agent cannot serve this output ({error}); \
              showing its last lines (status.logTail)"
         );
-        emit_bytes(tail.as_bytes())?;
+        let mut output = tail.as_bytes().to_vec();
         if !tail.ends_with('\n') {
-            emit_bytes(b"\n")?;
+            output.push(b'\n');
         }
-        return Ok(());
+        return Ok(output);
     }
-    Err(ctx.error(error).into())
+    Err(ctx.error(error))
 }
 
 #[cfg(test)]
@@ -95,8 +213,31 @@ mod tests {
         assert_eq!(taskrun_name("tr/run-x").expect("name"), "run-x");
         assert_eq!(taskrun_name("taskrun/run-x").expect("name"), "run-x");
         assert_eq!(
-            taskrun_name("wf/x").expect_err("workflow").code,
+            taskrun_name("ag/x").expect_err("agent").code,
             crate::error::USAGE
         );
+    }
+
+    #[test]
+    fn workflows_select_their_taskruns() {
+        assert_eq!(
+            workflow_selector("wf/build", Some("test")).expect("wf"),
+            Some("sloth.dev/workflow=build,sloth.dev/task=test".to_string())
+        );
+        assert_eq!(
+            workflow_selector("workflow/build", None).expect("wf"),
+            Some("sloth.dev/workflow=build".to_string())
+        );
+        assert_eq!(workflow_selector("tr/x", None).expect("tr"), None);
+        assert_eq!(workflow_selector("x", None).expect("plain"), None);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(shape(b"a\nb\nc\n", Some(2), None), b"b\nc\n");
+        assert_eq!(shape(b"a\nb\nc", Some(1), None), b"c");
+        assert_eq!(shape(b"a\nb\n", Some(0), None), b"");
+        assert_eq!(shape(b"a\nb\n", None, None), b"a\nb\n");
+        assert_eq!(shape(b"a\nb", Some(5), Some("> ")), b"> a\n> b\n");
     }
 }

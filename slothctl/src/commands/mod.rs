@@ -4,12 +4,16 @@ pub mod agent;
 pub mod apply;
 pub mod cancel;
 pub mod certs;
+pub mod completion;
+pub mod config;
 pub mod cordon;
 pub mod create;
 pub mod cp;
 pub mod create_secret;
 pub mod delete;
 pub mod describe;
+pub mod diff;
+pub mod edit;
 pub mod follow;
 pub mod get;
 pub mod label;
@@ -30,7 +34,6 @@ use sloth_sdk::meta::DEFAULT_NAMESPACE;
 use sloth_sdk::selector::{Fields, Labels};
 
 use crate::cli::{Cli, Command};
-use crate::config;
 use crate::error::CliError;
 
 /// What every command that talks to a server needs.
@@ -44,11 +47,12 @@ pub struct Context {
 
 impl Context {
     fn new(cli: &Cli) -> Result<Self, CliError> {
-        let config = config::load()?;
-        let servers = config::servers(&cli.server, &config);
+        let file = crate::config::load(cli.config_file().as_deref())?;
+        let resolved = file.resolve(cli.context.as_deref())?;
+        let servers = crate::config::servers(&cli.server, &resolved);
         let options = cli
             .credentials
-            .options(&config.credentials())
+            .options(&resolved.credentials)
             .map_err(|e| CliError::usage(e.to_string()))?;
         let client =
             Client::with_options(&servers, &options).map_err(|e| CliError::from_sdk(e, ""))?;
@@ -57,6 +61,7 @@ impl Context {
             client,
             namespace: namespace_flag
                 .clone()
+                .or(resolved.namespace)
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
             namespace_flag,
         })
@@ -69,8 +74,14 @@ impl Context {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Version = cli.command {
-        return version::run();
+    if let Command::Version(args) = &cli.command {
+        return version::run(&cli, args).await;
+    }
+    if let Command::Completion(args) = &cli.command {
+        return completion::run(args);
+    }
+    if let Command::Config(command) = &cli.command {
+        return config::run(&cli, command);
     }
     if let Command::Certs(command) = cli.command {
         return certs::run(command);
@@ -90,13 +101,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cancel(args) => cancel::run(&ctx, args).await,
         Command::Cordon(args) => cordon::run(&ctx, args, true).await,
         Command::Uncordon(args) => cordon::run(&ctx, args, false).await,
-        Command::Label(args) => label::run(&ctx, args).await,
+        Command::Label(args) => label::run(&ctx, args, label::Field::Labels).await,
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Create(command) => create::run(&ctx, command).await,
-        Command::Version => version::run(),
         Command::State(command) => state::run(&ctx, command).await,
         Command::Cp(args) => cp::run(&ctx, args).await,
-        Command::Render(_) | Command::Certs(_) => Ok(()),
+        Command::Annotate(args) => label::run(&ctx, args, label::Field::Annotations).await,
+        Command::Diff(args) => diff::run(&ctx, args).await,
+        Command::Edit(args) => edit::run(&ctx, args).await,
+        Command::Render(_)
+        | Command::Certs(_)
+        | Command::Version(_)
+        | Command::Completion(_)
+        | Command::Config(_) => Ok(()),
     }
 }
 

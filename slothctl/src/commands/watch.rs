@@ -17,7 +17,7 @@ use crate::cli::GetArgs;
 use crate::error::{self, CliError};
 use crate::printer::columns::{self, Options};
 use crate::printer::table::Layout;
-use crate::printer::{Format, emit, output};
+use crate::printer::{Format, Output, emit, output};
 
 const ADDED: &str = "ADDED";
 const MODIFIED: &str = "MODIFIED";
@@ -44,7 +44,7 @@ pub async fn run(
         allow_bookmarks: true,
     };
     let mut stream = watcher(ctx.client.clone(), kind.kind, namespace, params);
-    let mut printer = Printer::new(kind, args.output, options, !args.no_headers);
+    let mut printer = Printer::new(kind, args.output.clone(), options, !args.no_headers);
     let wanted = |o: &DynamicObject| names.is_empty() || names.contains(&o.metadata.name);
     let mut known: HashMap<String, DynamicObject> = HashMap::new();
     let mut started = false;
@@ -144,7 +144,7 @@ fn relisted(
 /// Prints watch output; table columns keep (and grow) their widths.
 struct Printer {
     kind: &'static KindInfo,
-    format: Format,
+    output: Output,
     options: Options,
     headers: bool,
     /// Set once the first table row is printed (with the header).
@@ -153,10 +153,10 @@ struct Printer {
 }
 
 impl Printer {
-    fn new(kind: &'static KindInfo, format: Format, options: Options, headers: bool) -> Self {
+    fn new(kind: &'static KindInfo, output: Output, options: Options, headers: bool) -> Self {
         Self {
             kind,
-            format,
+            output,
             options,
             headers,
             layout: None,
@@ -164,21 +164,64 @@ impl Printer {
         }
     }
 
+    /// The table's header: the kind's columns, or custom ones.
+    fn header(&self) -> Vec<String> {
+        match &self.output {
+            Output::CustomColumns(columns) => {
+                let mut header = columns.headers();
+                if self.options.event {
+                    header.insert(0, "EVENT".to_string());
+                }
+                header
+            }
+            _ => columns::headers(self.kind, self.options),
+        }
+    }
+
+    /// One table row, matching [`Self::header`].
+    fn cells(
+        &self,
+        event: &str,
+        object: &DynamicObject,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Vec<String>, CliError> {
+        Ok(match &self.output {
+            Output::CustomColumns(columns) => {
+                let mut row = columns.row(&output::to_value(object)?);
+                if self.options.event {
+                    row.insert(0, event.to_string());
+                }
+                row
+            }
+            _ => columns::row(self.kind, object, self.options, event, now),
+        })
+    }
+
     fn print(&mut self, changes: &[(&str, DynamicObject)]) -> anyhow::Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
-        match self.format {
+        let format = match &self.output {
+            Output::Plain(format) => *format,
+            Output::JsonPath(template) => {
+                for (_, object) in changes {
+                    emit(&template.render(&output::to_value(object)?))?;
+                }
+                return Ok(());
+            }
+            Output::CustomColumns(_) => Format::Table,
+        };
+        match format {
             Format::Table | Format::Wide => {
                 let now = Utc::now();
-                let rows: Vec<_> = changes
+                let rows = changes
                     .iter()
-                    .map(|(event, o)| columns::row(self.kind, o, self.options, event, now))
-                    .collect();
+                    .map(|(event, o)| self.cells(event, o, now))
+                    .collect::<Result<Vec<_>, CliError>>()?;
                 let layout = match &mut self.layout {
                     Some(layout) => layout,
                     None => {
-                        let header = columns::headers(self.kind, self.options);
+                        let header = self.header();
                         let mut layout = Layout::new(&header, &rows);
                         if self.options.event {
                             // Room for the longest event name from the start.
@@ -202,7 +245,7 @@ impl Printer {
                     } else {
                         output::to_value(object)?
                     };
-                    let text = if self.format == Format::Json {
+                    let text = if format == Format::Json {
                         output::json_line(&value)?
                     } else if self.documents == 0 {
                         output::yaml(&value)?

@@ -20,6 +20,8 @@ pub struct Options {
     pub namespace: bool,
     /// `--output-watch-events`: EVENT first.
     pub event: bool,
+    /// `--show-labels`: LABELS last, `k=v,k=v` (kubectl's spelling).
+    pub labels: bool,
 }
 
 /// The header line of `kind`'s table.
@@ -68,11 +70,40 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
         out.push("NAMESPACE".to_string());
     }
     out.extend(own.iter().map(|s| s.to_string()));
+    if options.labels {
+        out.push("LABELS".to_string());
+    }
     out
 }
 
 /// One object's row, matching [`headers`]; `event` fills the EVENT column.
 pub fn row(
+    kind: &KindInfo,
+    object: &DynamicObject,
+    options: Options,
+    event: &str,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    let mut out = kind_row(kind, object, options, event, now);
+    if options.labels {
+        out.push(labels_text(object));
+    }
+    out
+}
+
+/// `k=v,k=v` sorted by key, or `<none>`.
+pub fn labels_text(object: &DynamicObject) -> String {
+    let pairs: Vec<String> = object
+        .metadata
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    or_none(Some(pairs.join(",")))
+}
+
+/// [`row`] without the LABELS column.
+fn kind_row(
     kind: &KindInfo,
     object: &DynamicObject,
     options: Options,

@@ -4,10 +4,13 @@
 pub mod age;
 pub mod columns;
 pub mod cron_stack;
+pub mod custom_columns;
+pub mod jsonpath;
 pub mod output;
 pub mod table;
 
 use std::io::Write;
+use std::sync::Arc;
 
 /// `-o`: how `get` prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -21,6 +24,47 @@ pub enum Format {
     Json,
     /// `kind/name`, one a line.
     Name,
+}
+
+/// `get -o`: one of the [`Format`]s, or a template (kubectl's
+/// `jsonpath=TEMPLATE` and `custom-columns=SPEC`).
+#[derive(Clone, Debug)]
+pub enum Output {
+    Plain(Format),
+    JsonPath(Arc<jsonpath::Template>),
+    CustomColumns(Arc<custom_columns::Columns>),
+}
+
+impl Output {
+    /// clap's parser for `-o`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(template) = text.strip_prefix("jsonpath=") {
+            return Ok(Self::JsonPath(Arc::new(jsonpath::Template::parse(
+                template,
+            )?)));
+        }
+        if let Some(spec) = text.strip_prefix("custom-columns=") {
+            return Ok(Self::CustomColumns(Arc::new(
+                custom_columns::Columns::parse(spec)?,
+            )));
+        }
+        <Format as clap::ValueEnum>::from_str(text, false)
+            .map(Self::Plain)
+            .map_err(|_| {
+                format!(
+                    "unknown output format {text:?}: use table, wide, yaml, json, name, \
+                     jsonpath=TEMPLATE or custom-columns=SPEC"
+                )
+            })
+    }
+
+    /// The plain format, when it is one.
+    pub fn format(&self) -> Option<Format> {
+        match self {
+            Self::Plain(format) => Some(*format),
+            _ => None,
+        }
+    }
 }
 
 /// Writes `text` to stdout and flushes, so that readers through a pipe see
