@@ -50,3 +50,9 @@ pub const VERSION_ANNOTATION: &str = "sloth.dev/version";
 /// to resolve to agents: a JSON object `{"TASK": "host:port"}`. See
 /// `lua::resolve_addresses`.
 pub const ADDRESS_ANNOTATION: &str = "sloth.dev/delegate-addresses";
+
+/// The annotation `slothctl agent stop NAME` puts on an Agent: its value is
+/// the grace period (`5m`) the agent gives its running TaskRuns before it
+/// kills them. The agent watches its own Agent, stops taking work, and exits
+/// 0 once they ended; a new start of the agent removes the annotation.
+pub const STOP_ANNOTATION: &str = "sloth.dev/stop";

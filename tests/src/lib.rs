@@ -476,6 +476,15 @@ impl Agent {
         terminate(self.child.take(), Duration::from_secs(30))
     }
 
+    /// Waits up to `deadline` for the agent to exit by itself; its exit
+    /// code, or None while it still runs.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let code = wait_exit(child, deadline)?;
+        self.child = None;
+        Some(code)
+    }
+
     /// Starts again after `kill9` or `stop`, with the same name, flags and
     /// work dir (a new port).
     pub fn start_again(&mut self) {
