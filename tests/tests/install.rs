@@ -142,7 +142,10 @@ fn install_sh_installs_every_role_into_a_prefix_with_verified_units() {
         prefix.display()
     )));
     let agent_unit = std::fs::read_to_string(unit("agent")).expect("unit");
-    assert!(!agent_unit.contains("User="), "the agent runs as root");
+    assert!(
+        !agent_unit.lines().any(|l| l.starts_with("User=")),
+        "the agent runs as root"
+    );
     for role in ["apiserver", "controllers", "agent"] {
         assert!(state.join(role).is_dir(), "no state dir for {role}");
     }
