@@ -233,7 +233,9 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         let stop_grace = stop_grace.clone();
         async move {
             if let Some(grace) = stop_request::wait(client, &name, background).await {
-                tracing::info!("stop requested (slothctl agent stop): draining with a grace of {grace:?}");
+                tracing::info!(
+                    "stop requested (slothctl agent stop): draining with a grace of {grace:?}"
+                );
                 let _ = stop_grace.set(grace);
                 shutdown.cancel();
             }

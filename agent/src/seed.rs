@@ -63,7 +63,12 @@ mod tests {
 
     #[test]
     fn daemon_is_found_anywhere_among_the_flags() {
-        assert!(wants_daemon(&argv(&["sloth-agent", "--name", "a", "--daemon"])));
+        assert!(wants_daemon(&argv(&[
+            "sloth-agent",
+            "--name",
+            "a",
+            "--daemon"
+        ])));
         assert!(!wants_daemon(&argv(&["sloth-agent", "--name", "a"])));
         assert!(!wants_daemon(&argv(&["--daemon"])), "the program name");
     }

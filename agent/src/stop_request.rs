@@ -52,7 +52,9 @@ pub async fn wait(client: Client, name: &str, cancel: CancellationToken) -> Opti
                 None
             }
             None => {
-                tracing::error!("the watch of agent {name:?} ended: `slothctl agent stop` will not reach it");
+                tracing::error!(
+                    "the watch of agent {name:?} ended: `slothctl agent stop` will not reach it"
+                );
                 return None;
             }
         };

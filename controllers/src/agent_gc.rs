@@ -55,14 +55,8 @@ pub async fn run(client: Client, after: Duration, shutdown: CancellationToken) {
 async fn reconcile(agent: Arc<Agent>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let now = Utc::now();
     let judgment = judge(&agent, ctx.after, now);
-    let (action, deleted) = expire(
-        &ctx.client,
-        AgentSpec::KIND,
-        &agent.metadata,
-        judgment,
-        now,
-    )
-    .await?;
+    let (action, deleted) =
+        expire(&ctx.client, AgentSpec::KIND, &agent.metadata, judgment, now).await?;
     if deleted {
         tracing::info!(
             agent = agent.name(),
@@ -72,7 +66,10 @@ async fn reconcile(agent: Arc<Agent>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         let locks: Api<LockSpec> = Api::namespaced(ctx.client.clone(), HEARTBEAT_NAMESPACE);
         match locks.delete(&heartbeat_lock_name(agent.name())).await {
             Ok(_) | Err(Error::NotFound(_)) => {}
-            Err(e) => tracing::warn!(agent = agent.name(), "cannot delete its heartbeat lock: {e}"),
+            Err(e) => tracing::warn!(
+                agent = agent.name(),
+                "cannot delete its heartbeat lock: {e}"
+            ),
         }
     }
     Ok(action)

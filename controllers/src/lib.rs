@@ -1,6 +1,7 @@
 //! Sloth's controllers: they reconcile desired state through the API.
 #![forbid(unsafe_code)]
 
+pub mod agent_gc;
 pub mod cron;
 pub mod events_ttl;
 pub mod gc;
@@ -13,7 +14,6 @@ pub mod stack;
 pub mod state_ttl;
 pub mod taskrun_ttl;
 pub mod workflow;
-pub mod agent_gc;
 
 use std::time::Duration;
 

@@ -33,7 +33,13 @@ fn start_with_a_bare_master_address_registers_and_reports_its_version() {
     let work = tempfile::tempdir().expect("temp dir");
     // The seeds' spelling: `agent start --master HOST:PORT` (no http://).
     let mut child = Command::new(binary("sloth-agent"))
-        .args(["start", "--name", "seed-1", "--master", server.grpc_address()])
+        .args([
+            "start",
+            "--name",
+            "seed-1",
+            "--master",
+            server.grpc_address(),
+        ])
         .args(["--bind-address", "127.0.0.1", "--port", "0"])
         .arg("--work-dir")
         .arg(work.path())
@@ -109,8 +115,10 @@ fn agent_stop_lets_the_running_task_finish_then_the_agent_exits_0() {
 
     let stop = ctl(&server, &["agent", "stop", "a1", "--grace", "2m"]).ok();
     assert!(stop.stdout.contains("agent/a1 stopping"), "{stop:#?}");
-    wait_until(DEADLINE, || agent.log().contains("stop requested").then_some(()))
-        .unwrap_or_else(|| panic!("the agent never saw the stop; log:\n{}", agent.log()));
+    wait_until(DEADLINE, || {
+        agent.log().contains("stop requested").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the agent never saw the stop; log:\n{}", agent.log()));
     // It drains: the running task goes on, nothing new starts.
     rt.block_on(taskruns.create(&shell("late", "a1", "echo late")))
         .expect("create taskrun");
@@ -183,7 +191,11 @@ fn controllers_delete_agents_not_ready_past_agent_gc_after() {
     })
     .unwrap_or_else(|| panic!("agent gone was never deleted"));
     wait_until(DEADLINE, || {
-        matches!(rt.block_on(locks.get("agent-gone")), Err(Error::NotFound(_))).then_some(())
+        matches!(
+            rt.block_on(locks.get("agent-gone")),
+            Err(Error::NotFound(_))
+        )
+        .then_some(())
     })
     .unwrap_or_else(|| panic!("the heartbeat lock of agent gone was never deleted"));
     // A Ready agent stays, however old.
@@ -216,13 +228,20 @@ fn agent_run_frames_and_colours_output_on_a_tty_only() {
     let _agent = Agent::start(&server, "a1", &[]);
     let tty = agent_run_on_a_tty(&server, &[]);
     assert_eq!(tty.code, 3, "{tty:#?}");
-    assert!(tty.stdout.contains("\x1b[1;36m==> a1: echo out; exit 3\x1b[0m"), "{tty:#?}");
+    assert!(
+        tty.stdout
+            .contains("\x1b[1;36m==> a1: echo out; exit 3\x1b[0m"),
+        "{tty:#?}"
+    );
     assert!(tty.stdout.contains("out"), "{tty:#?}");
     assert!(tty.stdout.contains("\x1b[1;31m<== exit 3 in "), "{tty:#?}");
 
     let no_color = agent_run_on_a_tty(&server, &[("NO_COLOR", "1")]);
     assert_eq!(no_color.code, 3, "{no_color:#?}");
-    assert!(no_color.stdout.contains("==> a1: echo out; exit 3"), "{no_color:#?}");
+    assert!(
+        no_color.stdout.contains("==> a1: echo out; exit 3"),
+        "{no_color:#?}"
+    );
     assert!(no_color.stdout.contains("<== exit 3 in "), "{no_color:#?}");
     assert!(!no_color.stdout.contains('\x1b'), "{no_color:#?}");
 

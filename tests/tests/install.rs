@@ -135,7 +135,10 @@ fn install_sh_installs_every_role_into_a_prefix_with_verified_units() {
         "ProtectSystem=strict",
         "User=sloth",
     ] {
-        assert!(apiserver_unit.contains(line), "{line} missing:\n{apiserver_unit}");
+        assert!(
+            apiserver_unit.contains(line),
+            "{line} missing:\n{apiserver_unit}"
+        );
     }
     assert!(apiserver_unit.contains(&format!(
         "EnvironmentFile=-{}/etc/sloth/apiserver.env",
@@ -149,12 +152,20 @@ fn install_sh_installs_every_role_into_a_prefix_with_verified_units() {
     for role in ["apiserver", "controllers", "agent"] {
         assert!(state.join(role).is_dir(), "no state dir for {role}");
     }
-    verify(None, &[unit("apiserver"), unit("controllers"), unit("agent")]);
+    verify(
+        None,
+        &[unit("apiserver"), unit("controllers"), unit("agent")],
+    );
 
     // Again: an upgrade. Settings stay, the unit takes the new flags.
     let env_file = prefix.join("etc/sloth/agent.env");
     std::fs::write(&env_file, "SLOTH_SERVER=http://10.0.0.2:50053\n").expect("edit settings");
-    install(&prefix, &units, &["agent", "--name", "box-1", "--capacity", "3"]).ok();
+    install(
+        &prefix,
+        &units,
+        &["agent", "--name", "box-1", "--capacity", "3"],
+    )
+    .ok();
     assert_eq!(
         std::fs::read_to_string(&env_file).expect("settings"),
         "SLOTH_SERVER=http://10.0.0.2:50053\n"
@@ -169,7 +180,11 @@ fn install_sh_rejects_bad_input_and_writes_nothing() {
     let temp = tempfile::tempdir().expect("temp dir");
     let (prefix, units) = (temp.path().join("prefix"), temp.path().join("units"));
     let run = install(&prefix, &units, &["database"]).code(2);
-    assert!(run.stderr.contains("ROLE must be agent, apiserver or controllers"), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("ROLE must be agent, apiserver or controllers"),
+        "{run:#?}"
+    );
     let run = install(&prefix, &units, &["agent", "--incus", "nohost"]).code(2);
     assert!(run.stderr.contains("--incus needs HOST:PORT"), "{run:#?}");
     let run = install(&prefix, &units, &[]).code(2);
@@ -210,7 +225,12 @@ fn packages_install_with_dpkg_into_a_root_with_verified_units() {
         .args(["--force-script-chrootless", "--force-not-root", "-i"])
         .args(&debs);
     run_to_end(cmd, None, DEADLINE).ok();
-    for package in ["sloth-apiserver", "sloth-controllers", "sloth-agent", "slothctl"] {
+    for package in [
+        "sloth-apiserver",
+        "sloth-controllers",
+        "sloth-agent",
+        "slothctl",
+    ] {
         let mut cmd = Command::new("dpkg-query");
         cmd.arg(format!("--admindir={}", admin.display()))
             .args(["-W", "-f", "${Status}", package]);
@@ -223,8 +243,14 @@ fn packages_install_with_dpkg_into_a_root_with_verified_units() {
         .expect("run the packaged agent");
     assert!(out.status.success(), "{out:?}");
     for role in ["apiserver", "controllers", "agent"] {
-        assert!(root.join(format!("etc/sloth/{role}.env")).is_file(), "{role}");
-        assert!(root.join(format!("var/lib/sloth/{role}")).is_dir(), "{role}");
+        assert!(
+            root.join(format!("etc/sloth/{role}.env")).is_file(),
+            "{role}"
+        );
+        assert!(
+            root.join(format!("var/lib/sloth/{role}")).is_dir(),
+            "{role}"
+        );
     }
     // Verify the packaged units in the root, beside this machine's own
     // units (the targets they name).

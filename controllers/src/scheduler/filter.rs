@@ -150,8 +150,8 @@ mod tests {
             "5m".to_string(),
         );
         let agents = vec![stopping];
-        let e = feasible(&taskrun_with_selector(&[]), &agents, &HashMap::new())
-            .expect_err("stopping");
+        let e =
+            feasible(&taskrun_with_selector(&[]), &agents, &HashMap::new()).expect_err("stopping");
         assert!(e.contains("1 cordoned"), "{e}");
     }
 

@@ -3,8 +3,8 @@
 
 use super::Context;
 use super::agent_run_style::Style;
-use crate::error::{self, CliError};
 use crate::cli::{AgentCommand, AgentListArgs, AgentRunArgs, GetArgs, RunArgs};
+use crate::error::{self, CliError};
 
 pub async fn run(ctx: &Context, command: AgentCommand) -> anyhow::Result<()> {
     match command {
@@ -39,7 +39,9 @@ async fn framed_run(ctx: &Context, args: AgentRunArgs) -> anyhow::Result<()> {
     let result = super::run::run(ctx, run_args(args)).await;
     let code = match &result {
         Ok(()) => 0,
-        Err(e) => e.downcast_ref::<CliError>().map_or(error::FAILED, |e| e.code),
+        Err(e) => e
+            .downcast_ref::<CliError>()
+            .map_or(error::FAILED, |e| e.code),
     };
     if let Some(footer) = style.footer(code, started.elapsed()) {
         eprintln!("{footer}");

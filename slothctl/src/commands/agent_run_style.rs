@@ -89,9 +89,11 @@ mod tests {
             style.footer(3, Duration::from_millis(1500)).as_deref(),
             Some("\x1b[1;31m<== exit 3 in 1.50s\x1b[0m")
         );
-        assert!(style
-            .footer(0, Duration::ZERO)
-            .is_some_and(|f| f.starts_with(BOLD_GREEN)));
+        assert!(
+            style
+                .footer(0, Duration::ZERO)
+                .is_some_and(|f| f.starts_with(BOLD_GREEN))
+        );
     }
 
     #[test]

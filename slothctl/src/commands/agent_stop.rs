@@ -29,7 +29,11 @@ pub async fn run(ctx: &Context, args: AgentStopArgs) -> anyhow::Result<()> {
 /// already with that grace.
 fn request_stop(agent: &mut Value, grace: &str) -> bool {
     let metadata = &mut agent["metadata"];
-    if metadata["annotations"].get(STOP_ANNOTATION).and_then(Value::as_str) == Some(grace) {
+    if metadata["annotations"]
+        .get(STOP_ANNOTATION)
+        .and_then(Value::as_str)
+        == Some(grace)
+    {
         return false;
     }
     if !metadata["annotations"].is_object() {
