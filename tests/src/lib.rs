@@ -744,3 +744,19 @@ pub async fn read_logs(
     }
     String::from_utf8(all).expect("utf-8")
 }
+
+/// A shell TaskRun bound to agent `agent` (so it skips scheduling).
+pub fn shell_bound_to(name: &str, agent: &str, script: &str) -> sloth_sdk::objects::TaskRun {
+    use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
+    TaskRun::new(
+        name,
+        TaskRunSpec {
+            run: Payload {
+                shell: Some(script.to_string()),
+                lua: None,
+            },
+            agent_name: Some(agent.into()),
+            ..TaskRunSpec::default()
+        },
+    )
+}

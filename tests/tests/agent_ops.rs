@@ -6,12 +6,11 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sloth_sdk::objects::{
-    AgentPhase, AgentSpec, LockSpec, Payload, TaskRun, TaskRunPhase, TaskRunSpec,
-};
+use sloth_sdk::objects::{AgentPhase, AgentSpec, LockSpec, TaskRunPhase, TaskRunSpec};
 use sloth_sdk::{Api, Error};
 use sloth_tests::{
-    Agent, ApiServer, Controllers, LineReader, binary, ctl, run_to_end, runtime, wait_until,
+    Agent, ApiServer, Controllers, LineReader, binary, ctl, run_to_end, runtime, shell_bound_to,
+    wait_until,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -68,21 +67,6 @@ fn start_with_a_bare_master_address_registers_and_reports_its_version() {
     );
 }
 
-/// A shell TaskRun bound to agent `agent` (so it skips scheduling).
-fn shell(name: &str, agent: &str, script: &str) -> TaskRun {
-    TaskRun::new(
-        name,
-        TaskRunSpec {
-            run: Payload {
-                shell: Some(script.to_string()),
-                lua: None,
-            },
-            agent_name: Some(agent.into()),
-            ..TaskRunSpec::default()
-        },
-    )
-}
-
 #[test]
 fn agent_stop_lets_the_running_task_finish_then_the_agent_exits_0() {
     let server = ApiServer::start();
@@ -100,7 +84,7 @@ fn agent_stop_lets_the_running_task_finish_then_the_agent_exits_0() {
         "for i in $(seq 1200); do [ -e '{}' ] && break; sleep 0.1; done; echo finished",
         go.display()
     );
-    rt.block_on(taskruns.create(&shell("long", "a1", &script)))
+    rt.block_on(taskruns.create(&shell_bound_to("long", "a1", &script)))
         .expect("create taskrun");
     let phase = |name: &str| {
         rt.block_on(taskruns.get(name))
@@ -120,7 +104,7 @@ fn agent_stop_lets_the_running_task_finish_then_the_agent_exits_0() {
     })
     .unwrap_or_else(|| panic!("the agent never saw the stop; log:\n{}", agent.log()));
     // It drains: the running task goes on, nothing new starts.
-    rt.block_on(taskruns.create(&shell("late", "a1", "echo late")))
+    rt.block_on(taskruns.create(&shell_bound_to("late", "a1", "echo late")))
         .expect("create taskrun");
     assert_eq!(
         agent.wait_exit(Duration::ZERO),
