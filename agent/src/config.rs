@@ -29,9 +29,11 @@ pub struct Args {
     /// Unique agent name (the Agent object's name).
     #[arg(long, value_parser = parse_agent_name)]
     pub name: String,
-    /// Apiservers, comma-separated (failover).
+    /// Apiservers, comma-separated (failover): URLs, or HOST:PORT for
+    /// http:// (https:// with --ca-file). `--master` is the seeds' spelling.
     #[arg(
         long,
+        visible_alias = "master",
         env = "SLOTH_SERVER",
         value_delimiter = ',',
         default_value = "http://127.0.0.1:50053"
@@ -85,6 +87,10 @@ pub struct Args {
     /// with a certificate of role admin (the apiserver) signed by --ca-file.
     #[command(flatten)]
     pub credentials: CredentialFlags,
+    /// Not supported: prints how to run the agent under systemd and exits 2
+    /// (the seeds' `agent start --daemon`).
+    #[arg(long)]
+    pub daemon: bool,
 }
 
 /// Agent labels, as parsed from `--labels`.
@@ -325,6 +331,19 @@ mod tests {
         assert_eq!(config.report_address_for(bound), "10.1.2.3:4242");
         let bound: SocketAddr = "[::1]:4242".parse().expect("addr");
         assert_eq!(config.report_address_for(bound), "[::1]:4242");
+    }
+
+    #[test]
+    fn master_is_the_seeds_spelling_of_server() {
+        let args = Args::try_parse_from([
+            "sloth-agent",
+            "--name",
+            "a1",
+            "--master",
+            "10.0.0.5:50053,http://h:1",
+        ])
+        .expect("parse");
+        assert_eq!(args.server, ["10.0.0.5:50053", "http://h:1"]);
     }
 
     #[test]

@@ -20,6 +20,8 @@ mod results;
 mod retention;
 mod runner;
 mod secrets;
+mod seed;
+mod stop_request;
 mod supervisor;
 mod taskrun;
 
@@ -79,7 +81,12 @@ async fn agent_main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let config = Config::from_args(Args::parse());
+    let argv = seed::without_start(std::env::args_os());
+    if seed::wants_daemon(&argv) {
+        eprintln!("{}", seed::DAEMON_EXPLANATION);
+        std::process::exit(seed::DAEMON_EXIT_CODE);
+    }
+    let config = Config::from_args(Args::parse_from(argv));
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
     run(config, shutdown).await
@@ -216,6 +223,26 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         registration.clone(),
         background.clone(),
     ));
+    // `slothctl agent stop`: a drain like SIGTERM's, with the grace asked for.
+    let stop_grace = Arc::new(std::sync::OnceLock::new());
+    tokio::spawn({
+        let (client, name, shutdown, background) = (
+            client.clone(),
+            name.clone(),
+            shutdown.clone(),
+            background.clone(),
+        );
+        let stop_grace = stop_grace.clone();
+        async move {
+            if let Some(grace) = stop_request::wait(client, &name, background).await {
+                tracing::info!(
+                    "stop requested (slothctl agent stop): draining with a grace of {grace:?}"
+                );
+                let _ = stop_grace.set(grace);
+                shutdown.cancel();
+            }
+        }
+    });
     // Tests and scripts wait for this line.
     let mut stdout = std::io::stdout();
     if let Err(e) =
@@ -228,6 +255,10 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         config.capacity,
         work_dir.display()
     );
+    // systemd's Type=notify: registered, leased and serving its logs port.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd the agent is ready: {e}");
+    }
 
     let work_dir_for_blobs = work_dir.clone();
     let ctx = Arc::new(Ctx {
@@ -269,11 +300,12 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     // Shutdown: nothing new is claimed; running TaskRuns get a grace, while
     // the lease is still renewed (their supervisors keep them alive).
     shutdown.cancel();
+    let grace = stop_grace.get().copied().unwrap_or(SHUTDOWN_GRACE);
     let held = runs.len();
     if held > 0 && outcome.is_ok() {
-        tracing::info!("waiting up to {SHUTDOWN_GRACE:?} for {held} running taskruns");
+        tracing::info!("waiting up to {grace:?} for {held} running taskruns");
     }
-    if outcome.is_err() || !runs.wait_empty(SHUTDOWN_GRACE).await {
+    if outcome.is_err() || !runs.wait_empty(grace).await {
         tracing::warn!("killing {} taskruns still running", runs.len());
         runs.stop_all(StopReason::Shutdown);
         if !runs.wait_empty(KILLED_RUNS_LIMIT).await {

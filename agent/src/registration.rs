@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, AgentStatus};
-use sloth_sdk::well_known::{AGENT_LABEL, RESTRICTED_LABEL_PREFIX};
+use sloth_sdk::well_known::{AGENT_LABEL, RESTRICTED_LABEL_PREFIX, STOP_ANNOTATION};
 use sloth_sdk::{Api, Client, Condition, Error};
 
 use crate::concurrency::Slots;
@@ -80,6 +80,9 @@ impl Registration {
                     agent.spec.address = self.address.clone();
                     agent.spec.capacity = self.capacity;
                     agent.metadata.labels = with_restricted_of(&agent, &self.labels);
+                    // A stop asked of an earlier run of this agent is done:
+                    // this start is a new decision.
+                    agent.metadata.annotations.remove(STOP_ANNOTATION);
                     self.api.replace(&agent).await
                 }
                 Err(e) => Err(e),

@@ -415,6 +415,10 @@ async fn main() -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the ports the OS picked.
     println!("listening grpc={grpc_addr} http={http_addr}");
     tracing::info!(%grpc_addr, %http_addr, "serving");
+    // systemd's Type=notify: the unit is started once the ports are bound.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd the apiserver is ready: {e}");
+    }
 
     let signals = shutdown.clone();
     tokio::spawn(async move {

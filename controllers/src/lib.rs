@@ -1,6 +1,7 @@
 //! Sloth's controllers: they reconcile desired state through the API.
 #![forbid(unsafe_code)]
 
+pub mod agent_gc;
 pub mod cron;
 pub mod events_ttl;
 pub mod gc;
@@ -28,6 +29,8 @@ pub struct Settings {
     /// How long finished ad-hoc TaskRuns are kept (their
     /// `spec.ttlAfterFinished` overrides it).
     pub taskrun_ttl: Duration,
+    /// How long an Agent may stay NotReady before it is deleted.
+    pub agent_gc_after: Duration,
 }
 
 impl Default for Settings {
@@ -35,6 +38,7 @@ impl Default for Settings {
         Self {
             agent_lost_grace: Duration::from_secs(10),
             taskrun_ttl: taskrun_ttl::DEFAULT_TASKRUN_TTL,
+            agent_gc_after: agent_gc::DEFAULT_AGENT_GC_AFTER,
         }
     }
 }
@@ -66,6 +70,7 @@ pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationT
         events_ttl::run(client.clone(), shutdown.clone()),
         state_ttl::run(client.clone(), shutdown.clone()),
         cron::controller::run(client.clone(), shutdown.clone()),
-        cron::gc::run(client, shutdown),
+        cron::gc::run(client.clone(), shutdown.clone()),
+        agent_gc::run(client, settings.agent_gc_after, shutdown),
     );
 }

@@ -123,7 +123,7 @@ async fn reconcile(agent: Arc<Agent>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 /// Since when the agent has been NotReady, by its Ready condition (the
 /// lifecycle controller's own observation, so it survives the heartbeat
 /// Lock being released or expired).
-fn not_ready_since(
+pub fn not_ready_since(
     status: &sloth_sdk::objects::AgentStatus,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
     if status.phase != AgentPhase::NotReady {

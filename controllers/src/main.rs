@@ -33,6 +33,10 @@ struct Args {
     /// before they are deleted; a TaskRun's spec.ttlAfterFinished overrides it.
     #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
     taskrun_ttl: std::time::Duration,
+    /// How long an Agent may stay NotReady (no heartbeat, or stopped)
+    /// before it is deleted with its heartbeat Lock.
+    #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
+    agent_gc_after: std::time::Duration,
     /// Credentials towards the apiservers (the controllers need role admin).
     #[command(flatten)]
     credentials: sloth_sdk::credentials::CredentialFlags,
@@ -75,10 +79,15 @@ async fn main() -> anyhow::Result<()> {
         .id
         .unwrap_or_else(sloth_controllers::leader::default_identity);
     tracing::info!(servers = %client.endpoints(), %identity, "controllers starting");
+    // systemd's Type=notify: the flags and credentials were good.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd the controllers are ready: {e}");
+    }
     let election = sloth_controllers::leader::Election::new(identity, args.lease_duration);
     let settings = sloth_controllers::Settings {
         agent_lost_grace: args.agent_lost_grace,
         taskrun_ttl: args.taskrun_ttl,
+        agent_gc_after: args.agent_gc_after,
     };
     sloth_controllers::run_elected(client, election, settings, shutdown).await;
     tracing::info!("controllers stopped");

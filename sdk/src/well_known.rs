@@ -74,3 +74,9 @@ pub const MODULES_ANNOTATION: &str = "sloth.dev/lua-modules";
 /// that declares `workspace = DIR`: the directory (resolved against the
 /// file's) to pack and upload. Removed before the object is sent.
 pub const WORKSPACE_DIR_ANNOTATION: &str = "sloth.dev/workspace-dir";
+
+/// The annotation `slothctl agent stop NAME` puts on an Agent: its value is
+/// the grace period (`5m`) the agent gives its running TaskRuns before it
+/// kills them. The agent watches its own Agent, stops taking work, and exits
+/// 0 once they ended; a new start of the agent removes the annotation.
+pub const STOP_ANNOTATION: &str = "sloth.dev/stop";

@@ -432,6 +432,9 @@ pub enum AgentCommand {
     List(AgentListArgs),
     /// Run a shell command on an agent (as `run --agent NAME -- bash -c COMMAND`).
     Run(AgentRunArgs),
+    /// Stop an agent through the API: it takes no new work, lets its running
+    /// TaskRuns finish (up to --grace), marks itself NotReady and exits 0.
+    Stop(AgentStopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -457,4 +460,13 @@ pub struct AgentRunArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentStopArgs {
+    /// The agent.
+    pub name: String,
+    /// How long its running TaskRuns may go on before they are killed.
+    #[arg(long, default_value = "5m", value_parser = sloth_sdk::duration::parse_flag)]
+    pub grace: std::time::Duration,
 }

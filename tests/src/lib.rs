@@ -477,6 +477,15 @@ impl Agent {
         terminate(self.child.take(), Duration::from_secs(30))
     }
 
+    /// Waits up to `deadline` for the agent to exit by itself; its exit
+    /// code, or None while it still runs.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let code = wait_exit(child, deadline)?;
+        self.child = None;
+        Some(code)
+    }
+
     /// Starts again after `kill9` or `stop`, with the same name, flags and
     /// work dir (a new port).
     pub fn start_again(&mut self) {
@@ -735,4 +744,20 @@ pub async fn read_logs(
         all.extend(chunk.expect("chunk"));
     }
     String::from_utf8(all).expect("utf-8")
+}
+
+/// A shell TaskRun bound to agent `agent` (so it skips scheduling).
+pub fn shell_bound_to(name: &str, agent: &str, script: &str) -> sloth_sdk::objects::TaskRun {
+    use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
+    TaskRun::new(
+        name,
+        TaskRunSpec {
+            run: Payload {
+                shell: Some(script.to_string()),
+                lua: None,
+            },
+            agent_name: Some(agent.into()),
+            ..TaskRunSpec::default()
+        },
+    )
 }

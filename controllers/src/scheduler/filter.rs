@@ -81,7 +81,7 @@ pub fn candidates(
         let ready = agent.status.as_ref().map(|s| s.phase) == Some(AgentPhase::Ready);
         if !ready {
             not_ready += 1;
-        } else if agent.spec.unschedulable {
+        } else if agent.spec.unschedulable || stopping(agent) {
             cordoned += 1;
         } else if load >= agent.spec.capacity {
             full += 1;
@@ -109,6 +109,15 @@ pub fn candidates(
     Ok(candidates)
 }
 
+/// An agent asked to stop (`slothctl agent stop`) drains: like a cordoned
+/// one, it gets nothing new.
+pub fn stopping(agent: &Agent) -> bool {
+    agent
+        .metadata
+        .annotations
+        .contains_key(sloth_sdk::well_known::STOP_ANNOTATION)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +140,19 @@ mod tests {
             .map(|c| c.name().to_string())
             .collect();
         assert_eq!(names, ["a1"]);
+    }
+
+    #[test]
+    fn an_agent_asked_to_stop_gets_nothing_new() {
+        let mut stopping = agent("a1", &[], 2, true, false);
+        Arc::make_mut(&mut stopping).metadata.annotations.insert(
+            sloth_sdk::well_known::STOP_ANNOTATION.to_string(),
+            "5m".to_string(),
+        );
+        let agents = vec![stopping];
+        let e =
+            feasible(&taskrun_with_selector(&[]), &agents, &HashMap::new()).expect_err("stopping");
+        assert!(e.contains("1 cordoned"), "{e}");
     }
 
     #[test]

@@ -234,7 +234,7 @@ impl State {
                         .collect(),
                     a.spec.capacity,
                     a.status.as_ref().map(|s| s.phase) == Some(AgentPhase::Ready),
-                    a.spec.unschedulable,
+                    a.spec.unschedulable || super::filter::stopping(a),
                 )
             })
             .collect();

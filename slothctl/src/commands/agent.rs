@@ -2,12 +2,15 @@
 //! `agent run NAME "COMMAND"` is `run --agent NAME -- bash -c COMMAND`.
 
 use super::Context;
+use super::agent_run_style::Style;
 use crate::cli::{AgentCommand, AgentListArgs, AgentRunArgs, GetArgs, RunArgs};
+use crate::error::{self, CliError};
 
 pub async fn run(ctx: &Context, command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::List(args) => super::get::run(ctx, list_args(args)).await,
-        AgentCommand::Run(args) => super::run::run(ctx, run_args(args)).await,
+        AgentCommand::Run(args) => framed_run(ctx, args).await,
+        AgentCommand::Stop(args) => super::agent_stop::run(ctx, args).await,
     }
 }
 
@@ -25,6 +28,27 @@ fn list_args(args: AgentListArgs) -> GetArgs {
         all_namespaces: false,
         no_headers: false,
     }
+}
+
+/// `run`, framed on a terminal by a header and a footer (exit code and
+/// duration), as the seeds promise.
+async fn framed_run(ctx: &Context, args: AgentRunArgs) -> anyhow::Result<()> {
+    let style = Style::detect();
+    if let Some(header) = style.header(&args.name, &args.command.join(" ")) {
+        eprintln!("{header}");
+    }
+    let started = std::time::Instant::now();
+    let result = super::run::run(ctx, run_args(args)).await;
+    let code = match &result {
+        Ok(()) => 0,
+        Err(e) => e
+            .downcast_ref::<CliError>()
+            .map_or(error::FAILED, |e| e.code),
+    };
+    if let Some(footer) = style.footer(code, started.elapsed()) {
+        eprintln!("{footer}");
+    }
+    result
 }
 
 fn run_args(args: AgentRunArgs) -> RunArgs {

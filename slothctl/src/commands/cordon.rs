@@ -58,6 +58,25 @@ fn message(unschedulable: bool, changed: bool) -> &'static str {
 
 /// Sets `spec.unschedulable`; returns whether anything changed.
 async fn set(ctx: &Context, name: &str, unschedulable: bool) -> Result<bool, CliError> {
+    update_agent(ctx, name, |agent| {
+        let current = agent["spec"].get("unschedulable").and_then(Value::as_bool) == Some(true);
+        if current == unschedulable {
+            return false;
+        }
+        agent["spec"]["unschedulable"] = Value::Bool(unschedulable);
+        true
+    })
+    .await
+}
+
+/// Applies `change` to Agent `name` (as JSON) and writes it by
+/// compare-and-swap, reading it again after a conflict; `change` returns
+/// whether it changed anything. Returns whether the Agent was written.
+pub async fn update_agent(
+    ctx: &Context,
+    name: &str,
+    change: impl Fn(&mut Value) -> bool,
+) -> Result<bool, CliError> {
     let mut last = None;
     for _ in 0..ATTEMPTS {
         let agent = ctx
@@ -68,13 +87,11 @@ async fn set(ctx: &Context, name: &str, unschedulable: bool) -> Result<bool, Cli
                 SdkError::NotFound(_) => CliError::failed(format!("agent {name:?} not found")),
                 e => ctx.error(e),
             })?;
-        let current = agent.spec.get("unschedulable").and_then(Value::as_bool) == Some(true);
-        if current == unschedulable {
-            return Ok(false);
-        }
         let mut value = serde_json::to_value(&agent)
             .map_err(|e| CliError::failed(format!("cannot encode agent {name}: {e}")))?;
-        value["spec"]["unschedulable"] = Value::Bool(unschedulable);
+        if !change(&mut value) {
+            return Ok(false);
+        }
         match ctx.client.update(&value).await {
             Ok(_) => return Ok(true),
             Err(e @ SdkError::Conflict(_)) => last = Some(e),

@@ -1,6 +1,8 @@
 //! One module per command; `run` dispatches.
 
 pub mod agent;
+pub mod agent_run_style;
+pub mod agent_stop;
 pub mod apply;
 pub mod cancel;
 pub mod certs;

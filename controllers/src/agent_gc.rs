@@ -1,0 +1,134 @@
+//! Agent garbage collection: an Agent that has been NotReady for
+//! `--agent-gc-after` (default 24h), by its Ready condition's transition
+//! time, is deleted, with its heartbeat Lock. A machine that comes back
+//! registers again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sloth_sdk::objects::{Agent, AgentSpec, LockSpec};
+use sloth_sdk::runtime::{Action, Controller};
+use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
+use sloth_sdk::{Api, Client, Error, Spec, WatchParams};
+use tokio_util::sync::CancellationToken;
+
+use crate::gc::{Ttl, expire, judge_due};
+use crate::lifecycle::heartbeat_lock_name;
+use crate::lifecycle_controller::not_ready_since;
+
+/// How long an Agent may stay NotReady by default before it is deleted.
+pub const DEFAULT_AGENT_GC_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Judges at `now` whether `agent` is due for deletion after `after`,
+/// counted from its Ready condition's last transition to False (written by
+/// the agent at shutdown or by the agent-lifecycle controller when its
+/// lease ran out).
+pub fn judge(agent: &Agent, after: Duration, now: DateTime<Utc>) -> Ttl {
+    if agent.metadata.deletion_timestamp.is_some() {
+        return Ttl::Keep;
+    }
+    match agent.status.as_ref().and_then(not_ready_since) {
+        Some(since) => judge_due(after, since, now),
+        None => Ttl::Keep,
+    }
+}
+
+struct Ctx {
+    client: Client,
+    after: Duration,
+}
+
+/// Deletes Agents NotReady for longer than `after` until `shutdown`.
+pub async fn run(client: Client, after: Duration, shutdown: CancellationToken) {
+    let agents: Api<AgentSpec> = Api::all(client.clone());
+    Controller::new(agents, "", WatchParams::default())
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |_, _: &Error, _| Action::backoff(),
+            Arc::new(Ctx { client, after }),
+        )
+        .await;
+}
+
+async fn reconcile(agent: Arc<Agent>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let now = Utc::now();
+    let judgment = judge(&agent, ctx.after, now);
+    let (action, deleted) =
+        expire(&ctx.client, AgentSpec::KIND, &agent.metadata, judgment, now).await?;
+    if deleted {
+        tracing::info!(
+            agent = agent.name(),
+            after = ?ctx.after,
+            "deleted an agent NotReady past --agent-gc-after"
+        );
+        let locks: Api<LockSpec> = Api::namespaced(ctx.client.clone(), HEARTBEAT_NAMESPACE);
+        match locks.delete(&heartbeat_lock_name(agent.name())).await {
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(e) => tracing::warn!(
+                agent = agent.name(),
+                "cannot delete its heartbeat lock: {e}"
+            ),
+        }
+    }
+    Ok(action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sloth_sdk::Condition;
+    use sloth_sdk::objects::{AgentPhase, AgentStatus};
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
+    }
+
+    fn agent(phase: AgentPhase, ready: &str, since: i64) -> Agent {
+        let mut agent = Agent::new("a1", AgentSpec::default());
+        agent.status = Some(AgentStatus {
+            phase,
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ready.into(),
+                reason: "HeartbeatExpired".into(),
+                message: String::new(),
+                last_transition_time: Some(at(since)),
+            }],
+            ..AgentStatus::default()
+        });
+        agent
+    }
+
+    #[test]
+    fn a_not_ready_agent_is_deleted_after_the_period() {
+        let lost = agent(AgentPhase::NotReady, "False", 100);
+        assert_eq!(judge(&lost, DAY, at(200)), Ttl::DueAt(at(86_500)));
+        assert_eq!(judge(&lost, DAY, at(86_500)), Ttl::Delete);
+    }
+
+    #[test]
+    fn ready_unknown_and_deleting_agents_are_kept() {
+        assert_eq!(
+            judge(&agent(AgentPhase::Ready, "True", 0), Duration::ZERO, at(10)),
+            Ttl::Keep
+        );
+        let mut no_status = Agent::new("a1", AgentSpec::default());
+        assert_eq!(judge(&no_status, Duration::ZERO, at(10)), Ttl::Keep);
+        no_status.status = Some(AgentStatus {
+            phase: AgentPhase::NotReady,
+            ..AgentStatus::default()
+        });
+        assert_eq!(
+            judge(&no_status, Duration::ZERO, at(10)),
+            Ttl::Keep,
+            "no transition time: nothing to count from"
+        );
+        let mut deleting = agent(AgentPhase::NotReady, "False", 0);
+        deleting.metadata.deletion_timestamp = Some(at(1));
+        assert_eq!(judge(&deleting, Duration::ZERO, at(10)), Ttl::Keep);
+    }
+}
