@@ -76,6 +76,12 @@ pub struct Args {
     /// with a certificate of role admin (the apiserver) signed by --ca-file.
     #[command(flatten)]
     pub credentials: CredentialFlags,
+    /// Serve Prometheus metrics (plain HTTP, no authentication) on
+    /// http://ADDR/metrics; port 0 picks one. Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_address: Option<SocketAddr>,
+    #[command(flatten)]
+    pub log: sloth_sdk::telemetry::LogFlags,
 }
 
 /// Agent labels, as parsed from `--labels`.
@@ -146,6 +152,7 @@ pub struct Config {
     pub max_output_bytes: u64,
     pub credentials: CredentialFlags,
     pub workdir_roots: Vec<PathBuf>,
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl Config {
@@ -169,6 +176,7 @@ impl Config {
             name: args.name,
             credentials: args.credentials,
             workdir_roots: args.allow_workdir_roots,
+            metrics_address: args.metrics_address,
         }
     }
 

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::agent_writes;
+use crate::auth::Role;
 use crate::auth::policy::{Attributes, Verb};
+use crate::backup::{BackupStream, Backups};
 use crate::cache::WatchCache;
 use crate::error::ApiError;
 use crate::guard::{Admitted, Guard};
@@ -35,6 +37,8 @@ pub struct GrpcService {
     watch_cache: Option<Arc<WatchCache>>,
     guard: Arc<Guard>,
     agent_dialer: crate::logs::AgentDialer,
+    /// Online backups; None on etcd (whose own snapshots serve).
+    backups: Option<Arc<Backups>>,
 }
 
 impl GrpcService {
@@ -52,7 +56,14 @@ impl GrpcService {
             watch_cache: None,
             guard: Arc::new(Guard::open()),
             agent_dialer: crate::logs::AgentDialer::default(),
+            backups: None,
         }
+    }
+
+    /// Serves `Backup` (the embedded store only).
+    pub fn with_backups(mut self, backups: Arc<Backups>) -> Self {
+        self.backups = Some(backups);
+        self
     }
 
     /// Dials agents' logs ports with this TLS configuration.
@@ -601,6 +612,38 @@ impl ResourcesRpc for GrpcService {
         // shutdown as watches end, so the server can stop gracefully.
         let stream = result?.take_until(self.shutdown.clone().cancelled_owned());
         Ok(Response::new(stream.boxed()))
+    }
+
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let start = Instant::now();
+        let call = Attributes {
+            verb: Verb::Get,
+            kind: "backup",
+            namespace: "",
+            name: "",
+            field_selector: "",
+        };
+        let admitted = self.admit(&request, &call, start)?;
+        let result = match (&self.backups, admitted.user.role) {
+            (_, role) if role != Role::Admin => Err(Status::permission_denied(format!(
+                "backup is forbidden: user {:?} (role {}) is not an admin",
+                admitted.user.name,
+                role.as_str()
+            ))),
+            (None, _) => Err(Status::failed_precondition(
+                "this apiserver stores in etcd: back it up with `etcdctl snapshot save` \
+                 (docs/operations.md); `slothctl admin backup` copies the embedded store",
+            )),
+            (Some(backups), _) => backups.stream().await,
+        };
+        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.observe("backup", "backup", start, code);
+        result.map(Response::new)
     }
 
     type WatchStream = WatchStream;

@@ -4,6 +4,7 @@
 
 pub mod agent_writes;
 pub mod audit;
+pub mod backup;
 pub mod auth;
 pub mod cache;
 pub mod compaction;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod limits;
 pub mod logs;
 pub mod metrics;
+pub mod migrate;
 pub mod objects;
 pub mod paging;
 pub mod resources;

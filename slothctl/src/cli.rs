@@ -80,6 +80,9 @@ pub enum Command {
     /// cronworkflow/CRON`).
     #[command(subcommand)]
     Create(crate::commands::create::CreateCommand),
+    /// Operations on the apiserver itself (`admin backup FILE`).
+    #[command(subcommand)]
+    Admin(crate::commands::admin::AdminCommand),
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches.
 
+pub mod admin;
 pub mod agent;
 pub mod apply;
 pub mod cancel;
@@ -91,6 +92,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create(command) => create::run(&ctx, command).await,
         Command::Version => version::run(),
         Command::State(command) => state::run(&ctx, command).await,
+        Command::Admin(command) => admin::run(&ctx, command).await,
         Command::Render(_) | Command::Certs(_) => Ok(()),
     }
 }
