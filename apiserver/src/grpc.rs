@@ -641,7 +641,9 @@ impl ResourcesRpc for GrpcService {
             )),
             (Some(backups), _) => backups.stream().await,
         };
-        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
         self.observe("backup", "backup", start, code);
         result.map(Response::new)
     }

@@ -4,8 +4,8 @@
 
 pub mod agent_writes;
 pub mod audit;
-pub mod backup;
 pub mod auth;
+pub mod backup;
 pub mod cache;
 pub mod compaction;
 pub mod encryption;

@@ -223,7 +223,7 @@ mod tests {
             "sloth_apiserver_requests_total{verb=\"create\",kind=\"TaskRun\",code=\"Ok\"} 1"
         ));
         assert!(text.contains(
-            "sloth_apiserver_request_duration_seconds_bucket{le=\"0.005\",verb=\"create\",kind=\"TaskRun\"} 2"
+            "sloth_apiserver_request_duration_seconds_bucket{verb=\"create\",kind=\"TaskRun\",le=\"0.005\"} 2"
         ), "{text}");
         assert!(text.contains("sloth_apiserver_watches 1"));
         assert!(text.contains("sloth_apiserver_store_revision 42"));

@@ -47,7 +47,10 @@ pub async fn copy_all(from: &dyn Store, to: &dyn Store) -> Result<Migrated, Migr
         ..ListOptions::default()
     };
     loop {
-        let page = from.list("", options.clone()).await.map_err(MigrateError::Read)?;
+        let page = from
+            .list("", options.clone())
+            .await
+            .map_err(MigrateError::Read)?;
         done.revision = page.revision;
         for item in page.items {
             match to.create(&item.key, item.value.clone()).await {
@@ -108,22 +111,40 @@ mod tests {
         let from = store(&dir, "from.redb").await;
         let to = store(&dir, "to.redb").await;
         for i in 0..(PAGE + 3) {
-            from.create(&format!("/sloth/things/{i:04}"), Bytes::from(format!("v{i}")))
-                .await
-                .expect("create");
+            from.create(
+                &format!("/sloth/things/{i:04}"),
+                Bytes::from(format!("v{i}")),
+            )
+            .await
+            .expect("create");
         }
         let first = copy_all(&*from, &*to).await.expect("migrate");
         assert_eq!((first.copied, first.unchanged), (PAGE + 3, 0));
         let again = copy_all(&*from, &*to).await.expect("migrate again");
         assert_eq!((again.copied, again.unchanged), (0, PAGE + 3));
-        let got = to.get("/sloth/things/0007").await.expect("get").expect("present");
+        let got = to
+            .get("/sloth/things/0007")
+            .await
+            .expect("get")
+            .expect("present");
         assert_eq!(got.value, Bytes::from("v7"));
 
-        let current = to.get("/sloth/things/0001").await.expect("get").expect("present");
-        to.update("/sloth/things/0001", Bytes::from("changed"), current.mod_revision)
+        let current = to
+            .get("/sloth/things/0001")
             .await
-            .expect("update");
+            .expect("get")
+            .expect("present");
+        to.update(
+            "/sloth/things/0001",
+            Bytes::from("changed"),
+            current.mod_revision,
+        )
+        .await
+        .expect("update");
         let refused = copy_all(&*from, &*to).await.expect_err("conflict");
-        assert!(refused.to_string().contains("/sloth/things/0001"), "{refused}");
+        assert!(
+            refused.to_string().contains("/sloth/things/0001"),
+            "{refused}"
+        );
     }
 }

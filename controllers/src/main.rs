@@ -59,10 +59,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = args.metrics_address {
         let mut registry = sloth_sdk::telemetry::metrics::registry("controllers");
         sloth_controllers::metrics::global().register(&mut registry);
-        let bound =
-            sloth_sdk::telemetry::serve::serve(addr, Arc::new(registry), shutdown.clone())
-                .await
-                .with_context(|| format!("cannot listen on --metrics-address {addr}"))?;
+        let bound = sloth_sdk::telemetry::serve::serve(addr, Arc::new(registry), shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on --metrics-address {addr}"))?;
         // Tests read this line to learn the port the OS picked.
         tracing::info!("serving metrics on http://{bound}/metrics");
     }

@@ -465,9 +465,7 @@ impl Client {
 impl Client {
     /// A consistent copy of the apiserver's embedded store (admin only):
     /// the revision it is consistent with, and the redb file's bytes.
-    pub async fn backup(
-        &self,
-    ) -> Result<(i64, BoxStream<'static, Result<Vec<u8>, Error>>), Error> {
+    pub async fn backup(&self) -> Result<(i64, BoxStream<'static, Result<Vec<u8>, Error>>), Error> {
         let mut stream = self
             .call(|mut c| async move { c.backup(pb::BackupRequest {}).await })
             .await?;

@@ -26,9 +26,7 @@ fn with_env(arg: Arg) -> Arg {
 
 /// `command` with a `SLOTH_*` variable on every long flag, subcommands included.
 pub fn with_sloth_env(command: Command) -> Command {
-    command
-        .mut_args(with_env)
-        .mut_subcommands(with_sloth_env)
+    command.mut_args(with_env).mut_subcommands(with_sloth_env)
 }
 
 /// Parses the process's arguments as `T`, each long flag also from its

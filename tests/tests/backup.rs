@@ -109,7 +109,11 @@ fn online_backup_while_writing_restores_into_a_new_apiserver() {
             "{name} after restore"
         );
     }
-    assert_eq!(identity(&restored, "after"), None, "written after the backup");
+    assert_eq!(
+        identity(&restored, "after"),
+        None,
+        "written after the backup"
+    );
     // Consistent: the writes that made it in are a prefix of those made.
     let present: Vec<bool> = (0..during)
         .map(|i| identity(&restored, &format!("during-{i}")).is_some())
@@ -195,7 +199,11 @@ fn migrate_copies_every_object_with_its_uid_and_labels_into_etcd() {
             "{name} on etcd"
         );
     }
-    let listed = ctl(&on_etcd, &["get", "taskruns", "-l", "batch=b1", "-o", "name"]).ok();
+    let listed = ctl(
+        &on_etcd,
+        &["get", "taskruns", "-l", "batch=b1", "-o", "name"],
+    )
+    .ok();
     assert_eq!(listed.lines().len(), 10, "{listed:#?}");
 }
 

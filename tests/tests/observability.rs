@@ -15,8 +15,13 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// The value of an unlabelled sample, or of the sample with exactly
 /// these labels (`name{labels}`).
 fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// `http://ADDR/metrics` as the process logged it.
@@ -116,7 +121,11 @@ fn metrics_of_apiserver_controllers_and_agent() {
 
     // Scheduled (-l), so that the scheduler binds them.
     ctl(&server, &["run", "-l", "pool=obs", "--", "true"]).ok();
-    ctl(&server, &["run", "-l", "pool=obs", "--", "sh", "-c", "exit 3"]).code(3);
+    ctl(
+        &server,
+        &["run", "-l", "pool=obs", "--", "sh", "-c", "exit 3"],
+    )
+    .code(3);
 
     // The apiserver: build and process metrics, one watch gauge.
     let (status, text) = http_get(server.http_url(), "/metrics");
@@ -141,9 +150,20 @@ fn metrics_of_apiserver_controllers_and_agent() {
         let (_, text) = http_get(&controllers_url, "/metrics");
         (sample(&text, "sloth_scheduler_binds_total") == Some(2.0)).then_some(text)
     })
-    .unwrap_or_else(|| panic!("binds not counted:\n{}", http_get(&controllers_url, "/metrics").1));
-    assert!(text.contains("sloth_build_info{component=\"controllers\""), "{text}");
-    assert_eq!(sample(&text, "sloth_scheduler_latency_seconds_count"), Some(2.0));
+    .unwrap_or_else(|| {
+        panic!(
+            "binds not counted:\n{}",
+            http_get(&controllers_url, "/metrics").1
+        )
+    });
+    assert!(
+        text.contains("sloth_build_info{component=\"controllers\""),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "sloth_scheduler_latency_seconds_count"),
+        Some(2.0)
+    );
     assert!(
         sample(
             &text,
@@ -162,12 +182,18 @@ fn metrics_of_apiserver_controllers_and_agent() {
     // The agent: two runs started, one failed, none running; renewals timed.
     let text = wait_until(DEADLINE, || {
         let (_, text) = http_get(&agent_url, "/metrics");
-        (sample(&text, "sloth_agent_heartbeat_renewal_duration_seconds_count")
-            .is_some_and(|n| n >= 1.0))
+        (sample(
+            &text,
+            "sloth_agent_heartbeat_renewal_duration_seconds_count",
+        )
+        .is_some_and(|n| n >= 1.0))
         .then_some(text)
     })
     .unwrap_or_else(|| panic!("no renewal timed:\n{}", http_get(&agent_url, "/metrics").1));
-    assert!(text.contains("sloth_build_info{component=\"agent\""), "{text}");
+    assert!(
+        text.contains("sloth_build_info{component=\"agent\""),
+        "{text}"
+    );
     for (series, want) in [
         ("sloth_agent_taskruns_started_total", 2.0),
         ("sloth_agent_taskruns_failed_total", 1.0),

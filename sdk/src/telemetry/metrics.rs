@@ -49,7 +49,10 @@ mod tests {
             )),
             "{text}"
         );
-        assert!(text.contains("# TYPE process_resident_memory_bytes gauge"), "{text}");
+        assert!(
+            text.contains("# TYPE process_resident_memory_bytes gauge"),
+            "{text}"
+        );
         assert!(text.contains("process_cpu_seconds_total "), "{text}");
         assert!(text.contains("process_open_fds "), "{text}");
     }

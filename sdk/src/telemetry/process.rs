@@ -102,7 +102,12 @@ impl Collector for ProcessCollector {
             ];
             for (name, help, value) in gauges {
                 let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
             }
             let start = ConstGauge::new(stats.start_time_seconds);
             start.encode(encoder.encode_descriptor(
@@ -118,13 +123,26 @@ impl Collector for ProcessCollector {
                 "Resident memory size in bytes",
                 resident_memory_bytes(),
             ),
-            ("process_open_fds", "Number of open file descriptors", open_fds()),
-            ("process_max_fds", "Maximum number of open file descriptors", max_fds()),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                open_fds(),
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                max_fds(),
+            ),
         ];
         for (name, help, value) in others {
             if let Some(value) = value {
                 let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
             }
         }
         Ok(())

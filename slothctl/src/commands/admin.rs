@@ -61,7 +61,10 @@ async fn backup(ctx: &Context, file: &Path) -> anyhow::Result<()> {
 /// Streams the backup into `path`, synced to disk; its revision and size.
 async fn write_backup(ctx: &Context, path: &Path) -> Result<(i64, u64), CliError> {
     let cannot_write = |e: std::io::Error| {
-        CliError::failed(format!("cannot write the backup to {}: {e}", path.display()))
+        CliError::failed(format!(
+            "cannot write the backup to {}: {e}",
+            path.display()
+        ))
     };
     let (revision, mut chunks) = ctx.client.backup().await.map_err(|e| ctx.error(e))?;
     let mut out = std::fs::File::create(path).map_err(cannot_write)?;

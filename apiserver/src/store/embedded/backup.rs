@@ -52,7 +52,10 @@ where
     let mut target = to
         .open_table(table)
         .map_err(backend("creating a table in the backup"))?;
-    for entry in source.iter().map_err(backend("reading a table to back up"))? {
+    for entry in source
+        .iter()
+        .map_err(backend("reading a table to back up"))?
+    {
         let (key, value) = entry.map_err(backend("reading a table to back up"))?;
         target
             .insert(key.value(), value.value())
