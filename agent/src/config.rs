@@ -91,6 +91,12 @@ pub struct Args {
     /// (the seeds' `agent start --daemon`).
     #[arg(long)]
     pub daemon: bool,
+    /// Serve Prometheus metrics (plain HTTP, no authentication) on
+    /// http://ADDR/metrics; port 0 picks one. Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_address: Option<SocketAddr>,
+    #[command(flatten)]
+    pub log: sloth_sdk::telemetry::LogFlags,
 }
 
 /// Agent labels, as parsed from `--labels`.
@@ -176,6 +182,7 @@ pub struct Config {
     pub blob_cache_bytes: u64,
     pub credentials: CredentialFlags,
     pub workdir_roots: Vec<PathBuf>,
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl Config {
@@ -206,6 +213,7 @@ impl Config {
             name: args.name,
             credentials: args.credentials,
             workdir_roots: args.allow_workdir_roots,
+            metrics_address: args.metrics_address,
         }
     }
 

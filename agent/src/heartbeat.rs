@@ -182,10 +182,12 @@ impl Heartbeat {
             }
             // Taken before the request: never later than the renewTime written.
             let sent = BootMs::now();
+            let started = std::time::Instant::now();
             let renewed = tokio::time::timeout(timeline.renew_every(), self.renew()).await;
             wait = timeline.retry_every();
             match renewed {
                 Ok(Ok(_)) => {
+                    crate::metrics::global().renewed(started.elapsed());
                     fence.renewed(sent);
                     wait = timeline.renew_every();
                 }

@@ -14,6 +14,7 @@ mod logs;
 mod lua;
 mod masked_output;
 mod masking;
+mod metrics;
 mod registration;
 mod resources;
 mod results;
@@ -25,13 +26,12 @@ mod stop_request;
 mod supervisor;
 mod taskrun;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use futures_util::StreamExt;
 use sloth_proto::v1::agent_logs_server::AgentLogsServer;
 use sloth_sdk::Client;
@@ -73,20 +73,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn agent_main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let argv = seed::without_start(std::env::args_os());
     if seed::wants_daemon(&argv) {
         eprintln!("{}", seed::DAEMON_EXPLANATION);
         std::process::exit(seed::DAEMON_EXIT_CODE);
     }
-    let config = Config::from_args(Args::parse_from(argv));
+    let args: Args = sloth_sdk::env_flags::parse_from(argv);
+    args.log.init();
+    let config = Config::from_args(args);
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
     run(config, shutdown).await
@@ -153,6 +147,15 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         None => config.report_address_for(bound),
     };
 
+    if let Some(addr) = config.metrics_address {
+        let mut registry = sloth_sdk::telemetry::metrics::registry("agent");
+        metrics::global().register(&mut registry);
+        let bound = sloth_sdk::telemetry::serve::serve(addr, Arc::new(registry), shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on --metrics-address {addr}"))?;
+        // Tests read this line to learn the port the OS picked.
+        tracing::info!("serving metrics on http://{bound}/metrics");
+    }
     let slots = Slots::new(config.capacity);
     let runs = ActiveRuns::default();
     let registration = Registration::new(

@@ -180,11 +180,17 @@ pub async fn execute(
         return;
     };
     if let Some(message) = unsupported {
+        crate::metrics::global().failed_unstarted();
         tracing::info!("taskrun {key} Failed ({}): {message}", reason::UNSUPPORTED);
         return;
     }
     tracing::debug!("taskrun {key} claimed");
+    let metrics = crate::metrics::global();
+    let running = metrics.started();
+    let started = std::time::Instant::now();
     let status = run_claimed(&ctx, &key, &claimed, stop, now).await;
+    metrics.finished(status.phase, started.elapsed());
+    drop(running);
     finish(&ctx, &key, claimed, status).await;
     drop(held);
 }

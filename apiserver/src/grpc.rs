@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::agent_writes;
+use crate::auth::Role;
 use crate::auth::policy::{Attributes, Verb};
+use crate::backup::{BackupStream, Backups};
 use crate::cache::WatchCache;
 use crate::error::ApiError;
 use crate::guard::{Admitted, Guard};
@@ -37,6 +39,8 @@ pub struct GrpcService {
     agent_dialer: crate::logs::AgentDialer,
     /// Serves the blob calls when set.
     artifacts: Option<crate::artifacts::ArtifactStore>,
+    /// Online backups; None on etcd (whose own snapshots serve).
+    backups: Option<Arc<Backups>>,
 }
 
 impl GrpcService {
@@ -55,6 +59,7 @@ impl GrpcService {
             guard: Arc::new(Guard::open()),
             agent_dialer: crate::logs::AgentDialer::default(),
             artifacts: None,
+            backups: None,
         }
     }
 
@@ -70,6 +75,12 @@ impl GrpcService {
             guard: &self.guard,
             resources: &self.resources,
         }
+    }
+
+    /// Serves `Backup` (the embedded store only).
+    pub fn with_backups(mut self, backups: Arc<Backups>) -> Self {
+        self.backups = Some(backups);
+        self
     }
 
     /// Dials agents' logs ports with this TLS configuration.
@@ -655,6 +666,40 @@ impl ResourcesRpc for GrpcService {
         self.observe("getblob", "Blob", start, code_of(&result));
         let stream = result?.take_until(self.shutdown.clone().cancelled_owned());
         Ok(Response::new(stream.boxed()))
+    }
+
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let start = Instant::now();
+        let call = Attributes {
+            verb: Verb::Get,
+            kind: "backup",
+            namespace: "",
+            name: "",
+            field_selector: "",
+        };
+        let admitted = self.admit(&request, &call, start)?;
+        let result = match (&self.backups, admitted.user.role) {
+            (_, role) if role != Role::Admin => Err(Status::permission_denied(format!(
+                "backup is forbidden: user {:?} (role {}) is not an admin",
+                admitted.user.name,
+                role.as_str()
+            ))),
+            (None, _) => Err(Status::failed_precondition(
+                "this apiserver stores in etcd: back it up with `etcdctl snapshot save` \
+                 (docs/operations.md); `slothctl admin backup` copies the embedded store",
+            )),
+            (Some(backups), _) => backups.stream().await,
+        };
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.observe("backup", "backup", start, code);
+        result.map(Response::new)
     }
 
     type WatchStream = WatchStream;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 use sloth_apiserver::audit::AuditLog;
+use sloth_apiserver::backup::Backups;
 use sloth_apiserver::cache::{CacheOptions, WatchCache};
 use sloth_apiserver::encryption::{EncryptingStore, GENERATED_KEY_FILE, KeyRing, rewrite};
 use sloth_apiserver::grpc::GrpcService;
@@ -51,8 +52,15 @@ enum StoreKind {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "sloth-apiserver", version, about = "Sloth's API server")]
+#[command(
+    name = "sloth-apiserver",
+    version,
+    about = "Sloth's API server",
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// gRPC API address [default: 0.0.0.0:50053 with --token-file or
     /// --tls-ca-file, else 127.0.0.1:50053].
     #[arg(long)]
@@ -133,6 +141,79 @@ struct Args {
     test_fault_file: Option<PathBuf>,
     #[command(flatten)]
     artifacts: artifact_args::ArtifactArgs,
+    #[command(flatten)]
+    log: sloth_sdk::telemetry::LogFlags,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Copy every object of a stopped embedded store into etcd (uids,
+    /// labels and encrypted Secrets unchanged), then start the apiservers
+    /// with --store etcd. Safe to run again: identical keys are skipped,
+    /// different ones are never overwritten.
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    /// The embedded store's data dir (its apiserver stopped).
+    #[arg(long, value_name = "DIR")]
+    from_data_dir: PathBuf,
+    /// etcd endpoints to copy into (comma-separated).
+    #[arg(long, value_name = "URL", value_delimiter = ',', required = true)]
+    to_etcd: Vec<String>,
+    /// The --etcd-prefix the apiservers will run with.
+    #[arg(long, default_value = "")]
+    etcd_prefix: String,
+    #[command(flatten)]
+    log: sloth_sdk::telemetry::LogFlags,
+}
+
+/// `sloth-apiserver migrate`.
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let path = args.from_data_dir.join("sloth.redb");
+    if !path.is_file() {
+        bail!("--from-data-dir: no store file {}", path.display());
+    }
+    let from = EmbeddedStore::open(&path, EmbeddedOptions::default())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the embedded store {} (stop its apiserver first)",
+                path.display()
+            )
+        })?;
+    let to = EtcdStore::new(EtcdOptions {
+        endpoints: args.to_etcd.clone(),
+        prefix: etcd_prefix(&args.etcd_prefix)?,
+        ..EtcdOptions::default()
+    })
+    .await
+    .context("cannot set up the etcd client")?;
+    to.check()
+        .await
+        .with_context(|| format!("--to-etcd {}", args.to_etcd.join(",")))?;
+    let copied = sloth_apiserver::migrate::copy_all(&*from, &*to).await;
+    from.close().await.context("closing the embedded store")?;
+    let done = copied.context("migration failed")?;
+    println!(
+        "migrated {} keys ({} already there) from {} at revision {} to {}",
+        done.copied,
+        done.unchanged,
+        path.display(),
+        done.revision,
+        args.to_etcd.join(",")
+    );
+    Ok(())
+}
+
+/// `--etcd-prefix` without its trailing slash; it must be absolute.
+fn etcd_prefix(flag: &str) -> anyhow::Result<String> {
+    let prefix = flag.trim_end_matches('/').to_string();
+    if !prefix.is_empty() && !prefix.starts_with('/') {
+        bail!("--etcd-prefix must start with '/' (got {flag:?})");
+    }
+    Ok(prefix)
 }
 
 /// The keys for Secrets: the key file given, or on the embedded store one
@@ -167,14 +248,12 @@ fn encryption_keys(args: &Args) -> anyhow::Result<Option<Arc<KeyRing>>> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let args = Args::parse();
+    let args: Args = sloth_sdk::env_flags::parse();
+    if let Some(Command::Migrate(migration)) = args.command {
+        migration.log.init();
+        return migrate(migration).await;
+    }
+    args.log.init();
     // Bad TLS or token files stop the server before it opens the store.
     let security = Security::from_args(&args)?;
     // The embedded store is closed at shutdown (its file is then free).
@@ -197,13 +276,7 @@ async fn main() -> anyhow::Result<()> {
             (embedded.clone(), Some(embedded))
         }
         StoreKind::Etcd => {
-            let prefix = args.etcd_prefix.trim_end_matches('/').to_string();
-            if !prefix.is_empty() && !prefix.starts_with('/') {
-                bail!(
-                    "--etcd-prefix must start with '/' (got {:?})",
-                    args.etcd_prefix
-                );
-            }
+            let prefix = etcd_prefix(&args.etcd_prefix)?;
             let etcd = EtcdStore::new(EtcdOptions {
                 endpoints: args.etcd_endpoints.clone(),
                 prefix,
@@ -246,7 +319,11 @@ async fn main() -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(EncryptingStore::new(store, keys));
 
     let shutdown = CancellationToken::new();
-    let metrics = Arc::new(Metrics::default());
+    let mut registry = sloth_sdk::telemetry::metrics::registry("apiserver");
+    if args.controllers {
+        sloth_controllers::metrics::global().register(&mut registry);
+    }
+    let metrics = Arc::new(Metrics::new(registry));
     let grpc_listen = args
         .listen
         .unwrap_or_else(|| security.default_addr(DEFAULT_GRPC_PORT));
@@ -317,6 +394,12 @@ async fn main() -> anyhow::Result<()> {
     .with_guard(guard.clone())
     .with_agent_dialer(AgentDialer::new(security.agent_tls))
     .with_artifacts(artifact_store.clone());
+    if let Some(embedded) = &embedded {
+        service = service.with_backups(Arc::new(Backups::new(
+            embedded.clone(),
+            args.data_dir.clone(),
+        )));
+    }
     if args.watch_cache_events > 0 {
         // One store watch per kind, started on the kind's first watch.
         service = service.with_watch_cache(WatchCache::new(

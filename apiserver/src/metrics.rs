@@ -1,52 +1,55 @@
-//! Request counts and latencies by verb and kind, rendered as Prometheus text.
+//! The apiserver's metrics (prometheus-client): requests by verb, kind and
+//! code with their latency, open client and store watches, the store's
+//! revision, plus the build and process metrics every binary has.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use sloth_sdk::telemetry;
 
 /// Upper bounds of the latency histogram, in seconds.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-#[derive(Debug, Default)]
-struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    verb: &'static str,
+    kind: &'static str,
+    code: &'static str,
 }
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
-        }
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += seconds;
-        self.count += 1;
-    }
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LatencyLabels {
+    verb: &'static str,
+    kind: &'static str,
 }
 
-#[derive(Debug, Default)]
-struct Requests {
-    /// (verb, kind, code) -> count
-    counts: BTreeMap<(&'static str, String, String), u64>,
-    /// (verb, kind) -> latency
-    latency: BTreeMap<(&'static str, String), Histogram>,
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS.iter().copied())
 }
 
-/// The apiserver's metrics.
-#[derive(Debug, Default)]
+/// The apiserver's metrics and the registry they are rendered from.
+#[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<Requests>,
-    watches: AtomicI64,
-    store_watches: AtomicI64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<LatencyLabels, Histogram>,
+    watches: Gauge,
+    store_watches: Gauge,
+    store_revision: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(telemetry::metrics::registry("apiserver"))
+    }
 }
 
 /// Decrements the open-store-watch gauge when the store watch ends.
@@ -55,7 +58,7 @@ pub struct StoreWatchGuard(Arc<Metrics>);
 
 impl Drop for StoreWatchGuard {
     fn drop(&mut self) {
-        self.0.store_watches.fetch_sub(1, Ordering::Relaxed);
+        self.0.store_watches.dec();
     }
 }
 
@@ -65,104 +68,129 @@ pub struct WatchGuard(Arc<Metrics>);
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        self.0.watches.fetch_sub(1, Ordering::Relaxed);
+        self.0.watches.dec();
     }
 }
 
 impl Metrics {
-    /// Records one finished request; `code` is the gRPC code's name.
-    pub fn observe(&self, verb: &'static str, kind: &str, code: tonic::Code, elapsed: Duration) {
-        let Ok(mut requests) = self.requests.lock() else {
-            return;
-        };
-        *requests
-            .counts
-            .entry((verb, kind.to_string(), format!("{code:?}")))
-            .or_default() += 1;
-        requests
-            .latency
-            .entry((verb, kind.to_string()))
-            .or_default()
+    /// Registers the apiserver's metrics on `registry`, which may already
+    /// hold others (the in-process controllers').
+    pub fn new(mut registry: Registry) -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<LatencyLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let watches = Gauge::default();
+        let store_watches = Gauge::default();
+        let store_revision = Gauge::default();
+        registry.register(
+            "sloth_apiserver_requests",
+            "API requests by verb, kind and result code",
+            requests.clone(),
+        );
+        registry.register(
+            "sloth_apiserver_request_duration_seconds",
+            "API request latency by verb and kind",
+            latency.clone(),
+        );
+        registry.register(
+            "sloth_apiserver_watches",
+            "Open client watch streams",
+            watches.clone(),
+        );
+        registry.register(
+            "sloth_store_watches",
+            "Open store (etcd or embedded) watches",
+            store_watches.clone(),
+        );
+        registry.register(
+            "sloth_apiserver_store_revision",
+            "The store's current revision",
+            store_revision.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            watches,
+            store_watches,
+            store_revision,
+        }
+    }
+
+    /// Records one finished request. `kind` is a known kind's name (or
+    /// one fixed word), never a client's string: labels stay bounded and
+    /// recording allocates nothing once a label set exists.
+    pub fn observe(
+        &self,
+        verb: &'static str,
+        kind: &'static str,
+        code: tonic::Code,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                verb,
+                kind,
+                code: code_name(code),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&LatencyLabels { verb, kind })
             .observe(elapsed.as_secs_f64());
     }
 
     pub fn watch_started(self: &Arc<Self>) -> WatchGuard {
-        self.watches.fetch_add(1, Ordering::Relaxed);
+        self.watches.inc();
         WatchGuard(Arc::clone(self))
     }
 
     pub fn watch_count(&self) -> i64 {
-        self.watches.load(Ordering::Relaxed)
+        self.watches.get()
     }
 
     /// Counts one open store watch (the watch cache's, or a client's own
     /// when the cache is off) until the guard is dropped.
     pub fn store_watch_started(self: &Arc<Self>) -> StoreWatchGuard {
-        self.store_watches.fetch_add(1, Ordering::Relaxed);
+        self.store_watches.inc();
         StoreWatchGuard(Arc::clone(self))
     }
 
     pub fn store_watch_count(&self) -> i64 {
-        self.store_watches.load(Ordering::Relaxed)
+        self.store_watches.get()
     }
 
-    /// Prometheus text exposition format.
+    /// Prometheus text exposition format; `store_revision` when the store
+    /// answered.
     pub fn render(&self, store_revision: Option<i64>) -> String {
-        let mut out = String::new();
-        let Ok(requests) = self.requests.lock() else {
-            return out;
-        };
-        out.push_str(
-            "# HELP sloth_apiserver_requests_total API requests by verb, kind and result code.\n",
-        );
-        out.push_str("# TYPE sloth_apiserver_requests_total counter\n");
-        for ((verb, kind, code), n) in &requests.counts {
-            let _ = writeln!(
-                out,
-                "sloth_apiserver_requests_total{{verb=\"{verb}\",kind=\"{kind}\",code=\"{code}\"}} {n}"
-            );
-        }
-        out.push_str("# HELP sloth_apiserver_request_duration_seconds API request latency by verb and kind.\n");
-        out.push_str("# TYPE sloth_apiserver_request_duration_seconds histogram\n");
-        for ((verb, kind), h) in &requests.latency {
-            let labels = format!("verb=\"{verb}\",kind=\"{kind}\"");
-            for (bound, n) in BUCKETS.iter().zip(&h.counts) {
-                let _ = writeln!(
-                    out,
-                    "sloth_apiserver_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "sloth_apiserver_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "sloth_apiserver_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "sloth_apiserver_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
-        }
-        out.push_str("# HELP sloth_apiserver_watches Open watch streams.\n");
-        out.push_str("# TYPE sloth_apiserver_watches gauge\n");
-        let _ = writeln!(out, "sloth_apiserver_watches {}", self.watch_count());
-        out.push_str("# HELP sloth_client_watches Open client watch streams.\n");
-        out.push_str("# TYPE sloth_client_watches gauge\n");
-        let _ = writeln!(out, "sloth_client_watches {}", self.watch_count());
-        out.push_str("# HELP sloth_store_watches Open store (etcd or embedded) watches.\n");
-        out.push_str("# TYPE sloth_store_watches gauge\n");
-        let _ = writeln!(out, "sloth_store_watches {}", self.store_watch_count());
         if let Some(revision) = store_revision {
-            out.push_str("# HELP sloth_apiserver_store_revision The store's current revision.\n");
-            out.push_str("# TYPE sloth_apiserver_store_revision gauge\n");
-            let _ = writeln!(out, "sloth_apiserver_store_revision {revision}");
+            self.store_revision.set(revision);
         }
-        out
+        telemetry::render(&self.registry)
+    }
+}
+
+/// The name of a gRPC code as tonic's Debug prints it, without allocating.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "Ok",
+        Code::Cancelled => "Cancelled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
     }
 }
 
@@ -188,8 +216,7 @@ mod tests {
         let guard = m.watch_started();
         let store_guard = m.store_watch_started();
         let text = m.render(Some(42));
-        assert!(text.contains("sloth_client_watches 1"));
-        assert!(text.contains("sloth_store_watches 1"));
+        assert!(text.contains("sloth_store_watches 1"), "{text}");
         drop(store_guard);
         assert!(m.render(None).contains("sloth_store_watches 0"));
         assert!(text.contains(
@@ -197,10 +224,17 @@ mod tests {
         ));
         assert!(text.contains(
             "sloth_apiserver_request_duration_seconds_bucket{verb=\"create\",kind=\"TaskRun\",le=\"0.005\"} 2"
-        ));
+        ), "{text}");
         assert!(text.contains("sloth_apiserver_watches 1"));
         assert!(text.contains("sloth_apiserver_store_revision 42"));
+        assert!(text.contains("sloth_build_info{component=\"apiserver\""));
         drop(guard);
         assert!(m.render(None).contains("sloth_apiserver_watches 0"));
+    }
+
+    #[test]
+    fn one_watch_gauge_only() {
+        let text = Metrics::default().render(None);
+        assert!(!text.contains("sloth_client_watches"), "{text}");
     }
 }

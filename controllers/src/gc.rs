@@ -156,7 +156,8 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
 async fn run_dependents(client: Client, shutdown: CancellationToken) {
     let taskruns: Api<TaskRunSpec> = Api::all(client.clone());
     let workflows: Api<WorkflowSpec> = Api::all(client.clone());
-    let controller = Controller::new(taskruns, "", WatchParams::default());
+    let controller = Controller::new(taskruns, "", WatchParams::default())
+        .observe(crate::metrics::global().controller("taskrun-gc"));
     let taskrun_cache = controller.store();
     // The Workflow cache is filled by the same stream that triggers the
     // TaskRun reconciles, so a reconcile caused by a deletion never finds
@@ -267,6 +268,7 @@ async fn reconcile_taskrun(taskrun: Arc<TaskRun>, ctx: Arc<TaskRunCtx>) -> Resul
 async fn run_ttl(client: Client, shutdown: CancellationToken) {
     let workflows: Api<WorkflowSpec> = Api::all(client.clone());
     Controller::new(workflows, "", WatchParams::default())
+        .observe(crate::metrics::global().controller("workflow-gc"))
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile_workflow,

@@ -9,6 +9,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod lifecycle_controller;
 pub mod lock_controller;
+pub mod metrics;
 pub mod scheduler;
 pub mod stack;
 pub mod state_ttl;

@@ -50,6 +50,7 @@ pub async fn run(client: Client, grace: Duration, shutdown: CancellationToken) {
         locks,
     });
     Controller::new(agents, "", WatchParams::default())
+        .observe(crate::metrics::global().controller("agent-lifecycle"))
         .watches(
             locks_api,
             HEARTBEAT_NAMESPACE,

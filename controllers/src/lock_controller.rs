@@ -69,6 +69,7 @@ struct Ctx {
 pub async fn run(client: Client, shutdown: CancellationToken) {
     let locks: Api<LockSpec> = Api::all(client.clone());
     Controller::new(locks, "", WatchParams::default())
+        .observe(crate::metrics::global().controller("lock"))
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,

@@ -3,6 +3,8 @@
 //! processes may run; a Lock elects the one that acts.
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -40,24 +42,33 @@ struct Args {
     /// Credentials towards the apiservers (the controllers need role admin).
     #[command(flatten)]
     credentials: sloth_sdk::credentials::CredentialFlags,
+    /// Serve Prometheus metrics (plain HTTP, no authentication) on
+    /// http://ADDR/metrics; port 0 picks one. Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_address: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    log: sloth_sdk::telemetry::LogFlags,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    let args = Args::parse();
+    let args: Args = sloth_sdk::env_flags::parse();
+    args.log.init();
     let options = args
         .credentials
         .options(&sloth_sdk::credentials::CredentialFlags::default())
         .context("bad credential flags")?;
     let client = sloth_sdk::Client::with_options(&args.server, &options).context("bad --server")?;
     let shutdown = CancellationToken::new();
+    if let Some(addr) = args.metrics_address {
+        let mut registry = sloth_sdk::telemetry::metrics::registry("controllers");
+        sloth_controllers::metrics::global().register(&mut registry);
+        let bound = sloth_sdk::telemetry::serve::serve(addr, Arc::new(registry), shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on --metrics-address {addr}"))?;
+        // Tests read this line to learn the port the OS picked.
+        tracing::info!("serving metrics on http://{bound}/metrics");
+    }
     let signals = shutdown.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

@@ -29,6 +29,7 @@ pub fn judge(entry: &StateEntry, now: DateTime<Utc>) -> Ttl {
 pub async fn run(client: Client, shutdown: CancellationToken) {
     let entries: Api<StateEntrySpec> = Api::all(client.clone());
     Controller::new(entries, "", WatchParams::default())
+        .observe(crate::metrics::global().controller("state-ttl"))
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,

@@ -54,6 +54,7 @@ struct Ctx {
 pub async fn run(client: Client, default_ttl: Duration, shutdown: CancellationToken) {
     let taskruns: Api<TaskRunSpec> = Api::all(client.clone());
     Controller::new(taskruns, "", WatchParams::default())
+        .observe(crate::metrics::global().controller("taskrun-ttl"))
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,

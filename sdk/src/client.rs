@@ -489,6 +489,28 @@ impl Client {
             .await?;
         Ok((info.version, info.api_version))
     }
+
+    /// A consistent copy of the apiserver's embedded store (admin only):
+    /// the revision it is consistent with, and the redb file's bytes.
+    pub async fn backup(&self) -> Result<(i64, BoxStream<'static, Result<Vec<u8>, Error>>), Error> {
+        let mut stream = self
+            .call(|mut c| async move { c.backup(pb::BackupRequest {}).await })
+            .await?;
+        // The first chunk carries the revision (a store is never empty:
+        // redb writes its header).
+        let first = match stream.next().await {
+            Some(chunk) => chunk.map_err(Error::from_status)?,
+            None => pb::BackupChunk::default(),
+        };
+        let revision = first.revision;
+        let rest = stream.map(|item| item.map(|chunk| chunk.data).map_err(Error::from_status));
+        Ok((
+            revision,
+            futures_util::stream::once(async move { Ok(first.data) })
+                .chain(rest)
+                .boxed(),
+        ))
+    }
 }
 
 /// A status's message followed by its causes, when it has any.

@@ -8,6 +8,8 @@ pub mod client;
 #[cfg(feature = "cli")]
 pub mod credentials;
 pub mod duration;
+#[cfg(feature = "cli")]
+pub mod env_flags;
 pub mod error;
 pub mod events;
 pub mod kinds;
@@ -25,6 +27,8 @@ pub mod schedule;
 pub mod selector;
 pub mod state;
 pub mod strategy;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod tls;
 pub mod validation;
 pub mod watcher;

@@ -123,6 +123,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Edit an object as YAML in $VISUAL or $EDITOR; checked before saving.
     Edit(EditArgs),
+    /// Operations on the apiserver itself (`admin backup FILE`).
+    #[command(subcommand)]
+    Admin(crate::commands::admin::AdminCommand),
 }
 
 #[derive(Debug, Args)]

@@ -154,7 +154,7 @@ fn thousand_agents(extra: &[&str]) -> Figures {
     // nothing else.
     let metrics = wait_until(DEADLINE, || {
         let (status, text) = http_get(server.http_url(), "/metrics");
-        (status == 200 && gauge(&text, "sloth_client_watches") == Some(WATCHERS as i64))
+        (status == 200 && gauge(&text, "sloth_apiserver_watches") == Some(WATCHERS as i64))
             .then_some(text)
     })
     .unwrap_or_else(|| panic!("the watches never all opened\n{}", server.log()));

@@ -55,6 +55,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
         workflows,
     });
     Controller::new(crons, "", WatchParams::default())
+        .observe(crate::metrics::global().controller("cron"))
         .watches_stream(workflow_events, |wf: &Workflow| {
             wf.metadata
                 .labels

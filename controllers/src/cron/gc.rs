@@ -48,7 +48,8 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
         label_selector: CRONWORKFLOW_LABEL.into(),
         ..WatchParams::default()
     };
-    let controller = Controller::new(workflows_api, "", owned);
+    let controller = Controller::new(workflows_api, "", owned)
+        .observe(crate::metrics::global().controller("cron-gc"));
     let workflows = controller.store();
     controller
         // A deleted (or any changed) CronWorkflow: look at its Workflows.

@@ -89,6 +89,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
 
     let ctx = Arc::new(Ctx { taskruns, state });
     Controller::from_stream(events)
+        .observe(crate::metrics::global().controller("scheduler"))
         .reconcile_on(UnboundedReceiverStream::new(woken))
         .concurrency(CONCURRENCY)
         .graceful_shutdown_on(shutdown)
@@ -120,7 +121,14 @@ async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             }
         },
         Decision::Bind(agent) => match bind(&ctx, &tr, &agent).await {
-            Ok(()) => Ok(Action::await_change()),
+            Ok(()) => {
+                let waited = tr
+                    .metadata
+                    .creation_timestamp
+                    .map(|created| (chrono::Utc::now() - created).to_std().unwrap_or_default());
+                crate::metrics::global().bound(waited);
+                Ok(Action::await_change())
+            }
             Err(Bind::NotWritten(e)) => {
                 ctx.state().forget_binding(&ObjectRef::from_obj(&*tr));
                 match e {

@@ -58,7 +58,8 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
     // The TaskRun cache is written before the trigger it causes is seen, so
     // a reconcile always finds the change that caused it.
     let taskrun_events = reflector(writer, watch_objects(&taskruns_api, "", owned));
-    let controller = Controller::new(workflows, "", WatchParams::default());
+    let controller = Controller::new(workflows, "", WatchParams::default())
+        .observe(crate::metrics::global().controller("workflow"));
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), "workflow-controller"),
         client,

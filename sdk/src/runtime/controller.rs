@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use super::action::{Action, ErrorBackoff};
 use super::object_ref::ObjectRef;
+use super::observer::{NoObserver, ReconcileObserver};
 use super::queue::WorkQueue;
 use super::reflector::{self, Store, reflector};
 use crate::client::{Api, WatchParams};
@@ -68,6 +69,7 @@ pub struct Controller<S: Spec> {
     backoff: ErrorBackoff,
     shutdown: CancellationToken,
     shutdown_grace: Duration,
+    observer: Arc<dyn ReconcileObserver>,
 }
 
 impl<S: Spec> Controller<S> {
@@ -96,6 +98,7 @@ impl<S: Spec> Controller<S> {
             backoff: ErrorBackoff::default(),
             shutdown: CancellationToken::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            observer: Arc::new(NoObserver),
         }
     }
 
@@ -194,6 +197,13 @@ impl<S: Spec> Controller<S> {
         self
     }
 
+    /// Reports reconcile durations, failures and the queue's depth to
+    /// `observer` (metrics).
+    pub fn observe(mut self, observer: Arc<dyn ReconcileObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
     /// Runs the controller until shutdown (see
     /// [`graceful_shutdown_on`](Self::graceful_shutdown_on)) or until the
     /// primary stream ends.
@@ -216,10 +226,12 @@ impl<S: Spec> Controller<S> {
             backoff,
             shutdown,
             shutdown_grace,
+            observer,
         } = self;
         let mut queue = WorkQueue::new();
         let mut tasks: JoinSet<Finished<S, E>> = JoinSet::new();
-        let mut running: HashMap<Id, ObjectRef> = HashMap::new();
+        // Each running reconcile's object and start.
+        let mut running: HashMap<Id, (ObjectRef, Instant)> = HashMap::new();
         // Consecutive failures per object, for the error backoff.
         let mut failures: HashMap<ObjectRef, u32> = HashMap::new();
         let mut stop_by: Option<Instant> = None;
@@ -239,11 +251,12 @@ impl<S: Spec> Controller<S> {
                     let span = tracing::info_span!("reconcile", kind = S::KIND, object = %key);
                     let work = reconcile(object.clone(), ctx.clone());
                     let handle = tasks.spawn(async move { (object, work.await) }.instrument(span));
-                    running.insert(handle.id(), key);
+                    running.insert(handle.id(), (key, now));
                 }
             } else if tasks.is_empty() {
                 break;
             }
+            observer.queue_depth(queue.len());
 
             // A full pool wakes on a completion, not on due work, so a ready
             // queue behind a full pool does not spin.
@@ -266,9 +279,13 @@ impl<S: Spec> Controller<S> {
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     let (key, next, failed) = match joined {
                         Ok((id, (object, result))) => {
-                            let key = running
-                                .remove(&id)
-                                .unwrap_or_else(|| ObjectRef::from_obj(&object));
+                            let key = match running.remove(&id) {
+                                Some((key, started)) => {
+                                    observer.reconciled(started.elapsed(), result.is_err());
+                                    key
+                                }
+                                None => ObjectRef::from_obj(&object),
+                            };
                             match result {
                                 Ok(action) => (key, action, false),
                                 Err(e) => {
@@ -283,10 +300,11 @@ impl<S: Spec> Controller<S> {
                             }
                         }
                         Err(e) => {
-                            let Some(key) = running.remove(&e.id()) else {
+                            let Some((key, started)) = running.remove(&e.id()) else {
                                 continue;
                             };
                             if e.is_panic() {
+                                observer.reconciled(started.elapsed(), true);
                                 tracing::error!(
                                     kind = S::KIND,
                                     object = %key,

@@ -50,6 +50,7 @@
 pub mod action;
 pub mod controller;
 pub mod object_ref;
+pub mod observer;
 pub mod queue;
 pub mod reflector;
 
@@ -59,5 +60,6 @@ mod tests;
 pub use action::{Action, ErrorBackoff};
 pub use controller::{Controller, DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE};
 pub use object_ref::ObjectRef;
+pub use observer::{NoObserver, ReconcileObserver};
 pub use queue::WorkQueue;
 pub use reflector::{Store, Writer, WriterDropped, reflector, spawn_reflector, store};

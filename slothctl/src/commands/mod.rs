@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches.
 
+pub mod admin;
 pub mod agent;
 pub mod agent_run_style;
 pub mod agent_stop;
@@ -107,6 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(command) => agent::run(&ctx, command).await,
         Command::Create(command) => create::run(&ctx, command).await,
         Command::State(command) => state::run(&ctx, command).await,
+        Command::Admin(command) => admin::run(&ctx, command).await,
         Command::Cp(args) => cp::run(&ctx, args).await,
         Command::Annotate(args) => label::run(&ctx, args, label::Field::Annotations).await,
         Command::Diff(args) => diff::run(&ctx, args).await,

@@ -9,6 +9,7 @@
 //! only, until a probe write succeeds again (see `fault`).
 
 mod backend;
+mod backup;
 mod compact;
 mod fault;
 mod read;
