@@ -55,3 +55,6 @@ pub const ADDRESS_ANNOTATION: &str = "sloth.dev/delegate-addresses";
 /// `ci-pipeline`; on a TaskRun: its task's name, `Build_App`). See
 /// `object_name`.
 pub const ORIGINAL_NAME_ANNOTATION: &str = "sloth.dev/original-name";
+/// The TaskRun condition (and the Event reason) of a Lua task whose hook
+/// failed without changing the task's result.
+pub const HOOK_FAILED_CONDITION: &str = "HookFailed";
