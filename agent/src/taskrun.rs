@@ -132,13 +132,18 @@ impl Drop for Held {
     }
 }
 
-/// Status with the conditions of `current` kept.
+/// Status with the conditions of `current` kept, and those the run itself
+/// reports (a Lua hook's `HookFailed`) added or replaced.
 fn with_conditions(current: &TaskRun, status: &TaskRunStatus) -> TaskRunStatus {
-    let conditions = current
+    let mut conditions: Vec<_> = current
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
+    for own in &status.conditions {
+        conditions.retain(|c| c.type_ != own.type_);
+        conditions.push(own.clone());
+    }
     TaskRunStatus {
         conditions,
         ..status.clone()
@@ -502,6 +507,7 @@ async fn run_payload(
     }
     if let (None, Some(payload)) = (&spec.run.shell, &spec.run.lua) {
         let metrics = lua::MetricsSink::default();
+        let hooks = lua::HookSink::default();
         let job = LuaJob {
             payload: payload.clone(),
             namespace: key.namespace.clone(),
@@ -522,18 +528,30 @@ async fn run_payload(
             masks: delivery.masks,
             check_mode,
             metrics: metrics.clone(),
+            hook_failures: hooks.clone(),
         };
         let (running, concurrent) = ctx.slots.process_started();
         tracing::info!("taskrun {key} started (Lua) concurrent={concurrent}");
         let outcome = lua::run(job, stop).await;
         drop(running);
         let log_tail = read_log_tail(key, &output).await;
-        return TaskRunStatus {
+        let mut status = TaskRunStatus {
             completion_time: Some(Utc::now()),
             log_tail,
             metrics: metrics.values(),
             ..lua_status(outcome, spec.timeout.unwrap_or_default(), base)
         };
+        let failed_hooks = hooks.values();
+        if !failed_hooks.is_empty() {
+            status.conditions.push(sloth_sdk::Condition {
+                type_: lua::HOOK_FAILED.into(),
+                status: "True".into(),
+                reason: lua::HOOK_FAILED.into(),
+                message: failed_hooks.join("; "),
+                last_transition_time: Some(Utc::now()),
+            });
+        }
+        return status;
     }
     let job = ShellJob {
         script: spec.run.shell.clone().unwrap_or_default(),

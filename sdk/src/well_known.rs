@@ -80,3 +80,6 @@ pub const WORKSPACE_DIR_ANNOTATION: &str = "sloth.dev/workspace-dir";
 /// kills them. The agent watches its own Agent, stops taking work, and exits
 /// 0 once they ended; a new start of the agent removes the annotation.
 pub const STOP_ANNOTATION: &str = "sloth.dev/stop";
+/// The TaskRun condition (and the Event reason) of a Lua task whose hook
+/// failed without changing the task's result.
+pub const HOOK_FAILED_CONDITION: &str = "HookFailed";

@@ -341,6 +341,21 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
         "{message}"
     );
     assert!(log(&runs["lucky"]).contains("post_hook after a failed hook"));
+    let condition = status(&runs["lucky"])
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "HookFailed")
+        .expect("a HookFailed condition");
+    assert!(condition.message.contains("notifier down"), "{condition:?}");
+    let events = wait_until(DEADLINE, || {
+        let out = ctl(&c.server, &["get", "events"]).ok().stdout;
+        out.contains("HookFailed").then_some(out)
+    })
+    .expect("a HookFailed Event");
+    assert!(
+        events.contains("task lucky: hook on_success failed"),
+        "{events}"
+    );
 
     let (_, runs) = c.finished("hook-timeout");
     assert_phase(&runs["slow"], TaskRunPhase::Failed);

@@ -7,6 +7,7 @@
 //! hook is written to the log and added to the status message, and leaves
 //! the task's result as it was.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
@@ -17,6 +18,27 @@ use super::{LuaJob, RunCtx};
 
 /// Time an `on_timeout` hook gets once the task's deadline has passed.
 const TIMEOUT_HOOK_GRACE: Duration = Duration::from_secs(10);
+
+/// The TaskRun status condition the agent sets when a hook failed; the
+/// workflow controller records it as a Warning Event `HookFailed`.
+pub const HOOK_FAILED: &str = sloth_sdk::well_known::HOOK_FAILED_CONDITION;
+
+/// The hook failures of a run, read by the agent once the run ended.
+#[derive(Clone, Debug, Default)]
+pub struct HookSink(Arc<Mutex<Vec<String>>>);
+
+impl HookSink {
+    pub fn values(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    pub(super) fn set(&self, failures: Vec<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = failures;
+    }
+}
 
 /// The task's `params` and `input`, and `this`, as its hooks and command
 /// receive them.

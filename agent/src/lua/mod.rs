@@ -53,6 +53,7 @@ use crate::concurrency::StopReason;
 use crate::masking::Masks;
 use crate::supervisor::Supervision;
 
+pub use hooks::{HOOK_FAILED, HookSink};
 pub use metrics::Sink as MetricsSink;
 pub use runner::{LuaOutcome, run};
 
@@ -96,6 +97,8 @@ pub struct LuaJob {
     pub check_mode: bool,
     /// Where the `metrics` module's values end up, for the TaskRun's status.
     pub metrics: metrics::Sink,
+    /// Where the failures of the task's hooks are reported.
+    pub hook_failures: HookSink,
 }
 
 /// Secret values by Secret name and key.

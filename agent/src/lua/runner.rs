@@ -101,6 +101,7 @@ pub fn run_blocking(
         },
     };
     super::lock::release_all(&ctx);
+    job.hook_failures.set(hook_failures.clone());
     let outcome = with_hook_failures(
         super::infra_test::fail_unreported(&ctx, outcome),
         &hook_failures,
@@ -569,6 +570,7 @@ mod tests {
             masks: Default::default(),
             check_mode: false,
             metrics: crate::lua::MetricsSink::default(),
+            hook_failures: Default::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{NewRun, Plan, StopRun, plan};
 use crate::stack::gate::{self as stack_gate, Gate};
 use crate::stack::history;
-use sloth_sdk::well_known::{TASK_LABEL, WORKFLOW_LABEL};
+use sloth_sdk::well_known::{HOOK_FAILED_CONDITION as HOOK_FAILED, TASK_LABEL, WORKFLOW_LABEL};
 
 /// Task locks are leases this long, renewed while their TaskRun runs.
 pub const TASK_LOCK_LEASE_SECONDS: u32 = 60;
@@ -186,6 +186,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             Ok(_) => {
                 tracing::debug!(workflow = wf.name(), taskruns = owned.len(), creates, ?planned, ?created, written = ?started.elapsed(), "status written");
                 record_transitions(&ctx, &wf, &old, &plan).await;
+                record_hook_failures(&ctx, &wf, &old, &plan, &owned).await;
             }
             // Someone wrote in between (a cancel, a spec change): the write
             // triggers another reconcile from the newer copy.
@@ -385,6 +386,36 @@ async fn record(ctx: &Ctx, wf: &Workflow, type_: EventType, reason: &str, messag
     ctx.recorder
         .record_in_background(&ObjectReference::from_obj(wf), type_, reason, message)
         .await;
+}
+
+/// A Warning Event `HookFailed` for each task that just finished with a
+/// failed hook (the agent's TaskRun condition `HookFailed`: the hook did
+/// not change the task's result, so nothing else would tell).
+async fn record_hook_failures(
+    ctx: &Ctx,
+    wf: &Workflow,
+    old: &WorkflowStatus,
+    plan: &Plan,
+    owned: &[Arc<TaskRun>],
+) {
+    for (name, task) in &plan.status.tasks {
+        let was = old.tasks.get(name).map(|t| (t.phase, t.attempt));
+        let finished = matches!(task.phase, TaskPhase::Succeeded | TaskPhase::Failed);
+        if was == Some((task.phase, task.attempt)) || !finished {
+            continue;
+        }
+        let Some(tr) = owned
+            .iter()
+            .find(|tr| Some(tr.name()) == task.task_run.as_deref())
+        else {
+            continue;
+        };
+        let status = tr.status_or_default();
+        if let Some(c) = status.conditions.iter().find(|c| c.type_ == HOOK_FAILED) {
+            let message = format!("task {name}: {} ({})", c.message, tr.name());
+            record(ctx, wf, EventType::Warning, HOOK_FAILED, &message).await;
+        }
+    }
 }
 
 /// One Event per task that reached a final phase and for the workflow's end.
