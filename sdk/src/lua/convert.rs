@@ -92,8 +92,8 @@ pub fn workflows(
         }
         let workspace_reader = Reader {
             chunk,
-            table: &table,
-            line: line_of(&table),
+            table,
+            line: line_of(table),
         };
         if let Some(dir) = workspace_reader.get::<Option<String>>("workspace")? {
             evaluation
