@@ -219,7 +219,7 @@ fn get_prints_tables_yaml_json_names_and_selects_by_label() {
     }
     let wide = ctl(&server, &["get", "tr", "-o", "wide"]).ok();
     assert!(
-        wide.lines()[0].ends_with("AGE   REASON   DURATION"),
+        wide.lines()[0].contains("AGE   REASON   DURATION   TASK"),
         "{wide:#?}"
     );
 

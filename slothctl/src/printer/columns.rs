@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sloth_sdk::DynamicObject;
 use sloth_sdk::kinds::KindInfo;
+use sloth_sdk::well_known::{ORIGINAL_NAME_ANNOTATION, TASK_LABEL};
 
 use super::age::{age, elapsed, parse_time};
 
@@ -36,10 +37,19 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
             "AGE",
             "REASON",
             "DURATION",
+            "TASK",
             "ARTIFACTS",
         ],
         ("Workflow", false) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION"],
-        ("Workflow", true) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION", "STARTED"],
+        ("Workflow", true) => &[
+            "NAME",
+            "PHASE",
+            "PROGRESS",
+            "AGE",
+            "DURATION",
+            "STARTED",
+            "AS WRITTEN",
+        ],
         ("Agent", _) => &[
             "NAME",
             "STATUS",
@@ -144,6 +154,8 @@ fn kind_row(
             if options.wide {
                 out.push(or_none(text(status, "reason")));
                 out.push(or_none(run_time(status, now)));
+                // The task's name as the author wrote it (`Build_App`).
+                out.push(or_none(object.metadata.labels.get(TASK_LABEL).cloned()));
                 let artifacts = status.get("artifacts").and_then(Value::as_array);
                 out.push(artifacts.map_or(0, Vec::len).to_string());
             }
@@ -156,6 +168,10 @@ fn kind_row(
             if options.wide {
                 let started = parse_time(status.get("startTime"));
                 out.push(or_none(started.map(|t| age(Some(t), now))));
+                // `workflow.define("CI_Pipeline")` -> ci-pipeline: the name
+                // as written, where the object's name had to be derived.
+                let written = object.metadata.annotations.get(ORIGINAL_NAME_ANNOTATION);
+                out.push(or_none(written.cloned()));
             }
         }
         "Agent" => {
@@ -165,7 +181,7 @@ fn kind_row(
             }
             out.push(phase);
             out.push(or_none(text(spec, "address")));
-            out.push(labels(object));
+            out.push(labels_text(object));
             out.push(format!(
                 "{}/{}",
                 text(status, "running").unwrap_or_else(|| "0".into()),
@@ -300,15 +316,6 @@ fn text(object: &Value, field: &str) -> Option<String> {
 }
 
 /// `k=v,k2=v2` or `<none>`.
-fn labels(object: &DynamicObject) -> String {
-    let labels: Vec<String> = object
-        .metadata
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    or_none(Some(labels.join(",")))
-}
 
 /// From `status.startTime` to `status.completionTime`, or to now.
 fn run_time(status: &Value, now: DateTime<Utc>) -> Option<String> {
@@ -394,7 +401,7 @@ mod tests {
         };
         assert_eq!(
             row(tr_kind, &tr, wide, "", now()),
-            ["build-1", "Failed", "a1", "2", "5m", "Error", "90s", "0"]
+            ["build-1", "Failed", "a1", "2", "5m", "Error", "90s", NONE, "0"]
         );
         let all = Options {
             namespace: true,
@@ -445,8 +452,8 @@ mod tests {
             wide: true,
             ..Options::default()
         };
-        assert_eq!(headers(k, wide)[4..], ["DURATION", "STARTED"]);
-        assert_eq!(row(k, &wf, wide, "", now())[4..], ["60m", "60m"]);
+        assert_eq!(headers(k, wide)[4..], ["DURATION", "STARTED", "AS WRITTEN"]);
+        assert_eq!(row(k, &wf, wide, "", now())[4..], ["60m", "60m", NONE]);
 
         // Finished: completionTime - startTime.
         let done = object(json!({
