@@ -304,19 +304,17 @@ pub mod testing {
             let mut build = std::process::Command::new(
                 std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
             );
-            build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-                "build",
-                "--quiet",
-                "-p",
-                "sloth-agent",
-                "--bin",
-                "sloth-agent",
-            ]);
+            // The whole workspace's binaries, as scripts/test.sh and the
+            // e2e harness build them: `-p sloth-agent` alone would resolve
+            // the sdk's features differently and rebuild half the tree.
+            build
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["build", "--quiet", "--workspace", "--bins"]);
             if dir.file_name().is_some_and(|n| n == "release") {
                 build.arg("--release");
             }
             let status = build.status().expect("run cargo build");
-            assert!(status.success(), "cargo build -p sloth-agent failed");
+            assert!(status.success(), "cargo build --workspace --bins failed");
             dir.join("sloth-agent")
         })
         .clone()
