@@ -158,9 +158,12 @@ fn read_stdin(stdin: &mut dyn Read, params: &Params) -> Result<Vec<Document>, Ve
     parse(STDIN, &text, json).map_err(|e| vec![e])
 }
 
-/// True when stdin holds a Lua workflow file rather than YAML or JSON: a
-/// line starts with a Lua comment (`--` but not YAML's `---`) or with a
-/// statement a manifest never starts a line with.
+/// True when stdin holds a Lua workflow file rather than YAML or JSON,
+/// judged by its first line that says anything (YAML's `#` comments and a
+/// `#!` line skipped): a Lua comment (`--` but not YAML's `---`), a
+/// statement a manifest never starts with, or an assignment or call
+/// (`name = ...`, `name(...)`, where YAML would have `name:`). Only the
+/// first line counts: a YAML block scalar may hold Lua further down.
 pub fn looks_like_lua(text: &str) -> bool {
     const STARTS: &[&str] = &[
         "local ",
@@ -173,10 +176,24 @@ pub fn looks_like_lua(text: &str) -> bool {
         "workflow.define",
         "task(",
     ];
-    text.lines().map(str::trim_start).any(|line| {
-        (line.starts_with("--") && !line.starts_with("---"))
-            || STARTS.iter().any(|s| line.starts_with(s))
-    })
+    let Some(line) = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+    else {
+        return false;
+    };
+    if line.starts_with("--") {
+        return !line.starts_with("---");
+    }
+    if STARTS.iter().any(|s| line.starts_with(s)) {
+        return true;
+    }
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(line.len());
+    let rest = line[name_end..].trim_start();
+    name_end > 0 && ((rest.starts_with('=') && !rest.starts_with("==")) || rest.starts_with('('))
 }
 
 /// Sets the Workflow params `params` names that the object declares.
@@ -760,6 +777,12 @@ mod tests {
         ));
         assert!(!looks_like_lua("{\"kind\": \"Workflow\"}"));
         assert!(!looks_like_lua("local: x\nfunction: y\n"));
+        assert!(looks_like_lua("#!/usr/bin/env sloth\nModern = { x = 1 }\n"));
+        assert!(looks_like_lua("\nprint('hi')\n"));
+        // Lua inside a YAML block scalar is still YAML.
+        assert!(!looks_like_lua(
+            "\napiVersion: sloth.dev/v1\nkind: TaskRun\nspec:\n  run:\n    lua:\n      script: |\n        local pw = 1\n        -- a comment\n"
+        ));
         let docs = read_stdin(
             &mut "workflow.define('w', { tasks = { task('a'):command('true') } })".as_bytes(),
             &Params::new(),
