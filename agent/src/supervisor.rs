@@ -307,9 +307,12 @@ pub mod testing {
             // The whole workspace's binaries, as scripts/test.sh and the
             // e2e harness build them: `-p sloth-agent` alone would resolve
             // the sdk's features differently and rebuild half the tree.
-            build
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["build", "--quiet", "--workspace", "--bins"]);
+            build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+                "build",
+                "--quiet",
+                "--workspace",
+                "--bins",
+            ]);
             if dir.file_name().is_some_and(|n| n == "release") {
                 build.arg("--release");
             }

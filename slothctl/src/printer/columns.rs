@@ -401,7 +401,9 @@ mod tests {
         };
         assert_eq!(
             row(tr_kind, &tr, wide, "", now()),
-            ["build-1", "Failed", "a1", "2", "5m", "Error", "90s", NONE, "0"]
+            [
+                "build-1", "Failed", "a1", "2", "5m", "Error", "90s", NONE, "0"
+            ]
         );
         let all = Options {
             namespace: true,
