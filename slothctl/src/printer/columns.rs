@@ -315,8 +315,6 @@ fn text(object: &Value, field: &str) -> Option<String> {
     }
 }
 
-/// `k=v,k2=v2` or `<none>`.
-
 /// From `status.startTime` to `status.completionTime`, or to now.
 fn run_time(status: &Value, now: DateTime<Utc>) -> Option<String> {
     elapsed(
