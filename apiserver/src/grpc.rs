@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::guard::{Admitted, Guard};
 use crate::metrics::Metrics;
 use crate::paging::MAX_PAGE_BYTES;
-use crate::resources::{Resources, Selectors, Stored};
+use crate::resources::{Commit, Resources, Selectors, Stored};
 use crate::secret_access;
 use crate::watch::{self, EventType, ObjectEvent, WatchRequest};
 
@@ -428,7 +428,9 @@ fn list_source(request: &pb::ListRequest) -> Result<ListSource, ApiError> {
 }
 
 fn code_of<T>(result: &Result<T, Status>) -> tonic::Code {
-    result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok)
+    result
+        .as_ref()
+        .map_or_else(Status::code, |_| tonic::Code::Ok)
 }
 
 type LogsStream = futures_util::stream::BoxStream<'static, Result<pb::LogChunk, Status>>;
@@ -441,8 +443,9 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let commit = Commit::dry_run(request.get_ref().dry_run);
         self.object_call(Verb::Create, request.map(|r| r.object), |r, o| async move {
-            r.create(&o.kind, &o.json).await
+            r.create(&o.kind, &o.json, commit).await
         })
         .await
     }
@@ -549,8 +552,10 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let commit = Commit::dry_run(request.get_ref().dry_run);
         self.object_call(Verb::Update, request.map(|r| r.object), |r, o| async move {
-            r.update(&o.kind, &o.json, &o.resource_version).await
+            r.update(&o.kind, &o.json, &o.resource_version, commit)
+                .await
         })
         .await
     }
@@ -559,10 +564,14 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let commit = Commit::dry_run(request.get_ref().dry_run);
         self.object_call(
             Verb::UpdateStatus,
             request.map(|r| r.object),
-            |r, o| async move { r.update_status(&o.kind, &o.json, &o.resource_version).await },
+            |r, o| async move {
+                r.update_status(&o.kind, &o.json, &o.resource_version, commit)
+                    .await
+            },
         )
         .await
     }
