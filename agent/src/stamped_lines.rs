@@ -99,11 +99,13 @@ mod tests {
         };
         let mut lines = LineStamper::new(filter, 0);
         assert_eq!(lines.push(b"ab", &times, 9000), b"");
-        let out = lines.push(b"c\nde\nf", &times, 9000);
+        let out = lines.push(b"c\nde\n", &times, 9000);
         assert_eq!(
             String::from_utf8_lossy(&out),
             "1970-01-01T00:00:01.000Z abc\n1970-01-01T00:00:02.000Z de\n"
         );
+        // No sample covers offset 8 yet: dated now.
+        assert_eq!(lines.push(b"f", &times, 9000), b"");
         assert_eq!(
             String::from_utf8_lossy(&lines.finish(&times, 9000)),
             "1970-01-01T00:00:09.000Z f"

@@ -445,7 +445,7 @@ impl ResourcesRpc for GrpcService {
     ) -> Result<Response<pb::Object>, Status> {
         let commit = Commit::dry_run(request.get_ref().dry_run);
         self.object_call(Verb::Create, request.map(|r| r.object), |r, o| async move {
-            r.create(&o.kind, &o.json, commit).await
+            r.create_as(&o.kind, &o.json, commit).await
         })
         .await
     }
@@ -554,7 +554,7 @@ impl ResourcesRpc for GrpcService {
     ) -> Result<Response<pb::Object>, Status> {
         let commit = Commit::dry_run(request.get_ref().dry_run);
         self.object_call(Verb::Update, request.map(|r| r.object), |r, o| async move {
-            r.update(&o.kind, &o.json, &o.resource_version, commit)
+            r.update_as(&o.kind, &o.json, &o.resource_version, commit)
                 .await
         })
         .await
@@ -564,14 +564,15 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let commit = Commit::dry_run(request.get_ref().dry_run);
+        if request.get_ref().dry_run {
+            return Err(Status::invalid_argument(
+                "dry_run is for Create and Update, not UpdateStatus",
+            ));
+        }
         self.object_call(
             Verb::UpdateStatus,
             request.map(|r| r.object),
-            |r, o| async move {
-                r.update_status(&o.kind, &o.json, &o.resource_version, commit)
-                    .await
-            },
+            |r, o| async move { r.update_status(&o.kind, &o.json, &o.resource_version).await },
         )
         .await
     }

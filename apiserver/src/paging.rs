@@ -237,7 +237,7 @@ mod list_tests {
     use tempfile::TempDir;
 
     use super::MAX_PAGE_BYTES;
-    use crate::resources::{Commit, Resources, Selectors};
+    use crate::resources::{Resources, Selectors};
     use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 
     /// The gRPC message limit the server enforces.
@@ -306,11 +306,7 @@ mod list_tests {
         // 80 TaskRuns of 60 KB: 4.8 MB, more than one message can carry.
         for i in 0..80 {
             resources
-                .create(
-                    "TaskRun",
-                    &taskrun(&format!("t{i:02}"), "a", 60_000),
-                    Commit::Store,
-                )
+                .create("TaskRun", &taskrun(&format!("t{i:02}"), "a", 60_000))
                 .await
                 .expect("create");
         }
@@ -339,22 +335,14 @@ mod list_tests {
         for i in 0..30 {
             let team = if i % 3 == 0 { "red" } else { "blue" };
             resources
-                .create(
-                    "TaskRun",
-                    &taskrun(&format!("t{i:02}"), team, 2_000),
-                    Commit::Store,
-                )
+                .create("TaskRun", &taskrun(&format!("t{i:02}"), team, 2_000))
                 .await
                 .expect("create");
         }
         // About four objects fit in 10 KB; writes between pages are not seen.
         let pages = all_pages(&resources, &Selectors::default(), 0, 10_000, async |page| {
             resources
-                .create(
-                    "TaskRun",
-                    &taskrun(&format!("t{page:02}-late"), "red", 10),
-                    Commit::Store,
-                )
+                .create("TaskRun", &taskrun(&format!("t{page:02}-late"), "red", 10))
                 .await
                 .expect("create between pages");
         })

@@ -135,9 +135,13 @@ impl Resources {
         }
     }
 
-    /// Creates an object; with [`Commit::DryRun`], every check of it
+    pub async fn create(&self, envelope_kind: &str, json: &[u8]) -> Result<Stored, ApiError> {
+        self.create_as(envelope_kind, json, Commit::Store).await
+    }
+
+    /// [`Resources::create`]; with [`Commit::DryRun`], every check of it
     /// (admission, validation, size, an existing name) and no write.
-    pub async fn create(
+    pub async fn create_as(
         &self,
         envelope_kind: &str,
         json: &[u8],
@@ -314,23 +318,28 @@ impl Resources {
     }
 
     /// Main-endpoint update: spec and mutable metadata; status is ignored.
-    /// With [`Commit::DryRun`], every check of it (precondition, admission,
-    /// immutable fields, size) and no write.
     pub async fn update(
+        &self,
+        envelope_kind: &str,
+        json: &[u8],
+        envelope_rv: &str,
+    ) -> Result<Stored, ApiError> {
+        self.update_as(envelope_kind, json, envelope_rv, Commit::Store)
+            .await
+    }
+
+    /// [`Resources::update`]; with [`Commit::DryRun`], every check of it
+    /// (precondition, admission, immutable fields, size) and no write.
+    pub async fn update_as(
         &self,
         envelope_kind: &str,
         json: &[u8],
         envelope_rv: &str,
         commit: Commit,
     ) -> Result<Stored, ApiError> {
-        self.update_with(
-            envelope_kind,
-            json,
-            envelope_rv,
-            objects::merge_update,
-            commit,
-        )
-        .await
+        let merge = objects::merge_update;
+        self.update_with(envelope_kind, json, envelope_rv, merge, commit)
+            .await
     }
 
     /// Status subresource: status only; spec and metadata are ignored.
@@ -339,16 +348,10 @@ impl Resources {
         envelope_kind: &str,
         json: &[u8],
         envelope_rv: &str,
-        commit: Commit,
     ) -> Result<Stored, ApiError> {
-        self.update_with(
-            envelope_kind,
-            json,
-            envelope_rv,
-            objects::merge_status,
-            commit,
-        )
-        .await
+        let merge = objects::merge_status;
+        self.update_with(envelope_kind, json, envelope_rv, merge, Commit::Store)
+            .await
     }
 
     async fn update_with(
@@ -553,7 +556,7 @@ mod tests {
             .expect("open the store");
         let resources = Resources::new(store);
         let dry = resources
-            .create("TaskRun", &taskrun("a1"), Commit::DryRun)
+            .create_as("TaskRun", &taskrun("a1"), Commit::DryRun)
             .await
             .expect("admitted");
         assert_eq!(dry.value["spec"]["agentName"], "a1");
@@ -562,19 +565,19 @@ mod tests {
             Err(ApiError::NotFound { .. })
         ));
         let stored = resources
-            .create("TaskRun", &taskrun("a1"), Commit::Store)
+            .create("TaskRun", &taskrun("a1"))
             .await
             .expect("created");
         assert!(matches!(
             resources
-                .create("TaskRun", &taskrun("a1"), Commit::DryRun)
+                .create_as("TaskRun", &taskrun("a1"), Commit::DryRun)
                 .await,
             Err(ApiError::AlreadyExists { .. })
         ));
         // Moving a bound TaskRun is refused by a dry run as by a write.
         assert!(matches!(
             resources
-                .update("TaskRun", &taskrun("a2"), "", Commit::DryRun)
+                .update_as("TaskRun", &taskrun("a2"), "", Commit::DryRun)
                 .await,
             Err(ApiError::Invalid { .. })
         ));
@@ -582,7 +585,7 @@ mod tests {
         changed["spec"]["run"]["shell"] = "false".into();
         let changed = serde_json::to_vec(&changed).expect("json");
         let dry = resources
-            .update("TaskRun", &changed, "", Commit::DryRun)
+            .update_as("TaskRun", &changed, "", Commit::DryRun)
             .await
             .expect("admitted");
         assert_eq!(dry.value["spec"]["run"]["shell"], "false");
