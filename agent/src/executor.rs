@@ -92,6 +92,7 @@ pub async fn run<G>(
             Err(e) => return Outcome::NotStarted(format!("cannot set up the masked output: {e}")),
         }
     };
+    let times = crate::output_times::Recorder::start(job.output.clone());
     let spawned = spawn(job, fence_at, sink);
     let mut child = match spawned {
         Ok(child) => child,
@@ -149,6 +150,7 @@ pub async fn run<G>(
     {
         tracing::warn!("the output pipe is still open after the run (a background process?)");
     }
+    times.finish().await;
     let status = status.unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
     match ended {
         None => Outcome::Exited(status),

@@ -18,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{ActiveRuns, RunKey};
+use crate::output_times::Times;
+use crate::stamped_lines::{LineFilter, LineStamper};
 
 /// Who may call the logs port (only ever the apiserver, relaying
 /// `slothctl logs`).
@@ -180,6 +182,33 @@ struct Follow {
     runs: ActiveRuns,
     buf: Vec<u8>,
     failed: bool,
+    /// Set for `timestamps` or `since_seconds`: the output as dated lines.
+    dated: Option<Dated>,
+}
+
+/// The state of a read of dated lines.
+struct Dated {
+    output: PathBuf,
+    times: Times,
+    lines: LineStamper,
+}
+
+impl Dated {
+    async fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.lines.needs_reload(&self.times, chunk.len()) {
+            self.times = Times::load(&self.output).await;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        self.lines.push(chunk, &self.times, now)
+    }
+
+    async fn finish(&mut self) -> Vec<u8> {
+        if self.lines.needs_reload(&self.times, 0) {
+            self.times = Times::load(&self.output).await;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        self.lines.finish(&self.times, now)
+    }
 }
 
 impl Follow {
@@ -194,12 +223,22 @@ impl Follow {
             // is read below, so nothing is lost at the end.
             let finished = !self.follow || !self.runs.contains(&self.key);
             match self.file.read(&mut self.buf).await {
-                Ok(0) if finished => return None,
+                Ok(0) if finished => {
+                    let last = match self.dated.take() {
+                        Some(mut dated) => dated.finish().await,
+                        None => Vec::new(),
+                    };
+                    return (!last.is_empty()).then_some(Ok(LogChunk { data: last }));
+                }
                 Ok(0) => tokio::time::sleep(FOLLOW_POLL).await,
                 Ok(n) => {
-                    return Some(Ok(LogChunk {
-                        data: self.buf[..n].to_vec(),
-                    }));
+                    let data = match self.dated.as_mut() {
+                        Some(dated) => dated.push(&self.buf[..n]).await,
+                        None => self.buf[..n].to_vec(),
+                    };
+                    if !data.is_empty() {
+                        return Some(Ok(LogChunk { data }));
+                    }
                 }
                 Err(e) => {
                     self.failed = true;
@@ -248,6 +287,22 @@ impl AgentLogs for LogService {
                 Status::internal(format!("cannot seek in the output of taskrun {key}: {e}"))
             })?;
         }
+        let dated = (request.timestamps || request.since_seconds > 0).then(|| {
+            let not_before = (request.since_seconds > 0).then(|| {
+                chrono::Utc::now().timestamp_millis() - request.since_seconds.saturating_mul(1000)
+            });
+            Dated {
+                times: Times::default(),
+                lines: LineStamper::new(
+                    LineFilter {
+                        timestamps: request.timestamps,
+                        not_before,
+                    },
+                    offset,
+                ),
+                output: path,
+            }
+        });
         let state = Follow {
             file,
             key,
@@ -255,6 +310,7 @@ impl AgentLogs for LogService {
             runs: self.runs.clone(),
             buf: vec![0; CHUNK_BYTES],
             failed: false,
+            dated,
         };
         let stream = futures_util::stream::unfold(state, |mut state| async move {
             state.next().await.map(|item| (item, state))
@@ -322,6 +378,7 @@ mod tests {
                 name: "t1".into(),
                 follow,
                 offset,
+                ..LogsRequest::default()
             })
         };
         let err = service

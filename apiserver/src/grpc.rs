@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::guard::{Admitted, Guard};
 use crate::metrics::Metrics;
 use crate::paging::MAX_PAGE_BYTES;
-use crate::resources::{Resources, Selectors, Stored};
+use crate::resources::{Commit, Resources, Selectors, Stored};
 use crate::secret_access;
 use crate::watch::{self, EventType, ObjectEvent, WatchRequest};
 
@@ -443,8 +443,9 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let commit = Commit::dry_run(request.get_ref().dry_run);
         self.object_call(Verb::Create, request.map(|r| r.object), |r, o| async move {
-            r.create(&o.kind, &o.json).await
+            r.create_as(&o.kind, &o.json, commit).await
         })
         .await
     }
@@ -551,8 +552,10 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let commit = Commit::dry_run(request.get_ref().dry_run);
         self.object_call(Verb::Update, request.map(|r| r.object), |r, o| async move {
-            r.update(&o.kind, &o.json, &o.resource_version).await
+            r.update_as(&o.kind, &o.json, &o.resource_version, commit)
+                .await
         })
         .await
     }
@@ -561,6 +564,11 @@ impl ResourcesRpc for GrpcService {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        if request.get_ref().dry_run {
+            return Err(Status::invalid_argument(
+                "dry_run is for Create and Update, not UpdateStatus",
+            ));
+        }
         self.object_call(
             Verb::UpdateStatus,
             request.map(|r| r.object),

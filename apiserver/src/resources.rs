@@ -136,6 +136,17 @@ impl Resources {
     }
 
     pub async fn create(&self, envelope_kind: &str, json: &[u8]) -> Result<Stored, ApiError> {
+        self.create_as(envelope_kind, json, Commit::Store).await
+    }
+
+    /// [`Resources::create`]; with [`Commit::DryRun`], every check of it
+    /// (admission, validation, size, an existing name) and no write.
+    pub async fn create_as(
+        &self,
+        envelope_kind: &str,
+        json: &[u8],
+        commit: Commit,
+    ) -> Result<Stored, ApiError> {
         let requested = objects::parse_request(json)?;
         let kind = Self::kind_of(&requested, envelope_kind)?;
         let namespace = objects::effective_namespace(kind, meta_str(&requested, "namespace"));
@@ -157,11 +168,15 @@ impl Resources {
             let mut value = (kind.admit)(value).map_err(|e| Self::invalid(kind, &name, e))?;
             let bytes = objects::to_store(&mut value)?;
             objects::check_size(bytes.len())?;
-            match self
-                .store
-                .create(&object_key(kind, &namespace, &name), bytes)
-                .await
-            {
+            let key = object_key(kind, &namespace, &name);
+            let written = match commit {
+                Commit::Store => self.store.create(&key, bytes).await,
+                Commit::DryRun => match self.store.get(&key).await? {
+                    Some(_) => Err(StoreError::AlreadyExists(key)),
+                    None => Ok(DRY_RUN_REVISION),
+                },
+            };
+            match written {
                 Ok(revision) => return Ok(finish(kind, value, revision)),
                 Err(StoreError::AlreadyExists(_)) if attempts > 1 => continue,
                 Err(StoreError::AlreadyExists(_)) => {
@@ -309,7 +324,21 @@ impl Resources {
         json: &[u8],
         envelope_rv: &str,
     ) -> Result<Stored, ApiError> {
-        self.update_with(envelope_kind, json, envelope_rv, objects::merge_update)
+        self.update_as(envelope_kind, json, envelope_rv, Commit::Store)
+            .await
+    }
+
+    /// [`Resources::update`]; with [`Commit::DryRun`], every check of it
+    /// (precondition, admission, immutable fields, size) and no write.
+    pub async fn update_as(
+        &self,
+        envelope_kind: &str,
+        json: &[u8],
+        envelope_rv: &str,
+        commit: Commit,
+    ) -> Result<Stored, ApiError> {
+        let merge = objects::merge_update;
+        self.update_with(envelope_kind, json, envelope_rv, merge, commit)
             .await
     }
 
@@ -320,7 +349,8 @@ impl Resources {
         json: &[u8],
         envelope_rv: &str,
     ) -> Result<Stored, ApiError> {
-        self.update_with(envelope_kind, json, envelope_rv, objects::merge_status)
+        let merge = objects::merge_status;
+        self.update_with(envelope_kind, json, envelope_rv, merge, Commit::Store)
             .await
     }
 
@@ -330,6 +360,7 @@ impl Resources {
         json: &[u8],
         envelope_rv: &str,
         merge: fn(&Value, &Value) -> Value,
+        commit: Commit,
     ) -> Result<Stored, ApiError> {
         let requested = objects::parse_request(json)?;
         let kind = Self::kind_of(&requested, envelope_kind)?;
@@ -359,7 +390,11 @@ impl Resources {
             }
             (kind.check_update)(&current.value, &value)
                 .map_err(|e| Self::invalid(kind, &name, e))?;
-            let outcome = if objects::ready_to_delete(&value) {
+            let outcome = if commit == Commit::DryRun {
+                let bytes = objects::to_store(&mut value)?;
+                objects::check_size(bytes.len())?;
+                Ok(current.revision)
+            } else if objects::ready_to_delete(&value) {
                 self.store
                     .delete(&key, Some(current.revision))
                     .await
@@ -461,6 +496,23 @@ impl Resources {
     }
 }
 
+/// Whether a checked create or update is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commit {
+    Store,
+    /// Checked exactly as a write, then dropped (`dryRun`).
+    DryRun,
+}
+
+impl Commit {
+    pub fn dry_run(dry_run: bool) -> Self {
+        if dry_run { Self::DryRun } else { Self::Store }
+    }
+}
+
+/// The resourceVersion a dry-run create answers with: nothing was stored.
+const DRY_RUN_REVISION: i64 = 0;
+
 fn finish(kind: &'static KindInfo, mut value: Value, revision: i64) -> Stored {
     objects::set_resource_version(&mut value, revision);
     Stored {
@@ -476,5 +528,69 @@ fn conflict(kind: &KindInfo, name: &str, given: &str, current: i64) -> ApiError 
         name: name.to_string(),
         given: given.to_string(),
         current,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Commit, Resources};
+    use crate::error::ApiError;
+    use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+
+    fn taskrun(agent: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "sloth.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": "t", "namespace": "default"},
+            "spec": {"agentName": agent, "run": {"shell": "true"}},
+        }))
+        .expect("json")
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_checks_every_write_and_stores_nothing() {
+        let dir = tempfile::TempDir::new().expect("temporary directory");
+        let store = EmbeddedStore::open(&dir.path().join("sloth.redb"), EmbeddedOptions::default())
+            .await
+            .expect("open the store");
+        let resources = Resources::new(store);
+        let dry = resources
+            .create_as("TaskRun", &taskrun("a1"), Commit::DryRun)
+            .await
+            .expect("admitted");
+        assert_eq!(dry.value["spec"]["agentName"], "a1");
+        assert!(matches!(
+            resources.get("TaskRun", "default", "t").await,
+            Err(ApiError::NotFound { .. })
+        ));
+        let stored = resources
+            .create("TaskRun", &taskrun("a1"))
+            .await
+            .expect("created");
+        assert!(matches!(
+            resources
+                .create_as("TaskRun", &taskrun("a1"), Commit::DryRun)
+                .await,
+            Err(ApiError::AlreadyExists { .. })
+        ));
+        // Moving a bound TaskRun is refused by a dry run as by a write.
+        assert!(matches!(
+            resources
+                .update_as("TaskRun", &taskrun("a2"), "", Commit::DryRun)
+                .await,
+            Err(ApiError::Invalid { .. })
+        ));
+        let mut changed: serde_json::Value = serde_json::from_slice(&taskrun("a1")).expect("json");
+        changed["spec"]["run"]["shell"] = "false".into();
+        let changed = serde_json::to_vec(&changed).expect("json");
+        let dry = resources
+            .update_as("TaskRun", &changed, "", Commit::DryRun)
+            .await
+            .expect("admitted");
+        assert_eq!(dry.value["spec"]["run"]["shell"], "false");
+        let now = resources.get("TaskRun", "default", "t").await.expect("get");
+        assert_eq!(now.revision, stored.revision);
+        assert_eq!(now.value["spec"]["run"]["shell"], "true");
     }
 }

@@ -292,11 +292,21 @@ impl Client {
     }
 
     pub async fn create(&self, object: &Value) -> Result<DynamicObject, Error> {
+        self.create_as(object, false).await
+    }
+
+    /// A server-side dry run of [`Client::create`]: admitted and validated
+    /// by the apiserver (RBAC included), stored nowhere.
+    pub async fn create_dry_run(&self, object: &Value) -> Result<DynamicObject, Error> {
+        self.create_as(object, true).await
+    }
+
+    async fn create_as(&self, object: &Value, dry_run: bool) -> Result<DynamicObject, Error> {
         let envelope = envelope(object)?;
         let out = self
             .call(|mut c| {
                 let object = Some(envelope.clone());
-                async move { c.create(pb::CreateRequest { object }).await }
+                async move { c.create(pb::CreateRequest { object, dry_run }).await }
             })
             .await?;
         decode_dynamic(&out)
@@ -377,11 +387,21 @@ impl Client {
     /// Replaces spec and metadata; `metadata.resourceVersion`, when set, must
     /// be current.
     pub async fn update(&self, object: &Value) -> Result<DynamicObject, Error> {
+        self.update_as(object, false).await
+    }
+
+    /// A server-side dry run of [`Client::update`]: checked as an update
+    /// (precondition, admission, immutable fields), stored nowhere.
+    pub async fn update_dry_run(&self, object: &Value) -> Result<DynamicObject, Error> {
+        self.update_as(object, true).await
+    }
+
+    async fn update_as(&self, object: &Value, dry_run: bool) -> Result<DynamicObject, Error> {
         let envelope = envelope(object)?;
         let out = self
             .call(|mut c| {
                 let object = Some(envelope.clone());
-                async move { c.update(pb::UpdateRequest { object }).await }
+                async move { c.update(pb::UpdateRequest { object, dry_run }).await }
             })
             .await?;
         decode_dynamic(&out)
@@ -393,7 +413,13 @@ impl Client {
         let out = self
             .call(|mut c| {
                 let object = Some(envelope.clone());
-                async move { c.update_status(pb::UpdateRequest { object }).await }
+                async move {
+                    c.update_status(pb::UpdateRequest {
+                        object,
+                        dry_run: false,
+                    })
+                    .await
+                }
             })
             .await?;
         decode_dynamic(&out)
@@ -453,6 +479,19 @@ impl Client {
     }
 }
 
+/// What [`Client::logs_with`] asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    /// Keep streaming until the TaskRun finishes.
+    pub follow: bool,
+    /// Start at this byte offset of the plain output.
+    pub offset: i64,
+    /// Prefix each line with its RFC 3339 time.
+    pub timestamps: bool,
+    /// > 0: only lines written in the last this many seconds.
+    pub since_seconds: i64,
+}
+
 impl Client {
     /// The output of TaskRun `namespace/name` from `offset` on, as chunks of
     /// bytes; with `follow`, until the TaskRun finishes.
@@ -463,11 +502,29 @@ impl Client {
         follow: bool,
         offset: i64,
     ) -> Result<BoxStream<'static, Result<Vec<u8>, Error>>, Error> {
+        let options = LogOptions {
+            follow,
+            offset,
+            ..LogOptions::default()
+        };
+        self.logs_with(namespace, name, &options).await
+    }
+
+    /// [`Client::logs`] with per-line times: each line prefixed with when
+    /// it was written, or only the lines of the last `since_seconds`.
+    pub async fn logs_with(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, Error>>, Error> {
         let request = pb::LogsRequest {
             namespace: namespace.to_string(),
             name: name.to_string(),
-            follow,
-            offset,
+            follow: options.follow,
+            offset: options.offset,
+            timestamps: options.timestamps,
+            since_seconds: options.since_seconds,
         };
         let stream = self
             .call(|mut c| {

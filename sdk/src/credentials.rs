@@ -19,14 +19,16 @@ pub struct CredentialFlags {
     #[arg(long, global = true, env = "SLOTH_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// CA certificate(s) the server's certificate must chain to (PEM);
-    /// with it, server URLs without a scheme are dialed with TLS.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// with it, server URLs without a scheme are dialed with TLS (also env
+    /// SLOTH_CA_FILE).
+    #[arg(long, global = true, env = "SLOTH_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Client certificate (PEM) for mutual TLS; needs --key-file.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Client certificate (PEM) for mutual TLS; needs --key-file (also env
+    /// SLOTH_CERT_FILE).
+    #[arg(long, global = true, env = "SLOTH_CERT_FILE", value_name = "FILE")]
     pub cert_file: Option<PathBuf>,
-    /// Private key (PEM) of --cert-file.
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Private key (PEM) of --cert-file (also env SLOTH_KEY_FILE).
+    #[arg(long, global = true, env = "SLOTH_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 }
 

@@ -34,7 +34,9 @@ pub mod validation;
 pub mod watcher;
 pub mod well_known;
 
-pub use client::{Api, Client, ClientOptions, ListParams, ObjectList, WatchEvent, WatchParams};
+pub use client::{
+    Api, Client, ClientOptions, ListParams, LogOptions, ObjectList, WatchEvent, WatchParams,
+};
 pub use error::Error;
 pub use meta::{API_VERSION, Condition, DEFAULT_NAMESPACE, ObjectMeta, OwnerReference, Time};
 pub use resource::{DynamicObject, Object, Spec};

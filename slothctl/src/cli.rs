@@ -193,9 +193,11 @@ pub struct ApplyArgs {
     pub recursive: bool,
     /// Check every object and print what apply would do (`created`,
     /// `configured`, `unchanged`, each `(dry run)`); nothing is written.
+    /// `=server`: the apiserver admits each write (RBAC, validation,
+    /// immutable fields) without storing it.
     #[arg(
         long,
-        value_name = "client",
+        value_name = "client|server",
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "client"
@@ -209,6 +211,9 @@ pub enum DryRun {
     /// slothctl checks every object (as apply does before sending) and
     /// reads the live ones to compare.
     Client,
+    /// The apiserver checks each create or update as it would store it,
+    /// and stores nothing.
+    Server,
 }
 
 #[derive(Debug, Args)]
@@ -386,6 +391,12 @@ pub struct LogsArgs {
     /// Put `[taskrun/NAME] ` before each line.
     #[arg(long)]
     pub prefix: bool,
+    /// Put the RFC 3339 time each line was written before it.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Only lines written in the last D (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "D", value_parser = sloth_sdk::duration::parse_flag)]
+    pub since: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,7 @@ fn direct_logs_call(address: &str, name: &str, proof: Option<String>) -> tonic::
             name: name.into(),
             follow: false,
             offset: 0,
+            ..LogsRequest::default()
         });
         if let Some(proof) = proof {
             request.metadata_mut().insert(

@@ -13,7 +13,7 @@ use sloth_sdk::well_known::ADDRESS_ANNOTATION;
 use sloth_sdk::{Client, DynamicObject, Error as SdkError, ListParams};
 
 use super::{Context, placement, print_errors};
-use crate::cli::ApplyArgs;
+use crate::cli::{ApplyArgs, DryRun};
 use crate::error::{self, CliError};
 use crate::kind::qualified_name;
 use crate::manifest::{self, Check, Resolved};
@@ -60,10 +60,15 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     if args.check {
         set_check_mode(&mut objects);
     }
-    if args.dry_run.is_some() {
-        return dry_run(ctx, &objects).await;
+    let server_dry_run = match args.dry_run {
+        Some(DryRun::Client) => return dry_run(ctx, &objects).await,
+        Some(DryRun::Server) => true,
+        None => false,
+    };
+    // A server dry run uploads no workspace: it writes nothing anywhere.
+    if !server_dry_run {
+        super::workspace::attach(ctx, &mut objects, args.workspace.as_deref()).await?;
     }
-    super::workspace::attach(ctx, &mut objects, args.workspace.as_deref()).await?;
     if needs_addresses(&objects) {
         resolve_delegations(&ctx.client, &mut objects)
             .await
@@ -75,12 +80,17 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     warn_unplaceable(&ctx.client, &objects).await;
     let mut failed = false;
     for object in &objects {
-        match apply_one(ctx, object).await {
+        match apply_one(ctx, object, server_dry_run).await {
             Ok((name, outcome)) => {
                 emit(&format!(
-                    "{} {}\n",
+                    "{} {}{}\n",
                     qualified_name(object.kind, &name),
-                    outcome.as_str()
+                    outcome.as_str(),
+                    if server_dry_run {
+                        " (server dry run)"
+                    } else {
+                        ""
+                    }
                 ))?;
             }
             Err(e) => {
@@ -276,15 +286,30 @@ pub fn invalid(errors: Vec<String>) -> CliError {
 }
 
 /// Creates or updates one object; returns its name and what happened.
-async fn apply_one(ctx: &Context, object: &Resolved) -> Result<(String, Outcome), SdkError> {
+/// With `dry_run` the apiserver checks each write and stores nothing.
+async fn apply_one(
+    ctx: &Context,
+    object: &Resolved,
+    dry_run: bool,
+) -> Result<(String, Outcome), SdkError> {
     let client = &ctx.client;
+    let create = |value: &Value| {
+        let value = value.clone();
+        async move {
+            if dry_run {
+                client.create_dry_run(&value).await
+            } else {
+                client.create(&value).await
+            }
+        }
+    };
     if object.name.is_empty() {
-        let created = client.create(&object.value).await?;
+        let created = create(&object.value).await?;
         return Ok((created.metadata.name, Outcome::Created));
     }
     let mut last = None;
     for _ in 0..ATTEMPTS {
-        match client.create(&object.value).await {
+        match create(&object.value).await {
             Ok(_) => return Ok((object.name.clone(), Outcome::Created)),
             Err(SdkError::AlreadyExists(_)) => {}
             Err(e) => return Err(e),
@@ -305,14 +330,23 @@ async fn apply_one(ctx: &Context, object: &Resolved) -> Result<(String, Outcome)
         if unchanged(&current, &desired) {
             return Ok((object.name.clone(), Outcome::Unchanged));
         }
-        match client.update(&update_body(&current, &desired)).await {
+        let body = update_body(&current, &desired);
+        let updated = if dry_run {
+            client.update_dry_run(&body).await
+        } else {
+            client.update(&body).await
+        };
+        match updated {
             Ok(updated) => {
-                let outcome =
-                    if updated.metadata.resource_version == current.metadata.resource_version {
-                        Outcome::Unchanged
-                    } else {
-                        Outcome::Configured
-                    };
+                // A dry run stores nothing, so its answer keeps the version:
+                // the comparison with `desired` above decided.
+                let outcome = if !dry_run
+                    && updated.metadata.resource_version == current.metadata.resource_version
+                {
+                    Outcome::Unchanged
+                } else {
+                    Outcome::Configured
+                };
                 return Ok((object.name.clone(), outcome));
             }
             Err(e @ (SdkError::Conflict(_) | SdkError::NotFound(_))) => last = Some(e),

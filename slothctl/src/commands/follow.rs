@@ -333,6 +333,18 @@ pub async fn stream_output(
     ctx: &Context,
     namespace: &str,
     name: &str,
+    on_change: impl FnMut(&DynamicObject),
+) -> anyhow::Result<DynamicObject> {
+    stream_output_from(ctx, namespace, name, 0, on_change).await
+}
+
+/// [`stream_output`] from byte `offset` of the output on (what was
+/// printed already, as by `logs --tail N -f`).
+pub async fn stream_output_from(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    offset: i64,
     mut on_change: impl FnMut(&DynamicObject),
 ) -> anyhow::Result<DynamicObject> {
     let kind = crate::kind::resolve("taskrun")?;
@@ -340,6 +352,7 @@ pub async fn stream_output(
     let mut taskrun = tracker.next(ctx).await?;
     on_change(&taskrun);
     let mut output = Output::new(namespace, name);
+    output.offset = offset;
     loop {
         let terminal = is_terminal(phase(&taskrun));
         if terminal && output.stream.is_none() && output.final_attempts >= FINAL_ATTEMPTS {

@@ -1,12 +1,13 @@
-//! `slothctl logs TASKRUN [-f] [--tail N]`: a TaskRun's output, as written
-//! so far, or with `-f` as it is written until the TaskRun finishes;
+//! `slothctl logs TASKRUN [-f] [--tail N] [--timestamps] [--since D]`: a
+//! TaskRun's output, as written so far (lines dated by the agent on
+//! request), or with `-f` as it is written until the TaskRun finishes;
 //! `logs -l SELECTOR` and `logs workflow/NAME [TASK]`: the output of several
 //! TaskRuns (a workflow's: every attempt of every task), one after another,
 //! each under a `==> taskrun/NAME <==` line unless --prefix marks lines.
 
 use futures_util::StreamExt;
 use sloth_sdk::well_known::{TASK_LABEL, WORKFLOW_LABEL};
-use sloth_sdk::{DynamicObject, Error as SdkError, ListParams};
+use sloth_sdk::{DynamicObject, Error as SdkError, ListParams, LogOptions};
 
 use super::follow::{self, status_text};
 use super::{Context, check_selectors};
@@ -37,11 +38,17 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> anyhow::Result<()> {
     }
     let name = taskrun_name(args.taskrun.as_deref().unwrap_or_default())?;
     if args.follow {
-        if args.tail.is_some() {
-            return Err(CliError::usage("--tail cannot be used with -f yet").into());
+        if args.timestamps || args.since.is_some() {
+            return Err(
+                CliError::usage("--timestamps and --since cannot be used with -f yet").into(),
+            );
         }
+        let printed = match args.tail {
+            Some(tail) => print_tail(ctx, namespace, &name, tail).await?,
+            None => 0,
+        };
         let mut told = false;
-        follow::stream_output(ctx, namespace, &name, |taskrun| {
+        follow::stream_output_from(ctx, namespace, &name, printed, |taskrun| {
             if !told && follow::phase(taskrun) == "Pending" {
                 eprintln!("waiting for taskrun/{name} to start...");
                 told = true;
@@ -55,9 +62,43 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> anyhow::Result<()> {
         .get("TaskRun", namespace, &name)
         .await
         .map_err(|e| ctx.error(e))?;
-    let output = read(ctx, &taskrun).await?;
+    let output = read(ctx, &taskrun, &dated(&args)).await?;
     emit_bytes(&shape(&output, args.tail, None))?;
     Ok(())
+}
+
+/// What the agent is asked for: plain output, or dated lines.
+fn dated(args: &LogsArgs) -> LogOptions {
+    LogOptions {
+        timestamps: args.timestamps,
+        since_seconds: args
+            .since
+            .map_or(0, |d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
+        ..LogOptions::default()
+    }
+}
+
+/// `--tail N -f`: the last `tail` lines written so far; returns the byte
+/// offset the follow goes on from. A TaskRun that has not started has
+/// nothing to show yet: the follow starts at its beginning.
+async fn print_tail(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    tail: usize,
+) -> anyhow::Result<i64> {
+    let taskrun = ctx
+        .client
+        .get("TaskRun", namespace, name)
+        .await
+        .map_err(|e| ctx.error(e))?;
+    let phase = follow::phase(&taskrun);
+    if phase != "Running" && !follow::is_terminal(phase) {
+        return Ok(0);
+    }
+    let output = read(ctx, &taskrun, &LogOptions::default()).await?;
+    emit_bytes(&shape(&output, Some(tail), None))?;
+    Ok(i64::try_from(output.len()).unwrap_or(i64::MAX))
 }
 
 /// `workflow/NAME [TASK]` as a label selector of its TaskRuns; None for a
@@ -112,7 +153,7 @@ async fn many(
     });
     for taskrun in &taskruns {
         let name = &taskrun.metadata.name;
-        let output = match read(ctx, taskrun).await {
+        let output = match read(ctx, taskrun, &dated(args)).await {
             Ok(output) => output,
             Err(e) => {
                 eprintln!("{e}");
@@ -135,10 +176,14 @@ async fn many(
 
 /// The whole output written so far; a finished TaskRun's `status.logTail`
 /// when its agent cannot serve it.
-async fn read(ctx: &Context, taskrun: &DynamicObject) -> Result<Vec<u8>, CliError> {
+async fn read(
+    ctx: &Context,
+    taskrun: &DynamicObject,
+    options: &LogOptions,
+) -> Result<Vec<u8>, CliError> {
     let name = &taskrun.metadata.name;
     let namespace = &taskrun.metadata.namespace;
-    let mut stream = match ctx.client.logs(namespace, name, false, 0).await {
+    let mut stream = match ctx.client.logs_with(namespace, name, options).await {
         Ok(stream) => stream,
         Err(e) => return fallback(ctx, taskrun, e),
     };
