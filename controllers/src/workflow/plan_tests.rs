@@ -477,7 +477,11 @@ fn dependents_start_with_their_upstream_artifacts_and_the_workspace() {
         digest: format!("sha256:{}", "b".repeat(64)),
         size: 5,
     };
-    if let Some(status) = w.runs.get_mut("wf-build-1").and_then(|tr| tr.status.as_mut()) {
+    if let Some(status) = w
+        .runs
+        .get_mut("wf-build-1")
+        .and_then(|tr| tr.status.as_mut())
+    {
         status.artifacts = vec![artifact.clone()];
     }
     let plan = w.step();
@@ -485,7 +489,11 @@ fn dependents_start_with_their_upstream_artifacts_and_the_workspace() {
     let inputs = &plan.create[0].taskrun.spec.inputs;
     assert_eq!(inputs.len(), 1);
     assert_eq!(
-        (inputs[0].task.as_str(), inputs[0].path.as_str(), inputs[0].digest.as_str()),
+        (
+            inputs[0].task.as_str(),
+            inputs[0].path.as_str(),
+            inputs[0].digest.as_str()
+        ),
         ("build", "dist", artifact.digest.as_str())
     );
 }
