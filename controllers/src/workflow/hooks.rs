@@ -104,6 +104,9 @@ impl<'a> Hooks<'a> {
             name: hook.name.clone(),
             run,
             agent_selector: hook.agent_selector.clone(),
+            // A hook that hangs cannot hold the workflow longer than its
+            // own timeout.
+            timeout: self.wf.spec.timeout,
             ..WorkflowTask::default()
         };
         let mut taskrun = taskrun_for(self.wf, &as_task, 1);
