@@ -522,7 +522,12 @@ fn with_hooks(mut wf: Workflow, names: &[&str]) -> Workflow {
 fn workflow_hooks_run_one_at_a_time_around_the_tasks() {
     let wf = with_hooks(
         workflow(vec![task("a", &[]), task("b", &["a"])]),
-        &["on_start", "on_task_start", "on_task_complete", "on_complete"],
+        &[
+            "on_start",
+            "on_task_start",
+            "on_task_complete",
+            "on_complete",
+        ],
     );
     let mut w = World::new(wf);
     let mut order = Vec::new();
@@ -572,7 +577,13 @@ fn the_phase_waits_for_on_complete_which_gets_the_failure() {
     assert_eq!(World::created(&plan), ["wf-hook-on-complete"]);
     assert_eq!(w.phase(), WorkflowPhase::Running, "held for on_complete");
     assert_eq!(w.wf.status_or_default().completion_time, None);
-    let input = &w.runs["wf-hook-on-complete"].spec.run.lua.as_ref().expect("lua").input;
+    let input = &w.runs["wf-hook-on-complete"]
+        .spec
+        .run
+        .lua
+        .as_ref()
+        .expect("lua")
+        .input;
     assert_eq!(input["_hook"]["success"], "false");
     // A restart sees the same TaskRun: nothing new is created.
     assert!(World::created(&w.step()).is_empty());
@@ -582,5 +593,8 @@ fn the_phase_waits_for_on_complete_which_gets_the_failure() {
     let status = w.wf.status_or_default();
     assert!(status.completion_time.is_some());
     let message = &status.conditions[0].message;
-    assert!(message.contains("workflow hooks failed: on_complete"), "{message}");
+    assert!(
+        message.contains("workflow hooks failed: on_complete"),
+        "{message}"
+    );
 }
