@@ -50,15 +50,7 @@ pub async fn materialize(
 ) -> Result<(), Failed> {
     check_clashes(spec)?;
     if let Some(workspace) = &spec.workspace {
-        unpack_blob(
-            client,
-            cache,
-            key,
-            &workspace.digest,
-            run_dir,
-            "the workspace",
-        )
-        .await?;
+        unpack_blob(client, cache, key, &workspace.digest, run_dir, "the workspace").await?;
     }
     for input in &spec.inputs {
         let what = format!("artifact {:?} of task {:?}", input.path, input.task);
@@ -166,13 +158,7 @@ async fn pack_and_put(
             other => other.to_string(),
         })?;
     client
-        .put_blob(
-            scratch,
-            &packed.digest,
-            packed.size,
-            Some(&for_run(key)),
-            None,
-        )
+        .put_blob(scratch, &packed.digest, packed.size, Some(&for_run(key)), None)
         .await
         .map_err(|e| format!("cannot upload it: {e}"))?;
     Ok((packed.digest, packed.size))

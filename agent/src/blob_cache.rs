@@ -70,9 +70,7 @@ impl BlobCache {
         tokio::fs::create_dir_all(&self.dir)
             .await
             .map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
-        let partial = self
-            .dir
-            .join(format!("{}.part-{}", digest.hex(), uuid_like()));
+        let partial = self.dir.join(format!("{}.part-{}", digest.hex(), uuid_like()));
         let size = client
             .download_blob(digest, Some(run), &partial, None)
             .await
@@ -101,13 +99,8 @@ impl BlobCache {
             .filter_map(|e| {
                 let meta = e.metadata().ok()?;
                 let name = e.file_name().into_string().ok()?;
-                (meta.is_file() && name.len() == 64).then(|| {
-                    (
-                        meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                        meta.len(),
-                        e.path(),
-                    )
-                })
+                (meta.is_file() && name.len() == 64)
+                    .then(|| (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len(), e.path()))
             })
             .collect();
         let mut total: u64 = blobs.iter().map(|b| b.1).sum();
@@ -153,7 +146,9 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let cache = BlobCache::new(tmp.path(), 25);
         std::fs::create_dir_all(&cache.dir).expect("mkdir");
-        let names: Vec<PathBuf> = (0..3).map(|i| cache.dir.join(format!("{i:064}"))).collect();
+        let names: Vec<PathBuf> = (0..3)
+            .map(|i| cache.dir.join(format!("{i:064}")))
+            .collect();
         for (i, path) in names.iter().enumerate() {
             std::fs::write(path, [0u8; 10]).expect("write");
             let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000 + i as u64);

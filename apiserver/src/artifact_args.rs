@@ -26,12 +26,7 @@ pub struct ArtifactArgs {
     #[arg(long, value_name = "ID", env = "AWS_ACCESS_KEY_ID")]
     pub artifact_s3_access_key_id: Option<String>,
     /// Better given through the environment, which `ps` does not show.
-    #[arg(
-        long,
-        value_name = "SECRET",
-        env = "AWS_SECRET_ACCESS_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "SECRET", env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub artifact_s3_secret_access_key: Option<String>,
     /// Allow a plain http:// S3 endpoint.
     #[arg(long)]

@@ -428,9 +428,7 @@ fn list_source(request: &pb::ListRequest) -> Result<ListSource, ApiError> {
 }
 
 fn code_of<T>(result: &Result<T, Status>) -> tonic::Code {
-    result
-        .as_ref()
-        .map_or_else(Status::code, |_| tonic::Code::Ok)
+    result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok)
 }
 
 type LogsStream = futures_util::stream::BoxStream<'static, Result<pb::LogChunk, Status>>;

@@ -47,10 +47,7 @@ impl Progress {
     }
 
     fn update(&self, bytes: u64) {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let elapsed = now.duration_since(state.start);
         if elapsed < SHOW_AFTER || state.drawn.is_some_and(|d| now.duration_since(d) < REDRAW) {
@@ -63,10 +60,7 @@ impl Progress {
 
     /// Ends the line if one was drawn.
     pub fn finish(&self) {
-        let state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if state.drawn.is_some() {
             eprintln!();
         }
@@ -107,13 +101,7 @@ mod tests {
     #[test]
     fn the_line_shows_bytes_total_and_rate() {
         assert_eq!(
-            line(
-                "uploading",
-                12 * 1024 * 1024,
-                100 * 1024 * 1024,
-                Duration::from_secs(2)
-            )
-            .trim_end(),
+            line("uploading", 12 * 1024 * 1024, 100 * 1024 * 1024, Duration::from_secs(2)).trim_end(),
             "uploading: 12.0 MiB / 100.0 MiB (6.0 MiB/s)"
         );
         assert_eq!(human(512.0), "512 B");

@@ -57,10 +57,7 @@ impl RssSampler {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.peaks
-            .iter()
-            .map(|p| p.load(Ordering::Relaxed))
-            .collect()
+        self.peaks.iter().map(|p| p.load(Ordering::Relaxed)).collect()
     }
 }
 
@@ -75,15 +72,8 @@ fn a_200_mb_workspace_streams_in_constant_memory() {
     write_file(&small.join("x.txt"), "x");
     let run = |ws: &Path, script: &str| {
         let mut cmd = slothctl(&server);
-        cmd.args([
-            "run",
-            "--workspace",
-            &ws.display().to_string(),
-            "--agent",
-            "a1",
-            "--",
-        ])
-        .arg(script);
+        cmd.args(["run", "--workspace", &ws.display().to_string(), "--agent", "a1", "--"])
+            .arg(script);
         run_to_end(cmd, None, DEADLINE)
     };
     run(&small, "cat x.txt").ok();
@@ -99,10 +89,7 @@ fn a_200_mb_workspace_streams_in_constant_memory() {
     let done = run(&big, "stat -c %s big.bin");
     let peaks = sampler.finish();
     let done = done.ok();
-    assert!(
-        done.stdout.contains(&(200 * 1024 * 1024).to_string()),
-        "{done:#?}"
-    );
+    assert!(done.stdout.contains(&(200 * 1024 * 1024).to_string()), "{done:#?}");
     for ((name, idle), peak) in ["apiserver", "agent"].iter().zip(&idle).zip(&peaks) {
         let growth = peak.saturating_sub(*idle);
         eprintln!("{name}: idle {idle} B, peak {peak} B, growth {growth} B");
@@ -141,10 +128,7 @@ fn a_workspace_that_escapes_its_directory_fails_the_task() {
     let rt = runtime();
     let client = rt.block_on(async { server.client() });
     let temp = tempfile::tempdir().expect("temp dir");
-    for (i, name) in ["../../escaped.txt", "/tmp/sloth-absolute-escape.txt"]
-        .iter()
-        .enumerate()
-    {
+    for (i, name) in ["../../escaped.txt", "/tmp/sloth-absolute-escape.txt"].iter().enumerate() {
         let archive_path = hostile_archive(temp.path(), name);
         let (digest, size) = archive::digest_file(&archive_path).expect("digest");
         rt.block_on(client.put_blob(&archive_path, &digest, size, None, None))
@@ -176,20 +160,10 @@ fn a_workspace_that_escapes_its_directory_fails_the_task() {
         .expect("the run finished");
         assert_eq!(failed.phase.as_str(), "Failed", "{failed:?}");
         assert_eq!(failed.reason, "BlobError", "{failed:?}");
-        assert!(
-            failed.message.contains("refused archive entry"),
-            "{failed:?}"
-        );
+        assert!(failed.message.contains("refused archive entry"), "{failed:?}");
     }
     assert!(!agent.work_dir().join("escaped.txt").exists());
-    assert!(
-        !agent
-            .work_dir()
-            .parent()
-            .expect("parent")
-            .join("escaped.txt")
-            .exists()
-    );
+    assert!(!agent.work_dir().parent().expect("parent").join("escaped.txt").exists());
     assert!(!Path::new("/tmp/sloth-absolute-escape.txt").exists());
 }
 
@@ -222,21 +196,12 @@ fn two_apiservers_on_etcd_share_a_file_store() {
     let file = temp.path().join("blob.bin");
     incompressible_file(&file, 3 * 1024 * 1024 + 17);
     let (digest, size) = archive::digest_file(&file).expect("digest");
-    assert!(
-        rt.block_on(c1.put_blob(&file, &digest, size, None, None))
-            .expect("upload")
-    );
+    assert!(rt.block_on(c1.put_blob(&file, &digest, size, None, None)).expect("upload"));
     // The second apiserver sees it: no second upload, and it serves it.
-    assert!(
-        !rt.block_on(c2.put_blob(&file, &digest, size, None, None))
-            .expect("stat")
-    );
+    assert!(!rt.block_on(c2.put_blob(&file, &digest, size, None, None)).expect("stat"));
     let copy = temp.path().join("copy.bin");
     assert_eq!(rt.block_on(download(&c2, &digest, &copy)), Ok(size));
-    assert_eq!(
-        std::fs::read(&copy).expect("read"),
-        std::fs::read(&file).expect("read")
-    );
+    assert_eq!(std::fs::read(&copy).expect("read"), std::fs::read(&file).expect("read"));
     assert!(
         unshared.log().contains("without --artifact-store"),
         "no warning: {}",
@@ -264,12 +229,8 @@ fn blobs_follow_roles_and_agents_read_only_what_their_taskruns_reference() {
     let server = ApiServer::start_with(&["--token-file", &tokens.display().to_string()]);
     let rt = runtime();
     let client = |token: &str| rt.block_on(async { client_with_token(server.grpc_url(), token) });
-    let (admin, operator, viewer, agent) = (
-        client(ADMIN),
-        client(OPERATOR),
-        client(VIEWER),
-        client(AGENT),
-    );
+    let (admin, operator, viewer, agent) =
+        (client(ADMIN), client(OPERATOR), client(VIEWER), client(AGENT));
     let file = temp.path().join("blob.bin");
     write_file(&file, "secret build output\n");
     let (digest, size) = archive::digest_file(&file).expect("digest");
@@ -281,10 +242,7 @@ fn blobs_follow_roles_and_agents_read_only_what_their_taskruns_reference() {
         .expect("an operator uploads");
     assert_eq!(rt.block_on(download(&operator, &digest, &dest)), Ok(size));
     let refused = rt.block_on(download(&viewer, &digest, &dest));
-    assert!(
-        refused.as_ref().is_err_and(|e| e.contains("forbidden")),
-        "{refused:?}"
-    );
+    assert!(refused.as_ref().is_err_and(|e| e.contains("forbidden")), "{refused:?}");
 
     // The agent: only for a TaskRun bound to it that reads the blob.
     let api: Api<TaskRunSpec> = Api::namespaced(admin.clone(), "default");
@@ -320,22 +278,20 @@ fn blobs_follow_roles_and_agents_read_only_what_their_taskruns_reference() {
     assert_eq!(as_agent("reads"), Ok(size));
     for taskrun in ["other", "elsewhere"] {
         let refused = as_agent(taskrun);
-        assert!(
-            refused.as_ref().is_err_and(|e| e.contains("forbidden")),
-            "{taskrun}: {refused:?}"
-        );
+        assert!(refused.as_ref().is_err_and(|e| e.contains("forbidden")), "{taskrun}: {refused:?}");
     }
     let refused = rt.block_on(download(&agent, &digest, &dest));
-    assert!(
-        refused.as_ref().is_err_and(|e| e.contains("forbidden")),
-        "{refused:?}"
-    );
+    assert!(refused.as_ref().is_err_and(|e| e.contains("forbidden")), "{refused:?}");
 }
 
 #[test]
 fn unreferenced_blobs_are_collected_after_the_grace_period() {
-    let server =
-        ApiServer::start_with(&["--artifact-gc-interval", "1s", "--artifact-gc-grace", "2s"]);
+    let server = ApiServer::start_with(&[
+        "--artifact-gc-interval",
+        "1s",
+        "--artifact-gc-grace",
+        "2s",
+    ]);
     let rt = runtime();
     let client = rt.block_on(async { server.client() });
     let temp = tempfile::tempdir().expect("temp dir");

@@ -42,10 +42,7 @@ fn workspace(dir: &Path) {
     incompressible_file(&dir.join("big/blob.bin"), 5 * 1024 * 1024);
     write_file(&dir.join("debug.log"), "ignored\n");
     write_file(&dir.join(".git/HEAD"), "ref: refs/heads/main\n");
-    write_file(
-        &dir.join(".slothignore"),
-        "# not for the agents\nbig/\n*.log\n",
-    );
+    write_file(&dir.join(".slothignore"), "# not for the agents\nbig/\n*.log\n");
 }
 
 const PIPELINE: &str = r#"
@@ -93,13 +90,7 @@ fn a_workspace_and_artifacts_flow_across_two_agents_and_cp_copies_them_back() {
     let ws_arg = ws.display().to_string();
     let applied = sh(
         &server,
-        &[
-            "apply",
-            "-f",
-            &manifest.display().to_string(),
-            "--workspace",
-            &ws_arg,
-        ],
+        &["apply", "-f", &manifest.display().to_string(), "--workspace", &ws_arg],
     )
     .ok();
     assert!(applied.stderr.contains("uploaded"), "{applied:#?}");
@@ -110,16 +101,9 @@ fn a_workspace_and_artifacts_flow_across_two_agents_and_cp_copies_them_back() {
     assert_eq!(build["status"]["agent"], "a1", "{build}");
     assert_eq!(test["status"]["agent"], "a2", "{test}");
     let artifacts = build["status"]["artifacts"].as_array().expect("artifacts");
-    let paths: Vec<&str> = artifacts
-        .iter()
-        .filter_map(|a| a["path"].as_str())
-        .collect();
+    let paths: Vec<&str> = artifacts.iter().filter_map(|a| a["path"].as_str()).collect();
     assert_eq!(paths, ["out.txt", "dist"], "{build}");
-    assert_eq!(
-        test["spec"]["inputs"].as_array().map(Vec::len),
-        Some(2),
-        "{test}"
-    );
+    assert_eq!(test["spec"]["inputs"].as_array().map(Vec::len), Some(2), "{test}");
 
     let wide = sh(&server, &["get", "taskrun", "ci-build-1", "-o", "wide"]).ok();
     let header: Vec<&str> = wide.lines()[0].split_whitespace().collect();
@@ -130,41 +114,19 @@ fn a_workspace_and_artifacts_flow_across_two_agents_and_cp_copies_them_back() {
     let out = temp.path().join("copied");
     std::fs::create_dir_all(&out).expect("mkdir");
     let file = out.join("report.txt");
-    sh(
-        &server,
-        &["cp", "ci-build-1:out.txt", &file.display().to_string()],
-    )
-    .ok();
+    sh(&server, &["cp", "ci-build-1:out.txt", &file.display().to_string()]).ok();
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "report\n");
     let dir = out.join("dist");
-    sh(
-        &server,
-        &["cp", "ci-build-1:dist/", &dir.display().to_string()],
-    )
-    .ok();
+    sh(&server, &["cp", "ci-build-1:dist/", &dir.display().to_string()]).ok();
     assert_eq!(
         std::fs::read_to_string(dir.join("app.bin")).expect("read"),
         "built on a1\n"
     );
-    assert_eq!(
-        std::fs::read_to_string(dir.join("lib/x.so")).expect("read"),
-        "lib\n"
-    );
+    assert_eq!(std::fs::read_to_string(dir.join("lib/x.so")).expect("read"), "lib\n");
     // A file inside a directory artifact, into an existing directory.
-    sh(
-        &server,
-        &["cp", "ci-build-1:dist/lib/x.so", &out.display().to_string()],
-    )
-    .ok();
-    assert_eq!(
-        std::fs::read_to_string(out.join("x.so")).expect("read"),
-        "lib\n"
-    );
-    let missing = sh(
-        &server,
-        &["cp", "ci-build-1:nope.txt", &out.display().to_string()],
-    )
-    .code(1);
+    sh(&server, &["cp", "ci-build-1:dist/lib/x.so", &out.display().to_string()]).ok();
+    assert_eq!(std::fs::read_to_string(out.join("x.so")).expect("read"), "lib\n");
+    let missing = sh(&server, &["cp", "ci-build-1:nope.txt", &out.display().to_string()]).code(1);
     assert!(missing.stderr.contains("out.txt, dist"), "{missing:#?}");
 }
 
@@ -176,15 +138,7 @@ fn run_with_a_workspace_and_a_lua_workflow_with_workspace_dot() {
     write_file(&ws.join("data.txt"), "from run --workspace\n");
     let run = sh(
         &server,
-        &[
-            "run",
-            "--workspace",
-            &ws.display().to_string(),
-            "--agent",
-            "a2",
-            "--",
-            "cat data.txt",
-        ],
+        &["run", "--workspace", &ws.display().to_string(), "--agent", "a2", "--", "cat data.txt"],
     )
     .ok();
     assert!(run.stdout.contains("from run --workspace"), "{run:#?}");
@@ -198,29 +152,18 @@ local check = task("check"):command("cat data.txt && test -f wf.lua"):build()
 workflow.define("lua-ws", { workspace = ".", tasks = { check } })
 "#,
     );
-    sh(
-        &server,
-        &["apply", "-f", &project.join("wf.lua").display().to_string()],
-    )
-    .ok();
-    let waited = sh(
-        &server,
-        &["wait", "workflow", "lua-ws", "--timeout", "100s"],
-    );
+    sh(&server, &["apply", "-f", &project.join("wf.lua").display().to_string()]).ok();
+    let waited = sh(&server, &["wait", "workflow", "lua-ws", "--timeout", "100s"]);
     let logs = sh(&server, &["logs", "lua-ws-check-1"]);
     assert_eq!(waited.code, 0, "{waited:#?}\n{logs:#?}");
     assert!(logs.stdout.contains("next to the Lua file"), "{logs:#?}");
     let wf = sh(&server, &["get", "workflow", "lua-ws", "-o", "json"]).json();
     assert!(
-        wf["spec"]["workspace"]["digest"]
-            .as_str()
-            .is_some_and(|d| d.starts_with("sha256:")),
+        wf["spec"]["workspace"]["digest"].as_str().is_some_and(|d| d.starts_with("sha256:")),
         "{wf}"
     );
     assert!(
-        wf["metadata"]["annotations"]
-            .get("sloth.dev/workspace-dir")
-            .is_none(),
+        wf["metadata"]["annotations"].get("sloth.dev/workspace-dir").is_none(),
         "the local directory is not sent: {wf}"
     );
 }
@@ -265,9 +208,6 @@ fn a_workspace_applied_twice_is_stored_once_and_the_size_limit_names_its_flag() 
     let second = args(&big);
     let second: Vec<&str> = second.iter().map(String::as_str).collect();
     let refused = sh(&server, &second).code(1);
-    assert!(
-        refused.stderr.contains("--max-artifact-bytes=2000000"),
-        "{refused:#?}"
-    );
+    assert!(refused.stderr.contains("--max-artifact-bytes=2000000"), "{refused:#?}");
     assert_eq!(blobs(&server), 1, "nothing of the refused upload is stored");
 }

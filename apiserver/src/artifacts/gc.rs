@@ -74,8 +74,8 @@ pub async fn collect(
     // younger than the grace period anyway.
     let blobs = store.list().await?;
     let live = referenced(resources).await?;
-    let cutoff =
-        chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let cutoff = chrono::Utc::now()
+        - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
     let mut deleted = 0;
     for (digest, size, written) in blobs {
         if written > cutoff || live.contains(digest.as_str()) {

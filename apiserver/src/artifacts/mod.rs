@@ -272,9 +272,7 @@ impl ArtifactStore {
     }
 
     /// Every stored blob: digest, size and when it was last written.
-    pub async fn list(
-        &self,
-    ) -> Result<Vec<(Digest, u64, chrono::DateTime<chrono::Utc>)>, ArtifactError> {
+    pub async fn list(&self) -> Result<Vec<(Digest, u64, chrono::DateTime<chrono::Utc>)>, ArtifactError> {
         let mut listing = self.store.list(Some(&self.prefix));
         let mut out = Vec::new();
         while let Some(meta) = listing.next().await {

@@ -125,10 +125,9 @@ impl BlobCalls<'_> {
         let size = u64::try_from(first.size)
             .map_err(|_| Status::invalid_argument("size: must not be negative"))?;
         let rest = chunks.map(|c| c.map(|c| Bytes::from(c.data)));
-        let all =
-            futures_util::stream::once(async move { Ok::<_, Status>(Bytes::from(first.data)) })
-                .chain(rest)
-                .boxed();
+        let all = futures_util::stream::once(async move { Ok::<_, Status>(Bytes::from(first.data)) })
+            .chain(rest)
+            .boxed();
         let result = store.put(&digest, size, all).await.map_err(Status::from);
         let call = Attributes {
             verb: Verb::Create,

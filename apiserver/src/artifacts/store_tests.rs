@@ -79,12 +79,6 @@ async fn a_mismatched_or_oversized_upload_is_refused_and_invisible() {
         .put(&digest_of(&big), 100, chunks(&big))
         .await
         .expect_err("longer than declared");
-    assert!(
-        matches!(
-            e,
-            ArtifactError::BadRequest(_) | ArtifactError::TooLarge { .. }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, ArtifactError::BadRequest(_) | ArtifactError::TooLarge { .. }), "{e}");
     assert!(store.list().await.expect("list").is_empty());
 }

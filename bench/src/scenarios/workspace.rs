@@ -84,10 +84,7 @@ fn workflow(tasks: usize, workspace: BlobRef, bytes: u64) -> Workflow {
 }
 
 /// Samples the peak RSS (MiB) of each pid until stopped.
-fn sample_rss(
-    pids: Vec<u32>,
-    stop: Arc<AtomicBool>,
-) -> (Vec<Arc<AtomicU64>>, std::thread::JoinHandle<()>) {
+fn sample_rss(pids: Vec<u32>, stop: Arc<AtomicBool>) -> (Vec<Arc<AtomicU64>>, std::thread::JoinHandle<()>) {
     let peaks: Vec<Arc<AtomicU64>> = pids.iter().map(|_| Arc::default()).collect();
     let seen = peaks.clone();
     let thread = std::thread::spawn(move || {
@@ -126,11 +123,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let names = ["a1".to_string(), "a2".to_string()];
     let mut pids = vec![server.pid];
     for name in &names {
-        pids.push(cluster.start_agent(
-            &server,
-            name,
-            &["--capacity".into(), args.capacity.to_string()],
-        )?);
+        pids.push(cluster.start_agent(&server, name, &["--capacity".into(), args.capacity.to_string()])?);
     }
     let client = Client::new(&[&server.grpc_url]).context("bad apiserver URL")?;
     wait_agents_ready(&client, &names, Duration::from_secs(30)).await?;
@@ -193,11 +186,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         .collect();
     let fetched: Vec<usize> = names
         .iter()
-        .map(|n| {
-            cluster
-                .dir(&format!("agent-{n}"))
-                .map_or(0, |d| cached_blobs(&d))
-        })
+        .map(|n| cluster.dir(&format!("agent-{n}")).map_or(0, |d| cached_blobs(&d)))
         .collect();
     eprintln!(
         "workflow {phase:?} in {wall_s:.2}s; blobs cached per agent {fetched:?}; peak RSS MiB {peaks:?} (idle {idle:?})"

@@ -292,11 +292,12 @@ pub fn unpack_selected(
                     .link_name()
                     .map_err(|e| ArchiveError::Corrupt(e.to_string()))?
                     .ok_or_else(|| ArchiveError::Corrupt(format!("link {raw:?} has no target")))?;
-                let source =
-                    safe_relative(&link.to_string_lossy()).map_err(|why| ArchiveError::Unsafe {
+                let source = safe_relative(&link.to_string_lossy()).map_err(|why| {
+                    ArchiveError::Unsafe {
                         entry: raw.clone(),
                         why: format!("hard link target {why}"),
-                    })?;
+                    }
+                })?;
                 let Some(source_rel) = selected(&source, select.as_deref()) else {
                     continue;
                 };
@@ -357,7 +358,10 @@ fn no_links_between(dest: &Path, target: &Path, entry: &str) -> Result<(), Archi
 /// root (lexically, from the link's own directory).
 fn link_stays_inside(entry: &Path, link: &Path) -> Result<(), String> {
     if link.is_absolute() {
-        return Err(format!("it links to the absolute path {}", link.display()));
+        return Err(format!(
+            "it links to the absolute path {}",
+            link.display()
+        ));
     }
     let mut depth: i64 = entry.components().count() as i64 - 1;
     for component in link.components() {

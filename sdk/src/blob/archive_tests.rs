@@ -53,23 +53,14 @@ fn a_workspace_round_trips_with_modes_and_ignores() {
 
     let out = tmp.path().join("out");
     unpack(&archive, &out).expect("unpack");
-    assert_eq!(
-        std::fs::read_to_string(out.join("data.txt")).expect("read"),
-        "hello"
-    );
+    assert_eq!(std::fs::read_to_string(out.join("data.txt")).expect("read"), "hello");
     assert_eq!(
         std::fs::read_to_string(out.join("nested/deep/file.txt")).expect("read"),
         "deep"
     );
-    let mode = std::fs::metadata(out.join("run.sh"))
-        .expect("meta")
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(out.join("run.sh")).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o750);
-    assert_eq!(
-        std::fs::read_link(out.join("link")).expect("link"),
-        Path::new("data.txt")
-    );
+    assert_eq!(std::fs::read_link(out.join("link")).expect("link"), Path::new("data.txt"));
     assert!(!out.join("big").exists(), "ignored directory delivered");
     assert!(!out.join("debug.log").exists(), "ignored file delivered");
     assert!(!out.join(".git").exists(), ".git delivered");
@@ -92,10 +83,7 @@ fn an_artifact_path_is_packed_alone_and_copied_back_selectively() {
     assert_eq!(std::fs::read_to_string(&file).expect("read"), "binary");
     let dir = tmp.path().join("copied");
     unpack_selected(&archive, Some("dist"), &dir).expect("cp dir");
-    assert_eq!(
-        std::fs::read_to_string(dir.join("lib/x.so")).expect("read"),
-        "lib"
-    );
+    assert_eq!(std::fs::read_to_string(dir.join("lib/x.so")).expect("read"), "lib");
     assert!(matches!(
         unpack_selected(&archive, Some("nope"), &tmp.path().join("n")),
         Err(ArchiveError::Missing(_))
@@ -136,10 +124,7 @@ fn writing_through_a_planted_link_is_refused() {
     let archive = tmp.path().join("a.tar.zst");
     compress(&tar_bytes, &archive).expect("compress");
     let result = unpack(&archive, &tmp.path().join("dest"));
-    assert!(
-        matches!(result, Err(ArchiveError::Unsafe { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ArchiveError::Unsafe { .. })), "{result:?}");
 }
 
 #[test]
@@ -152,8 +137,5 @@ fn a_truncated_archive_is_corrupt() {
     let bytes = std::fs::read(&archive).expect("read");
     std::fs::write(&archive, &bytes[..bytes.len() / 2]).expect("truncate");
     let result = unpack(&archive, &tmp.path().join("out"));
-    assert!(
-        matches!(result, Err(ArchiveError::Corrupt(_))),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(ArchiveError::Corrupt(_))), "{result:?}");
 }

@@ -51,9 +51,7 @@ impl Client {
                 async move { c.stat_blob(request).await }
             })
             .await?;
-        Ok(info
-            .present
-            .then_some(u64::try_from(info.size).unwrap_or(0)))
+        Ok(info.present.then_some(u64::try_from(info.size).unwrap_or(0)))
     }
 
     /// Uploads `file` (whose digest and size the caller computed) unless

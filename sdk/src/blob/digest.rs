@@ -57,9 +57,7 @@ impl Default for Hasher {
 
 impl fmt::Debug for Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Hasher")
-            .field("bytes", &self.bytes)
-            .finish()
+        f.debug_struct("Hasher").field("bytes", &self.bytes).finish()
     }
 }
 

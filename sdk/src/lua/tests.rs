@@ -553,22 +553,12 @@ workflow.define("ci", { workspace = "src", tasks = { build, one,
   { name = "t", command = "true", artifacts = { "x" } } } })
 "#;
     let evaluation = evaluate_file(source, "pipeline.lua", &BTreeMap::new()).expect("evaluates");
-    assert_eq!(
-        evaluation.workspaces.get("ci").map(String::as_str),
-        Some("src")
-    );
+    assert_eq!(evaluation.workspaces.get("ci").map(String::as_str), Some("src"));
     let tasks = &evaluation.workflows[0].spec.tasks;
     let paths = |i: usize| tasks[i].artifacts.as_ref().map(|a| a.paths.clone());
-    assert_eq!(
-        paths(0),
-        Some(vec!["dist/".to_string(), "report.txt".to_string()])
-    );
+    assert_eq!(paths(0), Some(vec!["dist/".to_string(), "report.txt".to_string()]));
     assert_eq!(paths(1), Some(vec!["out.txt".to_string()]));
     assert_eq!(paths(2), Some(vec!["x".to_string()]));
     let e = eval_err(r#"task("b"):command("x"):artifacts(3)"#);
-    assert!(
-        e.to_string()
-            .contains("artifacts: expected a list of paths"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("artifacts: expected a list of paths"), "{e}");
 }

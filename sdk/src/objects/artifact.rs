@@ -50,11 +50,7 @@ pub struct ArtifactInput {
 /// artifact).
 pub fn artifact_path(declared: &str) -> &str {
     let trimmed = declared.trim_end_matches('/');
-    if trimmed.is_empty() {
-        declared
-    } else {
-        trimmed
-    }
+    if trimmed.is_empty() { declared } else { trimmed }
 }
 
 /// True when one of two artifact paths contains the other (`dist` and

@@ -24,20 +24,14 @@ pub(super) fn validate_artifacts(spec: Option<&ArtifactsSpec>, path: &str, errs:
     if spec.paths.len() > MAX_ARTIFACT_PATHS {
         errs.push(
             format!("{path}.paths"),
-            format!(
-                "must have at most {MAX_ARTIFACT_PATHS} paths (has {})",
-                spec.paths.len()
-            ),
+            format!("must have at most {MAX_ARTIFACT_PATHS} paths (has {})", spec.paths.len()),
         );
     }
     for (i, p) in spec.paths.iter().enumerate() {
         let at = format!("{path}.paths[{i}]");
         let parts = std::path::Path::new(p).components();
         if p.trim_end_matches('/').is_empty() || p.contains('\0') {
-            errs.push(
-                at,
-                format!("invalid value {p:?}: must name a file or directory"),
-            );
+            errs.push(at, format!("invalid value {p:?}: must name a file or directory"));
         } else if std::path::Path::new(p).is_absolute() {
             errs.push(
                 at,
@@ -64,11 +58,7 @@ pub(super) fn validate_artifacts(spec: Option<&ArtifactsSpec>, path: &str, errs:
 
 /// A task whose dependencies declare overlapping artifacts: both would be
 /// unpacked on one path in its run directory.
-pub(super) fn validate_upstream_clashes(
-    tasks: &[WorkflowTask],
-    section: &str,
-    errs: &mut FieldErrors,
-) {
+pub(super) fn validate_upstream_clashes(tasks: &[WorkflowTask], section: &str, errs: &mut FieldErrors) {
     let declared = |name: &str| {
         tasks
             .iter()
@@ -162,10 +152,7 @@ mod tests {
 
     #[test]
     fn artifact_paths_stay_inside_and_digests_parse() {
-        let bad = errors(
-            vec![task("a", &[], &["/etc/passwd", "../up", "ok.txt"])],
-            None,
-        );
+        let bad = errors(vec![task("a", &[], &["/etc/passwd", "../up", "ok.txt"])], None);
         assert!(bad.contains("spec.tasks[0].artifacts.paths[0]"), "{bad}");
         assert!(bad.contains("spec.tasks[0].artifacts.paths[1]"), "{bad}");
         assert!(!bad.contains("paths[2]"), "{bad}");

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use sloth_sdk::Api;
 use sloth_sdk::blob::{Digest, archive};
 use sloth_sdk::objects::{ArtifactStatus, TaskRunSpec, artifact};
+use sloth_sdk::Api;
 
 use super::Context;
 use crate::cli::CpArgs;

@@ -40,10 +40,7 @@ pub async fn upload_dir(ctx: &Context, dir: &Path) -> Result<BlobRef, CliError> 
             callback.as_ref(),
         )
         .await
-        .map_err(|e| {
-            ctx.error(e)
-                .with_context(&format!("cannot upload the workspace {shown}"))
-        })?;
+        .map_err(|e| ctx.error(e).with_context(&format!("cannot upload the workspace {shown}")))?;
     if let Some(progress) = &progress {
         progress.finish();
     }
@@ -52,11 +49,7 @@ pub async fn upload_dir(ctx: &Context, dir: &Path) -> Result<BlobRef, CliError> 
         packed.entries,
         human(packed.size as f64),
         packed.digest,
-        if uploaded {
-            "uploaded"
-        } else {
-            "already stored"
-        }
+        if uploaded { "uploaded" } else { "already stored" }
     );
     Ok(BlobRef {
         digest: packed.digest.to_string(),

@@ -29,14 +29,7 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
     let own: &[&str] = match (kind.kind, options.wide) {
         ("TaskRun", false) => &["NAME", "PHASE", "AGENT", "EXIT", "AGE"],
         ("TaskRun", true) => &[
-            "NAME",
-            "PHASE",
-            "AGENT",
-            "EXIT",
-            "AGE",
-            "REASON",
-            "DURATION",
-            "ARTIFACTS",
+            "NAME", "PHASE", "AGENT", "EXIT", "AGE", "REASON", "DURATION", "ARTIFACTS",
         ],
         ("Workflow", false) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION"],
         ("Workflow", true) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION", "STARTED"],
