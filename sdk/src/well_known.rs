@@ -83,3 +83,7 @@ pub const STOP_ANNOTATION: &str = "sloth.dev/stop";
 /// The TaskRun condition (and the Event reason) of a Lua task whose hook
 /// failed without changing the task's result.
 pub const HOOK_FAILED_CONDITION: &str = "HookFailed";
+/// The label of a workflow hook TaskRun: the hook's name (`on_start`,
+/// `on_task_start`, `on_task_complete`, `on_complete`). Such a TaskRun is
+/// not a task of its workflow (it has no `sloth.dev/task` label).
+pub const HOOK_LABEL: &str = "sloth.dev/hook";

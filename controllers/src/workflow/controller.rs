@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 use super::plan::{NewRun, Plan, StopRun, plan};
 use crate::stack::gate::{self as stack_gate, Gate};
 use crate::stack::history;
-use sloth_sdk::well_known::{HOOK_FAILED_CONDITION as HOOK_FAILED, TASK_LABEL, WORKFLOW_LABEL};
+use sloth_sdk::well_known::{
+    HOOK_FAILED_CONDITION as HOOK_FAILED, HOOK_LABEL, TASK_LABEL, WORKFLOW_LABEL,
+};
 
 /// Task locks are leases this long, renewed while their TaskRun runs.
 pub const TASK_LOCK_LEASE_SECONDS: u32 = 60;
@@ -187,6 +189,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 tracing::debug!(workflow = wf.name(), taskruns = owned.len(), creates, ?planned, ?created, written = ?started.elapsed(), "status written");
                 record_transitions(&ctx, &wf, &old, &plan).await;
                 record_hook_failures(&ctx, &wf, &old, &plan, &owned).await;
+                record_workflow_hook_failures(&ctx, &wf, &old, &plan, &owned).await;
             }
             // Someone wrote in between (a cancel, a spec change): the write
             // triggers another reconcile from the newer copy.
@@ -415,6 +418,38 @@ async fn record_hook_failures(
             let message = format!("task {name}: {} ({})", c.message, tr.name());
             record(ctx, wf, EventType::Warning, HOOK_FAILED, &message).await;
         }
+    }
+}
+
+/// A Warning Event `HookFailed` per failed workflow hook TaskRun, once,
+/// when the workflow ends (a hook never changes the workflow's result).
+async fn record_workflow_hook_failures(
+    ctx: &Ctx,
+    wf: &Workflow,
+    old: &WorkflowStatus,
+    plan: &Plan,
+    owned: &[Arc<TaskRun>],
+) {
+    let ended = |phase| matches!(phase, WorkflowPhase::Succeeded | WorkflowPhase::Failed);
+    if !ended(plan.status.phase) || ended(old.phase) {
+        return;
+    }
+    for tr in owned.iter().filter(|tr| super::hooks::is_hook(tr)) {
+        let status = tr.status_or_default();
+        if status.phase != TaskRunPhase::Failed {
+            continue;
+        }
+        let hook = tr
+            .metadata
+            .labels
+            .get(HOOK_LABEL)
+            .map_or("", String::as_str);
+        let message = format!(
+            "workflow hook {hook} failed: {} ({})",
+            status.message,
+            tr.name()
+        );
+        record(ctx, wf, EventType::Warning, HOOK_FAILED, &message).await;
     }
 }
 

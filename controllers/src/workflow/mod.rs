@@ -3,5 +3,6 @@
 
 pub mod backoff;
 pub mod controller;
+pub mod hooks;
 pub mod plan;
 pub mod substitute;

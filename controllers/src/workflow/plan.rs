@@ -176,7 +176,7 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
 
     let unfinished = taskruns
         .iter()
-        .filter(|tr| !taskrun_phase(tr).is_terminal())
+        .filter(|tr| !taskrun_phase(tr).is_terminal() && !super::hooks::is_hook(tr))
         .count();
     let room = wf.spec.concurrency.map_or(usize::MAX, |c| {
         usize::try_from(c)
@@ -204,12 +204,14 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
     } else {
         walk.requeue
     };
-    Plan {
+    let mut plan = Plan {
         status,
         create,
         stop: walk.stop,
         requeue_after,
-    }
+    };
+    super::hooks::apply(wf, taskruns, &mut plan);
+    plan
 }
 
 fn is_final_phase(phase: WorkflowPhase) -> bool {

@@ -14,6 +14,7 @@ use sloth_sdk::objects::workflow::{
 use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunStatus, Workflow};
 
 use super::*;
+use sloth_sdk::well_known::HOOK_LABEL;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0)
@@ -495,5 +496,105 @@ fn dependents_start_with_their_upstream_artifacts_and_the_workspace() {
             inputs[0].digest.as_str()
         ),
         ("build", "dist", artifact.digest.as_str())
+    );
+}
+
+fn with_hooks(mut wf: Workflow, names: &[&str]) -> Workflow {
+    wf.spec.hooks = names
+        .iter()
+        .map(|name| sloth_sdk::objects::workflow::WorkflowHook {
+            name: name.to_string(),
+            run: Payload {
+                shell: None,
+                lua: Some(sloth_sdk::objects::common::LuaPayload {
+                    script: String::new(),
+                    entry: Some(format!("wf/hook:{name}")),
+                    ..Default::default()
+                }),
+            },
+            agent_selector: None,
+        })
+        .collect();
+    wf
+}
+
+#[test]
+fn workflow_hooks_run_one_at_a_time_around_the_tasks() {
+    let wf = with_hooks(
+        workflow(vec![task("a", &[]), task("b", &["a"])]),
+        &[
+            "on_start",
+            "on_task_start",
+            "on_task_complete",
+            "on_complete",
+        ],
+    );
+    let mut w = World::new(wf);
+    let mut order = Vec::new();
+    // Each step creates exactly one TaskRun, which then succeeds.
+    for _ in 0..20 {
+        let created = World::created(&w.step());
+        if created.is_empty() {
+            break;
+        }
+        assert_eq!(created.len(), 1, "one at a time: {created:?}");
+        w.set(&created[0], TaskRunPhase::Succeeded, "", &[("k", "v")]);
+        order.push(created[0].clone());
+        assert_eq!(w.phase(), WorkflowPhase::Running);
+    }
+    assert_eq!(
+        order,
+        [
+            "wf-hook-on-start",
+            "wf-hook-on-task-start-a",
+            "wf-a-1",
+            "wf-hook-on-task-complete-a",
+            "wf-hook-on-task-start-b",
+            "wf-b-1",
+            "wf-hook-on-task-complete-b",
+            "wf-hook-on-complete",
+        ]
+    );
+    w.step();
+    assert_eq!(w.phase(), WorkflowPhase::Succeeded);
+    // Hooks are not tasks.
+    assert_eq!(w.wf.status_or_default().tasks.len(), 2);
+    let complete = &w.runs["wf-hook-on-complete"];
+    assert_eq!(complete.metadata.labels[HOOK_LABEL], "on_complete");
+    assert!(!complete.metadata.labels.contains_key(TASK_LABEL));
+    let input = &complete.spec.run.lua.as_ref().expect("lua").input;
+    assert_eq!(input["_hook"]["success"], "true");
+    assert_eq!(input["a"]["k"], "v");
+}
+
+#[test]
+fn the_phase_waits_for_on_complete_which_gets_the_failure() {
+    let wf = with_hooks(workflow(vec![task("a", &[])]), &["on_complete"]);
+    let mut w = World::new(wf);
+    w.step();
+    w.finish("wf-a-1", TaskRunPhase::Failed, "Error");
+    let plan = w.step();
+    assert_eq!(World::created(&plan), ["wf-hook-on-complete"]);
+    assert_eq!(w.phase(), WorkflowPhase::Running, "held for on_complete");
+    assert_eq!(w.wf.status_or_default().completion_time, None);
+    let input = &w.runs["wf-hook-on-complete"]
+        .spec
+        .run
+        .lua
+        .as_ref()
+        .expect("lua")
+        .input;
+    assert_eq!(input["_hook"]["success"], "false");
+    // A restart sees the same TaskRun: nothing new is created.
+    assert!(World::created(&w.step()).is_empty());
+    w.finish("wf-hook-on-complete", TaskRunPhase::Failed, "Error");
+    w.step();
+    assert_eq!(w.phase(), WorkflowPhase::Failed);
+    let status = w.wf.status_or_default();
+    assert!(status.completion_time.is_some());
+    let message = &status.conditions[0].message;
+    assert!(
+        message.contains("workflow hooks failed: on_complete"),
+        "{message}"
     );
 }

@@ -10,7 +10,9 @@ use crate::object_name::object_name;
 use crate::objects::common::{LabelSelector, LuaPayload, Payload, Placement, PlacementPolicy};
 use crate::objects::cronworkflow::{ConcurrencyPolicy, CronWorkflowSpec};
 use crate::objects::env::Env;
-use crate::objects::workflow::{Backoff, RetryPolicy, Workflow, WorkflowSpec, WorkflowTask};
+use crate::objects::workflow::{
+    Backoff, RetryPolicy, WORKFLOW_HOOKS, Workflow, WorkflowHook, WorkflowSpec, WorkflowTask,
+};
 use crate::resource::Object;
 use crate::validation::names::LABEL_VALUE_MAX_LEN;
 use crate::well_known::{
@@ -148,6 +150,7 @@ fn workflow(
         }
         spec.tasks.push(task);
     }
+    spec.hooks = hooks(&r, source, &name, &spec.params)?;
     let mut object = Object::new(object_name.clone(), spec);
     object.metadata.labels = r.get::<Option<_>>("labels")?.unwrap_or_default();
     let annotations = &mut object.metadata.annotations;
@@ -174,6 +177,55 @@ fn workflow(
         annotations.insert(ADDRESS_ANNOTATION.to_string(), text);
     }
     Ok((object, delegations))
+}
+
+/// The workflow's hooks (`w.hooks`, name -> function), in the order they
+/// run, each a Lua payload with the entry `WORKFLOW/hook:NAME`.
+fn hooks(
+    r: &Reader,
+    source: &str,
+    workflow: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Vec<WorkflowHook>, DslError> {
+    let defined: BTreeMap<String, Table> = r.get::<Option<_>>("hooks")?.unwrap_or_default();
+    let selector: BTreeMap<String, String> =
+        r.get::<Option<_>>("hooks_selector")?.unwrap_or_default();
+    Ok(WORKFLOW_HOOKS
+        .iter()
+        .filter(|name| defined.contains_key(**name))
+        .map(|name| WorkflowHook {
+            name: (*name).to_string(),
+            run: lua_payload(
+                source,
+                format!("{workflow}/{HOOK_ENTRY_PREFIX}{name}"),
+                params,
+            ),
+            agent_selector: (!selector.is_empty()).then(|| LabelSelector {
+                match_labels: selector.clone(),
+                match_expressions: Vec::new(),
+            }),
+        })
+        .collect())
+}
+
+/// The prefix of a workflow hook's task part of its entry: `WF/hook:NAME`.
+pub const HOOK_ENTRY_PREFIX: &str = "hook:";
+
+/// A Lua payload running `entry` of the file `source`.
+fn lua_payload(source: &str, entry: String, params: &BTreeMap<String, String>) -> Payload {
+    Payload {
+        shell: None,
+        lua: Some(LuaPayload {
+            script: source.to_string(),
+            entry: Some(entry),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect(),
+            input: BTreeMap::new(),
+            modules: Default::default(),
+        }),
+    }
 }
 
 /// The CronWorkflow options of a workflow that has a `schedule` (its
@@ -229,19 +281,7 @@ fn task(
         super::merge_params(&[params, &own])
     };
     let has_hooks = r.get::<Option<Table>>("hooks")?.is_some();
-    let lua_entry = || Payload {
-        shell: None,
-        lua: Some(LuaPayload {
-            script: source.to_string(),
-            entry: Some(format!("{workflow}/{name}")),
-            params: params
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect(),
-            input: BTreeMap::new(),
-            modules: Default::default(),
-        }),
-    };
+    let lua_entry = || lua_payload(source, format!("{workflow}/{name}"), &params);
     let run = match r.get::<Value>("command")? {
         // A shell command with Lua hooks runs as Lua: the agent calls
         // exec.run(command) between the hooks.
@@ -359,6 +399,9 @@ pub fn find_task(
             names(&workflows)
         )));
     };
+    if let Some(hook) = task.strip_prefix(HOOK_ENTRY_PREFIX) {
+        return hook_entry(found, chunk, workflow, hook);
+    }
     let tasks: Vec<Table> = found.get("tasks").map_err(|e| super::error(chunk, &e))?;
     let Some(t) = tasks
         .iter()
@@ -375,4 +418,27 @@ pub fn find_task(
             "task '{workflow}/{task}' has no command"
         ))),
     }
+}
+
+/// The workflow hook `hook` of `workflow` as a task table (dsl.lua
+/// records it so): its `command` calls the hook with the arguments in
+/// `input._hook`.
+fn hook_entry(
+    workflow_table: &Table,
+    chunk: &str,
+    workflow: &str,
+    hook: &str,
+) -> Result<Table, DslError> {
+    let hooks: Option<Table> = workflow_table
+        .get("hooks")
+        .map_err(|e| super::error(chunk, &e))?;
+    hooks
+        .map(|h| h.get::<Option<Table>>(hook))
+        .transpose()
+        .map_err(|e| super::error(chunk, &e))?
+        .flatten()
+        .ok_or_else(|| DslError::File {
+            chunk: chunk.to_string(),
+            message: format!("workflow '{workflow}' has no hook {hook}"),
+        })
 }

@@ -481,12 +481,58 @@ end
 WorkflowSetters.stack = function(w, pos, v) w.stack = want_string(pos, "stack", v) end
 WorkflowSetters.outputs = function(w, pos, v) w.outputs = string_map(pos, "outputs", v) end
 
-for _, hook in ipairs({ "on_start", "on_complete", "on_success", "on_failure" }) do
+-- Workflow hooks: each runs as a hook TaskRun whose entry is
+-- `WORKFLOW/hook:NAME`; the agent calls `hooks[NAME]` (below) with the
+-- hook's arguments the controller put in the payload's `input._hook`
+-- (a key no task name can take).
+local function hook_call(name, f)
+  return function(_, _, input)
+    input = input or {}
+    local args = input._hook or {}
+    local ok, message
+    if name == "on_start" then
+      ok, message = f()
+    elseif name == "on_task_start" then
+      ok, message = f(args.task)
+    elseif name == "on_task_complete" then
+      ok, message = f(args.task, args.success == "true")
+    else
+      local results = {}
+      for task, values in pairs(input) do
+        if task ~= "_hook" then results[task] = values end
+      end
+      ok, message = f(args.success == "true", results)
+    end
+    if type(message) ~= "string" then message = nil end
+    if ok == false then
+      return false, message or format("the workflow hook %s returned false", name)
+    end
+    return true, message
+  end
+end
+
+for _, hook in ipairs({ "on_start", "on_complete", "on_task_start", "on_task_complete" }) do
   WorkflowSetters[hook] = function(w, pos, v)
     if type(v) ~= "function" then
       fail(pos, format("%s: expected a function, got %s", hook, describe(v)))
     end
-    warn(pos, format("workflow '%s': %s is accepted but not run by Sloth (ignored)", w.name, hook))
+    w.hooks = w.hooks or {}
+    w.hooks[hook] = { name = "hook:" .. hook, command = hook_call(hook, v) }
+  end
+end
+-- The agents workflow hooks run on (as agent_selector); any Ready agent
+-- when not given.
+WorkflowSetters.hooks_agent_selector = function(w, pos, v)
+  w.hooks_selector = agent_selector(pos, v)
+end
+-- Not sloth-runner workflow hooks Sloth has an equivalent for: use
+-- on_complete(success, results).
+for _, hook in ipairs({ "on_success", "on_failure" }) do
+  WorkflowSetters[hook] = function(w, pos, v)
+    if type(v) ~= "function" then
+      fail(pos, format("%s: expected a function, got %s", hook, describe(v)))
+    end
+    warn(pos, format("workflow '%s': %s is accepted but not run by Sloth (ignored): use on_complete(success, results)", w.name, hook))
   end
 end
 

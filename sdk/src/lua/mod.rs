@@ -206,8 +206,10 @@ fn bundle_into(evaluation: &mut Evaluation) {
     let paths: Vec<&str> = evaluation.modules.keys().map(String::as_str).collect();
     let listed = paths.join(",");
     for workflow in &mut evaluation.workflows {
-        for task in &mut workflow.spec.tasks {
-            if let Some(lua) = task.run.lua.as_mut() {
+        let spec = &mut workflow.spec;
+        let runs = spec.tasks.iter_mut().map(|t| &mut t.run);
+        for run in runs.chain(spec.hooks.iter_mut().map(|h| &mut h.run)) {
+            if let Some(lua) = run.lua.as_mut() {
                 lua.modules = evaluation.modules.clone();
             }
         }

@@ -52,7 +52,32 @@ pub struct WorkflowSpec {
     /// Lua `workflow.define("x", { workspace = "." })`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<BlobRef>,
+    /// Workflow hooks (sloth-runner's `on_start`, `on_task_start`,
+    /// `on_task_complete`, `on_complete`), each run as a hook TaskRun
+    /// that is not a task of the workflow (see docs/lua.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<WorkflowHook>,
 }
+
+/// One workflow hook: what to run and where.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkflowHook {
+    /// One of [`WORKFLOW_HOOKS`].
+    pub name: String,
+    pub run: Payload,
+    /// The agents the hook may run on; any Ready agent when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_selector: Option<LabelSelector>,
+}
+
+/// The workflow hooks, in the order they run.
+pub const WORKFLOW_HOOKS: [&str; 4] = [
+    "on_start",
+    "on_task_start",
+    "on_task_complete",
+    "on_complete",
+];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkflowState {

@@ -335,7 +335,32 @@ impl Validate for WorkflowSpec {
             );
         }
         super::cron::validate_workflow_stack(spec, &mut errs);
+        validate_hooks(&spec.hooks, &mut errs);
         errs.into_result()
+    }
+}
+
+/// Each hook is a known one, at most once, with a valid payload.
+fn validate_hooks(hooks: &[crate::objects::workflow::WorkflowHook], errs: &mut FieldErrors) {
+    use crate::objects::workflow::WORKFLOW_HOOKS;
+    for (i, hook) in hooks.iter().enumerate() {
+        let path = format!("spec.hooks[{i}]");
+        if !WORKFLOW_HOOKS.contains(&hook.name.as_str()) {
+            errs.push(
+                format!("{path}.name"),
+                format!(
+                    "unknown workflow hook {:?} (known: {})",
+                    hook.name,
+                    WORKFLOW_HOOKS.join(", ")
+                ),
+            );
+        } else if hooks[..i].iter().any(|h| h.name == hook.name) {
+            errs.push(
+                format!("{path}.name"),
+                format!("hook {:?} is given twice", hook.name),
+            );
+        }
+        validate_payload(&hook.run, &format!("{path}.run"), errs);
     }
 }
 

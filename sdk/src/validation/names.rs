@@ -264,7 +264,9 @@ pub fn validate_lua_function_name(value: &str) -> Result<(), String> {
     };
     if let Some((workflow, task)) = value.split_once('/') {
         // A task of a Lua workflow file: the agent evaluates the file and
-        // calls that task's function.
+        // calls that task's function; `WORKFLOW/hook:NAME` is a workflow
+        // hook of it.
+        let task = task.strip_prefix("hook:").unwrap_or(task);
         return if dsl_part(workflow) && dsl_part(task) {
             Ok(())
         } else {
