@@ -2,28 +2,13 @@
 //! HTTP endpoints.
 #![forbid(unsafe_code)]
 
-pub mod agent_writes;
+pub mod access;
+pub mod api;
 pub mod artifacts;
-pub mod audit;
-pub mod auth;
-pub mod backup;
 pub mod cache;
-pub mod compaction;
 pub mod encryption;
 pub mod error;
-pub mod grpc;
-pub mod guard;
-pub mod http;
-pub mod keys;
-pub mod limits;
-pub mod logs;
+pub mod maintenance;
 pub mod metrics;
-pub mod migrate;
-pub mod objects;
-pub mod paging;
-pub mod resources;
-pub mod secret_access;
-pub mod state_writes;
+pub mod registry;
 pub mod store;
-pub mod version;
-pub mod watch;

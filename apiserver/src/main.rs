@@ -9,21 +9,22 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
-use sloth_apiserver::audit::AuditLog;
-use sloth_apiserver::backup::Backups;
+use sloth_apiserver::access::audit::AuditLog;
+use sloth_apiserver::access::guard::Guard;
+use sloth_apiserver::access::limits::WatchLimit;
+use sloth_apiserver::api::grpc::GrpcService;
+use sloth_apiserver::api::http;
+use sloth_apiserver::api::http::{ConnListener, HttpPeer};
+use sloth_apiserver::api::logs::AgentDialer;
 use sloth_apiserver::cache::{CacheOptions, WatchCache};
 use sloth_apiserver::encryption::{EncryptingStore, GENERATED_KEY_FILE, KeyRing, rewrite};
-use sloth_apiserver::grpc::GrpcService;
-use sloth_apiserver::guard::Guard;
-use sloth_apiserver::http::{ConnListener, HttpPeer};
-use sloth_apiserver::limits::WatchLimit;
-use sloth_apiserver::logs::AgentDialer;
+use sloth_apiserver::maintenance::backup::Backups;
+use sloth_apiserver::maintenance::compaction;
 use sloth_apiserver::metrics::Metrics;
-use sloth_apiserver::resources::Resources;
+use sloth_apiserver::registry::resources::Resources;
 use sloth_apiserver::store::Store;
 use sloth_apiserver::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use sloth_apiserver::store::etcd::{EtcdOptions, EtcdStore};
-use sloth_apiserver::{compaction, http};
 use sloth_proto::v1::resources_server::ResourcesServer;
 use sloth_sdk::tls::accept;
 use tokio::net::TcpListener;
@@ -193,7 +194,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     to.check()
         .await
         .with_context(|| format!("--to-etcd {}", args.to_etcd.join(",")))?;
-    let copied = sloth_apiserver::migrate::copy_all(&*from, &*to).await;
+    let copied = sloth_apiserver::maintenance::migrate::copy_all(&*from, &*to).await;
     from.close().await.context("closing the embedded store")?;
     let done = copied.context("migration failed")?;
     println!(

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context;
-use sloth_apiserver::auth::Authenticator;
+use sloth_apiserver::access::auth::Authenticator;
 use sloth_sdk::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles};
 
 use crate::Args;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use sloth_apiserver::error::ApiError;
-use sloth_apiserver::objects;
-use sloth_apiserver::resources::{Resources, Selectors, resolve_kind};
+use sloth_apiserver::registry::objects;
+use sloth_apiserver::registry::resources::{Resources, Selectors, resolve_kind};
 use sloth_apiserver::store::Store;
 use sloth_apiserver::store::embedded::{EmbeddedOptions, EmbeddedStore};
 

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ArtifactError, ArtifactStore};
 use crate::error::ApiError;
-use crate::resources::{Resources, Selectors};
+use crate::registry::resources::{Resources, Selectors};
 
 /// The kinds whose objects reference blobs (by a `digest` field).
 const REFERRING_KINDS: [&str; 3] = ["TaskRun", "Workflow", "CronWorkflow"];

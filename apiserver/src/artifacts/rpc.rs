@@ -10,9 +10,9 @@ use sloth_sdk::tls::PeerInfo;
 use tonic::{Request, Status, Streaming};
 
 use super::{ArtifactError, ArtifactStore};
-use crate::auth::policy::{Attributes, Verb};
-use crate::guard::{Admitted, Guard};
-use crate::resources::Resources;
+use crate::access::auth::policy::{Attributes, Verb};
+use crate::access::guard::{Admitted, Guard};
+use crate::registry::resources::Resources;
 
 impl From<Status> for ArtifactError {
     fn from(status: Status) -> Self {

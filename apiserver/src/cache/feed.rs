@@ -16,7 +16,7 @@ use sloth_sdk::backoff::Backoff;
 
 use super::state::{Entry, State};
 use crate::metrics::{Metrics, StoreWatchGuard};
-use crate::objects;
+use crate::registry::objects;
 use crate::store::{ListOptions, Store, StoreError, StoreResult, WatchItem};
 
 /// Keys read per list page.

@@ -34,12 +34,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::keys::kind_prefix;
 use crate::metrics::Metrics;
-use crate::paging::PageBuilder;
-use crate::resources::{Listed, Selectors, Stored, resolve_kind};
+use crate::registry::keys::kind_prefix;
+use crate::registry::paging::PageBuilder;
+use crate::registry::resources::{Listed, Selectors, Stored, resolve_kind};
+use crate::registry::watch::{ObjectEvent, WATCH_BUFFER, WatchRequest};
 use crate::store::{Store, StoreError};
-use crate::watch::{ObjectEvent, WATCH_BUFFER, WatchRequest};
 
 use feed::Feed;
 use state::{INDEXED_FIELD, State};

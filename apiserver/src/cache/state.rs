@@ -13,8 +13,8 @@ use sloth_sdk::selector::field_text;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::objects;
-use crate::paging::PageBuilder;
+use crate::registry::objects;
+use crate::registry::paging::PageBuilder;
 use crate::store::{Event, StoreError};
 
 /// One change, decoded once and shared by every watcher.

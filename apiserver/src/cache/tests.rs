@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CacheOptions, WatchCache};
 use crate::error::ApiError;
-use crate::keys::object_key;
 use crate::metrics::Metrics;
-use crate::resources::{Selectors, resolve_kind};
+use crate::registry::keys::object_key;
+use crate::registry::resources::{Selectors, resolve_kind};
+use crate::registry::watch::{EventType, ObjectEvent, WatchRequest};
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use crate::store::{KeyValue, ListOptions, ListResult, Store, StoreError, StoreResult, WatchItem};
-use crate::watch::{EventType, ObjectEvent, WatchRequest};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -382,7 +382,7 @@ async fn a_slow_watcher_is_ended_and_others_go_on() {
     let mut slow = f.watch("", "", None).await.expect("watch");
     let mut fast = f.watch("", "", None).await.expect("watch");
     // More than the slow watcher's output buffer plus its cache buffer.
-    let writes = crate::watch::WATCH_BUFFER + 50;
+    let writes = crate::registry::watch::WATCH_BUFFER + 50;
     let reader = tokio::spawn(async move {
         for _ in 0..writes {
             next(&mut fast).await;
@@ -530,7 +530,7 @@ async fn agent_watchers_are_woken_only_by_their_own_taskruns() {
     // two-update buffer would overflow and it would be ended.
     let mut quiet = f.watch("", "spec.agentName=a", None).await.expect("watch");
     let mut busy = f.watch("", "spec.agentName=b", None).await.expect("watch");
-    let writes = crate::watch::WATCH_BUFFER + 50;
+    let writes = crate::registry::watch::WATCH_BUFFER + 50;
     let reader = tokio::spawn(async move {
         for _ in 0..writes {
             next(&mut busy).await;
@@ -574,7 +574,13 @@ async fn lists_at_any_recent_revision_come_from_the_cache_in_pages_continued_fro
     for _ in 0..500 {
         first = f
             .cache
-            .list("TaskRun", "default", &all, 2, crate::paging::MAX_PAGE_BYTES)
+            .list(
+                "TaskRun",
+                "default",
+                &all,
+                2,
+                crate::registry::paging::MAX_PAGE_BYTES,
+            )
             .await
             .expect("list from the cache");
         if first.is_some() {
@@ -589,7 +595,7 @@ async fn lists_at_any_recent_revision_come_from_the_cache_in_pages_continued_fro
     assert_eq!(f.cache.status("TaskRun").map(|s| s.objects), Some(5));
     // A write after the first page is not in the later ones.
     f.create("f", "x", "t").await;
-    let resources = crate::resources::Resources::new(f.store.clone());
+    let resources = crate::registry::resources::Resources::new(f.store.clone());
     let mut token = first.continue_token.clone();
     while !token.is_empty() {
         let page = resources
@@ -607,7 +613,13 @@ async fn lists_at_any_recent_revision_come_from_the_cache_in_pages_continued_fro
     let red = Selectors::parse("team=red", "").expect("selector");
     let listed = f
         .cache
-        .list("TaskRun", "", &red, 0, crate::paging::MAX_PAGE_BYTES)
+        .list(
+            "TaskRun",
+            "",
+            &red,
+            0,
+            crate::registry::paging::MAX_PAGE_BYTES,
+        )
         .await
         .expect("list")
         .expect("current");

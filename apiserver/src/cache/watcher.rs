@@ -1,7 +1,7 @@
 //! One client watch served from a kind's cache: the snapshot or the
 //! window's replay first, then live events, each filtered by the client's
 //! namespace and selectors with the same ADDED/DELETED transitions as a
-//! direct store watch (`crate::watch::transition`), plus BOOKMARKs.
+//! direct store watch (`crate::registry::watch::transition`), plus BOOKMARKs.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{CachedEvent, Message, Start, State, Subscription};
 use crate::error::ApiError;
-use crate::watch::{EventType, ObjectEvent, WatchRequest, transition};
+use crate::registry::watch::{EventType, ObjectEvent, WatchRequest, transition};
 
 type Sender = mpsc::Sender<Result<ObjectEvent, ApiError>>;
 

@@ -18,7 +18,7 @@ use crate::store::{
     Event, KeyValue, ListOptions, ListResult, Store, StoreError, StoreResult, WatchItem,
 };
 
-/// Where Secrets live in the store (see `crate::keys`).
+/// Where Secrets live in the store (see `crate::registry::keys`).
 pub const SECRETS_PREFIX: &str = "/sloth/secrets/";
 
 /// The encrypting layer over a backend.

@@ -14,7 +14,7 @@ use sloth_sdk::tls::{ClientTls, Connector};
 use tonic::transport::Endpoint;
 
 use crate::error::ApiError;
-use crate::resources::Resources;
+use crate::registry::resources::Resources;
 
 /// How long dialing an agent may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,13 +1,13 @@
 //! Whose write an agent's write of a StateEntry is: the TaskRun named in
 //! `spec.updatedBy` (`TaskRun/NAMESPACE/NAME`, as Lua's `state` module
 //! stamps it), which must be in the entry's own namespace and, as
-//! [`crate::agent_writes`] then checks, bound to the agent. So a TaskRun
+//! [`crate::access::agent_writes`] then checks, bound to the agent. So a TaskRun
 //! writes state only in its own namespace, and an agent only for the
 //! TaskRuns it runs.
 
 use serde_json::Value;
 
-use crate::auth::restriction::HolderTaskRun;
+use crate::access::auth::restriction::HolderTaskRun;
 
 /// The TaskRun on whose behalf `entry` (as requested, or as stored for a
 /// delete) is written into `namespace`.

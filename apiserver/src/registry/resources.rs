@@ -9,9 +9,9 @@ use sloth_sdk::kinds::{self, KindInfo};
 use sloth_sdk::selector::{Fields, Labels};
 
 use crate::error::ApiError;
-use crate::keys::{kind_prefix, object_key};
-use crate::objects::{self, meta_str};
-use crate::paging::{MAX_PAGE_BYTES, PageBuilder, parse_continue};
+use crate::registry::keys::{kind_prefix, object_key};
+use crate::registry::objects::{self, meta_str};
+use crate::registry::paging::{MAX_PAGE_BYTES, PageBuilder, parse_continue};
 use crate::store::{ListOptions, Store, StoreError};
 
 /// How often a create with `generateName` may collide before giving up.

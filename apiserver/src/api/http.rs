@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use sloth_sdk::tls::{Conn, PeerInfo};
 use tokio::sync::mpsc;
 
-use crate::guard::{Guard, HttpRefusal};
+use crate::access::guard::{Guard, HttpRefusal};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -53,7 +53,7 @@ pub fn router(
 async fn version() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::version::json().to_string(),
+        crate::api::version::json().to_string(),
     )
 }
 

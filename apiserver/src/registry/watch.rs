@@ -16,10 +16,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ApiError;
-use crate::keys::kind_prefix;
 use crate::metrics::Metrics;
-use crate::objects;
-use crate::resources::{Resources, Selectors, resolve_kind};
+use crate::registry::keys::kind_prefix;
+use crate::registry::objects;
+use crate::registry::resources::{Resources, Selectors, resolve_kind};
 use crate::store::{Event, WatchItem};
 
 /// Events buffered per watcher before the watcher is made to wait.

@@ -1,4 +1,4 @@
-//! Applies [`restriction`](crate::auth::restriction) to an agent's writes:
+//! Applies [`restriction`](crate::access::auth::restriction) to an agent's writes:
 //! reads the object the write would change, judges the change, and looks
 //! up the TaskRuns named as Lock holders and state writers.
 
@@ -6,11 +6,11 @@ use serde_json::Value;
 use sloth_sdk::objects::Lock;
 use sloth_sdk::well_known::SYSTEM_NAMESPACE;
 
-use crate::auth::policy::Verb;
-use crate::auth::restriction::{self, HolderTaskRun};
+use crate::access::auth::policy::Verb;
+use crate::access::auth::restriction::{self, HolderTaskRun};
 use crate::error::ApiError;
-use crate::resources::{Resources, Stored};
-use crate::state_writes;
+use crate::registry::resources::{Resources, Stored};
+use crate::registry::state_writes;
 
 /// Why an agent's write may not go ahead.
 #[derive(Debug)]

@@ -237,7 +237,7 @@ mod list_tests {
     use tempfile::TempDir;
 
     use super::MAX_PAGE_BYTES;
-    use crate::resources::{Resources, Selectors};
+    use crate::registry::resources::{Resources, Selectors};
     use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 
     /// The gRPC message limit the server enforces.
@@ -261,7 +261,7 @@ mod list_tests {
         .expect("json")
     }
 
-    fn json_bytes(items: &[crate::resources::Stored]) -> usize {
+    fn json_bytes(items: &[crate::registry::resources::Stored]) -> usize {
         items
             .iter()
             .map(|s| serde_json::to_vec(&s.value).expect("json").len())
@@ -282,7 +282,7 @@ mod list_tests {
         limit: usize,
         max_bytes: usize,
         between: impl AsyncFn(usize),
-    ) -> Vec<crate::resources::Listed> {
+    ) -> Vec<crate::registry::resources::Listed> {
         let mut token = String::new();
         let mut pages = Vec::new();
         for page in 0..1000 {

@@ -14,7 +14,7 @@
 //!   create TaskRuns or Workflows or touch another agent's objects.
 //!   StateEntries: read anywhere; written only for a TaskRun bound to it,
 //!   in that TaskRun's namespace (judged on `spec.updatedBy` by
-//!   `crate::state_writes`).
+//!   `crate::registry::state_writes`).
 //!   Blobs (kind `Blob`): upload for a TaskRun bound to it, download of
 //!   the blobs such a TaskRun reads (`crate::artifacts::rpc`).
 //!
@@ -100,7 +100,7 @@ pub enum Decision {
     /// looks it up (spec.agentName never changes once set).
     AllowIfBoundTo(String),
     /// Allowed if an unfinished TaskRun bound to this agent references
-    /// the Secret: the caller looks it up ([`crate::secret_access`]).
+    /// the Secret: the caller looks it up ([`crate::access::secret_access`]).
     AllowIfSecretUsedBy(String),
     Deny(String),
 }

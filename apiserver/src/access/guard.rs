@@ -9,11 +9,11 @@ use sloth_sdk::tls::PeerInfo;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
 
-use crate::audit::{self, AuditLog, Record};
-use crate::auth::policy::{self, Attributes, Decision};
-use crate::auth::throttle::{AuthThrottle, REPORT_WINDOW};
-use crate::auth::{Authenticator, User};
-use crate::limits::{WatchLimit, WatchSlot};
+use crate::access::audit::{self, AuditLog, Record};
+use crate::access::auth::policy::{self, Attributes, Decision};
+use crate::access::auth::throttle::{AuthThrottle, REPORT_WINDOW};
+use crate::access::auth::{Authenticator, User};
+use crate::access::limits::{WatchLimit, WatchSlot};
 
 /// Authentication, authorization, audit and per-client limits.
 #[derive(Debug)]

@@ -8,10 +8,10 @@ use serde_json::Value;
 use sloth_sdk::objects::TaskRunSpec;
 use sloth_sdk::objects::secret::SECRET_KIND;
 
-use crate::auth::{Role, User};
+use crate::access::auth::{Role, User};
 use crate::cache::WatchCache;
 use crate::error::ApiError;
-use crate::resources::{Resources, Selectors};
+use crate::registry::resources::{Resources, Selectors};
 
 pub use sloth_sdk::well_known::VALUES_HIDDEN;
 
@@ -33,7 +33,7 @@ pub fn redact(value: &mut Value) {
             *v = Value::String(String::new());
         }
     }
-    if let Some(meta) = crate::objects::metadata_mut(value) {
+    if let Some(meta) = crate::registry::objects::metadata_mut(value) {
         let annotations = meta
             .entry("annotations")
             .or_insert_with(|| Value::Object(Default::default()));
@@ -90,7 +90,7 @@ fn find<'a>(taskruns: impl Iterator<Item = &'a Value>, name: &str) -> Option<Str
         spec.secret_use()
             .names()
             .contains(name)
-            .then(|| crate::objects::meta_str(tr, "name").to_string())
+            .then(|| crate::registry::objects::meta_str(tr, "name").to_string())
     })
 }
 

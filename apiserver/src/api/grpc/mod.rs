@@ -6,25 +6,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
-use serde_json::Value;
 use sloth_proto::v1 as pb;
 use sloth_proto::v1::resources_server::Resources as ResourcesRpc;
 use sloth_sdk::tls::PeerInfo;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::agent_writes;
-use crate::auth::Role;
-use crate::auth::policy::{Attributes, Verb};
-use crate::backup::{BackupStream, Backups};
+use crate::access::agent_writes;
+use crate::access::auth::Role;
+use crate::access::auth::policy::{Attributes, Verb};
+use crate::access::guard::{Admitted, Guard};
+use crate::access::secret_access;
 use crate::cache::WatchCache;
 use crate::error::ApiError;
-use crate::guard::{Admitted, Guard};
+use crate::maintenance::backup::{BackupStream, Backups};
 use crate::metrics::Metrics;
-use crate::paging::MAX_PAGE_BYTES;
-use crate::resources::{Commit, Resources, Selectors, Stored};
-use crate::secret_access;
-use crate::watch::{self, EventType, ObjectEvent, WatchRequest};
+use crate::registry::paging::MAX_PAGE_BYTES;
+use crate::registry::resources::{Commit, Resources, Selectors, Stored};
+use crate::registry::watch::{self, WatchRequest};
+
+mod convert;
+mod target;
+
+use convert::{
+    ListSource, code_of, event_to_proto, list_source, object_of, parse_revision, to_proto,
+};
+use target::Target;
 
 /// The tonic service.
 #[derive(Debug, Clone)]
@@ -36,7 +43,7 @@ pub struct GrpcService {
     /// Serves watches when set; otherwise each watch is its own store watch.
     watch_cache: Option<Arc<WatchCache>>,
     guard: Arc<Guard>,
-    agent_dialer: crate::logs::AgentDialer,
+    agent_dialer: crate::api::logs::AgentDialer,
     /// Serves the blob calls when set.
     artifacts: Option<crate::artifacts::ArtifactStore>,
     /// Online backups; None on etcd (whose own snapshots serve).
@@ -57,7 +64,7 @@ impl GrpcService {
             bookmark_interval,
             watch_cache: None,
             guard: Arc::new(Guard::open()),
-            agent_dialer: crate::logs::AgentDialer::default(),
+            agent_dialer: crate::api::logs::AgentDialer::default(),
             artifacts: None,
             backups: None,
         }
@@ -84,7 +91,7 @@ impl GrpcService {
     }
 
     /// Dials agents' logs ports with this TLS configuration.
-    pub fn with_agent_dialer(mut self, dialer: crate::logs::AgentDialer) -> Self {
+    pub fn with_agent_dialer(mut self, dialer: crate::api::logs::AgentDialer) -> Self {
         self.agent_dialer = dialer;
         self
     }
@@ -174,7 +181,7 @@ impl GrpcService {
                     .map_err(Refused)?;
             }
             if let Some(agent) = admitted.user.agent_name() {
-                let requested = crate::objects::parse_request(&object.json)?;
+                let requested = crate::registry::objects::parse_request(&object.json)?;
                 let write = target.write(verb, Some(&requested));
                 if let Some(revision) = self.judge_agent_write(&admitted, agent, write).await? {
                     // Judged at this revision: the write applies to it or
@@ -207,7 +214,7 @@ impl GrpcService {
     }
 
     /// Judges a write of an agent identity on the objects' content
-    /// ([`crate::auth::restriction`]); a refusal is audited. The revision
+    /// ([`crate::access::auth::restriction`]); a refusal is audited. The revision
     /// judged, if any.
     async fn judge_agent_write(
         &self,
@@ -261,77 +268,6 @@ impl GrpcService {
     }
 }
 
-/// Kind, namespace and name of the object a write carries, read from its
-/// JSON the way admission reads them (the envelope's kind when the JSON
-/// has none; the default namespace for namespaced kinds).
-#[derive(Debug, Default)]
-struct Target {
-    kind: String,
-    namespace: String,
-    name: String,
-}
-
-impl Target {
-    fn of(object: &pb::Object) -> Self {
-        // The same parse the write makes (duplicate keys resolve the same
-        // way), so authorization judges exactly the object that would be
-        // stored.
-        let Ok(value) = crate::objects::parse_request(&object.json) else {
-            // Undecodable: the write fails before it stores anything.
-            return Self::named(&object.kind, &object.namespace, &object.name);
-        };
-        let body_kind = value
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let kind = if body_kind.is_empty() {
-            object.kind.as_str()
-        } else {
-            body_kind
-        };
-        Self::named(
-            kind,
-            crate::objects::meta_str(&value, "namespace"),
-            crate::objects::meta_str(&value, "name"),
-        )
-    }
-
-    fn named(kind: &str, namespace: &str, name: &str) -> Self {
-        match sloth_sdk::kinds::lookup(kind) {
-            Some(info) => Self {
-                kind: info.kind.to_string(),
-                namespace: crate::objects::effective_namespace(info, namespace),
-                name: name.to_string(),
-            },
-            None => Self {
-                kind: kind.to_string(),
-                namespace: namespace.to_string(),
-                name: name.to_string(),
-            },
-        }
-    }
-
-    fn write<'a>(&'a self, verb: Verb, requested: Option<&'a Value>) -> agent_writes::Write<'a> {
-        agent_writes::Write {
-            verb,
-            kind: &self.kind,
-            namespace: &self.namespace,
-            name: &self.name,
-            requested,
-        }
-    }
-
-    fn attributes<'a>(&'a self, verb: Verb, field_selector: &'a str) -> Attributes<'a> {
-        Attributes {
-            verb,
-            kind: &self.kind,
-            namespace: &self.namespace,
-            name: &self.name,
-            field_selector,
-        }
-    }
-}
-
 /// An API error, or a refusal the guard has already audited.
 enum Refusal {
     Api(ApiError),
@@ -353,84 +289,6 @@ impl Refusal {
             Self::Refused(status) => status,
         }
     }
-}
-
-fn to_proto(stored: &Stored) -> Result<pb::Object, ApiError> {
-    let json = serde_json::to_vec(&stored.value)
-        .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))?;
-    Ok(pb::Object {
-        kind: stored.kind.kind.to_string(),
-        namespace: stored.namespace().to_string(),
-        name: stored.name().to_string(),
-        resource_version: stored.revision.to_string(),
-        json,
-    })
-}
-
-fn event_to_proto(event: ObjectEvent) -> Result<pb::WatchEvent, ApiError> {
-    use pb::watch_event::Type;
-    let event_type = match event.event_type {
-        EventType::Added => Type::Added,
-        EventType::Modified => Type::Modified,
-        EventType::Deleted => Type::Deleted,
-        EventType::Bookmark => Type::Bookmark,
-    };
-    let object = match event.object {
-        Some(value) => Some(to_proto(&Stored {
-            kind: event.kind,
-            value,
-            revision: event.revision,
-        })?),
-        None => None,
-    };
-    Ok(pb::WatchEvent {
-        r#type: event_type as i32,
-        object,
-        resource_version: event.revision.to_string(),
-    })
-}
-
-fn object_of(request: Option<pb::Object>) -> Result<pb::Object, ApiError> {
-    request.ok_or_else(|| ApiError::BadRequest("request has no object".into()))
-}
-
-fn parse_revision(rv: &str) -> Result<Option<i64>, ApiError> {
-    match rv {
-        "" | "0" => Ok(None),
-        rv => rv
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| ApiError::BadRequest(format!("invalid resourceVersion {rv:?}"))),
-    }
-}
-
-/// Where a list is read from.
-#[derive(Debug, PartialEq, Eq)]
-enum ListSource {
-    /// The store, at its latest revision or a continue token's.
-    Store,
-    /// Any recent data: the watch cache when there is one.
-    AnyRecent,
-}
-
-/// The list's resourceVersion: "" (latest) or "0" (any recent); a
-/// continue token reads the store at its own revision.
-fn list_source(request: &pb::ListRequest) -> Result<ListSource, ApiError> {
-    match request.resource_version.as_str() {
-        _ if !request.continue_token.is_empty() => Ok(ListSource::Store),
-        "" => Ok(ListSource::Store),
-        "0" => Ok(ListSource::AnyRecent),
-        rv => Err(ApiError::BadRequest(format!(
-            "list resourceVersion {rv:?} is not supported: give \"\" for the latest \
-             data or \"0\" for any recent data"
-        ))),
-    }
-}
-
-fn code_of<T>(result: &Result<T, Status>) -> tonic::Code {
-    result
-        .as_ref()
-        .map_or_else(Status::code, |_| tonic::Code::Ok)
 }
 
 type LogsStream = futures_util::stream::BoxStream<'static, Result<pb::LogChunk, Status>>;
@@ -631,7 +489,7 @@ impl ResourcesRpc for GrpcService {
             Target::named("TaskRun", &r.namespace, &r.name)
         };
         self.admit(&request, &target.attributes(Verb::Logs, ""), start)?;
-        let result = crate::logs::logs(
+        let result = crate::api::logs::logs(
             &self.resources,
             &self.agent_dialer,
             request.into_inner(),
@@ -777,72 +635,9 @@ impl ResourcesRpc for GrpcService {
         &self,
         _request: Request<pb::VersionRequest>,
     ) -> Result<Response<pb::VersionInfo>, Status> {
-        Ok(Response::new(crate::version::info()))
+        Ok(Response::new(crate::api::version::info()))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn object(kind: &str, json: &str) -> pb::Object {
-        pb::Object {
-            kind: kind.into(),
-            json: json.as_bytes().to_vec(),
-            ..pb::Object::default()
-        }
-    }
-
-    #[test]
-    fn lists_at_resource_version_0_may_come_from_the_cache() {
-        let request = |rv: &str, token: &str| pb::ListRequest {
-            resource_version: rv.into(),
-            continue_token: token.into(),
-            ..pb::ListRequest::default()
-        };
-        assert_eq!(list_source(&request("", "")).ok(), Some(ListSource::Store));
-        assert_eq!(
-            list_source(&request("0", "")).ok(),
-            Some(ListSource::AnyRecent)
-        );
-        assert_eq!(
-            list_source(&request("0", "5:/k")).ok(),
-            Some(ListSource::Store)
-        );
-        let refused = list_source(&request("17", "")).expect_err("exact revision");
-        assert!(refused.to_string().contains("\"17\""), "{refused}");
-    }
-
-    #[test]
-    fn a_write_is_judged_by_the_names_it_would_be_stored_under() {
-        // Duplicate keys: the last wins, for authorization as for storage.
-        let target = Target::of(&object(
-            "Lock",
-            r#"{"kind":"Lock","metadata":{"namespace":"default","name":"x",
-                "namespace":"sloth-system","name":"agent-a2"}}"#,
-        ));
-        assert_eq!(
-            (
-                target.kind.as_str(),
-                target.namespace.as_str(),
-                target.name.as_str()
-            ),
-            ("Lock", "sloth-system", "agent-a2")
-        );
-        // The body's kind wins over the envelope's; namespaced kinds default.
-        let target = Target::of(&object("", r#"{"kind":"taskrun","metadata":{"name":"t"}}"#));
-        assert_eq!(
-            (target.kind.as_str(), target.namespace.as_str()),
-            ("TaskRun", "default")
-        );
-        // Agents are cluster-scoped whatever the body says.
-        let target = Target::of(&object(
-            "Agent",
-            r#"{"metadata":{"name":"a1","namespace":"default"}}"#,
-        ));
-        assert_eq!(
-            (target.namespace.as_str(), target.name.as_str()),
-            ("", "a1")
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,7 @@
+//! The API surface: the gRPC resource service, the HTTP port, log proxying
+//! and version reporting.
+
+pub mod grpc;
+pub mod http;
+pub mod logs;
+pub mod version;
