@@ -1,6 +1,7 @@
 //! Runs one shell payload: `bash -c SCRIPT` under a supervisor process
 //! (`sloth-agent supervise`, see [`crate::supervisor`]) that keeps it in its
-//! own process group, with stdout and stderr appended to one log file, a
+//! own process group, with stdout and stderr copied into one log file
+//! (each write recorded with its stream, see [`crate::output_copy`]), a
 //! timeout, and a stop request that both end the whole group (SIGTERM, then
 //! SIGKILL after a grace). The supervisor also kills the group when the
 //! agent dies or cannot renew its heartbeat lease in time.
@@ -42,7 +43,7 @@ pub struct ShellJob {
     pub cwd: PathBuf,
     /// Added to the agent's own environment (later entries win).
     pub env: Vec<(String, String)>,
-    /// stdout and stderr are appended here.
+    /// stdout and stderr are appended here (with their index beside it).
     pub output: PathBuf,
     /// Where the process group id is recorded, so that a restarted agent can
     /// kill a run its previous incarnation left behind.
@@ -50,12 +51,11 @@ pub struct ShellJob {
     pub timeout: Option<Duration>,
     /// The supervisor's executable (the agent's own).
     pub supervisor: PathBuf,
-    /// Secret values hidden in the output (empty: written directly).
+    /// Secret values hidden in the output.
     pub masks: crate::masking::Masks,
 }
 
-/// How long the output copy may take to drain after the run ended (a
-/// background process may hold the pipe open).
+/// How long copying what the run left in its output pipes may take.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 
 /// How a run ended.
@@ -84,16 +84,16 @@ pub async fn run<G>(
     on_start: impl FnOnce(u32) -> G,
 ) -> Outcome {
     let fence_at = deadlines.borrow_and_update().kill;
-    let (sink, copying) = if job.masks.is_empty() {
-        (None, None)
-    } else {
-        match crate::masked_output::start(&job.output, job.masks.clone()) {
-            Ok((sink, copying)) => (Some(sink), Some(copying)),
-            Err(e) => return Outcome::NotStarted(format!("cannot set up the masked output: {e}")),
+    let (sinks, copying) = match crate::output_copy::start(&job.output, job.masks.clone()) {
+        Ok(started) => started,
+        Err(e) => {
+            return Outcome::NotStarted(format!(
+                "cannot set up the output log {}: {e}",
+                job.output.display()
+            ));
         }
     };
-    let times = crate::output_times::Recorder::start(job.output.clone());
-    let spawned = spawn(job, fence_at, sink);
+    let spawned = spawn(job, fence_at, sinks);
     let mut child = match spawned {
         Ok(child) => child,
         Err(message) => return Outcome::NotStarted(message),
@@ -145,12 +145,9 @@ pub async fn run<G>(
     };
     // A supervisor killed from outside leaves its payload: end it here.
     kill_recorded_group(&job.pid_file).await;
-    if let Some(copying) = copying
-        && !copying.wait(OUTPUT_DRAIN).await
-    {
-        tracing::warn!("the output pipe is still open after the run (a background process?)");
+    if !copying.drain(OUTPUT_DRAIN).await {
+        tracing::warn!("the output of the run could not be copied in time");
     }
-    times.finish().await;
     let status = status.unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32));
     match ended {
         None => Outcome::Exited(status),
@@ -182,27 +179,8 @@ async fn tell(pipe: &mut Option<ChildStdin>, message: Message) {
 fn spawn(
     job: &ShellJob,
     fence_at: crate::fence::BootMs,
-    sink: Option<std::os::fd::OwnedFd>,
+    sinks: crate::output_copy::Sinks,
 ) -> Result<Child, String> {
-    let (stdout, stderr): (Stdio, Stdio) = match sink {
-        Some(pipe) => {
-            let stderr = pipe
-                .try_clone()
-                .map_err(|e| format!("cannot share the output pipe: {e}"))?;
-            (pipe.into(), stderr.into())
-        }
-        None => {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&job.output)
-                .map_err(|e| format!("cannot open the output log {}: {e}", job.output.display()))?;
-            let stderr = log
-                .try_clone()
-                .map_err(|e| format!("cannot share the output log: {e}"))?;
-            (log.into(), stderr.into())
-        }
-    };
     let mut command: tokio::process::Command = supervisor::command(
         &job.supervisor,
         fence_at,
@@ -215,8 +193,8 @@ fn spawn(
         .current_dir(&job.cwd)
         .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::piped())
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(Stdio::from(sinks.stdout))
+        .stderr(Stdio::from(sinks.stderr))
         .kill_on_drop(false);
     command
         .spawn()
@@ -355,7 +333,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn exit_codes_and_interleaved_output() {
+    async fn exit_codes_and_output_by_stream() {
         let dir = tempfile::tempdir().expect("temp dir");
         let j = job(
             dir.path(),
@@ -370,8 +348,21 @@ mod tests {
             (exit_code(status), describe(status)),
             (3, "exited with code 3".into())
         );
-        let log = std::fs::read_to_string(&j.output).expect("log");
-        assert_eq!(log, "out\nerr\nhi\n");
+        // Each stream in order; between them, in the order the agent read.
+        let log = std::fs::read(&j.output).expect("log");
+        let index = crate::output_index::Index::load(&j.output).await;
+        let (mut stdout, mut stderr, mut at) = (Vec::new(), Vec::new(), 0);
+        while let Some((stream, end)) = index.span_at(at) {
+            let part = &log[at as usize..end as usize];
+            match stream {
+                Some(crate::output_index::Stream::Stderr) => stderr.extend_from_slice(part),
+                _ => stdout.extend_from_slice(part),
+            }
+            at = end;
+        }
+        assert_eq!(at as usize, log.len(), "every byte is indexed");
+        assert_eq!(String::from_utf8_lossy(&stdout), "out\nhi\n");
+        assert_eq!(String::from_utf8_lossy(&stderr), "err\n");
     }
 
     #[tokio::test]

@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use sloth_proto::v1::agent_logs_server::AgentLogs;
-use sloth_proto::v1::{LogChunk, LogsRequest};
+use sloth_proto::v1::{LogChunk, LogStream, LogsRequest};
 use sloth_sdk::logs_auth;
 use sloth_sdk::validation::names;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::{Request, Response, Status};
 
 use crate::concurrency::{ActiveRuns, RunKey};
-use crate::output_times::Times;
+use crate::output_index::{self, Index};
 use crate::stamped_lines::{LineFilter, LineStamper};
 
 /// Who may call the logs port (only ever the apiserver, relaying
@@ -68,7 +68,8 @@ pub fn admit(request: Request<()>, admission: &Admission) -> Result<Request<()>,
     }
 }
 
-/// The file name of a run's combined stdout and stderr.
+/// The file name of a run's combined stdout and stderr (which stream wrote
+/// what is in its index, [`crate::output_index`]).
 pub const OUTPUT_FILE: &str = "output.log";
 
 /// How often a followed log is checked for more output.
@@ -182,21 +183,32 @@ struct Follow {
     runs: ActiveRuns,
     buf: Vec<u8>,
     failed: bool,
-    /// Set for `timestamps` or `since_seconds`: the output as dated lines.
-    dated: Option<Dated>,
+    /// The log's offset just after what was read from it.
+    read_to: u64,
+    shape: Shape,
+}
+
+/// What the chunks hold.
+enum Shape {
+    /// The combined output as it is in the log.
+    Plain,
+    /// `timestamps` or `since_seconds`: the output as dated lines.
+    Dated(Dated),
+    /// `split_streams`: each chunk one stream's.
+    Split(Split),
 }
 
 /// The state of a read of dated lines.
 struct Dated {
     output: PathBuf,
-    times: Times,
+    times: Index,
     lines: LineStamper,
 }
 
 impl Dated {
     async fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         if self.lines.needs_reload(&self.times, chunk.len()) {
-            self.times = Times::load(&self.output).await;
+            self.times.refresh(&self.output).await;
         }
         let now = chrono::Utc::now().timestamp_millis();
         self.lines.push(chunk, &self.times, now)
@@ -204,11 +216,66 @@ impl Dated {
 
     async fn finish(&mut self) -> Vec<u8> {
         if self.lines.needs_reload(&self.times, 0) {
-            self.times = Times::load(&self.output).await;
+            self.times.refresh(&self.output).await;
         }
         let now = chrono::Utc::now().timestamp_millis();
         self.lines.finish(&self.times, now)
     }
+
+    fn chunk(&self, data: Vec<u8>) -> LogChunk {
+        LogChunk {
+            data,
+            next_offset: offset_i64(self.lines.next_offset()),
+            ..LogChunk::default()
+        }
+    }
+}
+
+/// The state of a read split by stream: bytes read from the log and not
+/// sent yet, and the index that says which stream wrote them.
+struct Split {
+    output: PathBuf,
+    index: Index,
+    held: Vec<u8>,
+    /// The log offset of `held`'s first byte.
+    held_at: u64,
+}
+
+impl Split {
+    /// The longest run of held bytes from one stream; None when nothing
+    /// can be sent yet. Bytes the index does not cover (yet) are sent as
+    /// the combined stream once the run is `finished`.
+    async fn next(&mut self, finished: bool) -> Option<LogChunk> {
+        if self.held.is_empty() {
+            return None;
+        }
+        if self.index.span_at(self.held_at).is_none() {
+            self.index.refresh(&self.output).await;
+        }
+        let (stream, len) = match self.index.span_at(self.held_at) {
+            Some((stream, end)) => (stream, end.saturating_sub(self.held_at)),
+            None if finished => (None, self.held.len() as u64),
+            None => return None,
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(self.held.len());
+        let rest = self.held.split_off(len);
+        let data = std::mem::replace(&mut self.held, rest);
+        self.held_at += len as u64;
+        let stream = match stream {
+            Some(output_index::Stream::Stdout) => LogStream::Stdout,
+            Some(output_index::Stream::Stderr) => LogStream::Stderr,
+            None => LogStream::Unspecified,
+        };
+        Some(LogChunk {
+            data,
+            stream: stream.into(),
+            next_offset: offset_i64(self.held_at),
+        })
+    }
+}
+
+fn offset_i64(offset: u64) -> i64 {
+    i64::try_from(offset).unwrap_or(i64::MAX)
 }
 
 impl Follow {
@@ -222,22 +289,47 @@ impl Follow {
             // Looked at before reading: output written before the run ended
             // is read below, so nothing is lost at the end.
             let finished = !self.follow || !self.runs.contains(&self.key);
+            if let Shape::Split(split) = &mut self.shape {
+                if let Some(chunk) = split.next(finished).await {
+                    return Some(Ok(chunk));
+                }
+                if !split.held.is_empty() {
+                    // Its index line is on the way.
+                    tokio::time::sleep(FOLLOW_POLL).await;
+                    continue;
+                }
+            }
             match self.file.read(&mut self.buf).await {
                 Ok(0) if finished => {
-                    let last = match self.dated.take() {
-                        Some(mut dated) => dated.finish().await,
-                        None => Vec::new(),
+                    let Shape::Dated(dated) = &mut self.shape else {
+                        return None;
                     };
-                    return (!last.is_empty()).then_some(Ok(LogChunk { data: last }));
+                    let last = dated.finish().await;
+                    let chunk = dated.chunk(last);
+                    self.shape = Shape::Plain;
+                    return (!chunk.data.is_empty()).then_some(Ok(chunk));
                 }
                 Ok(0) => tokio::time::sleep(FOLLOW_POLL).await,
                 Ok(n) => {
-                    let data = match self.dated.as_mut() {
-                        Some(dated) => dated.push(&self.buf[..n]).await,
-                        None => self.buf[..n].to_vec(),
+                    self.read_to += n as u64;
+                    let read = &self.buf[..n];
+                    let chunk = match &mut self.shape {
+                        Shape::Plain => LogChunk {
+                            data: read.to_vec(),
+                            next_offset: offset_i64(self.read_to),
+                            ..LogChunk::default()
+                        },
+                        Shape::Dated(dated) => {
+                            let data = dated.push(read).await;
+                            dated.chunk(data)
+                        }
+                        Shape::Split(split) => {
+                            split.held.extend_from_slice(read);
+                            continue;
+                        }
                     };
-                    if !data.is_empty() {
-                        return Some(Ok(LogChunk { data }));
+                    if !chunk.data.is_empty() {
+                        return Some(Ok(chunk));
                     }
                 }
                 Err(e) => {
@@ -287,12 +379,12 @@ impl AgentLogs for LogService {
                 Status::internal(format!("cannot seek in the output of taskrun {key}: {e}"))
             })?;
         }
-        let dated = (request.timestamps || request.since_seconds > 0).then(|| {
+        let shape = if request.timestamps || request.since_seconds > 0 {
             let not_before = (request.since_seconds > 0).then(|| {
                 chrono::Utc::now().timestamp_millis() - request.since_seconds.saturating_mul(1000)
             });
-            Dated {
-                times: Times::default(),
+            Shape::Dated(Dated {
+                times: Index::default(),
                 lines: LineStamper::new(
                     LineFilter {
                         timestamps: request.timestamps,
@@ -301,8 +393,17 @@ impl AgentLogs for LogService {
                     offset,
                 ),
                 output: path,
-            }
-        });
+            })
+        } else if request.split_streams {
+            Shape::Split(Split {
+                output: path,
+                index: Index::default(),
+                held: Vec::new(),
+                held_at: offset,
+            })
+        } else {
+            Shape::Plain
+        };
         let state = Follow {
             file,
             key,
@@ -310,7 +411,8 @@ impl AgentLogs for LogService {
             runs: self.runs.clone(),
             buf: vec![0; CHUNK_BYTES],
             failed: false,
-            dated,
+            read_to: offset,
+            shape,
         };
         let stream = futures_util::stream::unfold(state, |mut state| async move {
             state.next().await.map(|item| (item, state))

@@ -130,6 +130,8 @@ impl Retention {
                 continue;
             }
             let output = logs::output_path(&self.work_dir, &dir.key);
+            // The index says nothing without its log.
+            let _ = std::fs::remove_file(crate::output_index::index_path(&output));
             match std::fs::remove_file(&output) {
                 Ok(()) => {
                     total = total.saturating_sub(dir.output_bytes);

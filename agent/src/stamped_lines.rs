@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, SecondsFormat};
 
-use crate::output_times::Times;
+use crate::output_index::Index;
 
 /// What to do with each line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +35,8 @@ impl LineStamper {
     }
 
     /// The complete lines of `chunk` (with what came before it), dated by
-    /// `times`; a line no sample covers yet is dated `now`.
-    pub fn push(&mut self, chunk: &[u8], times: &Times, now: i64) -> Vec<u8> {
+    /// `times`; a line no index line covers yet is dated `now`.
+    pub fn push(&mut self, chunk: &[u8], times: &Index, now: i64) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
         let complete = match self.pending.iter().rposition(|b| *b == b'\n') {
             Some(last) => last + 1,
@@ -48,18 +48,25 @@ impl LineStamper {
     }
 
     /// The last line, when the output does not end with a newline.
-    pub fn finish(&mut self, times: &Times, now: i64) -> Vec<u8> {
+    pub fn finish(&mut self, times: &Index, now: i64) -> Vec<u8> {
         let lines = std::mem::take(&mut self.pending);
         self.emit(&lines, times, now)
     }
 
-    /// True when the next push may need a sample taken after `times`.
-    pub fn needs_reload(&self, times: &Times, chunk_len: usize) -> bool {
+    /// The offset in the log just after the lines emitted so far: where a
+    /// resumed read goes on.
+    pub fn next_offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// True when the next push may need an index line written after
+    /// `times` was loaded.
+    pub fn needs_reload(&self, times: &Index, chunk_len: usize) -> bool {
         let end = self.offset + (self.pending.len() + chunk_len) as u64;
         end > 0 && times.time_of(end - 1).is_none()
     }
 
-    fn emit(&mut self, lines: &[u8], times: &Times, now: i64) -> Vec<u8> {
+    fn emit(&mut self, lines: &[u8], times: &Index, now: i64) -> Vec<u8> {
         let mut out = Vec::with_capacity(lines.len());
         for line in lines.split_inclusive(|b| *b == b'\n') {
             let at = times.time_of(self.offset).unwrap_or(now);
@@ -92,7 +99,7 @@ mod tests {
 
     #[test]
     fn lines_get_the_time_of_their_first_byte() {
-        let times = Times::parse(TIMES);
+        let times = Index::parse(TIMES);
         let filter = LineFilter {
             timestamps: true,
             not_before: None,
@@ -114,7 +121,7 @@ mod tests {
 
     #[test]
     fn since_drops_older_lines_and_keeps_them_plain() {
-        let times = Times::parse(TIMES);
+        let times = Index::parse(TIMES);
         let filter = LineFilter {
             timestamps: false,
             not_before: Some(2000),

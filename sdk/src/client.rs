@@ -490,6 +490,42 @@ pub struct LogOptions {
     pub timestamps: bool,
     /// > 0: only lines written in the last this many seconds.
     pub since_seconds: i64,
+    /// Tag each chunk with the stream that wrote it (not with dated lines).
+    pub split_streams: bool,
+}
+
+/// Which of a payload's streams wrote a [`LogChunk`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    /// Not known: the combined output (not asked for, or an older agent).
+    Combined,
+    Stdout,
+    Stderr,
+}
+
+/// A part of a TaskRun's output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogChunk {
+    pub data: Vec<u8>,
+    pub stream: LogStream,
+    /// Where a resumed read goes on in the plain output; None from agents
+    /// that do not say (count the bytes then).
+    pub next_offset: Option<i64>,
+}
+
+impl From<pb::LogChunk> for LogChunk {
+    fn from(chunk: pb::LogChunk) -> Self {
+        let stream = match pb::LogStream::try_from(chunk.stream) {
+            Ok(pb::LogStream::Stdout) => LogStream::Stdout,
+            Ok(pb::LogStream::Stderr) => LogStream::Stderr,
+            _ => LogStream::Combined,
+        };
+        Self {
+            data: chunk.data,
+            stream,
+            next_offset: (chunk.next_offset > 0).then_some(chunk.next_offset),
+        }
+    }
 }
 
 impl Client {
@@ -518,6 +554,18 @@ impl Client {
         name: &str,
         options: &LogOptions,
     ) -> Result<BoxStream<'static, Result<Vec<u8>, Error>>, Error> {
+        let chunks = self.log_chunks(namespace, name, options).await?;
+        Ok(chunks.map(|item| item.map(|chunk| chunk.data)).boxed())
+    }
+
+    /// [`Client::logs_with`] as chunks that say which stream wrote them
+    /// (with `split_streams`) and where a resumed read goes on.
+    pub async fn log_chunks(
+        &self,
+        namespace: &str,
+        name: &str,
+        options: &LogOptions,
+    ) -> Result<BoxStream<'static, Result<LogChunk, Error>>, Error> {
         let request = pb::LogsRequest {
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -525,6 +573,7 @@ impl Client {
             offset: options.offset,
             timestamps: options.timestamps,
             since_seconds: options.since_seconds,
+            split_streams: options.split_streams,
         };
         let stream = self
             .call(|mut c| {
@@ -533,7 +582,7 @@ impl Client {
             })
             .await?;
         Ok(stream
-            .map(|item| item.map(|chunk| chunk.data).map_err(Error::from_status))
+            .map(|item| item.map(LogChunk::from).map_err(Error::from_status))
             .boxed())
     }
 }

@@ -37,7 +37,6 @@ mod yaml;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +50,7 @@ use tokio::sync::watch;
 
 use crate::concurrency::StopReason;
 use crate::masking::Masks;
+use crate::output_index::{LogWriter, Stream};
 use crate::supervisor::Supervision;
 
 pub use hooks::{HOOK_FAILED, HookSink};
@@ -221,10 +221,11 @@ impl Ctl {
     }
 }
 
-/// The TaskRun's output log, shared by `print` and `log.*`.
+/// The TaskRun's output log, shared by `print` and `log.*` (its stdout)
+/// and the errors that end a run (its stderr).
 #[derive(Debug)]
 pub struct Output {
-    file: Mutex<Option<std::fs::File>>,
+    writer: Mutex<Option<LogWriter>>,
     /// Secret values replaced in every line (each line is whole here).
     masks: Masks,
 }
@@ -237,26 +238,31 @@ impl Output {
 
     /// Output to `path` with `masks` applied.
     pub fn open_masked(path: &Path, masks: Masks) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
         Ok(Self {
-            file: Mutex::new(Some(file)),
+            writer: Mutex::new(Some(LogWriter::open(path)?)),
             masks,
         })
     }
 
-    /// Appends `text` and a newline.
+    /// Appends `text` and a newline to stdout.
     pub fn line(&self, text: &str) {
-        let mut guard = match self.file.lock() {
+        self.write(Stream::Stdout, text);
+    }
+
+    /// Appends `text` and a newline to stderr.
+    pub fn error_line(&self, text: &str) {
+        self.write(Stream::Stderr, text);
+    }
+
+    fn write(&self, stream: Stream, text: &str) {
+        let mut guard = match self.writer.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(file) = guard.as_mut() {
+        if let Some(writer) = guard.as_mut() {
             let mut buf = self.masks.bytes(text.as_bytes());
             buf.push(b'\n');
-            if let Err(e) = file.write_all(&buf) {
+            if let Err(e) = writer.write(stream, &buf) {
                 tracing::warn!("cannot write to the TaskRun output: {e}");
             }
         }

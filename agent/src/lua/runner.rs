@@ -107,16 +107,16 @@ pub fn run_blocking(
         &hook_failures,
     );
     match &outcome {
-        LuaOutcome::Error(text) => ctx.out.line(text),
-        LuaOutcome::InvalidResults(text) => {
-            ctx.out.line(&format!("[ERROR] invalid results: {text}"))
-        }
+        LuaOutcome::Error(text) => ctx.out.error_line(text),
+        LuaOutcome::InvalidResults(text) => ctx
+            .out
+            .error_line(&format!("[ERROR] invalid results: {text}")),
         LuaOutcome::TimedOut => ctx
             .out
-            .line("[ERROR] the task timed out; the Lua code was stopped"),
+            .error_line("[ERROR] the task timed out; the Lua code was stopped"),
         LuaOutcome::Stopped(_) => ctx
             .out
-            .line("[ERROR] the task was stopped; the Lua code was interrupted"),
+            .error_line("[ERROR] the task was stopped; the Lua code was interrupted"),
         _ => {}
     }
     let masks = &job.masks;

@@ -165,6 +165,7 @@ impl BlobCalls<'_> {
                 chunk
                     .map(|data| pb::LogChunk {
                         data: data.to_vec(),
+                        ..pb::LogChunk::default()
                     })
                     .map_err(Status::from)
             })

@@ -3,6 +3,7 @@
 
 use super::Context;
 use super::agent_run_style::Style;
+use super::output_sink::Sink;
 use crate::cli::{AgentCommand, AgentListArgs, AgentRunArgs, GetArgs, RunArgs};
 use crate::error::{self, CliError};
 
@@ -38,7 +39,11 @@ async fn framed_run(ctx: &Context, args: AgentRunArgs) -> anyhow::Result<()> {
         eprintln!("{header}");
     }
     let started = std::time::Instant::now();
-    let result = super::run::run(ctx, run_args(args)).await;
+    let sink = Sink {
+        split_streams: true,
+        red_stderr: style.colors_stderr(),
+    };
+    let result = super::run::run_with(ctx, run_args(args), sink).await;
     let code = match &result {
         Ok(()) => 0,
         Err(e) => e

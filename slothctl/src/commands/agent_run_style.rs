@@ -1,6 +1,7 @@
 //! How `slothctl agent run` frames a command's output for a person: on a
 //! terminal, a header line naming the agent and the command and a footer
-//! with the exit code and the duration, in colour unless `NO_COLOR` is set.
+//! with the exit code and the duration, in colour unless `NO_COLOR` is set
+//! (then the command's stderr is red too).
 //! Piped or redirected, the output is the command's alone (plain).
 
 use std::io::IsTerminal;
@@ -44,6 +45,11 @@ impl Style {
         }
     }
 
+    /// Whether the command's stderr is painted red.
+    pub fn colors_stderr(self) -> bool {
+        self == Self::Framed { color: true }
+    }
+
     /// The line before the output, if any.
     pub fn header(self, agent: &str, command: &str) -> Option<String> {
         match self {
@@ -75,12 +81,14 @@ mod tests {
         let style = Style::choose(false, false);
         assert_eq!(style, Style::Plain);
         assert_eq!(style.header("a1", "ls"), None);
+        assert!(!style.colors_stderr());
         assert_eq!(style.footer(0, Duration::ZERO), None);
     }
 
     #[test]
     fn framed_and_coloured_on_a_terminal() {
         let style = Style::choose(true, false);
+        assert!(style.colors_stderr());
         assert_eq!(
             style.header("a1", "ls -l").as_deref(),
             Some("\x1b[1;36m==> a1: ls -l\x1b[0m")
@@ -99,6 +107,7 @@ mod tests {
     #[test]
     fn no_color_keeps_the_frame_without_escapes() {
         let style = Style::choose(true, true);
+        assert!(!style.colors_stderr());
         assert_eq!(style.header("a1", "ls").as_deref(), Some("==> a1: ls"));
         assert_eq!(
             style.footer(0, Duration::from_secs(2)).as_deref(),

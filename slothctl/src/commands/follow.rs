@@ -1,27 +1,32 @@
 //! Following one object by watching it (`run`, `logs -f`, `wait`), and
 //! streaming a TaskRun's output as it is written: the output is opened once
 //! the TaskRun runs, resumed from the byte offset already printed when the
-//! stream breaks, and drained once more after the TaskRun finished.
+//! stream breaks (the agent says which offset its chunks reach, since dated
+//! lines are longer than the bytes they come from), and drained once more
+//! after the TaskRun finished.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde_json::Value;
+use sloth_sdk::backoff::{Backoff, Retries};
+use sloth_sdk::client::LogChunk;
 use sloth_sdk::watcher::{Event, watcher};
-use sloth_sdk::{DynamicObject, Error as SdkError, WatchParams};
+use sloth_sdk::{DynamicObject, Error as SdkError, LogOptions, WatchParams};
 use tokio::time::Instant;
 
 use super::Context;
+use super::output_sink::Sink;
 use crate::error::CliError;
 use crate::printer::emit_bytes;
 
 /// How long the servers may stay unreachable once a watch has started
 /// before a command gives up (exit 3).
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(30);
-/// First and largest pause between attempts to open a TaskRun's output.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Pauses between attempts to open a TaskRun's output: 100ms doubling up
+/// to 2s, reset by output that arrives.
+const RETRY: Backoff = Backoff::fixed(Duration::from_millis(100), Duration::from_secs(2));
 /// Attempts to read the rest of the output once the TaskRun has finished.
 const FINAL_ATTEMPTS: u32 = 3;
 
@@ -191,37 +196,75 @@ impl Tracker {
     }
 }
 
+/// How a followed output is asked for and printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputOptions {
+    /// Each line prefixed with its time (`logs -f --timestamps`).
+    pub timestamps: bool,
+    /// Only lines written this recently before the command started
+    /// (`logs -f --since`).
+    pub since: Option<Duration>,
+    pub sink: Sink,
+}
+
+type Chunks = BoxStream<'static, Result<LogChunk, SdkError>>;
+
 /// The output of a TaskRun as it is being written.
 struct Output {
     namespace: String,
     name: String,
-    stream: Option<BoxStream<'static, Result<Vec<u8>, SdkError>>>,
-    /// Bytes printed so far: where a resumed stream starts.
+    options: OutputOptions,
+    /// When following began: `since` counts back from there.
+    started: Instant,
+    stream: Option<Chunks>,
+    /// Where a resumed stream starts: the offset in the plain output just
+    /// after what was printed.
     offset: i64,
+    /// Something was printed.
+    printed: bool,
     /// The stream ended cleanly while the TaskRun was still running: reopen
     /// only once it has finished, to drain what is left.
     ended: bool,
     /// Nothing more to print.
     done: bool,
     retry_at: Option<Instant>,
-    delay: Duration,
+    retries: Retries,
     final_attempts: u32,
     last_error: Option<SdkError>,
 }
 
 impl Output {
-    fn new(namespace: &str, name: &str) -> Self {
+    fn new(namespace: &str, name: &str, options: OutputOptions) -> Self {
         Self {
             namespace: namespace.to_string(),
             name: name.to_string(),
+            options,
+            started: Instant::now(),
             stream: None,
             offset: 0,
+            printed: false,
             ended: false,
             done: false,
             retry_at: None,
-            delay: RETRY_FIRST,
+            retries: RETRY.retries(),
             final_attempts: 0,
             last_error: None,
+        }
+    }
+
+    /// What to ask the agent for, from the current offset: `since` stays
+    /// anchored at the start, however late a resumed read comes.
+    fn log_options(&self, follow: bool) -> LogOptions {
+        let since_seconds = self.options.since.map_or(0, |since| {
+            let back = since + self.started.elapsed();
+            i64::try_from(back.as_secs() + u64::from(back.subsec_nanos() > 0)).unwrap_or(i64::MAX)
+        });
+        LogOptions {
+            follow,
+            offset: self.offset,
+            timestamps: self.options.timestamps,
+            since_seconds: since_seconds.max(i64::from(self.options.since.is_some())),
+            split_streams: self.options.sink.split_streams,
         }
     }
 
@@ -237,8 +280,7 @@ impl Output {
     }
 
     fn failed_attempt(&mut self, error: SdkError, terminal: bool) {
-        self.retry_at = Some(Instant::now() + self.delay);
-        self.delay = (self.delay * 2).min(RETRY_MAX);
+        self.retry_at = Some(Instant::now() + self.retries.next_delay());
         self.last_error = Some(error);
         if terminal {
             self.final_attempts += 1;
@@ -255,9 +297,10 @@ impl Output {
         // Once the TaskRun has finished its output is complete: read the
         // rest without following (a follow ends only at the agent's next
         // look at the run).
+        let options = self.log_options(!terminal);
         match ctx
             .client
-            .logs(&self.namespace, &self.name, !terminal, self.offset)
+            .log_chunks(&self.namespace, &self.name, &options)
             .await
         {
             Ok(stream) => {
@@ -271,14 +314,17 @@ impl Output {
     /// Handles one item of the open stream.
     fn receive(
         &mut self,
-        item: Option<Result<Vec<u8>, SdkError>>,
+        item: Option<Result<LogChunk, SdkError>>,
         terminal: bool,
     ) -> std::io::Result<()> {
         match item {
-            Some(Ok(bytes)) => {
-                emit_bytes(&bytes)?;
-                self.offset += i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-                self.delay = RETRY_FIRST;
+            Some(Ok(chunk)) => {
+                self.options.sink.emit(&chunk)?;
+                self.printed |= !chunk.data.is_empty();
+                self.offset = chunk.next_offset.unwrap_or_else(|| {
+                    self.offset + i64::try_from(chunk.data.len()).unwrap_or(i64::MAX)
+                });
+                self.retries.reset();
             }
             Some(Err(e)) => {
                 self.stream = None;
@@ -305,7 +351,7 @@ impl Output {
             .take()
             .map_or_else(String::new, |e| format!(": {e}"));
         let tail = status_text(taskrun, "logTail");
-        if self.offset == 0 && !tail.is_empty() {
+        if !self.printed && self.offset == 0 && !tail.is_empty() {
             eprintln!(
                 "warning: the output of taskrun {} cannot be read{reason}; \
                  showing its last lines (status.logTail)",
@@ -333,9 +379,10 @@ pub async fn stream_output(
     ctx: &Context,
     namespace: &str,
     name: &str,
+    options: OutputOptions,
     on_change: impl FnMut(&DynamicObject),
 ) -> anyhow::Result<DynamicObject> {
-    stream_output_from(ctx, namespace, name, 0, on_change).await
+    stream_output_from(ctx, namespace, name, 0, options, on_change).await
 }
 
 /// [`stream_output`] from byte `offset` of the output on (what was
@@ -345,13 +392,14 @@ pub async fn stream_output_from(
     namespace: &str,
     name: &str,
     offset: i64,
+    options: OutputOptions,
     mut on_change: impl FnMut(&DynamicObject),
 ) -> anyhow::Result<DynamicObject> {
     let kind = crate::kind::resolve("taskrun")?;
     let mut tracker = Tracker::new(ctx, kind, namespace, name);
     let mut taskrun = tracker.next(ctx).await?;
     on_change(&taskrun);
-    let mut output = Output::new(namespace, name);
+    let mut output = Output::new(namespace, name, options);
     output.offset = offset;
     loop {
         let terminal = is_terminal(phase(&taskrun));
@@ -385,9 +433,7 @@ pub async fn stream_output_from(
     }
 }
 
-async fn next_chunk(
-    stream: &mut Option<BoxStream<'static, Result<Vec<u8>, SdkError>>>,
-) -> Option<Result<Vec<u8>, SdkError>> {
+async fn next_chunk(stream: &mut Option<Chunks>) -> Option<Result<LogChunk, SdkError>> {
     match stream {
         Some(stream) => stream.next().await,
         None => std::future::pending().await,
@@ -435,7 +481,7 @@ mod tests {
     #[test]
     fn output_opens_once_running_and_after_an_early_end_only_when_finished() {
         let now = Instant::now();
-        let mut output = Output::new("default", "r");
+        let mut output = Output::new("default", "r", OutputOptions::default());
         let pending = taskrun(json!({"phase": "Pending"}));
         let running = taskrun(json!({"phase": "Running", "agent": "a1"}));
         let done = taskrun(json!({"phase": "Succeeded", "agent": "a1"}));
@@ -450,20 +496,70 @@ mod tests {
         assert!(!output.should_open(&done, now));
     }
 
+    fn chunk(data: &str, next_offset: Option<i64>) -> LogChunk {
+        LogChunk {
+            data: data.as_bytes().to_vec(),
+            stream: sloth_sdk::client::LogStream::Combined,
+            next_offset,
+        }
+    }
+
     #[test]
-    fn a_broken_stream_is_retried_later_with_growing_pauses() {
-        let mut output = Output::new("default", "r");
+    fn a_broken_stream_is_retried_after_growing_pauses_reset_by_output() {
+        let ms = Duration::from_millis;
+        let mut output = Output::new("default", "r", OutputOptions::default());
         let running = taskrun(json!({"phase": "Running", "agent": "a1"}));
+        let fail = |output: &mut Output| {
+            let before = Instant::now();
+            output
+                .receive(Some(Err(SdkError::Invalid("gone".into()))), false)
+                .expect("error");
+            (before, Instant::now())
+        };
+        // The pause before the next attempt: 100ms doubling up to 2s.
+        for pause in [100, 200, 400, 800, 1600, 2000, 2000].map(ms) {
+            let (before, after) = fail(&mut output);
+            assert!(!output.should_open(&running, before + pause - ms(1)), "{pause:?}");
+            assert!(output.should_open(&running, after + pause), "{pause:?}");
+        }
+        assert_eq!(output.final_attempts, 0, "the TaskRun is still running");
+        // Output that arrives starts the pauses over.
         output
-            .receive(Some(Ok(b"hello ".to_vec())), false)
+            .receive(Some(Ok(chunk("hello ", None))), false)
             .expect("print");
-        assert_eq!(output.offset, 6);
+        let (before, after) = fail(&mut output);
+        assert!(!output.should_open(&running, before + ms(99)));
+        assert!(output.should_open(&running, after + ms(100)));
+    }
+
+    #[test]
+    fn a_resumed_stream_starts_where_the_agent_says_or_after_the_bytes_printed() {
+        let mut output = Output::new("default", "r", OutputOptions::default());
         output
-            .receive(Some(Err(SdkError::Invalid("gone".into()))), false)
-            .expect("error");
-        assert!(!output.should_open(&running, Instant::now()));
-        assert!(output.should_open(&running, Instant::now() + RETRY_MAX));
-        assert_eq!(output.delay, RETRY_FIRST * 2);
-        assert_eq!(output.final_attempts, 0);
+            .receive(Some(Ok(chunk("hello ", None))), false)
+            .expect("print");
+        assert_eq!(output.log_options(true).offset, 6, "an older agent");
+        // A dated line is longer than the bytes it stands for.
+        output
+            .receive(Some(Ok(chunk("2026-12-07T01:02:03.456Z x\n", Some(8)))), false)
+            .expect("print");
+        assert_eq!(output.log_options(true).offset, 8);
+    }
+
+    #[test]
+    fn since_stays_anchored_at_the_start_of_the_follow() {
+        let mut output = Output::new(
+            "default",
+            "r",
+            OutputOptions {
+                since: Some(Duration::from_secs(60)),
+                ..OutputOptions::default()
+            },
+        );
+        assert_eq!(output.log_options(true).since_seconds, 60);
+        output.started -= Duration::from_millis(30_500);
+        assert_eq!(output.log_options(true).since_seconds, 91, "rounded up");
+        let plain = Output::new("default", "r", OutputOptions::default());
+        assert_eq!(plain.log_options(false).since_seconds, 0);
     }
 }

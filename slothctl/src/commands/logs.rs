@@ -38,17 +38,17 @@ pub async fn run(ctx: &Context, args: LogsArgs) -> anyhow::Result<()> {
     }
     let name = taskrun_name(args.taskrun.as_deref().unwrap_or_default())?;
     if args.follow {
-        if args.timestamps || args.since.is_some() {
-            return Err(
-                CliError::usage("--timestamps and --since cannot be used with -f yet").into(),
-            );
-        }
         let printed = match args.tail {
-            Some(tail) => print_tail(ctx, namespace, &name, tail).await?,
+            Some(tail) => print_tail(ctx, namespace, &name, tail, &dated(&args)).await?,
             None => 0,
         };
+        let options = follow::OutputOptions {
+            timestamps: args.timestamps,
+            since: args.since,
+            ..follow::OutputOptions::default()
+        };
         let mut told = false;
-        follow::stream_output_from(ctx, namespace, &name, printed, |taskrun| {
+        follow::stream_output_from(ctx, namespace, &name, printed, options, |taskrun| {
             if !told && follow::phase(taskrun) == "Pending" {
                 eprintln!("waiting for taskrun/{name} to start...");
                 told = true;
@@ -78,14 +78,16 @@ fn dated(args: &LogsArgs) -> LogOptions {
     }
 }
 
-/// `--tail N -f`: the last `tail` lines written so far; returns the byte
-/// offset the follow goes on from. A TaskRun that has not started has
-/// nothing to show yet: the follow starts at its beginning.
+/// `--tail N -f`: the last `tail` lines written so far (dated or filtered
+/// as `options` say); returns the byte offset the follow goes on from. A
+/// TaskRun that has not started has nothing to show yet: the follow starts
+/// at its beginning.
 async fn print_tail(
     ctx: &Context,
     namespace: &str,
     name: &str,
     tail: usize,
+    options: &LogOptions,
 ) -> anyhow::Result<i64> {
     let taskrun = ctx
         .client
@@ -96,9 +98,9 @@ async fn print_tail(
     if phase != "Running" && !follow::is_terminal(phase) {
         return Ok(0);
     }
-    let output = read(ctx, &taskrun, &LogOptions::default()).await?;
+    let (output, end) = read_to(ctx, &taskrun, options).await?;
     emit_bytes(&shape(&output, Some(tail), None))?;
-    Ok(i64::try_from(output.len()).unwrap_or(i64::MAX))
+    Ok(end)
 }
 
 /// `workflow/NAME [TASK]` as a label selector of its TaskRuns; None for a
@@ -181,21 +183,41 @@ async fn read(
     taskrun: &DynamicObject,
     options: &LogOptions,
 ) -> Result<Vec<u8>, CliError> {
+    Ok(read_to(ctx, taskrun, options).await?.0)
+}
+
+/// [`read`], and the offset in the plain output just after what it holds
+/// (where a follow goes on).
+async fn read_to(
+    ctx: &Context,
+    taskrun: &DynamicObject,
+    options: &LogOptions,
+) -> Result<(Vec<u8>, i64), CliError> {
     let name = &taskrun.metadata.name;
     let namespace = &taskrun.metadata.namespace;
-    let mut stream = match ctx.client.logs_with(namespace, name, options).await {
+    let plain_end = |output: Vec<u8>| {
+        let end = i64::try_from(output.len()).unwrap_or(i64::MAX);
+        (output, end)
+    };
+    let mut stream = match ctx.client.log_chunks(namespace, name, options).await {
         Ok(stream) => stream,
-        Err(e) => return fallback(ctx, taskrun, e),
+        Err(e) => return fallback(ctx, taskrun, e).map(plain_end),
     };
     let mut output = Vec::new();
+    let mut end = options.offset;
     while let Some(chunk) = stream.next().await {
         match chunk {
-            Ok(bytes) => output.extend_from_slice(&bytes),
-            Err(e) if output.is_empty() => return fallback(ctx, taskrun, e),
+            Ok(chunk) => {
+                output.extend_from_slice(&chunk.data);
+                end = chunk.next_offset.unwrap_or_else(|| {
+                    end + i64::try_from(chunk.data.len()).unwrap_or(i64::MAX)
+                });
+            }
+            Err(e) if output.is_empty() => return fallback(ctx, taskrun, e).map(plain_end),
             Err(e) => return Err(CliError::failed(format!("reading the output: {e}"))),
         }
     }
-    Ok(output)
+    Ok((output, end))
 }
 
 /// The last `tail` lines (all when None), each after `prefix`.

@@ -31,6 +31,7 @@ pub mod version;
 pub mod wait;
 pub mod watch;
 pub mod workspace;
+pub mod output_sink;
 
 use sloth_sdk::Client;
 use sloth_sdk::meta::DEFAULT_NAMESPACE;

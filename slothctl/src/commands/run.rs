@@ -14,6 +14,7 @@ use sloth_sdk::{API_VERSION, DynamicObject, Error as SdkError};
 
 use super::Context;
 use super::follow::{self, status_text};
+use super::output_sink::Sink;
 use crate::cli::RunArgs;
 use crate::error::CliError;
 
@@ -23,6 +24,12 @@ const GENERATE_NAME: &str = "run-";
 const INTERRUPTED: u8 = 130;
 
 pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
+    run_with(ctx, args, Sink::default()).await
+}
+
+/// [`run`] printing the output through `sink`: the command's stdout on
+/// stdout and its stderr on stderr.
+pub async fn run_with(ctx: &Context, args: RunArgs, sink: Sink) -> anyhow::Result<()> {
     let mut spec = spec(&args)?;
     if let Some(dir) = &args.workspace {
         spec.workspace = Some(super::workspace::upload_dir(ctx, dir).await?);
@@ -52,7 +59,14 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     eprintln!("taskrun/{name} created");
 
     let mut told_unschedulable = false;
-    let streamed = follow::stream_output(ctx, &ctx.namespace, &name, |taskrun| {
+    let options = follow::OutputOptions {
+        sink: Sink {
+            split_streams: true,
+            ..sink
+        },
+        ..follow::OutputOptions::default()
+    };
+    let streamed = follow::stream_output(ctx, &ctx.namespace, &name, options, |taskrun| {
         if !told_unschedulable && let Some(message) = follow::unschedulable_message(taskrun) {
             eprintln!("taskrun/{name} is waiting for an agent: Unschedulable: {message}");
             told_unschedulable = true;
