@@ -4,4 +4,5 @@
 pub mod grpc;
 pub mod http;
 pub mod logs;
+pub mod rest;
 pub mod version;
