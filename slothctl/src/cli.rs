@@ -126,6 +126,21 @@ pub enum Command {
     /// Operations on the apiserver itself (`admin backup FILE`).
     #[command(subcommand)]
     Admin(crate::commands::admin::AdminCommand),
+    /// Print the web dashboard's URL (the apiserver's HTTP address + /ui/)
+    /// and open it in a browser when one is available.
+    Ui(UiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// The apiserver's HTTP address (also env SLOTH_HTTP_SERVER) [default:
+    /// the context's cluster httpServer, else the first server's host on
+    /// port 8080].
+    #[arg(long, env = "SLOTH_HTTP_SERVER", value_name = "URL")]
+    pub http_server: Option<String>,
+    /// Only print the URL; do not start a browser.
+    #[arg(long)]
+    pub no_open: bool,
 }
 
 #[derive(Debug, Args)]

@@ -52,6 +52,9 @@ pub struct Config {
     pub users: Vec<NamedUser>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contexts: Vec<NamedContext>,
+    /// The apiserver's HTTP address (REST and the dashboard), for `slothctl ui`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_server: Option<String>,
 }
 
 /// Where a control plane is.
@@ -66,6 +69,9 @@ pub struct NamedCluster {
     pub servers: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The apiserver's HTTP address (REST and the dashboard), for `slothctl ui`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_server: Option<String>,
 }
 
 /// How to authenticate.
@@ -103,6 +109,8 @@ pub struct Resolved {
     pub servers: Vec<String>,
     pub credentials: CredentialFlags,
     pub namespace: Option<String>,
+    /// The HTTP address the file names (`httpServer`), if any.
+    pub http_server: Option<String>,
 }
 
 impl Config {
@@ -176,6 +184,7 @@ impl Config {
                 servers: self.server_urls(),
                 credentials: self.credentials(),
                 namespace: self.namespace.clone(),
+                http_server: self.http_server.clone(),
             });
         };
         let context = self.context(name)?;
@@ -211,6 +220,7 @@ impl Config {
             servers,
             credentials,
             namespace: context.namespace.clone().filter(|n| !n.is_empty()),
+            http_server: cluster.and_then(|c| c.http_server.clone()),
         })
     }
 

@@ -42,6 +42,7 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/version", get(version))
+        .merge(crate::api::ui::router())
         .with_state(HttpState {
             store,
             metrics,

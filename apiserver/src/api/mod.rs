@@ -6,3 +6,4 @@ pub mod http;
 pub mod logs;
 pub mod rest;
 pub mod version;
+pub mod ui;

@@ -32,6 +32,7 @@ pub mod wait;
 pub mod watch;
 pub mod workspace;
 pub mod output_sink;
+pub mod ui;
 
 use sloth_sdk::Client;
 use sloth_sdk::meta::DEFAULT_NAMESPACE;
@@ -90,6 +91,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Certs(command) = cli.command {
         return certs::run(command);
     }
+    if let Command::Ui(args) = &cli.command {
+        return ui::run(&cli, args);
+    }
     if let Command::Render(args) = &cli.command {
         return render::run(&cli_context(&cli), args).await;
     }
@@ -118,7 +122,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Certs(_)
         | Command::Version(_)
         | Command::Completion(_)
-        | Command::Config(_) => Ok(()),
+        | Command::Config(_)
+        | Command::Ui(_) => Ok(()),
     }
 }
 
