@@ -276,8 +276,54 @@ impl Cluster {
     }
 
     pub fn start_apiserver(&mut self, options: &ApiServerOptions) -> anyhow::Result<ApiServer> {
+        self.spawn_apiserver(options, "127.0.0.1:0", "127.0.0.1:0")
+    }
+
+    /// Starts the apiserver again on the addresses (and, embedded, the data
+    /// directory) of `previous`, which must have been stopped
+    /// ([`Cluster::stop_apiserver`]): clients keep their URLs.
+    pub fn restart_apiserver(
+        &mut self,
+        options: &ApiServerOptions,
+        previous: &ApiServer,
+    ) -> anyhow::Result<ApiServer> {
+        let address = |url: &str| url.trim_start_matches("http://").to_string();
+        self.spawn_apiserver(
+            options,
+            &address(&previous.grpc_url),
+            &address(&previous.http_url),
+        )
+    }
+
+    /// Stops the apiserver (SIGTERM, then SIGKILL after the grace period)
+    /// and waits until it has exited.
+    pub fn stop_apiserver(&mut self) {
+        self.stop_where(|p| p.tier == Tier::ApiServer);
+    }
+
+    /// Stops a `sloth-controllers` started with [`Cluster::start_controllers`].
+    pub fn stop_controllers(&mut self) {
+        self.stop_where(|p| p.name == "controllers");
+    }
+
+    fn stop_where(&mut self, which: impl Fn(&Proc) -> bool) {
+        for p in self.procs.iter().filter(|p| which(p)) {
+            p.signal_term();
+        }
+        for p in self.procs.iter_mut().filter(|p| which(p)) {
+            p.reap(STOP_GRACE);
+        }
+        self.procs.retain(|p| !which(p));
+    }
+
+    fn spawn_apiserver(
+        &mut self,
+        options: &ApiServerOptions,
+        listen: &str,
+        http_listen: &str,
+    ) -> anyhow::Result<ApiServer> {
         let mut cmd = Command::new(self.bins.path("sloth-apiserver")?);
-        cmd.args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
+        cmd.args(["--listen", listen, "--http-listen", http_listen]);
         match &options.etcd_endpoints {
             Some(endpoints) => {
                 cmd.args(["--store", "etcd", "--etcd-endpoints", endpoints]);
@@ -444,22 +490,32 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 fn etcd_healthy(client_url: &str) -> bool {
-    let host = client_url.trim_start_matches("http://");
+    http_get(client_url, "/health").contains("\"health\":\"true\"")
+}
+
+/// Whether the apiserver at `http_url` answers `/readyz` with 200.
+pub fn apiserver_ready(http_url: &str) -> bool {
+    http_get(http_url, "/readyz").starts_with("HTTP/1.1 200")
+}
+
+/// The raw response to `GET path` from `base_url` (empty on any failure).
+fn http_get(base_url: &str, path: &str) -> String {
+    let host = base_url.trim_start_matches("http://");
     let Ok(mut stream) = TcpStream::connect(host) else {
-        return false;
+        return String::new();
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     if write!(
         stream,
-        "GET /health HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .is_err()
     {
-        return false;
+        return String::new();
     }
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.contains("\"health\":\"true\"")
+    response
 }
 
 /// Resident memory of `pid` in MiB (VmRSS of /proc/PID/status).

@@ -52,6 +52,9 @@ enum Scenario {
     State(scenarios::state::Args),
     /// One workspace (100 MiB) fanned out to N tasks on 2 agents.
     Workspace(scenarios::workspace::Args),
+    /// N finished TaskRuns stored, then the apiserver and controllers
+    /// restarted: time until ready and a new TaskRun ran, and memory.
+    Restart(scenarios::restart::Args),
 }
 
 #[tokio::main]
@@ -71,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Create(a) => scenarios::create::run(a).await?,
         Scenario::State(a) => scenarios::state::run(bins, a).await?,
         Scenario::Workspace(a) => scenarios::workspace::run(bins, a).await?,
+        Scenario::Restart(a) => scenarios::restart::run(bins, a).await?,
     };
     println!("{result}");
     Ok(())

@@ -15,6 +15,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::registry::objects;
 use crate::registry::paging::PageBuilder;
+use crate::registry::watch::SharedJson;
 use crate::store::{Event, StoreError};
 
 /// One change, decoded once and shared by every watcher.
@@ -28,6 +29,8 @@ pub(crate) struct CachedEvent {
     /// The object before a put (None on create); None for a delete.
     pub prev: Option<Arc<Value>>,
     pub deleted: bool,
+    /// `object`'s JSON, encoded by the first watcher that sends it.
+    pub json: SharedJson,
 }
 
 /// The events of one store watch item, in revision order.
@@ -326,6 +329,7 @@ impl State {
                     object: value,
                     prev: before,
                     deleted: false,
+                    json: SharedJson::default(),
                 })
             }
             Event::Delete { prev, revision } => {
@@ -338,6 +342,7 @@ impl State {
                     object: Arc::new(before),
                     prev: None,
                     deleted: true,
+                    json: SharedJson::default(),
                 })
             }
         }

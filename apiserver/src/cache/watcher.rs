@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
 use sloth_sdk::kinds::KindInfo;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -86,6 +85,7 @@ async fn serve(
                 let bookmark = ObjectEvent {
                     event_type: EventType::Bookmark,
                     object: None,
+                    json: None,
                     kind,
                     revision: watcher.seen,
                 };
@@ -137,7 +137,8 @@ impl Watcher {
             }
             let event = ObjectEvent {
                 event_type: EventType::Added,
-                object: Some(Value::clone(&entry.value)),
+                object: Some(entry.value),
+                json: None,
                 kind: self.kind,
                 revision: entry.revision,
             };
@@ -163,7 +164,8 @@ impl Watcher {
             };
             let out = ObjectEvent {
                 event_type,
-                object: Some(Value::clone(&event.object)),
+                object: Some(event.object.clone()),
+                json: Some(event.json.clone()),
                 kind: self.kind,
                 revision: event.revision,
             };

@@ -5,7 +5,7 @@
 //! This is the direct path, one store watch per client watch, used when the
 //! watch cache (`crate::cache`) is disabled; both share [`transition`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -37,10 +37,45 @@ pub enum EventType {
 #[derive(Clone, Debug)]
 pub struct ObjectEvent {
     pub event_type: EventType,
-    /// None for bookmarks.
-    pub object: Option<Value>,
+    /// None for bookmarks. Shared, not copied, by the watchers of one change.
+    pub object: Option<Arc<Value>>,
+    /// The object's JSON, encoded by the first watcher that sends it and
+    /// reused by the others (the watch cache shares one per change, so a
+    /// change seen by 1,000 watchers is encoded once). None: encode
+    /// `object` for this watcher alone (e.g. after it was redacted).
+    pub json: Option<SharedJson>,
     pub kind: &'static KindInfo,
     pub revision: i64,
+}
+
+/// An object's JSON encoding, made at most once and shared.
+pub type SharedJson = Arc<OnceLock<Vec<u8>>>;
+
+impl ObjectEvent {
+    /// The object's JSON: the shared encoding when there is one (made now
+    /// if nobody has yet), else encoded for this event alone.
+    pub fn object_json(&self) -> Result<Option<Vec<u8>>, ApiError> {
+        let Some(object) = &self.object else {
+            return Ok(None);
+        };
+        if let Some(json) = self.json.as_ref().and_then(|shared| shared.get()) {
+            return Ok(Some(json.clone()));
+        }
+        let json = serde_json::to_vec(&**object)
+            .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))?;
+        if let Some(shared) = &self.json {
+            // Two watchers may both encode it first: same bytes either way.
+            let _ = shared.set(json.clone());
+        }
+        Ok(Some(json))
+    }
+
+    /// The object for this watcher alone, e.g. to redact it: later
+    /// encodings are of the changed object, never the shared one.
+    pub fn object_mut(&mut self) -> Option<&mut Value> {
+        self.json = None;
+        self.object.as_mut().map(Arc::make_mut)
+    }
 }
 
 /// What a client asked to watch.
@@ -84,7 +119,8 @@ pub async fn watch(
                 .map(|item| ObjectEvent {
                     event_type: EventType::Added,
                     revision: item.revision,
-                    object: Some(item.value),
+                    object: Some(Arc::new(item.value)),
+                    json: None,
                     kind,
                 })
                 .collect();
@@ -133,6 +169,7 @@ async fn forward(
                 let bookmark = ObjectEvent {
                     event_type: EventType::Bookmark,
                     object: None,
+                    json: None,
                     kind,
                     revision: seen,
                 };
@@ -200,7 +237,8 @@ fn translate(
     };
     Ok(Some(ObjectEvent {
         event_type,
-        object: Some(object),
+        object: Some(Arc::new(object)),
+        json: None,
         kind,
         revision,
     }))

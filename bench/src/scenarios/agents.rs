@@ -111,6 +111,80 @@ async fn renew(locks: &Api<LockSpec>, last: &mut Lock) -> Result<(), Error> {
     Err(Error::Conflict(last.name().to_string()))
 }
 
+/// What the renewal task reports to the scenario.
+struct Renewals {
+    stop: Arc<AtomicBool>,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    errors: Arc<AtomicUsize>,
+}
+
+/// How often the renewal task looks for agents due to renew.
+const RENEWAL_TICK: Duration = Duration::from_millis(5);
+
+/// Renews every agent's Lock once per `PERIOD`, agent k of n at offset
+/// `spread * k / n`, from one task: the renewals in flight are futures of
+/// this task, not tasks of their own. An agent whose last renewal has not
+/// returned when it is due again skips that turn.
+async fn renew_all(
+    clients: Vec<Client>,
+    agents: Vec<(usize, Lock)>,
+    spread: Duration,
+    report: Renewals,
+) {
+    let n = agents.len().max(1);
+    let connections = clients.len().max(1);
+    let mut slots: Vec<(usize, Option<Lock>)> =
+        agents.into_iter().map(|(i, lock)| (i, Some(lock))).collect();
+    let begin = tokio::time::Instant::now();
+    let due = |round: u32, k: usize| begin + PERIOD * round + spread.mul_f64(k as f64 / n as f64);
+    let (mut round, mut next) = (0u32, 0usize);
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    let mut tick = tokio::time::interval(RENEWAL_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if report.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let now = tokio::time::Instant::now();
+                while !slots.is_empty() && due(round, next) <= now {
+                    let (i, lock) = &mut slots[next];
+                    if let Some(mut lock) = lock.take() {
+                        let locks: Api<LockSpec> =
+                            Api::namespaced(clients[*i % connections].clone(), "sloth-system");
+                        let k = next;
+                        in_flight.push(async move {
+                            let t = Instant::now();
+                            let result = renew(&locks, &mut lock).await;
+                            (k, lock, result, t.elapsed())
+                        });
+                    }
+                    next += 1;
+                    if next == slots.len() {
+                        (round, next) = (round + 1, 0);
+                    }
+                }
+            }
+            Some((k, lock, result, took)) = in_flight.next(), if !in_flight.is_empty() => {
+                slots[k].1 = Some(lock);
+                match result {
+                    Ok(()) => report
+                        .latencies
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(took.as_secs_f64() * 1000.0),
+                    Err(e) => {
+                        if report.errors.fetch_add(1, Ordering::SeqCst) < 5 {
+                            eprintln!("renew: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     if args.count == 0 {
         bail!("--count must be at least 1");
@@ -154,10 +228,9 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         }
     }
 
-    // The watches, each drained by its own task.
+    // The watches, all drained by one task: no task per simulated agent.
     let open = Arc::new(AtomicUsize::new(0));
     let watch_errors = Arc::new(AtomicUsize::new(0));
-    let mut watchers = Vec::with_capacity(args.count);
     let watch_streams: Vec<_> = futures_util::stream::iter(0..args.count)
         .map(|i| {
             let api: Api<TaskRunSpec> = Api::all(clients[i % connections].clone());
@@ -173,19 +246,20 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         .buffered(args.setup_concurrency.max(1))
         .collect()
         .await;
+    let mut streams = Vec::with_capacity(args.count);
     for stream in watch_streams {
         match stream {
-            Ok(mut stream) => {
+            Ok(stream) => {
                 open.fetch_add(1, Ordering::SeqCst);
-                let open = open.clone();
-                watchers.push(tokio::spawn(async move {
-                    while let Some(item) = stream.next().await {
-                        if item.is_err() {
-                            break;
-                        }
-                    }
-                    open.fetch_sub(1, Ordering::SeqCst);
-                }));
+                // Each stream ends with one None, so its end is counted;
+                // an error ends it too.
+                let stream = stream
+                    .map(|item| item.is_ok())
+                    .take_while(|ok| futures_util::future::ready(*ok))
+                    .map(|_| false)
+                    .chain(futures_util::stream::once(futures_util::future::ready(true)))
+                    .boxed();
+                streams.push(stream);
             }
             Err(e) => {
                 if watch_errors.fetch_add(1, Ordering::SeqCst) < 5 {
@@ -194,6 +268,17 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
             }
         }
     }
+    let watcher = {
+        let open = open.clone();
+        let mut merged = futures_util::stream::select_all(streams);
+        tokio::spawn(async move {
+            while let Some(ended) = merged.next().await {
+                if ended {
+                    open.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
     let setup_secs = setup_start.elapsed().as_secs_f64();
     eprintln!(
         "set up in {setup_secs:.1}s ({} watches open, {setup_errors} registration errors); measuring for {:?}",
@@ -202,44 +287,21 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     );
 
     // Renewals: agent k of n renews at offset k/n of the period (the first
-    // round spread over the measurement when it is shorter than a period).
+    // round spread over the measurement when it is shorter than a period),
+    // all driven by one task.
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let renew_errors = Arc::new(AtomicUsize::new(0));
-    let spread = PERIOD.min(args.duration);
-    let n = ok_locks.len().max(1);
-    let begin = tokio::time::Instant::now();
-    let mut beats = Vec::with_capacity(ok_locks.len());
-    for (k, (i, mut lock)) in ok_locks.into_iter().enumerate() {
-        let locks: Api<LockSpec> =
-            Api::namespaced(clients[i % connections].clone(), "sloth-system");
-        let stop = stop.clone();
-        let latencies = latencies.clone();
-        let errors = renew_errors.clone();
-        let offset = spread.mul_f64(k as f64 / n as f64);
-        beats.push(tokio::spawn(async move {
-            let mut next = begin + offset;
-            loop {
-                tokio::time::sleep_until(next).await;
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let t = Instant::now();
-                match renew(&locks, &mut lock).await {
-                    Ok(()) => {
-                        let ms = t.elapsed().as_secs_f64() * 1000.0;
-                        latencies.lock().unwrap_or_else(|e| e.into_inner()).push(ms);
-                    }
-                    Err(e) => {
-                        if errors.fetch_add(1, Ordering::SeqCst) < 5 {
-                            eprintln!("renew: {e}");
-                        }
-                    }
-                }
-                next += PERIOD;
-            }
-        }));
-    }
+    let renewals = tokio::spawn(renew_all(
+        clients.clone(),
+        ok_locks,
+        PERIOD.min(args.duration),
+        Renewals {
+            stop: stop.clone(),
+            latencies: latencies.clone(),
+            errors: renew_errors.clone(),
+        },
+    ));
     let cpu_start = cpu_time(server.pid)?;
     let wall = Instant::now();
     let mut rss_peak = rss_mib(server.pid)?;
@@ -253,9 +315,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let cpu_percent = cpu.as_secs_f64() / wall.elapsed().as_secs_f64() * 100.0;
     let rss = rss_mib(server.pid)?;
     stop.store(true, Ordering::SeqCst);
-    for b in &beats {
-        b.abort();
-    }
+    renewals.abort();
     let watch_count = open.load(Ordering::SeqCst);
     let samples = Samples::new(std::mem::take(
         &mut *latencies.lock().unwrap_or_else(|e| e.into_inner()),
@@ -265,9 +325,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         samples.percentile(99.0),
         samples.len()
     );
-    for w in &watchers {
-        w.abort();
-    }
+    watcher.abort();
     drop(clients);
     tokio::task::block_in_place(|| cluster.shutdown());
     Ok(json!({

@@ -5,6 +5,7 @@ use sloth_proto::v1 as pb;
 use tonic::Status;
 
 use crate::error::ApiError;
+use crate::registry::objects::meta_str;
 use crate::registry::resources::Stored;
 use crate::registry::watch::{EventType, ObjectEvent};
 
@@ -20,7 +21,8 @@ pub(super) fn to_proto(stored: &Stored) -> Result<pb::Object, ApiError> {
     })
 }
 
-pub(super) fn event_to_proto(event: ObjectEvent) -> Result<pb::WatchEvent, ApiError> {
+/// Public for the micro-benchmarks of watch fan-out (`sloth-bench`).
+pub fn event_to_proto(event: ObjectEvent) -> Result<pb::WatchEvent, ApiError> {
     use pb::watch_event::Type;
     let event_type = match event.event_type {
         EventType::Added => Type::Added,
@@ -28,13 +30,15 @@ pub(super) fn event_to_proto(event: ObjectEvent) -> Result<pb::WatchEvent, ApiEr
         EventType::Deleted => Type::Deleted,
         EventType::Bookmark => Type::Bookmark,
     };
-    let object = match event.object {
-        Some(value) => Some(to_proto(&Stored {
-            kind: event.kind,
-            value,
-            revision: event.revision,
-        })?),
-        None => None,
+    let object = match (event.object_json()?, &event.object) {
+        (Some(json), Some(value)) => Some(pb::Object {
+            kind: event.kind.kind.to_string(),
+            namespace: meta_str(value, "namespace").to_string(),
+            name: meta_str(value, "name").to_string(),
+            resource_version: event.revision.to_string(),
+            json,
+        }),
+        _ => None,
     };
     Ok(pb::WatchEvent {
         r#type: event_type as i32,

@@ -28,9 +28,8 @@ use crate::registry::watch::{self, WatchRequest};
 mod convert;
 mod target;
 
-use convert::{
-    ListSource, code_of, event_to_proto, list_source, object_of, parse_revision, to_proto,
-};
+pub use convert::event_to_proto;
+use convert::{ListSource, code_of, list_source, object_of, parse_revision, to_proto};
 use target::Target;
 
 /// The tonic service.
@@ -618,7 +617,9 @@ impl ResourcesRpc for GrpcService {
         let stream = result?.map(move |item| {
             let _open = (&guard, &slot);
             item.map(|mut event| {
-                if let (true, Some(object)) = (redacts, event.object.as_mut()) {
+                // Only a redacted object is copied (and encoded) for this
+                // watcher alone; the others share the cache's encoding.
+                if redacts && let Some(object) = event.object_mut() {
                     secret_access::redact(object);
                 }
                 event

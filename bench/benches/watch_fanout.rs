@@ -1,0 +1,77 @@
+//! Micro-benchmark of the watch cache's fan-out: what the apiserver spends
+//! to send one change to 100 watchers of its kind.
+//!
+//! - `per_watcher`: how it was before the shared encoding: each watcher
+//!   copies the decoded object and encodes it to JSON itself.
+//! - `shared`: each watcher gets the same `Arc` of the object and of its
+//!   encoding (`ObjectEvent::json`), which the first one makes.
+//!
+//! `cargo bench -p sloth-bench --bench watch_fanout`
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use chrono::Utc;
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::Value;
+use sloth_apiserver::api::grpc::event_to_proto;
+use sloth_apiserver::registry::watch::{EventType, ObjectEvent, SharedJson};
+use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
+
+const WATCHERS: usize = 100;
+
+fn taskrun() -> Value {
+    let mut tr = TaskRun::new(
+        "build-1234",
+        TaskRunSpec {
+            run: Payload {
+                shell: Some("make -j4 && make test".into()),
+                lua: None,
+            },
+            agent_name: Some("build-1".into()),
+            ..TaskRunSpec::default()
+        },
+    );
+    tr.metadata.namespace = "default".into();
+    tr.metadata.uid = "6f1c0e52-7a43-4d0e-9d53-3d4f2f6a9a10".into();
+    tr.metadata.resource_version = "123456".into();
+    tr.status = Some(TaskRunStatus {
+        phase: TaskRunPhase::Running,
+        agent: Some("build-1".into()),
+        start_time: Some(Utc::now()),
+        ..TaskRunStatus::default()
+    });
+    serde_json::to_value(&tr).expect("to value")
+}
+
+fn fanout(c: &mut Criterion) {
+    let kind = sloth_sdk::kinds::by_kind("TaskRun").expect("TaskRun kind");
+    let object = Arc::new(taskrun());
+    let event = |object: Arc<Value>, json: Option<SharedJson>| ObjectEvent {
+        event_type: EventType::Modified,
+        object: Some(object),
+        json,
+        kind,
+        revision: 123_456,
+    };
+    c.bench_function("watch_fanout_100_per_watcher", |b| {
+        b.iter(|| {
+            for _ in 0..WATCHERS {
+                let copy = Arc::new(Value::clone(black_box(&object)));
+                black_box(event_to_proto(event(copy, None)).expect("encode"));
+            }
+        })
+    });
+    c.bench_function("watch_fanout_100_shared", |b| {
+        b.iter(|| {
+            let shared = SharedJson::default();
+            for _ in 0..WATCHERS {
+                let e = event(black_box(&object).clone(), Some(shared.clone()));
+                black_box(event_to_proto(e).expect("encode"));
+            }
+        })
+    });
+}
+
+criterion_group!(benches, fanout);
+criterion_main!(benches);
