@@ -6,6 +6,7 @@ mod artifacts;
 mod blob_cache;
 mod concurrency;
 mod config;
+mod dispatch;
 mod executor;
 mod fence;
 mod heartbeat;
@@ -20,7 +21,6 @@ mod registration;
 mod resources;
 mod results;
 mod retention;
-mod runner;
 mod secrets;
 mod seed;
 mod stamped_lines;
@@ -281,7 +281,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     });
     let mut outcome = Ok(());
     tokio::select! {
-        () = runner::run(ctx, shutdown.clone()) => {}
+        () = dispatch::run(ctx, shutdown.clone()) => {}
         () = superseded.cancelled() => {
             // Another instance took the lease (this one was frozen or cut
             // off past it): its runs must not go on beside that one's.

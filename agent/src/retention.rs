@@ -7,7 +7,7 @@
 //! first.
 //!
 //! Directories are first renamed into `WORK_DIR/.trash` (instant, and done
-//! by the runner loop itself, so a new run of the same name never finds its
+//! by the dispatch loop itself, so a new run of the same name never finds its
 //! fresh directory deleted under it), then deleted in the background.
 //!
 //! Only directories holding an output file are taken for run directories,
@@ -215,7 +215,7 @@ impl Retention {
 }
 
 /// Sends on `gone` each of `keys` whose TaskRun the apiserver no longer
-/// has (NotFound on a get): the runner then removes its directory.
+/// has (NotFound on a get): the dispatch loop then removes its directory.
 pub async fn confirm_gone(client: Client, keys: Vec<RunKey>, gone: mpsc::UnboundedSender<RunKey>) {
     for key in keys {
         let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), &key.namespace);

@@ -348,7 +348,7 @@ mod tests {
             .exec()
             .expect_err("interrupted");
         assert!(
-            super::super::runner::describe_error(&e).contains("timed out"),
+            super::super::payload::describe_error(&e).contains("timed out"),
             "{e}"
         );
         assert!(started.elapsed() < Duration::from_secs(5));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
 use sloth_sdk::lua::TaskEntry;
 
-use super::runner::{LuaOutcome, describe_error, outcome_of_error, returned_from_task};
+use super::payload::{LuaOutcome, describe_error, outcome_of_error, returned_from_task};
 use super::{LuaJob, RunCtx};
 
 /// Time an `on_timeout` hook gets once the task's deadline has passed.

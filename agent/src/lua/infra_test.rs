@@ -10,7 +10,7 @@ use std::time::Duration;
 use mlua::{Lua, Table, Value};
 
 use super::exec::{Program, run_program};
-use super::runner::LuaOutcome;
+use super::payload::LuaOutcome;
 use super::tools::register;
 use super::{Args, RunCtx, type_name};
 
@@ -251,7 +251,7 @@ fn get(ctx: &RunCtx, args: &Args, url: &str) -> mlua::Result<Result<(u16, String
         ))),
         Err(e) => {
             ctx.ctl.checked()?;
-            let text = super::runner::describe_error(&e);
+            let text = super::payload::describe_error(&e);
             let prefix = format!("{}: ", args.func());
             Ok(Err(text.strip_prefix(&prefix).unwrap_or(&text).to_string()))
         }

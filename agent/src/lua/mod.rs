@@ -23,8 +23,8 @@ mod log;
 mod metrics;
 mod net;
 mod parallel;
+mod payload;
 mod pkg;
-mod runner;
 mod secret;
 mod stack;
 mod state;
@@ -55,7 +55,7 @@ use crate::supervisor::Supervision;
 
 pub use hooks::{HOOK_FAILED, HookSink};
 pub use metrics::Sink as MetricsSink;
-pub use runner::{LuaOutcome, run};
+pub use payload::{LuaOutcome, run};
 
 /// Lua's memory limit per TaskRun.
 pub const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
@@ -637,7 +637,7 @@ pub(crate) mod testing {
         let lua = Lua::new();
         let out = Output::open(&dir.join("output.log")).expect("output");
         let ctx = Rc::new(RunCtx::new(dir.to_path_buf(), out, ctl));
-        runner::prepare(&lua, &ctx).expect("prepare the state");
+        payload::prepare(&lua, &ctx).expect("prepare the state");
         (lua, ctx)
     }
 
@@ -645,7 +645,7 @@ pub(crate) mod testing {
     pub fn error(lua: &Lua, code: &str) -> String {
         match lua.load(code).exec() {
             Ok(()) => panic!("no error from {code}"),
-            Err(e) => runner::describe_error(&e),
+            Err(e) => payload::describe_error(&e),
         }
     }
 
