@@ -27,6 +27,7 @@ pub async fn logs(
         offset: 0,
         timestamps: params.timestamps()?,
         since_seconds: params.since_seconds.unwrap_or(0),
+        split_streams: false,
     });
     let chunks = rest.service.logs(request).await?.into_inner();
     // The status line is sent: an error later (the agent went away) can
