@@ -203,6 +203,25 @@ impl Index {
     }
 }
 
+/// `log` split into what stdout and stderr wrote, by `index`; panics on a
+/// byte the index does not cover.
+#[cfg(test)]
+pub fn split_by_stream(log: &[u8], index: &Index) -> (String, String) {
+    let (mut stdout, mut stderr, mut at) = (Vec::new(), Vec::new(), 0);
+    while let Some((stream, end)) = index.span_at(at) {
+        let part = &log[at as usize..end as usize];
+        match stream {
+            Some(Stream::Stdout) => stdout.extend_from_slice(part),
+            Some(Stream::Stderr) => stderr.extend_from_slice(part),
+            None => panic!("no stream recorded at {at}"),
+        }
+        at = end;
+    }
+    assert_eq!(at as usize, log.len(), "every byte is indexed");
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (text(stdout), text(stderr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
