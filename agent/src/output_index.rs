@@ -141,10 +141,7 @@ impl Index {
                 })
             })
             .collect();
-        Self {
-            entries,
-            parsed: 0,
-        }
+        Self { entries, parsed: 0 }
     }
 
     /// The index of the log at `output`; empty when there is none.
@@ -161,7 +158,8 @@ impl Index {
         let mut file = match tokio::fs::File::open(index_path(output)).await {
             Ok(file) => file,
             Err(_) if self.parsed == 0 && self.entries.is_empty() => {
-                if let Ok(text) = tokio::fs::read_to_string(output.with_file_name(OLD_TIMES_FILE)).await
+                if let Ok(text) =
+                    tokio::fs::read_to_string(output.with_file_name(OLD_TIMES_FILE)).await
                 {
                     *self = Self::parse(&text);
                 }
