@@ -351,18 +351,8 @@ mod tests {
         // Each stream in order; between them, in the order the agent read.
         let log = std::fs::read(&j.output).expect("log");
         let index = crate::output_index::Index::load(&j.output).await;
-        let (mut stdout, mut stderr, mut at) = (Vec::new(), Vec::new(), 0);
-        while let Some((stream, end)) = index.span_at(at) {
-            let part = &log[at as usize..end as usize];
-            match stream {
-                Some(crate::output_index::Stream::Stderr) => stderr.extend_from_slice(part),
-                _ => stdout.extend_from_slice(part),
-            }
-            at = end;
-        }
-        assert_eq!(at as usize, log.len(), "every byte is indexed");
-        assert_eq!(String::from_utf8_lossy(&stdout), "out\nhi\n");
-        assert_eq!(String::from_utf8_lossy(&stderr), "err\n");
+        let (stdout, stderr) = crate::output_index::split_by_stream(&log, &index);
+        assert_eq!((stdout.as_str(), stderr.as_str()), ("out\nhi\n", "err\n"));
     }
 
     #[tokio::test]

@@ -257,7 +257,9 @@ impl Split {
             None if finished => (None, self.held.len() as u64),
             None => return None,
         };
-        let len = usize::try_from(len).unwrap_or(usize::MAX).min(self.held.len());
+        let len = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .min(self.held.len());
         let rest = self.held.split_off(len);
         let data = std::mem::replace(&mut self.held, rest);
         self.held_at += len as u64;

@@ -170,7 +170,7 @@ async fn copy(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output_index::Index;
+    use crate::output_index::{Index, split_by_stream};
     use std::io::Write as _;
 
     #[tokio::test]
@@ -188,21 +188,7 @@ mod tests {
         assert!(copying.drain(Duration::from_secs(30)).await);
         let text = std::fs::read_to_string(&log).expect("read");
         assert_eq!(text.len(), "pw=***\noops\n".len(), "{text:?}");
-        let index = Index::load(&log).await;
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        let mut at = 0;
-        while let Some((stream, end)) = index.span_at(at) {
-            let part = &text.as_bytes()[at as usize..end as usize];
-            match stream {
-                Some(Stream::Stdout) => stdout.extend_from_slice(part),
-                Some(Stream::Stderr) => stderr.extend_from_slice(part),
-                None => panic!("unknown stream at {at}"),
-            }
-            at = end;
-        }
-        assert_eq!(at as usize, text.len(), "every byte indexed");
-        assert_eq!(String::from_utf8_lossy(&stdout), "pw=***\n");
-        assert_eq!(String::from_utf8_lossy(&stderr), "oops\n");
+        let (stdout, stderr) = split_by_stream(text.as_bytes(), &Index::load(&log).await);
+        assert_eq!((stdout.as_str(), stderr.as_str()), ("pw=***\n", "oops\n"));
     }
 }

@@ -141,10 +141,7 @@ impl Index {
                 })
             })
             .collect();
-        Self {
-            entries,
-            parsed: 0,
-        }
+        Self { entries, parsed: 0 }
     }
 
     /// The index of the log at `output`; empty when there is none.
@@ -161,7 +158,8 @@ impl Index {
         let mut file = match tokio::fs::File::open(index_path(output)).await {
             Ok(file) => file,
             Err(_) if self.parsed == 0 && self.entries.is_empty() => {
-                if let Ok(text) = tokio::fs::read_to_string(output.with_file_name(OLD_TIMES_FILE)).await
+                if let Ok(text) =
+                    tokio::fs::read_to_string(output.with_file_name(OLD_TIMES_FILE)).await
                 {
                     *self = Self::parse(&text);
                 }
@@ -201,6 +199,25 @@ impl Index {
     pub fn span_at(&self, offset: u64) -> Option<(Option<Stream>, u64)> {
         self.entry_at(offset).map(|e| (e.stream, e.end))
     }
+}
+
+/// `log` split into what stdout and stderr wrote, by `index`; panics on a
+/// byte the index does not cover.
+#[cfg(test)]
+pub fn split_by_stream(log: &[u8], index: &Index) -> (String, String) {
+    let (mut stdout, mut stderr, mut at) = (Vec::new(), Vec::new(), 0);
+    while let Some((stream, end)) = index.span_at(at) {
+        let part = &log[at as usize..end as usize];
+        match stream {
+            Some(Stream::Stdout) => stdout.extend_from_slice(part),
+            Some(Stream::Stderr) => stderr.extend_from_slice(part),
+            None => panic!("no stream recorded at {at}"),
+        }
+        at = end;
+    }
+    assert_eq!(at as usize, log.len(), "every byte is indexed");
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    (text(stdout), text(stderr))
 }
 
 #[cfg(test)]

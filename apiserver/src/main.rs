@@ -129,6 +129,8 @@ struct Args {
     /// Workflow owns) are kept; a TaskRun's spec.ttlAfterFinished overrides it.
     #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
     taskrun_ttl: Duration,
+    #[command(flatten)]
+    agent_gc: sloth_controllers::agent_gc::AgentGcFlag,
     /// How much watch history to keep for resuming clients.
     #[arg(long, default_value = "5m", value_parser = sloth_sdk::duration::parse_flag)]
     history: Duration,
@@ -505,10 +507,7 @@ async fn main() -> anyhow::Result<()> {
         Some(tokio::spawn(sloth_controllers::run_elected(
             client,
             election,
-            sloth_controllers::Settings {
-                taskrun_ttl: args.taskrun_ttl,
-                ..sloth_controllers::Settings::default()
-            },
+            controller_settings(&args),
             shutdown.clone(),
         )))
     } else {
@@ -570,5 +569,37 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// What the in-process controllers (`--controllers`) are tuned with.
+fn controller_settings(args: &Args) -> sloth_controllers::Settings {
+    sloth_controllers::Settings {
+        taskrun_ttl: args.taskrun_ttl,
+        agent_gc_after: args.agent_gc.agent_gc_after,
+        ..sloth_controllers::Settings::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_gc_after_reaches_the_in_process_controllers() {
+        let parse = |argv: &[&str]| {
+            let mut all = vec!["sloth-apiserver"];
+            all.extend(argv);
+            controller_settings(&Args::try_parse_from(all).expect("parse"))
+        };
+        let tuned = parse(&["--controllers", "--agent-gc-after", "90s"]);
+        assert_eq!(tuned.agent_gc_after, Duration::from_secs(90));
+        let default = parse(&["--controllers"]);
+        assert_eq!(
+            default.agent_gc_after,
+            sloth_controllers::agent_gc::DEFAULT_AGENT_GC_AFTER
+        );
+        assert_eq!(default.agent_gc_after, Duration::from_secs(24 * 3600));
+        assert!(Args::try_parse_from(["sloth-apiserver", "--agent-gc-after", "soon"]).is_err());
     }
 }

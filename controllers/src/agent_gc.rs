@@ -20,6 +20,17 @@ use crate::lifecycle_controller::not_ready_since;
 /// How long an Agent may stay NotReady by default before it is deleted.
 pub const DEFAULT_AGENT_GC_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The `--agent-gc-after` flag, one definition for `sloth-controllers` and
+/// `sloth-apiserver --controllers`.
+#[derive(clap::Args, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentGcFlag {
+    /// How long an Agent may stay NotReady (no heartbeat, or stopped)
+    /// before it is deleted with its heartbeat Lock (with sloth-apiserver:
+    /// when it runs --controllers).
+    #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
+    pub agent_gc_after: Duration,
+}
+
 /// Judges at `now` whether `agent` is due for deletion after `after`,
 /// counted from its Ready condition's last transition to False (written by
 /// the agent at shutdown or by the agent-lifecycle controller when its

@@ -35,10 +35,8 @@ struct Args {
     /// before they are deleted; a TaskRun's spec.ttlAfterFinished overrides it.
     #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
     taskrun_ttl: std::time::Duration,
-    /// How long an Agent may stay NotReady (no heartbeat, or stopped)
-    /// before it is deleted with its heartbeat Lock.
-    #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
-    agent_gc_after: std::time::Duration,
+    #[command(flatten)]
+    agent_gc: sloth_controllers::agent_gc::AgentGcFlag,
     /// Credentials towards the apiservers (the controllers need role admin).
     #[command(flatten)]
     credentials: sloth_sdk::credentials::CredentialFlags,
@@ -98,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = sloth_controllers::Settings {
         agent_lost_grace: args.agent_lost_grace,
         taskrun_ttl: args.taskrun_ttl,
-        agent_gc_after: args.agent_gc_after,
+        agent_gc_after: args.agent_gc.agent_gc_after,
     };
     sloth_controllers::run_elected(client, election, settings, shutdown).await;
     tracing::info!("controllers stopped");

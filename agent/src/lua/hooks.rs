@@ -91,7 +91,8 @@ pub(super) fn run_task(
         match call_hook(lua, f, &args, extra) {
             Ok(()) => true,
             Err(why) => {
-                ctx.out.error_line(&format!("[ERROR] hook {name} failed: {why}"));
+                ctx.out
+                    .error_line(&format!("[ERROR] hook {name} failed: {why}"));
                 failures.push(format!("hook {name} failed: {why}"));
                 false
             }

@@ -519,7 +519,10 @@ mod tests {
         // The pause before the next attempt: 100ms doubling up to 2s.
         for pause in [100, 200, 400, 800, 1600, 2000, 2000].map(ms) {
             let (before, after) = fail(&mut output);
-            assert!(!output.should_open(&running, before + pause - ms(1)), "{pause:?}");
+            assert!(
+                !output.should_open(&running, before + pause - ms(1)),
+                "{pause:?}"
+            );
             assert!(output.should_open(&running, after + pause), "{pause:?}");
         }
         assert_eq!(output.final_attempts, 0, "the TaskRun is still running");
@@ -541,7 +544,10 @@ mod tests {
         assert_eq!(output.log_options(true).offset, 6, "an older agent");
         // A dated line is longer than the bytes it stands for.
         output
-            .receive(Some(Ok(chunk("2026-12-07T01:02:03.456Z x\n", Some(8)))), false)
+            .receive(
+                Some(Ok(chunk("2026-12-07T01:02:03.456Z x\n", Some(8)))),
+                false,
+            )
             .expect("print");
         assert_eq!(output.log_options(true).offset, 8);
     }

@@ -209,9 +209,9 @@ async fn read_to(
         match chunk {
             Ok(chunk) => {
                 output.extend_from_slice(&chunk.data);
-                end = chunk.next_offset.unwrap_or_else(|| {
-                    end + i64::try_from(chunk.data.len()).unwrap_or(i64::MAX)
-                });
+                end = chunk
+                    .next_offset
+                    .unwrap_or_else(|| end + i64::try_from(chunk.data.len()).unwrap_or(i64::MAX));
             }
             Err(e) if output.is_empty() => return fallback(ctx, taskrun, e).map(plain_end),
             Err(e) => return Err(CliError::failed(format!("reading the output: {e}"))),

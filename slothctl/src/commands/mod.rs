@@ -21,6 +21,7 @@ pub mod follow;
 pub mod get;
 pub mod label;
 pub mod logs;
+pub mod output_sink;
 pub mod placement;
 pub mod render;
 pub mod run;
@@ -31,7 +32,6 @@ pub mod version;
 pub mod wait;
 pub mod watch;
 pub mod workspace;
-pub mod output_sink;
 pub mod ui;
 
 use sloth_sdk::Client;
