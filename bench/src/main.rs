@@ -52,6 +52,9 @@ enum Scenario {
     State(scenarios::state::Args),
     /// One workspace (100 MiB) fanned out to N tasks on 2 agents.
     Workspace(scenarios::workspace::Args),
+    /// Many REST watchers (`?watch=true`) on one apiserver: its RSS and
+    /// the event latency from write to receipt.
+    HttpWatch(scenarios::http_watch::Args),
 }
 
 #[tokio::main]
@@ -71,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Create(a) => scenarios::create::run(a).await?,
         Scenario::State(a) => scenarios::state::run(bins, a).await?,
         Scenario::Workspace(a) => scenarios::workspace::run(bins, a).await?,
+        Scenario::HttpWatch(a) => scenarios::http_watch::run(bins, a).await?,
     };
     println!("{result}");
     Ok(())
