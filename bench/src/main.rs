@@ -55,6 +55,9 @@ enum Scenario {
     /// N finished TaskRuns stored, then the apiserver and controllers
     /// restarted: time until ready and a new TaskRun ran, and memory.
     Restart(scenarios::restart::Args),
+    /// Many REST watchers (`?watch=true`) on one apiserver: its RSS and
+    /// the event latency from write to receipt.
+    HttpWatch(scenarios::http_watch::Args),
 }
 
 #[tokio::main]
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::State(a) => scenarios::state::run(bins, a).await?,
         Scenario::Workspace(a) => scenarios::workspace::run(bins, a).await?,
         Scenario::Restart(a) => scenarios::restart::run(bins, a).await?,
+        Scenario::HttpWatch(a) => scenarios::http_watch::run(bins, a).await?,
     };
     println!("{result}");
     Ok(())

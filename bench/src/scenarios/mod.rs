@@ -4,6 +4,7 @@ pub mod agent_rss;
 pub mod agents;
 pub mod create;
 pub mod e2e;
+pub mod http_watch;
 pub mod run_latency;
 pub mod state;
 pub mod store;
