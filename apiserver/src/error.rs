@@ -70,9 +70,29 @@ impl ApiError {
 }
 
 impl From<ApiError> for tonic::Status {
+    /// An invalid object's field errors also travel as the status details
+    /// (JSON `[{"field", "message"}]`), so that the REST face can answer 422
+    /// with `details.causes` without parsing the message.
     fn from(e: ApiError) -> Self {
-        tonic::Status::new(e.code(), e.to_string())
+        let causes = match &e {
+            ApiError::Invalid { errors, .. } => Some(field_causes(errors)),
+            _ => None,
+        };
+        match causes {
+            Some(causes) => tonic::Status::with_details(e.code(), e.to_string(), causes.into()),
+            None => tonic::Status::new(e.code(), e.to_string()),
+        }
     }
+}
+
+/// `[{"field": .., "message": ..}]` of every field error.
+fn field_causes(errors: &FieldErrors) -> Vec<u8> {
+    let causes: Vec<serde_json::Value> = errors
+        .0
+        .iter()
+        .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
+        .collect();
+    serde_json::to_vec(&causes).unwrap_or_default()
 }
 
 impl From<StoreError> for ApiError {

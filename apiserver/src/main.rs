@@ -16,6 +16,7 @@ use sloth_apiserver::api::grpc::GrpcService;
 use sloth_apiserver::api::http;
 use sloth_apiserver::api::http::{ConnListener, HttpPeer};
 use sloth_apiserver::api::logs::AgentDialer;
+use sloth_apiserver::api::rest::Rest;
 use sloth_apiserver::cache::{CacheOptions, WatchCache};
 use sloth_apiserver::encryption::{EncryptingStore, GENERATED_KEY_FILE, KeyRing, rewrite};
 use sloth_apiserver::maintenance::backup::Backups;
@@ -90,6 +91,15 @@ struct Args {
     /// authentication) may hold open; 0: no limit.
     #[arg(long, default_value_t = 1_000)]
     max_watches_per_client: usize,
+    /// Allow browsers' cross-origin requests to the REST API from these
+    /// origins (comma-separated, e.g. `https://ops.example.com`); none: CORS off.
+    #[arg(
+        long,
+        env = "SLOTH_CORS_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_allowed_origins: Vec<axum::http::HeaderValue>,
     /// A call that has not answered by then fails with DeadlineExceeded
     /// (streams: until their first response).
     #[arg(long, default_value = "60s", value_parser = sloth_sdk::duration::parse_flag)]
@@ -415,6 +425,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing::info!("watch cache off: every watch is a store watch");
     }
+    // The REST API calls the same handlers.
+    let rest = Rest::new(service.clone(), guard.clone(), shutdown.clone())
+        .with_cors_origins(args.cors_allowed_origins.clone());
     let connections = accept(grpc_listener, security.grpc_tls.clone(), shutdown.clone());
     let (internal_listener, internal_token) = match internal {
         Some((listener, token)) => (Some(listener), Some(token)),
@@ -448,8 +461,14 @@ async fn main() -> anyhow::Result<()> {
             accept(http_listener, security.http_tls.clone(), shutdown.clone()),
             http_addr,
         ),
-        http::router(store.clone(), metrics.clone(), shutdown.clone(), guard)
-            .into_make_service_with_connect_info::<HttpPeer>(),
+        http::router(
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+            guard,
+            Some(rest),
+        )
+        .into_make_service_with_connect_info::<HttpPeer>(),
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let compactor = tokio::spawn(compaction::run(

@@ -29,14 +29,15 @@ struct HttpState {
     guard: Arc<Guard>,
 }
 
-/// The router for the HTTP port.
+/// The router for the HTTP port; with `rest`, the REST API too.
 pub fn router(
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     guard: Arc<Guard>,
+    rest: Option<crate::api::rest::Rest>,
 ) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -47,7 +48,11 @@ pub fn router(
             metrics,
             shutdown,
             guard,
-        })
+        });
+    match rest {
+        Some(rest) => router.merge(rest.router()),
+        None => router,
+    }
 }
 
 /// `/version`: public, as `/healthz` (no object is named).
@@ -74,6 +79,12 @@ impl ConnListener {
 /// The peer of an HTTP connection.
 #[derive(Clone, Debug)]
 pub struct HttpPeer(PeerInfo);
+
+impl HttpPeer {
+    pub fn info(&self) -> &PeerInfo {
+        &self.0
+    }
+}
 
 impl axum::serve::Listener for ConnListener {
     type Io = Conn;

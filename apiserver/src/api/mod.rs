@@ -4,5 +4,6 @@
 pub mod grpc;
 pub mod http;
 pub mod logs;
+pub mod rest;
 pub mod version;
 pub mod ui;

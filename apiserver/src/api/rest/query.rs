@@ -1,0 +1,70 @@
+//! The query parameters of the REST API, named as Kubernetes names them.
+
+use serde::Deserialize;
+
+use super::status::Failure;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Params {
+    pub label_selector: Option<String>,
+    pub field_selector: Option<String>,
+    pub limit: Option<i64>,
+    #[serde(rename = "continue")]
+    pub continue_token: Option<String>,
+    pub resource_version: Option<String>,
+    watch: Option<String>,
+    allow_watch_bookmarks: Option<String>,
+    /// Ends a watch after this many seconds.
+    pub timeout_seconds: Option<u64>,
+    /// `All`: admit but store nothing.
+    pub dry_run: Option<String>,
+    follow: Option<String>,
+    timestamps: Option<String>,
+    pub since_seconds: Option<i64>,
+    /// Of the rules review.
+    pub namespace: Option<String>,
+}
+
+/// `true`/`1` or `false`/`0`/absent; anything else names the parameter.
+fn flag(name: &str, value: &Option<String>) -> Result<bool, Failure> {
+    match value.as_deref() {
+        None | Some("" | "false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(other) => Err(Failure::bad_request(format!(
+            "query parameter {name}={other:?}: want true or false"
+        ))),
+    }
+}
+
+impl Params {
+    pub fn watch(&self) -> Result<bool, Failure> {
+        flag("watch", &self.watch)
+    }
+
+    pub fn allow_watch_bookmarks(&self) -> Result<bool, Failure> {
+        flag("allowWatchBookmarks", &self.allow_watch_bookmarks)
+    }
+
+    pub fn follow(&self) -> Result<bool, Failure> {
+        flag("follow", &self.follow)
+    }
+
+    pub fn timestamps(&self) -> Result<bool, Failure> {
+        flag("timestamps", &self.timestamps)
+    }
+
+    pub fn dry_run(&self) -> Result<bool, Failure> {
+        match self.dry_run.as_deref() {
+            None | Some("") => Ok(false),
+            Some("All") => Ok(true),
+            Some(other) => Err(Failure::bad_request(format!(
+                "query parameter dryRun={other:?}: the only value is All"
+            ))),
+        }
+    }
+
+    pub fn text(value: &Option<String>) -> String {
+        value.clone().unwrap_or_default()
+    }
+}
