@@ -5,6 +5,7 @@
 //! views it visits (target/ui-screenshots/; docs/ui/ with
 //! SLOTH_UPDATE_SCREENSHOTS=1).
 
+#[path = "ui_browser/browser.rs"]
 mod browser;
 
 use std::path::{Path, PathBuf};

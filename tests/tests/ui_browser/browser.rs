@@ -69,10 +69,8 @@ impl Browser {
                 ],
             }),
         );
-        let connect = ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&driver_url)
-            .await;
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        let connect = builder.capabilities(caps).connect(&driver_url);
         let client = match tokio::time::timeout(START_DEADLINE, connect).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => panic!(
