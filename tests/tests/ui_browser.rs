@@ -47,7 +47,11 @@ impl Cluster {
     }
 
     fn agent(&self) -> Agent {
-        Agent::start(&self.server, "a1", &["--token", AGENT_TOKEN, "--capacity", "4"])
+        Agent::start(
+            &self.server,
+            "a1",
+            &["--token", AGENT_TOKEN, "--capacity", "4"],
+        )
     }
 
     /// `slothctl --token ADMIN ARGS` (with `input` on stdin).
@@ -63,7 +67,9 @@ impl Cluster {
 
     /// An object as the API returns it.
     fn get(&self, kind: &str, name: &str) -> Value {
-        self.admin(&["get", kind, name, "-o", "json"], None).ok().json()
+        self.admin(&["get", kind, name, "-o", "json"], None)
+            .ok()
+            .json()
     }
 
     /// A gate file: a task blocked on it goes on once it exists.
@@ -238,12 +244,18 @@ fn cancelling_a_workflow_from_the_page_stops_it() {
         sign_in(&browser, &cluster, ADMIN_TOKEN).await;
         show(&browser, "workflows").await;
         wait_task_phase(&browser, "wait", "Running").await;
-        browser.element("tr[data-name=long] button[data-action=rerun]").await;
-        browser.click("tr[data-name=long] button[data-action=cancel]").await;
+        browser
+            .element("tr[data-name=long] button[data-action=rerun]")
+            .await;
+        browser
+            .click("tr[data-name=long] button[data-action=cancel]")
+            .await;
         wait_text(&browser, "tr[data-name=long] .badge", "Cancelled").await;
         // A finished workflow offers no cancel any more.
         assert_eq!(
-            browser.count("tr[data-name=long] button[data-action=cancel]").await,
+            browser
+                .count("tr[data-name=long] button[data-action=cancel]")
+                .await,
             0
         );
         browser.screenshot("workflow-cancelled").await;
@@ -255,7 +267,17 @@ fn cancelling_a_workflow_from_the_page_stops_it() {
     // Its running task stopped too: no TaskRun of it is still running.
     let stopped = wait_until(API_DEADLINE, || {
         let list = cluster
-            .admin(&["get", "taskruns", "-l", "sloth.dev/workflow=long", "-o", "json"], None)
+            .admin(
+                &[
+                    "get",
+                    "taskruns",
+                    "-l",
+                    "sloth.dev/workflow=long",
+                    "-o",
+                    "json",
+                ],
+                None,
+            )
             .ok()
             .json();
         let items = list["items"].as_array().cloned().unwrap_or_default();
@@ -265,7 +287,10 @@ fn cancelling_a_workflow_from_the_page_stops_it() {
                 .all(|t| matches!(t["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))))
         .then_some(())
     });
-    assert!(stopped.is_some(), "the cancelled workflow's TaskRun kept running");
+    assert!(
+        stopped.is_some(),
+        "the cancelled workflow's TaskRun kept running"
+    );
 }
 
 #[test]
@@ -282,10 +307,15 @@ fn a_taskruns_log_follows_while_it_runs() {
         sign_in(&browser, &cluster, ADMIN_TOKEN).await;
         show(&browser, "taskruns").await;
         wait_text(&browser, "tr[data-name=talker] .badge", "Running").await;
-        browser.click("tr[data-name=talker] button[data-panel=log]").await;
+        browser
+            .click("tr[data-name=talker] button[data-panel=log]")
+            .await;
         browser
             .wait("the first line in the log", |c| async move {
-                browser::text(&c, "#log").await?.contains("first-line").then_some(())
+                browser::text(&c, "#log")
+                    .await?
+                    .contains("first-line")
+                    .then_some(())
             })
             .await;
         let log = browser.text("#log").await.unwrap_or_default();
@@ -299,7 +329,10 @@ fn a_taskruns_log_follows_while_it_runs() {
         open(&gate);
         browser
             .wait("the second line in the log", |c| async move {
-                browser::text(&c, "#log").await?.contains("second-line").then_some(())
+                browser::text(&c, "#log")
+                    .await?
+                    .contains("second-line")
+                    .then_some(())
             })
             .await;
         wait_text(&browser, "tr[data-name=talker] .badge", "Succeeded").await;

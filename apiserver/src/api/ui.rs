@@ -114,7 +114,10 @@ fn security_headers() -> [(header::HeaderName, HeaderValue); 5] {
             HeaderValue::from_static("nosniff"),
         ),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
     ]
 }
@@ -161,7 +164,10 @@ mod tests {
     #[test]
     fn unknown_assets_are_not_found_and_known_ones_revalidate() {
         let none = HeaderMap::new();
-        assert_eq!(serve("../Cargo.toml", &none).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            serve("../Cargo.toml", &none).status(),
+            StatusCode::NOT_FOUND
+        );
         let ok = serve("app.js", &none);
         assert_eq!(ok.status(), StatusCode::OK);
         let tag = ok.headers()[header::ETAG].clone();
