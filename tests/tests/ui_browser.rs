@@ -259,8 +259,32 @@ fn cancelling_a_workflow_from_the_page_stops_it() {
             0
         );
         browser.screenshot("workflow-cancelled").await;
+        // Re-run: a copy under a new name, which the page shows by itself.
+        browser
+            .click("tr[data-name=long] button[data-action=rerun]")
+            .await;
+        browser.element("tr[data-name^=long-rerun-]").await;
         browser.close().await;
     });
+    let list = cluster
+        .admin(&["get", "workflows", "-o", "json"], None)
+        .ok()
+        .json();
+    let copy = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| {
+            w["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("long-rerun-"))
+        })
+        .unwrap_or_else(|| panic!("no re-run copy: {list:#}"));
+    assert_eq!(
+        copy["metadata"]["annotations"]["sloth.dev/rerun-of"],
+        "long"
+    );
+    assert_ne!(copy["spec"]["state"], "Cancelled", "{copy:#}");
     let wf = cluster.get("workflow", "long");
     assert_eq!(wf["spec"]["state"], "Cancelled", "{wf:#}");
     assert_eq!(wf["status"]["phase"], "Cancelled", "{wf:#}");
