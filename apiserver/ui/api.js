@@ -91,7 +91,8 @@ const sleep = (ms, signal) => new Promise((resolve) => {
  * list, then watch from the list's resourceVersion; after a disconnect,
  * resume from the last version seen (bookmarks advance it); after 410
  * Gone, list again. `onChange(objects, state)` runs after each change;
- * `state` is "live", "reconnecting" or an error message. Stop with stop().
+ * `state` is "live", "reconnecting" or an error message (with its HTTP
+ * code when the server refused: 401, 403). Stop with stop().
  */
 export class ListWatch {
   constructor(path, onChange) {
@@ -104,7 +105,7 @@ export class ListWatch {
 
   stop() { this.abort.abort(); }
 
-  emit(state) { this.onChange([...this.objects.values()], state); }
+  emit(state, code) { this.onChange([...this.objects.values()], state, code); }
 
   async list() {
     const objects = new Map();
@@ -154,7 +155,7 @@ export class ListWatch {
         if (signal.aborted) return;
         if (e instanceof ApiError && e.code === 410) version = null;
         if (e instanceof ApiError && (e.code === 401 || e.code === 403)) {
-          this.emit(e.message);
+          this.emit(e.message, e.code);
           return;
         }
         this.emit("reconnecting");

@@ -68,10 +68,13 @@ function open() {
     h("tr", {}, ...view.columns.map(([title]) => h("th", {}, title)), h("th", { class: "actions" }, "")));
   $("table").querySelector("tbody").replaceChildren();
   current = { name, view, objects: [], selected: null, filter: {}, stopLog: null };
+  setLive("connecting");
+  $("count").textContent = "";
   renderFilters();
   const ns = view.namespaced ? namespace() : "";
-  current.watch = new ListWatch(collection(view.plural, ns), (objects, state) => {
+  current.watch = new ListWatch(collection(view.plural, ns), (objects, state, code) => {
     if (!current || current.view !== view) return;
+    if (code === 401) { clearToken(); showLogin(`Signed out: ${state}`); return; }
     current.objects = objects;
     setLive(state);
     render();

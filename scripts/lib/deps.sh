@@ -38,4 +38,9 @@ ensure_test_deps() {
     echo "installing haproxy (the load balancer of the HA tests)..." >&2
     apt_install haproxy
   fi
+  # Debian's chromium and chromedriver for the dashboard's browser tests.
+  if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "installing chromium chromium-driver (the dashboard's browser tests)..." >&2
+    apt_install chromium chromium-driver
+  fi
 }

@@ -5,6 +5,7 @@
 //! views it visits (target/ui-screenshots/; docs/ui/ with
 //! SLOTH_UPDATE_SCREENSHOTS=1).
 
+#[path = "ui_browser/browser.rs"]
 mod browser;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +47,11 @@ impl Cluster {
     }
 
     fn agent(&self) -> Agent {
-        Agent::start(&self.server, "a1", &["--token", AGENT_TOKEN, "--capacity", "4"])
+        Agent::start(
+            &self.server,
+            "a1",
+            &["--token", AGENT_TOKEN, "--capacity", "4"],
+        )
     }
 
     /// `slothctl --token ADMIN ARGS` (with `input` on stdin).
@@ -62,7 +67,9 @@ impl Cluster {
 
     /// An object as the API returns it.
     fn get(&self, kind: &str, name: &str) -> Value {
-        self.admin(&["get", kind, name, "-o", "json"], None).ok().json()
+        self.admin(&["get", kind, name, "-o", "json"], None)
+            .ok()
+            .json()
     }
 
     /// A gate file: a task blocked on it goes on once it exists.
@@ -237,24 +244,64 @@ fn cancelling_a_workflow_from_the_page_stops_it() {
         sign_in(&browser, &cluster, ADMIN_TOKEN).await;
         show(&browser, "workflows").await;
         wait_task_phase(&browser, "wait", "Running").await;
-        browser.element("tr[data-name=long] button[data-action=rerun]").await;
-        browser.click("tr[data-name=long] button[data-action=cancel]").await;
+        browser
+            .element("tr[data-name=long] button[data-action=rerun]")
+            .await;
+        browser
+            .click("tr[data-name=long] button[data-action=cancel]")
+            .await;
         wait_text(&browser, "tr[data-name=long] .badge", "Cancelled").await;
         // A finished workflow offers no cancel any more.
         assert_eq!(
-            browser.count("tr[data-name=long] button[data-action=cancel]").await,
+            browser
+                .count("tr[data-name=long] button[data-action=cancel]")
+                .await,
             0
         );
         browser.screenshot("workflow-cancelled").await;
+        // Re-run: a copy under a new name, which the page shows by itself.
+        browser
+            .click("tr[data-name=long] button[data-action=rerun]")
+            .await;
+        browser.element("tr[data-name^=long-rerun-]").await;
         browser.close().await;
     });
+    let list = cluster
+        .admin(&["get", "workflows", "-o", "json"], None)
+        .ok()
+        .json();
+    let copy = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|w| {
+            w["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("long-rerun-"))
+        })
+        .unwrap_or_else(|| panic!("no re-run copy: {list:#}"));
+    assert_eq!(
+        copy["metadata"]["annotations"]["sloth.dev/rerun-of"],
+        "long"
+    );
+    assert_ne!(copy["spec"]["state"], "Cancelled", "{copy:#}");
     let wf = cluster.get("workflow", "long");
     assert_eq!(wf["spec"]["state"], "Cancelled", "{wf:#}");
     assert_eq!(wf["status"]["phase"], "Cancelled", "{wf:#}");
     // Its running task stopped too: no TaskRun of it is still running.
     let stopped = wait_until(API_DEADLINE, || {
         let list = cluster
-            .admin(&["get", "taskruns", "-l", "sloth.dev/workflow=long", "-o", "json"], None)
+            .admin(
+                &[
+                    "get",
+                    "taskruns",
+                    "-l",
+                    "sloth.dev/workflow=long",
+                    "-o",
+                    "json",
+                ],
+                None,
+            )
             .ok()
             .json();
         let items = list["items"].as_array().cloned().unwrap_or_default();
@@ -264,7 +311,10 @@ fn cancelling_a_workflow_from_the_page_stops_it() {
                 .all(|t| matches!(t["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))))
         .then_some(())
     });
-    assert!(stopped.is_some(), "the cancelled workflow's TaskRun kept running");
+    assert!(
+        stopped.is_some(),
+        "the cancelled workflow's TaskRun kept running"
+    );
 }
 
 #[test]
@@ -281,10 +331,15 @@ fn a_taskruns_log_follows_while_it_runs() {
         sign_in(&browser, &cluster, ADMIN_TOKEN).await;
         show(&browser, "taskruns").await;
         wait_text(&browser, "tr[data-name=talker] .badge", "Running").await;
-        browser.click("tr[data-name=talker] button[data-panel=log]").await;
+        browser
+            .click("tr[data-name=talker] button[data-panel=log]")
+            .await;
         browser
             .wait("the first line in the log", |c| async move {
-                browser::text(&c, "#log").await?.contains("first-line").then_some(())
+                browser::text(&c, "#log")
+                    .await?
+                    .contains("first-line")
+                    .then_some(())
             })
             .await;
         let log = browser.text("#log").await.unwrap_or_default();
@@ -298,7 +353,10 @@ fn a_taskruns_log_follows_while_it_runs() {
         open(&gate);
         browser
             .wait("the second line in the log", |c| async move {
-                browser::text(&c, "#log").await?.contains("second-line").then_some(())
+                browser::text(&c, "#log")
+                    .await?
+                    .contains("second-line")
+                    .then_some(())
             })
             .await;
         wait_text(&browser, "tr[data-name=talker] .badge", "Succeeded").await;

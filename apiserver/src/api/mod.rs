@@ -5,5 +5,5 @@ pub mod grpc;
 pub mod http;
 pub mod logs;
 pub mod rest;
-pub mod version;
 pub mod ui;
+pub mod version;

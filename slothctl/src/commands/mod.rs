@@ -27,12 +27,12 @@ pub mod render;
 pub mod run;
 pub mod stamp;
 pub mod state;
+pub mod ui;
 pub mod values;
 pub mod version;
 pub mod wait;
 pub mod watch;
 pub mod workspace;
-pub mod ui;
 
 use sloth_sdk::Client;
 use sloth_sdk::meta::DEFAULT_NAMESPACE;

@@ -22,7 +22,11 @@ pub fn run(cli: &Cli, args: &UiArgs) -> anyhow::Result<()> {
             Some(configured) => checked(configured, "httpServer in the config file")?,
             None => {
                 let servers = crate::config::servers(&cli.server, &resolved);
-                derived(servers.first().map_or(crate::config::DEFAULT_SERVER, String::as_str))?
+                derived(
+                    servers
+                        .first()
+                        .map_or(crate::config::DEFAULT_SERVER, String::as_str),
+                )?
             }
         },
     };

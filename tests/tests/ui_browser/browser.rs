@@ -4,8 +4,8 @@
 //! a failing test leaves no chromium behind.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,10 @@ impl Browser {
         let driver_url = format!("http://127.0.0.1:{port}");
         let end = Instant::now() + START_DEADLINE;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "chromedriver did not listen on {port}");
+            assert!(
+                Instant::now() < end,
+                "chromedriver did not listen on {port}"
+            );
             tokio::time::sleep(POLL).await;
         }
         let data_dir = profile.path().join("profile");
@@ -69,10 +72,8 @@ impl Browser {
                 ],
             }),
         );
-        let connect = ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&driver_url)
-            .await;
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        let connect = builder.capabilities(caps).connect(&driver_url);
         let client = match tokio::time::timeout(START_DEADLINE, connect).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => panic!(
@@ -207,7 +208,11 @@ fn workspace() -> PathBuf {
 pub fn screenshot_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
-        let dir = if dir.is_absolute() { dir } else { workspace().join(dir) };
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            workspace().join(dir)
+        };
         return dir.join("ui-screenshots");
     }
     let exe = std::env::current_exe().expect("test executable path");
