@@ -4,12 +4,12 @@ pub mod agent_rss;
 pub mod agents;
 pub mod create;
 pub mod e2e;
+pub mod restart;
 pub mod run_latency;
 pub mod state;
 pub mod store;
 pub mod workflow;
 pub mod workspace;
-pub mod restart;
 
 use std::time::Instant;
 
