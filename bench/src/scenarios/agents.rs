@@ -133,8 +133,10 @@ async fn renew_all(
 ) {
     let n = agents.len().max(1);
     let connections = clients.len().max(1);
-    let mut slots: Vec<(usize, Option<Lock>)> =
-        agents.into_iter().map(|(i, lock)| (i, Some(lock))).collect();
+    let mut slots: Vec<(usize, Option<Lock>)> = agents
+        .into_iter()
+        .map(|(i, lock)| (i, Some(lock)))
+        .collect();
     let begin = tokio::time::Instant::now();
     let due = |round: u32, k: usize| begin + PERIOD * round + spread.mul_f64(k as f64 / n as f64);
     let (mut round, mut next) = (0u32, 0usize);
@@ -257,7 +259,9 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
                     .map(|item| item.is_ok())
                     .take_while(|ok| futures_util::future::ready(*ok))
                     .map(|_| false)
-                    .chain(futures_util::stream::once(futures_util::future::ready(true)))
+                    .chain(futures_util::stream::once(futures_util::future::ready(
+                        true,
+                    )))
                     .boxed();
                 streams.push(stream);
             }

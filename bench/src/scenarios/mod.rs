@@ -5,12 +5,12 @@ pub mod agents;
 pub mod create;
 pub mod e2e;
 pub mod http_watch;
+pub mod restart;
 pub mod run_latency;
 pub mod state;
 pub mod store;
 pub mod workflow;
 pub mod workspace;
-pub mod restart;
 
 use std::time::Instant;
 

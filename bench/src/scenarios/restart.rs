@@ -84,9 +84,9 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         cluster.stop_apiserver();
     });
     let stop_s = stop_start.elapsed().as_secs_f64();
+    let cpu_before = cluster.cpu_usage();
     let restart_start = Instant::now();
-    let restarted =
-        tokio::task::block_in_place(|| cluster.restart_apiserver(&options, &server))?;
+    let restarted = tokio::task::block_in_place(|| cluster.restart_apiserver(&options, &server))?;
     if args.separate_controllers {
         cluster.start_controllers(&restarted)?;
     }
@@ -94,10 +94,27 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let ready_at = wait_ready(&restarted, restart_start + timeout).await?;
     let readyz_s = ready_at.duration_since(restart_start).as_secs_f64();
     eprintln!("/readyz passes {readyz_s:.2}s after the restart");
-    run_one(&api, "after-restart", restart_start + timeout).await?;
+    let bound_at = run_one(&api, "after-restart", restart_start + timeout).await?;
     let ready_after_restart_s = restart_start.elapsed().as_secs_f64();
+    let scheduled_s = bound_at.duration_since(restart_start).as_secs_f64();
     let apiserver_rss_mib = rss_mib(restarted.pid)?;
     let apiserver_cpu_s = cpu_time(restarted.pid)?.as_secs_f64();
+    // CPU seconds each process spent from the restart until the new
+    // TaskRun ran (the restarted ones: all they have spent).
+    let cpu_s_until_ready: serde_json::Map<String, Value> = cluster
+        .cpu_usage()
+        .into_iter()
+        .map(|(name, now)| {
+            let before = cpu_before
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.own)
+                .unwrap_or_default();
+            let own = now.own.saturating_sub(before).as_secs_f64();
+            (name, json!(round3(own)))
+        })
+        .collect();
+    eprintln!("CPU seconds per process until then: {cpu_s_until_ready:?}");
     eprintln!(
         "a new TaskRun ran {ready_after_restart_s:.2}s after the restart; apiserver RSS \
          {apiserver_rss_mib:.0} MiB, {apiserver_cpu_s:.2} CPU s"
@@ -110,10 +127,12 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         "fill_s": round3(fill_s),
         "stop_s": round3(stop_s),
         "readyz_s": round3(readyz_s),
+        "scheduled_s": round3(scheduled_s),
         "ready_after_restart_s": round3(ready_after_restart_s),
         "apiserver_rss_mib": round3(apiserver_rss_mib),
         "apiserver_rss_before_restart_mib": round3(rss_before_mib),
         "apiserver_cpu_s_until_ready": round3(apiserver_cpu_s),
+        "cpu_s_until_ready": cpu_s_until_ready,
     }))
 }
 
@@ -206,8 +225,9 @@ async fn wait_ready(server: &ApiServer, deadline: Instant) -> anyhow::Result<Ins
     }
 }
 
-/// Creates TaskRun `name` (for any agent) and waits until it succeeded.
-async fn run_one(api: &Api<TaskRunSpec>, name: &str, deadline: Instant) -> anyhow::Result<()> {
+/// Creates TaskRun `name` (for any agent) and waits until it succeeded;
+/// returns when it was first seen bound to an agent.
+async fn run_one(api: &Api<TaskRunSpec>, name: &str, deadline: Instant) -> anyhow::Result<Instant> {
     loop {
         match api.create(&taskrun(name)).await {
             Ok(_) => break,
@@ -218,10 +238,20 @@ async fn run_one(api: &Api<TaskRunSpec>, name: &str, deadline: Instant) -> anyho
             Err(e) => return Err(e).with_context(|| format!("cannot create TaskRun {name}")),
         }
     }
+    let mut bound = None;
     loop {
         if let Ok(tr) = api.get(name).await {
+            if tr.spec.agent_name.is_some() && bound.is_none() {
+                bound = Some(Instant::now());
+            }
+            if let Some(status) = &tr.status
+                && !status.conditions.is_empty()
+                && bound.is_none()
+            {
+                eprintln!("{name}: {:?}", status.conditions);
+            }
             match tr.status.map(|s| s.phase) {
-                Some(TaskRunPhase::Succeeded) => return Ok(()),
+                Some(TaskRunPhase::Succeeded) => return Ok(bound.unwrap_or_else(Instant::now)),
                 Some(phase) if phase.is_terminal() => bail!("TaskRun {name} ended {phase:?}"),
                 _ => {}
             }
