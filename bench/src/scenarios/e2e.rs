@@ -122,6 +122,7 @@ fn taskrun(name: String) -> TaskRun {
             run: Payload {
                 shell: Some("true".into()),
                 lua: None,
+                command: None,
             },
             ..TaskRunSpec::default()
         },
