@@ -215,9 +215,14 @@ fn spawn(
         return Err("the payload has no program to run (empty argv)".into());
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut command: tokio::process::Command =
-        supervisor::command(&job.supervisor, fence_at, Some(&job.pid_file), program, &args)
-            .into();
+    let mut command: tokio::process::Command = supervisor::command(
+        &job.supervisor,
+        fence_at,
+        Some(&job.pid_file),
+        program,
+        &args,
+    )
+    .into();
     command
         .current_dir(&job.cwd)
         .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -225,14 +230,12 @@ fn spawn(
         .stdout(stdout)
         .stderr(stderr)
         .kill_on_drop(false);
-    command
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start the supervisor of {program} in {}: {e}",
-                job.cwd.display()
-            )
-        })
+    command.spawn().map_err(|e| {
+        format!(
+            "cannot start the supervisor of {program} in {}: {e}",
+            job.cwd.display()
+        )
+    })
 }
 
 async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {

@@ -12,9 +12,7 @@ use crate::supervisor::Supervision;
 
 /// Runs `payload`; returns the terminal status.
 pub(super) async fn run(launch: Launch<'_>, payload: &LuaPayload) -> TaskRunStatus {
-    let Launch {
-        ctx, key, spec, ..
-    } = launch;
+    let Launch { ctx, key, spec, .. } = launch;
     let metrics = lua::MetricsSink::default();
     let hooks = lua::HookSink::default();
     let job = LuaJob {

@@ -13,9 +13,7 @@ use crate::results::{self, RESULTS_ENV};
 
 /// Runs `argv` (the program first); returns the terminal status.
 pub(super) async fn run(launch: Launch<'_>, argv: Vec<String>) -> TaskRunStatus {
-    let Launch {
-        ctx, key, spec, ..
-    } = launch;
+    let Launch { ctx, key, spec, .. } = launch;
     let job = ShellJob {
         argv,
         cwd: launch.cwd,

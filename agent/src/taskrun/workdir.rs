@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 /// inside it; an absolute workdir only under a root the agent allows
 /// (--allow-workdir-root). Admission refuses `..`; it is checked here
 /// again, as the agent is the last line.
-pub(super) fn cwd_for(run_dir: &Path, workdir: Option<&str>, roots: &[PathBuf]) -> Result<PathBuf, String> {
+pub(super) fn cwd_for(
+    run_dir: &Path,
+    workdir: Option<&str>,
+    roots: &[PathBuf],
+) -> Result<PathBuf, String> {
     let Some(w) = workdir.filter(|w| !w.is_empty()) else {
         return Ok(run_dir.to_path_buf());
     };

@@ -107,7 +107,11 @@ pub(super) fn too_large(len: usize, limit: usize) -> String {
 /// empty nor oversized (a command: a program, and argv within the same
 /// size).
 pub(super) fn validate_payload(run: &Payload, path: &str, errs: &mut FieldErrors) {
-    let set = [run.shell.is_some(), run.lua.is_some(), run.command.is_some()];
+    let set = [
+        run.shell.is_some(),
+        run.lua.is_some(),
+        run.command.is_some(),
+    ];
     match set.iter().filter(|s| **s).count() {
         0 => errs.push(path, "must set exactly one of shell, lua or command"),
         1 => {}

@@ -137,12 +137,65 @@ pub fn payload(words: &[String]) -> Payload {
 /// Bash builtins that are no program on `PATH` (or behave differently from
 /// it), so they need the shell; `true` and `false` are programs too.
 const BUILTINS: &[&str] = &[
-    ".", ":", "alias", "bg", "bind", "break", "builtin", "caller", "cd", "command", "compgen",
-    "complete", "compopt", "continue", "declare", "dirs", "disown", "echo", "enable", "eval",
-    "exec", "exit", "export", "fc", "fg", "getopts", "hash", "help", "history", "jobs", "kill",
-    "let", "local", "logout", "mapfile", "popd", "printf", "pushd", "pwd", "read", "readarray",
-    "readonly", "return", "set", "shift", "shopt", "source", "suspend", "test", "[", "times",
-    "trap", "type", "typeset", "ulimit", "umask", "unalias", "unset", "wait",
+    ".",
+    ":",
+    "alias",
+    "bg",
+    "bind",
+    "break",
+    "builtin",
+    "caller",
+    "cd",
+    "command",
+    "compgen",
+    "complete",
+    "compopt",
+    "continue",
+    "declare",
+    "dirs",
+    "disown",
+    "echo",
+    "enable",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "fc",
+    "fg",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "[",
+    "times",
+    "trap",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "wait",
 ];
 
 /// Whether `words` mean something to bash beyond "run this program with
@@ -382,7 +435,10 @@ mod tests {
         ] {
             let p = run(shell);
             assert_eq!(p.command, None, "{shell:?}");
-            assert_eq!(p.shell.as_deref(), Some(shell_command(&words(shell)).as_str()));
+            assert_eq!(
+                p.shell.as_deref(),
+                Some(shell_command(&words(shell)).as_str())
+            );
         }
     }
 
