@@ -104,7 +104,7 @@ fn slothctl_run_execs_the_words_verbatim_without_a_shell() {
     let run_spec = &items[0]["spec"]["run"];
     assert!(run_spec.get("shell").is_none(), "{run_spec}");
     assert_eq!(run_spec["command"][0], "/usr/bin/printf", "{run_spec}");
-    assert_eq!(run_spec["command"][4], "*", "{run_spec}");
+    assert_eq!(run_spec["command"][5], "*", "{run_spec}");
 }
 
 #[test]
