@@ -1,4 +1,5 @@
-//! Runs one shell payload: `bash -c SCRIPT` under a supervisor process
+//! Runs one process payload (`bash -c SCRIPT`, or a `command` argv executed
+//! directly, with no shell) under a supervisor process
 //! (`sloth-agent supervise`, see [`crate::supervisor`]) that keeps it in its
 //! own process group, with stdout and stderr copied into one log file
 //! (each write recorded with its stream, see [`crate::output_copy`]), a
@@ -36,10 +37,12 @@ const WRITE_LIMIT: Duration = Duration::from_secs(1);
 /// How often a dying process group is looked at.
 const POLL: Duration = Duration::from_millis(50);
 
-/// One shell payload to run.
+/// One process payload to run.
 #[derive(Clone, Debug)]
 pub struct ShellJob {
-    pub script: String,
+    /// The program and its arguments: `bash -c SCRIPT` for a shell payload
+    /// ([`shell_argv`]), the TaskRun's own argv for a `command` payload.
+    pub argv: Vec<String>,
     pub cwd: PathBuf,
     /// Added to the agent's own environment (later entries win).
     pub env: Vec<(String, String)>,
@@ -55,13 +58,18 @@ pub struct ShellJob {
     pub masks: crate::masking::Masks,
 }
 
+/// The argv that runs `script` with bash.
+pub fn shell_argv(script: &str) -> Vec<String> {
+    vec!["bash".into(), "-c".into(), script.into()]
+}
+
 /// How long copying what the run left in its output pipes may take.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The shell exited by itself with this status.
+    /// The program exited by itself with this status.
     Exited(ExitStatus),
     /// The timeout passed; the group was killed.
     TimedOut { after: Duration, status: ExitStatus },
@@ -70,7 +78,7 @@ pub enum Outcome {
         reason: StopReason,
         status: ExitStatus,
     },
-    /// The shell could not be started.
+    /// The supervisor could not be started.
     NotStarted(String),
 }
 
@@ -181,12 +189,16 @@ fn spawn(
     fence_at: crate::fence::BootMs,
     sinks: crate::output_copy::Sinks,
 ) -> Result<Child, String> {
+    let Some((program, args)) = job.argv.split_first() else {
+        return Err("the payload has no program to run (empty argv)".into());
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut command: tokio::process::Command = supervisor::command(
         &job.supervisor,
         fence_at,
         Some(&job.pid_file),
-        "bash",
-        &["-c", &job.script],
+        program,
+        &args,
     )
     .into();
     command
@@ -196,9 +208,12 @@ fn spawn(
         .stdout(Stdio::from(sinks.stdout))
         .stderr(Stdio::from(sinks.stderr))
         .kill_on_drop(false);
-    command
-        .spawn()
-        .map_err(|e| format!("cannot start bash in {}: {e}", job.cwd.display()))
+    command.spawn().map_err(|e| {
+        format!(
+            "cannot start the supervisor of {program} in {}: {e}",
+            job.cwd.display()
+        )
+    })
 }
 
 async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {
@@ -302,7 +317,7 @@ mod tests {
 
     fn job(dir: &Path, script: &str, timeout: Option<Duration>) -> ShellJob {
         ShellJob {
-            script: script.into(),
+            argv: shell_argv(script),
             cwd: dir.to_path_buf(),
             env: vec![("GREETING".into(), "hi".into())],
             output: dir.join("output.log"),
@@ -408,7 +423,7 @@ mod tests {
         j.cwd = dir.path().join("missing");
         let outcome = run(&j, no_stop(), unfenced(), |_| ()).await;
         assert!(
-            matches!(&outcome, Outcome::NotStarted(m) if m.contains("cannot start bash")),
+            matches!(&outcome, Outcome::NotStarted(m) if m.contains("cannot start the supervisor of bash")),
             "{outcome:?}"
         );
     }

@@ -144,7 +144,13 @@ pub fn main(args: Vec<OsString>) -> ! {
         .spawn()
     {
         Ok(child) => child,
-        Err(e) => fail(&format!("cannot start {}: {e}", program.to_string_lossy())),
+        Err(e) => {
+            eprintln!(
+                "sloth-agent supervise: cannot start {}: {e}",
+                program.to_string_lossy()
+            );
+            std::process::exit(cannot_start_code(&e))
+        }
     };
     // Blocked only now: the program would inherit the mask. The threads
     // started below inherit it.
@@ -276,6 +282,16 @@ fn mirror(status: ExitStatus) -> ! {
         let _ = nix::sys::signal::raise(signal);
     }
     std::process::exit(128 + signal)
+}
+
+/// The exit code for a program that cannot be started, as shells report
+/// it: 127 when it is not found, 126 when it cannot be executed.
+fn cannot_start_code(e: &std::io::Error) -> i32 {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => 127,
+        std::io::ErrorKind::PermissionDenied => 126,
+        _ => FAILED,
+    }
 }
 
 fn fail(message: &str) -> ! {

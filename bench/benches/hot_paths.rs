@@ -29,6 +29,7 @@ fn sample_taskrun() -> TaskRun {
             run: Payload {
                 shell: Some("make -j4 && make test".into()),
                 lua: None,
+                command: None,
             },
             agent_selector: Some(LabelSelector {
                 match_labels: BTreeMap::from([("role".into(), "build".into())]),
@@ -180,6 +181,7 @@ fn dag() -> Workflow {
                 run: Payload {
                     shell: Some("true".into()),
                     lua: None,
+                    command: None,
                 },
                 depends_on: if layer == 0 {
                     Vec::new()

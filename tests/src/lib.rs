@@ -755,6 +755,7 @@ pub fn shell_bound_to(name: &str, agent: &str, script: &str) -> sloth_sdk::objec
             run: Payload {
                 shell: Some(script.to_string()),
                 lua: None,
+                command: None,
             },
             agent_name: Some(agent.into()),
             ..TaskRunSpec::default()

@@ -105,6 +105,7 @@ fn shell(name: &str, script: &str) -> TaskRun {
             run: Payload {
                 shell: Some(script.to_string()),
                 lua: None,
+                command: None,
             },
             agent_name: Some("a1".into()),
             ..TaskRunSpec::default()

@@ -22,6 +22,7 @@ fn run(c: &OneAgent, name: &str, payload: LuaPayload, timeout: Option<Duration>)
     let payload = Payload {
         shell: None,
         lua: Some(payload),
+        command: None,
     };
     c.run(name, payload, timeout).status_or_default()
 }

@@ -10,6 +10,7 @@ fn run(c: &OneAgent, name: &str, script: &str) -> TaskRun {
     let payload = Payload {
         shell: Some(script.to_string()),
         lua: None,
+        command: None,
     };
     c.run(name, payload, None)
 }
@@ -97,6 +98,7 @@ mod controllers {
             run: Payload {
                 shell: Some(script.into()),
                 lua: None,
+                command: None,
             },
             agent_selector: selector.map(|(k, v)| LabelSelector {
                 match_labels: [(k.to_string(), v.to_string())].into(),
@@ -184,6 +186,7 @@ mod controllers {
                 run: Payload {
                     shell: Some("sleep 300".into()),
                     lua: None,
+                    command: None,
                 },
                 agent_name: Some("a1".into()),
                 ..TaskRunSpec::default()

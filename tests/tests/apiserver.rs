@@ -18,6 +18,7 @@ fn taskrun(name: &str, script: &str) -> TaskRun {
             run: Payload {
                 shell: Some(script.to_string()),
                 lua: None,
+                command: None,
             },
             ..TaskRunSpec::default()
         },

@@ -156,6 +156,7 @@ fn a_workspace_that_escapes_its_directory_fails_the_task() {
                 run: sloth_sdk::objects::Payload {
                     shell: Some("echo ran".into()),
                     lua: None,
+                    command: None,
                 },
                 agent_name: Some("a1".into()),
                 workspace: Some(sloth_sdk::objects::BlobRef {

@@ -342,6 +342,7 @@ fn a_second_agent_under_a_live_name_exits_naming_the_holder() {
             run: Payload {
                 shell: Some("sleep 3; echo done".into()),
                 lua: None,
+                command: None,
             },
             agent_name: Some("a1".into()),
             ..TaskRunSpec::default()

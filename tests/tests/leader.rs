@@ -25,6 +25,7 @@ fn run_to_success(rt: &Runtime, client: &Client, name: &str) -> TaskRun {
             run: Payload {
                 shell: Some("true".into()),
                 lua: None,
+                command: None,
             },
             // A selector, so that only a scheduler can bind it.
             agent_selector: Some(LabelSelector {

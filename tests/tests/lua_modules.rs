@@ -22,6 +22,7 @@ fn lua(script: &str) -> Payload {
             script: script.to_string(),
             ..LuaPayload::default()
         }),
+        command: None,
     }
 }
 

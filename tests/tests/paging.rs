@@ -28,6 +28,7 @@ fn big_output(name: &str) -> TaskRun {
                     "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {OUTPUT_BYTES}"
                 )),
                 lua: None,
+                command: None,
             },
             agent_name: Some("a1".into()),
             ..TaskRunSpec::default()

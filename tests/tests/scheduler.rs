@@ -94,6 +94,7 @@ fn taskrun(name: &str, selector: &[(&str, &str)], script: &str) -> TaskRun {
             run: Payload {
                 shell: Some(script.to_string()),
                 lua: None,
+                command: None,
             },
             agent_selector: (!selector.is_empty()).then(|| LabelSelector {
                 match_labels: selector

@@ -19,6 +19,7 @@ fn taskrun(name: &str, labels: &[(&str, &str)]) -> TaskRun {
             run: Payload {
                 shell: Some("true".into()),
                 lua: None,
+                command: None,
             },
             ..TaskRunSpec::default()
         },

@@ -40,6 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
                         run: Payload {
                             shell: Some("true".into()),
                             lua: None,
+                            command: None,
                         },
                         ..TaskRunSpec::default()
                     },

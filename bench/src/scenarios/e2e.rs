@@ -54,6 +54,17 @@ pub struct Args {
     /// Give up waiting for the TaskRuns after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// The TaskRuns' payload: `shell` (`bash -c true`) or `command`
+    /// (`true` executed directly, no shell).
+    #[arg(long, value_enum, default_value = "shell")]
+    payload: PayloadArg,
+}
+
+/// How the bench's TaskRuns run `true`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PayloadArg {
+    Shell,
+    Command,
 }
 
 /// What the bench saw of one TaskRun (its own clock, one machine).
@@ -115,14 +126,21 @@ impl Shared {
     }
 }
 
-fn taskrun(name: String) -> TaskRun {
+fn taskrun(name: String, payload: PayloadArg) -> TaskRun {
+    let run = match payload {
+        PayloadArg::Shell => Payload {
+            shell: Some("true".into()),
+            ..Payload::default()
+        },
+        PayloadArg::Command => Payload {
+            command: Some(vec!["true".into()]),
+            ..Payload::default()
+        },
+    };
     let mut tr = TaskRun::new(
         name,
         TaskRunSpec {
-            run: Payload {
-                shell: Some("true".into()),
-                lua: None,
-            },
+            run,
             ..TaskRunSpec::default()
         },
     );
@@ -206,6 +224,8 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let create_errors = Arc::new(AtomicUsize::new(0));
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let cpu_before = cpu_snapshot(&cluster);
+    let writes_before = super::writes::snapshot(&server.http_url).await;
+    let payload = args.payload;
     let start = Instant::now();
     let mut creators = Vec::with_capacity(args.taskruns);
     let mut ticker = args.rate.filter(|r| *r > 0.0).map(|r| {
@@ -227,7 +247,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         let errors = create_errors.clone();
         creators.push(tokio::spawn(async move {
             let name = format!("e2e-{i}");
-            let tr = taskrun(name.clone());
+            let tr = taskrun(name.clone(), payload);
             let created = Instant::now();
             shared
                 .tracks
@@ -289,6 +309,11 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     }
     watcher.abort();
     let cpu = cpu_per_taskrun(&cpu_before, &cpu_snapshot(&cluster), args.taskruns);
+    let writes = super::writes::per_taskrun(
+        writes_before,
+        super::writes::snapshot(&server.http_url).await,
+        args.taskruns,
+    );
 
     let tracks = shared
         .tracks
@@ -303,6 +328,7 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         create_errors.load(Ordering::SeqCst),
     );
     result["cpu_ms_per_taskrun"] = cpu;
+    result["writes_per_taskrun"] = writes;
     let unfinished: Vec<&str> = tracks
         .iter()
         .filter(|(_, t)| !t.create_failed && t.created.is_some() && t.finished.is_none())

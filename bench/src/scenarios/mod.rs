@@ -11,6 +11,7 @@ pub mod state;
 pub mod store;
 pub mod workflow;
 pub mod workspace;
+pub mod writes;
 
 use std::time::Instant;
 

@@ -43,6 +43,7 @@ async fn round_trip(client: &Client) -> anyhow::Result<String> {
         run: Payload {
             shell: Some("true".into()),
             lua: None,
+            command: None,
         },
         agent_name: Some(AGENT.into()),
         ..TaskRunSpec::default()

@@ -67,6 +67,7 @@ fn workflow(layers: &[Vec<String>]) -> Workflow {
                 run: Payload {
                     shell: Some("true".into()),
                     lua: None,
+                    command: None,
                 },
                 depends_on: if i == 0 {
                     Vec::new()

@@ -67,6 +67,7 @@ fn workflow(tasks: usize, workspace: BlobRef, bytes: u64) -> Workflow {
             run: Payload {
                 shell: Some(format!("test \"$(stat -c %s data.bin)\" = {bytes}")),
                 lua: None,
+                command: None,
             },
             ..WorkflowTask::default()
         })

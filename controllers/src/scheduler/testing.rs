@@ -42,6 +42,7 @@ pub fn taskrun_with_selector(labels: &[(&str, &str)]) -> TaskRun {
             run: Payload {
                 shell: Some("true".into()),
                 lua: None,
+                command: None,
             },
             agent_selector: Some(LabelSelector {
                 match_labels: labels

@@ -32,6 +32,7 @@ fn task(name: &str, deps: &[&str]) -> WorkflowTask {
         run: Payload {
             shell: Some(format!("echo {name}")),
             lua: None,
+            command: None,
         },
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         ..Default::default()
@@ -425,6 +426,7 @@ fn a_lua_task_gets_its_upstream_results_as_input() {
             script: "return function(this, params, input) end".into(),
             ..Default::default()
         }),
+        command: None,
     };
     let mut w = World::new(workflow(vec![task("build", &[]), task("other", &[]), lua]));
     w.step();
@@ -511,6 +513,7 @@ fn with_hooks(mut wf: Workflow, names: &[&str]) -> Workflow {
                     entry: Some(format!("wf/hook:{name}")),
                     ..Default::default()
                 }),
+                command: None,
             },
             agent_selector: None,
         })

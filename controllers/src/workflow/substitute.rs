@@ -80,6 +80,9 @@ pub fn substitute_task(
     if let Some(shell) = task.run.shell.as_mut() {
         *shell = substitute(shell, values)?;
     }
+    for arg in task.run.command.iter_mut().flatten() {
+        *arg = substitute(arg, values)?;
+    }
     if let Some(lua) = task.run.lua.as_mut().filter(|l| !l.is_workflow_file()) {
         lua.script = substitute(&lua.script, values)?;
     }
@@ -167,6 +170,7 @@ mod tests {
                     script: "print('$(params.n)')".into(),
                     ..Default::default()
                 }),
+                command: None,
             },
             env: [(
                 "IMAGE".to_string(),

@@ -225,6 +225,7 @@ fn lua_payload(source: &str, entry: String, params: &BTreeMap<String, String>) -
             input: BTreeMap::new(),
             modules: Default::default(),
         }),
+        command: None,
     }
 }
 
@@ -293,6 +294,7 @@ fn task(
                     .to_string(),
             ),
             lua: None,
+            command: None,
         },
         Value::Function(_) => lua_entry(),
         _ => return Err(r.at(format!("task '{name}' has no command"))),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// What a task runs: exactly one of `shell` or `lua`.
+/// What a task runs: exactly one of `shell`, `lua` or `command`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Payload {
@@ -13,6 +13,12 @@ pub struct Payload {
     pub shell: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lua: Option<LuaPayload>,
+    /// A program and its arguments, executed directly: no shell parses
+    /// them, so nothing is expanded or split (and no shell is started,
+    /// which is the cheapest payload to launch). The program is looked up
+    /// in the agent's `PATH` unless it contains a `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
 }
 
 /// Lua code run on the agent.

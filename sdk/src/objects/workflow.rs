@@ -307,6 +307,9 @@ impl WorkflowTask {
         if let Some(lua) = self.run.lua.as_ref().filter(|l| !l.is_workflow_file()) {
             texts.push(("run.lua.script".to_string(), lua.script.as_str()));
         }
+        for (i, arg) in self.run.command.iter().flatten().enumerate() {
+            texts.push((format!("run.command[{i}]"), arg.as_str()));
+        }
         for (key, value) in self.env.iter() {
             texts.push((format!("env.{key}"), value.as_str()));
         }
@@ -386,6 +389,7 @@ mod tests {
                     entry: Some("ci/build".into()),
                     ..Default::default()
                 }),
+                command: None,
             },
             ..Default::default()
         };
@@ -408,6 +412,7 @@ mod tests {
             run: Payload {
                 shell: Some("deploy $(tasks.build.results.image)".into()),
                 lua: None,
+                command: None,
             },
             depends_on: vec!["test".into()],
             env: [("V".to_string(), "$(tasks.version.results.v)".to_string())].into(),

@@ -109,6 +109,7 @@ mod tests {
             run: Payload {
                 shell: Some("true".into()),
                 lua: None,
+                command: None,
             },
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             artifacts: (!artifacts.is_empty()).then(|| ArtifactsSpec {

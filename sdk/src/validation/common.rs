@@ -103,26 +103,63 @@ pub(super) fn too_large(len: usize, limit: usize) -> String {
     format!("is too large: {len} bytes, the limit is {limit} bytes")
 }
 
-/// Exactly one of `shell` or `lua`, and a script that is neither empty nor
-/// oversized.
+/// Exactly one of `shell`, `lua` or `command`, and a script that is neither
+/// empty nor oversized (a command: a program, and argv within the same
+/// size).
 pub(super) fn validate_payload(run: &Payload, path: &str, errs: &mut FieldErrors) {
-    match (&run.shell, &run.lua) {
-        (Some(_), Some(_)) => {
-            errs.push(path, "must set exactly one of shell or lua, not both");
+    let set = [
+        run.shell.is_some(),
+        run.lua.is_some(),
+        run.command.is_some(),
+    ];
+    match set.iter().filter(|s| **s).count() {
+        0 => errs.push(path, "must set exactly one of shell, lua or command"),
+        1 => {}
+        _ => errs.push(
+            path,
+            "must set exactly one of shell, lua or command, not several",
+        ),
+    }
+    if let Some(shell) = &run.shell {
+        validate_script(shell, &format!("{path}.shell"), errs);
+    }
+    if let Some(lua) = &run.lua {
+        validate_script(&lua.script, &format!("{path}.lua.script"), errs);
+        if let Some(entry) = &lua.entry {
+            check(
+                errs,
+                format!("{path}.lua.entry"),
+                entry,
+                names::validate_lua_function_name,
+            );
         }
-        (None, None) => errs.push(path, "must set exactly one of shell or lua"),
-        (Some(shell), None) => validate_script(shell, &format!("{path}.shell"), errs),
-        (None, Some(lua)) => {
-            validate_script(&lua.script, &format!("{path}.lua.script"), errs);
-            if let Some(entry) = &lua.entry {
-                check(
-                    errs,
-                    format!("{path}.lua.entry"),
-                    entry,
-                    names::validate_lua_function_name,
-                );
-            }
+    }
+    if let Some(argv) = &run.command {
+        validate_command(argv, &format!("{path}.command"), errs);
+    }
+}
+
+/// A program to exec: a non-empty argv whose program is named, no NUL byte
+/// (exec cannot pass one), and the same size bound as a script.
+fn validate_command(argv: &[String], path: &str, errs: &mut FieldErrors) {
+    let Some(program) = argv.first() else {
+        errs.push(
+            path,
+            "must not be empty: give the program and its arguments, e.g. [\"make\", \"test\"]",
+        );
+        return;
+    };
+    if program.trim().is_empty() {
+        errs.push(format!("{path}[0]"), "must name the program to run");
+    }
+    for (i, arg) in argv.iter().enumerate() {
+        if arg.contains('\0') {
+            errs.push(format!("{path}[{i}]"), "must not contain a NUL byte");
         }
+    }
+    let len: usize = argv.iter().map(|a| a.len() + 1).sum();
+    if len > MAX_SCRIPT_BYTES {
+        errs.push(path, too_large(len, MAX_SCRIPT_BYTES));
     }
 }
 
@@ -282,11 +319,13 @@ mod tests {
         let run = Payload {
             shell: Some(" \n".into()),
             lua: None,
+            command: None,
         };
         validate_payload(&run, "r", &mut errs);
         let run = Payload {
             shell: Some("x".repeat(MAX_SCRIPT_BYTES + 1)),
             lua: None,
+            command: None,
         };
         validate_payload(&run, "r", &mut errs);
         let run = Payload {
@@ -298,6 +337,7 @@ mod tests {
                 input: BTreeMap::new(),
                 modules: Default::default(),
             }),
+            command: None,
         };
         validate_payload(&run, "r", &mut errs);
         assert_eq!(

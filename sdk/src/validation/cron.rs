@@ -122,6 +122,7 @@ mod tests {
                         run: Payload {
                             shell: Some("true".into()),
                             lua: None,
+                            command: None,
                         },
                         ..WorkflowTask::default()
                     }],

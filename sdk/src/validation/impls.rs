@@ -467,6 +467,7 @@ mod tests {
         Payload {
             shell: Some(script.into()),
             lua: None,
+            command: None,
         }
     }
 
@@ -480,6 +481,7 @@ mod tests {
                 input: BTreeMap::new(),
                 modules: Default::default(),
             }),
+            command: None,
         }
     }
 
@@ -670,17 +672,50 @@ mod tests {
     // ---- TaskRun ----
 
     #[test]
+    fn a_command_payload_is_a_non_empty_argv_and_excludes_the_others() {
+        let command = |argv: &[&str]| Payload {
+            command: Some(argv.iter().map(|a| a.to_string()).collect()),
+            ..Payload::default()
+        };
+        assert!(TaskRunSpec::validate(&taskrun(command(&["make", "a b", "$X"]))).is_ok());
+        assert_eq!(
+            only_error(&taskrun(command(&[]))),
+            "spec.run.command: must not be empty: give the program and its arguments, \
+             e.g. [\"make\", \"test\"]"
+        );
+        assert_eq!(
+            only_error(&taskrun(command(&["", "x"]))),
+            "spec.run.command[0]: must name the program to run"
+        );
+        assert_eq!(
+            only_error(&taskrun(command(&["echo", "a\0b"]))),
+            "spec.run.command[1]: must not contain a NUL byte"
+        );
+        let mut both = taskrun(shell("make"));
+        both.spec.run.command = command(&["make"]).command;
+        assert_eq!(
+            only_error(&both),
+            "spec.run: must set exactly one of shell, lua or command, not several"
+        );
+        let big = "x".repeat(crate::validation::limits::MAX_SCRIPT_BYTES);
+        assert_eq!(
+            fields(TaskRunSpec::validate(&taskrun(command(&["echo", &big])))),
+            ["spec.run.command"]
+        );
+    }
+
+    #[test]
     fn taskrun_needs_exactly_one_of_shell_or_lua() {
         let mut both = taskrun(shell("echo"));
         both.spec.run.lua = lua("return 1").lua;
         assert_eq!(
             only_error(&both),
-            "spec.run: must set exactly one of shell or lua, not both"
+            "spec.run: must set exactly one of shell, lua or command, not several"
         );
         let neither = taskrun(Payload::default());
         assert_eq!(
             only_error(&neither),
-            "spec.run: must set exactly one of shell or lua"
+            "spec.run: must set exactly one of shell, lua or command"
         );
         assert_eq!(
             only_error(&taskrun(shell(""))),
@@ -1288,7 +1323,7 @@ mod tests {
         .expect_err("both payloads");
         assert_eq!(
             errs.to_string(),
-            "spec.run: must set exactly one of shell or lua, not both"
+            "spec.run: must set exactly one of shell, lua or command, not several"
         );
         let ok = admit(json!({
             "apiVersion": "sloth.dev/v1",

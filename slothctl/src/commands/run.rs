@@ -120,10 +120,7 @@ pub fn spec(args: &RunArgs) -> Result<TaskRunSpec, CliError> {
         ));
     }
     Ok(TaskRunSpec {
-        run: Payload {
-            shell: Some(shell_command(&args.command)),
-            lua: None,
-        },
+        run: payload(&args.command),
         agent_selector,
         agent_name: args.agent.clone(),
         timeout,
@@ -131,6 +128,104 @@ pub fn spec(args: &RunArgs) -> Result<TaskRunSpec, CliError> {
         workdir: args.workdir.clone().filter(|w| !w.is_empty()),
         ..TaskRunSpec::default()
     })
+}
+
+/// The payload for a command line: the words executed directly
+/// (`run.command`, no shell started) when a shell would only have run them
+/// as a program and its arguments; a shell script otherwise (one word with
+/// shell syntax, or a shell builtin or keyword as the program).
+pub fn payload(words: &[String]) -> Payload {
+    if needs_shell(words) {
+        Payload {
+            shell: Some(shell_command(words)),
+            ..Payload::default()
+        }
+    } else {
+        Payload {
+            command: Some(words.to_vec()),
+            ..Payload::default()
+        }
+    }
+}
+
+/// Bash builtins that are no program on `PATH` (or behave differently from
+/// it), so they need the shell; `true` and `false` are programs too.
+const BUILTINS: &[&str] = &[
+    ".",
+    ":",
+    "alias",
+    "bg",
+    "bind",
+    "break",
+    "builtin",
+    "caller",
+    "cd",
+    "command",
+    "compgen",
+    "complete",
+    "compopt",
+    "continue",
+    "declare",
+    "dirs",
+    "disown",
+    "echo",
+    "enable",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "fc",
+    "fg",
+    "getopts",
+    "hash",
+    "help",
+    "history",
+    "jobs",
+    "kill",
+    "let",
+    "local",
+    "logout",
+    "mapfile",
+    "popd",
+    "printf",
+    "pushd",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "set",
+    "shift",
+    "shopt",
+    "source",
+    "suspend",
+    "test",
+    "[",
+    "times",
+    "trap",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "wait",
+];
+
+/// Whether `words` mean something to bash beyond "run this program with
+/// these arguments": one word that is not a plain program name (it is a
+/// script), or a program that is a builtin, a keyword or an assignment.
+fn needs_shell(words: &[String]) -> bool {
+    let Some(program) = words.first() else {
+        return true;
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:,+@%^".contains(c);
+    let script = words.len() == 1 && !program.chars().all(plain);
+    script
+        || program.is_empty()
+        || program.contains('=')
+        || RESERVED.contains(&program.as_str())
+        || BUILTINS.contains(&program.as_str())
 }
 
 /// The shell script for a command line: one word is a script as it stands
@@ -327,6 +422,38 @@ mod tests {
 
     fn words(w: &[&str]) -> Vec<String> {
         w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn plain_commands_run_without_a_shell_scripts_and_builtins_with_one() {
+        let run = |w: &[&str]| payload(&words(w));
+        assert_eq!(
+            run(&["printf-x", "a b", "$HOME", "*"]).command,
+            Some(words(&["printf-x", "a b", "$HOME", "*"]))
+        );
+        assert_eq!(run(&["make"]).command, Some(words(&["make"])));
+        assert_eq!(run(&["true"]).command, Some(words(&["true"])));
+        assert_eq!(
+            run(&["/usr/bin/env", "A=1"]).command,
+            Some(words(&["/usr/bin/env", "A=1"]))
+        );
+        for shell in [
+            &["make && make test"][..],
+            &["echo hi; exit 3"],
+            &["cd", "/tmp"],
+            &["exit", "3"],
+            &["FOO=1", "env"],
+            &["time", "ls"],
+            &["echo", "hi"],
+            &["ls *.txt"],
+        ] {
+            let p = run(shell);
+            assert_eq!(p.command, None, "{shell:?}");
+            assert_eq!(
+                p.shell.as_deref(),
+                Some(shell_command(&words(shell)).as_str())
+            );
+        }
     }
 
     #[test]
@@ -527,7 +654,11 @@ mod tests {
             panic!("not run")
         };
         let spec = super::spec(&args).expect("spec");
-        assert_eq!(spec.run.shell.as_deref(), Some("sh -c 'echo hi; exit 3'"));
+        assert_eq!(
+            spec.run.command,
+            Some(words(&["sh", "-c", "echo hi; exit 3"])),
+            "a program and its arguments run without a shell"
+        );
         assert_eq!(spec.agent_name.as_deref(), Some("a1"));
         assert_eq!(spec.timeout, Some(Duration::from_secs(90)));
         assert_eq!(spec.env["B"], "x=y");
