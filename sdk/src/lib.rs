@@ -33,6 +33,7 @@ pub mod tls;
 pub mod validation;
 pub mod watcher;
 pub mod well_known;
+pub mod dag;
 
 pub use client::{
     Api, Client, ClientOptions, ListParams, LogOptions, ObjectList, WatchEvent, WatchParams,
