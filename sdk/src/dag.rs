@@ -169,7 +169,10 @@ impl Dag {
             .map(|i| self.upstream[i].iter().filter(|&&d| in_section(d)).count())
             .collect();
         let mut pass: Vec<Option<usize>> = vec![None; range.len()];
-        let mut ready: Vec<usize> = range.clone().filter(|&i| waiting[i - range.start] == 0).collect();
+        let mut ready: Vec<usize> = range
+            .clone()
+            .filter(|&i| waiting[i - range.start] == 0)
+            .collect();
         while let Some(i) = ready.pop() {
             let local = i - range.start;
             let placed = self.upstream[i]
@@ -189,7 +192,10 @@ impl Dag {
                 }
             }
         }
-        let mut order: Vec<usize> = range.clone().filter(|&i| pass[i - range.start].is_some()).collect();
+        let mut order: Vec<usize> = range
+            .clone()
+            .filter(|&i| pass[i - range.start].is_some())
+            .collect();
         order.sort_by_key(|&i| (pass[i - range.start], i));
         let start = range.start;
         order.extend(range.filter(|&i| pass[i - start].is_none()));

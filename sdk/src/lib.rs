@@ -7,6 +7,7 @@ pub mod blob;
 pub mod client;
 #[cfg(feature = "cli")]
 pub mod credentials;
+pub mod dag;
 pub mod duration;
 #[cfg(feature = "cli")]
 pub mod env_flags;
@@ -33,7 +34,6 @@ pub mod tls;
 pub mod validation;
 pub mod watcher;
 pub mod well_known;
-pub mod dag;
 
 pub use client::{
     Api, Client, ClientOptions, ListParams, LogOptions, ObjectList, WatchEvent, WatchParams,

@@ -76,7 +76,10 @@ pub(super) fn validate_upstream_clashes(
     // pair of dependencies cost seconds for 1,000 tasks in layers of 50.
     let mut declared: HashMap<&str, &[String]> = HashMap::with_capacity(tasks.len());
     for task in tasks {
-        let paths = task.artifacts.as_ref().map_or(&[][..], |a| a.paths.as_slice());
+        let paths = task
+            .artifacts
+            .as_ref()
+            .map_or(&[][..], |a| a.paths.as_slice());
         declared.entry(task.name.as_str()).or_insert(paths);
     }
     let declared = |name: &str| declared.get(name).copied().unwrap_or_default();
