@@ -1,6 +1,7 @@
 //! Micro-benchmarks of Sloth's hot paths: object JSON encode/decode, label
 //! selector matching, the scheduler's filter and scoring over 10,000 agents,
-//! and the workflow planner over a 1,000-task DAG.
+//! the workflow planner over a 1,000-task DAG, that DAG's graph and the
+//! Workflow admission check.
 //!
 //! `cargo bench -p sloth-bench --bench hot_paths` (add `-- NAME` to filter).
 
@@ -12,8 +13,9 @@ use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sloth_controllers::scheduler::filter::{Candidate, feasible};
 use sloth_controllers::scheduler::policy::Placer;
-use sloth_controllers::workflow::plan::plan;
+use sloth_controllers::workflow::plan::{plan, plan_with};
 use sloth_sdk::client::to_typed;
+use sloth_sdk::dag::{Dag, Section};
 use sloth_sdk::objects::workflow::WorkflowTask;
 use sloth_sdk::objects::{
     Agent, AgentPhase, AgentSpec, AgentStatus, LabelSelector, Payload, PlacementPolicy, TaskRun,
@@ -21,6 +23,7 @@ use sloth_sdk::objects::{
 };
 use sloth_sdk::resource::DynamicObject;
 use sloth_sdk::selector::Labels;
+use sloth_sdk::validation::Validate;
 
 fn sample_taskrun() -> TaskRun {
     let mut tr = TaskRun::new(
@@ -241,7 +244,35 @@ fn workflow_plan(c: &mut Criterion) {
     c.bench_function("plan_1000_tasks_half_done", |b| {
         b.iter(|| plan(black_box(&wf), &current, now))
     });
+    // As the controller plans: the graph kept from the previous reconcile.
+    let graph = Dag::of(&wf.spec);
+    c.bench_function("plan_1000_tasks_half_done_cached_dag", |b| {
+        b.iter(|| plan_with(black_box(&wf), &graph, &current, now))
+    });
 }
 
-criterion_group!(benches, objects, selectors, scheduler, workflow_plan);
+/// The workflow's graph (built once per spec) and the admission check every
+/// write of the Workflow, status writes included, goes through.
+fn workflow_dag(c: &mut Criterion) {
+    let wf = dag();
+    c.bench_function("dag_build_1000_tasks", |b| {
+        b.iter(|| Dag::of(black_box(&wf.spec)))
+    });
+    let graph = Dag::of(&wf.spec);
+    c.bench_function("dag_topological_1000_tasks", |b| {
+        b.iter(|| black_box(&graph).topological(Section::Tasks))
+    });
+    c.bench_function("validate_workflow_1000_tasks", |b| {
+        b.iter(|| WorkflowSpec::validate(black_box(&wf)))
+    });
+}
+
+criterion_group!(
+    benches,
+    objects,
+    selectors,
+    scheduler,
+    workflow_plan,
+    workflow_dag
+);
 criterion_main!(benches);

@@ -7,6 +7,7 @@ pub mod blob;
 pub mod client;
 #[cfg(feature = "cli")]
 pub mod credentials;
+pub mod dag;
 pub mod duration;
 #[cfg(feature = "cli")]
 pub mod env_flags;

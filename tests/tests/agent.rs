@@ -94,7 +94,7 @@ impl Cluster {
 }
 
 fn phase(taskrun: &TaskRun) -> TaskRunPhase {
-    taskrun.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    taskrun.phase()
 }
 
 /// A shell TaskRun bound to agent `a1` (so it skips scheduling).

@@ -37,7 +37,7 @@ fn big_output(name: &str) -> TaskRun {
 }
 
 fn phase(taskrun: &TaskRun) -> TaskRunPhase {
-    taskrun.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    taskrun.phase()
 }
 
 /// Creates the TaskRuns and waits (object by object, never by a list)

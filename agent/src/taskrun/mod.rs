@@ -81,7 +81,7 @@ pub fn key_of(taskrun: &TaskRun) -> RunKey {
 }
 
 pub fn phase_of(taskrun: &TaskRun) -> TaskRunPhase {
-    taskrun.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    taskrun.phase()
 }
 
 /// Pending or Scheduled, bound to `agent`, and not being deleted.

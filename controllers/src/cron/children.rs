@@ -28,7 +28,7 @@ pub fn owned_by(wf: &Workflow, cron: &CronWorkflow) -> bool {
 
 pub fn is_finished(wf: &Workflow) -> bool {
     matches!(
-        wf.status_or_default().phase,
+        wf.phase(),
         WorkflowPhase::Succeeded | WorkflowPhase::Failed | WorkflowPhase::Cancelled
     )
 }
@@ -56,7 +56,7 @@ pub fn active(owned: &[&Workflow]) -> Vec<String> {
 pub fn last_successful(owned: &[&Workflow], before: Option<Time>) -> Option<Time> {
     owned
         .iter()
-        .filter(|wf| wf.status_or_default().phase == WorkflowPhase::Succeeded)
+        .filter(|wf| wf.phase() == WorkflowPhase::Succeeded)
         .filter_map(|wf| wf.status_or_default().completion_time)
         .chain(before)
         .max()

@@ -98,7 +98,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
 }
 
 async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let phase = tr.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    let phase = tr.phase();
     if tr.spec.agent_name.is_some() || phase != TaskRunPhase::Pending {
         return Ok(Action::await_change());
     }
@@ -171,7 +171,7 @@ async fn bind(ctx: &Ctx, tr: &TaskRun, agent: &str) -> Result<(), Bind> {
     // Compare-and-swap on the cached resourceVersion: never two agents.
     let bound = api.replace(&bound).await.map_err(Bind::NotWritten)?;
     tracing::debug!(taskrun = %ObjectRef::from_obj(tr), agent, "bound");
-    if bound.status_or_default().phase == TaskRunPhase::Pending {
+    if bound.phase() == TaskRunPhase::Pending {
         // An apiserver without the binding rule ignored the status: a
         // second write for the phase.
         let mut status = bound.clone();

@@ -47,7 +47,7 @@ struct Entry {
 
 impl Entry {
     fn of(tr: &TaskRun, seq: u64, seen: Instant) -> Self {
-        let phase = tr.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        let phase = tr.phase();
         Self {
             bound: tr.spec.agent_name.clone(),
             unfinished: !phase.is_terminal(),

@@ -181,9 +181,7 @@ pub async fn record_finish(
 ) -> Result<(), Error> {
     let api: Api<StackSpec> = Api::namespaced(client.clone(), wf.namespace());
     // A run that declares no outputs leaves the stack's as they were.
-    let outputs = if wf.status_or_default().phase == WorkflowPhase::Succeeded
-        && !wf.spec.outputs.is_empty()
-    {
+    let outputs = if wf.phase() == WorkflowPhase::Succeeded && !wf.spec.outputs.is_empty() {
         match history::outputs(wf, &history::results(taskruns)) {
             Ok(outputs) => Some(outputs),
             Err(missing) => {

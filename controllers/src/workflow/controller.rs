@@ -3,24 +3,26 @@
 //! stops TaskRuns, takes task locks, creates TaskRuns, writes the status
 //! and records Events for what changed.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
+use sloth_sdk::dag::Dag;
 use sloth_sdk::events::Recorder;
 use sloth_sdk::objects::workflow::{TaskPhase, WorkflowPhase, WorkflowStatus};
 use sloth_sdk::objects::{
     EventType, LockSpec, ObjectReference, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
     Workflow, WorkflowSpec, WorkflowState,
 };
-use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, reflector, store};
+use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store};
 use sloth_sdk::watcher::watch_objects;
 use sloth_sdk::{Api, Client, Error, WatchParams, lease};
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{NewRun, Plan, StopRun, plan};
+use super::index::TaskRunIndex;
+use super::plan::{NewRun, Plan, StopRun, is_final_phase, plan_with};
 use crate::stack::gate::{self as stack_gate, Gate};
 use crate::stack::history;
 use sloth_sdk::well_known::{
@@ -42,24 +44,75 @@ pub const WAITING_FOR_LOCK: &str = "WaitingForLock";
 
 struct Ctx {
     client: Client,
-    taskruns: Store<TaskRunSpec>,
+    /// The TaskRuns of each workflow, from the TaskRun watch.
+    taskruns: TaskRunIndex,
     recorder: Recorder,
     /// Every Workflow (the controller's own cache): a stack's line.
     workflows: Store<WorkflowSpec>,
+    /// Each running workflow's graph, built once per spec (uid and
+    /// generation) instead of on every reconcile.
+    dags: Mutex<HashMap<ObjectRef, CachedDag>>,
+}
+
+/// A workflow's graph and the spec it was built from.
+struct CachedDag {
+    uid: String,
+    generation: i64,
+    dag: Arc<Dag>,
+}
+
+impl Ctx {
+    /// The graph of `wf`'s spec, from the cache when the spec is the same.
+    fn dag_of(&self, wf: &Workflow) -> Arc<Dag> {
+        let key = ObjectRef::from_obj(wf);
+        let mut dags = self.dags.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cached) = dags.get(&key)
+            && cached.uid == wf.metadata.uid
+            && cached.generation == wf.metadata.generation
+        {
+            return cached.dag.clone();
+        }
+        // A new graph is rare (once per workflow and spec change): drop
+        // those of workflows that are gone.
+        dags.retain(|key, _| self.workflows.get(key).is_some());
+        let dag = Arc::new(Dag::of(&wf.spec));
+        dags.insert(
+            key,
+            CachedDag {
+                uid: wf.metadata.uid.clone(),
+                generation: wf.metadata.generation,
+                dag: dag.clone(),
+            },
+        );
+        dag
+    }
+
+    /// Forgets the graph of a workflow that finished or is being deleted.
+    fn forget_dag(&self, wf: &Workflow) {
+        self.dags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ObjectRef::from_obj(wf));
+    }
 }
 
 /// Runs the Workflow controller until `shutdown`.
 pub async fn run(client: Client, shutdown: CancellationToken) {
     let workflows: Api<WorkflowSpec> = Api::all(client.clone());
     let taskruns_api: Api<TaskRunSpec> = Api::all(client.clone());
-    let (taskruns, writer) = store();
+    let taskruns = TaskRunIndex::default();
     let owned = WatchParams {
         label_selector: WORKFLOW_LABEL.into(),
         ..WatchParams::default()
     };
-    // The TaskRun cache is written before the trigger it causes is seen, so
+    // The TaskRun index is written before the trigger it causes is seen, so
     // a reconcile always finds the change that caused it.
-    let taskrun_events = reflector(writer, watch_objects(&taskruns_api, "", owned));
+    let index = taskruns.clone();
+    let taskrun_events = watch_objects(&taskruns_api, "", owned).inspect(move |item| {
+        if let Ok(event) = item {
+            index.apply(event);
+        }
+    });
     let controller = Controller::new(workflows, "", WatchParams::default())
         .observe(crate::metrics::global().controller("workflow"));
     let ctx = Arc::new(Ctx {
@@ -67,6 +120,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
         client,
         taskruns,
         workflows: controller.store(),
+        dags: Mutex::default(),
     });
     controller
         .watches_stream(taskrun_events, |tr: &TaskRun| {
@@ -81,29 +135,13 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
         .await;
 }
 
-/// Whether `tr` is one of `wf`'s TaskRuns (and not a namesake's left over
-/// from a deleted Workflow of the same name).
-fn owned_by(tr: &TaskRun, wf: &Workflow) -> bool {
-    tr.namespace() == wf.namespace()
-        && tr.metadata.labels.get(WORKFLOW_LABEL).map(String::as_str) == Some(wf.name())
-        && tr
-            .metadata
-            .owner_references
-            .iter()
-            .any(|o| o.kind == "Workflow" && o.uid == wf.metadata.uid)
-}
-
 async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if wf.metadata.deletion_timestamp.is_some() {
+        ctx.forget_dag(&wf);
         return Ok(Action::await_change());
     }
     let started = std::time::Instant::now();
-    let owned: Vec<Arc<TaskRun>> = ctx
-        .taskruns
-        .state()
-        .into_iter()
-        .filter(|tr| owned_by(tr, &wf))
-        .collect();
+    let owned = ctx.taskruns.owned(&wf);
     let refs: Vec<&TaskRun> = owned.iter().map(Arc::as_ref).collect();
     let mut stack_env = BTreeMap::new();
     if let Some(stack) = &wf.spec.stack {
@@ -125,7 +163,13 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
     let now = Utc::now();
-    let mut plan = plan(&wf, &refs, now);
+    let mut plan = if is_final_phase(wf.phase()) {
+        // The planner leaves a finished workflow alone; it needs no graph.
+        ctx.forget_dag(&wf);
+        super::plan::plan(&wf, &refs, now)
+    } else {
+        plan_with(&wf, &ctx.dag_of(&wf), &refs, now)
+    };
     for new in &mut plan.create {
         for (key, value) in &stack_env {
             new.taskrun

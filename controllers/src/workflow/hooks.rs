@@ -75,7 +75,7 @@ impl<'a> Hooks<'a> {
             return true;
         };
         match self.run_of(hook, task) {
-            Some(tr) => tr.status_or_default().phase.is_terminal(),
+            Some(tr) => tr.phase().is_terminal(),
             None => {
                 if !self.busy {
                     self.busy = true;
@@ -189,7 +189,7 @@ pub fn apply(wf: &Workflow, taskruns: &[&TaskRun], plan: &mut Plan) {
         runs: taskruns.iter().map(|tr| (tr.name(), *tr)).collect(),
         busy: taskruns
             .iter()
-            .any(|tr| is_hook(tr) && !tr.status_or_default().phase.is_terminal()),
+            .any(|tr| is_hook(tr) && !tr.phase().is_terminal()),
     };
     let final_phase = plan.status.phase;
     let finished = matches!(

@@ -4,5 +4,6 @@
 pub mod backoff;
 pub mod controller;
 pub mod hooks;
+pub mod index;
 pub mod plan;
 pub mod substitute;

@@ -4,16 +4,16 @@
 //! stopped, and TaskRun names (`<workflow>-<task>-<attempt>`) make every
 //! creation idempotent.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sloth_sdk::dag::{Dag, Section};
 use sloth_sdk::meta::{API_VERSION, Condition, OwnerReference};
 use sloth_sdk::object_name;
 use sloth_sdk::objects::workflow::{
     TaskPhase, TaskStatus, WorkflowPhase, WorkflowState, WorkflowStatus, WorkflowTask,
-    evaluate_when, result_refs,
+    evaluate_when,
 };
 use sloth_sdk::objects::{
     ArtifactInput, ArtifactStatus, TaskRun, TaskRunPhase, TaskRunSpec, Workflow,
@@ -78,16 +78,6 @@ enum Halt {
     TimedOut,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Section {
-    Tasks,
-    Finally,
-}
-
-fn taskrun_phase(tr: &TaskRun) -> TaskRunPhase {
-    tr.status.as_ref().map(|s| s.phase).unwrap_or_default()
-}
-
 fn taskrun_reason(tr: &TaskRun) -> &str {
     tr.status
         .as_ref()
@@ -104,18 +94,29 @@ fn is_final(phase: TaskPhase) -> bool {
 
 /// `taskruns` are those the workflow owns, in any order.
 pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
-    let old = wf.status_or_default();
-    if matches!(
-        old.phase,
-        WorkflowPhase::Succeeded | WorkflowPhase::Failed | WorkflowPhase::Cancelled
-    ) {
-        return Plan {
-            status: old,
-            create: Vec::new(),
-            stop: Vec::new(),
-            requeue_after: None,
-        };
+    if is_final_phase(wf.phase()) {
+        return left_alone(wf);
     }
+    plan_with(wf, &Dag::of(&wf.spec), taskruns, now)
+}
+
+/// A finished workflow's plan: nothing to do.
+fn left_alone(wf: &Workflow) -> Plan {
+    Plan {
+        status: wf.status_or_default(),
+        create: Vec::new(),
+        stop: Vec::new(),
+        requeue_after: None,
+    }
+}
+
+/// [`plan`] with the workflow's graph built already (`dag` must be
+/// `Dag::of(&wf.spec)`): the controller keeps it while the spec is the same.
+pub fn plan_with(wf: &Workflow, dag: &Dag, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
+    if is_final_phase(wf.phase()) {
+        return left_alone(wf);
+    }
+    let old = wf.status_or_default();
     let start = old.start_time.unwrap_or(now);
     let deadline = wf.spec.timeout.map(|t| start + chrono_duration(t.as_std()));
     let halt = if wf.spec.state == WorkflowState::Cancelled {
@@ -141,7 +142,7 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
             runs.get(task.name.as_str())
                 .and_then(|r| r.last())
                 .is_some_and(|tr| {
-                    taskrun_phase(tr) == TaskRunPhase::Failed
+                    tr.phase() == TaskRunPhase::Failed
                         && !backoff::retries(
                             task.retries.as_ref(),
                             tr.spec.attempt.max(1),
@@ -156,15 +157,9 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
         halt,
         fail_fast,
         runs,
-        upstream: wf
-            .spec
-            .tasks
-            .iter()
-            .chain(&wf.spec.finally)
-            .map(|t| (t.name.as_str(), upstream_of(t)))
-            .collect(),
+        dag,
         statuses: BTreeMap::new(),
-        phases: HashMap::new(),
+        phases: vec![TaskPhase::default(); dag.len()],
         results: BTreeMap::new(),
         artifacts: BTreeMap::new(),
         candidates: Vec::new(),
@@ -176,7 +171,7 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
 
     let unfinished = taskruns
         .iter()
-        .filter(|tr| !taskrun_phase(tr).is_terminal() && !super::hooks::is_hook(tr))
+        .filter(|tr| !tr.phase().is_terminal() && !super::hooks::is_hook(tr))
         .count();
     let room = wf.spec.concurrency.map_or(usize::MAX, |c| {
         usize::try_from(c)
@@ -214,7 +209,8 @@ pub fn plan(wf: &Workflow, taskruns: &[&TaskRun], now: DateTime<Utc>) -> Plan {
     plan
 }
 
-fn is_final_phase(phase: WorkflowPhase) -> bool {
+/// Whether a workflow in `phase` has ended.
+pub fn is_final_phase(phase: WorkflowPhase) -> bool {
     matches!(
         phase,
         WorkflowPhase::Succeeded | WorkflowPhase::Failed | WorkflowPhase::Cancelled
@@ -240,12 +236,13 @@ struct Walk<'a> {
     halt: Option<Halt>,
     fail_fast: bool,
     runs: BTreeMap<&'a str, Vec<&'a TaskRun>>,
-    /// Per task name, the tasks it waits for.
-    upstream: HashMap<&'a str, Vec<Cow<'a, str>>>,
+    /// The graph of the workflow's tasks.
+    dag: &'a Dag,
     statuses: BTreeMap<String, TaskStatus>,
-    /// The phases of `statuses` by borrowed name: every not-started task
-    /// looks up each of its dependencies, which is the planner's inner loop.
-    phases: HashMap<&'a str, TaskPhase>,
+    /// The phases of `statuses` by task index (Pending until walked): every
+    /// not-started task looks up each of its dependencies, which is the
+    /// planner's inner loop.
+    phases: Vec<TaskPhase>,
     /// Results of the tasks that succeeded.
     results: BTreeMap<String, BTreeMap<String, String>>,
     /// Artifacts of the tasks that succeeded (their dependents' inputs).
@@ -289,21 +286,31 @@ impl<'a> Walk<'a> {
                     .get(&t.name)
                     .is_some_and(|s| is_final(s.phase))
             });
-        for task in topological(tasks, &self.upstream) {
-            let status = self.task(task, section, dag_done);
-            self.phases.insert(task.name.as_str(), status.phase);
+        let offset = self.dag.indices(section).start;
+        for i in self.dag.topological(section) {
+            let Some(task) = tasks.get(i - offset) else {
+                continue;
+            };
+            let status = self.task(i, task, section, dag_done);
+            self.phases[i] = status.phase;
             self.statuses.insert(task.name.clone(), status);
         }
     }
 
-    fn task(&mut self, task: &'a WorkflowTask, section: Section, dag_done: bool) -> TaskStatus {
+    fn task(
+        &mut self,
+        i: usize,
+        task: &'a WorkflowTask,
+        section: Section,
+        dag_done: bool,
+    ) -> TaskStatus {
         let latest = self
             .runs
             .get(task.name.as_str())
             .and_then(|r| r.last())
             .copied();
         let Some(tr) = latest else {
-            return self.not_started(task, section, dag_done);
+            return self.not_started(i, task, section, dag_done);
         };
         let attempt = tr.spec.attempt.max(1);
         let mut status = TaskStatus {
@@ -312,7 +319,7 @@ impl<'a> Walk<'a> {
             attempt,
             reason: String::new(),
         };
-        match taskrun_phase(tr) {
+        match tr.phase() {
             TaskRunPhase::Succeeded => {
                 status.phase = TaskPhase::Succeeded;
                 let results = tr
@@ -345,7 +352,7 @@ impl<'a> Walk<'a> {
                         failed_at + chrono_duration(backoff::delay(task.retries.as_ref(), attempt));
                     if due <= self.now {
                         status.reason = reason::RETRYING.into();
-                        self.start(task, attempt + 1);
+                        self.start(i, task, attempt + 1);
                     } else {
                         status.reason = reason::BACKOFF.into();
                         self.requeue_in(until(self.now, due));
@@ -377,6 +384,7 @@ impl<'a> Walk<'a> {
 
     fn not_started(
         &mut self,
+        i: usize,
         task: &'a WorkflowTask,
         section: Section,
         dag_done: bool,
@@ -386,14 +394,10 @@ impl<'a> Walk<'a> {
             reason: why.into(),
             ..TaskStatus::default()
         };
-        let no_upstream = Vec::new();
-        let upstream = self
-            .upstream
-            .get(task.name.as_str())
-            .unwrap_or(&no_upstream);
-        let mut ready = true;
-        for dep in upstream {
-            match self.phases.get(dep.as_ref()).copied().unwrap_or_default() {
+        // A name that is no other task never finishes (validation refuses it).
+        let mut ready = !self.dag.waits_for_missing(i);
+        for &dep in self.dag.upstream(i) {
+            match self.phases[dep] {
                 TaskPhase::Failed | TaskPhase::Skipped => {
                     return skipped(reason::UPSTREAM_FAILED);
                 }
@@ -433,12 +437,12 @@ impl<'a> Walk<'a> {
             }
             Some(Ok(true)) | None => {}
         }
-        self.push_candidate(task, 1);
+        self.push_candidate(i, task, 1);
         TaskStatus::default()
     }
 
     /// Queues attempt `attempt` of `task`, substituted as for its first.
-    fn start(&mut self, task: &'a WorkflowTask, attempt: u32) {
+    fn start(&mut self, i: usize, task: &'a WorkflowTask, attempt: u32) {
         let values = Values {
             params: &self.wf.spec.params,
             results: &self.results,
@@ -446,76 +450,27 @@ impl<'a> Walk<'a> {
         // The references resolved for the first attempt; upstream results
         // never change, so this cannot fail where the first did not.
         if let Ok(task) = substitute_task(task, values) {
-            self.push_candidate(task, attempt);
+            self.push_candidate(i, task, attempt);
         }
     }
 
     /// Queues `task` (substituted); a Lua payload also gets its upstream
     /// tasks' results as its `input`.
-    fn push_candidate(&mut self, mut task: WorkflowTask, attempt: u32) {
-        let upstream = task.upstream();
+    fn push_candidate(&mut self, i: usize, mut task: WorkflowTask, attempt: u32) {
         if let Some(lua) = task.run.lua.as_mut() {
-            lua.input = upstream
-                .into_iter()
-                .filter_map(|dep| {
-                    let results = self.results.get(&dep)?.clone();
-                    Some((dep, results))
+            lua.input = self
+                .dag
+                .upstream(i)
+                .iter()
+                .filter_map(|&dep| {
+                    let name = self.dag.name(dep);
+                    let results = self.results.get(name)?.clone();
+                    Some((name.to_string(), results))
                 })
                 .collect();
         }
         self.candidates.push((task, attempt));
     }
-}
-
-/// The tasks `task` waits for, borrowed where they can be:
-/// [`WorkflowTask::upstream`] clones every name into a new set, and with
-/// wide layers (each task waiting for dozens) planning called it often
-/// enough to cost milliseconds per reconcile. Order and duplicates do not
-/// matter to the callers, which only ask "all" or "any".
-fn upstream_of(task: &WorkflowTask) -> Vec<Cow<'_, str>> {
-    let mut deps: Vec<Cow<'_, str>> = task
-        .depends_on
-        .iter()
-        .map(|d| Cow::Borrowed(d.as_str()))
-        .collect();
-    for text in task.substituted_texts() {
-        deps.extend(result_refs(text).into_iter().map(|r| Cow::Owned(r.task)));
-    }
-    deps
-}
-
-/// `tasks` ordered so that every task comes after those it waits for (in
-/// the same list); ties and anything left in a cycle keep spec order.
-fn topological<'a>(
-    tasks: &'a [WorkflowTask],
-    upstream: &HashMap<&str, Vec<Cow<'_, str>>>,
-) -> Vec<&'a WorkflowTask> {
-    // Per task of this list: whether it is placed yet. One lookup per
-    // dependency answers both "is it in this list" and "is it placed".
-    let mut placed: HashMap<&str, bool> = tasks.iter().map(|t| (t.name.as_str(), false)).collect();
-    let is_placed = |placed: &HashMap<&str, bool>, name: &str| placed.get(name) == Some(&true);
-    let mut order = Vec::with_capacity(tasks.len());
-    while order.len() < tasks.len() {
-        let before = order.len();
-        for task in tasks {
-            if is_placed(&placed, &task.name) {
-                continue;
-            }
-            let ready = upstream
-                .get(task.name.as_str())
-                .is_none_or(|deps| deps.iter().all(|d| placed.get(d.as_ref()) != Some(&false)));
-            if ready {
-                placed.insert(&task.name, true);
-                order.push(task);
-            }
-        }
-        if order.len() == before {
-            // A cycle (validation refuses them): keep the rest in spec order.
-            order.extend(tasks.iter().filter(|t| !is_placed(&placed, &t.name)));
-            break;
-        }
-    }
-    order
 }
 
 /// The Secrets a task's Lua reads: its own and the workflow's, once each

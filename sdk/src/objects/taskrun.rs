@@ -13,6 +13,14 @@ use crate::resource::{Object, Spec};
 
 pub type TaskRun = Object<TaskRunSpec>;
 
+impl TaskRun {
+    /// The phase, Pending before the first status write (without copying
+    /// the status, as `status_or_default().phase` would).
+    pub fn phase(&self) -> TaskRunPhase {
+        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskRunSpec {

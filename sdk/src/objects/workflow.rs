@@ -13,6 +13,14 @@ use crate::resource::{Object, Spec};
 
 pub type Workflow = Object<WorkflowSpec>;
 
+impl Workflow {
+    /// The phase, Pending before the first status write (without copying
+    /// the status, as `status_or_default().phase` would).
+    pub fn phase(&self) -> WorkflowPhase {
+        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowSpec {
@@ -326,17 +334,6 @@ impl WorkflowTask {
     pub fn substituted_texts(&self) -> impl Iterator<Item = &str> {
         self.substituted_fields().into_iter().map(|(_, text)| text)
     }
-
-    /// The tasks this one waits for: `dependsOn` plus every task whose
-    /// results it references.
-    pub fn upstream(&self) -> std::collections::BTreeSet<String> {
-        let mut deps: std::collections::BTreeSet<String> =
-            self.depends_on.iter().cloned().collect();
-        for text in self.substituted_texts() {
-            deps.extend(result_refs(text).into_iter().map(|r| r.task));
-        }
-        deps
-    }
 }
 
 #[cfg(test)]
@@ -394,7 +391,6 @@ mod tests {
             ..Default::default()
         };
         assert!(task.substituted_fields().is_empty());
-        assert!(task.upstream().is_empty(), "no dependency on itself");
     }
 
     #[test]
@@ -402,25 +398,6 @@ mod tests {
         assert_eq!(
             param_refs("$(params.a) $(date) $(params.b-c)"),
             ["a", "b-c"]
-        );
-    }
-
-    #[test]
-    fn upstream_includes_result_producers() {
-        let task = WorkflowTask {
-            name: "deploy".into(),
-            run: Payload {
-                shell: Some("deploy $(tasks.build.results.image)".into()),
-                lua: None,
-                command: None,
-            },
-            depends_on: vec!["test".into()],
-            env: [("V".to_string(), "$(tasks.version.results.v)".to_string())].into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            task.upstream().into_iter().collect::<Vec<_>>(),
-            ["build", "test", "version"]
         );
     }
 }

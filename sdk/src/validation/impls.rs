@@ -174,7 +174,7 @@ impl Validate for TaskRunSpec {
                 format!("is immutable once set (bound to {bound:?})"),
             );
         }
-        let phase = |o: &Object<Self>| o.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        let phase = |o: &Object<Self>| o.phase();
         let (was, now) = (phase(old), phase(new));
         if was.is_terminal() && now != was {
             errs.push(
@@ -266,7 +266,7 @@ impl Validate for WorkflowSpec {
     /// next to `phase: Succeeded` would contradict itself.
     fn validate_update(old: &Object<Self>, new: &Object<Self>) -> Result<(), FieldErrors> {
         let mut errs = FieldErrors::default();
-        let phase = old.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        let phase = old.phase();
         if matches!(phase, WorkflowPhase::Succeeded | WorkflowPhase::Failed)
             && new.spec.state == WorkflowState::Cancelled
             && old.spec.state != WorkflowState::Cancelled
