@@ -1,5 +1,4 @@
 //! `sloth-apiserver`: stores Sloth's objects and serves the resource API.
-#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +31,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 mod artifact_args;
+mod in_process;
 mod security;
 use security::Security;
 
@@ -255,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
         return migrate(migration).await;
     }
     args.log.init();
+    in_process::check_available(args.controllers)?;
     // Bad TLS or token files stop the server before it opens the store.
     let security = Security::from_args(&args)?;
     // The embedded store is closed at shutdown (its file is then free).
@@ -322,7 +323,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut registry = sloth_sdk::telemetry::metrics::registry("apiserver");
     if args.controllers {
-        sloth_controllers::metrics::global().register(&mut registry);
+        in_process::register_metrics(&mut registry);
     }
     let metrics = Arc::new(Metrics::new(registry));
     let grpc_listen = args
@@ -473,25 +474,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .context("cannot make a client for the in-process controllers")?;
         tracing::info!("running the controllers in this process");
-        let election = sloth_controllers::leader::Election::new(
-            // Stable across restarts, so a restarted single-node server
-            // takes its own lock back at once instead of waiting out the lease.
-            format!(
-                "apiserver-{}-{}",
-                sloth_controllers::leader::hostname(),
-                grpc_addr.port()
-            ),
-            Duration::from_secs(15),
-        );
-        Some(tokio::spawn(sloth_controllers::run_elected(
+        Some(in_process::spawn(
             client,
-            election,
-            sloth_controllers::Settings {
-                taskrun_ttl: args.taskrun_ttl,
-                ..sloth_controllers::Settings::default()
-            },
+            grpc_addr,
+            args.taskrun_ttl,
             shutdown.clone(),
-        )))
+        ))
     } else {
         None
     };
