@@ -12,6 +12,8 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo build --bins" >&2
 cargo build --workspace --bins --quiet
+echo "== cargo build -p sloth-sdk --examples" >&2
+cargo build -p sloth-sdk --examples --quiet
 echo "== cargo test" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,6 +1,5 @@
 //! Sloth's API server: storage, admission, the gRPC resource service and the
 //! HTTP endpoints.
-#![forbid(unsafe_code)]
 
 pub mod access;
 pub mod api;

@@ -1,5 +1,4 @@
 //! `sloth-apiserver`: stores Sloth's objects and serves the resource API.
-#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +32,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 mod artifact_args;
+mod in_process;
 mod security;
 use security::Security;
 
@@ -129,6 +129,7 @@ struct Args {
     /// Workflow owns) are kept; a TaskRun's spec.ttlAfterFinished overrides it.
     #[arg(long, default_value = "24h", value_parser = sloth_sdk::duration::parse_flag)]
     taskrun_ttl: Duration,
+    #[cfg(feature = "controllers")]
     #[command(flatten)]
     agent_gc: sloth_controllers::agent_gc::AgentGcFlag,
     /// How much watch history to keep for resuming clients.
@@ -267,6 +268,7 @@ async fn main() -> anyhow::Result<()> {
         return migrate(migration).await;
     }
     args.log.init();
+    in_process::check_available(args.controllers)?;
     // Bad TLS or token files stop the server before it opens the store.
     let security = Security::from_args(&args)?;
     // The embedded store is closed at shutdown (its file is then free).
@@ -334,7 +336,7 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut registry = sloth_sdk::telemetry::metrics::registry("apiserver");
     if args.controllers {
-        sloth_controllers::metrics::global().register(&mut registry);
+        in_process::register_metrics(&mut registry);
     }
     let metrics = Arc::new(Metrics::new(registry));
     let grpc_listen = args
@@ -494,22 +496,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .context("cannot make a client for the in-process controllers")?;
         tracing::info!("running the controllers in this process");
-        let election = sloth_controllers::leader::Election::new(
-            // Stable across restarts, so a restarted single-node server
-            // takes its own lock back at once instead of waiting out the lease.
-            format!(
-                "apiserver-{}-{}",
-                sloth_controllers::leader::hostname(),
-                grpc_addr.port()
-            ),
-            Duration::from_secs(15),
-        );
-        Some(tokio::spawn(sloth_controllers::run_elected(
+        Some(in_process::spawn(
             client,
-            election,
-            controller_settings(&args),
+            grpc_addr,
+            &args,
             shutdown.clone(),
-        )))
+        ))
     } else {
         None
     };
@@ -573,33 +565,3 @@ async fn wait_for_signal() {
 }
 
 /// What the in-process controllers (`--controllers`) are tuned with.
-fn controller_settings(args: &Args) -> sloth_controllers::Settings {
-    sloth_controllers::Settings {
-        taskrun_ttl: args.taskrun_ttl,
-        agent_gc_after: args.agent_gc.agent_gc_after,
-        ..sloth_controllers::Settings::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn agent_gc_after_reaches_the_in_process_controllers() {
-        let parse = |argv: &[&str]| {
-            let mut all = vec!["sloth-apiserver"];
-            all.extend(argv);
-            controller_settings(&Args::try_parse_from(all).expect("parse"))
-        };
-        let tuned = parse(&["--controllers", "--agent-gc-after", "90s"]);
-        assert_eq!(tuned.agent_gc_after, Duration::from_secs(90));
-        let default = parse(&["--controllers"]);
-        assert_eq!(
-            default.agent_gc_after,
-            sloth_controllers::agent_gc::DEFAULT_AGENT_GC_AFTER
-        );
-        assert_eq!(default.agent_gc_after, Duration::from_secs(24 * 3600));
-        assert!(Args::try_parse_from(["sloth-apiserver", "--agent-gc-after", "soon"]).is_err());
-    }
-}

@@ -3,7 +3,6 @@
 //! it needs itself, on loopback with OS-picked ports and temporary
 //! directories, and stops them at the end. Progress goes to stderr; the
 //! result is one JSON object, the last line on stdout.
-#![forbid(unsafe_code)]
 
 mod cluster;
 mod scenarios;

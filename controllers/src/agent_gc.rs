@@ -3,19 +3,18 @@
 //! time, is deleted, with its heartbeat Lock. A machine that comes back
 //! registers again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sloth_sdk::objects::{Agent, AgentSpec, LockSpec};
-use sloth_sdk::runtime::{Action, Controller};
 use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
-use sloth_sdk::{Api, Client, Error, Spec, WatchParams};
+use sloth_sdk::{Api, Client, Error};
 use tokio_util::sync::CancellationToken;
 
-use crate::gc::{Ttl, expire, judge_due};
+use crate::expiry;
+use crate::gc::{Ttl, judge_due};
+use crate::lifecycle::controller::not_ready_since;
 use crate::lifecycle::heartbeat_lock_name;
-use crate::lifecycle_controller::not_ready_since;
 
 /// How long an Agent may stay NotReady by default before it is deleted.
 pub const DEFAULT_AGENT_GC_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
@@ -45,45 +44,31 @@ pub fn judge(agent: &Agent, after: Duration, now: DateTime<Utc>) -> Ttl {
     }
 }
 
-struct Ctx {
-    client: Client,
-    after: Duration,
-}
-
-/// Deletes Agents NotReady for longer than `after` until `shutdown`.
+/// Deletes Agents NotReady for longer than `after` (and their heartbeat
+/// Locks) until `shutdown`.
 pub async fn run(client: Client, after: Duration, shutdown: CancellationToken) {
-    let agents: Api<AgentSpec> = Api::all(client.clone());
-    Controller::new(agents, "", WatchParams::default())
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |_, _: &Error, _| Action::backoff(),
-            Arc::new(Ctx { client, after }),
-        )
-        .await;
-}
-
-async fn reconcile(agent: Arc<Agent>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let now = Utc::now();
-    let judgment = judge(&agent, ctx.after, now);
-    let (action, deleted) =
-        expire(&ctx.client, AgentSpec::KIND, &agent.metadata, judgment, now).await?;
-    if deleted {
-        tracing::info!(
-            agent = agent.name(),
-            after = ?ctx.after,
-            "deleted an agent NotReady past --agent-gc-after"
-        );
-        let locks: Api<LockSpec> = Api::namespaced(ctx.client.clone(), HEARTBEAT_NAMESPACE);
-        match locks.delete(&heartbeat_lock_name(agent.name())).await {
-            Ok(_) | Err(Error::NotFound(_)) => {}
-            Err(e) => tracing::warn!(
+    expiry::run::<AgentSpec, _, _, _>(
+        client,
+        "agent-gc",
+        move |agent, now| judge(agent, after, now),
+        move |client, agent| async move {
+            tracing::info!(
                 agent = agent.name(),
-                "cannot delete its heartbeat lock: {e}"
-            ),
-        }
-    }
-    Ok(action)
+                ?after,
+                "deleted an agent NotReady past --agent-gc-after"
+            );
+            let locks: Api<LockSpec> = Api::namespaced(client, HEARTBEAT_NAMESPACE);
+            match locks.delete(&heartbeat_lock_name(agent.name())).await {
+                Ok(_) | Err(Error::NotFound(_)) => {}
+                Err(e) => tracing::warn!(
+                    agent = agent.name(),
+                    "cannot delete its heartbeat lock: {e}"
+                ),
+            }
+        },
+        shutdown,
+    )
+    .await;
 }
 
 #[cfg(test)]

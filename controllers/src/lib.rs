@@ -1,14 +1,13 @@
 //! Sloth's controllers: they reconcile desired state through the API.
-#![forbid(unsafe_code)]
 
 pub mod agent_gc;
 pub mod cron;
 pub mod events_ttl;
+pub mod expiry;
 pub mod gc;
 pub mod leader;
 pub mod lifecycle;
-pub mod lifecycle_controller;
-pub mod lock_controller;
+pub mod lock;
 pub mod metrics;
 pub mod scheduler;
 pub mod stack;
@@ -63,9 +62,9 @@ pub async fn run_elected(
 pub async fn run_all(client: Client, settings: Settings, shutdown: CancellationToken) {
     tokio::join!(
         scheduler::controller::run(client.clone(), shutdown.clone()),
-        lifecycle_controller::run(client.clone(), settings.agent_lost_grace, shutdown.clone()),
+        lifecycle::controller::run(client.clone(), settings.agent_lost_grace, shutdown.clone()),
         workflow::controller::run(client.clone(), shutdown.clone()),
-        lock_controller::run(client.clone(), shutdown.clone()),
+        lock::run(client.clone(), shutdown.clone()),
         gc::run(client.clone(), shutdown.clone()),
         taskrun_ttl::run(client.clone(), settings.taskrun_ttl, shutdown.clone()),
         events_ttl::run(client.clone(), shutdown.clone()),

@@ -1,7 +1,6 @@
 //! `sloth-controllers`: runs the scheduler and the agent-lifecycle
 //! controller against one or more apiservers until SIGTERM. Several
 //! processes may run; a Lock elects the one that acts.
-#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

@@ -3,15 +3,13 @@
 //! only frees the storage). The delete carries the resourceVersion judged,
 //! so an entry set again meanwhile is judged again, never lost.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
+use sloth_sdk::Client;
 use sloth_sdk::objects::{StateEntry, StateEntrySpec};
-use sloth_sdk::runtime::{Action, Controller};
-use sloth_sdk::{Api, Client, Error, Spec, WatchParams};
 use tokio_util::sync::CancellationToken;
 
-use crate::gc::{Ttl, expire};
+use crate::expiry;
+use crate::gc::Ttl;
 
 /// Judges at `now` whether `entry` is due for deletion.
 pub fn judge(entry: &StateEntry, now: DateTime<Utc>) -> Ttl {
@@ -27,36 +25,20 @@ pub fn judge(entry: &StateEntry, now: DateTime<Utc>) -> Ttl {
 
 /// Deletes expired state entries until `shutdown`.
 pub async fn run(client: Client, shutdown: CancellationToken) {
-    let entries: Api<StateEntrySpec> = Api::all(client.clone());
-    Controller::new(entries, "", WatchParams::default())
-        .observe(crate::metrics::global().controller("state-ttl"))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |_, _: &Error, _| Action::backoff(),
-            Arc::new(client),
-        )
-        .await;
-}
-
-async fn reconcile(entry: Arc<StateEntry>, client: Arc<Client>) -> Result<Action, Error> {
-    let now = Utc::now();
-    let (action, deleted) = expire(
-        &client,
-        StateEntrySpec::KIND,
-        &entry.metadata,
-        judge(&entry, now),
-        now,
+    expiry::run::<StateEntrySpec, _, _, _>(
+        client,
+        "state-ttl",
+        judge,
+        |_, entry| async move {
+            tracing::debug!(
+                namespace = entry.namespace(),
+                key = entry.spec.key,
+                "deleted an expired state entry"
+            );
+        },
+        shutdown,
     )
-    .await?;
-    if deleted {
-        tracing::debug!(
-            namespace = entry.namespace(),
-            key = entry.spec.key,
-            "deleted an expired state entry"
-        );
-    }
-    Ok(action)
+    .await;
 }
 
 #[cfg(test)]

@@ -7,16 +7,15 @@
 //! its attempts, and go with it (its `ttlAfterFinished`, then the owner
 //! garbage collection in `gc`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sloth_sdk::Client;
 use sloth_sdk::objects::{TaskRun, TaskRunSpec};
-use sloth_sdk::runtime::{Action, Controller};
-use sloth_sdk::{Api, Client, Error, Spec, WatchParams};
 use tokio_util::sync::CancellationToken;
 
-use crate::gc::{Ttl, expire, judge_due, workflow_owners};
+use crate::expiry;
+use crate::gc::{Ttl, judge_due, workflow_owners};
 
 /// How long finished ad-hoc TaskRuns are kept by default.
 pub const DEFAULT_TASKRUN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -45,46 +44,21 @@ pub fn judge(taskrun: &TaskRun, default: Duration, now: DateTime<Utc>) -> Ttl {
     judge_due(ttl, finished, now)
 }
 
-struct Ctx {
-    client: Client,
-    default_ttl: Duration,
-}
-
 /// Deletes finished ad-hoc TaskRuns past their TTL until `shutdown`.
 pub async fn run(client: Client, default_ttl: Duration, shutdown: CancellationToken) {
-    let taskruns: Api<TaskRunSpec> = Api::all(client.clone());
-    Controller::new(taskruns, "", WatchParams::default())
-        .observe(crate::metrics::global().controller("taskrun-ttl"))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |_, _: &Error, _| Action::backoff(),
-            Arc::new(Ctx {
-                client,
-                default_ttl,
-            }),
-        )
-        .await;
-}
-
-async fn reconcile(taskrun: Arc<TaskRun>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let now = Utc::now();
-    let judgment = judge(&taskrun, ctx.default_ttl, now);
-    let (action, deleted) = expire(
-        &ctx.client,
-        TaskRunSpec::KIND,
-        &taskrun.metadata,
-        judgment,
-        now,
+    expiry::run::<TaskRunSpec, _, _, _>(
+        client,
+        "taskrun-ttl",
+        move |taskrun, now| judge(taskrun, default_ttl, now),
+        |_, taskrun| async move {
+            tracing::info!(
+                taskrun = %format!("{}/{}", taskrun.namespace(), taskrun.name()),
+                "deleted a finished taskrun past its TTL"
+            );
+        },
+        shutdown,
     )
-    .await?;
-    if deleted {
-        tracing::info!(
-            taskrun = %format!("{}/{}", taskrun.namespace(), taskrun.name()),
-            "deleted a finished taskrun past its TTL"
-        );
-    }
-    Ok(action)
+    .await;
 }
 
 #[cfg(test)]

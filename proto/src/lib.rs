@@ -1,5 +1,4 @@
 //! Sloth's wire protocol: generated gRPC types and service stubs.
-#![forbid(unsafe_code)]
 
 /// Version 1 of the resource API.
 pub mod v1 {

@@ -1,6 +1,5 @@
 //! Sloth's SDK: API object types, validation, the gRPC client and the
 //! watch/controller runtime.
-#![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod blob;

@@ -83,8 +83,16 @@ pub trait Validate: Spec {
     }
 }
 
+mod agent;
 mod artifacts;
-mod impls;
+mod event;
+mod lock;
+mod taskrun;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+mod workflow;
 
 mod common;
 mod cron;

@@ -2,7 +2,6 @@
 //!
 //! Exit codes (INTERFACE.md): 0 success; 1 the server said no; 2 usage error
 //! or invalid input, nothing sent; 3 no server could be reached.
-#![forbid(unsafe_code)]
 
 mod cli;
 mod commands;

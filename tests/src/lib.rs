@@ -1,7 +1,6 @@
 //! Helpers for end-to-end tests: build and start the real binaries on
 //! loopback with OS-picked ports and temporary directories. Every wait has a
 //! deadline; a process that does not come up fails the test with its output.
-#![forbid(unsafe_code)]
 
 mod etcd;
 pub mod files;

@@ -8,6 +8,8 @@ use sloth_sdk::objects::{AgentPhase, Lock};
 
 pub use sloth_sdk::lease::heartbeat_lock_name;
 
+pub mod controller;
+
 /// What the agent's phase should be, and when to look again.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
