@@ -8,6 +8,7 @@ fn task(name: &str, deps: &[&str]) -> WorkflowTask {
         run: Payload {
             shell: Some("true".into()),
             lua: None,
+            command: None,
         },
         depends_on: deps.iter().map(|d| d.to_string()).collect(),
         ..WorkflowTask::default()
@@ -100,6 +101,7 @@ fn a_lua_workflow_file_script_is_not_scanned_for_references() {
     let mut build = task("build", &[]);
     build.run = Payload {
         shell: None,
+        command: None,
         lua: Some(LuaPayload {
             script: "task('deploy'):command('echo $(tasks.build.results.v)')".into(),
             entry: Some("ci/build".into()),
