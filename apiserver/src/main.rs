@@ -564,4 +564,3 @@ async fn wait_for_signal() {
     }
 }
 
-/// What the in-process controllers (`--controllers`) are tuned with.

@@ -27,6 +27,7 @@ fn taskrun() -> Value {
             run: Payload {
                 shell: Some("make -j4 && make test".into()),
                 lua: None,
+                command: None,
             },
             agent_name: Some("build-1".into()),
             ..TaskRunSpec::default()
