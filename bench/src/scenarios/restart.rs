@@ -205,6 +205,7 @@ fn taskrun(name: &str) -> TaskRun {
             run: Payload {
                 shell: Some("true".into()),
                 lua: None,
+                command: None,
             },
             ..TaskRunSpec::default()
         },
