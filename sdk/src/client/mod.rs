@@ -29,7 +29,8 @@ pub use api::Api;
 pub use codec::to_typed;
 use codec::{decode_dynamic, decode_event, envelope, is_transport_failure, to_value, with_causes};
 pub use params::{
-    DEFAULT_PAGE_SIZE, ListParams, LogChunk, LogOptions, LogStream, ObjectList, WatchEvent, WatchParams,
+    DEFAULT_PAGE_SIZE, ListParams, LogChunk, LogOptions, LogStream, ObjectList, WatchEvent,
+    WatchParams,
 };
 
 /// Largest message the client accepts (a page of a list).
