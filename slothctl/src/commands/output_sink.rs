@@ -63,21 +63,22 @@ mod tests {
     #[test]
     fn stderr_goes_to_stderr_and_red_only_when_asked() {
         let combined = Sink::default();
-        let (err, bytes) = combined.render(&chunk(LogStream::Stderr, "e\n"));
+        let stderr = chunk(LogStream::Stderr, "e\n");
+        let (err, bytes) = combined.render(&stderr);
         assert!(!err, "not split: everything on stdout");
         assert_eq!(&*bytes, b"e\n");
         let split = Sink {
             split_streams: true,
             red_stderr: false,
         };
-        assert_eq!(split.render(&chunk(LogStream::Stderr, "e\n")).0, true);
-        assert_eq!(split.render(&chunk(LogStream::Stdout, "o\n")).0, false);
-        assert_eq!(split.render(&chunk(LogStream::Combined, "c\n")).0, false);
+        assert!(split.render(&chunk(LogStream::Stderr, "e\n")).0);
+        assert!(!split.render(&chunk(LogStream::Stdout, "o\n")).0);
+        assert!(!split.render(&chunk(LogStream::Combined, "c\n")).0);
         let red = Sink {
             split_streams: true,
             red_stderr: true,
         };
-        let (err, bytes) = red.render(&chunk(LogStream::Stderr, "e\n"));
+        let (err, bytes) = red.render(&stderr);
         assert!(err);
         assert_eq!(&*bytes, b"\x1b[31me\n\x1b[0m");
         assert_eq!(&*red.render(&chunk(LogStream::Stdout, "o\n")).1, b"o\n");
