@@ -101,6 +101,7 @@ fn lua_print_is_stdout_and_its_error_is_stderr() {
     assert!(logs.stdout.contains("broke"), "{logs:#?}");
     // ... and the agent tags the error as stderr.
     let rt = sloth_tests::runtime();
+    let _entered = rt.enter();
     let client = sloth_sdk::Client::new(&[server.grpc_url().to_string()]).expect("client");
     let chunks = rt.block_on(async {
         use futures_util::StreamExt;

@@ -562,7 +562,8 @@ mod tests {
                 ..OutputOptions::default()
             },
         );
-        assert_eq!(output.log_options(true).since_seconds, 60);
+        // Rounded up: a moment has passed since the start.
+        assert_eq!(output.log_options(true).since_seconds, 61);
         output.started -= Duration::from_millis(30_500);
         assert_eq!(output.log_options(true).since_seconds, 91, "rounded up");
         let plain = Output::new("default", "r", OutputOptions::default());

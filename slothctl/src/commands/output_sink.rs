@@ -62,23 +62,23 @@ mod tests {
 
     #[test]
     fn stderr_goes_to_stderr_and_red_only_when_asked() {
-        let stderr_chunk = chunk(LogStream::Stderr, "e\n");
         let combined = Sink::default();
-        let (err, bytes) = combined.render(&stderr_chunk);
+        let stderr = chunk(LogStream::Stderr, "e\n");
+        let (err, bytes) = combined.render(&stderr);
         assert!(!err, "not split: everything on stdout");
         assert_eq!(&*bytes, b"e\n");
         let split = Sink {
             split_streams: true,
             red_stderr: false,
         };
-        assert!(split.render(&stderr_chunk).0);
+        assert!(split.render(&chunk(LogStream::Stderr, "e\n")).0);
         assert!(!split.render(&chunk(LogStream::Stdout, "o\n")).0);
         assert!(!split.render(&chunk(LogStream::Combined, "c\n")).0);
         let red = Sink {
             split_streams: true,
             red_stderr: true,
         };
-        let (err, bytes) = red.render(&stderr_chunk);
+        let (err, bytes) = red.render(&stderr);
         assert!(err);
         assert_eq!(&*bytes, b"\x1b[31me\n\x1b[0m");
         assert_eq!(&*red.render(&chunk(LogStream::Stdout, "o\n")).1, b"o\n");
