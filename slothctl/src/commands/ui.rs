@@ -32,19 +32,18 @@ pub fn run(cli: &Cli, args: &UiArgs) -> anyhow::Result<()> {
     };
     let url = format!("{}/ui/", base.trim_end_matches('/'));
     emit(&format!("{url}\n"))?;
-    if !args.no_open {
-        if let Some(opener) = browser_opener() {
-            // Detached: the browser outlives slothctl; a failure to open is
-            // not one of the command's (the URL is printed).
-            if let Err(e) = Command::new(&opener)
-                .arg(&url)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-            {
-                eprintln!("warning: cannot run {}: {e}", opener.display());
-            }
+    let opener = if args.no_open { None } else { browser_opener() };
+    if let Some(opener) = opener {
+        // Detached: the browser outlives slothctl; a failure to open is
+        // not one of the command's (the URL is printed).
+        if let Err(e) = Command::new(&opener)
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            eprintln!("warning: cannot run {}: {e}", opener.display());
         }
     }
     Ok(())
