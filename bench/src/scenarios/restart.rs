@@ -155,7 +155,7 @@ async fn store_finished(
                     return anyhow::Ok(());
                 }
                 store_one(&api, &format!("done-{i}")).await?;
-                if (i + 1) % 10_000 == 0 {
+                if (i + 1).is_multiple_of(10_000) {
                     eprintln!("  {} stored", i + 1);
                 }
             }
