@@ -545,7 +545,10 @@ fn a_watch_streams_ndjson_and_resumes_after_a_disconnect_without_gap_or_duplicat
         assert_eq!(missed, ["ADDED w2", "MODIFIED w1", "DELETED w1"]);
         // Bookmarks carry a resourceVersion and nothing else happened.
         let bookmark = resumed.next().await.expect("open");
-        assert_eq!(bookmark["type"], "BOOKMARK", "an event no write made: {bookmark}");
+        assert_eq!(
+            bookmark["type"], "BOOKMARK",
+            "an event no write made: {bookmark}"
+        );
         assert!(
             bookmark["object"]["metadata"]["resourceVersion"].is_string(),
             "{bookmark}"
