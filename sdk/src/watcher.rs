@@ -30,18 +30,54 @@ pub enum Event<K> {
 const WATCH_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(200), Duration::from_secs(10)).with_jitter(0.5);
 
+/// How fresh the watcher's lists must be (as kube-runtime's `ListSemantic`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListSemantic {
+    /// Any recent state, served from the apiserver's watch cache, which may
+    /// trail a write acknowledged a moment ago. Cheap; right for controllers,
+    /// which converge from whatever they see first.
+    #[default]
+    Any,
+    /// The store's current state, read through to it: a write this client
+    /// has seen acknowledged is in the first list. For a user following
+    /// what they just created.
+    MostRecent,
+}
+
+impl ListSemantic {
+    fn resource_version(self) -> &'static str {
+        match self {
+            // Kubernetes' "any recent" list resourceVersion.
+            Self::Any => "0",
+            // Kubernetes' "most recent": no resourceVersion at all.
+            Self::MostRecent => "",
+        }
+    }
+}
+
 /// Watches one kind (in `namespace`, or everywhere when empty) for as long
-/// as the returned stream is held.
+/// as the returned stream is held, listing any recent state.
 pub fn watcher(
     client: Client,
     kind: &str,
     namespace: &str,
     params: WatchParams,
 ) -> BoxStream<'static, Result<Event<DynamicObject>, Error>> {
+    watcher_with(client, kind, namespace, params, ListSemantic::Any)
+}
+
+/// [`watcher`] with the freshness its lists must have.
+pub fn watcher_with(
+    client: Client,
+    kind: &str,
+    namespace: &str,
+    params: WatchParams,
+    semantic: ListSemantic,
+) -> BoxStream<'static, Result<Event<DynamicObject>, Error>> {
     let (tx, rx) = mpsc::channel(64);
     let (kind, namespace) = (kind.to_string(), namespace.to_string());
     tokio::spawn(async move {
-        run(client, kind, namespace, params, tx).await;
+        run(client, kind, namespace, params, semantic, tx).await;
     });
     ReceiverStream::new(rx).boxed()
 }
@@ -67,25 +103,28 @@ pub fn watch_objects<S: Spec>(
         .boxed()
 }
 
-/// The list resourceVersion asking for any recent data (the apiserver's
-/// watch cache).
-const ANY_RECENT: &str = "0";
-
 type Sender = mpsc::Sender<Result<Event<DynamicObject>, Error>>;
 
-async fn run(client: Client, kind: String, namespace: String, params: WatchParams, tx: Sender) {
+async fn run(
+    client: Client,
+    kind: String,
+    namespace: String,
+    params: WatchParams,
+    semantic: ListSemantic,
+    tx: Sender,
+) {
     let mut backoff = WATCH_BACKOFF.retries();
     let mut resource_version: Option<String> = None;
     loop {
         let rv = match &resource_version {
             Some(rv) => rv.clone(),
             None => {
-                // Any recent state will do: the watch from its revision
-                // brings every later change.
+                // Whatever the list's revision, the watch from it brings
+                // every later change.
                 let list_params = ListParams {
                     label_selector: params.label_selector.clone(),
                     field_selector: params.field_selector.clone(),
-                    resource_version: ANY_RECENT.to_string(),
+                    resource_version: semantic.resource_version().to_string(),
                     ..ListParams::default()
                 };
                 match client.list_all(&kind, &namespace, &list_params).await {

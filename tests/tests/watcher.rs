@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
-use sloth_sdk::watcher::{Event, watch_objects};
+use sloth_sdk::watcher::{Event, ListSemantic, watch_objects, watcher_with};
 use sloth_sdk::{Api, Client, Error, WatchParams};
 use sloth_tests::{ApiServer, runtime};
 
@@ -48,6 +48,66 @@ async fn next_event(stream: &mut Events) -> Event<TaskRun> {
 
 fn names(items: &[TaskRun]) -> Vec<&str> {
     items.iter().map(|t| t.metadata.name.as_str()).collect()
+}
+
+/// Read-your-writes: `slothctl run`, `logs -f` and `wait` create an object
+/// and follow it at once. A most-recent list must hold what was just
+/// created, even while the watch cache (which serves "any recent" lists)
+/// trails the store; the loop makes that lag likely to show.
+#[test]
+fn a_most_recent_list_sees_the_object_created_just_before() {
+    const ROUNDS: usize = 100;
+    let server = ApiServer::start();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = server.client();
+        let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), "default");
+        // Start the kind's watch cache, so that lists could come from it.
+        let mut warm = watch_objects(&api, "default", WatchParams::default());
+        assert!(matches!(next_event(&mut warm).await, Event::Restarted(_)));
+        // Other writers keep the cache's feed busy, so it trails the store.
+        let busy: Vec<_> = (0..4)
+            .map(|writer| {
+                let api = api.clone();
+                tokio::spawn(async move {
+                    for i in 0..ROUNDS {
+                        let name = format!("busy-{writer}-{i}");
+                        api.create(&taskrun(&name, &[])).await.expect("create");
+                    }
+                })
+            })
+            .collect();
+        for round in 0..ROUNDS {
+            let name = format!("ryw-{round}");
+            api.create(&taskrun(&name, &[])).await.expect("create");
+            let params = WatchParams {
+                field_selector: format!("metadata.name={name}"),
+                ..WatchParams::default()
+            };
+            let mut events = watcher_with(
+                client.clone(),
+                "TaskRun",
+                "default",
+                params,
+                ListSemantic::MostRecent,
+            );
+            let first = tokio::time::timeout(DEADLINE, events.next())
+                .await
+                .expect("no list before the deadline")
+                .expect("watcher stream ended")
+                .expect("list");
+            match first {
+                Event::Restarted(items) => assert!(
+                    items.iter().any(|o| o.metadata.name == name),
+                    "round {round}: the list misses {name}, created just before"
+                ),
+                other => panic!("expected the initial list, got {other:?}"),
+            }
+        }
+        for writer in busy {
+            writer.await.expect("writer");
+        }
+    });
 }
 
 #[test]

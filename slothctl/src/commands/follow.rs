@@ -12,7 +12,7 @@ use futures_util::stream::BoxStream;
 use serde_json::Value;
 use sloth_sdk::backoff::{Backoff, Retries};
 use sloth_sdk::client::LogChunk;
-use sloth_sdk::watcher::{Event, watcher};
+use sloth_sdk::watcher::{Event, ListSemantic, watcher_with};
 use sloth_sdk::{DynamicObject, Error as SdkError, LogOptions, WatchParams};
 use tokio::time::Instant;
 
@@ -118,7 +118,15 @@ impl Tracker {
             allow_bookmarks: true,
         };
         Self {
-            stream: watcher(ctx.client.clone(), kind.kind, namespace, params),
+            // The object may have been created by this very command a moment
+            // ago: the first list must see it, so it reads the store.
+            stream: watcher_with(
+                ctx.client.clone(),
+                kind.kind,
+                namespace,
+                params,
+                ListSemantic::MostRecent,
+            ),
             singular: kind.singular,
             plural: kind.plural,
             name: name.to_string(),

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::Utc;
 use futures_util::StreamExt;
 use sloth_sdk::kinds::KindInfo;
-use sloth_sdk::watcher::{Event, watcher};
+use sloth_sdk::watcher::{Event, ListSemantic, watcher_with};
 use sloth_sdk::{DynamicObject, Error as SdkError, WatchParams};
 
 use super::Context;
@@ -43,7 +43,13 @@ pub async fn run(
         field_selector,
         allow_bookmarks: true,
     };
-    let mut stream = watcher(ctx.client.clone(), kind.kind, namespace, params);
+    let mut stream = watcher_with(
+        ctx.client.clone(),
+        kind.kind,
+        namespace,
+        params,
+        ListSemantic::MostRecent,
+    );
     let mut printer = Printer::new(kind, args.output.clone(), options, !args.no_headers);
     let wanted = |o: &DynamicObject| names.is_empty() || names.contains(&o.metadata.name);
     let mut known: HashMap<String, DynamicObject> = HashMap::new();
