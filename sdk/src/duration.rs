@@ -174,6 +174,23 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
+/// A string, as serde reads and writes it.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A duration: numbers with units from the largest down \
+                (d, h, m, s, ms), e.g. 500ms, 30s, 1h30m; at most 30 days.",
+            "pattern": "^([0-9]+(\\.[0-9]+)?(d|h|m|s|ms))+$",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@ pub mod resource;
 pub mod role;
 pub mod runtime;
 pub mod schedule;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod selector;
 pub mod state;
 pub mod strategy;

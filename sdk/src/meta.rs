@@ -19,6 +19,7 @@ fn is_zero(n: &i64) -> bool {
 
 /// Metadata common to all objects, as in Kubernetes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -53,6 +54,7 @@ pub struct ObjectMeta {
 /// Points at the object that owns this one; the garbage collector deletes
 /// dependents whose owners are gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OwnerReference {
     pub api_version: String,
@@ -65,6 +67,7 @@ pub struct OwnerReference {
 
 /// An observation about an object, as in Kubernetes (`type`, `status`, `reason`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Condition {
     #[serde(rename = "type")]

@@ -25,7 +25,12 @@ pub trait Spec:
 
 /// A typed object: `apiVersion`, `kind`, `metadata`, `spec`, `status`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields, bound = "S: Spec")]
+#[cfg_attr(
+    feature = "schema",
+    schemars(bound = "S: schemars::JsonSchema, S::Status: schemars::JsonSchema")
+)]
 pub struct Object<S: Spec> {
     pub api_version: String,
     pub kind: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// A blob in the artifact store: a tar + zstd archive named by its digest.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BlobRef {
     /// `sha256:<64 hex digits>` of the archive's bytes.
@@ -17,6 +18,7 @@ pub struct BlobRef {
 /// The outputs a task declares: files or directories (a trailing `/` is
 /// allowed) relative to its working directory, packed after success.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArtifactsSpec {
     #[serde(default)]
@@ -25,6 +27,7 @@ pub struct ArtifactsSpec {
 
 /// One artifact a finished task uploaded: `path` packed as one archive.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArtifactStatus {
     /// As declared (without a trailing `/`).
@@ -36,6 +39,7 @@ pub struct ArtifactStatus {
 /// An upstream task's artifact a TaskRun starts with, unpacked at its path
 /// in the run's working directory (set by the workflow controller).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArtifactInput {
     /// The upstream task that produced it.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a task runs: exactly one of `shell`, `lua` or `command`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Payload {
     /// A script run with `bash -c`.
@@ -23,6 +24,7 @@ pub struct Payload {
 
 /// Lua code run on the agent.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LuaPayload {
     pub script: String,
@@ -52,6 +54,7 @@ impl LuaPayload {
 
 /// Selects agents by their labels, as a Kubernetes label selector.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -61,6 +64,7 @@ pub struct LabelSelector {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     pub key: String,
@@ -70,6 +74,7 @@ pub struct LabelSelectorRequirement {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum SelectorOperator {
     #[default]
     In,
@@ -80,6 +85,7 @@ pub enum SelectorOperator {
 
 /// How the scheduler picks among feasible agents.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Placement {
     #[serde(default)]
@@ -87,6 +93,7 @@ pub struct Placement {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum PlacementPolicy {
     /// The agent with the lowest running/capacity ratio.
     #[default]

@@ -14,6 +14,7 @@ use crate::well_known::{APPLIED_BY_ANNOTATION, CRONWORKFLOW_LABEL, SCHEDULED_TIM
 pub type CronWorkflow = Object<CronWorkflowSpec>;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronWorkflowSpec {
     /// 5 fields, 6 fields with seconds first, `@hourly`-style names or
@@ -51,6 +52,7 @@ impl CronWorkflowSpec {
 
 /// What happens when a run is due while an earlier one is still active.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum ConcurrencyPolicy {
     /// Start it anyway.
     #[default]
@@ -63,6 +65,7 @@ pub enum ConcurrencyPolicy {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CronWorkflowStatus {
     /// The latest scheduled time that was run (or skipped as too late).

@@ -60,6 +60,7 @@ impl<const N: usize> From<[(String, String); N]> for Env {
 
 /// One entry of the list form.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
     pub name: String,
@@ -70,6 +71,7 @@ pub struct EnvVar {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVarSource {
     pub secret_key_ref: SecretKeySelector,
@@ -77,6 +79,7 @@ pub struct EnvVarSource {
 
 /// One key of one Secret (in the task's namespace).
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretKeySelector {
     pub name: String,
@@ -85,12 +88,14 @@ pub struct SecretKeySelector {
 
 /// `envFrom: [{secretRef: {name}}]`: every key of a Secret as a variable.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvFromSource {
     pub secret_ref: SecretRef,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
     pub name: String,
@@ -100,6 +105,7 @@ pub struct SecretRef {
 /// directory (mode 0600) for the run and removed after it. `path` is a
 /// directory (relative to the run directory) holding one file per key.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretFile {
     pub secret_name: String,
@@ -212,6 +218,26 @@ impl<'de> Visitor<'de> for EnvVisitor {
             }
         }
         Ok(env)
+    }
+}
+
+/// As serde reads it: a map of plain values, or the Kubernetes-style list.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Env {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Env".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let var = generator.subschema_for::<EnvVar>();
+        schemars::json_schema!({
+            "description": "Environment variables: a map of NAME: value, or a list of \
+                {name, value} / {name, valueFrom: {secretKeyRef: {name, key}}}.",
+            "oneOf": [
+                {"type": "object", "additionalProperties": {"type": "string"}},
+                {"type": "array", "items": var},
+            ],
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use crate::resource::{Object, Spec};
 pub type Event = Object<EventSpec>;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventSpec {
     /// The object this event is about.
@@ -39,6 +40,7 @@ fn one() -> u32 {
 
 /// Points at an object by kind, namespace, name and (optionally) uid.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
     pub kind: String,
@@ -63,6 +65,7 @@ impl ObjectReference {
 
 /// Normal events are routine; Warning events deserve a look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum EventType {
     #[default]
     Normal,
@@ -80,6 +83,7 @@ impl EventType {
 
 /// Events keep all their state in spec; the status is empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EventStatus {}
 

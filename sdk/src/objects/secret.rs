@@ -21,6 +21,7 @@ pub type Secret = Object<SecretSpec>;
 pub const SECRET_KIND: &str = "Secret";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretSpec {
     /// Free-form (`Opaque` when absent), for humans and tools.
@@ -37,6 +38,7 @@ pub struct SecretSpec {
 
 /// Secrets keep everything in spec; the status is empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretStatus {}
 

@@ -18,6 +18,7 @@ pub const STACK_BUSY: &str = "StackBusy";
 pub const DEFAULT_HISTORY_LIMIT: u32 = 20;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackSpec {
     /// Runs kept in `status.history` (default 20).
@@ -32,6 +33,7 @@ impl StackSpec {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackStatus {
     /// Runs, oldest first.
@@ -52,6 +54,7 @@ pub struct StackStatus {
 
 /// One Workflow of the stack.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackRun {
     pub workflow: String,

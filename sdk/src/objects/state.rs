@@ -14,6 +14,7 @@ use crate::resource::{Object, Spec};
 pub type StateEntry = Object<StateEntrySpec>;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateEntrySpec {
     /// The key as users write it (`deploy/version`, `app.replicas`).
@@ -40,6 +41,7 @@ impl StateEntrySpec {
 
 /// StateEntries keep all their state in spec; the status is empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StateEntryStatus {}
 

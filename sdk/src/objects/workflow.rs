@@ -22,6 +22,7 @@ impl Workflow {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowSpec {
     /// Parameters and their default values, substituted as `$(params.NAME)`.
@@ -69,6 +70,7 @@ pub struct WorkflowSpec {
 
 /// One workflow hook: what to run and where.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowHook {
     /// One of [`WORKFLOW_HOOKS`].
@@ -88,6 +90,7 @@ pub const WORKFLOW_HOOKS: [&str; 4] = [
 ];
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum WorkflowState {
     #[default]
     Running,
@@ -95,6 +98,7 @@ pub enum WorkflowState {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowTask {
     pub name: String,
@@ -145,6 +149,7 @@ impl WorkflowTask {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
     pub limit: u32,
@@ -155,6 +160,7 @@ pub struct RetryPolicy {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backoff {
     pub duration: Duration,
@@ -165,6 +171,7 @@ pub struct Backoff {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum RetryOn {
     /// Any failure.
     #[default]
@@ -174,6 +181,7 @@ pub enum RetryOn {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum WorkflowPhase {
     #[default]
     Pending,
@@ -184,6 +192,7 @@ pub enum WorkflowPhase {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum TaskPhase {
     #[default]
     Pending,
@@ -194,6 +203,7 @@ pub enum TaskPhase {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowStatus {
     #[serde(default)]
@@ -212,6 +222,7 @@ pub struct WorkflowStatus {
 
 /// What the workflow knows of one task; the TaskRun holds the rest.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskStatus {
     #[serde(default)]
