@@ -35,7 +35,10 @@ const MAX_DEPTH: usize = 64;
 impl Schemas {
     /// The `components.schemas` of an OpenAPI document.
     pub fn from_openapi(document: &Value) -> Option<Self> {
-        let components = document.pointer("/components/schemas")?.as_object()?.clone();
+        let components = document
+            .pointer("/components/schemas")?
+            .as_object()?
+            .clone();
         Some(Self { components })
     }
 
@@ -53,7 +56,13 @@ impl Schemas {
         self.check_at(schema, value, "$", 0)
     }
 
-    fn check_at(&self, schema: &Value, value: &Value, path: &str, depth: usize) -> Result<(), Mismatch> {
+    fn check_at(
+        &self,
+        schema: &Value,
+        value: &Value,
+        path: &str,
+        depth: usize,
+    ) -> Result<(), Mismatch> {
         let fail = |reason: String| Mismatch {
             path: path.to_string(),
             reason,
@@ -94,8 +103,10 @@ impl Schemas {
         {
             return Err(fail(format!("{value} is not one of {options:?}")));
         }
-        if let (Some(minimum), Some(n)) = (schema.get("minimum").and_then(Value::as_f64), value.as_f64())
-            && n < minimum
+        if let (Some(minimum), Some(n)) = (
+            schema.get("minimum").and_then(Value::as_f64),
+            value.as_f64(),
+        ) && n < minimum
         {
             return Err(fail(format!("{n} is below the minimum {minimum}")));
         }
@@ -115,7 +126,9 @@ impl Schemas {
         if let Some(subs) = schema.get("oneOf").and_then(Value::as_array) {
             let n = passing(subs);
             if n != 1 {
-                return Err(fail(format!("{value} matches {n} of oneOf, not exactly one")));
+                return Err(fail(format!(
+                    "{value} matches {n} of oneOf, not exactly one"
+                )));
             }
         }
         if let Value::Object(object) = value {
@@ -147,7 +160,10 @@ impl Schemas {
         let properties = schema.get("properties").and_then(Value::as_object);
         for (name, field) in object {
             let at = format!("{path}.{name}");
-            match (properties.and_then(|p| p.get(name)), schema.get("additionalProperties")) {
+            match (
+                properties.and_then(|p| p.get(name)),
+                schema.get("additionalProperties"),
+            ) {
                 (Some(sub), _) => self.check_at(sub, field, &at, depth + 1)?,
                 (None, Some(extra)) => self.check_at(extra, field, &at, depth + 1)?,
                 (None, None) => {}

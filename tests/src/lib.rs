@@ -5,6 +5,7 @@
 mod etcd;
 pub mod files;
 mod haproxy;
+pub mod json_schema;
 mod one_agent;
 
 pub use etcd::Etcd;

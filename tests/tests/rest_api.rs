@@ -3,10 +3,13 @@
 //! refused and audited, an oversized body, a followed log, the rules
 //! review, CORS, and OpenAPI schemas that the served objects satisfy.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sloth_tests::json_schema::Schemas;
 use sloth_tests::{Agent, ApiServer, runtime, wait_until};
 
 /// Every network wait in these tests; generous for a loaded machine.
@@ -35,12 +38,29 @@ fn secured(dir: &Path, extra: &[&str]) -> (ApiServer, PathBuf) {
     (ApiServer::start_with(&args), audit)
 }
 
-/// A small REST client over reqwest.
+/// A small REST client over reqwest. It keeps every object it was
+/// answered (and every watch event's object) for [`Rest::check_seen`].
 struct Rest {
     client: reqwest::Client,
     base: String,
     token: Option<String>,
+    seen: Seen,
 }
+
+/// Objects the server returned, by kind (`TaskRun`, `TaskRunList`, `Status`).
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<Value>>>);
+
+impl Seen {
+    fn record(&self, value: &Value) {
+        if value.get("kind").and_then(Value::as_str).is_some() {
+            self.0.lock().expect("seen").push(value.clone());
+        }
+    }
+}
+
+/// Kinds the server answers that are not objects of the API.
+const UNSCHEMED: [&str; 1] = ["SelfSubjectRulesReview"];
 
 /// An answer: status, headers and body.
 struct Answer {
@@ -80,7 +100,48 @@ impl Rest {
                 .expect("client"),
             base: server.http_url().to_string(),
             token: token.map(str::to_string),
+            seen: Seen::default(),
         }
+    }
+
+    /// The schemas of the server's `/openapi/v3`.
+    async fn schemas(&self) -> Schemas {
+        let answer = self.get("/openapi/v3").await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let document = answer.json();
+        assert!(
+            document["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3."))
+        );
+        Schemas::from_openapi(&document).expect("components.schemas")
+    }
+
+    /// Checks every object this client was answered against the schema of
+    /// its kind; the kinds checked.
+    fn check_seen(&self, schemas: &Schemas) -> BTreeSet<String> {
+        let seen = self.seen.0.lock().expect("seen");
+        let mut kinds = BTreeSet::new();
+        for object in seen.iter() {
+            let kind = object["kind"].as_str().expect("kind");
+            if UNSCHEMED.contains(&kind) {
+                continue;
+            }
+            assert!(
+                schemas.has(kind),
+                "/openapi/v3 has no schema for {kind}: {object}"
+            );
+            if let Err(e) = schemas.check(kind, object) {
+                panic!("a {kind} the server returned does not match its schema: {e}\n{object}");
+            }
+            kinds.insert(kind.to_string());
+        }
+        kinds
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -96,6 +157,9 @@ impl Rest {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let body = response.bytes().await.expect("body").to_vec();
+        if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+            self.seen.record(&value);
+        }
         Answer {
             status,
             headers,
@@ -168,6 +232,12 @@ fn every_verb_answers_with_the_kubernetes_status_codes() {
     let collection = format!("{PREFIX}/namespaces/default/taskruns");
     let one = format!("{collection}/t1");
     runtime().block_on(async {
+        // Read first: the address is throttled at the end.
+        let schemas = admin.schemas().await;
+        anonymous
+            .get("/openapi/v3")
+            .await
+            .status_object(401, "Unauthorized");
         // POST: 201 with the stored object.
         let created = admin
             .post(&collection, &taskrun("t1", json!({"app": "a"})))
@@ -328,10 +398,40 @@ fn every_verb_answers_with_the_kubernetes_status_codes() {
             std::fs::read_to_string(&audit)
         );
 
-        // DELETE: 200 with the object, then 404.
-        let deleted = admin
-            .send(admin.request(reqwest::Method::DELETE, &one))
-            .await;
+        // DELETE with a stale resourceVersion precondition (Kubernetes'
+        // DeleteOptions body): 409 Conflict, and the object is intact.
+        let current = admin.get(&one).await.json();
+        let precondition = |rv: &str| {
+            json!({"kind": "DeleteOptions", "apiVersion": "v1",
+                "preconditions": {"resourceVersion": rv}})
+            .to_string()
+        };
+        let delete_if = |rv: String| {
+            admin.with_body(
+                reqwest::Method::DELETE,
+                &one,
+                "application/json",
+                precondition(&rv),
+            )
+        };
+        delete_if(first_rv.clone())
+            .await
+            .status_object(409, "Conflict");
+        assert_eq!(admin.get(&one).await.json(), current);
+        admin
+            .with_body(
+                reqwest::Method::DELETE,
+                &one,
+                "application/json",
+                r#"{"preconditions": {"uid": "x"}}"#,
+            )
+            .await
+            .status_object(400, "BadRequest");
+        assert_eq!(admin.get(&one).await.status, 200);
+
+        // DELETE with the current resourceVersion: 200 with the object,
+        // then 404.
+        let deleted = delete_if(rv(&current)).await;
         assert_eq!(deleted.status, 200, "{}", deleted.json());
         assert_eq!(deleted.json()["metadata"]["name"], "t1");
         admin.get(&one).await.status_object(404, "NotFound");
@@ -354,6 +454,15 @@ fn every_verb_answers_with_the_kubernetes_status_codes() {
         throttled
             .expect("never throttled")
             .status_object(429, "TooManyRequests");
+
+        for client in [&admin, &viewer, &anonymous, &wrong] {
+            client.check_seen(&schemas);
+        }
+        let kinds = admin.check_seen(&schemas);
+        assert!(
+            kinds.contains("TaskRun") && kinds.contains("Status"),
+            "{kinds:?}"
+        );
     });
 }
 
@@ -432,6 +541,8 @@ fn lists_page_with_limit_and_continue_and_filter_by_selectors() {
         rest.get(&format!("{PREFIX}/taskruns?labelSelector=%3D%3D%3D"))
             .await
             .status_object(400, "BadRequest");
+        let kinds = rest.check_seen(&rest.schemas().await);
+        assert!(kinds.contains("TaskRunList"), "{kinds:?}");
     });
 }
 
@@ -439,6 +550,7 @@ fn lists_page_with_limit_and_continue_and_filter_by_selectors() {
 struct Lines {
     response: reqwest::Response,
     buffer: Vec<u8>,
+    seen: Seen,
 }
 
 impl Lines {
@@ -454,6 +566,7 @@ impl Lines {
         Self {
             response,
             buffer: Vec::new(),
+            seen: rest.seen.clone(),
         }
     }
 
@@ -462,7 +575,11 @@ impl Lines {
         loop {
             if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                return Some(serde_json::from_slice(&line).expect("a JSON line"));
+                let event: Value = serde_json::from_slice(&line).expect("a JSON line");
+                if event["type"] != "BOOKMARK" {
+                    self.seen.record(&event["object"]);
+                }
+                return Some(event);
             }
             let chunk = tokio::time::timeout(DEADLINE, self.response.chunk())
                 .await
@@ -553,6 +670,9 @@ fn a_watch_streams_ndjson_and_resumes_after_a_disconnect_without_gap_or_duplicat
             bookmark["object"]["metadata"]["resourceVersion"].is_string(),
             "{bookmark}"
         );
+        drop(resumed);
+        let kinds = rest.check_seen(&rest.schemas().await);
+        assert!(kinds.contains("TaskRun"), "{kinds:?}");
     });
 }
 
@@ -595,7 +715,26 @@ fn a_watch_from_a_compacted_revision_is_410_gone() {
         .await
         .expect("the watch never expired");
         assert_eq!(gone["reason"], "Expired", "{gone}");
+        rest.check_seen(&rest.schemas().await);
+        let schemas = rest.schemas().await;
+        assert_eq!(schemas.check("Status", &gone), Ok(()));
     });
+}
+
+/// Reads a streamed text answer until it contains `want`; false when it
+/// ended first.
+async fn read_until(response: &mut reqwest::Response, want: &str, text: &mut String) -> bool {
+    while !text.contains(want) {
+        let chunk = tokio::time::timeout(DEADLINE, response.chunk())
+            .await
+            .expect("output within the deadline")
+            .expect("read");
+        match chunk {
+            Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            None => return false,
+        }
+    }
+    true
 }
 
 #[test]
@@ -607,7 +746,7 @@ fn a_taskruns_log_is_followed_while_it_runs() {
     let rest = Rest::new(&server, None);
     let collection = format!("{PREFIX}/namespaces/default/taskruns");
     let script = format!(
-        "echo first; while [ ! -e {} ]; do sleep 0.1; done; echo second",
+        "echo zero; echo first; while [ ! -e {} ]; do sleep 0.1; done; echo second",
         path(&release)
     );
     let mut run = taskrun("follow", json!({}));
@@ -640,29 +779,64 @@ fn a_taskruns_log_is_followed_while_it_runs() {
             response.headers()
         );
         let mut text = String::new();
-        let mut read_until = async |want: &str, text: &mut String| {
-            while !text.contains(want) {
-                let chunk = tokio::time::timeout(DEADLINE, response.chunk())
-                    .await
-                    .expect("output within the deadline")
-                    .expect("read");
-                match chunk {
-                    Some(chunk) => text.push_str(&String::from_utf8_lossy(&chunk)),
-                    None => return false,
-                }
-            }
-            true
-        };
-        assert!(read_until("first", &mut text).await, "{text}");
+        assert!(
+            read_until(&mut response, "first", &mut text).await,
+            "{text}"
+        );
         // Still running: the follow waits for more.
         assert!(!text.contains("second"), "{text}");
         assert_eq!(rest.get(&one).await.json()["status"]["phase"], "Running");
+        // tailLines (kubectl logs --tail) with follow: the last line so far,
+        // then what comes after it, nothing twice.
+        let mut tailed = rest
+            .request(
+                reqwest::Method::GET,
+                &format!("{one}/log?follow=true&tailLines=1"),
+            )
+            .send()
+            .await
+            .expect("log");
+        assert_eq!(tailed.status().as_u16(), 200);
+        let mut tail_text = String::new();
+        assert!(read_until(&mut tailed, "first", &mut tail_text).await);
+        assert_eq!(tail_text, "first\n");
         std::fs::write(&release, "").expect("release the task");
-        assert!(read_until("second", &mut text).await, "{text}");
-        // The TaskRun ends: so does the followed log.
-        assert!(!read_until("never printed", &mut text).await, "{text}");
+        assert!(
+            read_until(&mut response, "second", &mut text).await,
+            "{text}"
+        );
+        // The TaskRun ends: so do the followed logs.
+        assert!(
+            !read_until(&mut response, "never printed", &mut text).await,
+            "{text}"
+        );
+        assert!(!read_until(&mut tailed, "never printed", &mut tail_text).await);
+        assert_eq!(tail_text, "first\nsecond\n");
+        let last_two = rest.get(&format!("{one}/log?tailLines=2")).await;
+        assert_eq!(String::from_utf8_lossy(&last_two.body), "first\nsecond\n");
+        rest.get(&format!("{one}/log?tailLines=0"))
+            .await
+            .status_object(400, "BadRequest");
         let missing = rest.get(&format!("{collection}/nope/log")).await;
         missing.status_object(404, "NotFound");
+
+        // The agent's own objects (its Agent and heartbeat Lock) match
+        // their schemas too.
+        let agents = rest.get(&format!("{PREFIX}/agents")).await.json();
+        assert_eq!(
+            agents["items"][0]["metadata"]["name"],
+            agent.name(),
+            "{agents}"
+        );
+        let locks = rest.get(&format!("{PREFIX}/locks")).await.json();
+        assert!(
+            !locks["items"].as_array().expect("items").is_empty(),
+            "{locks}"
+        );
+        let kinds = rest.check_seen(&rest.schemas().await);
+        for kind in ["TaskRun", "AgentList", "LockList", "Status"] {
+            assert!(kinds.contains(kind), "{kind} not checked: {kinds:?}");
+        }
     });
     drop(agent);
 }

@@ -3,6 +3,7 @@
 
 pub mod grpc;
 pub mod http;
+mod log_tail;
 pub mod logs;
 pub mod rest;
 pub mod ui;

@@ -238,6 +238,7 @@ impl Client {
             timestamps: options.timestamps,
             since_seconds: options.since_seconds,
             split_streams: options.split_streams,
+            ..pb::LogsRequest::default()
         };
         let stream = self
             .call(|mut c| {

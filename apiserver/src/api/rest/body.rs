@@ -102,6 +102,33 @@ pub fn object_body(
     encode(&value)
 }
 
+/// Kubernetes' `DeleteOptions` as far as Sloth acts on it. Its other
+/// fields (`propagationPolicy`, `gracePeriodSeconds`, ...) are accepted and
+/// ignored; an unknown precondition is refused rather than ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+struct DeleteOptions {
+    #[serde(default)]
+    preconditions: Preconditions,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Preconditions {
+    #[serde(default)]
+    resource_version: String,
+}
+
+/// The resourceVersion a DELETE body's `preconditions` require; empty
+/// without a body or precondition.
+pub fn delete_precondition(headers: &HeaderMap, body: &[u8]) -> Result<String, Failure> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(String::new());
+    }
+    let options: DeleteOptions = serde_json::from_value(decode(headers, body)?)
+        .map_err(|e| Failure::bad_request(format!("the DeleteOptions body: {e}")))?;
+    Ok(options.preconditions.resource_version)
+}
+
 pub fn encode(value: &Value) -> Result<Vec<u8>, Failure> {
     serde_json::to_vec(value).map_err(|e| Failure::bad_request(format!("cannot encode: {e}")))
 }
@@ -164,6 +191,25 @@ mod tests {
         assert!(e.message.contains("metadata.namespace"), "{}", e.message);
         let mut wrong = json!({"kind": "Workflow"});
         assert!(fit_to_path(&mut wrong, "TaskRun", "ci", None).is_err());
+    }
+
+    #[test]
+    fn a_delete_body_carries_a_resource_version_precondition() {
+        let none = HeaderMap::new();
+        assert_eq!(delete_precondition(&none, b"").expect("empty"), "");
+        let body = br#"{"kind": "DeleteOptions", "apiVersion": "v1",
+            "propagationPolicy": "Background", "preconditions": {"resourceVersion": "42"}}"#;
+        assert_eq!(delete_precondition(&none, body).expect("options"), "42");
+        assert_eq!(
+            delete_precondition(&none, b"{}").expect("no precondition"),
+            ""
+        );
+        let e = delete_precondition(&none, br#"{"preconditions": {"uid": "u"}}"#)
+            .expect_err("uid is not supported");
+        assert!(e.message.contains("uid"), "{}", e.message);
+        let e = delete_precondition(&none, br#"{"preconditions": {"resourceVersion": 42}}"#)
+            .expect_err("a number");
+        assert!(e.message.contains("DeleteOptions"), "{}", e.message);
     }
 
     #[test]

@@ -7,6 +7,10 @@ use axum::http::HeaderMap;
 use sloth_sdk::tls::PeerInfo;
 use tonic::metadata::MetadataMap;
 
+use super::status::Failure;
+use crate::access::auth::User;
+use crate::access::guard::{Guard, HttpRefusal};
+
 /// Who made an HTTP request.
 #[derive(Debug)]
 pub struct Caller {
@@ -23,10 +27,6 @@ impl Caller {
         &self.headers
     }
 
-    pub fn peer(&self) -> &PeerInfo {
-        &self.peer
-    }
-
     /// `message` as a gRPC request from this caller.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut extensions = tonic::Extensions::new();
@@ -36,5 +36,17 @@ impl Caller {
             extensions,
             message,
         )
+    }
+
+    /// Who the caller is, for answers that are not one gRPC call (the
+    /// rules review, the OpenAPI document): 401 or 429 as the handlers
+    /// would answer.
+    pub fn authenticate(&self, guard: &Guard) -> Result<User, Failure> {
+        guard
+            .authenticate_http(self.headers.clone(), &self.peer)
+            .map_err(|refusal| match refusal {
+                HttpRefusal::Unauthenticated(e) => Failure::from(tonic::Status::unauthenticated(e)),
+                HttpRefusal::Throttled(e) => Failure::from(tonic::Status::resource_exhausted(e)),
+            })
     }
 }

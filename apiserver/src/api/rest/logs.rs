@@ -1,5 +1,5 @@
 //! `GET .../taskruns/{name}/log`: the shared Logs handler's output as
-//! chunked text (`follow`, `timestamps`, `sinceSeconds` pass through).
+//! chunked text (`follow`, `timestamps`, `sinceSeconds`, `tailLines` pass through).
 
 use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
@@ -28,6 +28,7 @@ pub async fn logs(
         timestamps: params.timestamps()?,
         since_seconds: params.since_seconds.unwrap_or(0),
         split_streams: false,
+        tail_lines: params.tail_lines()?,
     });
     let chunks = rest.service.logs(request).await?.into_inner();
     // The status line is sent: an error later (the agent went away) can

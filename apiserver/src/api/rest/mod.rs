@@ -12,6 +12,7 @@ mod body;
 mod call;
 mod logs;
 mod objects;
+mod openapi;
 mod paths;
 mod query;
 mod rules;
@@ -26,7 +27,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use tokio_util::sync::CancellationToken;
 
 use crate::access::guard::Guard;
@@ -65,10 +66,14 @@ impl Rest {
         self
     }
 
-    /// The routes under [`paths::PREFIX`].
+    /// The routes under [`paths::PREFIX`], and the OpenAPI document.
     pub fn router(self) -> Router {
         let cors = cors_layer(&self.cors_origins);
-        let router = Router::new()
+        let mut router = Router::new();
+        for path in openapi::OPENAPI_PATHS {
+            router = router.route(path, get(openapi::serve));
+        }
+        let router = router
             .route(&format!("{}/{{*rest}}", paths::PREFIX), any(handle))
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self);
@@ -165,7 +170,7 @@ async fn dispatch(
         (Target::Status(path), Method::PATCH) => {
             objects::patch(rest, caller, &path, Status, params, body).await
         }
-        (Target::Object(path), Method::DELETE) => objects::delete(rest, caller, &path).await,
+        (Target::Object(path), Method::DELETE) => objects::delete(rest, caller, &path, body).await,
         (Target::Log(path), Method::GET) => logs::logs(rest, caller, &path, params).await,
         (Target::RulesReview, Method::GET) => rules::review(rest, caller, params),
         (target, method) => Err(Failure::method_not_allowed(&method, &describe(&target))),

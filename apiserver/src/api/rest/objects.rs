@@ -202,12 +202,20 @@ pub async fn patch(
     }
 }
 
-pub async fn delete(rest: &Rest, caller: &Caller, path: &ObjectPath) -> Result<Response, Failure> {
+/// DELETE, with Kubernetes' optional `DeleteOptions` body: its
+/// `preconditions.resourceVersion` is the gRPC DeleteRequest's (409
+/// Conflict when the object has changed since).
+pub async fn delete(
+    rest: &Rest,
+    caller: &Caller,
+    path: &ObjectPath,
+    body: &[u8],
+) -> Result<Response, Failure> {
     let request = caller.request(pb::DeleteRequest {
         kind: path.kind.kind.to_string(),
         namespace: path.namespace.clone(),
         name: path.name.clone(),
-        resource_version: String::new(),
+        resource_version: body::delete_precondition(caller.headers(), body)?,
     });
     let deleted = rest.service.delete(request).await?.into_inner();
     Ok(json_bytes(StatusCode::OK, deleted.json))

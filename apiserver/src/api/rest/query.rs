@@ -22,6 +22,7 @@ pub struct Params {
     follow: Option<String>,
     timestamps: Option<String>,
     pub since_seconds: Option<i64>,
+    tail_lines: Option<i64>,
     /// Of the rules review.
     pub namespace: Option<String>,
 }
@@ -52,6 +53,17 @@ impl Params {
 
     pub fn timestamps(&self) -> Result<bool, Failure> {
         flag("timestamps", &self.timestamps)
+    }
+
+    /// Of a log: 0 (all) when absent.
+    pub fn tail_lines(&self) -> Result<i64, Failure> {
+        match self.tail_lines {
+            None => Ok(0),
+            Some(n) if n >= 1 => Ok(n),
+            Some(n) => Err(Failure::bad_request(format!(
+                "query parameter tailLines={n}: want 1 or more"
+            ))),
+        }
     }
 
     pub fn dry_run(&self) -> Result<bool, Failure> {

@@ -19,7 +19,6 @@ use super::query::Params;
 use super::status::Failure;
 use crate::access::auth::policy::{self, Attributes, Decision, Verb};
 use crate::access::auth::{Role, User};
-use crate::access::guard::HttpRefusal;
 use crate::api::version::API_VERSION;
 
 /// The REST verbs each policy verb grants, on the kind (`""`) or a
@@ -36,13 +35,7 @@ const GRANTS: &[(Verb, &str, &[&str])] = &[
 ];
 
 pub fn review(rest: &Rest, caller: &Caller, params: &Params) -> Result<Response, Failure> {
-    let user = rest
-        .guard
-        .authenticate_http(caller.headers().clone(), caller.peer())
-        .map_err(|refusal| match refusal {
-            HttpRefusal::Unauthenticated(e) => Failure::from(tonic::Status::unauthenticated(e)),
-            HttpRefusal::Throttled(e) => Failure::from(tonic::Status::resource_exhausted(e)),
-        })?;
+    let user = caller.authenticate(&rest.guard)?;
     let namespace = Params::text(&params.namespace);
     let body = json!({
         "kind": "SelfSubjectRulesReview",
