@@ -918,3 +918,188 @@ fn the_rules_review_lists_what_the_role_may_do_and_cors_is_opt_in() {
         assert!(off.headers().get("access-control-allow-origin").is_none());
     });
 }
+
+/// Creates `body` in `collection` (201), then writes `status` when given;
+/// the object as the server last answered it.
+async fn create_with_status(
+    rest: &Rest,
+    collection: &str,
+    body: Value,
+    status: Option<Value>,
+) -> Value {
+    let created = rest.post(collection, &body).await;
+    assert_eq!(created.status, 201, "{}", created.json());
+    let mut object = created.json();
+    let Some(status) = status else {
+        return object;
+    };
+    object["status"] = status;
+    let name = object["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let written = rest
+        .put(&format!("{collection}/{name}/status"), &object)
+        .await;
+    assert_eq!(written.status, 200, "{}", written.json());
+    written.json()
+}
+
+#[test]
+fn the_openapi_document_describes_every_kind_and_every_served_object_matches_it() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let (server, _audit) = secured(temp.path(), &[]);
+    let admin = Rest::new(&server, Some(ADMIN));
+    let viewer = Rest::new(&server, Some(VIEWER));
+    let ns = format!("{PREFIX}/namespaces/default");
+    let at = "2026-12-07T07:00:00Z";
+    runtime().block_on(async {
+        let schemas = admin.schemas().await;
+        // The group's own path serves the same document.
+        let group = admin.get("/openapi/v3/apis/sloth.dev/v1").await;
+        assert_eq!(group.json(), admin.get("/openapi/v3").await.json());
+
+        let secret = json!({"metadata": {"name": "db"},
+            "spec": {"type": "Opaque", "stringData": {"password": "hunter2"}}});
+        create_with_status(&admin, &format!("{ns}/secrets"), secret, None).await;
+        // A viewer sees the keys with the values emptied: still a Secret.
+        let redacted = viewer.get(&format!("{ns}/secrets/db")).await.json();
+        assert_eq!(redacted["spec"]["data"]["password"], "", "{redacted}");
+
+        let task = json!({"name": "build", "run": {"shell": "make"}, "timeout": "5m",
+            "retries": {"limit": 2, "backoff": {"duration": "10s", "factor": 2.0}},
+            "env": [{"name": "A", "value": "1"},
+                {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}],
+            "placement": {"policy": "Spread"},
+            "agentSelector": {"matchLabels": {"gpu": "true"},
+                "matchExpressions": [{"key": "zone", "operator": "In", "values": ["eu"]}]}});
+        let workflow = json!({"metadata": {"name": "wf"}, "spec": {"params": {"env": "prod"},
+            "tasks": [task, {"name": "test", "run": {"command": ["cargo", "test"]},
+                "dependsOn": ["build"], "env": {"B": "2"}}], "timeout": "1h"}});
+        let workflow = create_with_status(
+            &admin,
+            &format!("{ns}/workflows"),
+            workflow,
+            Some(json!({"phase": "Running", "startTime": at,
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": at}],
+                "tasks": {"build": {"phase": "Running", "taskRun": "wf-build-1", "attempt": 1}}})),
+        )
+        .await;
+        create_with_status(
+            &admin,
+            &format!("{ns}/taskruns"),
+            json!({"metadata": {"name": "done"}, "spec": {"run": {"lua": {"script": "return {}"}},
+                "timeout": "30s", "env": {"X": "1"}}}),
+            Some(json!({"phase": "Succeeded", "exitCode": 0, "startTime": at,
+                "completionTime": at, "results": {"v": "1"}, "metrics": {"s": 1.5}})),
+        )
+        .await;
+        create_with_status(
+            &admin,
+            &format!("{ns}/locks"),
+            json!({"metadata": {"name": "deploy"}, "spec": {"holderIdentity": "me",
+                "leaseDurationSeconds": 30, "acquireTime": at, "renewTime": at}}),
+            None,
+        )
+        .await;
+        create_with_status(
+            &admin,
+            &format!("{ns}/events"),
+            json!({"metadata": {"name": "wf.0123456789abcdef"}, "spec": {
+                "involvedObject": {"kind": "Workflow", "name": "wf", "namespace": "default"},
+                "reason": "Started", "message": "started", "type": "Normal",
+                "firstTimestamp": at, "lastTimestamp": at, "source": "test"}}),
+            None,
+        )
+        .await;
+        let key = "deploy/version";
+        create_with_status(
+            &admin,
+            &format!("{ns}/stateentries"),
+            json!({"metadata": {"name": sloth_sdk::state::entry_name(key)},
+                "spec": {"key": key, "value": {"v": [1, 2]}}}),
+            None,
+        )
+        .await;
+        create_with_status(
+            &admin,
+            &format!("{ns}/cronworkflows"),
+            json!({"metadata": {"name": "nightly"}, "spec": {"schedule": "@hourly",
+                "startingDeadline": "30s", "concurrencyPolicy": "Forbid",
+                "workflowSpec": {"tasks": [{"name": "t", "run": {"shell": "true"}}]}}}),
+            Some(json!({"lastScheduleTime": at, "active": ["nightly-1"]})),
+        )
+        .await;
+        create_with_status(
+            &admin,
+            &format!("{ns}/stacks"),
+            json!({"metadata": {"name": "prod"}, "spec": {"historyLimit": 5}}),
+            Some(json!({"runs": 1, "outputs": {"url": "x"}, "history": [
+                {"workflow": "wf", "phase": "Succeeded", "startTime": at}]})),
+        )
+        .await;
+        create_with_status(
+            &admin,
+            &format!("{PREFIX}/agents"),
+            json!({"metadata": {"name": "ag1", "labels": {"gpu": "true"}},
+                "spec": {"address": "127.0.0.1:1", "capacity": 4}}),
+            Some(json!({"phase": "Ready", "running": 1, "allocatable": 3,
+                "resources": {"cpu": 8, "load1": 0.5, "memoryBytes": 1024},
+                "lastHeartbeatTime": at, "version": "0.1.0"})),
+        )
+        .await;
+        for kind in sloth_sdk::kinds::KINDS {
+            let collection = if kind.namespaced {
+                format!("{ns}/{}", kind.plural)
+            } else {
+                format!("{PREFIX}/{}", kind.plural)
+            };
+            assert_eq!(admin.get(&collection).await.status, 200);
+        }
+
+        let mut checked = admin.check_seen(&schemas);
+        checked.extend(viewer.check_seen(&schemas));
+        for kind in sloth_sdk::kinds::KINDS {
+            assert!(
+                checked.contains(kind.kind),
+                "no {} was checked: {checked:?}",
+                kind.kind
+            );
+            assert!(
+                checked.contains(&format!("{}List", kind.kind)),
+                "{checked:?}"
+            );
+        }
+
+        // The check can fail: objects that serde would refuse do not match.
+        assert_eq!(schemas.check("Workflow", &workflow), Ok(()));
+        for (pointer, wrong) in [
+            ("/spec/tasks/0/timeout", json!(30)),
+            ("/spec/tasks/0/env", json!("A=1")),
+            ("/status/phase", json!("Exploded")),
+            ("/status/tasks/build/attempt", json!(-1)),
+            ("/metadata/labels", json!({"app": 1})),
+            ("/kind", json!("TaskRun")),
+        ] {
+            let mut bad = workflow.clone();
+            *bad.pointer_mut(pointer)
+                .unwrap_or_else(|| panic!("{pointer}")) = wrong;
+            assert!(
+                schemas.check("Workflow", &bad).is_err(),
+                "{pointer} accepted"
+            );
+        }
+        let mut extra = workflow.clone();
+        extra["spec"]["bogus"] = json!(true);
+        let e = schemas
+            .check("Workflow", &extra)
+            .expect_err("an unknown field");
+        assert_eq!(e.path, "$.spec.bogus", "{e}");
+        let mut missing = workflow.clone();
+        missing["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("tasks");
+        assert!(schemas.check("Workflow", &missing).is_err());
+    });
+}

@@ -386,7 +386,23 @@ fn a_viewers_page_offers_no_actions() {
         // Reading a log is offered; no write is.
         assert!(browser.count("button[data-panel=log]").await > 0);
         assert_eq!(browser.count("button[data-action]").await, 0, "taskruns");
-        open(&gate);
+        let light = browser.background().await;
         browser.close().await;
+
+        // The theme follows the system: a browser set to dark gets a dark page.
+        let dark = Browser::start_dark(1280, 800).await;
+        sign_in(&dark, &cluster, VIEWER_TOKEN).await;
+        show(&dark, "workflows").await;
+        wait_task_phase(&dark, "build", "Running").await;
+        let background = dark.background().await;
+        let brightness = |[r, g, b]: [u8; 3]| (u32::from(r) + u32::from(g) + u32::from(b)) / 3;
+        assert!(brightness(background) < 64, "not dark: {background:?}");
+        assert!(
+            brightness(light) > 192,
+            "the default theme is not light: {light:?}"
+        );
+        dark.screenshot("workflows-dark").await;
+        open(&gate);
+        dark.close().await;
     });
 }

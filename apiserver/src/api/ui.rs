@@ -16,48 +16,27 @@ struct Asset {
     body: &'static [u8],
 }
 
+/// An asset of apiserver/ui/, embedded.
+macro_rules! asset {
+    ($name:literal, $content_type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../../ui/", $name)),
+        }
+    };
+}
+
 /// Everything the dashboard is made of (apiserver/ui/).
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "index.html",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../ui/index.html"),
-    },
-    Asset {
-        name: "style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../ui/style.css"),
-    },
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/app.js"),
-    },
-    Asset {
-        name: "api.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/api.js"),
-    },
-    Asset {
-        name: "views.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/views.js"),
-    },
-    Asset {
-        name: "dag.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/dag.js"),
-    },
-    Asset {
-        name: "actions.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/actions.js"),
-    },
-    Asset {
-        name: "favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../../ui/favicon.svg"),
-    },
+    asset!("index.html", "text/html; charset=utf-8"),
+    asset!("style.css", "text/css; charset=utf-8"),
+    asset!("app.js", "text/javascript; charset=utf-8"),
+    asset!("api.js", "text/javascript; charset=utf-8"),
+    asset!("views.js", "text/javascript; charset=utf-8"),
+    asset!("dag.js", "text/javascript; charset=utf-8"),
+    asset!("actions.js", "text/javascript; charset=utf-8"),
+    asset!("favicon.svg", "image/svg+xml"),
 ];
 
 /// Scripts and styles only from this origin (no inline code), requests

@@ -36,6 +36,24 @@ fn free_port() -> u16 {
 impl Browser {
     /// Starts chromedriver and a headless chromium of `width` x `height`.
     pub async fn start(width: u32, height: u32) -> Self {
+        Self::start_with(width, height, &[]).await
+    }
+
+    /// [`Browser::start`] with a dark system theme: pages see
+    /// `prefers-color-scheme: dark`.
+    pub async fn start_dark(width: u32, height: u32) -> Self {
+        Self::start_with(
+            width,
+            height,
+            &[
+                "--force-dark-mode",
+                "--blink-settings=preferredColorScheme=0",
+            ],
+        )
+        .await
+    }
+
+    async fn start_with(width: u32, height: u32, extra_args: &[&str]) -> Self {
         let profile = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let log = profile.path().join("chromedriver.log");
@@ -58,18 +76,25 @@ impl Browser {
             tokio::time::sleep(POLL).await;
         }
         let data_dir = profile.path().join("profile");
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--no-first-run".into(),
+            "--disable-extensions".into(),
+            "--hide-scrollbars".into(),
+            format!("--user-data-dir={}", data_dir.display()),
+            format!("--window-size={width},{height}"),
+        ];
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
         caps.insert(
             "goog:chromeOptions".into(),
             json!({
                 "binary": chromium(),
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--no-first-run", "--disable-extensions", "--hide-scrollbars",
-                    format!("--user-data-dir={}", data_dir.display()),
-                    format!("--window-size={width},{height}"),
-                ],
+                "args": args,
             }),
         );
         let mut builder = ClientBuilder::new(HttpConnector::new());
@@ -153,6 +178,25 @@ impl Browser {
             .execute(script, vec![])
             .await
             .expect("execute script")
+    }
+
+    /// The page's computed background colour as `[r, g, b]`.
+    pub async fn background(&self) -> [u8; 3] {
+        let colour = self
+            .eval("return getComputedStyle(document.body).backgroundColor;")
+            .await;
+        let text = colour.as_str().unwrap_or_default().to_string();
+        let channels: Vec<u8> = text
+            .trim_start_matches("rgba(")
+            .trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .filter_map(|c| c.trim().parse().ok())
+            .collect();
+        match channels.as_slice() {
+            [r, g, b, ..] => [*r, *g, *b],
+            _ => panic!("not an rgb() colour: {colour}"),
+        }
     }
 
     /// Saves a PNG of the page as `name`.png under target/ui-screenshots/

@@ -1,10 +1,8 @@
 //! `GET .../taskruns/{name}/log`: the shared Logs handler's output as
 //! chunked text (`follow`, `timestamps`, `sinceSeconds`, `tailLines` pass through).
 
-use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use axum::body::Bytes;
+use axum::response::Response;
 use sloth_proto::v1 as pb;
 use sloth_proto::v1::resources_server::Resources as _;
 
@@ -13,6 +11,7 @@ use super::call::Caller;
 use super::paths::ObjectPath;
 use super::query::Params;
 use super::status::Failure;
+use super::stream;
 
 pub async fn logs(
     rest: &Rest,
@@ -33,29 +32,15 @@ pub async fn logs(
     let chunks = rest.service.logs(request).await?.into_inner();
     // The status line is sent: an error later (the agent went away) can
     // only end the text, after a last line that says why.
-    let text = chunks.scan(false, |failed, chunk| {
-        if *failed {
-            return std::future::ready(None);
-        }
-        let bytes = match chunk {
-            Ok(chunk) => Bytes::from(chunk.data),
-            Err(status) => {
-                *failed = true;
-                Bytes::from(format!(
-                    "\nsloth: the log ended early: {}\n",
-                    status.message()
-                ))
-            }
-        };
-        std::future::ready(Some(Ok::<_, std::convert::Infallible>(bytes)))
-    });
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        Body::from_stream(text),
-    )
-        .into_response())
+    let text = stream::until_first_error(
+        chunks,
+        |chunk: pb::LogChunk| Bytes::from(chunk.data),
+        |status| {
+            Bytes::from(format!(
+                "\nsloth: the log ended early: {}\n",
+                status.message()
+            ))
+        },
+    );
+    Ok(stream::streamed("text/plain; charset=utf-8", text))
 }

@@ -17,6 +17,7 @@ mod paths;
 mod query;
 mod rules;
 mod status;
+mod stream;
 mod watch;
 
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use super::Rest;
 use super::body;
 use super::call::Caller;
 use super::paths::ObjectPath;
-use super::query::Params;
+use super::query::{Params, list_request};
 use super::status::Failure;
 use crate::api::version::API_VERSION;
 
@@ -53,15 +53,7 @@ pub async fn list(
     namespace: &str,
     params: &Params,
 ) -> Result<Response, Failure> {
-    let request = caller.request(pb::ListRequest {
-        kind: kind.kind.to_string(),
-        namespace: namespace.to_string(),
-        label_selector: Params::text(&params.label_selector),
-        field_selector: Params::text(&params.field_selector),
-        limit: params.limit.unwrap_or(0),
-        continue_token: Params::text(&params.continue_token),
-        resource_version: Params::text(&params.resource_version),
-    });
+    let request = caller.request(list_request(kind, namespace, params));
     let listed = rest.service.list(request).await?.into_inner();
     Ok(json_bytes(StatusCode::OK, list_json(kind, listed)))
 }

@@ -1,6 +1,8 @@
 //! The query parameters of the REST API, named as Kubernetes names them.
 
 use serde::Deserialize;
+use sloth_proto::v1 as pb;
+use sloth_sdk::kinds::KindInfo;
 
 use super::status::Failure;
 
@@ -79,4 +81,35 @@ impl Params {
     pub fn text(value: &Option<String>) -> String {
         value.clone().unwrap_or_default()
     }
+}
+
+/// The list of a collection that `params` ask for.
+pub fn list_request(kind: &KindInfo, namespace: &str, params: &Params) -> pb::ListRequest {
+    pb::ListRequest {
+        kind: kind.kind.to_string(),
+        namespace: namespace.to_string(),
+        label_selector: Params::text(&params.label_selector),
+        field_selector: Params::text(&params.field_selector),
+        limit: params.limit.unwrap_or(0),
+        continue_token: Params::text(&params.continue_token),
+        resource_version: Params::text(&params.resource_version),
+    }
+}
+
+/// The watch of a collection that `params` ask for: what the list would
+/// select, from its resourceVersion on.
+pub fn watch_request(
+    kind: &KindInfo,
+    namespace: &str,
+    params: &Params,
+) -> Result<pb::WatchRequest, Failure> {
+    let list = list_request(kind, namespace, params);
+    Ok(pb::WatchRequest {
+        allow_bookmarks: params.allow_watch_bookmarks()?,
+        kind: list.kind,
+        namespace: list.namespace,
+        label_selector: list.label_selector,
+        field_selector: list.field_selector,
+        resource_version: list.resource_version,
+    })
 }

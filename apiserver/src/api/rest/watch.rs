@@ -7,9 +7,8 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::response::Response;
 use futures_util::StreamExt;
 use serde_json::json;
 use sloth_proto::v1 as pb;
@@ -18,8 +17,9 @@ use sloth_sdk::kinds::KindInfo;
 
 use super::Rest;
 use super::call::Caller;
-use super::query::Params;
+use super::query::{Params, watch_request};
 use super::status::Failure;
+use super::stream;
 use crate::api::version::API_VERSION;
 
 pub async fn watch(
@@ -29,47 +29,23 @@ pub async fn watch(
     namespace: &str,
     params: &Params,
 ) -> Result<Response, Failure> {
-    let request = caller.request(pb::WatchRequest {
-        kind: kind.kind.to_string(),
-        namespace: namespace.to_string(),
-        label_selector: Params::text(&params.label_selector),
-        field_selector: Params::text(&params.field_selector),
-        resource_version: Params::text(&params.resource_version),
-        allow_bookmarks: params.allow_watch_bookmarks()?,
-    });
+    let request = caller.request(watch_request(kind, namespace, params)?);
     let events = rest.service.watch(request).await?.into_inner();
     // Ends at shutdown (so the server stops gracefully), after
     // timeoutSeconds, or after its first error's line.
-    let lines = events
-        .scan(false, move |failed, item| {
-            if *failed {
-                return std::future::ready(None);
-            }
-            let line = match item {
-                Ok(event) => event_line(kind, event),
-                Err(status) => {
-                    *failed = true;
-                    error_line(status)
-                }
-            };
-            std::future::ready(Some(Ok::<_, std::convert::Infallible>(Bytes::from(line))))
-        })
-        .take_until(rest.shutdown.clone().cancelled_owned());
+    let lines = stream::until_first_error(
+        events,
+        move |event| Bytes::from(event_line(kind, event)),
+        |status| Bytes::from(error_line(status)),
+    )
+    .take_until(rest.shutdown.clone().cancelled_owned());
     let lines = match params.timeout_seconds {
         Some(seconds) => lines
             .take_until(tokio::time::sleep(Duration::from_secs(seconds)))
             .boxed(),
         None => lines.boxed(),
     };
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "application/x-ndjson"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        Body::from_stream(lines),
-    )
-        .into_response())
+    Ok(stream::streamed("application/x-ndjson", lines))
 }
 
 fn type_name(event: &pb::WatchEvent) -> &'static str {
