@@ -19,6 +19,7 @@ pub struct BlobRef {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArtifactsSpec {
+    /// The declared paths, relative to the working directory.
     #[serde(default)]
     pub paths: Vec<String>,
 }
@@ -29,7 +30,9 @@ pub struct ArtifactsSpec {
 pub struct ArtifactStatus {
     /// As declared (without a trailing `/`).
     pub path: String,
+    /// `sha256:<64 hex digits>` of the uploaded archive.
     pub digest: String,
+    /// The archive's size in bytes.
     pub size: u64,
 }
 
@@ -40,8 +43,11 @@ pub struct ArtifactStatus {
 pub struct ArtifactInput {
     /// The upstream task that produced it.
     pub task: String,
+    /// Where it is unpacked, relative to the run's working directory.
     pub path: String,
+    /// `sha256:<64 hex digits>` of the archive to fetch.
     pub digest: String,
+    /// The archive's size in bytes.
     #[serde(default)]
     pub size: u64,
 }
