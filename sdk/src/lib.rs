@@ -1,6 +1,8 @@
 //! Sloth's SDK: API object types, validation, the gRPC client and the
 //! watch/controller runtime.
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod blob;
 pub mod client;

@@ -61,13 +61,21 @@ pub enum DslError {
     /// `pipeline.lua:12: unknown task method 'retrys'`.
     #[error("{chunk}:{line}: {message}")]
     At {
+        /// The file (Lua chunk name).
         chunk: String,
+        /// The line, from 1.
         line: usize,
+        /// What is wrong.
         message: String,
     },
     /// A problem not tied to a line (the memory limit, a missing entry).
     #[error("{chunk}: {message}")]
-    File { chunk: String, message: String },
+    File {
+        /// The file (Lua chunk name).
+        chunk: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl DslError {
@@ -98,8 +106,11 @@ impl DslError {
 /// the agent whose `spec.address` is `address` (see [`resolve_addresses`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddressDelegation {
+    /// The workflow the task belongs to.
     pub workflow: String,
+    /// The task's name.
     pub task: String,
+    /// The `address` it names, `host:port` as an agent's `spec.address`.
     pub address: String,
 }
 
