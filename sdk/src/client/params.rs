@@ -86,7 +86,7 @@ impl<K> WatchEvent<K> {
     }
 }
 
-/// What [`Client::logs_with`] asks for.
+/// What [`Client::logs_with`](crate::Client::logs_with) asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogOptions {
     /// Keep streaming until the TaskRun finishes.

@@ -65,7 +65,7 @@ impl Rest {
         self
     }
 
-    /// The routes under [`paths::PREFIX`].
+    /// The routes under `paths::PREFIX` (`/apis/sloth.dev/v1`).
     pub fn router(self) -> Router {
         let cors = cors_layer(&self.cors_origins);
         let router = Router::new()
