@@ -75,7 +75,8 @@ pub enum WatchEvent<K> {
 }
 
 impl<K> WatchEvent<K> {
-    /// The resourceVersion a resumed watch should start after.
+    /// The same event with its object converted by `f` (a Bookmark stays
+    /// as it is).
     pub fn map<T>(self, f: impl FnOnce(K) -> T) -> WatchEvent<T> {
         match self {
             Self::Added(k) => WatchEvent::Added(f(k)),
