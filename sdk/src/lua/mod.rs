@@ -7,8 +7,6 @@
 //! agent re-evaluates it with [`task_function`] to call a task's Lua
 //! function. docs/lua.md describes the forms.
 
-#[cfg(test)]
-mod compat_tests;
 mod convert;
 pub mod limits;
 pub mod modules;

@@ -106,7 +106,4 @@ pub fn load(
 }
 
 #[cfg(test)]
-mod fuzz_tests;
-
-#[cfg(test)]
 mod tests;
