@@ -254,11 +254,12 @@ pub struct WorkflowStatus {
     /// Where the workflow is.
     #[serde(default)]
     pub phase: WorkflowPhase,
-    /// Conditions, with the reason of the latest change (`TaskFailed`,
-    /// `TimedOut`).
+    /// The `Succeeded` condition: its reason says how the run ended or where
+    /// it is (`TaskFailed`, `TimedOut`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// When the first task was started.
+    /// When the workflow controller first took the workflow up; `spec.timeout`
+    /// counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     /// When the workflow reached a final phase.
