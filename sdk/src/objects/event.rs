@@ -73,10 +73,11 @@ impl ObjectReference {
 /// Normal events are routine; Warning events deserve a look.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
-    /// Routine (`Started`, `Succeeded`).
+    /// Routine (`TaskStarted`, `WorkflowSucceeded`).
     #[default]
     Normal,
-    /// Something went wrong or needs attention (`AgentLost`, `Retrying`).
+    /// Something went wrong or needs attention (`TaskFailed`, `TaskRetrying`,
+    /// `MissedSchedule`).
     Warning,
 }
 

@@ -232,10 +232,12 @@ pub enum WorkflowPhase {
 /// Where one task of a workflow is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TaskPhase {
-    /// Waiting for its dependencies, a lock or a retry backoff.
+    /// Not running yet: waiting for its dependencies or a lock, or its
+    /// TaskRun is not bound or started yet.
     #[default]
     Pending,
-    /// An attempt's TaskRun exists and has not finished.
+    /// Its TaskRun runs, or an attempt failed and the next one is due
+    /// (reason `Backoff` while waiting, then `Retrying`).
     Running,
     /// An attempt succeeded.
     Succeeded,
