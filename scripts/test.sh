@@ -14,6 +14,10 @@ echo "== cargo build --bins" >&2
 cargo build --workspace --bins --quiet
 echo "== cargo build -p sloth-sdk --examples" >&2
 cargo build -p sloth-sdk --examples --quiet
+echo "== cargo doc" >&2
+# Broken or private intra-doc links, bare URLs and stray HTML in doc comments
+# fail the run (under a minute with a warm target).
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 echo "== cargo test" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

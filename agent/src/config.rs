@@ -57,6 +57,8 @@ pub struct Args {
     /// Port of the agent's gRPC service; 0 lets the OS pick.
     #[arg(long, default_value_t = 50051)]
     pub port: u16,
+    // clap help text, not markdown: `<port>` is no HTML tag.
+    #[allow(rustdoc::invalid_html_tags)]
     /// What the apiserver dials to reach this agent
     /// (default: <bind-address, or 127.0.0.1 when unspecified>:<port>).
     #[arg(long, value_name = "HOST:PORT", value_parser = parse_host_port)]

@@ -17,7 +17,9 @@ use std::time::Duration;
 /// `[0, nominal]`, which spreads racing writers the most.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Backoff {
+    /// The first delay.
     pub initial: Duration,
+    /// The longest nominal delay (before jitter).
     pub max: Duration,
     /// A fraction in `[0, 1]`; values outside are clamped.
     pub jitter: f64,
@@ -54,6 +56,7 @@ impl Backoff {
         Self::new(initial, max).with_jitter(0.0)
     }
 
+    /// The same policy with `jitter` (a fraction in `[0, 1]`) instead.
     pub const fn with_jitter(self, jitter: f64) -> Self {
         Self { jitter, ..self }
     }

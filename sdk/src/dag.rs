@@ -13,7 +13,9 @@ use crate::objects::workflow::{WorkflowSpec, WorkflowTask, result_refs};
 /// Which list of the spec a task is declared in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
+    /// `spec.tasks`: the DAG.
     Tasks,
+    /// `spec.finally`: run after every task of `spec.tasks` has finished.
     Finally,
 }
 
@@ -105,6 +107,7 @@ impl Dag {
         self.names.len()
     }
 
+    /// True for a workflow without tasks (which validation refuses).
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }

@@ -18,10 +18,12 @@ pub struct ParseDurationError {
 }
 
 impl Duration {
+    /// Whole seconds.
     pub fn from_secs(secs: u64) -> Self {
         Self(std::time::Duration::from_secs(secs))
     }
 
+    /// The standard library's duration.
     pub fn as_std(self) -> std::time::Duration {
         self.0
     }

@@ -5,8 +5,10 @@ use tonic::Code;
 /// What went wrong talking to the apiserver.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// No such object (or kind); the message names it.
     #[error("not found: {0}")]
     NotFound(String),
+    /// A create found an object of that name.
     #[error("already exists: {0}")]
     AlreadyExists(String),
     /// A stale resourceVersion (HTTP 409).
@@ -18,22 +20,43 @@ pub enum Error {
     /// A watch or list from a compacted revision (HTTP 410): relist.
     #[error("expired: {0}")]
     Expired(String),
+    /// No valid credentials: a missing or wrong token or client certificate.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
+    /// The user's role does not allow the call.
     #[error("forbidden: {0}")]
     Forbidden(String),
     /// No apiserver could be reached.
     #[error("cannot reach any server ({endpoints}): {message}")]
-    Unavailable { endpoints: String, message: String },
+    Unavailable {
+        /// The servers tried, comma-separated; empty when a server itself
+        /// answered Unavailable.
+        endpoints: String,
+        /// The last failure.
+        message: String,
+    },
     /// The TLS files or token cannot be used.
     #[error("bad credentials: {0}")]
     Credentials(String),
+    /// The server URL (first) cannot be used, for the reason given.
     #[error("bad server address {0:?}: {1}")]
     BadEndpoint(String, String),
+    /// A server's answer (or an object given) is not what its kind expects.
     #[error("cannot decode {what}: {message}")]
-    Decode { what: String, message: String },
+    Decode {
+        /// What could not be decoded (`watch event`, a kind and name).
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// Any other failure the server reported, with its gRPC code.
     #[error("server error ({code:?}): {message}")]
-    Server { code: Code, message: String },
+    Server {
+        /// The gRPC status code.
+        code: Code,
+        /// The server's message.
+        message: String,
+    },
 }
 
 impl Error {

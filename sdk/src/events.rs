@@ -41,6 +41,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder writing Events with `source` as their `spec.source`
+    /// (`workflow-controller`).
     pub fn new(client: Client, source: impl Into<String>) -> Self {
         Self {
             client,

@@ -11,10 +11,15 @@ use crate::validation::{FieldError, FieldErrors, Validate};
 
 /// What the server and clients know about one kind.
 pub struct KindInfo {
+    /// The kind, as in `kind:` (`Workflow`).
     pub kind: &'static str,
+    /// The lowercase plural users type (`slothctl get workflows`) and REST paths use.
     pub plural: &'static str,
+    /// The lowercase singular (`slothctl get workflow x`).
     pub singular: &'static str,
+    /// Short names (`wf`).
     pub short: &'static [&'static str],
+    /// True when objects live in a namespace; false for cluster-scoped kinds (Agent).
     pub namespaced: bool,
     /// Decodes an object of this kind (unknown fields are errors), validates
     /// it, and returns its canonical JSON.

@@ -76,7 +76,9 @@ pub enum Acquire {
     Acquired(Lock),
     /// Someone else holds an unexpired lease.
     Held {
+        /// Who holds it (`spec.holderIdentity`).
         holder: String,
+        /// When the holder's lease runs out, if the Lock says.
         expires: Option<DateTime<Utc>>,
     },
 }
@@ -175,6 +177,7 @@ pub async fn try_acquire(
 #[derive(Clone, Debug, PartialEq)]
 #[allow(clippy::large_enum_variant)] // one per call, returned at once: not worth a Box
 pub enum Renew {
+    /// Still ours: the Lock as written with the new `renewTime`.
     Renewed(Lock),
     /// The lease is no longer the holder's, for this reason: the Lock was
     /// deleted, someone else holds it, or the lease ran out (so someone

@@ -1,6 +1,11 @@
 //! Sloth's SDK: API object types, validation, the gRPC client and the
 //! watch/controller runtime.
 
+// Every public item is documented (clippy -D warnings makes this an error
+// in CI). Set here: sdk/Cargo.toml's `[lints] workspace = true` cannot be
+// combined with a crate's own `[lints.rust]` table.
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod blob;
 pub mod client;

@@ -19,10 +19,14 @@ pub const MAX_SKEW_SECS: i64 = 300;
 /// Why a proof was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LogsAuthError {
+    /// The value is not `UNIX_SECONDS.HEX_HMAC`.
     #[error("malformed {METADATA_KEY} value (expected UNIX_SECONDS.HEX_HMAC)")]
     Malformed,
+    /// The proof's time is this many seconds from the agent's clock, more
+    /// than [`MAX_SKEW_SECS`].
     #[error("{METADATA_KEY} is {0} s away from the agent's clock (at most {MAX_SKEW_SECS} s)")]
     Skewed(i64),
+    /// Not signed with this agent's key.
     #[error("{METADATA_KEY} does not match: not signed with this agent's key")]
     Mismatch,
 }

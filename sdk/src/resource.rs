@@ -11,6 +11,7 @@ use crate::meta::{API_VERSION, ObjectMeta};
 pub trait Spec:
     Clone + Debug + Default + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static
 {
+    /// The kind's status type (an empty struct for kinds without status).
     type Status: Clone
         + Debug
         + Default
@@ -20,6 +21,7 @@ pub trait Spec:
         + Send
         + Sync
         + 'static;
+    /// The kind's name, as in `kind:` (`Workflow`).
     const KIND: &'static str;
 }
 
@@ -32,11 +34,16 @@ pub trait Spec:
     schemars(bound = "S: schemars::JsonSchema, S::Status: schemars::JsonSchema")
 )]
 pub struct Object<S: Spec> {
+    /// `sloth.dev/v1`.
     pub api_version: String,
+    /// The kind, [`Spec::KIND`].
     pub kind: String,
+    /// Name, namespace, labels and the fields the server keeps.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// What the user wants.
     pub spec: S,
+    /// What the system observed; absent until a controller or agent writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<S::Status>,
 }
@@ -56,10 +63,12 @@ impl<S: Spec> Object<S> {
         }
     }
 
+    /// `metadata.name`.
     pub fn name(&self) -> &str {
         &self.metadata.name
     }
 
+    /// `metadata.namespace` (empty for cluster-scoped kinds).
     pub fn namespace(&self) -> &str {
         &self.metadata.namespace
     }
@@ -74,14 +83,19 @@ impl<S: Spec> Object<S> {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DynamicObject {
+    /// `sloth.dev/v1`.
     #[serde(default)]
     pub api_version: String,
+    /// The kind (`Workflow`); says how to read `spec` and `status`.
     #[serde(default)]
     pub kind: String,
+    /// Name, namespace, labels and the fields the server keeps.
     #[serde(default)]
     pub metadata: ObjectMeta,
+    /// The spec as JSON; null when absent.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub spec: serde_json::Value,
+    /// The status as JSON; null when absent.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub status: serde_json::Value,
 }

@@ -5,9 +5,15 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Role {
+    /// Everything.
     Admin,
+    /// Everything except writing the Locks of `sloth-system` (the controllers'
+    /// leader election and the agents' heartbeats).
     Operator,
+    /// Get, list, watch and logs; changes nothing.
     Viewer,
+    /// An agent (user `agent:NAME`): its own Agent and heartbeat Lock, and the
+    /// TaskRuns bound to it and what they use.
     Agent,
 }
 
@@ -15,6 +21,7 @@ impl Role {
     /// Every role, for messages.
     pub const NAMES: &'static str = "admin, operator, viewer, agent";
 
+    /// The role named `text` (`admin`, ...); None for any other text.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "admin" => Some(Self::Admin),
@@ -25,6 +32,7 @@ impl Role {
         }
     }
 
+    /// The lowercase name, as token files and certificates write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",

@@ -13,8 +13,15 @@ use crate::duration::Duration;
 /// A schedule that could not be read, naming the part that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
+    /// The cron expression cannot be parsed.
     #[error("invalid cron expression {expression:?}: {reason}")]
-    Expression { expression: String, reason: String },
+    Expression {
+        /// The expression as given.
+        expression: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `spec.timezone` is no IANA timezone name.
     #[error("unknown timezone {0:?}: use an IANA name such as UTC or Europe/Paris")]
     Timezone(String),
 }
@@ -32,8 +39,11 @@ impl ScheduleError {
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub enum Schedule {
+    /// A cron expression (5 or 6 fields, or `@hourly`-style) read in a timezone.
     Cron {
+        /// The parsed expression.
         cron: Box<croner::Cron>,
+        /// The timezone its fields are read in.
         tz: Tz,
     },
     /// `@every D`: whole seconds, at least one.

@@ -29,6 +29,7 @@ enum LabelRequirement {
 pub struct Labels(Vec<LabelRequirement>);
 
 impl Labels {
+    /// Parses `app=web,tier!=db,env in (a,b),!canary`; the error names the bad term.
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
         let err = |reason: &str| SelectorError {
             what: "label",
@@ -93,10 +94,12 @@ impl Labels {
         Self(reqs)
     }
 
+    /// True for the empty selector, which matches everything.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// True when `labels` satisfy every requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.iter().all(|req| match req {
             LabelRequirement::Equals(k, v) => labels.get(k) == Some(v),
@@ -185,6 +188,8 @@ fn checked_values(values: Vec<String>) -> Result<Vec<String>, String> {
 pub struct Fields(Vec<(String, bool, String)>);
 
 impl Fields {
+    /// Parses `path=value` and `path!=value` terms separated by commas
+    /// (`spec.agentName=a1`).
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
         let mut reqs = Vec::new();
         for term in input.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -204,6 +209,7 @@ impl Fields {
         Ok(Self(reqs))
     }
 
+    /// True for the empty selector, which matches everything.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -11,10 +11,12 @@ pub struct FieldError {
     /// Dotted path with indices, e.g. `metadata.labels` or `spec.tasks[2].name`;
     /// empty when the object as a whole is wrong.
     pub field: String,
+    /// What is wrong, for humans (`must be a DNS label`).
     pub message: String,
 }
 
 impl FieldError {
+    /// An error at `field` (a path such as `spec.tasks[2].name`).
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
@@ -38,10 +40,12 @@ impl fmt::Display for FieldError {
 pub struct FieldErrors(pub Vec<FieldError>);
 
 impl FieldErrors {
+    /// Records `message` about `field`.
     pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError::new(field, message));
     }
 
+    /// True when nothing is wrong.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

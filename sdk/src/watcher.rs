@@ -22,6 +22,7 @@ pub enum Event<K> {
     Restarted(Vec<K>),
     /// An object was added or changed.
     Applied(K),
+    /// An object was deleted: its last known state.
     Deleted(K),
 }
 

@@ -278,6 +278,8 @@ pub struct GetArgs {
     pub kind: String,
     /// Names of objects to show (all when none).
     pub names: Vec<String>,
+    // clap help text, not markdown: `[*]` and `[,...]` are no links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Output format: table, wide, yaml, json, name, jsonpath=TEMPLATE
     /// (kubectl's, e.g. '{.items[*].metadata.name}'), or
     /// custom-columns=HEADER:EXPR[,...] (e.g. NAME:.metadata.name).

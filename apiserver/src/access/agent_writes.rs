@@ -1,4 +1,4 @@
-//! Applies [`restriction`](crate::access::auth::restriction) to an agent's writes:
+//! Applies [`restriction`] to an agent's writes:
 //! reads the object the write would change, judges the change, and looks
 //! up the TaskRuns named as Lock holders and state writers.
 

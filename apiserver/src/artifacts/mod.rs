@@ -310,5 +310,4 @@ fn split(mut bytes: Bytes) -> Vec<Bytes> {
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;

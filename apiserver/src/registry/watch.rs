@@ -3,7 +3,7 @@
 //! that stops matching is DELETED, as in Kubernetes.
 //!
 //! This is the direct path, one store watch per client watch, used when the
-//! watch cache (`crate::cache`) is disabled; both share [`transition`].
+//! watch cache (`crate::cache`) is disabled; both share `transition`.
 
 use std::sync::{Arc, OnceLock};
 

@@ -17,25 +17,46 @@ const ZSTD_LEVEL: i32 = 3;
 /// A packed archive: its digest and size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packed {
+    /// The archive's content address.
     pub digest: Digest,
+    /// The archive's size in bytes (compressed).
     pub size: u64,
     /// Files and directories in it.
     pub entries: u64,
 }
 
+/// Why packing or unpacking an archive failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
+    /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// The error of the file system.
         source: std::io::Error,
     },
+    /// A directory to pack could not be walked (or its `.slothignore` read).
     #[error("cannot walk {path}: {message}")]
-    Walk { path: String, message: String },
+    Walk {
+        /// The directory.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An entry that would write outside the target (absolute path, `..`, a
+    /// link leading out) or is a special file; nothing of it is written.
     #[error("refused archive entry {entry:?}: {why}")]
-    Unsafe { entry: String, why: String },
+    Unsafe {
+        /// The entry's path as the archive gives it.
+        entry: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// The bytes are not a complete tar + zstd archive.
     #[error("the archive is corrupt or truncated: {0}")]
     Corrupt(String),
+    /// A path asked for is not in the archive.
     #[error("{0:?} is not in the archive")]
     Missing(String),
 }
@@ -202,7 +223,9 @@ fn safe_relative(path: &str) -> Result<PathBuf, String> {
 /// What an unpack wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Unpacked {
+    /// Files and directories written.
     pub entries: u64,
+    /// Bytes of file content written.
     pub bytes: u64,
 }
 

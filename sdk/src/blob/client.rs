@@ -25,7 +25,9 @@ pub type BlobProgress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 /// Who a blob call is for: an agent names the TaskRun it acts for.
 #[derive(Clone, Debug, Default)]
 pub struct ForTaskRun {
+    /// The TaskRun's namespace.
     pub namespace: String,
+    /// The TaskRun's name.
     pub name: String,
 }
 
@@ -167,13 +169,20 @@ async fn got_size(path: &Path) -> u64 {
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
+    /// The apiserver refused or failed the call.
     #[error(transparent)]
     Api(#[from] Error),
+    /// The destination file (named first) could not be written.
     #[error("cannot write {0}: {1}")]
     Io(String, std::io::Error),
     /// The bytes received do not hash to the digest asked for.
     #[error("blob {digest} is corrupt or truncated: the bytes received hash to {got}")]
-    Corrupt { digest: String, got: String },
+    Corrupt {
+        /// The digest asked for.
+        digest: String,
+        /// The digest of the bytes received.
+        got: String,
+    },
 }
 
 type Reader = tokio::task::JoinHandle<std::io::Result<()>>;

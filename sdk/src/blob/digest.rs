@@ -8,11 +8,13 @@ const PREFIX: &str = "sha256:";
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(String);
 
+/// A string that is not a `sha256:` digest (the string is kept).
 #[derive(Debug, thiserror::Error)]
 #[error("invalid digest {0:?}: expected sha256: followed by 64 lowercase hex digits")]
 pub struct DigestError(pub String);
 
 impl Digest {
+    /// Checks `text` is `sha256:` and 64 lowercase hex digits.
     pub fn parse(text: &str) -> Result<Self, DigestError> {
         let hex = text
             .strip_prefix(PREFIX)
@@ -64,6 +66,7 @@ impl fmt::Debug for Hasher {
 }
 
 impl Hasher {
+    /// Adds `data` to the hash.
     pub fn update(&mut self, data: &[u8]) {
         self.context.update(data);
         self.bytes += data.len() as u64;
@@ -74,6 +77,7 @@ impl Hasher {
         self.bytes
     }
 
+    /// The digest of everything hashed.
     pub fn finish(self) -> Digest {
         let hex: String = self
             .context
@@ -90,10 +94,12 @@ impl Hasher {
 #[derive(Debug)]
 pub struct HashingWriter<W> {
     inner: W,
+    /// The hash of what was written so far.
     pub hasher: Hasher,
 }
 
 impl<W> HashingWriter<W> {
+    /// Wraps `inner`, hashing from now on.
     pub fn new(inner: W) -> Self {
         Self {
             inner,
@@ -101,6 +107,7 @@ impl<W> HashingWriter<W> {
         }
     }
 
+    /// The inner writer and the hash of what went through.
     pub fn into_parts(self) -> (W, Hasher) {
         (self.inner, self.hasher)
     }

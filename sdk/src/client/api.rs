@@ -25,6 +25,7 @@ impl<S: Spec> Api<S> {
         Self::namespaced(client, "")
     }
 
+    /// The client the calls go through.
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -37,10 +38,12 @@ impl<S: Spec> Api<S> {
         Ok(value)
     }
 
+    /// The object `name`; [`Error::NotFound`] when there is none.
     pub async fn get(&self, name: &str) -> Result<Object<S>, Error> {
         to_typed(self.client.get(S::KIND, &self.namespace, name).await?)
     }
 
+    /// Every object matching `params`, all pages (following continue tokens).
     pub async fn list(&self, params: &ListParams) -> Result<ObjectList<Object<S>>, Error> {
         let list = self
             .client
@@ -57,6 +60,8 @@ impl<S: Spec> Api<S> {
         })
     }
 
+    /// Creates `object` (in this Api's namespace when it names none) and
+    /// returns it as stored (uid, resourceVersion, defaults).
     pub async fn create(&self, object: &Object<S>) -> Result<Object<S>, Error> {
         to_typed(self.client.create(&self.with_namespace(object)?).await?)
     }
@@ -75,6 +80,8 @@ impl<S: Spec> Api<S> {
         )
     }
 
+    /// Deletes `name` and returns it as it was, or marked deleting while
+    /// finalizers remain.
     pub async fn delete(&self, name: &str) -> Result<Object<S>, Error> {
         to_typed(
             self.client

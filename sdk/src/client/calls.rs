@@ -4,6 +4,8 @@
 use super::*;
 
 impl Client {
+    /// Creates an object given as JSON (with `apiVersion`, `kind`,
+    /// `metadata`); returns it as stored.
     pub async fn create(&self, object: &Value) -> Result<DynamicObject, Error> {
         self.create_as(object, false).await
     }
@@ -25,6 +27,7 @@ impl Client {
         decode_dynamic(&out)
     }
 
+    /// The object `name` of `kind`; `namespace` is empty for cluster-scoped kinds.
     pub async fn get(
         &self,
         kind: &str,
@@ -138,6 +141,8 @@ impl Client {
         decode_dynamic(&out)
     }
 
+    /// Deletes an object; with `resource_version`, only if it is still that
+    /// revision ([`Error::Conflict`] otherwise).
     pub async fn delete(
         &self,
         kind: &str,

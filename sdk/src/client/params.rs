@@ -9,11 +9,17 @@ pub const DEFAULT_PAGE_SIZE: i64 = 500;
 /// Options of a list call.
 #[derive(Clone, Debug, Default)]
 pub struct ListParams {
+    /// Labels to match, as `slothctl -l` takes them (`app=web,tier!=db`);
+    /// empty matches all.
     pub label_selector: String,
+    /// Fields to match (`spec.agentName=a1,status.phase!=Failed`); empty
+    /// matches all.
     pub field_selector: String,
     /// Most objects per page; 0: `DEFAULT_PAGE_SIZE`. The server may return
     /// fewer (each page is also bounded by bytes) with a continue token.
     pub limit: i64,
+    /// Where the previous page stopped (its `continue_token`); empty for the
+    /// first page.
     pub continue_token: String,
     /// Empty: the latest data. "0": any recent data, which the apiserver
     /// serves from its watch cache (cheaper; what watchers list with).
@@ -34,32 +40,43 @@ impl ListParams {
 /// Options of a watch call.
 #[derive(Clone, Debug, Default)]
 pub struct WatchParams {
+    /// Labels to match (`app=web`); empty watches all.
     pub label_selector: String,
+    /// Fields to match (`spec.agentName=a1`); empty watches all.
     pub field_selector: String,
+    /// Ask for periodic [`WatchEvent::Bookmark`]s, so that a resumed watch
+    /// starts from a recent revision.
     pub allow_bookmarks: bool,
 }
 
 /// One page of a list.
 #[derive(Clone, Debug)]
 pub struct ObjectList<K> {
+    /// The objects of this page.
     pub items: Vec<K>,
     /// The revision the list is consistent with; watch from here.
     pub resource_version: String,
+    /// Pass as `ListParams::continue_token` for the next page; empty on the
+    /// last page.
     pub continue_token: String,
 }
 
 /// A change seen by a watch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WatchEvent<K> {
+    /// The object was created (or matches the selector now).
     Added(K),
+    /// The object changed.
     Modified(K),
+    /// The object was deleted (or no longer matches the selector): its last state.
     Deleted(K),
     /// Every event up to this resourceVersion has been delivered.
     Bookmark(String),
 }
 
 impl<K> WatchEvent<K> {
-    /// The resourceVersion a resumed watch should start after.
+    /// The same event with its object converted by `f` (a Bookmark stays
+    /// as it is).
     pub fn map<T>(self, f: impl FnOnce(K) -> T) -> WatchEvent<T> {
         match self {
             Self::Added(k) => WatchEvent::Added(f(k)),
@@ -70,7 +87,7 @@ impl<K> WatchEvent<K> {
     }
 }
 
-/// What [`Client::logs_with`] asks for.
+/// What [`Client::logs_with`](crate::Client::logs_with) asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogOptions {
     /// Keep streaming until the TaskRun finishes.
@@ -90,14 +107,18 @@ pub struct LogOptions {
 pub enum LogStream {
     /// Not known: the combined output (not asked for, or an older agent).
     Combined,
+    /// Standard output only.
     Stdout,
+    /// Standard error only.
     Stderr,
 }
 
 /// A part of a TaskRun's output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogChunk {
+    /// The bytes, as written (not necessarily whole lines or UTF-8).
     pub data: Vec<u8>,
+    /// Which stream wrote them.
     pub stream: LogStream,
     /// Where a resumed read goes on in the plain output; None from agents
     /// that do not say (count the bytes then).

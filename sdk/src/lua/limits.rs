@@ -21,7 +21,10 @@ const LUA_MEMORY_ERROR: &[u8] = b"not enough memory";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Checkpoint {
     /// The hook, after `every` more instructions, at this line if known.
-    Instructions { line: Option<usize> },
+    Instructions {
+        /// The Lua line running, when known.
+        line: Option<usize>,
+    },
     /// A protected call (`pcall`...) caught an error.
     Caught,
 }

@@ -7,8 +7,6 @@
 //! agent re-evaluates it with [`task_function`] to call a task's Lua
 //! function. docs/lua.md describes the forms.
 
-#[cfg(test)]
-mod compat_tests;
 mod convert;
 pub mod limits;
 pub mod modules;
@@ -61,13 +59,21 @@ pub enum DslError {
     /// `pipeline.lua:12: unknown task method 'retrys'`.
     #[error("{chunk}:{line}: {message}")]
     At {
+        /// The file (Lua chunk name).
         chunk: String,
+        /// The line, from 1.
         line: usize,
+        /// What is wrong.
         message: String,
     },
     /// A problem not tied to a line (the memory limit, a missing entry).
     #[error("{chunk}: {message}")]
-    File { chunk: String, message: String },
+    File {
+        /// The file (Lua chunk name).
+        chunk: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl DslError {
@@ -98,8 +104,11 @@ impl DslError {
 /// the agent whose `spec.address` is `address` (see [`resolve_addresses`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddressDelegation {
+    /// The workflow the task belongs to.
     pub workflow: String,
+    /// The task's name.
     pub task: String,
+    /// The `address` it names, `host:port` as an agent's `spec.address`.
     pub address: String,
 }
 

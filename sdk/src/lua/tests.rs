@@ -1,8 +1,12 @@
+//! Tests of the Lua DSL reader; the sloth-runner forms in `tests/compat.rs`.
+
 use std::collections::BTreeMap;
 
 use super::*;
 use crate::objects::common::PlacementPolicy;
 use crate::well_known::{DESCRIPTION_ANNOTATION, ORIGINAL_NAME_ANNOTATION, VERSION_ANNOTATION};
+
+mod compat;
 
 fn eval(source: &str) -> Result<Vec<Workflow>, DslError> {
     evaluate(source, "pipeline.lua", &BTreeMap::new())

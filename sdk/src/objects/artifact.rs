@@ -21,6 +21,7 @@ pub struct BlobRef {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ArtifactsSpec {
+    /// The declared paths, relative to the working directory.
     #[serde(default)]
     pub paths: Vec<String>,
 }
@@ -32,7 +33,9 @@ pub struct ArtifactsSpec {
 pub struct ArtifactStatus {
     /// As declared (without a trailing `/`).
     pub path: String,
+    /// `sha256:<64 hex digits>` of the uploaded archive.
     pub digest: String,
+    /// The archive's size in bytes.
     pub size: u64,
 }
 
@@ -44,8 +47,11 @@ pub struct ArtifactStatus {
 pub struct ArtifactInput {
     /// The upstream task that produced it.
     pub task: String,
+    /// Where it is unpacked, relative to the run's working directory.
     pub path: String,
+    /// `sha256:<64 hex digits>` of the archive to fetch.
     pub digest: String,
+    /// The archive's size in bytes.
     #[serde(default)]
     pub size: u64,
 }

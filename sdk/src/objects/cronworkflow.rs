@@ -11,8 +11,10 @@ use crate::meta::{API_VERSION, OwnerReference, Time};
 use crate::resource::{Object, Spec};
 use crate::well_known::{APPLIED_BY_ANNOTATION, CRONWORKFLOW_LABEL, SCHEDULED_TIME_ANNOTATION};
 
+/// A CronWorkflow object: creates a Workflow on a schedule.
 pub type CronWorkflow = Object<CronWorkflowSpec>;
 
+/// The schedule and the Workflow it creates.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -23,12 +25,14 @@ pub struct CronWorkflowSpec {
     /// IANA timezone the schedule is read in; UTC when empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub timezone: String,
+    /// What to do when a run is due while an earlier one is active (Allow by default).
     #[serde(default)]
     pub concurrency_policy: ConcurrencyPolicy,
     /// How late a scheduled run may still start; a run later than that is
     /// skipped (with an Event). No limit when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub starting_deadline: Option<Duration>,
+    /// True: no Workflows are created while it is set.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
     /// Succeeded Workflows kept (default 3).
@@ -37,14 +41,17 @@ pub struct CronWorkflowSpec {
     /// Failed or cancelled Workflows kept (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_history_limit: Option<u32>,
+    /// The spec of every Workflow created.
     pub workflow_spec: WorkflowSpec,
 }
 
 impl CronWorkflowSpec {
+    /// `successfulHistoryLimit` with its default (3) applied.
     pub fn successful_history_limit(&self) -> usize {
         self.successful_history_limit.unwrap_or(3) as usize
     }
 
+    /// `failedHistoryLimit` with its default (1) applied.
     pub fn failed_history_limit(&self) -> usize {
         self.failed_history_limit.unwrap_or(1) as usize
     }
@@ -64,6 +71,7 @@ pub enum ConcurrencyPolicy {
     Replace,
 }
 
+/// What the cron-workflow controller records of past and active runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -63,17 +63,22 @@ impl<const N: usize> From<[(String, String); N]> for Env {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVar {
+    /// The variable's name.
     pub name: String,
+    /// Its plain value; exclusive with `valueFrom`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// Where to read the value from on the agent; exclusive with `value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<EnvVarSource>,
 }
 
+/// `valueFrom` of an env list entry: a Secret key.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvVarSource {
+    /// The Secret key the value is read from.
     pub secret_key_ref: SecretKeySelector,
 }
 
@@ -82,7 +87,9 @@ pub struct EnvVarSource {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretKeySelector {
+    /// The Secret's name.
     pub name: String,
+    /// The key within the Secret's `data`.
     pub key: String,
 }
 
@@ -91,13 +98,16 @@ pub struct SecretKeySelector {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvFromSource {
+    /// The Secret whose keys become variables.
     pub secret_ref: SecretRef,
 }
 
+/// Names a Secret in the task's namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SecretRef {
+    /// The Secret's name.
     pub name: String,
 }
 
@@ -108,15 +118,20 @@ pub struct SecretRef {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretFile {
+    /// The Secret's name.
     pub secret_name: String,
+    /// The directory its keys are written into, relative to the run directory.
     pub path: String,
 }
 
 /// The Secrets a task uses, by every way it can name them.
 #[derive(Clone, Copy, Debug)]
 pub struct SecretUse<'a> {
+    /// `env`, with its `valueFrom.secretKeyRef` entries.
     pub env: &'a Env,
+    /// `envFrom`: whole Secrets as variables.
     pub env_from: &'a [EnvFromSource],
+    /// `secretFiles`: Secrets written as files.
     pub secret_files: &'a [SecretFile],
     /// Secrets a Lua payload reads (`secret.get`, the `secrets` global).
     pub secrets: &'a [String],

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::meta::Time;
 use crate::resource::{Object, Spec};
 
+/// An Event object: something that happened to another object.
 pub type Event = Object<EventSpec>;
 
+/// An event's content; set by the component that reports it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -20,13 +22,16 @@ pub struct EventSpec {
     pub reason: String,
     /// What happened, for humans.
     pub message: String,
+    /// Normal or Warning.
     #[serde(rename = "type", default)]
     pub type_: EventType,
     /// How many times this event happened.
     #[serde(default = "one")]
     pub count: u32,
+    /// When the event happened first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_timestamp: Option<Time>,
+    /// When the event happened last (the latest of `count` times).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_timestamp: Option<Time>,
     /// The component that reported it (`workflow-controller`, `scheduler`).
@@ -43,10 +48,14 @@ fn one() -> u32 {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
+    /// The object's kind (`Workflow`, `TaskRun`).
     pub kind: String,
+    /// Its namespace; empty for a cluster-scoped kind.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
+    /// Its name.
     pub name: String,
+    /// Its `metadata.uid` when known: tells a recreated object from the old one.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
 }
@@ -67,12 +76,16 @@ impl ObjectReference {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum EventType {
+    /// Routine (`TaskStarted`, `WorkflowSucceeded`).
     #[default]
     Normal,
+    /// Something went wrong or needs attention (`TaskFailed`, `TaskRetrying`,
+    /// `MissedSchedule`).
     Warning,
 }
 
 impl EventType {
+    /// The wire name (`Normal`, `Warning`), as `slothctl describe` shows it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Normal => "Normal",

@@ -14,12 +14,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::resource::{Object, Spec};
 
+/// A Secret object: named values kept encrypted at rest.
 pub type Secret = Object<SecretSpec>;
 
 /// The kind's name, for code that handles Secrets specially (the
 /// apiserver's encryption and redaction).
 pub const SECRET_KIND: &str = "Secret";
 
+/// The Secret's values and type.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

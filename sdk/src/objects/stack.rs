@@ -10,6 +10,7 @@ use super::workflow::WorkflowPhase;
 use crate::meta::Time;
 use crate::resource::{Object, Spec};
 
+/// A Stack object: a deployment environment whose Workflows run one at a time.
 pub type Stack = Object<StackSpec>;
 
 /// The reason of a Workflow waiting for its stack's running one.
@@ -17,6 +18,7 @@ pub const STACK_BUSY: &str = "StackBusy";
 /// The default of `spec.historyLimit`.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 20;
 
+/// How much history the Stack keeps.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -27,11 +29,13 @@ pub struct StackSpec {
 }
 
 impl StackSpec {
+    /// `historyLimit` with its default ([`DEFAULT_HISTORY_LIMIT`]) applied.
     pub fn history_limit(&self) -> usize {
         self.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT) as usize
     }
 }
 
+/// The stack's runs and outputs; written by the workflow controller.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -57,15 +61,22 @@ pub struct StackStatus {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StackRun {
+    /// The Workflow's name.
     pub workflow: String,
+    /// The Workflow's `metadata.uid`: tells a re-applied Workflow of the same
+    /// name from the earlier one.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
+    /// The Workflow's phase, as last recorded.
     #[serde(default)]
     pub phase: WorkflowPhase,
+    /// When the Workflow started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the Workflow finished; absent while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Who applied the Workflow (its `sloth.dev/applied-by` annotation).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub applied_by: String,
 }

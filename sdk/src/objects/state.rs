@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use crate::meta::Time;
 use crate::resource::{Object, Spec};
 
+/// A StateEntry object: one key of the state store.
 pub type StateEntry = Object<StateEntrySpec>;
 
+/// A key, its value and its expiry.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

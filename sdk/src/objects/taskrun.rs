@@ -11,6 +11,7 @@ use crate::duration::Duration;
 use crate::meta::{Condition, Time};
 use crate::resource::{Object, Spec};
 
+/// A TaskRun object: one run of one payload on one agent.
 pub type TaskRun = Object<TaskRunSpec>;
 
 impl TaskRun {
@@ -21,23 +22,32 @@ impl TaskRun {
     }
 }
 
+/// What to run, where, and with what.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskRunSpec {
+    /// What the agent runs.
     pub run: Payload,
+    /// The agents the run may be bound to (by label); any Ready agent when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_selector: Option<LabelSelector>,
+    /// How the scheduler picks among those agents (LeastLoaded when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
     /// The binding: set by the scheduler (or by the user to skip scheduling);
     /// immutable once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_name: Option<String>,
+    /// How long the run may take; the agent then kills its process group and
+    /// the run fails with reason `TimedOut`. No limit when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// Environment variables: plain values and Secret references.
     #[serde(default, skip_serializing_if = "Env::is_empty")]
     pub env: Env,
+    /// The working directory, relative to the run directory (the run directory
+    /// when absent); absolute only on agents started with `--allow-workdir-root`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     /// 1 for the first attempt of a workflow task; 0 for ad-hoc runs.
@@ -96,14 +106,22 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// Where a TaskRun is in its life: Pending, Scheduled, Running, then
+/// Succeeded or Failed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum TaskRunPhase {
+    /// Not bound to an agent yet.
     #[default]
     Pending,
+    /// Bound to an agent (`spec.agentName`), which has not started it yet.
     Scheduled,
+    /// The agent has started the payload.
     Running,
+    /// The payload exited 0 (final).
     Succeeded,
+    /// The payload failed, timed out, was stopped, or its agent was lost
+    /// (final; `status.reason` says which).
     Failed,
 }
 
@@ -113,6 +131,7 @@ impl TaskRunPhase {
         matches!(self, Self::Succeeded | Self::Failed)
     }
 
+    /// The wire name (`Pending`, ...), as tables show it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "Pending",
@@ -124,28 +143,43 @@ impl TaskRunPhase {
     }
 }
 
+/// How the run went; written by the scheduler (binding), the agent (start,
+/// end, results) and the controllers (stopping, `AgentLost`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskRunStatus {
+    /// Where the run is; Pending before the first status write.
     #[serde(default)]
     pub phase: TaskRunPhase,
+    /// Conditions such as `Scheduled`, with the reason of the latest change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The agent the run was bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// When the agent started the payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the run reached Succeeded or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// The payload's exit code, once it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// `key=value` results the payload wrote to `$SLOTH_RESULTS` (bounded in
+    /// number and size), read downstream as `$(tasks.TASK.results.KEY)`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub results: BTreeMap<String, String>,
+    /// The end of the output (at most 64 KiB), for `slothctl describe` after
+    /// the agent is gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_tail: Option<String>,
+    /// Details of the outcome, for humans.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Why the run failed, in CamelCase (`TimedOut`, `AgentLost`,
+    /// `Cancelled`); empty on success.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// Values a Lua task recorded with the `metrics` module (bounded).

@@ -11,6 +11,7 @@ use crate::duration::Duration;
 use crate::meta::{Condition, Time};
 use crate::resource::{Object, Spec};
 
+/// A Workflow object: one run of a DAG of tasks.
 pub type Workflow = Object<WorkflowSpec>;
 
 impl Workflow {
@@ -21,6 +22,7 @@ impl Workflow {
     }
 }
 
+/// The tasks of a workflow and how to run them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -28,19 +30,28 @@ pub struct WorkflowSpec {
     /// Parameters and their default values, substituted as `$(params.NAME)`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
+    /// The DAG: at least one task, each with a name unique across `tasks` and
+    /// `finally`.
     pub tasks: Vec<WorkflowTask>,
     /// Tasks run after the DAG, whatever its outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finally: Vec<WorkflowTask>,
+    /// For the whole workflow, from its start; when it runs out, unfinished
+    /// TaskRuns are stopped and the workflow fails with reason `TimedOut`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
     /// Maximum TaskRuns of this workflow unfinished at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// Delete the workflow (and its TaskRuns) this long after it finished;
+    /// kept until deleted when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_after_finished: Option<Duration>,
+    /// True: when a task fails for good, unfinished TaskRuns are stopped
+    /// (reason `FailFast`) and the rest is Skipped; `finally` still runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fail_fast: bool,
+    /// Running, or Cancelled to stop the workflow (`slothctl cancel workflow`).
     #[serde(default)]
     pub state: WorkflowState,
     /// The Stack this run belongs to: one Workflow of a stack runs at a time.
@@ -75,6 +86,7 @@ pub struct WorkflowSpec {
 pub struct WorkflowHook {
     /// One of [`WORKFLOW_HOOKS`].
     pub name: String,
+    /// What the hook runs.
     pub run: Payload,
     /// The agents the hook may run on; any Ready agent when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,34 +101,53 @@ pub const WORKFLOW_HOOKS: [&str; 4] = [
     "on_complete",
 ];
 
+/// What the user wants of a workflow (`spec.state`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum WorkflowState {
+    /// Run it (the default).
     #[default]
     Running,
+    /// Stop it: running TaskRuns are stopped, tasks not started are Skipped,
+    /// and the workflow ends Cancelled.
     Cancelled,
 }
 
+/// One task of a workflow; each attempt of it is a TaskRun.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowTask {
+    /// A DNS label, unique across `tasks` and `finally`; part of the TaskRun
+    /// names (`WORKFLOW-TASK-ATTEMPT`).
     pub name: String,
+    /// What each attempt runs.
     pub run: Payload,
+    /// Tasks that must succeed first (a `$(tasks.T.results.K)` reference adds
+    /// `T` implicitly).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// A condition (`A == B`, `A != B`, `true`, `false`, after substitution);
+    /// when false the task and its dependents are Skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
+    /// The agents the task may run on (by label); any Ready agent when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_selector: Option<LabelSelector>,
+    /// How the scheduler picks among those agents (LeastLoaded when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// How often and how soon a failed attempt is retried; never when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<RetryPolicy>,
+    /// Per attempt; a TaskRun running longer fails with reason `TimedOut`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// Environment variables: plain values and Secret references.
     #[serde(default, skip_serializing_if = "Env::is_empty")]
     pub env: Env,
+    /// The working directory, relative to the run directory (the run directory
+    /// when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
     /// Locks (by name, in the workflow's namespace) held while the task runs.
@@ -148,28 +179,37 @@ impl WorkflowTask {
     }
 }
 
+/// When a failed task gets another attempt.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
+    /// Retries after the first attempt: `limit: 2` means at most 3 TaskRuns.
     pub limit: u32,
+    /// The wait before each retry; at once when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
+    /// Which failures are retried (any, by default).
     #[serde(default)]
     pub retry_on: RetryOn,
 }
 
+/// The wait before retry N: `duration * factor^(N-1)`, at most `max`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Backoff {
+    /// The wait before the first retry.
     pub duration: Duration,
+    /// The growth per retry, from 1 to 10 (2 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factor: Option<f64>,
+    /// The longest wait; no cap when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<Duration>,
 }
 
+/// Which failures of a task are retried.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum RetryOn {
@@ -180,42 +220,67 @@ pub enum RetryOn {
     OnAgentLost,
 }
 
+/// Where a workflow is; written by the workflow controller.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum WorkflowPhase {
+    /// Not started yet (or waiting for its Stack).
     #[default]
     Pending,
+    /// Tasks are being run.
     Running,
+    /// Every task succeeded or was skipped (final).
     Succeeded,
+    /// A task failed for good, or the workflow timed out (final).
     Failed,
+    /// Stopped through `spec.state: Cancelled` (final).
     Cancelled,
 }
 
+/// Where one task of a workflow is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum TaskPhase {
+    /// Not running yet: waiting for its dependencies or a lock, or its
+    /// TaskRun is not bound or started yet.
     #[default]
     Pending,
+    /// Its TaskRun runs, or an attempt failed and the next one is due
+    /// (reason `Backoff` while waiting, then `Retrying`).
     Running,
+    /// An attempt succeeded.
     Succeeded,
+    /// The last attempt failed and no retry is left.
     Failed,
+    /// Not run: `when` was false, an upstream task failed, or the workflow was
+    /// cancelled, failed fast or timed out (`reason` says which).
     Skipped,
 }
 
+/// How a workflow's run is going; written by the workflow controller,
+/// recomputed from the Workflow and its TaskRuns.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkflowStatus {
+    /// Where the workflow is.
     #[serde(default)]
     pub phase: WorkflowPhase,
+    /// The `Succeeded` condition: its reason says how the run ended or where
+    /// it is (`TaskFailed`, `TimedOut`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// When the workflow controller first took the workflow up; `spec.timeout`
+    /// counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the workflow reached a final phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Each task's phase, TaskRun and attempt, by task name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tasks: BTreeMap<String, TaskStatus>,
+    /// The `metadata.generation` of the spec this status was computed from.
     #[serde(default)]
     pub observed_generation: i64,
 }
@@ -225,12 +290,17 @@ pub struct WorkflowStatus {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskStatus {
+    /// Where the task is.
     #[serde(default)]
     pub phase: TaskPhase,
+    /// The name of the TaskRun of the latest attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_run: Option<String>,
+    /// The latest attempt (1 for the first); 0 before any.
     #[serde(default)]
     pub attempt: u32,
+    /// Why the task is where it is, in CamelCase (`WhenFalse`,
+    /// `UpstreamFailed`, `WaitingForLock`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
 }
@@ -243,7 +313,9 @@ impl Spec for WorkflowSpec {
 /// A `$(tasks.TASK.results.KEY)` reference in a task's text.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ResultRef {
+    /// The upstream task's name.
     pub task: String,
+    /// The result's key.
     pub key: String,
 }
 

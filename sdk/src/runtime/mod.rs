@@ -1,6 +1,6 @@
 //! A controller runtime in the manner of kube-runtime.
 //!
-//! - [`reflector`]: an in-memory cache ([`Store`]) of one kind, kept current
+//! - [`reflector`](mod@reflector): an in-memory cache ([`Store`]) of one kind, kept current
 //!   by the [`watcher`](crate::watcher).
 //! - [`WorkQueue`]: deduplicated, time-scheduled, never hands out an object
 //!   that is being reconciled.

@@ -11,11 +11,14 @@ use crate::resource::{DynamicObject, Object, Spec};
 /// kind only, and mappers from secondary kinds always name a primary object.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectRef {
+    /// The namespace; empty for cluster-scoped kinds.
     pub namespace: String,
+    /// The name.
     pub name: String,
 }
 
 impl ObjectRef {
+    /// The reference to `namespace`/`name`.
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
         Self {
             namespace: namespace.into(),

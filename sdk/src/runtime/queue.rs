@@ -34,6 +34,7 @@ pub struct WorkQueue {
 }
 
 impl WorkQueue {
+    /// An empty queue.
     pub fn new() -> Self {
         Self::default()
     }
@@ -106,6 +107,7 @@ impl WorkQueue {
         self.due.get(key).copied()
     }
 
+    /// True while a reconcile of `key` runs (between `pop_ready` and `finish`).
     pub fn is_running(&self, key: &ObjectRef) -> bool {
         self.running.contains_key(key)
     }
@@ -115,6 +117,7 @@ impl WorkQueue {
         self.due.len()
     }
 
+    /// True when no object is pending.
     pub fn is_empty(&self) -> bool {
         self.due.is_empty()
     }

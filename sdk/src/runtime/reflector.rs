@@ -50,6 +50,7 @@ pub fn store<S: Spec>() -> (Store<S>, Writer<S>) {
 }
 
 impl<S: Spec> Writer<S> {
+    /// An empty writer, not ready until its first list is applied.
     pub fn new() -> Self {
         Self {
             objects: Arc::default(),
@@ -121,10 +122,12 @@ impl<S: Spec> Store<S> {
         self.read(|objects| objects.keys().cloned().collect())
     }
 
+    /// How many objects are cached.
     pub fn len(&self) -> usize {
         self.read(HashMap::len)
     }
 
+    /// True when no object is cached (see [`Store::is_ready`]).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

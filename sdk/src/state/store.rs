@@ -35,22 +35,44 @@ pub enum StateError {
     /// `value`, `ttl`, `by`).
     #[error("{field}: {message}")]
     Invalid {
+        /// The argument.
         field: &'static str,
+        /// What is wrong with it.
         message: String,
     },
+    /// An increment of a key whose value is no integer.
     #[error("the value of {key:?} is {value}, not an integer: it cannot be incremented")]
-    NotAnInteger { key: String, value: Value },
+    NotAnInteger {
+        /// The key.
+        key: String,
+        /// Its current value.
+        value: Value,
+    },
+    /// An increment would overflow `i64`.
     #[error("incrementing {key:?} by {by} overflows a 64-bit integer")]
-    Overflow { key: String, by: i64 },
+    Overflow {
+        /// The key.
+        key: String,
+        /// The increment asked for.
+        by: i64,
+    },
+    /// Other writers kept changing the key; nothing was written.
     #[error("{key:?} kept changing: {MAX_ATTEMPTS} writes in a row lost the race; try again")]
-    Contended { key: String },
+    Contended {
+        /// The key.
+        key: String,
+    },
     /// Two keys hash to the same object name (a 64-bit hash: never seen).
     #[error("key {key:?} maps to entry {name:?}, which holds key {other:?}")]
     Collision {
+        /// The key asked for.
         key: String,
+        /// The entry (object) name it maps to.
         name: String,
+        /// The key that entry holds.
         other: String,
     },
+    /// The apiserver refused or failed a call.
     #[error(transparent)]
     Api(#[from] Error),
 }
@@ -118,6 +140,7 @@ pub struct StateStore {
 }
 
 impl StateStore {
+    /// The state of `namespace`, through `client`.
     pub fn new(client: Client, namespace: &str) -> Self {
         Self {
             api: Api::namespaced(client.clone(), namespace),

@@ -30,7 +30,7 @@ impl LogFlags {
 }
 
 /// Whether text logs get ANSI colours: only when stderr is a terminal and
-/// `NO_COLOR` (https://no-color.org) is unset or empty, so redirected log
+/// `NO_COLOR` (<https://no-color.org>) is unset or empty, so redirected log
 /// files and journald never see escape codes.
 pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())

@@ -13,9 +13,13 @@ const USER_HZ: f64 = 100.0;
 /// One reading of this process from /proc.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProcessStats {
+    /// User and system CPU time used, in seconds.
     pub cpu_seconds: f64,
+    /// Threads of the process.
     pub threads: i64,
+    /// When the process started, in Unix seconds.
     pub start_time_seconds: f64,
+    /// Virtual memory size, in bytes.
     pub virtual_memory_bytes: i64,
 }
 

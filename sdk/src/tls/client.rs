@@ -36,6 +36,8 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
+    /// Reads the files, and reloads them when they change; fails when they
+    /// cannot be used now.
     pub fn load(files: ClientTlsFiles) -> Result<Self, TlsError> {
         let mut paths = vec![files.ca.clone()];
         if let Some((cert, key)) = &files.cert_and_key {
@@ -45,6 +47,7 @@ impl ClientTls {
         Ok(Self { config })
     }
 
+    /// The configuration built from the files' current content.
     pub fn config(&self) -> Arc<rustls::ClientConfig> {
         self.config.current()
     }
@@ -82,6 +85,7 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// A connector; without `tls` only `http://` URIs can be dialed.
     pub fn new(tls: Option<Arc<ClientTls>>) -> Self {
         Self {
             tls,

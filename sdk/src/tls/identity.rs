@@ -6,6 +6,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 /// The identity in a verified client certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertIdentity {
+    /// The subject CN: the user name.
     pub user: String,
     /// Empty when the certificate has no O.
     pub role: String,

@@ -10,7 +10,9 @@ use tokio::net::TcpStream;
 
 /// Plain TCP, or TLS (`T`: a tokio-rustls client or server stream) over it.
 pub enum MaybeTls<T> {
+    /// A plain TCP connection.
     Plain(TcpStream),
+    /// A TLS session over TCP.
     Tls(Box<T>),
 }
 

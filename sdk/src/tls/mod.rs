@@ -21,17 +21,37 @@ pub use server::{Conn, PeerInfo, ServerTls, ServerTlsFiles, accept};
 /// Why a TLS configuration cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// A file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The error of the file system.
         source: std::io::Error,
     },
+    /// A certificate file holds no PEM certificate.
     #[error("{path}: no PEM certificate in it")]
-    NoCertificate { path: PathBuf },
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A key file holds no usable PEM private key.
     #[error("{path}: no PEM private key in it: {message}")]
-    NoKey { path: PathBuf, message: String },
+    NoKey {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader found instead.
+        message: String,
+    },
+    /// The files were read but do not make a configuration (a key that does
+    /// not fit its certificate, a bad CA).
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The file the problem is blamed on.
+        path: PathBuf,
+        /// What rustls said.
+        message: String,
+    },
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -28,7 +28,9 @@ const MAX_HANDSHAKES: usize = 256;
 /// The files of a server's TLS configuration.
 #[derive(Clone, Debug)]
 pub struct ServerTlsFiles {
+    /// The server's certificate chain (PEM).
     pub cert: PathBuf,
+    /// The certificate's private key (PEM).
     pub key: PathBuf,
     /// Client certificates are verified against this CA.
     pub client_ca: Option<PathBuf>,
@@ -44,6 +46,8 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
+    /// Reads the files, and reloads them when they change; fails when they
+    /// cannot be used now.
     pub fn load(files: ServerTlsFiles) -> Result<Self, TlsError> {
         let mut paths = vec![files.cert.clone(), files.key.clone()];
         paths.extend(files.client_ca.clone());
@@ -51,6 +55,7 @@ impl ServerTls {
         Ok(Self { config })
     }
 
+    /// The configuration built from the files' current content.
     pub fn config(&self) -> Arc<rustls::ServerConfig> {
         self.config.current()
     }
@@ -97,6 +102,7 @@ fn build(files: &ServerTlsFiles) -> Result<rustls::ServerConfig, TlsError> {
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]
 pub struct PeerInfo {
+    /// The client's address.
     pub remote_addr: SocketAddr,
     /// The identity of a client certificate the handshake verified.
     pub certificate: Option<CertIdentity>,
@@ -109,6 +115,7 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Who is on the other end.
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
     }

@@ -30,6 +30,8 @@ pub enum ConfigCommand {
     /// Create or change a context: --cluster, --user, and the global
     /// -n/--namespace; NAME defaults to the current context with --current.
     SetContext(SetContextArgs),
+    // clap help text, not markdown: `[,URL]` is no link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// Create or change a cluster: the global --server URL[,URL] and
     /// --ca-file.
     SetCluster(NameArg),

@@ -74,7 +74,7 @@ impl Document {
 /// `--param KEY=VALUE`s: the Lua global `values` and workflow params.
 pub type Params = BTreeMap<String, String>;
 
-/// Reads every path and resolves every document (see [`resolve`]); returns
+/// Reads every path and resolves every document (see [`resolve()`]); returns
 /// the objects, or every problem found across all files and documents.
 /// `params` override the declared `spec.params` of Workflows, and are the
 /// `values` of Lua workflow files.
@@ -104,9 +104,6 @@ pub fn load(
     }
     Ok(objects)
 }
-
-#[cfg(test)]
-mod fuzz_tests;
 
 #[cfg(test)]
 mod tests;

@@ -212,7 +212,8 @@ pub fn parse_lua(source: &str, text: &str, params: &Params) -> Result<Vec<Docume
     parse_lua_in(source, text, params, None)
 }
 
-/// [`parse_lua`] for a file in `dir`: the Lua files beside it that it
+/// Evaluates a Lua workflow file in `dir` (one document per Workflow, in
+/// the order the file defines them): the Lua files beside it that it
 /// `require`s or `import`s are read from there and bundled.
 pub fn parse_lua_in(
     source: &str,

@@ -16,7 +16,7 @@ pub struct Resolved {
     pub value: Value,
 }
 
-/// What checks [`resolve`] runs.
+/// What checks [`resolve()`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Check {
     /// Decode and validate the whole object, as the server would (apply).

@@ -3,6 +3,8 @@ use super::read::*;
 use super::resolve::*;
 use super::*;
 
+mod fuzz;
+
 #[test]
 fn lua_on_stdin_is_told_from_yaml_and_json() {
     assert!(looks_like_lua("-- pipeline\nworkflow.define('w', {})"));

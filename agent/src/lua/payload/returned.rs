@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// What a workflow file's task returned: as [`returned`], except that
+/// What a workflow file's task returned: as [`returned()`], except that
 /// returning nothing (or `nil`) fails, naming the function's line.
 pub(crate) fn returned_from_task(lua: &Lua, values: MultiValue, command: &Value) -> LuaOutcome {
     if matches!(values.front(), None | Some(Value::Nil))

@@ -67,7 +67,8 @@ impl Rest {
         self
     }
 
-    /// The routes under [`paths::PREFIX`], and the OpenAPI document.
+    /// The routes under `paths::PREFIX` (`/apis/sloth.dev/v1`), and the
+    /// OpenAPI document.
     pub fn router(self) -> Router {
         let cors = cors_layer(&self.cors_origins);
         let mut router = Router::new();

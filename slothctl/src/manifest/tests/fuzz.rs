@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use super::parse::*;
-use super::read::*;
-use super::resolve::*;
-use super::*;
+use crate::manifest::parse::*;
+use crate::manifest::read::*;
+use crate::manifest::resolve::*;
+use crate::manifest::*;
 
 /// A modest case count, and no regression files written into the tree.
 fn config(cases: u32) -> ProptestConfig {
@@ -25,15 +25,15 @@ fn config(cases: u32) -> ProptestConfig {
 /// machine: they are refused early, not after expanding.
 const QUICK: Duration = Duration::from_secs(10);
 
-const TASKRUN_YAML: &str = include_str!("../../../manifests/examples/adhoc-taskruns.yaml");
-const WORKFLOW_YAML: &str = include_str!("../../../manifests/examples/hello-workflow.yaml");
+const TASKRUN_YAML: &str = include_str!("../../../../manifests/examples/adhoc-taskruns.yaml");
+const WORKFLOW_YAML: &str = include_str!("../../../../manifests/examples/hello-workflow.yaml");
 const AGENT_YAML: &str = "apiVersion: sloth.dev/v1\nkind: Agent\nmetadata: {name: a1, labels: {role: build}}\nspec:\n  address: 'h:1'\n  capacity: 4\n  taints: [{key: k, value: v, effect: NoSchedule}]\n";
 const LOCK_JSON: &str = r#"{"apiVersion":"sloth.dev/v1","kind":"Lock","metadata":{"name":"l","namespace":"team"},"spec":{"holderIdentity":"me","leaseDurationSeconds":15}}"#;
 const LUA_FILES: &[&str] = &[
-    include_str!("../../../manifests/examples/ci-pipeline.lua"),
-    include_str!("../../../manifests/examples/fan-out.lua"),
-    include_str!("../../../manifests/examples/results.lua"),
-    include_str!("../../../manifests/examples/taskdefs.lua"),
+    include_str!("../../../../manifests/examples/ci-pipeline.lua"),
+    include_str!("../../../../manifests/examples/fan-out.lua"),
+    include_str!("../../../../manifests/examples/results.lua"),
+    include_str!("../../../../manifests/examples/taskdefs.lua"),
 ];
 
 /// Parses `text` as YAML and as JSON and resolves whatever was found, both

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::*;
+use crate::lua::*;
 use crate::well_known::capability_label;
 
 fn eval(source: &str) -> Workflow {
