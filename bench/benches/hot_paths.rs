@@ -29,11 +29,7 @@ fn sample_taskrun() -> TaskRun {
     let mut tr = TaskRun::new(
         "build-1234",
         TaskRunSpec {
-            run: Payload {
-                shell: Some("make -j4 && make test".into()),
-                lua: None,
-                command: None,
-            },
+            run: Payload::shell("make -j4 && make test"),
             agent_selector: Some(LabelSelector {
                 match_labels: BTreeMap::from([("role".into(), "build".into())]),
                 ..LabelSelector::default()
@@ -181,11 +177,7 @@ fn dag() -> Workflow {
         for j in 0..width {
             list.push(WorkflowTask {
                 name: name(layer, j),
-                run: Payload {
-                    shell: Some("true".into()),
-                    lua: None,
-                    command: None,
-                },
+                run: Payload::shell("true"),
                 depends_on: if layer == 0 {
                     Vec::new()
                 } else {

@@ -16,7 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 use sloth_apiserver::api::grpc::event_to_proto;
 use sloth_apiserver::registry::watch::{EventType, ObjectEvent, SharedJson};
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 
 const WATCHERS: usize = 100;
 
@@ -24,13 +24,8 @@ fn taskrun() -> Value {
     let mut tr = TaskRun::new(
         "build-1234",
         TaskRunSpec {
-            run: Payload {
-                shell: Some("make -j4 && make test".into()),
-                lua: None,
-                command: None,
-            },
             agent_name: Some("build-1".into()),
-            ..TaskRunSpec::default()
+            ..TaskRunSpec::shell("make -j4 && make test")
         },
     );
     tr.metadata.namespace = "default".into();

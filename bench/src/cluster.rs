@@ -403,6 +403,27 @@ impl Cluster {
         Ok(pid)
     }
 
+    /// An apiserver on the embedded store running the controllers in
+    /// process and agents `names` (each started with `agent_args`), once
+    /// all are Ready: the apiserver, a client of it and the agents' pids.
+    pub async fn start_with_agents(
+        &mut self,
+        names: &[String],
+        agent_args: &[String],
+    ) -> anyhow::Result<(ApiServer, Client, Vec<u32>)> {
+        let server = self.start_apiserver(&ApiServerOptions {
+            controllers: true,
+            ..ApiServerOptions::default()
+        })?;
+        let mut pids = Vec::with_capacity(names.len());
+        for name in names {
+            pids.push(self.start_agent(&server, name, agent_args)?);
+        }
+        let client = Client::new(&[&server.grpc_url]).context("bad apiserver URL")?;
+        wait_agents_ready(&client, names, Duration::from_secs(30)).await?;
+        Ok((server, client, pids))
+    }
+
     /// CPU time each running process has used so far, by name: its own,
     /// and that of its children it has reaped (an agent's payloads).
     pub fn cpu_usage(&self) -> Vec<(String, CpuTime)> {

@@ -26,10 +26,7 @@ impl OneAgent {
     pub fn start() -> Self {
         let server = ApiServer::start();
         let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
+        let client = server.client_in(&rt);
         let agent = Agent::start(&server, "a1", &[]);
         Self {
             agent,

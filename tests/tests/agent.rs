@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use sloth_sdk::duration::Duration as SlothDuration;
-use sloth_sdk::objects::{
-    AgentPhase, AgentSpec, LockSpec, Payload, TaskRun, TaskRunPhase, TaskRunSpec,
-};
+use sloth_sdk::objects::{AgentPhase, AgentSpec, LockSpec, TaskRun, TaskRunPhase, TaskRunSpec};
 use sloth_sdk::{Api, Client};
-use sloth_tests::{Agent, ApiServer, binary, runtime, wait_until};
+use sloth_tests::{Agent, ApiServer, binary, runtime, shell_bound_to, wait_until};
 use tokio::runtime::Runtime;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -31,10 +29,7 @@ impl Cluster {
     fn start(agent_args: &[&str]) -> Self {
         let server = ApiServer::start();
         let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
+        let client = server.client_in(&rt);
         // The tests' absolute workdirs are temporary directories.
         let temp = std::env::temp_dir();
         let mut args = vec![
@@ -99,18 +94,7 @@ fn phase(taskrun: &TaskRun) -> TaskRunPhase {
 
 /// A shell TaskRun bound to agent `a1` (so it skips scheduling).
 fn shell(name: &str, script: &str) -> TaskRun {
-    TaskRun::new(
-        name,
-        TaskRunSpec {
-            run: Payload {
-                shell: Some(script.to_string()),
-                lua: None,
-                command: None,
-            },
-            agent_name: Some("a1".into()),
-            ..TaskRunSpec::default()
-        },
-    )
+    shell_bound_to(name, "a1", script)
 }
 
 fn in_dir(mut taskrun: TaskRun, dir: &Path) -> TaskRun {

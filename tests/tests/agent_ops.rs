@@ -72,10 +72,7 @@ fn agent_stop_lets_the_running_task_finish_then_the_agent_exits_0() {
     let server = ApiServer::start();
     let mut agent = Agent::start(&server, "a1", &[]);
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let taskruns: Api<TaskRunSpec> = Api::namespaced(client.clone(), "default");
     let release = tempfile::tempdir().expect("temp dir");
     let go = release.path().join("go");
@@ -161,10 +158,7 @@ fn controllers_delete_agents_not_ready_past_agent_gc_after() {
     let server = ApiServer::start();
     let _controllers = Controllers::start(&server, "c1", &["--agent-gc-after", "2s"]);
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let agents: Api<AgentSpec> = Api::all(client.clone());
     let locks: Api<LockSpec> = Api::namespaced(client, "sloth-system");
     let mut gone = Agent::start(&server, "gone", &[]);

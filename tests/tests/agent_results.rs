@@ -7,11 +7,7 @@ use sloth_tests::OneAgent;
 
 /// Creates a shell TaskRun bound to `a1` and waits until it finished.
 fn run(c: &OneAgent, name: &str, script: &str) -> TaskRun {
-    let payload = Payload {
-        shell: Some(script.to_string()),
-        lua: None,
-        command: None,
-    };
+    let payload = Payload::shell(script);
     c.run(name, payload, None)
 }
 
@@ -95,11 +91,7 @@ mod controllers {
     fn task(name: &str, script: &str, selector: Option<(&str, &str)>) -> WorkflowTask {
         WorkflowTask {
             name: name.into(),
-            run: Payload {
-                shell: Some(script.into()),
-                lua: None,
-                command: None,
-            },
+            run: Payload::shell(script),
             agent_selector: selector.map(|(k, v)| LabelSelector {
                 match_labels: [(k.to_string(), v.to_string())].into(),
                 ..LabelSelector::default()
@@ -112,10 +104,7 @@ mod controllers {
     fn locks_expire_orphans_are_collected_and_finished_workflows_expire() {
         let server = ApiServer::start();
         let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
+        let client = server.client_in(&rt);
         let agent = Agent::start(&server, "a1", &["--lease-seconds", "3"]);
         let controllers = Controllers::start(&server, "c1", &["--lease-duration", "3s"]);
         let log = || {
@@ -183,13 +172,8 @@ mod controllers {
         let mut child = TaskRun::new(
             "stuck-child",
             TaskRunSpec {
-                run: Payload {
-                    shell: Some("sleep 300".into()),
-                    lua: None,
-                    command: None,
-                },
                 agent_name: Some("a1".into()),
-                ..TaskRunSpec::default()
+                ..TaskRunSpec::shell("sleep 300")
             },
         );
         child.metadata.owner_references = vec![OwnerReference {

@@ -5,24 +5,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::json;
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 use sloth_sdk::{Api, Error, ListParams, WatchEvent, WatchParams};
 use sloth_tests::{ApiServer, http_get, runtime, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn taskrun(name: &str, script: &str) -> TaskRun {
-    TaskRun::new(
-        name,
-        TaskRunSpec {
-            run: Payload {
-                shell: Some(script.to_string()),
-                lua: None,
-                command: None,
-            },
-            ..TaskRunSpec::default()
-        },
-    )
+    TaskRun::new(name, TaskRunSpec::shell(script))
 }
 
 /// Awaits a future with the test deadline.

@@ -153,17 +153,12 @@ fn a_workspace_that_escapes_its_directory_fails_the_task() {
         let mut tr = TaskRun::new(
             &taskrun,
             TaskRunSpec {
-                run: sloth_sdk::objects::Payload {
-                    shell: Some("echo ran".into()),
-                    lua: None,
-                    command: None,
-                },
                 agent_name: Some("a1".into()),
                 workspace: Some(sloth_sdk::objects::BlobRef {
                     digest: digest.to_string(),
                     size,
                 }),
-                ..TaskRunSpec::default()
+                ..TaskRunSpec::shell("echo ran")
             },
         );
         tr.metadata.namespace = "default".into();

@@ -20,10 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sloth_sdk::objects::{LockSpec, WorkflowSpec};
 use sloth_sdk::{Api, Client, ListParams};
-use sloth_tests::{
-    Agent, ApiServer, Controllers, Etcd, run_to_end, runtime, send_signal, slothctl_at, wait_until,
-};
-use tokio::runtime::Runtime;
+use sloth_tests::{EtcdFleet, run_to_end, runtime, send_signal, slothctl_at, wait_until};
 
 /// How long disruptions go on.
 const CHAOS_FOR: Duration = Duration::from_secs(45);
@@ -40,84 +37,19 @@ const TICKS: usize = 48;
 const AGENT_LEASE_SECONDS: &str = "5";
 
 struct Fleet {
-    etcd: Etcd,
-    servers: Vec<ApiServer>,
-    controllers: Vec<Controllers>,
-    agents: Vec<Agent>,
-    rt: Runtime,
-    client: Client,
+    cluster: EtcdFleet,
     ledgers: tempfile::TempDir,
 }
 
 impl Fleet {
     fn start() -> Self {
-        let etcd = Etcd::start_cluster(3);
-        let endpoints = etcd.endpoints();
-        let servers: Vec<ApiServer> = (0..2)
-            .map(|_| ApiServer::start_with(&["--store", "etcd", "--etcd-endpoints", &endpoints]))
-            .collect();
-        let urls = servers
-            .iter()
-            .map(|s| s.grpc_url().to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let controllers = ["c1", "c2"]
-            .iter()
-            .map(|id| {
-                Controllers::start_at(
-                    &urls,
-                    id,
-                    &["--lease-duration", "3s", "--agent-lost-grace", "2s"],
-                )
-            })
-            .collect();
-        let agents = ["a1", "a2", "a3"]
-            .iter()
-            .map(|name| {
-                Agent::start_at(
-                    &urls,
-                    name,
-                    &["--capacity", "3", "--lease-seconds", AGENT_LEASE_SECONDS],
-                )
-            })
-            .collect();
-        let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            Client::new(&[servers[0].grpc_url(), servers[1].grpc_url()]).expect("client")
-        };
         Self {
-            etcd,
-            servers,
-            controllers,
-            agents,
-            rt,
-            client,
+            cluster: EtcdFleet::start(
+                &["a1", "a2", "a3"],
+                &["--capacity", "3", "--lease-seconds", AGENT_LEASE_SECONDS],
+            ),
             ledgers: tempfile::tempdir().expect("temp dir"),
         }
-    }
-
-    fn urls(&self) -> String {
-        self.servers
-            .iter()
-            .map(|s| s.grpc_url().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for (i, s) in self.servers.iter().enumerate() {
-            out.push_str(&format!("--- apiserver {i}\n{}\n", s.log()));
-        }
-        for c in &self.controllers {
-            out.push_str(&format!("--- controllers {}\n{}\n", c.id(), c.log()));
-        }
-        for a in &self.agents {
-            out.push_str(&format!("--- agent {}\n{}\n", a.name(), a.log()));
-        }
-        out.push_str(&self.etcd.logs());
-        out
     }
 
     /// Every task writes its TaskRun's name (which ends in the attempt) to
@@ -152,8 +84,9 @@ impl Fleet {
     }
 
     fn leader_index(&self) -> Option<usize> {
-        let api: Api<LockSpec> = Api::namespaced(self.client.clone(), "sloth-system");
+        let api: Api<LockSpec> = Api::namespaced(self.cluster.client.clone(), "sloth-system");
         let holder = self
+            .cluster
             .rt
             .block_on(async {
                 tokio::time::timeout(Duration::from_secs(5), api.get("sloth-controllers")).await
@@ -162,7 +95,10 @@ impl Fleet {
             .ok()?
             .spec
             .holder_identity?;
-        self.controllers.iter().position(|c| c.id() == holder)
+        self.cluster
+            .controllers
+            .iter()
+            .position(|c| c.id() == holder)
     }
 }
 
@@ -218,12 +154,12 @@ enum Action {
 
 fn pid_of(fleet: &Fleet, target: Target) -> Option<u32> {
     match target {
-        Target::ApiServer(i) => fleet.servers[i].pid(),
+        Target::ApiServer(i) => fleet.cluster.servers[i].pid(),
         Target::Leader => fleet
             .leader_index()
-            .and_then(|i| fleet.controllers[i].pid()),
-        Target::Agent(i) => fleet.agents[i].pid(),
-        Target::EtcdMember(i) => fleet.etcd.pid(i),
+            .and_then(|i| fleet.cluster.controllers[i].pid()),
+        Target::Agent(i) => fleet.cluster.agents[i].pid(),
+        Target::EtcdMember(i) => fleet.cluster.etcd.pid(i),
     }
 }
 
@@ -240,26 +176,26 @@ fn disrupt(fleet: &mut Fleet, target: Target, action: Action, hold: Duration) {
         }
         Action::Kill9 => {
             match target {
-                Target::ApiServer(i) => fleet.servers[i].kill9(),
+                Target::ApiServer(i) => fleet.cluster.servers[i].kill9(),
                 Target::Leader => match fleet.leader_index() {
-                    Some(i) => fleet.controllers[i].kill9(),
+                    Some(i) => fleet.cluster.controllers[i].kill9(),
                     None => return,
                 },
-                Target::Agent(i) => fleet.agents[i].kill9(),
-                Target::EtcdMember(i) => fleet.etcd.kill9(i),
+                Target::Agent(i) => fleet.cluster.agents[i].kill9(),
+                Target::EtcdMember(i) => fleet.cluster.etcd.kill9(i),
             }
             std::thread::sleep(hold);
             match target {
-                Target::ApiServer(i) => fleet.servers[i].start_again_same_ports(),
+                Target::ApiServer(i) => fleet.cluster.servers[i].start_again_same_ports(),
                 Target::Leader => {
-                    for c in &mut fleet.controllers {
+                    for c in &mut fleet.cluster.controllers {
                         if c.pid().is_none() {
                             c.start_again();
                         }
                     }
                 }
-                Target::Agent(i) => fleet.agents[i].start_again(),
-                Target::EtcdMember(i) => fleet.etcd.start_again(i),
+                Target::Agent(i) => fleet.cluster.agents[i].start_again(),
+                Target::EtcdMember(i) => fleet.cluster.etcd.start_again(i),
             }
         }
     }
@@ -318,7 +254,7 @@ fn tasks_end_never_overlap_and_no_acknowledged_write_is_lost_under_chaos() {
     let mut rng = fastrand::Rng::with_seed(seed);
 
     let mut fleet = Fleet::start();
-    let urls = fleet.urls();
+    let urls = fleet.cluster.urls();
     let workflows: Vec<String> = (0..WORKFLOWS)
         .map(|w| fleet.workflow_yaml(&format!("chaos-{w}")))
         .collect();
@@ -358,21 +294,26 @@ fn tasks_end_never_overlap_and_no_acknowledged_write_is_lost_under_chaos() {
         format!(
             "seed {seed}; schedule:\n{}\n{}",
             schedule.join("\n"),
-            fleet.logs()
+            fleet.cluster.logs()
         )
     };
 
     assert!(applied > 0, "no workflow could be applied\n{}", context());
     // Every task ends.
-    let workflows: Api<WorkflowSpec> = Api::namespaced(fleet.client.clone(), "default");
+    let workflows: Api<WorkflowSpec> = Api::namespaced(fleet.cluster.client.clone(), "default");
     for w in 0..applied {
         let name = format!("chaos-{w}");
         let done = wait_until(SETTLE, || {
-            fleet.rt.block_on(workflows.get(&name)).ok().filter(|wf| {
-                wf.status
-                    .as_ref()
-                    .is_some_and(|s| s.completion_time.is_some())
-            })
+            fleet
+                .cluster
+                .rt
+                .block_on(workflows.get(&name))
+                .ok()
+                .filter(|wf| {
+                    wf.status
+                        .as_ref()
+                        .is_some_and(|s| s.completion_time.is_some())
+                })
         })
         .unwrap_or_else(|| panic!("workflow {name} never finished\n{}", context()));
         let phases: BTreeMap<_, _> = done
@@ -406,8 +347,9 @@ fn tasks_end_never_overlap_and_no_acknowledged_write_is_lost_under_chaos() {
         "no marker was ever acknowledged\n{}",
         context()
     );
-    let locks: Api<LockSpec> = Api::namespaced(fleet.client.clone(), "chaos");
+    let locks: Api<LockSpec> = Api::namespaced(fleet.cluster.client.clone(), "chaos");
     let stored: Vec<String> = fleet
+        .cluster
         .rt
         .block_on(locks.list(&ListParams::default()))
         .unwrap_or_else(|e| panic!("list markers: {e}\n{}", context()))

@@ -37,38 +37,46 @@ fn seeded() -> ApiServer {
     server
 }
 
+/// `slothctl get tr [NAME] -o jsonpath=TEMPLATE` (no NAME when `name` is
+/// empty); asserts exit 0 and returns stdout.
+fn jsonpath(server: &ApiServer, name: &str, template: &str) -> String {
+    let output = format!("jsonpath={template}");
+    let mut args = vec!["get", "tr"];
+    if !name.is_empty() {
+        args.push(name);
+    }
+    args.extend(["-o", output.as_str()]);
+    ctl(server, &args).ok().stdout
+}
+
+/// `slothctl ARGS` started on a thread (e.g. a `wait` that the test then
+/// satisfies); join it for its [`Run`].
+fn spawn_ctl(server: &ApiServer, args: &[&str]) -> std::thread::JoinHandle<Run> {
+    let mut cmd = sloth_tests::slothctl(server);
+    cmd.args(args);
+    std::thread::spawn(move || run_to_end(cmd, None, DEADLINE))
+}
+
 #[test]
 fn jsonpath_prints_lists_single_objects_and_ranges() {
     let server = seeded();
-    let run = ctl(
-        &server,
-        &["get", "tr", "-o", "jsonpath={.items[*].metadata.name}"],
-    )
-    .ok();
-    assert_eq!(run.stdout, "alpha bravo charlie");
-    let run = ctl(
-        &server,
-        &[
-            "get",
-            "tr",
-            "bravo",
-            "-o",
-            "jsonpath={.metadata.labels.tier}",
-        ],
-    )
-    .ok();
-    assert_eq!(run.stdout, "web", "a named object is the template's root");
-    let run = ctl(
-        &server,
-        &[
-            "get",
-            "tr",
-            "-o",
-            r#"jsonpath={range .items[*]}{.metadata.name}{"\t"}{.metadata.labels.tier}{"\n"}{end}"#,
-        ],
-    )
-    .ok();
-    assert_eq!(run.stdout, "alpha\tdb\nbravo\tweb\ncharlie\t\n");
+    assert_eq!(
+        jsonpath(&server, "", "{.items[*].metadata.name}"),
+        "alpha bravo charlie"
+    );
+    assert_eq!(
+        jsonpath(&server, "bravo", "{.metadata.labels.tier}"),
+        "web",
+        "a named object is the template's root"
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            "",
+            r#"{range .items[*]}{.metadata.name}{"\t"}{.metadata.labels.tier}{"\n"}{end}"#
+        ),
+        "alpha\tdb\nbravo\tweb\ncharlie\t\n"
+    );
     let run = ctl(
         &server,
         &["get", "tr", "-o", "jsonpath={.items[0].metadata"],
@@ -142,18 +150,10 @@ fn annotate_and_delete_all() {
     )
     .ok();
     assert_eq!(run.stdout, "taskrun/alpha annotated\n");
-    let run = ctl(
-        &server,
-        &[
-            "get",
-            "tr",
-            "alpha",
-            "-o",
-            "jsonpath={.metadata.annotations.note}",
-        ],
-    )
-    .ok();
-    assert_eq!(run.stdout, "any text: even this");
+    assert_eq!(
+        jsonpath(&server, "alpha", "{.metadata.annotations.note}"),
+        "any text: even this"
+    );
     ctl(&server, &["annotate", "tr", "alpha", "note=other"]).code(1);
     ctl(&server, &["annotate", "tr", "alpha", "note-"]).ok();
 
@@ -300,17 +300,16 @@ fn wait_for_conditions_jsonpath_and_delete() {
     ctl(&server, &["wait", "tr", "alpha", "--for=ready"]).code(2);
 
     // A status write (as an agent's) gets the Succeeded condition.
-    let waiter = {
-        let mut cmd = sloth_tests::slothctl(&server);
-        cmd.args([
+    let waiter = spawn_ctl(
+        &server,
+        &[
             "wait",
             "tr/alpha",
             "--for=condition=Succeeded",
             "--timeout",
             "50s",
-        ]);
-        std::thread::spawn(move || run_to_end(cmd, None, DEADLINE))
-    };
+        ],
+    );
     rt.block_on(async {
         let client = server.client();
         let mut alpha = serde_json::to_value(
@@ -325,18 +324,14 @@ fn wait_for_conditions_jsonpath_and_delete() {
     });
     let run = waiter.join().expect("waiter").ok();
     assert_eq!(run.stdout, "taskrun/alpha condition met\n");
-    let run = ctl(
-        &server,
-        &[
-            "get",
-            "tr",
+    assert_eq!(
+        jsonpath(
+            &server,
             "alpha",
-            "-o",
-            r#"jsonpath={.status.conditions[?(@.type=="Succeeded")].status}"#,
-        ],
-    )
-    .ok();
-    assert_eq!(run.stdout, "True");
+            r#"{.status.conditions[?(@.type=="Succeeded")].status}"#
+        ),
+        "True"
+    );
     ctl(
         &server,
         &[
@@ -351,23 +346,21 @@ fn wait_for_conditions_jsonpath_and_delete() {
     .ok();
 
     // Any kind: a label appearing, then the object going away.
-    let waiter = {
-        let mut cmd = sloth_tests::slothctl(&server);
-        cmd.args([
+    let waiter = spawn_ctl(
+        &server,
+        &[
             "wait",
             "tr",
             "bravo",
             "--for=jsonpath={.metadata.labels.go}=yes",
-        ]);
-        std::thread::spawn(move || run_to_end(cmd, None, DEADLINE))
-    };
+        ],
+    );
     ctl(&server, &["label", "tr", "bravo", "go=yes"]).ok();
     waiter.join().expect("waiter").ok();
-    let waiter = {
-        let mut cmd = sloth_tests::slothctl(&server);
-        cmd.args(["wait", "tr", "bravo", "--for=delete", "--timeout", "50s"]);
-        std::thread::spawn(move || run_to_end(cmd, None, DEADLINE))
-    };
+    let waiter = spawn_ctl(
+        &server,
+        &["wait", "tr", "bravo", "--for=delete", "--timeout", "50s"],
+    );
     ctl(&server, &["delete", "tr", "bravo"]).ok();
     let run = waiter.join().expect("waiter").ok();
     assert_eq!(run.stdout, "taskrun/bravo deleted\n");
@@ -379,12 +372,7 @@ fn logs_tail_and_selector() {
     let _agent = Agent::start(&server, "a1", &[]);
     let run = ctl(&server, &["run", "--agent", "a1", "--", "seq", "1", "5"]).ok();
     assert_eq!(run.stdout, "1\n2\n3\n4\n5\n");
-    let name = ctl(
-        &server,
-        &["get", "tr", "-o", "jsonpath={.items[0].metadata.name}"],
-    )
-    .ok()
-    .stdout;
+    let name = jsonpath(&server, "", "{.items[0].metadata.name}");
     let run = ctl(&server, &["logs", &name, "--tail", "2"]).ok();
     assert_eq!(run.stdout, "4\n5\n");
     ctl(&server, &["label", "tr", &name, "batch=one"]).ok();
@@ -477,12 +465,7 @@ fn apply_recursive_dry_run_and_diff() {
     );
     let run = ctl(&server, &["apply", "-f", root, "--dry-run=client"]).ok();
     assert_eq!(run.stdout, "taskrun.sloth.dev/top configured (dry run)\n");
-    let live = ctl(
-        &server,
-        &["get", "tr", "top", "-o", "jsonpath={.spec.run.shell}"],
-    )
-    .ok();
-    assert_eq!(live.stdout, "echo top");
+    assert_eq!(jsonpath(&server, "top", "{.spec.run.shell}"), "echo top");
 }
 
 /// slothctl edit with EDITOR set to a command that changes the file.
@@ -505,18 +488,10 @@ fn edit_checks_before_saving() {
     )
     .ok();
     assert_eq!(run.stdout, "taskrun.sloth.dev/alpha edited\n");
-    let run = ctl(
-        &server,
-        &[
-            "get",
-            "tr",
-            "alpha",
-            "-o",
-            "jsonpath={.metadata.labels.tier}",
-        ],
-    )
-    .ok();
-    assert_eq!(run.stdout, "edited");
+    assert_eq!(
+        jsonpath(&server, "alpha", "{.metadata.labels.tier}"),
+        "edited"
+    );
 
     let run = edit(&server, "true", &["tr/alpha"]).ok();
     assert_eq!(run.stdout, "Edit cancelled, no changes made.\n");

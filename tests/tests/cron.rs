@@ -79,10 +79,7 @@ fn collect_until(
 fn setup() -> (ApiServer, Runtime, Client, Agent, Controllers) {
     let server = ApiServer::start();
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let agent = Agent::start(&server, "w1", &["--capacity", "4"]);
     let controllers = Controllers::start(&server, "c1", &[]);
     (server, rt, client, agent, controllers)
@@ -274,10 +271,7 @@ fn holder(rt: &Runtime, client: &Client) -> Option<String> {
 fn a_leader_kill_never_fires_a_time_twice() {
     let server = ApiServer::start();
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let _agent = Agent::start(&server, "w1", &["--capacity", "4"]);
     let lease = ["--lease-duration", "3s"];
     let mut c1 = Controllers::start(&server, "c1", &lease);

@@ -42,10 +42,7 @@ spec:
     )
     .ok();
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let workflows: Api<WorkflowSpec> = Api::namespaced(client, "default");
     let done = wait_until(DEADLINE, || {
         rt.block_on(workflows.get("on-etcd")).ok().filter(|w| {

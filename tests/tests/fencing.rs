@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sloth_sdk::objects::{
-    AgentPhase, AgentSpec, Payload, TaskRun, TaskRunPhase, TaskRunSpec, Workflow, WorkflowPhase,
+    AgentPhase, AgentSpec, TaskRun, TaskRunPhase, TaskRunSpec, Workflow, WorkflowPhase,
     WorkflowSpec,
 };
 use sloth_sdk::{Api, Client, ListParams};
@@ -46,10 +46,7 @@ impl Cluster {
     fn start(agents: usize, with_controllers: bool) -> Self {
         let server = ApiServer::start();
         let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
+        let client = server.client_in(&rt);
         let controllers =
             with_controllers.then(|| Controllers::start(&server, "c1", CONTROLLER_ARGS));
         let agents = (1..=agents)
@@ -339,13 +336,8 @@ fn a_second_agent_under_a_live_name_exits_naming_the_holder() {
     let taskrun = TaskRun::new(
         "busy",
         TaskRunSpec {
-            run: Payload {
-                shell: Some("sleep 3; echo done".into()),
-                lua: None,
-                command: None,
-            },
             agent_name: Some("a1".into()),
-            ..TaskRunSpec::default()
+            ..TaskRunSpec::shell("sleep 3; echo done")
         },
     );
     c.rt.block_on(api.create(&taskrun)).expect("create");

@@ -6,94 +6,28 @@
 //! exactly once (by the tasks' own ledger), and a `get -w` started before
 //! the kills keeps printing.
 
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use sloth_sdk::objects::workflow::WorkflowPhase;
 use sloth_sdk::objects::{LockSpec, TaskRunSpec, WorkflowSpec};
-use sloth_sdk::{Api, Client, ListParams};
-use sloth_tests::{
-    Agent, ApiServer, Backend, Controllers, Etcd, HaProxy, LineReader, run_to_end, runtime,
-    slothctl_at, wait_until,
-};
-use tokio::runtime::Runtime;
+use sloth_sdk::{Api, ListParams};
+use sloth_tests::{Backend, EtcdFleet, HaProxy, LineReader, run_to_end, slothctl_at, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 const TASKS: usize = 8;
 
 struct Fleet {
-    etcd: Etcd,
-    servers: Vec<ApiServer>,
-    controllers: Vec<Controllers>,
-    agents: Vec<Agent>,
-    rt: Runtime,
-    client: Client,
+    cluster: EtcdFleet,
     ledger: tempfile::TempDir,
 }
 
 impl Fleet {
     fn start() -> Self {
-        let etcd = Etcd::start_cluster(3);
-        let endpoints = etcd.endpoints();
-        let servers: Vec<ApiServer> = (0..2)
-            .map(|_| ApiServer::start_with(&["--store", "etcd", "--etcd-endpoints", &endpoints]))
-            .collect();
-        let urls = Self::urls_of(&servers);
-        let controllers = ["c1", "c2"]
-            .iter()
-            .map(|id| {
-                Controllers::start_at(
-                    &urls,
-                    id,
-                    &["--lease-duration", "3s", "--agent-lost-grace", "2s"],
-                )
-            })
-            .collect();
-        let agents = ["a1", "a2"]
-            .iter()
-            .map(|name| Agent::start_at(&urls, name, &["--capacity", "2", "--lease-seconds", "5"]))
-            .collect();
-        let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            Client::new(&[servers[0].grpc_url(), servers[1].grpc_url()]).expect("client")
-        };
         Self {
-            etcd,
-            servers,
-            controllers,
-            agents,
-            rt,
-            client,
+            cluster: EtcdFleet::start(&["a1", "a2"], &["--capacity", "2", "--lease-seconds", "5"]),
             ledger: tempfile::tempdir().expect("temp dir"),
         }
-    }
-
-    fn urls_of(servers: &[ApiServer]) -> String {
-        servers
-            .iter()
-            .map(|s| s.grpc_url().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn urls(&self) -> String {
-        Self::urls_of(&self.servers)
-    }
-
-    fn logs(&self) -> String {
-        let mut out = String::new();
-        for (i, s) in self.servers.iter().enumerate() {
-            out.push_str(&format!("--- apiserver {i}\n{}\n", s.log()));
-        }
-        for (i, c) in self.controllers.iter().enumerate() {
-            out.push_str(&format!("--- controllers {i}\n{}\n", c.log()));
-        }
-        for a in &self.agents {
-            out.push_str(&format!("--- agent {}\n{}\n", a.name(), a.log()));
-        }
-        out.push_str(&self.etcd.logs());
-        out
     }
 
     /// A workflow of TASKS tasks in a row; each appends its name to the
@@ -128,38 +62,55 @@ impl Fleet {
     }
 
     fn taskrun_exists(&self, name: &str) -> bool {
-        let api: Api<TaskRunSpec> = Api::namespaced(self.client.clone(), "default");
-        self.rt.block_on(api.get(name)).is_ok()
+        let api: Api<TaskRunSpec> = Api::namespaced(self.cluster.client.clone(), "default");
+        self.cluster.rt.block_on(api.get(name)).is_ok()
     }
 
     fn leader(&self) -> String {
-        let api: Api<LockSpec> = Api::namespaced(self.client.clone(), "sloth-system");
+        let api: Api<LockSpec> = Api::namespaced(self.cluster.client.clone(), "sloth-system");
         wait_until(DEADLINE, || {
-            self.rt
+            self.cluster
+                .rt
                 .block_on(api.get("sloth-controllers"))
                 .ok()
                 .and_then(|l| l.spec.holder_identity)
         })
-        .unwrap_or_else(|| panic!("no controller leader\n{}", self.logs()))
+        .unwrap_or_else(|| panic!("no controller leader\n{}", self.cluster.logs()))
     }
 
     fn wait_succeeded(&self, name: &str) {
-        let api: Api<WorkflowSpec> = Api::namespaced(self.client.clone(), "default");
+        let api: Api<WorkflowSpec> = Api::namespaced(self.cluster.client.clone(), "default");
         let done = wait_until(DEADLINE, || {
-            self.rt.block_on(api.get(name)).ok().filter(|w| {
+            self.cluster.rt.block_on(api.get(name)).ok().filter(|w| {
                 w.status
                     .as_ref()
                     .is_some_and(|s| s.completion_time.is_some())
             })
         })
-        .unwrap_or_else(|| panic!("workflow {name} never finished\n{}", self.logs()));
+        .unwrap_or_else(|| panic!("workflow {name} never finished\n{}", self.cluster.logs()));
         assert_eq!(
             done.status_or_default().phase,
             WorkflowPhase::Succeeded,
             "{:#?}\n{}",
             done.status,
-            self.logs()
+            self.cluster.logs()
         );
+    }
+
+    /// Applies workflow `name` through `url`; once its second task exists,
+    /// kills apiserver 0, the controllers' leader and etcd member 0.
+    fn apply_then_kill_one_of_each(&mut self, url: &str, name: &str) {
+        let mut apply = slothctl_at(url);
+        apply.args(["apply", "-f", "-"]);
+        run_to_end(apply, Some(&self.workflow_yaml(name)), DEADLINE).ok();
+        let second = format!("{name}-s2-1");
+        wait_until(DEADLINE, || self.taskrun_exists(&second).then_some(()))
+            .unwrap_or_else(|| panic!("the workflow did not start\n{}", self.cluster.logs()));
+        let leader = self.leader();
+        self.cluster.servers[0].kill9();
+        let index = if leader == "c1" { 0 } else { 1 };
+        self.cluster.controllers[index].kill9();
+        self.cluster.etcd.kill9(0);
     }
 
     fn expected_ledger() -> Vec<String> {
@@ -169,49 +120,25 @@ impl Fleet {
     }
 }
 
-#[test]
-fn a_workflow_survives_losing_an_apiserver_the_leader_and_an_etcd_member() {
-    let mut fleet = Fleet::start();
-    let urls = fleet.urls();
-    let mut watch = slothctl_at(&urls);
+/// `slothctl get taskruns -w` of workflow `name` through `url`: the child
+/// and its printed lines.
+fn watch_taskruns(url: &str, name: &str) -> (Child, LineReader) {
+    let mut watch = slothctl_at(url);
     watch
-        .args(["get", "taskruns", "-w", "-l", "sloth.dev/workflow=seq"])
+        .args(["get", "taskruns", "-w", "-l"])
+        .arg(format!("sloth.dev/workflow={name}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let mut watch = watch.spawn().expect("start slothctl get -w");
     let printed = LineReader::new(watch.stdout.take().expect("stdout"));
+    (watch, printed)
+}
 
-    let mut apply = slothctl_at(&urls);
-    apply.args(["apply", "-f", "-"]);
-    run_to_end(apply, Some(&fleet.workflow_yaml("seq")), DEADLINE).ok();
-    wait_until(DEADLINE, || fleet.taskrun_exists("seq-s2-1").then_some(()))
-        .unwrap_or_else(|| panic!("the workflow did not start\n{}", fleet.logs()));
-
-    let leader = fleet.leader();
-    fleet.servers[0].kill9();
-    let index = if leader == "c1" { 0 } else { 1 };
-    fleet.controllers[index].kill9();
-    fleet.etcd.kill9(0);
-
-    fleet.wait_succeeded("seq");
-    assert_eq!(
-        fleet.ledger_of("seq"),
-        Fleet::expected_ledger(),
-        "every task ran exactly once"
-    );
-    let api: Api<TaskRunSpec> = Api::namespaced(fleet.client.clone(), "default");
-    let runs = fleet
-        .rt
-        .block_on(api.list(&ListParams {
-            label_selector: "sloth.dev/workflow=seq".into(),
-            ..ListParams::default()
-        }))
-        .expect("list");
-    assert_eq!(runs.items.len(), TASKS, "one TaskRun per task");
-
-    // The watch started before the kills still prints, without a restart.
+/// Asserts that the watch started before the kills printed `last`
+/// Succeeded without exiting; then ends it.
+fn assert_watch_saw(mut watch: Child, printed: &LineReader, last: &str) {
     printed.wait_for(DEADLINE, |line| {
-        line.contains("seq-s8-1") && line.contains("Succeeded")
+        line.contains(last) && line.contains("Succeeded")
     });
     assert!(
         watch.try_wait().expect("try_wait").is_none(),
@@ -222,10 +149,39 @@ fn a_workflow_survives_losing_an_apiserver_the_leader_and_an_etcd_member() {
 }
 
 #[test]
+fn a_workflow_survives_losing_an_apiserver_the_leader_and_an_etcd_member() {
+    let mut fleet = Fleet::start();
+    let urls = fleet.cluster.urls();
+    let (watch, printed) = watch_taskruns(&urls, "seq");
+    fleet.apply_then_kill_one_of_each(&urls, "seq");
+
+    fleet.wait_succeeded("seq");
+    assert_eq!(
+        fleet.ledger_of("seq"),
+        Fleet::expected_ledger(),
+        "every task ran exactly once"
+    );
+    let api: Api<TaskRunSpec> = Api::namespaced(fleet.cluster.client.clone(), "default");
+    let runs = fleet
+        .cluster
+        .rt
+        .block_on(api.list(&ListParams {
+            label_selector: "sloth.dev/workflow=seq".into(),
+            ..ListParams::default()
+        }))
+        .expect("list");
+    assert_eq!(runs.items.len(), TASKS, "one TaskRun per task");
+
+    // The watch started before the kills still prints, without a restart.
+    assert_watch_saw(watch, &printed, "seq-s8-1");
+}
+
+#[test]
 fn behind_haproxy_the_same_failures_need_only_the_balancer() {
     let mut fleet = Fleet::start();
     let balancer = HaProxy::start(
         &fleet
+            .cluster
             .servers
             .iter()
             .map(|s| Backend {
@@ -234,23 +190,8 @@ fn behind_haproxy_the_same_failures_need_only_the_balancer() {
             })
             .collect::<Vec<_>>(),
     );
-    let mut watch = slothctl_at(balancer.url());
-    watch
-        .args(["get", "taskruns", "-w", "-l", "sloth.dev/workflow=lb"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut watch = watch.spawn().expect("start slothctl get -w");
-    let printed = LineReader::new(watch.stdout.take().expect("stdout"));
-    let mut apply = slothctl_at(balancer.url());
-    apply.args(["apply", "-f", "-"]);
-    run_to_end(apply, Some(&fleet.workflow_yaml("lb")), DEADLINE).ok();
-    wait_until(DEADLINE, || fleet.taskrun_exists("lb-s2-1").then_some(()))
-        .unwrap_or_else(|| panic!("the workflow did not start\n{}", fleet.logs()));
-    let leader = fleet.leader();
-    fleet.servers[0].kill9();
-    let index = if leader == "c1" { 0 } else { 1 };
-    fleet.controllers[index].kill9();
-    fleet.etcd.kill9(0);
+    let (watch, printed) = watch_taskruns(balancer.url(), "lb");
+    fleet.apply_then_kill_one_of_each(balancer.url(), "lb");
 
     let mut wait = slothctl_at(balancer.url());
     wait.args(["wait", "workflow", "lb", "--timeout", "80s"]);
@@ -260,7 +201,7 @@ fn behind_haproxy_the_same_failures_need_only_the_balancer() {
         0,
         "{run:#?}\nhaproxy:\n{}\n{}",
         balancer.log(),
-        fleet.logs()
+        fleet.cluster.logs()
     );
     assert_eq!(fleet.ledger_of("lb"), Fleet::expected_ledger());
     let mut get = slothctl_at(balancer.url());
@@ -274,13 +215,5 @@ fn behind_haproxy_the_same_failures_need_only_the_balancer() {
     ]);
     let listed = run_to_end(get, None, DEADLINE).ok();
     assert_eq!(listed.lines().len(), TASKS, "{listed:#?}");
-    printed.wait_for(DEADLINE, |line| {
-        line.contains("lb-s8-1") && line.contains("Succeeded")
-    });
-    assert!(
-        watch.try_wait().expect("try_wait").is_none(),
-        "slothctl get -w exited"
-    );
-    let _ = watch.kill();
-    let _ = watch.wait();
+    assert_watch_saw(watch, &printed, "lb-s8-1");
 }

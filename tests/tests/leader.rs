@@ -22,11 +22,7 @@ fn run_to_success(rt: &Runtime, client: &Client, name: &str) -> TaskRun {
     let tr = TaskRun::new(
         name,
         TaskRunSpec {
-            run: Payload {
-                shell: Some("true".into()),
-                lua: None,
-                command: None,
-            },
+            run: Payload::shell("true"),
             // A selector, so that only a scheduler can bind it.
             agent_selector: Some(LabelSelector {
                 match_labels: [("role".to_string(), "w".to_string())].into(),
@@ -48,10 +44,7 @@ fn run_to_success(rt: &Runtime, client: &Client, name: &str) -> TaskRun {
 fn one_leader_acts_and_the_other_takes_over_when_it_dies() {
     let server = ApiServer::start();
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let _agent = Agent::start(&server, "w1", &["--labels", "role=w", "--capacity", "2"]);
     let lease = ["--lease-duration", "3s"];
     let mut c1 = Controllers::start(&server, "c1", &lease);

@@ -159,10 +159,7 @@ fn slothctl_apply_check_sets_check_mode() {
     )
     .ok();
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let api = sloth_sdk::Api::<TaskRunSpec>::namespaced(client, "default");
     let taskrun = wait_until(DEADLINE, || {
         rt.block_on(api.get("write-file"))
@@ -199,10 +196,7 @@ fn slothctl_apply_check_passes_check_mode_through_a_workflow() {
     )
     .ok();
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let api = sloth_sdk::Api::<TaskRunSpec>::namespaced(client, "default");
     let taskrun = wait_until(DEADLINE, || {
         rt.block_on(api.get("dry-write-1"))

@@ -3,15 +3,12 @@
 //! the controllers on the quick start's two agents (`build-1` role=build,
 //! `test-1` role=test): order, placement and results as the files say.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use sloth_sdk::objects::workflow::WorkflowPhase;
-use sloth_sdk::objects::{TaskRun, TaskRunSpec, TaskRunStatus, WorkflowSpec};
-use sloth_sdk::{Api, Client, ListParams};
-use sloth_tests::{Agent, ApiServer, run_to_end, runtime, slothctl, wait_until};
-use tokio::runtime::Runtime;
+use sloth_sdk::objects::{TaskRun, TaskRunStatus};
+use sloth_tests::{WorkflowCluster, run_to_end, slothctl, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -23,80 +20,20 @@ fn example(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
-struct Cluster {
-    server: ApiServer,
-    _agents: Vec<Agent>,
-    rt: Runtime,
-    client: Client,
+/// The quick start's cluster: agents `build-1` and `test-1`.
+fn start() -> WorkflowCluster {
+    WorkflowCluster::start(
+        &[
+            ("build-1", &["--labels", "role=build", "--capacity", "4"]),
+            ("test-1", &["--labels", "role=test", "--capacity", "4"]),
+        ],
+        DEADLINE,
+    )
 }
 
-impl Cluster {
-    fn start() -> Self {
-        let server = ApiServer::start_with(&["--controllers"]);
-        let agents = vec![
-            Agent::start(
-                &server,
-                "build-1",
-                &["--labels", "role=build", "--capacity", "4"],
-            ),
-            Agent::start(
-                &server,
-                "test-1",
-                &["--labels", "role=test", "--capacity", "4"],
-            ),
-        ];
-        let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
-        Self {
-            server,
-            _agents: agents,
-            rt,
-            client,
-        }
-    }
-
-    fn apply(&self, file: &str) {
-        let mut cmd = slothctl(&self.server);
-        cmd.arg("apply").arg("-f").arg(example(file));
-        run_to_end(cmd, None, DEADLINE).ok();
-    }
-
-    /// Waits for the workflow to finish; asserts it succeeded; returns its
-    /// TaskRuns by task name.
-    fn succeeded(&self, workflow: &str) -> BTreeMap<String, TaskRun> {
-        let api: Api<WorkflowSpec> = Api::namespaced(self.client.clone(), "default");
-        let wf = wait_until(DEADLINE, || {
-            self.rt.block_on(api.get(workflow)).ok().filter(|w| {
-                w.status
-                    .as_ref()
-                    .is_some_and(|s| s.completion_time.is_some())
-            })
-        })
-        .unwrap_or_else(|| panic!("{workflow} never finished\n{}", self.server.log()));
-        let taskruns: Api<TaskRunSpec> = Api::namespaced(self.client.clone(), "default");
-        let runs: BTreeMap<String, TaskRun> = self
-            .rt
-            .block_on(taskruns.list(&ListParams {
-                label_selector: format!("sloth.dev/workflow={workflow}"),
-                ..ListParams::default()
-            }))
-            .expect("list")
-            .items
-            .into_iter()
-            .map(|t| (t.metadata.labels["sloth.dev/task"].clone(), t))
-            .collect();
-        assert_eq!(
-            wf.status_or_default().phase,
-            WorkflowPhase::Succeeded,
-            "{workflow}: {:#?}\n{:#?}",
-            wf.status,
-            runs.values().map(|t| &t.status).collect::<Vec<_>>()
-        );
-        runs
-    }
+/// `slothctl apply -f manifests/examples/FILE`; asserts exit 0.
+fn apply(c: &WorkflowCluster, file: &str) {
+    c.apply_file(&example(file), &[]).ok();
 }
 
 fn status(tr: &TaskRun) -> TaskRunStatus {
@@ -109,9 +46,9 @@ fn agent(tr: &TaskRun) -> String {
 
 #[test]
 fn the_fluent_ci_pipeline_runs_in_order_on_the_right_agents_with_results() {
-    let c = Cluster::start();
-    c.apply("ci-pipeline.lua");
-    let runs = c.succeeded("ci-pipeline");
+    let c = start();
+    apply(&c, "ci-pipeline.lua");
+    let runs = c.ended("ci-pipeline", WorkflowPhase::Succeeded);
     let (build, test, deploy) = (&runs["build"], &runs["test"], &runs["deploy"]);
     assert_eq!(
         (agent(build), agent(test), agent(deploy)),
@@ -148,16 +85,16 @@ fn the_fluent_ci_pipeline_runs_in_order_on_the_right_agents_with_results() {
 
 #[test]
 fn fan_out_results_and_task_definitions_files_run() {
-    let c = Cluster::start();
+    let c = start();
     for file in ["fan-out.lua", "results.lua", "taskdefs.lua"] {
-        c.apply(file);
+        apply(&c, file);
     }
-    let fan = c.succeeded("fan-out");
+    let fan = c.ended("fan-out", WorkflowPhase::Succeeded);
     assert_eq!(agent(&fan["probe_build_1"]), "build-1");
     assert_eq!(agent(&fan["probe_test_1"]), "test-1");
     assert_eq!(status(&fan["gather"]).results["agents"], "build-1,test-1");
 
-    let relay = c.succeeded("results-relay");
+    let relay = c.ended("results-relay", WorkflowPhase::Succeeded);
     let count: u32 = status(&relay["measure"]).results["count"]
         .parse()
         .expect("a count");
@@ -171,18 +108,18 @@ fn fan_out_results_and_task_definitions_files_run() {
         "{tail:?}"
     );
 
-    let build = c.succeeded("maintenance-build");
+    let build = c.ended("maintenance-build", WorkflowPhase::Succeeded);
     assert_eq!(agent(&build["disk_usage"]), "build-1");
-    let test = c.succeeded("maintenance-test");
+    let test = c.ended("maintenance-test", WorkflowPhase::Succeeded);
     assert_eq!(agent(&test["uptime"]), "test-1");
     assert!(status(&test["uptime"]).results["uptime"].contains("load"));
 }
 
 #[test]
 fn the_web_server_example_configures_serves_checks_and_stops() {
-    let c = Cluster::start();
-    c.apply("web-server.lua");
-    let runs = c.succeeded("web-server");
+    let c = start();
+    apply(&c, "web-server.lua");
+    let runs = c.ended("web-server", WorkflowPhase::Succeeded);
     let (configure, serve) = (status(&runs["configure"]), status(&runs["serve"]));
     let port: u16 = configure.results["port"].parse().expect("port");
     assert_eq!(
@@ -221,12 +158,12 @@ fn the_web_server_example_configures_serves_checks_and_stops() {
 
 #[test]
 fn the_web_server_example_in_check_mode_changes_and_starts_nothing() {
-    let c = Cluster::start();
+    let c = start();
     let mut cmd = slothctl(&c.server);
     cmd.args(["apply", "--check", "-f"])
         .arg(example("web-server.lua"));
     run_to_end(cmd, None, DEADLINE).ok();
-    let runs = c.succeeded("web-server");
+    let runs = c.ended("web-server", WorkflowPhase::Succeeded);
     let (configure, serve) = (status(&runs["configure"]), status(&runs["serve"]));
     assert!(runs["serve"].spec.check_mode);
     assert_eq!(configure.results["changed"], "dir,config,line,page");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec};
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec};
 use sloth_sdk::{Api, Client};
 use sloth_tests::{Agent, ApiServer, ctl, run_to_end, runtime, slothctl, wait_until};
 use tokio::runtime::Runtime;
@@ -23,15 +23,10 @@ fn big_output(name: &str) -> TaskRun {
     TaskRun::new(
         name,
         TaskRunSpec {
-            run: Payload {
-                shell: Some(format!(
-                    "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {OUTPUT_BYTES}"
-                )),
-                lua: None,
-                command: None,
-            },
             agent_name: Some("a1".into()),
-            ..TaskRunSpec::default()
+            ..TaskRunSpec::shell(format!(
+                "yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {OUTPUT_BYTES}"
+            ))
         },
     )
 }
@@ -74,10 +69,7 @@ fn more_than_a_message_of_taskruns_is_listed_in_pages_and_survives_a_restart() {
     // must list every TaskRun again.
     let mut server = ApiServer::start_with(&["--controllers"]);
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
     let agent = Agent::start(&server, "a1", &["--capacity", "8"]);
     run_batch(&rt, &client, &agent);
 

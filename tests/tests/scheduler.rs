@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sloth_sdk::objects::{
-    AgentPhase, AgentSpec, LabelSelector, Payload, TaskRun, TaskRunPhase, TaskRunSpec,
+    AgentPhase, AgentSpec, LabelSelector, TaskRun, TaskRunPhase, TaskRunSpec,
 };
 use sloth_sdk::{Api, Client, ListParams};
 use sloth_tests::{Agent, ApiServer, runtime, wait_until};
@@ -27,10 +27,7 @@ impl Cluster {
     fn start(agents: &[(&str, &str, u32)]) -> Self {
         let server = ApiServer::start_with(&["--controllers"]);
         let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
+        let client = server.client_in(&rt);
         let mut cluster = Self {
             agents: Vec::new(),
             client,
@@ -91,11 +88,6 @@ fn taskrun(name: &str, selector: &[(&str, &str)], script: &str) -> TaskRun {
     TaskRun::new(
         name,
         TaskRunSpec {
-            run: Payload {
-                shell: Some(script.to_string()),
-                lua: None,
-                command: None,
-            },
             agent_selector: (!selector.is_empty()).then(|| LabelSelector {
                 match_labels: selector
                     .iter()
@@ -103,7 +95,7 @@ fn taskrun(name: &str, selector: &[(&str, &str)], script: &str) -> TaskRun {
                     .collect(),
                 ..LabelSelector::default()
             }),
-            ..TaskRunSpec::default()
+            ..TaskRunSpec::shell(script)
         },
     )
 }

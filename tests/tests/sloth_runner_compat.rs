@@ -5,98 +5,19 @@
 //! real agent; the test asserts the outcome its header comment states.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sloth_sdk::objects::workflow::WorkflowPhase;
-use sloth_sdk::objects::{
-    TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus, Workflow, WorkflowSpec,
-};
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunStatus, Workflow};
 use sloth_sdk::well_known::ORIGINAL_NAME_ANNOTATION;
-use sloth_sdk::{Api, Client, ListParams};
-use sloth_tests::{Agent, ApiServer, ctl, runtime, wait_until};
-use tokio::runtime::Runtime;
+use sloth_tests::{FixtureCluster, ctl, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/sloth-runner")
-        .join(name)
-}
-
-struct Cluster {
-    server: ApiServer,
-    _agent: Agent,
-    rt: Runtime,
-    client: Client,
-    /// Where the fixtures' hooks write their marker files (`--param out=`).
-    out: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let server = ApiServer::start_with(&["--controllers"]);
-        let agent = Agent::start(&server, "worker-1", &["--capacity", "4"]);
-        let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
-        Self {
-            server,
-            _agent: agent,
-            rt,
-            client,
-            out: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    /// `slothctl apply -f FIXTURE --param out=DIR [ARGS]`; asserts exit 0.
-    fn apply(&self, file: &str, args: &[&str]) {
-        let path = fixture(file);
-        let out = format!("out={}", self.out.path().display());
-        let mut all = vec![
-            "apply",
-            "-f",
-            path.to_str().expect("utf-8 path"),
-            "--param",
-            &out,
-        ];
-        all.extend_from_slice(args);
-        ctl(&self.server, &all).ok();
-    }
-
-    fn marker(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.out.path().join(name)).ok()
-    }
-
-    /// Waits for the Workflow `name` to finish; returns it with its
-    /// TaskRuns by task name (the `sloth.dev/task` label: the name as written).
-    fn finished(&self, name: &str) -> (Workflow, BTreeMap<String, TaskRun>) {
-        let api: Api<WorkflowSpec> = Api::namespaced(self.client.clone(), "default");
-        let wf = wait_until(DEADLINE, || {
-            self.rt.block_on(api.get(name)).ok().filter(|w| {
-                w.status
-                    .as_ref()
-                    .is_some_and(|s| s.completion_time.is_some())
-            })
-        })
-        .unwrap_or_else(|| panic!("{name} never finished\n{}", self.server.log()));
-        let taskruns: Api<TaskRunSpec> = Api::namespaced(self.client.clone(), "default");
-        let runs = self
-            .rt
-            .block_on(taskruns.list(&ListParams {
-                label_selector: format!("sloth.dev/workflow={name}"),
-                ..ListParams::default()
-            }))
-            .expect("list")
-            .items
-            .into_iter()
-            .map(|t| (t.metadata.labels["sloth.dev/task"].clone(), t))
-            .collect();
-        (wf, runs)
-    }
+/// Waits for the Workflow `name` to finish; returns it with its TaskRuns
+/// by task name (the `sloth.dev/task` label: the name as written).
+fn finished(c: &FixtureCluster, name: &str) -> (Workflow, BTreeMap<String, TaskRun>) {
+    (c.cluster.finished(name), c.cluster.tasks_of(name))
 }
 
 fn status(tr: &TaskRun) -> TaskRunStatus {
@@ -120,12 +41,12 @@ fn assert_phase(tr: &TaskRun, phase: TaskRunPhase) {
 
 #[test]
 fn names_keep_their_spelling_and_object_names_are_derived() {
-    let c = Cluster::start();
+    let c = FixtureCluster::start(DEADLINE);
     c.apply("a_names_fluent.sloth.lua", &[]);
     c.apply("a_names_table.sloth.lua", &[]);
     c.apply("a_names_collide.sloth.lua", &[]);
 
-    let (wf, runs) = c.finished("ci-pipeline");
+    let (wf, runs) = finished(&c, "ci-pipeline");
     assert_eq!(
         wf.status_or_default().phase,
         WorkflowPhase::Succeeded,
@@ -154,7 +75,7 @@ fn names_keep_their_spelling_and_object_names_are_derived() {
     assert!(log(test).contains("testing version 1.2.3"), "{}", log(test));
 
     // describe and get show the name as written.
-    let described = ctl(&c.server, &["describe", "workflow", "ci-pipeline"]).ok();
+    let described = ctl(&c.cluster.server, &["describe", "workflow", "ci-pipeline"]).ok();
     assert!(
         described.stdout.contains("CI_Pipeline"),
         "{}",
@@ -166,7 +87,7 @@ fn names_keep_their_spelling_and_object_names_are_derived() {
         described.stdout
     );
 
-    let (wf, runs) = c.finished("deploy-prod");
+    let (wf, runs) = finished(&c, "deploy-prod");
     assert_eq!(
         wf.status_or_default().phase,
         WorkflowPhase::Succeeded,
@@ -183,7 +104,7 @@ fn names_keep_their_spelling_and_object_names_are_derived() {
         "deploy-prod-apply-config-1"
     );
 
-    let (wf, runs) = c.finished("collide");
+    let (wf, runs) = finished(&c, "collide");
     assert_eq!(
         wf.status_or_default().phase,
         WorkflowPhase::Succeeded,
@@ -205,14 +126,14 @@ fn names_keep_their_spelling_and_object_names_are_derived() {
 
 #[test]
 fn task_definitions_get_params_and_input_and_fluent_tasks_get_this() {
-    let c = Cluster::start();
+    let c = FixtureCluster::start(DEADLINE);
     c.apply(
         "a_legacy_params.sloth.lua",
         &["--param", "target=staging", "--param", "owner=ops"],
     );
     c.apply("a_legacy_input.sloth.lua", &[]);
 
-    let (wf, runs) = c.finished("deploy-group");
+    let (wf, runs) = finished(&c, "deploy-group");
     assert_eq!(
         wf.status_or_default().phase,
         WorkflowPhase::Succeeded,
@@ -236,7 +157,7 @@ fn task_definitions_get_params_and_input_and_fluent_tasks_get_this() {
             .contains("target=prod region=us-east")
     );
 
-    let (wf, runs) = c.finished("data-flow");
+    let (wf, runs) = finished(&c, "data-flow");
     assert_eq!(
         wf.metadata.annotations[ORIGINAL_NAME_ANNOTATION],
         "Data_Flow"
@@ -252,11 +173,11 @@ fn task_definitions_get_params_and_input_and_fluent_tasks_get_this() {
 
 #[test]
 fn returned_exec_results_decide_and_nil_or_errors_fail_with_the_line() {
-    let c = Cluster::start();
+    let c = FixtureCluster::start(DEADLINE);
     c.apply("a_exec_result.sloth.lua", &[]);
     c.apply("a_nil_return.sloth.lua", &[]);
 
-    let (wf, runs) = c.finished("exec-result");
+    let (wf, runs) = finished(&c, "exec-result");
     assert_eq!(wf.status_or_default().phase, WorkflowPhase::Failed);
     assert_phase(&runs["passes"], TaskRunPhase::Succeeded);
     assert!(
@@ -271,7 +192,7 @@ fn returned_exec_results_decide_and_nil_or_errors_fail_with_the_line() {
         "{message}"
     );
 
-    let (_, runs) = c.finished("nil-return");
+    let (_, runs) = finished(&c, "nil-return");
     assert_phase(&runs["forgot"], TaskRunPhase::Failed);
     let message = status(&runs["forgot"]).message;
     assert!(
@@ -286,7 +207,7 @@ fn returned_exec_results_decide_and_nil_or_errors_fail_with_the_line() {
 
 #[test]
 fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
-    let c = Cluster::start();
+    let c = FixtureCluster::start(DEADLINE);
     for file in [
         "a_hooks_fluent.sloth.lua",
         "a_hooks_table.sloth.lua",
@@ -297,7 +218,7 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
         c.apply(file, &[]);
     }
 
-    let (_, runs) = c.finished("hooks-fluent");
+    let (_, runs) = finished(&c, "hooks-fluent");
     assert_phase(&runs["good"], TaskRunPhase::Succeeded);
     let good = log(&runs["good"]);
     let order: Vec<usize> = [
@@ -320,7 +241,7 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
     assert_eq!(c.marker("bad.failure").as_deref(), Some("it broke"));
     assert_eq!(c.marker("bad.success"), None, "on_success of a failed task");
 
-    let (_, runs) = c.finished("hooks-table");
+    let (_, runs) = finished(&c, "hooks-table");
     assert_phase(&runs["guarded"], TaskRunPhase::Failed);
     let message = status(&runs["guarded"]).message;
     assert!(
@@ -331,7 +252,7 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
     assert_phase(&runs["flaky"], TaskRunPhase::Failed);
     assert_eq!(c.marker("flaky.fail").as_deref(), Some("failed"));
 
-    let (_, runs) = c.finished("hook-failure");
+    let (_, runs) = finished(&c, "hook-failure");
     assert_phase(&runs["lucky"], TaskRunPhase::Succeeded);
     let message = status(&runs["lucky"]).message;
     assert!(
@@ -348,7 +269,7 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
         .expect("a HookFailed condition");
     assert!(condition.message.contains("notifier down"), "{condition:?}");
     let events = wait_until(DEADLINE, || {
-        let out = ctl(&c.server, &["get", "events"]).ok().stdout;
+        let out = ctl(&c.cluster.server, &["get", "events"]).ok().stdout;
         out.contains("HookFailed").then_some(out)
     })
     .expect("a HookFailed Event");
@@ -357,12 +278,12 @@ fn task_hooks_run_on_the_agent_in_order_and_failures_are_recorded() {
         "{events}"
     );
 
-    let (_, runs) = c.finished("hook-timeout");
+    let (_, runs) = finished(&c, "hook-timeout");
     assert_phase(&runs["slow"], TaskRunPhase::Failed);
     assert_eq!(status(&runs["slow"]).reason, "TimedOut");
     assert_eq!(c.marker("slow.timeout").as_deref(), Some("cleaned"));
 
-    let (_, runs) = c.finished("shell-hooks");
+    let (_, runs) = finished(&c, "shell-hooks");
     assert_phase(&runs["greet"], TaskRunPhase::Succeeded);
     assert!(
         status(&runs["greet"])

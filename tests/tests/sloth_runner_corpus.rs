@@ -4,125 +4,30 @@
 //! the way the seeds start them: `alpha` (`--capabilities build,docker`,
 //! zone=eu) and `beta` (`--capabilities test`, zone=us).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use sloth_sdk::objects::workflow::{Workflow, WorkflowPhase};
-use sloth_sdk::objects::{TaskRun, TaskRunSpec, TaskRunStatus, WorkflowSpec};
-use sloth_sdk::{Api, Client, ListParams};
-use sloth_tests::{Agent, ApiServer, Run, ctl, ctl_stdin, runtime, wait_until};
-use tokio::runtime::Runtime;
+use sloth_sdk::objects::workflow::WorkflowPhase;
+use sloth_sdk::objects::{TaskRun, TaskRunStatus};
+use sloth_tests::{WorkflowCluster, ctl, ctl_stdin, sloth_runner_fixture};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/sloth-runner")
-        .join(name)
-}
-
 fn fixture_arg(name: &str) -> String {
-    fixture(name).display().to_string()
+    sloth_runner_fixture(name).display().to_string()
 }
 
-struct Cluster {
-    server: ApiServer,
-    _alpha: Agent,
-    beta: Agent,
-    rt: Runtime,
-    client: Client,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let server = ApiServer::start_with(&["--controllers"]);
-        let alpha = Agent::start(
-            &server,
-            "alpha",
-            &["--capabilities", "build,docker", "--labels", "zone=eu"],
-        );
-        let beta = Agent::start(
-            &server,
-            "beta",
-            &["--capabilities", "test", "--labels", "zone=us"],
-        );
-        let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
-        Self {
-            server,
-            _alpha: alpha,
-            beta,
-            rt,
-            client,
-        }
-    }
-
-    fn apply(&self, file: &str, extra: &[&str]) -> Run {
-        let path = fixture_arg(file);
-        let mut args = vec!["apply", "-f", path.as_str()];
-        args.extend_from_slice(extra);
-        ctl(&self.server, &args)
-    }
-
-    fn workflow(&self, name: &str) -> Option<Workflow> {
-        let api: Api<WorkflowSpec> = Api::namespaced(self.client.clone(), "default");
-        self.rt.block_on(api.get(name)).ok()
-    }
-
-    /// Waits for `workflow` to finish; its phase and its TaskRuns by task
-    /// name (the last attempt of each).
-    fn finished(&self, workflow: &str) -> (WorkflowPhase, BTreeMap<String, TaskRun>) {
-        let wf = wait_until(DEADLINE, || {
-            self.workflow(workflow).filter(|w| {
-                w.status
-                    .as_ref()
-                    .is_some_and(|s| s.completion_time.is_some())
-            })
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{workflow} never finished: {:#?}\n{}",
-                self.workflow(workflow).map(|w| w.status),
-                self.server.log()
-            )
-        });
-        let taskruns: Api<TaskRunSpec> = Api::namespaced(self.client.clone(), "default");
-        let mut runs: BTreeMap<String, TaskRun> = BTreeMap::new();
-        let listed = self
-            .rt
-            .block_on(taskruns.list(&ListParams {
-                label_selector: format!("sloth.dev/workflow={workflow}"),
-                ..ListParams::default()
-            }))
-            .expect("list")
-            .items;
-        for tr in listed {
-            let task = tr.metadata.labels["sloth.dev/task"].clone();
-            if runs
-                .get(&task)
-                .is_none_or(|kept| kept.spec.attempt < tr.spec.attempt)
-            {
-                runs.insert(task, tr);
-            }
-        }
-        (wf.status_or_default().phase, runs)
-    }
-
-    /// [`Cluster::finished`], asserting the phase.
-    fn ended(&self, workflow: &str, phase: WorkflowPhase) -> BTreeMap<String, TaskRun> {
-        let (got, runs) = self.finished(workflow);
-        assert_eq!(
-            got,
-            phase,
-            "{workflow}: {:#?}",
-            runs.values().map(|t| &t.status).collect::<Vec<_>>()
-        );
-        runs
-    }
+/// The cluster with agents `alpha` and `beta`, in that order.
+fn start() -> WorkflowCluster {
+    WorkflowCluster::start(
+        &[
+            (
+                "alpha",
+                &["--capabilities", "build,docker", "--labels", "zone=eu"],
+            ),
+            ("beta", &["--capabilities", "test", "--labels", "zone=us"]),
+        ],
+        DEADLINE,
+    )
 }
 
 fn status(tr: &TaskRun) -> TaskRunStatus {
@@ -147,9 +52,8 @@ fn log(tr: &TaskRun) -> String {
 
 #[test]
 fn the_corpus_runs_end_to_end_with_the_expected_outcomes() {
-    let c = Cluster::start();
-    let beta_port = c
-        .beta
+    let c = start();
+    let beta_port = c.agents[1]
         .logs_address()
         .rsplit_once(':')
         .map(|(_, port)| port.to_string())
@@ -176,9 +80,9 @@ fn the_corpus_runs_end_to_end_with_the_expected_outcomes() {
         ("b_run_if.lua", vec![]),
         ("b_retries.lua", vec![]),
     ] {
-        c.apply(file, &extra).ok();
+        c.apply_file(&sloth_runner_fixture(file), &extra).ok();
     }
-    let stdin = std::fs::read_to_string(fixture("b_stdin.lua")).expect("read");
+    let stdin = std::fs::read_to_string(sloth_runner_fixture("b_stdin.lua")).expect("read");
     let applied = ctl_stdin(&c.server, &["apply", "-f", "-"], &stdin).ok();
     assert!(applied.stdout.contains("b-stdin created"), "{applied:#?}");
 
@@ -285,7 +189,7 @@ fn the_corpus_runs_end_to_end_with_the_expected_outcomes() {
 
 #[test]
 fn unknown_targets_are_warned_about_naming_the_agents_and_bad_input_writes_nothing() {
-    let c = Cluster::start();
+    let c = start();
     let dir = tempfile::tempdir().expect("tempdir");
     let write = |name: &str, text: &str| {
         let path = dir.path().join(name);

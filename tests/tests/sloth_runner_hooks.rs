@@ -4,80 +4,19 @@
 //! never tasks of the workflow. Each `c_*` fixture in
 //! tests/fixtures/sloth-runner/ states its expected outcome.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sloth_sdk::objects::workflow::WorkflowPhase;
-use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, Workflow, WorkflowSpec};
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, Workflow};
 use sloth_sdk::well_known::{HOOK_LABEL, TASK_LABEL};
-use sloth_sdk::{Api, Client, ListParams};
-use sloth_tests::{Agent, ApiServer, ctl, runtime, wait_until};
-use tokio::runtime::Runtime;
+use sloth_tests::{FixtureCluster, ctl, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-struct Cluster {
-    server: ApiServer,
-    _agent: Agent,
-    rt: Runtime,
-    client: Client,
-    out: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let server = ApiServer::start_with(&["--controllers"]);
-        let agent = Agent::start(&server, "worker-1", &["--capacity", "4"]);
-        let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
-        Self {
-            server,
-            _agent: agent,
-            rt,
-            client,
-            out: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn apply(&self, file: &str) {
-        let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures/sloth-runner")
-            .join(file);
-        let out = format!("out={}", self.out.path().display());
-        let path = path.to_str().expect("utf-8 path");
-        ctl(&self.server, &["apply", "-f", path, "--param", &out]).ok();
-    }
-
-    fn marker(&self, name: &str) -> String {
-        std::fs::read_to_string(self.out.path().join(name)).unwrap_or_default()
-    }
-
-    /// Waits for the Workflow `name` to finish; returns it with all the
-    /// TaskRuns it owns (tasks' and hooks').
-    fn finished(&self, name: &str) -> (Workflow, Vec<TaskRun>) {
-        let api: Api<WorkflowSpec> = Api::namespaced(self.client.clone(), "default");
-        let wf = wait_until(DEADLINE, || {
-            self.rt.block_on(api.get(name)).ok().filter(|w| {
-                w.status
-                    .as_ref()
-                    .is_some_and(|s| s.completion_time.is_some())
-            })
-        })
-        .unwrap_or_else(|| panic!("{name} never finished\n{}", self.server.log()));
-        let taskruns: Api<TaskRunSpec> = Api::namespaced(self.client.clone(), "default");
-        let runs = self
-            .rt
-            .block_on(taskruns.list(&ListParams {
-                label_selector: format!("sloth.dev/workflow={name}"),
-                ..ListParams::default()
-            }))
-            .expect("list")
-            .items;
-        (wf, runs)
-    }
+/// Waits for the Workflow `name` to finish; returns it with all the
+/// TaskRuns it owns (tasks' and hooks').
+fn finished(c: &FixtureCluster, name: &str) -> (Workflow, Vec<TaskRun>) {
+    (c.cluster.finished(name), c.cluster.taskruns_of(name))
 }
 
 fn phase(tr: &TaskRun) -> TaskRunPhase {
@@ -104,15 +43,17 @@ fn hook_runs(runs: &[TaskRun]) -> Vec<(String, String)> {
 
 #[test]
 fn workflow_hooks_run_in_order_as_hook_taskruns_builder_form() {
-    let c = Cluster::start();
-    c.apply("c_workflow_hooks_fluent.sloth.lua");
-    let (wf, runs) = c.finished("hooks-fluent-wf");
+    let c = FixtureCluster::start(DEADLINE);
+    c.apply("c_workflow_hooks_fluent.sloth.lua", &[]);
+    let (wf, runs) = finished(&c, "hooks-fluent-wf");
     let status = wf.status_or_default();
     assert_eq!(status.phase, WorkflowPhase::Succeeded, "{:#?}", wf.status);
     assert_eq!(
-        c.marker("order.txt"),
-        "start\ntask_start build\nbuild\ntask_complete build true\n\
-         task_start test\ntest\ntask_complete test true\ncomplete true v=1.2\n"
+        c.marker("order.txt").as_deref(),
+        Some(
+            "start\ntask_start build\nbuild\ntask_complete build true\n\
+             task_start test\ntest\ntask_complete test true\ncomplete true v=1.2\n"
+        )
     );
     // Hooks are not tasks: status.tasks has the two tasks only.
     let tasks: Vec<&String> = status.tasks.keys().collect();
@@ -167,12 +108,15 @@ fn workflow_hooks_run_in_order_as_hook_taskruns_builder_form() {
 
 #[test]
 fn on_complete_of_a_failed_workflow_gets_false_and_hook_failures_are_recorded() {
-    let c = Cluster::start();
-    c.apply("c_workflow_hooks_table.sloth.lua");
-    let (wf, runs) = c.finished("hooks-table-wf");
+    let c = FixtureCluster::start(DEADLINE);
+    c.apply("c_workflow_hooks_table.sloth.lua", &[]);
+    let (wf, runs) = finished(&c, "hooks-table-wf");
     let status = wf.status_or_default();
     assert_eq!(status.phase, WorkflowPhase::Failed, "{:#?}", wf.status);
-    assert_eq!(c.marker("table.txt"), "start\nbroken\ncomplete false\n");
+    assert_eq!(
+        c.marker("table.txt").as_deref(),
+        Some("start\nbroken\ncomplete false\n")
+    );
     assert_eq!(status.tasks.keys().collect::<Vec<_>>(), ["broken"]);
     let message = status
         .conditions
@@ -191,7 +135,7 @@ fn on_complete_of_a_failed_workflow_gets_false_and_hook_failures_are_recorded() 
         .expect("the on_task_complete hook TaskRun");
     assert_eq!(phase(failed_hook), TaskRunPhase::Failed);
     let events = wait_until(DEADLINE, || {
-        let out = ctl(&c.server, &["get", "events"]).ok().stdout;
+        let out = ctl(&c.cluster.server, &["get", "events"]).ok().stdout;
         out.contains("workflow hook on_task_complete failed")
             .then_some(out)
     });
@@ -200,7 +144,7 @@ fn on_complete_of_a_failed_workflow_gets_false_and_hook_failures_are_recorded() 
 
 #[test]
 fn a_workflow_hook_that_is_not_a_function_is_refused_with_file_and_line() {
-    let c = Cluster::start();
+    let c = FixtureCluster::start(DEADLINE);
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("bad.sloth.lua");
     std::fs::write(
@@ -209,7 +153,10 @@ fn a_workflow_hook_that_is_not_a_function_is_refused_with_file_and_line() {
          workflow.define(\"bad\"):tasks({ t })\n  :on_complete(\"not a function\")\n",
     )
     .expect("write");
-    let out = ctl(&c.server, &["apply", "-f", file.to_str().expect("utf-8")]);
+    let out = ctl(
+        &c.cluster.server,
+        &["apply", "-f", file.to_str().expect("utf-8")],
+    );
     assert_ne!(out.code, 0, "{}", out.stdout);
     assert!(
         out.stderr.contains("bad.sloth.lua:3:")
@@ -217,9 +164,5 @@ fn a_workflow_hook_that_is_not_a_function_is_refused_with_file_and_line() {
         "{}",
         out.stderr
     );
-    let api: Api<WorkflowSpec> = Api::namespaced(c.client.clone(), "default");
-    assert!(
-        c.rt.block_on(api.get("bad")).is_err(),
-        "nothing was written"
-    );
+    assert!(c.cluster.workflow("bad").is_none(), "nothing was written");
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
+use sloth_sdk::objects::{TaskRun, TaskRunSpec};
 use sloth_sdk::{Api, Client, WatchEvent, WatchParams};
 use sloth_tests::{ApiServer, Etcd, http_get, wait_until};
 
@@ -35,12 +35,8 @@ fn taskrun(name: &str, agent: &str) -> TaskRun {
     TaskRun::new(
         name,
         TaskRunSpec {
-            run: Payload {
-                shell: Some("true".into()),
-                ..Payload::default()
-            },
             agent_name: Some(agent.to_string()),
-            ..TaskRunSpec::default()
+            ..TaskRunSpec::shell("true")
         },
     )
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
+use sloth_sdk::objects::{TaskRun, TaskRunSpec};
 use sloth_sdk::watcher::{Event, ListSemantic, watch_objects, watcher_with};
 use sloth_sdk::{Api, Client, Error, WatchParams};
 use sloth_tests::{ApiServer, runtime};
@@ -13,17 +13,7 @@ use sloth_tests::{ApiServer, runtime};
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn taskrun(name: &str, labels: &[(&str, &str)]) -> TaskRun {
-    let mut tr = TaskRun::new(
-        name,
-        TaskRunSpec {
-            run: Payload {
-                shell: Some("true".into()),
-                lua: None,
-                command: None,
-            },
-            ..TaskRunSpec::default()
-        },
-    );
+    let mut tr = TaskRun::new(name, TaskRunSpec::shell("true"));
     for (k, v) in labels {
         tr.metadata.labels.insert(k.to_string(), v.to_string());
     }

@@ -30,10 +30,7 @@ impl Cluster {
     fn start(agents: usize) -> Self {
         let server = ApiServer::start();
         let rt = runtime();
-        let client = {
-            let _enter = rt.enter();
-            server.client()
-        };
+        let client = server.client_in(&rt);
         let mut cluster = Self {
             agents: Vec::new(),
             controllers: Vec::new(),

@@ -71,10 +71,7 @@ fn every_workflow_example_runs_as_written() {
         &["--labels", "role=test,zone=local", "--capacity", "4"],
     );
     let rt = runtime();
-    let client = {
-        let _enter = rt.enter();
-        server.client()
-    };
+    let client = server.client_in(&rt);
 
     let docs =
         std::fs::read_to_string(repo().join("docs/workflows.md")).expect("docs/workflows.md");

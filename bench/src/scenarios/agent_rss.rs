@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{Value, json};
-use sloth_sdk::Client;
 
-use crate::cluster::{ApiServerOptions, Bins, Cluster, rss_mib, wait_agents_ready};
+use crate::cluster::{Bins, Cluster, rss_mib};
 use crate::stats::round3;
 
 #[derive(clap::Args, Debug)]
@@ -19,14 +17,8 @@ pub struct Args {
 
 pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::new(bins)?;
-    let server = cluster.start_apiserver(&ApiServerOptions {
-        etcd_endpoints: None,
-        controllers: true,
-        ..ApiServerOptions::default()
-    })?;
-    let pid = cluster.start_agent(&server, "a1", &[])?;
-    let client = Client::new(&[&server.grpc_url]).context("bad apiserver URL")?;
-    wait_agents_ready(&client, &["a1".to_string()], Duration::from_secs(30)).await?;
+    let (_server, _client, pids) = cluster.start_with_agents(&["a1".into()], &[]).await?;
+    let pid = pids[0];
     let at_ready = rss_mib(pid)?;
     tokio::time::sleep(args.settle).await;
     let rss = rss_mib(pid)?;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunSpec};
+use sloth_sdk::objects::{TaskRun, TaskRunSpec};
 use sloth_sdk::{Api, Client};
 
 use crate::stats::{Samples, round3};
@@ -36,14 +36,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             for i in 0..per_worker {
                 let tr = TaskRun::new(
                     format!("bench-{w}-{i}-{}", std::process::id()),
-                    TaskRunSpec {
-                        run: Payload {
-                            shell: Some("true".into()),
-                            lua: None,
-                            command: None,
-                        },
-                        ..TaskRunSpec::default()
-                    },
+                    TaskRunSpec::shell("true"),
                 );
                 let t = Instant::now();
                 api.create(&tr).await.context("create failed")?;

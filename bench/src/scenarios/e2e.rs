@@ -128,10 +128,7 @@ impl Shared {
 
 fn taskrun(name: String, payload: PayloadArg) -> TaskRun {
     let run = match payload {
-        PayloadArg::Shell => Payload {
-            shell: Some("true".into()),
-            ..Payload::default()
-        },
+        PayloadArg::Shell => Payload::shell("true"),
         PayloadArg::Command => Payload {
             command: Some(vec!["true".into()]),
             ..Payload::default()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 use sloth_sdk::{Api, Client, Error as SdkError};
 
 use crate::cluster::{
@@ -199,17 +199,7 @@ async fn store_one(api: &Api<TaskRunSpec>, name: &str) -> anyhow::Result<()> {
 }
 
 fn taskrun(name: &str) -> TaskRun {
-    TaskRun::new(
-        name,
-        TaskRunSpec {
-            run: Payload {
-                shell: Some("true".into()),
-                lua: None,
-                command: None,
-            },
-            ..TaskRunSpec::default()
-        },
-    )
+    TaskRun::new(name, TaskRunSpec::shell("true"))
 }
 
 /// When `/readyz` first passed (polled every 10ms until `deadline`).

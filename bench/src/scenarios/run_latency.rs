@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sloth_sdk::objects::{Payload, TaskRunSpec};
+use sloth_sdk::objects::TaskRunSpec;
 use sloth_sdk::watcher::{Event, watcher};
 use sloth_sdk::{API_VERSION, Client, DynamicObject, WatchParams};
 
-use crate::cluster::{ApiServerOptions, Bins, Cluster, wait_agents_ready};
+use crate::cluster::{Bins, Cluster};
 use crate::stats::{Samples, round3};
 
 const NAMESPACE: &str = "default";
@@ -40,13 +40,8 @@ async fn round_trip(client: &Client) -> anyhow::Result<String> {
         .await
         .context("get agent a1")?;
     let spec = TaskRunSpec {
-        run: Payload {
-            shell: Some("true".into()),
-            lua: None,
-            command: None,
-        },
         agent_name: Some(AGENT.into()),
-        ..TaskRunSpec::default()
+        ..TaskRunSpec::shell("true")
     };
     let object = json!({
         "apiVersion": API_VERSION,
@@ -90,14 +85,7 @@ async fn round_trip(client: &Client) -> anyhow::Result<String> {
 
 pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::new(bins)?;
-    let server = cluster.start_apiserver(&ApiServerOptions {
-        etcd_endpoints: None,
-        controllers: true,
-        ..ApiServerOptions::default()
-    })?;
-    cluster.start_agent(&server, AGENT, &[])?;
-    let client = Client::new(&[&server.grpc_url]).context("bad apiserver URL")?;
-    wait_agents_ready(&client, &[AGENT.to_string()], Duration::from_secs(30)).await?;
+    let (_server, client, _) = cluster.start_with_agents(&[AGENT.into()], &[]).await?;
     let mut latencies = Vec::with_capacity(args.n);
     let mut errors = 0;
     for i in 0..args.warmup + args.n {

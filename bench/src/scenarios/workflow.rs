@@ -13,10 +13,10 @@ use serde_json::{Value, json};
 use sloth_sdk::objects::workflow::WorkflowTask;
 use sloth_sdk::objects::{Payload, TaskRunSpec, Workflow, WorkflowPhase, WorkflowSpec};
 use sloth_sdk::watcher::{Event, watch_objects};
-use sloth_sdk::{Api, Client, ListParams, WatchParams};
+use sloth_sdk::{Api, ListParams, WatchParams};
 
 use super::time_ms;
-use crate::cluster::{ApiServerOptions, Bins, Cluster, wait_agents_ready};
+use crate::cluster::{Bins, Cluster};
 use crate::stats::round3;
 
 const NAMESPACE: &str = "bench";
@@ -64,11 +64,7 @@ fn workflow(layers: &[Vec<String>]) -> Workflow {
         for name in layer {
             tasks.push(WorkflowTask {
                 name: name.clone(),
-                run: Payload {
-                    shell: Some("true".into()),
-                    lua: None,
-                    command: None,
-                },
+                run: Payload::shell("true"),
                 depends_on: if i == 0 {
                     Vec::new()
                 } else {
@@ -94,18 +90,11 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         bail!("--tasks, --width and --agents must be at least 1");
     }
     let mut cluster = Cluster::new(bins)?;
-    let server = cluster.start_apiserver(&ApiServerOptions {
-        etcd_endpoints: None,
-        controllers: true,
-        ..ApiServerOptions::default()
-    })?;
     let capacity = args.capacity.unwrap_or(args.width as u32).max(1);
     let names: Vec<String> = (1..=args.agents).map(|i| format!("a{i}")).collect();
-    for name in &names {
-        cluster.start_agent(&server, name, &["--capacity".into(), capacity.to_string()])?;
-    }
-    let client = Client::new(&[&server.grpc_url]).context("bad apiserver URL")?;
-    wait_agents_ready(&client, &names, Duration::from_secs(30)).await?;
+    let (_server, client, _) = cluster
+        .start_with_agents(&names, &["--capacity".into(), capacity.to_string()])
+        .await?;
 
     let layers = layers(args.tasks, args.width);
     let wf = workflow(&layers);

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use sloth_sdk::Api;
 use sloth_sdk::blob::archive;
 use sloth_sdk::objects::workflow::WorkflowTask;
 use sloth_sdk::objects::{BlobRef, Payload, Workflow, WorkflowPhase, WorkflowSpec};
-use sloth_sdk::{Api, Client};
 
-use crate::cluster::{ApiServerOptions, Bins, Cluster, rss_mib, wait_agents_ready};
+use crate::cluster::{Bins, Cluster, rss_mib};
 use crate::stats::round3;
 
 const NAMESPACE: &str = "bench";
@@ -64,11 +64,7 @@ fn workflow(tasks: usize, workspace: BlobRef, bytes: u64) -> Workflow {
     let tasks = (0..tasks)
         .map(|i| WorkflowTask {
             name: format!("t{i}"),
-            run: Payload {
-                shell: Some(format!("test \"$(stat -c %s data.bin)\" = {bytes}")),
-                lua: None,
-                command: None,
-            },
+            run: Payload::shell(format!("test \"$(stat -c %s data.bin)\" = {bytes}")),
             ..WorkflowTask::default()
         })
         .collect();
@@ -120,21 +116,11 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         bail!("--tasks and --mib must be at least 1");
     }
     let mut cluster = Cluster::new(bins)?;
-    let server = cluster.start_apiserver(&ApiServerOptions {
-        controllers: true,
-        ..ApiServerOptions::default()
-    })?;
     let names = ["a1".to_string(), "a2".to_string()];
-    let mut pids = vec![server.pid];
-    for name in &names {
-        pids.push(cluster.start_agent(
-            &server,
-            name,
-            &["--capacity".into(), args.capacity.to_string()],
-        )?);
-    }
-    let client = Client::new(&[&server.grpc_url]).context("bad apiserver URL")?;
-    wait_agents_ready(&client, &names, Duration::from_secs(30)).await?;
+    let (server, client, agent_pids) = cluster
+        .start_with_agents(&names, &["--capacity".into(), args.capacity.to_string()])
+        .await?;
+    let pids: Vec<u32> = std::iter::once(server.pid).chain(agent_pids).collect();
     let idle: Vec<f64> = pids.iter().map(|p| rss_mib(*p).unwrap_or(0.0)).collect();
 
     let ws = cluster.dir("workspace")?;

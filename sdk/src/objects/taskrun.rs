@@ -100,6 +100,26 @@ impl TaskRunSpec {
             secrets: &self.secrets,
         }
     }
+
+    /// A spec that runs `script` with `bash -c`, everything else default
+    /// (unbound, no timeout): the fixture tests and benchmarks start from,
+    /// e.g. `TaskRunSpec { agent_name: Some(..), ..TaskRunSpec::shell("true") }`.
+    pub fn shell(script: impl Into<String>) -> Self {
+        Self {
+            run: Payload::shell(script),
+            ..Self::default()
+        }
+    }
+}
+
+impl Payload {
+    /// A payload that runs `script` with `bash -c`.
+    pub fn shell(script: impl Into<String>) -> Self {
+        Self {
+            shell: Some(script.into()),
+            ..Self::default()
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
