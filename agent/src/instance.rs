@@ -13,9 +13,9 @@ use sloth_sdk::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::STARTUP_BACKOFF;
-use crate::executor;
 use crate::fence::BootMs;
 use crate::heartbeat::{Heartbeat, RenewError};
+use crate::process_group;
 use crate::taskrun::PGID_FILE;
 use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
 
@@ -135,7 +135,9 @@ fn recorded_groups(work_dir: &Path) -> Vec<PathBuf> {
 pub async fn kill_leftovers(work_dir: &Path) -> usize {
     let files = recorded_groups(work_dir);
     let killed = futures_util::future::join_all(
-        files.iter().map(|file| executor::kill_recorded_group(file)),
+        files
+            .iter()
+            .map(|file| process_group::kill_recorded_group(file)),
     )
     .await;
     let mut count = 0;

@@ -29,8 +29,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::executor::{self, KILL_GRACE, group_alive};
 use crate::fence::{BootMs, Deadlines};
+use crate::process_group::{self, KILL_GRACE, group_alive};
 use tokio::sync::watch;
 
 /// The supervisors' executable: the running agent's own, even after its
@@ -161,7 +161,7 @@ pub fn main(args: Vec<OsString>) -> ! {
     let pid = child.id();
     let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
     if let Some(pid_file) = &pid_file
-        && let Err(e) = executor::write_pid_file(pid_file, pid)
+        && let Err(e) = process_group::write_pid_file(pid_file, pid)
     {
         eprintln!(
             "sloth-agent supervise: cannot record the process group in {}: {e}",

@@ -8,23 +8,25 @@ use std::rc::Rc;
 
 use mlua::{Lua, Table, Value};
 
-use super::exec::{Ran, check_options};
-use super::tools::{self, opt_bool, opt_list, register, result, shell_line};
-use super::{Args, RunCtx, opt_string_field, opt_string_map, type_name};
+use super::exec::Ran;
+use super::tools::{self, opt_bool, opt_list, result, shell_line};
+use super::{
+    Args, ModuleTable, RunCtx, check_options, opt_string_field, opt_string_map, type_name,
+};
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    Ok(register!(lua, ctx, "docker", {
-        "build" => build,
-        "run" => run_container,
-        "exec" => exec,
-        "pull" => |lua: &Lua, c: &RunCtx, a: Args| image_op(lua, c, a, "pull"),
-        "push" => |lua: &Lua, c: &RunCtx, a: Args| image_op(lua, c, a, "push"),
-        "ps" => ps,
-        "images" => images,
-        "stop" => |lua: &Lua, c: &RunCtx, a: Args| container_op(lua, c, a, "stop"),
-        "rm" => |lua: &Lua, c: &RunCtx, a: Args| container_op(lua, c, a, "rm"),
-        "logs" => logs,
-    }))
+    let m = ModuleTable::new(lua, ctx, "docker")?;
+    m.add("docker.build", build)?;
+    m.add("docker.run", run_container)?;
+    m.add("docker.exec", exec)?;
+    m.add("docker.pull", |lua, c, a| image_op(lua, c, a, "pull"))?;
+    m.add("docker.push", |lua, c, a| image_op(lua, c, a, "push"))?;
+    m.add("docker.ps", ps)?;
+    m.add("docker.images", images)?;
+    m.add("docker.stop", |lua, c, a| container_op(lua, c, a, "stop"))?;
+    m.add("docker.rm", |lua, c, a| container_op(lua, c, a, "rm"))?;
+    m.add("docker.logs", logs)?;
+    Ok(m.into_table())
 }
 
 fn docker(words: &[&str]) -> Vec<String> {
@@ -70,8 +72,7 @@ fn change(
 /// `docker.build(path, {tag, file, build_args})`.
 fn build(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let path = args.string(1, "path")?;
-    let opts = args.opt_table(2, "options")?;
-    check_options(args.func(), opts.as_ref(), &["tag", "file", "build_args"])?;
+    let opts = args.options(2, &["tag", "file", "build_args"])?;
     let mut argv = docker(&["build"]);
     if let Some(tag) = opt_string_field(args.func(), opts.as_ref(), "tag")? {
         argv.extend(["-t".into(), tag]);
@@ -220,8 +221,7 @@ fn json_lines(lua: &Lua, text: &str) -> mlua::Result<Table> {
 
 /// `docker.ps({all})`: the containers, as docker describes them.
 fn ps(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
-    let opts = args.opt_table(1, "options")?;
-    check_options(args.func(), opts.as_ref(), &["all"])?;
+    let opts = args.options(1, &["all"])?;
     let mut argv = docker(&["ps", "--format", "{{json .}}"]);
     if opt_bool(args.func(), opts.as_ref(), "all")? {
         argv.push("-a".into());
@@ -238,8 +238,7 @@ fn images(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 /// `docker.logs(container, {tail})`: the text.
 fn logs(_: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<String> {
     let container = name_arg(&args, 1, "container")?;
-    let opts = args.opt_table(2, "options")?;
-    check_options(args.func(), opts.as_ref(), &["tail"])?;
+    let opts = args.options(2, &["tail"])?;
     let mut argv = docker(&["logs"]);
     if let Some(tail) = tools::opt_count(args.func(), opts.as_ref(), "tail")? {
         argv.extend(["--tail".into(), tail.to_string()]);
@@ -251,7 +250,7 @@ fn logs(_: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_error, state};
+    use super::super::testing::{assert_error, assert_errors, state};
     use super::super::{Ctl, Output, RunCtx};
     use super::*;
 
@@ -314,9 +313,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        for (code, want) in [
+        assert_errors(&[
             (
                 "docker.run()",
                 "docker.run: argument 1 (image) must be a string, got nil",
@@ -349,8 +346,6 @@ mod tests {
                 "docker.logs('c', {tail = -1})",
                 "docker.logs: option tail must be a positive integer",
             ),
-        ] {
-            assert_error(&lua, code, want);
-        }
+        ]);
     }
 }

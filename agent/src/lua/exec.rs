@@ -12,10 +12,14 @@ use std::rc::Rc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mlua::{Lua, MultiValue, Table};
+use mlua::{Lua, Table};
 
-use super::{Args, Interrupt, RunCtx, SLICE, fail, opt_seconds, opt_string_field, opt_string_map};
-use crate::executor::{self, KILL_GRACE, SUPERVISOR_SLACK};
+use super::{
+    Args, Interrupt, ModuleTable, RunCtx, SLICE, check_options, fail, opt_seconds,
+    opt_string_field, opt_string_map,
+};
+use crate::process_group::{self, KILL_GRACE};
+use crate::supervised::SUPERVISOR_SLACK;
 use crate::supervisor::{self, Message};
 
 /// Most bytes of stdout (and of stderr) kept; the rest is read and dropped.
@@ -24,28 +28,15 @@ pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
 const OPTIONS: &[&str] = &["workdir", "env", "timeout"];
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    let c = ctx.clone();
-    t.set(
-        "run",
-        lua.create_function(move |lua, args: MultiValue| {
-            run(lua, &c, Args::new("exec.run", args))
-        })?,
-    )?;
+    let m = ModuleTable::new(lua, ctx, "exec")?;
+    m.add("exec.run", run)?;
     // sloth-runner's name: `exec.command("cmd line")` is `exec.run`;
     // `exec.command("prog", "arg", ...)` runs prog without a shell.
-    let c = ctx.clone();
-    t.set(
-        "command",
-        lua.create_function(move |lua, args: MultiValue| {
-            let args = Args::new("exec.command", args);
-            match args.get(2) {
-                mlua::Value::String(_) => command(lua, &c, args),
-                _ => run(lua, &c, args),
-            }
-        })?,
-    )?;
-    Ok(t)
+    m.add("exec.command", |lua, c, args| match args.get(2) {
+        mlua::Value::String(_) => command(lua, c, args),
+        _ => run(lua, c, args),
+    })?;
+    Ok(m.into_table())
 }
 
 /// `exec.command(prog, arg...)`: the program and its arguments, no shell.
@@ -72,25 +63,6 @@ fn command(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
         },
     )?
     .table(lua)
-}
-
-/// Refuses option keys not in `known`.
-pub fn check_options(func: &str, opts: Option<&Table>, known: &[&str]) -> mlua::Result<()> {
-    let Some(opts) = opts else { return Ok(()) };
-    for pair in opts.pairs::<mlua::Value, mlua::Value>() {
-        let (key, _) = pair?;
-        let name = match &key {
-            mlua::Value::String(s) => s.to_string_lossy(),
-            other => format!("({})", super::type_name(other)),
-        };
-        if !known.contains(&name.as_str()) {
-            return Err(fail(
-                func,
-                format!("unknown option {name:?} (known: {})", known.join(", ")),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
@@ -244,7 +216,7 @@ pub fn run_program(ctx: &RunCtx, func: &str, p: &Program) -> mlua::Result<Ran> {
     Ok(Ran {
         stdout: out,
         stderr: err,
-        exit_code: executor::exit_code(status),
+        exit_code: process_group::exit_code(status),
         success: status.success() && !timed_out,
         timed_out,
     })
@@ -282,7 +254,7 @@ fn capture(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_error, state, state_with};
+    use super::super::testing::{assert_errors, state, state_with};
     use super::super::{Ctl, LuaOutcome};
     use super::*;
 
@@ -370,52 +342,43 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        assert_error(
-            &lua,
-            "exec.run()",
-            "exec.run: argument 1 (cmd) must be a string, got nil",
-        );
-        assert_error(
-            &lua,
-            "exec.run({})",
-            "exec.run: argument 1 (cmd) must be a string, got table",
-        );
-        assert_error(
-            &lua,
-            "exec.run('true', 3)",
-            "exec.run: argument 2 (options) must be a table or nil, got number",
-        );
-        assert_error(
-            &lua,
-            "exec.run('true', {timeout = -1})",
-            "exec.run: option timeout must be a non-negative number",
-        );
-        assert_error(
-            &lua,
-            "exec.run('true', {timeout = 'soon'})",
-            "exec.run: option timeout must be a number of seconds or a duration",
-        );
-        assert_error(
-            &lua,
-            "exec.run('true', {env = {A = {}}})",
-            "exec.run: option env.A must be a string",
-        );
-        assert_error(
-            &lua,
-            "exec.run('true', {workdir = 1})",
-            "exec.run: option workdir must be a string",
-        );
-        assert_error(
-            &lua,
-            "exec.run('true', {cwd = 'x'})",
-            "exec.run: unknown option \"cwd\"",
-        );
-        assert_error(
-            &lua,
-            "exec.run('true', {workdir = 'missing'})",
-            "exec.run: cannot start bash in",
-        );
+        assert_errors(&[
+            (
+                "exec.run()",
+                "exec.run: argument 1 (cmd) must be a string, got nil",
+            ),
+            (
+                "exec.run({})",
+                "exec.run: argument 1 (cmd) must be a string, got table",
+            ),
+            (
+                "exec.run('true', 3)",
+                "exec.run: argument 2 (options) must be a table or nil, got number",
+            ),
+            (
+                "exec.run('true', {timeout = -1})",
+                "exec.run: option timeout must be a non-negative number",
+            ),
+            (
+                "exec.run('true', {timeout = 'soon'})",
+                "exec.run: option timeout must be a number of seconds or a duration",
+            ),
+            (
+                "exec.run('true', {env = {A = {}}})",
+                "exec.run: option env.A must be a string",
+            ),
+            (
+                "exec.run('true', {workdir = 1})",
+                "exec.run: option workdir must be a string",
+            ),
+            (
+                "exec.run('true', {cwd = 'x'})",
+                "exec.run: unknown option \"cwd\"",
+            ),
+            (
+                "exec.run('true', {workdir = 'missing'})",
+                "exec.run: cannot start bash in",
+            ),
+        ]);
     }
 }

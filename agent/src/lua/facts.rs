@@ -8,27 +8,25 @@ use std::rc::Rc;
 
 use mlua::{Lua, Table};
 
-use super::tools::register;
-use super::{Args, RunCtx};
+use super::{Args, ModuleTable, RunCtx};
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = register!(lua, ctx, "facts", {
-        "all" => all,
-        "hostname" => |_: &Lua, _: &RunCtx, _: Args| Ok(hostname()),
-        "fqdn" => |_: &Lua, _: &RunCtx, _: Args| Ok(fqdn()),
-        "os" => os,
-        "kernel" => kernel,
-        "arch" => |_: &Lua, _: &RunCtx, _: Args| Ok(uname().2),
-        "cpus" => cpus,
-        "memory" => memory,
-        "disks" => disks,
-        "network" => network,
-        "uptime" => |_: &Lua, _: &RunCtx, _: Args| Ok(uptime()),
-        "load" => load,
-        "user" => user,
-    });
+    let m = ModuleTable::new(lua, ctx, "facts")?;
+    m.add("facts.all", all)?;
+    m.add("facts.hostname", |_, _, _| Ok(hostname()))?;
+    m.add("facts.fqdn", |_, _, _| Ok(fqdn()))?;
+    m.add("facts.os", os)?;
+    m.add("facts.kernel", kernel)?;
+    m.add("facts.arch", |_, _, _| Ok(uname().2))?;
+    m.add("facts.cpus", cpus)?;
+    m.add("facts.memory", memory)?;
+    m.add("facts.disks", disks)?;
+    m.add("facts.network", network)?;
+    m.add("facts.uptime", |_, _, _| Ok(uptime()))?;
+    m.add("facts.load", load)?;
+    m.add("facts.user", user)?;
     // sloth-runner's names.
-    for (alias, name) in [
+    m.aliases(&[
         ("gather", "all"),
         ("get_all", "all"),
         ("get_hostname", "hostname"),
@@ -37,10 +35,8 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
         ("get_cpu", "cpus"),
         ("get_network", "network"),
         ("get_disk", "disks"),
-    ] {
-        t.set(alias, t.get::<mlua::Function>(name)?)?;
-    }
-    Ok(t)
+    ])?;
+    Ok(m.into_table())
 }
 
 fn read(path: &str) -> String {

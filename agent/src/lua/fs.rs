@@ -6,50 +6,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Table};
 
-use super::{Args, RunCtx, fail};
+use super::{Args, ModuleTable, RunCtx, fail};
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    macro_rules! func {
-        ($name:literal, $body:expr) => {{
-            let c = ctx.clone();
-            let body = $body;
-            t.set(
-                $name,
-                lua.create_function(move |lua, args: MultiValue| {
-                    body(lua, &c, Args::new(concat!("fs.", $name), args))
-                })?,
-            )?;
-        }};
-    }
-    // As in sloth-runner, a failed file operation returns `nil, message`
-    // (the caller decides); a wrong argument still raises.
-    macro_rules! soft {
-        ($name:literal, $body:expr) => {
-            func!($name, |lua: &Lua, c: &RunCtx, a: Args| {
-                let body = $body;
-                soften(lua, body(lua, c, a))
-            })
-        };
-    }
-    soft!("read", read);
-    soft!("write", |lua: &Lua, c: &RunCtx, a: Args| write(
-        lua, c, a, false
-    ));
-    soft!("append", |lua: &Lua, c: &RunCtx, a: Args| write(
-        lua, c, a, true
-    ));
-    func!("exists", exists);
-    soft!("mkdir", mkdir);
-    soft!("rm", rm);
+    let m = ModuleTable::new(lua, ctx, "fs")?;
+    add_soft(&m, "fs.read", read)?;
+    add_soft(&m, "fs.write", |lua, c, a| write(lua, c, a, false))?;
+    add_soft(&m, "fs.append", |lua, c, a| write(lua, c, a, true))?;
+    m.add("fs.exists", exists)?;
+    add_soft(&m, "fs.mkdir", mkdir)?;
+    add_soft(&m, "fs.rm", rm)?;
     // Upstream's name for removing a tree; `rm` removes trees too.
-    soft!("rm_r", rm);
-    soft!("ls", ls);
-    func!("tmpname", tmpname);
-    soft!("copy", copy);
-    func!("basename", basename);
-    func!("dirname", dirname);
-    Ok(t)
+    add_soft(&m, "fs.rm_r", rm)?;
+    add_soft(&m, "fs.ls", ls)?;
+    m.add("fs.tmpname", tmpname)?;
+    add_soft(&m, "fs.copy", copy)?;
+    m.add("fs.basename", basename)?;
+    m.add("fs.dirname", dirname)?;
+    Ok(m.into_table())
+}
+
+/// Adds a file operation: as in sloth-runner, when it fails it returns
+/// `nil, message` (the caller decides); a wrong argument still raises.
+fn add_soft<R, F>(m: &ModuleTable, func: &'static str, f: F) -> mlua::Result<()>
+where
+    R: IntoLuaMulti,
+    F: Fn(&Lua, &RunCtx, Args) -> mlua::Result<R> + 'static,
+{
+    m.add(func, move |lua, c, a| soften(lua, f(lua, c, a)))
 }
 
 fn io_fail(func: &str, what: &str, path: &Path, e: std::io::Error) -> mlua::Error {
@@ -236,7 +220,7 @@ fn dirname(_: &Lua, _: &RunCtx, args: Args) -> mlua::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_error, state};
+    use super::super::testing::{assert_errors, state};
 
     #[test]
     fn files_relative_to_the_workdir() {
@@ -302,9 +286,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_and_io_errors_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        for (code, want) in [
+        assert_errors(&[
             (
                 "fs.read()",
                 "fs.read: argument 1 (path) must be a string, got nil",
@@ -340,8 +322,6 @@ mod tests {
                 "fs.dirname({})",
                 "fs.dirname: argument 1 (path) must be a string",
             ),
-        ] {
-            assert_error(&lua, code, want);
-        }
+        ]);
     }
 }

@@ -7,23 +7,22 @@ use std::rc::Rc;
 
 use mlua::{Lua, Table};
 
-use super::exec::check_options;
-use super::tools::{self, opt_count, register, result, shell_line};
-use super::{Args, RunCtx, opt_string_field};
+use super::tools::{self, opt_count, result, shell_line};
+use super::{Args, ModuleTable, RunCtx, opt_string_field};
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    Ok(register!(lua, ctx, "git", {
-        "clone" => clone,
-        "pull" => pull,
-        "fetch" => fetch,
-        "checkout" => checkout,
-        "status" => status,
-        "current_commit" => |_: &Lua, c: &RunCtx, a: Args| {
-            let dir = repo_arg(c, &a, 1)?;
-            head(c, &a, &dir)
-        },
-        "log" => log,
-    }))
+    let m = ModuleTable::new(lua, ctx, "git")?;
+    m.add("git.clone", clone)?;
+    m.add("git.pull", pull)?;
+    m.add("git.fetch", fetch)?;
+    m.add("git.checkout", checkout)?;
+    m.add("git.status", status)?;
+    m.add("git.current_commit", |_, c, a| {
+        let dir = repo_arg(c, &a, 1)?;
+        head(c, &a, &dir)
+    })?;
+    m.add("git.log", log)?;
+    Ok(m.into_table())
 }
 
 fn git(words: &[&str]) -> Vec<String> {
@@ -70,8 +69,7 @@ fn done(
 fn clone(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let url = args.string(1, "url")?;
     let dir = ctx.path(&args.string(2, "dir")?);
-    let opts = args.opt_table(3, "options")?;
-    check_options(args.func(), opts.as_ref(), &["branch", "tag", "depth"])?;
+    let opts = args.options(3, &["branch", "tag", "depth"])?;
     let branch = opt_string_field(args.func(), opts.as_ref(), "branch")?;
     let tag = opt_string_field(args.func(), opts.as_ref(), "tag")?;
     if branch.is_some() && tag.is_some() {
@@ -104,8 +102,7 @@ fn clone(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 /// `git.pull(dir, {remote, branch})`: changed when HEAD moved.
 fn pull(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let dir = repo_arg(ctx, &args, 1)?;
-    let opts = args.opt_table(2, "options")?;
-    check_options(args.func(), opts.as_ref(), &["remote", "branch"])?;
+    let opts = args.options(2, &["remote", "branch"])?;
     let mut argv = git(&["pull", "--ff-only"]);
     let remote = opt_string_field(args.func(), opts.as_ref(), "remote")?;
     let branch = opt_string_field(args.func(), opts.as_ref(), "branch")?;
@@ -129,8 +126,7 @@ fn pull(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 /// `git.fetch(dir, {remote})`: changed when a remote ref moved.
 fn fetch(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let dir = repo_arg(ctx, &args, 1)?;
-    let opts = args.opt_table(2, "options")?;
-    check_options(args.func(), opts.as_ref(), &["remote"])?;
+    let opts = args.options(2, &["remote"])?;
     let mut argv = git(&["fetch", "--tags"]);
     argv.extend(opt_string_field(args.func(), opts.as_ref(), "remote")?);
     let refs = git(&["for-each-ref", "--format=%(objectname) %(refname)"]);
@@ -224,8 +220,7 @@ fn status(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 /// `git.log(dir, {n = 10})`: `{commit, author, date, subject}`, newest first.
 fn log(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let dir = repo_arg(ctx, &args, 1)?;
-    let opts = args.opt_table(2, "options")?;
-    check_options(args.func(), opts.as_ref(), &["n"])?;
+    let opts = args.options(2, &["n"])?;
     let n = opt_count(args.func(), opts.as_ref(), "n")?.unwrap_or(10);
     let out = run(
         ctx,
@@ -247,7 +242,7 @@ fn log(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_error, state};
+    use super::super::testing::{assert_errors, state};
 
     fn sh(dir: &std::path::Path, script: &str) {
         let status = std::process::Command::new("bash")
@@ -334,9 +329,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        for (code, want) in [
+        assert_errors(&[
             (
                 "git.clone()",
                 "git.clone: argument 1 (url) must be a string, got nil",
@@ -360,8 +353,6 @@ mod tests {
                 "git.status: argument 1 (dir) must be a string",
             ),
             ("git.log('.', {n = 'x'})", "git.log: "),
-        ] {
-            assert_error(&lua, code, want);
-        }
+        ]);
     }
 }

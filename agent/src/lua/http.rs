@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{Lua, Table, Value};
 
-use super::exec::check_options;
-use super::{Args, RunCtx, fail, opt_seconds, opt_string_map};
+use super::{ModuleTable, RunCtx, check_options, fail, opt_seconds, opt_string_map, type_name};
 
 /// The timeout of a request that names none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,41 +33,28 @@ pub struct Answer {
 }
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    let c = ctx.clone();
-    t.set(
-        "get",
-        lua.create_function(move |lua, args: MultiValue| {
-            let args = Args::new("http.get", args);
-            let url = args.string(1, "url")?;
-            let opts = args.opt_table(2, "options")?;
-            call(lua, &c, "http.get", "GET", url, None, opts.as_ref())
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "post",
-        lua.create_function(move |lua, args: MultiValue| {
-            let args = Args::new("http.post", args);
-            let url = args.string(1, "url")?;
-            let body = match args.get(2) {
-                Value::Nil => Vec::new(),
-                Value::String(s) => s.as_bytes().to_vec(),
-                other => {
-                    return Err(fail(
-                        "http.post",
-                        format!(
-                            "argument 2 (body) must be a string, got {} (use json.encode)",
-                            super::type_name(&other)
-                        ),
-                    ));
-                }
-            };
-            let opts = args.opt_table(3, "options")?;
-            call(lua, &c, "http.post", "POST", url, Some(body), opts.as_ref())
-        })?,
-    )?;
-    Ok(t)
+    let m = ModuleTable::new(lua, ctx, "http")?;
+    m.add("http.get", |lua, c, args| {
+        let url = args.string(1, "url")?;
+        let opts = args.opt_table(2, "options")?;
+        call(lua, c, args.func(), "GET", url, None, opts.as_ref())
+    })?;
+    m.add("http.post", |lua, c, args| {
+        let url = args.string(1, "url")?;
+        let body = match args.get(2) {
+            Value::Nil => Vec::new(),
+            Value::String(s) => s.as_bytes().to_vec(),
+            other => {
+                return Err(args.fail(format!(
+                    "argument 2 (body) must be a string, got {} (use json.encode)",
+                    type_name(&other)
+                )));
+            }
+        };
+        let opts = args.opt_table(3, "options")?;
+        call(lua, c, args.func(), "POST", url, Some(body), opts.as_ref())
+    })?;
+    Ok(m.into_table())
 }
 
 pub fn call(
@@ -190,68 +176,36 @@ fn send(request: &Request) -> Result<Answer, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
     use std::time::{Duration, Instant};
 
     use super::super::Ctl;
-    use super::super::testing::{assert_error, state, state_with};
+    use super::super::test_http::{Reply, serve};
+    use super::super::testing::{assert_errors, state, state_with};
 
     /// A loopback server answering each request with its method, path, the
     /// `x-test` header and the body it got; `/slow` never answers.
     fn server() -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = listener.local_addr().expect("address");
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                    let mut first = String::new();
-                    reader.read_line(&mut first).expect("request line");
-                    let mut length = 0usize;
-                    let mut header = String::new();
-                    loop {
-                        let mut line = String::new();
-                        reader.read_line(&mut line).expect("header");
-                        let line = line.trim_end();
-                        if line.is_empty() {
-                            break;
-                        }
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("content-length:") {
-                            length = v.trim().parse().expect("length");
-                        }
-                        if let Some(v) = lower.strip_prefix("x-test:") {
-                            header = v.trim().to_string();
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    reader.read_exact(&mut body).expect("body");
-                    let mut parts = first.split_whitespace();
-                    let method = parts.next().unwrap_or_default().to_string();
-                    let path = parts.next().unwrap_or_default().to_string();
-                    if path == "/slow" {
-                        std::thread::sleep(Duration::from_secs(30));
-                        return;
-                    }
-                    let status = if path == "/missing" {
-                        "404 Not Found"
-                    } else {
-                        "200 OK"
-                    };
-                    let text = format!(
-                        "{method} {path} {header} {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    let mut stream = stream;
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nx-reply: yes\r\nconnection: close\r\n\r\n{text}",
-                        text.len()
-                    );
-                });
+        let address = serve(|request| {
+            if request.path == "/slow" {
+                std::thread::sleep(Duration::from_secs(30));
+                return None;
             }
+            let text = format!(
+                "{} {} {} {}",
+                request.method,
+                request.path,
+                request.header("x-test").unwrap_or_default(),
+                String::from_utf8_lossy(&request.body)
+            );
+            Some(Reply {
+                status: if request.path == "/missing" {
+                    "404 Not Found"
+                } else {
+                    "200 OK"
+                },
+                headers: vec!["x-reply: yes".into()],
+                body: text,
+            })
         });
         format!("http://{address}")
     }
@@ -303,47 +257,39 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        assert_error(
-            &lua,
-            "http.get()",
-            "http.get: argument 1 (url) must be a string, got nil",
-        );
-        assert_error(
-            &lua,
-            "http.get('ftp://x')",
-            "http.get: argument 1 (url) \"ftp://x\" must start with http://",
-        );
-        assert_error(
-            &lua,
-            "http.get('http://x', 1)",
-            "http.get: argument 2 (options) must be a table or nil",
-        );
-        assert_error(
-            &lua,
-            "http.get('http://x', {timeout = 0})",
-            "http.get: option timeout must be more than 0",
-        );
-        assert_error(
-            &lua,
-            "http.get('http://x', {headers = 'h'})",
-            "http.get: option headers must be a table",
-        );
-        assert_error(
-            &lua,
-            "http.get('http://x', {retries = 1})",
-            "http.get: unknown option \"retries\"",
-        );
-        assert_error(
-            &lua,
-            "http.post('http://x', {})",
-            "http.post: argument 2 (body) must be a string, got table",
-        );
-        assert_error(
-            &lua,
-            "http.post('http://x', 'b', 'o')",
-            "http.post: argument 3 (options) must be a table or nil",
-        );
+        assert_errors(&[
+            (
+                "http.get()",
+                "http.get: argument 1 (url) must be a string, got nil",
+            ),
+            (
+                "http.get('ftp://x')",
+                "http.get: argument 1 (url) \"ftp://x\" must start with http://",
+            ),
+            (
+                "http.get('http://x', 1)",
+                "http.get: argument 2 (options) must be a table or nil",
+            ),
+            (
+                "http.get('http://x', {timeout = 0})",
+                "http.get: option timeout must be more than 0",
+            ),
+            (
+                "http.get('http://x', {headers = 'h'})",
+                "http.get: option headers must be a table",
+            ),
+            (
+                "http.get('http://x', {retries = 1})",
+                "http.get: unknown option \"retries\"",
+            ),
+            (
+                "http.post('http://x', {})",
+                "http.post: argument 2 (body) must be a string, got table",
+            ),
+            (
+                "http.post('http://x', 'b', 'o')",
+                "http.post: argument 3 (options) must be a table or nil",
+            ),
+        ]);
     }
 }

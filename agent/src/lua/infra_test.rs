@@ -11,50 +11,56 @@ use mlua::{Lua, Table, Value};
 
 use super::exec::{Program, run_program};
 use super::payload::LuaOutcome;
-use super::tools::register;
-use super::{Args, RunCtx, type_name};
+use super::{Args, ModuleTable, RunCtx, type_name};
 
 /// How long network assertions wait.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = register!(lua, ctx, "infra_test", {
-        "file_exists" => |_: &Lua, c: &RunCtx, a: Args| file_exists(c, a, true),
-        "file_absent" => |_: &Lua, c: &RunCtx, a: Args| file_exists(c, a, false),
-        "is_directory" => is_directory,
-        "file_contains" => file_contains,
-        "file_mode" => file_mode,
-        "file_owner" => |_: &Lua, c: &RunCtx, a: Args| file_owner(c, a, false),
-        "file_group" => |_: &Lua, c: &RunCtx, a: Args| file_owner(c, a, true),
-        "port_is_listening" => |_: &Lua, c: &RunCtx, a: Args| port(c, a, true),
-        "port_is_closed" => |_: &Lua, c: &RunCtx, a: Args| port(c, a, false),
-        "can_connect" => can_connect,
-        "http_status" => http_status,
-        "http_contains" => http_contains,
-        "service_is_running" => |_: &Lua, c: &RunCtx, a: Args| service(c, a, "is-active", "running"),
-        "service_is_enabled" => |_: &Lua, c: &RunCtx, a: Args| service(c, a, "is-enabled", "enabled"),
-        "command_succeeds" => |_: &Lua, c: &RunCtx, a: Args| command(c, a, Match::Success),
-        "command_stdout_contains" => |_: &Lua, c: &RunCtx, a: Args| command(c, a, Match::Contains),
-        "command_output_matches" => |_: &Lua, c: &RunCtx, a: Args| command(c, a, Match::Regex),
-        "user_exists" => user_exists,
-        "group_exists" => group_exists,
-        "package_is_installed" => package_is_installed,
-        "failures" => |lua: &Lua, c: &RunCtx, _: Args| {
-            lua.create_sequence_from(c.failed_assertions.borrow().clone())
-        },
-        "check" => check,
-    });
-    for (alias, name) in [
+    let m = ModuleTable::new(lua, ctx, "infra_test")?;
+    m.add("infra_test.file_exists", |_, c, a| file_exists(c, a, true))?;
+    m.add("infra_test.file_absent", |_, c, a| file_exists(c, a, false))?;
+    m.add("infra_test.is_directory", is_directory)?;
+    m.add("infra_test.file_contains", file_contains)?;
+    m.add("infra_test.file_mode", file_mode)?;
+    m.add("infra_test.file_owner", |_, c, a| file_owner(c, a, false))?;
+    m.add("infra_test.file_group", |_, c, a| file_owner(c, a, true))?;
+    m.add("infra_test.port_is_listening", |_, c, a| port(c, a, true))?;
+    m.add("infra_test.port_is_closed", |_, c, a| port(c, a, false))?;
+    m.add("infra_test.can_connect", can_connect)?;
+    m.add("infra_test.http_status", http_status)?;
+    m.add("infra_test.http_contains", http_contains)?;
+    m.add("infra_test.service_is_running", |_, c, a| {
+        service(c, a, "is-active", "running")
+    })?;
+    m.add("infra_test.service_is_enabled", |_, c, a| {
+        service(c, a, "is-enabled", "enabled")
+    })?;
+    m.add("infra_test.command_succeeds", |_, c, a| {
+        command(c, a, Match::Success)
+    })?;
+    m.add("infra_test.command_stdout_contains", |_, c, a| {
+        command(c, a, Match::Contains)
+    })?;
+    m.add("infra_test.command_output_matches", |_, c, a| {
+        command(c, a, Match::Regex)
+    })?;
+    m.add("infra_test.user_exists", user_exists)?;
+    m.add("infra_test.group_exists", group_exists)?;
+    m.add("infra_test.package_is_installed", package_is_installed)?;
+    m.add("infra_test.failures", |lua, c, _| {
+        lua.create_sequence_from(c.failed_assertions.borrow().clone())
+    })?;
+    m.add("infra_test.check", check)?;
+    m.aliases(&[
         ("file_not_exists", "file_absent"),
         ("directory_exists", "is_directory"),
         ("port_open", "port_is_listening"),
         ("port_closed", "port_is_closed"),
         ("http_body_contains", "http_contains"),
         ("assert_all", "check"),
-    ] {
-        t.set(alias, t.get::<mlua::Function>(name)?)?;
-    }
-    Ok(t)
+    ])?;
+    Ok(m.into_table())
 }
 
 /// Records the assertion's outcome; its value.
@@ -392,27 +398,15 @@ fn package_is_installed(_: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<bool>
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
     use std::net::TcpListener;
 
-    use super::super::testing::{assert_error, state};
+    use super::super::test_http::{Reply, serve};
+    use super::super::testing::{assert_error, assert_errors, state};
     use super::*;
 
     /// Answers every request with 200 "hello sloth".
     fn server() -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\nhello sloth",
-                );
-            }
-        });
-        port
+        serve(|_| Some(Reply::ok("hello sloth"))).port()
     }
 
     #[test]
@@ -513,9 +507,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        for (code, want) in [
+        assert_errors(&[
             (
                 "infra_test.file_exists()",
                 "infra_test.file_exists: argument 1 (path) must be a string, got nil",
@@ -540,8 +532,6 @@ mod tests {
                 "infra_test.file_contains('f')",
                 "infra_test.file_contains: argument 2 (text) must be a string",
             ),
-        ] {
-            assert_error(&lua, code, want);
-        }
+        ]);
     }
 }

@@ -1,67 +1,52 @@
 //! `json`: encode a Lua value as JSON text, decode JSON text into Lua
 //! values (`null` is `json.null`; arrays keep their array shape).
 
-use mlua::{Lua, LuaSerdeExt, MultiValue, Table, Value};
+use std::fmt;
+use std::rc::Rc;
 
-use super::{Args, fail};
+use mlua::{Lua, LuaSerdeExt, Table, Value};
 
-pub fn module(lua: &Lua) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set(
-        "encode",
-        lua.create_function(|lua, args: MultiValue| {
-            let args = Args::new("json.encode", args);
-            let value = args.get(1);
-            let pretty = match args.get(2) {
-                Value::Nil => false,
-                Value::Boolean(b) => b,
-                other => {
-                    return Err(fail(
-                        "json.encode",
-                        format!(
-                            "argument 2 (pretty) must be a boolean or nil, got {}",
-                            super::type_name(&other)
-                        ),
-                    ));
-                }
-            };
-            let json: serde_json::Value = lua.from_value(value).map_err(|e| {
-                fail(
-                    "json.encode",
-                    format!("argument 1 (value) cannot be encoded: {e}"),
-                )
-            })?;
-            let text = if pretty {
-                serde_json::to_string_pretty(&json)
-            } else {
-                serde_json::to_string(&json)
-            };
-            text.map_err(|e| fail("json.encode", e))
-        })?,
-    )?;
-    t.set(
-        "decode",
-        lua.create_function(|lua, args: MultiValue| {
-            let args = Args::new("json.decode", args);
-            let text = args.string(1, "text")?;
-            let json: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| fail("json.decode", format!("invalid JSON: {e}")))?;
-            lua.to_value(&json)
-        })?,
-    )?;
-    t.set("null", lua.null())?;
-    Ok(t)
+use super::{Args, ModuleTable, RunCtx};
+
+pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+    let m = ModuleTable::new(lua, ctx, "json")?;
+    m.add("json.encode", |lua, _, args| {
+        let pretty = args.opt_bool(2, "pretty")?.unwrap_or(false);
+        let json = args.json(lua, 1, "value", "cannot be encoded")?;
+        let text = if pretty {
+            serde_json::to_string_pretty(&json)
+        } else {
+            serde_json::to_string(&json)
+        };
+        text.map_err(|e| args.fail(e))
+    })?;
+    m.add("json.decode", |lua, _, args| {
+        decode(lua, &args, "JSON", |text| serde_json::from_str(text))
+    })?;
+    m.set("null", lua.null())?;
+    Ok(m.into_table())
+}
+
+/// Argument 1 (text) in a data format, read by `parse` into Lua values;
+/// `format` names the format in the error ("invalid JSON: ...").
+pub fn decode<E: fmt::Display>(
+    lua: &Lua,
+    args: &Args,
+    format: &str,
+    parse: impl FnOnce(&str) -> Result<serde_json::Value, E>,
+) -> mlua::Result<Value> {
+    let text = args.string(1, "text")?;
+    let value = parse(&text).map_err(|e| args.fail(format!("invalid {format}: {e}")))?;
+    lua.to_value(&value)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_error, state};
+    use super::super::testing::{assert_errors, exec_ok};
 
     #[test]
     fn round_trips() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        lua.load(
+        exec_ok(
             r#"
             local v = json.decode('{"a": [1, 2, {"b": null}], "s": "x", "t": true, "f": 1.5}')
             assert(v.a[1] == 1 and v.a[2] == 2 and v.a[3].b == json.null)
@@ -74,30 +59,25 @@ mod tests {
             assert(json.encode(json.decode("[]")) == "[]")
             assert(json.encode({k = 1}, true) == '{\n  "k": 1\n}')
             "#,
-        )
-        .exec()
-        .expect("json");
+        );
     }
 
     #[test]
     fn bad_input_is_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        assert_error(
-            &lua,
-            "json.decode()",
-            "json.decode: argument 1 (text) must be a string, got nil",
-        );
-        assert_error(&lua, "json.decode('{')", "json.decode: invalid JSON");
-        assert_error(
-            &lua,
-            "json.encode(print)",
-            "json.encode: argument 1 (value) cannot be encoded",
-        );
-        assert_error(
-            &lua,
-            "json.encode({}, 1)",
-            "json.encode: argument 2 (pretty) must be a boolean",
-        );
+        assert_errors(&[
+            (
+                "json.decode()",
+                "json.decode: argument 1 (text) must be a string, got nil",
+            ),
+            ("json.decode('{')", "json.decode: invalid JSON"),
+            (
+                "json.encode(print)",
+                "json.encode: argument 1 (value) cannot be encoded",
+            ),
+            (
+                "json.encode({}, 1)",
+                "json.encode: argument 2 (pretty) must be a boolean",
+            ),
+        ]);
     }
 }

@@ -12,8 +12,7 @@ use sloth_sdk::lease::{self, Acquire, Renew};
 use sloth_sdk::objects::LockSpec;
 use sloth_sdk::{Api, Error};
 
-use super::exec::check_options;
-use super::{Args, RunCtx, fail, opt_seconds};
+use super::{ModuleTable, RunCtx, check_options, fail, opt_seconds};
 
 /// The lease of a Lock taken without `lease` (renewed while held).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -36,42 +35,27 @@ pub struct Held {
 }
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    let c = ctx.clone();
-    t.set(
-        "acquire",
-        lua.create_function(move |_, args: MultiValue| {
-            let args = Args::new("lock.acquire", args);
-            let name = args.string(1, "name")?;
-            let opts = args.opt_table(2, "options")?;
-            acquire(&c, "lock.acquire", &name, opts.as_ref())
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "release",
-        lua.create_function(move |_, args: MultiValue| {
-            let name = Args::new("lock.release", args).string(1, "name")?;
-            release(&c, "lock.release", &name)
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "with",
-        lua.create_function(move |_, args: MultiValue| {
-            let args = Args::new("lock.with", args);
-            let name = args.string(1, "name")?;
-            let function = args.function(2, "fn")?;
-            let opts = args.opt_table(3, "options")?;
-            acquire(&c, "lock.with", &name, opts.as_ref())?;
-            let result = function.call::<MultiValue>(());
-            let released = release(&c, "lock.with", &name);
-            let values = result?;
-            released?;
-            Ok(values)
-        })?,
-    )?;
-    Ok(t)
+    let m = ModuleTable::new(lua, ctx, "lock")?;
+    m.add("lock.acquire", |_, c, args| {
+        let name = args.string(1, "name")?;
+        let opts = args.opt_table(2, "options")?;
+        acquire(c, args.func(), &name, opts.as_ref())
+    })?;
+    m.add("lock.release", |_, c, args| {
+        release(c, args.func(), &args.string(1, "name")?)
+    })?;
+    m.add("lock.with", |_, c, args| {
+        let name = args.string(1, "name")?;
+        let function = args.function(2, "fn")?;
+        let opts = args.opt_table(3, "options")?;
+        acquire(c, args.func(), &name, opts.as_ref())?;
+        let result = function.call::<MultiValue>(());
+        let released = release(c, args.func(), &name);
+        let values = result?;
+        released?;
+        Ok(values)
+    })?;
+    Ok(m.into_table())
 }
 
 /// Errors after which the lock may still be taken: outages, and a lost
@@ -201,57 +185,45 @@ pub fn release_all(ctx: &RunCtx) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_error, state};
+    use super::super::testing::assert_errors;
 
     #[test]
     fn bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        assert_error(
-            &lua,
-            "lock.acquire()",
-            "lock.acquire: argument 1 (name) must be a string, got nil",
-        );
-        assert_error(
-            &lua,
-            "lock.acquire('l', 5)",
-            "lock.acquire: argument 2 (options) must be a table or nil",
-        );
-        assert_error(
-            &lua,
-            "lock.acquire('l', {lease = -1})",
-            "lock.acquire: option lease must be a non-negative",
-        );
-        assert_error(
-            &lua,
-            "lock.acquire('l', {wait = {}})",
-            "lock.acquire: option wait must be a number of seconds",
-        );
-        assert_error(
-            &lua,
-            "lock.acquire('l', {ttl = 1})",
-            "lock.acquire: unknown option \"ttl\"",
-        );
-        assert_error(
-            &lua,
-            "lock.acquire('')",
-            "lock.acquire: argument 1 (name) must not be empty",
-        );
-        assert_error(
-            &lua,
-            "lock.release()",
-            "lock.release: argument 1 (name) must be a string",
-        );
-        assert_error(
-            &lua,
-            "lock.with('l')",
-            "lock.with: argument 2 (fn) must be a function, got nil",
-        );
-        // Without an API client (a plain Lua state), the error says so.
-        assert_error(
-            &lua,
-            "lock.acquire('l')",
-            "lock.acquire: locks need the API",
-        );
+        assert_errors(&[
+            (
+                "lock.acquire()",
+                "lock.acquire: argument 1 (name) must be a string, got nil",
+            ),
+            (
+                "lock.acquire('l', 5)",
+                "lock.acquire: argument 2 (options) must be a table or nil",
+            ),
+            (
+                "lock.acquire('l', {lease = -1})",
+                "lock.acquire: option lease must be a non-negative",
+            ),
+            (
+                "lock.acquire('l', {wait = {}})",
+                "lock.acquire: option wait must be a number of seconds",
+            ),
+            (
+                "lock.acquire('l', {ttl = 1})",
+                "lock.acquire: unknown option \"ttl\"",
+            ),
+            (
+                "lock.acquire('')",
+                "lock.acquire: argument 1 (name) must not be empty",
+            ),
+            (
+                "lock.release()",
+                "lock.release: argument 1 (name) must be a string",
+            ),
+            (
+                "lock.with('l')",
+                "lock.with: argument 2 (fn) must be a function, got nil",
+            ),
+            // Without an API client (a plain Lua state), the error says so.
+            ("lock.acquire('l')", "lock.acquire: locks need the API"),
+        ]);
     }
 }

@@ -8,8 +8,7 @@ use std::time::Instant;
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use super::tools::register;
-use super::{Args, RunCtx, fail, type_name};
+use super::{Args, ModuleTable, RunCtx, fail, type_name};
 
 /// Most metric names one run records: the status stays small.
 pub const MAX_METRICS: usize = 64;
@@ -48,13 +47,13 @@ impl Sink {
 }
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    Ok(register!(lua, ctx, "metrics", {
-        "gauge" => gauge,
-        "counter" => counter,
-        "timer" => timer,
-        "get" => get,
-        "all" => all,
-    }))
+    let m = ModuleTable::new(lua, ctx, "metrics")?;
+    m.add("metrics.gauge", gauge)?;
+    m.add("metrics.counter", counter)?;
+    m.add("metrics.timer", timer)?;
+    m.add("metrics.get", get)?;
+    m.add("metrics.all", all)?;
+    Ok(m.into_table())
 }
 
 fn name_arg(args: &Args) -> mlua::Result<String> {

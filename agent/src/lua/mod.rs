@@ -7,6 +7,7 @@
 //! `metrics`, `git`, `pkg`, `systemd`, `docker`), each a global and
 //! `require`-able.
 
+mod args;
 mod docker;
 mod env;
 mod exec;
@@ -21,6 +22,7 @@ mod json;
 mod lock;
 mod log;
 mod metrics;
+mod module;
 mod net;
 mod parallel;
 mod payload;
@@ -30,6 +32,8 @@ mod stack;
 mod state;
 mod systemd;
 mod template;
+#[cfg(test)]
+mod test_http;
 mod time;
 mod tools;
 mod yaml;
@@ -43,7 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{Lua, MultiValue, Table};
 use sloth_sdk::Client;
 use sloth_sdk::objects::LuaPayload;
 use tokio::sync::watch;
@@ -56,6 +60,11 @@ use crate::supervisor::Supervision;
 pub use hooks::{HOOK_FAILED, HookSink};
 pub use metrics::Sink as MetricsSink;
 pub use payload::{LuaOutcome, run};
+
+pub use args::{
+    Args, check_options, fail, opt_seconds, opt_string_field, opt_string_map, type_name,
+};
+pub use module::ModuleTable;
 
 /// Lua's memory limit per TaskRun.
 pub const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
@@ -340,11 +349,11 @@ pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, T
         ("exec", exec::module(lua, ctx)?),
         ("fs", fs::module(lua, ctx)?),
         ("log", log::module(lua, ctx)?),
-        ("json", json::module(lua)?),
-        ("yaml", yaml::module(lua)?),
+        ("json", json::module(lua, ctx)?),
+        ("yaml", yaml::module(lua, ctx)?),
         ("env", env::module(lua, ctx)?),
         ("http", http::module(lua, ctx)?),
-        ("template", template::module(lua)?),
+        ("template", template::module(lua, ctx)?),
         ("lock", lock::module(lua, ctx)?),
         ("time", time::module(lua, ctx)?),
         ("state", state::module(lua, ctx)?),
@@ -381,237 +390,6 @@ pub fn install(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
     Ok(())
 }
 
-/// The Lua type name of `value`, for error messages.
-pub fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "nil",
-        Value::Boolean(_) => "boolean",
-        Value::Integer(_) | Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Table(_) => "table",
-        Value::Function(_) => "function",
-        Value::Thread(_) => "thread",
-        Value::UserData(_) | Value::LightUserData(_) => "userdata",
-        _ => "value",
-    }
-}
-
-/// A Lua error raised by `func`: `func: message`.
-pub fn fail(func: &str, message: impl fmt::Display) -> mlua::Error {
-    mlua::Error::runtime(format!("{func}: {message}"))
-}
-
-/// The arguments of one module function, with checks whose errors name the
-/// function and the argument.
-pub struct Args {
-    func: &'static str,
-    values: Vec<Value>,
-}
-
-impl Args {
-    pub fn new(func: &'static str, values: MultiValue) -> Self {
-        Self {
-            func,
-            values: values.into_vec(),
-        }
-    }
-
-    /// The function's name, for error messages.
-    pub fn func(&self) -> &'static str {
-        self.func
-    }
-
-    /// Argument `n` (1-based), nil when absent.
-    pub fn get(&self, n: usize) -> Value {
-        self.values.get(n - 1).cloned().unwrap_or(Value::Nil)
-    }
-
-    fn bad(&self, n: usize, name: &str, want: &str, got: &Value) -> mlua::Error {
-        fail(
-            self.func,
-            format!(
-                "argument {n} ({name}) must be {want}, got {}",
-                type_name(got)
-            ),
-        )
-    }
-
-    /// A string argument (numbers are not converted).
-    pub fn string(&self, n: usize, name: &str) -> mlua::Result<String> {
-        match self.get(n) {
-            Value::String(s) => Ok(s.to_str()?.to_string()),
-            other => Err(self.bad(n, name, "a string", &other)),
-        }
-    }
-
-    /// A string argument, or nil.
-    pub fn opt_string(&self, n: usize, name: &str) -> mlua::Result<Option<String>> {
-        match self.get(n) {
-            Value::Nil => Ok(None),
-            Value::String(s) => Ok(Some(s.to_str()?.to_string())),
-            other => Err(self.bad(n, name, "a string or nil", &other)),
-        }
-    }
-
-    /// A string or number argument, as text.
-    pub fn text(&self, n: usize, name: &str) -> mlua::Result<String> {
-        match self.get(n) {
-            Value::String(s) => Ok(s.to_str()?.to_string()),
-            Value::Integer(i) => Ok(i.to_string()),
-            Value::Number(x) => Ok(x.to_string()),
-            other => Err(self.bad(n, name, "a string", &other)),
-        }
-    }
-
-    /// A table argument, or nil.
-    pub fn opt_table(&self, n: usize, name: &str) -> mlua::Result<Option<Table>> {
-        match self.get(n) {
-            Value::Nil => Ok(None),
-            Value::Table(t) => Ok(Some(t)),
-            other => Err(self.bad(n, name, "a table or nil", &other)),
-        }
-    }
-
-    /// A table argument.
-    pub fn table(&self, n: usize, name: &str) -> mlua::Result<Table> {
-        match self.get(n) {
-            Value::Table(t) => Ok(t),
-            other => Err(self.bad(n, name, "a table", &other)),
-        }
-    }
-
-    /// A function argument.
-    pub fn function(&self, n: usize, name: &str) -> mlua::Result<mlua::Function> {
-        match self.get(n) {
-            Value::Function(f) => Ok(f),
-            other => Err(self.bad(n, name, "a function", &other)),
-        }
-    }
-
-    /// An error `module.function: message`.
-    pub fn fail(&self, message: impl fmt::Display) -> mlua::Error {
-        fail(self.func, message)
-    }
-
-    /// A non-negative number of seconds.
-    pub fn seconds(&self, n: usize, name: &str) -> mlua::Result<Duration> {
-        seconds_of(self.func, &format!("argument {n} ({name})"), &self.get(n))
-    }
-}
-
-/// `value` as a non-negative number of seconds (a number, or a duration
-/// string like "30s" or "1m30s"); `what` names it in errors.
-pub fn seconds_of(func: &str, what: &str, value: &Value) -> mlua::Result<Duration> {
-    let secs = match value {
-        Value::Integer(i) => *i as f64,
-        Value::Number(x) => *x,
-        Value::String(s) => {
-            let text = s.to_str()?.to_string();
-            return text
-                .parse::<sloth_sdk::duration::Duration>()
-                .map(|d| d.0)
-                .map_err(|e| {
-                    fail(
-                        func,
-                        format!(
-                            "{what} must be a number of seconds or a duration like \"30s\": {e}"
-                        ),
-                    )
-                });
-        }
-        other => {
-            return Err(fail(
-                func,
-                format!(
-                    "{what} must be a number of seconds, got {}",
-                    type_name(other)
-                ),
-            ));
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(fail(
-            func,
-            format!("{what} must be a non-negative number of seconds, got {secs}"),
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs.min(1e9)))
-}
-
-/// Option `key` of an options table: a number of seconds, or nil.
-pub fn opt_seconds(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Option<Duration>> {
-    let Some(opts) = opts else { return Ok(None) };
-    match opts.get::<Value>(key)? {
-        Value::Nil => Ok(None),
-        v => seconds_of(func, &format!("option {key}"), &v).map(Some),
-    }
-}
-
-/// Option `key` of an options table: a string, or nil.
-pub fn opt_string_field(
-    func: &str,
-    opts: Option<&Table>,
-    key: &str,
-) -> mlua::Result<Option<String>> {
-    let Some(opts) = opts else { return Ok(None) };
-    match opts.get::<Value>(key)? {
-        Value::Nil => Ok(None),
-        Value::String(s) => Ok(Some(s.to_str()?.to_string())),
-        other => Err(fail(
-            func,
-            format!("option {key} must be a string, got {}", type_name(&other)),
-        )),
-    }
-}
-
-/// Option `key` of an options table: a table of string keys to string (or
-/// number, or boolean) values, or nil.
-pub fn opt_string_map(
-    func: &str,
-    opts: Option<&Table>,
-    key: &str,
-) -> mlua::Result<BTreeMap<String, String>> {
-    let mut map = BTreeMap::new();
-    let Some(opts) = opts else { return Ok(map) };
-    let table = match opts.get::<Value>(key)? {
-        Value::Nil => return Ok(map),
-        Value::Table(t) => t,
-        other => {
-            return Err(fail(
-                func,
-                format!("option {key} must be a table, got {}", type_name(&other)),
-            ));
-        }
-    };
-    for pair in table.pairs::<Value, Value>() {
-        let (k, v) = pair?;
-        let Value::String(k) = k else {
-            return Err(fail(
-                func,
-                format!("option {key}: keys must be strings, got {}", type_name(&k)),
-            ));
-        };
-        let k = k.to_str()?.to_string();
-        let v = match v {
-            Value::String(s) => s.to_str()?.to_string(),
-            Value::Integer(i) => i.to_string(),
-            Value::Number(x) => x.to_string(),
-            Value::Boolean(b) => b.to_string(),
-            other => {
-                return Err(fail(
-                    func,
-                    format!(
-                        "option {key}.{k} must be a string, got {}",
-                        type_name(&other)
-                    ),
-                ));
-            }
-        };
-        map.insert(k, v);
-    }
-    Ok(map)
-}
-
 /// The arguments of `print` and `log.*`, as `tostring` shows them.
 pub fn join_args(lua: &Lua, args: MultiValue, sep: &str) -> mlua::Result<String> {
     let tostring: mlua::Function = lua.globals().get("tostring")?;
@@ -641,6 +419,17 @@ pub(crate) mod testing {
         (lua, ctx)
     }
 
+    /// Runs `code` in a fresh state in a temporary directory; it must
+    /// succeed. What it wrote to the TaskRun's output.
+    pub fn exec_ok(code: &str) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        if let Err(e) = lua.load(code).exec() {
+            panic!("{code}: {e}");
+        }
+        std::fs::read_to_string(dir.path().join("output.log")).expect("read the output")
+    }
+
     /// Runs `code`, returning its error text.
     pub fn error(lua: &Lua, code: &str) -> String {
         match lua.load(code).exec() {
@@ -653,5 +442,15 @@ pub(crate) mod testing {
     pub fn assert_error(lua: &Lua, code: &str, want: &str) {
         let message = error(lua, code);
         assert!(message.contains(want), "{code}: {message}");
+    }
+
+    /// Asserts, in order and in one fresh state, that each `(code, want)`
+    /// fails with a message containing `want`.
+    pub fn assert_errors(cases: &[(&str, &str)]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, _ctx) = state(dir.path());
+        for (code, want) in cases {
+            assert_error(&lua, code, want);
+        }
     }
 }

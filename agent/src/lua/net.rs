@@ -7,36 +7,32 @@ use std::time::Duration;
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 
-use super::exec::check_options;
 use super::file_ops::sha256_hex;
 use super::http::{self, DEFAULT_TIMEOUT, Request};
-use super::tools::{register, result};
-use super::{Args, RunCtx, opt_seconds, opt_string_field, opt_string_map, type_name};
+use super::tools::result;
+use super::{Args, ModuleTable, RunCtx, opt_seconds, opt_string_field, opt_string_map, type_name};
 
 /// How long a TCP check or a DNS lookup waits unless told.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = register!(lua, ctx, "net", {
-        "get" => |lua: &Lua, c: &RunCtx, a: Args| request(lua, c, a, "GET"),
-        "post" => |lua: &Lua, c: &RunCtx, a: Args| request(lua, c, a, "POST"),
-        "put" => |lua: &Lua, c: &RunCtx, a: Args| request(lua, c, a, "PUT"),
-        "delete" => |lua: &Lua, c: &RunCtx, a: Args| request(lua, c, a, "DELETE"),
-        "download" => download,
-        "tcp_check" => tcp_check,
-        "resolve" => resolve,
-    });
-    for (alias, name) in [
+    let m = ModuleTable::new(lua, ctx, "net")?;
+    m.add("net.get", |lua, c, a| request(lua, c, a, "GET"))?;
+    m.add("net.post", |lua, c, a| request(lua, c, a, "POST"))?;
+    m.add("net.put", |lua, c, a| request(lua, c, a, "PUT"))?;
+    m.add("net.delete", |lua, c, a| request(lua, c, a, "DELETE"))?;
+    m.add("net.download", download)?;
+    m.add("net.tcp_check", tcp_check)?;
+    m.add("net.resolve", resolve)?;
+    m.aliases(&[
         ("http_get", "get"),
         ("http_post", "post"),
         ("http_put", "put"),
         ("http_delete", "delete"),
         ("port_open", "tcp_check"),
         ("dns_lookup", "resolve"),
-    ] {
-        t.set(alias, t.get::<mlua::Function>(name)?)?;
-    }
-    Ok(t)
+    ])?;
+    Ok(m.into_table())
 }
 
 /// `net.get(url, opts)`, `net.post(url, body, opts)`, `net.put(url, body,
@@ -107,12 +103,7 @@ fn request(lua: &Lua, ctx: &RunCtx, args: Args, method: &'static str) -> mlua::R
 fn download(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let url = args.string(1, "url")?;
     let dest = ctx.path(&args.string(2, "dest")?);
-    let opts = args.opt_table(3, "options")?;
-    check_options(
-        args.func(),
-        opts.as_ref(),
-        &["sha256", "timeout", "headers"],
-    )?;
+    let opts = args.options(3, &["sha256", "timeout", "headers"])?;
     let want = opt_string_field(args.func(), opts.as_ref(), "sha256")?
         .map(|s| s.trim().to_ascii_lowercase());
     if let Some(want) = &want
@@ -266,58 +257,32 @@ fn resolve(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
 
-    use super::super::testing::{assert_error, state};
+    use super::super::test_http::{Reply, serve};
+    use super::super::testing::{assert_errors, state};
     use super::*;
 
     /// Answers each request with JSON `{"method": M, "body": B}`, and
     /// `/file` with "payload".
     fn server() -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let address = listener.local_addr().expect("address");
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut first = String::new();
-                reader.read_line(&mut first).expect("request line");
-                let mut length = 0usize;
-                let mut json = false;
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).expect("header");
-                    let line = line.trim_end().to_ascii_lowercase();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some(v) = line.strip_prefix("content-length:") {
-                        length = v.trim().parse().expect("length");
-                    }
-                    json |= line == "content-type: application/json";
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).expect("body");
-                let mut parts = first.split_whitespace();
-                let method = parts.next().unwrap_or_default().to_string();
-                let path = parts.next().unwrap_or_default().to_string();
-                let (kind, text) = if path == "/file" {
-                    ("text/plain", "payload".to_string())
-                } else {
-                    (
-                        "application/json",
-                        serde_json::json!({"method": method, "json": json, "body": String::from_utf8_lossy(&body)})
-                            .to_string(),
-                    )
-                };
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-                    text.len()
-                );
+        let address = serve(|request| {
+            if request.path == "/file" {
+                return Some(Reply {
+                    headers: vec!["content-type: text/plain".into()],
+                    ..Reply::ok("payload")
+                });
             }
+            let json = request.header("content-type") == Some("application/json");
+            let body = serde_json::json!({
+                "method": request.method,
+                "json": json,
+                "body": String::from_utf8_lossy(&request.body),
+            });
+            Some(Reply {
+                headers: vec!["content-type: application/json".into()],
+                ..Reply::ok(body.to_string())
+            })
         });
         format!("http://{address}")
     }
@@ -371,9 +336,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        for (code, want) in [
+        assert_errors(&[
             (
                 "net.get()",
                 "net.get: argument 1 (url) must be a string, got nil",
@@ -418,8 +381,6 @@ mod tests {
                 "net.resolve('no-such-host.invalid')",
                 "net.resolve: cannot resolve no-such-host.invalid",
             ),
-        ] {
-            assert_error(&lua, code, want);
-        }
+        ]);
     }
 }

@@ -8,9 +8,8 @@ use std::rc::Rc;
 
 use mlua::{Lua, Table, Value};
 
-use super::exec::check_options;
-use super::tools::{self, find_program, register, result, shell_line};
-use super::{Args, RunCtx, opt_string_field, type_name};
+use super::tools::{self, find_program, result, shell_line};
+use super::{Args, ModuleTable, RunCtx, opt_string_field, type_name};
 
 /// The managers, in the order they are looked for.
 pub const MANAGERS: &[&str] = &["apt", "dnf", "yum", "apk", "pacman", "zypper", "brew"];
@@ -150,24 +149,26 @@ pub fn detect(ctx: &RunCtx) -> Option<&'static str> {
 }
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    Ok(register!(lua, ctx, "pkg", {
-        "install" => |lua: &Lua, c: &RunCtx, a: Args| act(lua, c, a, Action::Install),
-        "remove" => |lua: &Lua, c: &RunCtx, a: Args| act(lua, c, a, Action::Remove),
-        "update" => |lua: &Lua, c: &RunCtx, a: Args| refresh(lua, c, a, Action::Update),
-        "upgrade" => |lua: &Lua, c: &RunCtx, a: Args| refresh(lua, c, a, Action::Upgrade),
-        "is_installed" => |_: &Lua, c: &RunCtx, a: Args| {
-            let name = a.string(1, "name")?;
-            let manager = manager_of(c, &a, a.opt_table(2, "options")?.as_ref())?;
-            Ok(installed_version(c, a.func(), manager, &name)?.is_some())
-        },
-        "version" => |_: &Lua, c: &RunCtx, a: Args| {
-            let name = a.string(1, "name")?;
-            let manager = manager_of(c, &a, a.opt_table(2, "options")?.as_ref())?;
-            installed_version(c, a.func(), manager, &name)
-        },
-        "manager" => |_: &Lua, c: &RunCtx, _: Args| Ok(detect(c)),
-        "commands" => commands,
-    }))
+    let m = ModuleTable::new(lua, ctx, "pkg")?;
+    m.add("pkg.install", |lua, c, a| act(lua, c, a, Action::Install))?;
+    m.add("pkg.remove", |lua, c, a| act(lua, c, a, Action::Remove))?;
+    m.add("pkg.update", |lua, c, a| refresh(lua, c, a, Action::Update))?;
+    m.add("pkg.upgrade", |lua, c, a| {
+        refresh(lua, c, a, Action::Upgrade)
+    })?;
+    m.add("pkg.is_installed", |_, c, a| {
+        let name = a.string(1, "name")?;
+        let manager = manager_of(c, &a, a.opt_table(2, "options")?.as_ref())?;
+        Ok(installed_version(c, a.func(), manager, &name)?.is_some())
+    })?;
+    m.add("pkg.version", |_, c, a| {
+        let name = a.string(1, "name")?;
+        let manager = manager_of(c, &a, a.opt_table(2, "options")?.as_ref())?;
+        installed_version(c, a.func(), manager, &name)
+    })?;
+    m.add("pkg.manager", |_, c, _| Ok(detect(c)))?;
+    m.add("pkg.commands", commands)?;
+    Ok(m.into_table())
 }
 
 /// `{manager = NAME}` or the detected one.
@@ -237,8 +238,7 @@ fn lines_table(lua: &Lua, commands: &[Vec<String>]) -> mlua::Result<Table> {
 /// `pkg.install(packages, {manager})` / `pkg.remove(...)`.
 fn act(lua: &Lua, ctx: &RunCtx, args: Args, action: Action) -> mlua::Result<Table> {
     let packages = packages_arg(&args)?;
-    let opts = args.opt_table(2, "options")?;
-    check_options(args.func(), opts.as_ref(), &["manager"])?;
+    let opts = args.options(2, &["manager"])?;
     let manager = manager_of(ctx, &args, opts.as_ref())?;
     let wanted = action == Action::Install;
     let mut todo = Vec::new();
@@ -290,8 +290,7 @@ pub fn output_changed(manager: &str, action: Action, stdout: &str) -> bool {
 
 /// `pkg.update({manager})` (the package lists) / `pkg.upgrade(...)`.
 fn refresh(lua: &Lua, ctx: &RunCtx, args: Args, action: Action) -> mlua::Result<Table> {
-    let opts = args.opt_table(1, "options")?;
-    check_options(args.func(), opts.as_ref(), &["manager"])?;
+    let opts = args.options(1, &["manager"])?;
     let manager = manager_of(ctx, &args, opts.as_ref())?;
     let commands = vec![command(manager, action, &[])];
     let changed = if ctx.check_mode {

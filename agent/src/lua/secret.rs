@@ -5,39 +5,28 @@
 
 use std::rc::Rc;
 
-use mlua::{Lua, MultiValue, Table};
+use mlua::{Lua, Table};
 
-use super::{Args, RunCtx, fail};
+use super::{ModuleTable, RunCtx};
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    let c = ctx.clone();
-    t.set(
-        "get",
-        lua.create_function(move |lua, args: MultiValue| {
-            let args = Args::new("secret.get", args);
-            let name = args.string(1, "name")?;
-            let key = args.string(2, "key")?;
-            let Some(secret) = c.secrets.get(&name) else {
-                return Err(fail(
-                    "secret.get",
-                    format!(
-                        "Secret {name:?} is not delivered to this task: list it in the \
-                         TaskRun's spec.secrets (or the task's secrets, or workflow.define's \
-                         secrets option)"
-                    ),
-                ));
-            };
-            let Some(value) = secret.get(&key) else {
-                return Err(fail(
-                    "secret.get",
-                    format!("Secret {name:?} has no key {key:?}"),
-                ));
-            };
-            lua.create_string(value)
-        })?,
-    )?;
-    Ok(t)
+    let m = ModuleTable::new(lua, ctx, "secret")?;
+    m.add("secret.get", |lua, c, args| {
+        let name = args.string(1, "name")?;
+        let key = args.string(2, "key")?;
+        let Some(secret) = c.secrets.get(&name) else {
+            return Err(args.fail(format!(
+                "Secret {name:?} is not delivered to this task: list it in the \
+                 TaskRun's spec.secrets (or the task's secrets, or workflow.define's \
+                 secrets option)"
+            )));
+        };
+        let Some(value) = secret.get(&key) else {
+            return Err(args.fail(format!("Secret {name:?} has no key {key:?}")));
+        };
+        lua.create_string(value)
+    })?;
+    Ok(m.into_table())
 }
 
 /// The `secrets` global: name -> key -> value, for the Secrets listed in

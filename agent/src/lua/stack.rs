@@ -6,9 +6,9 @@
 
 use std::rc::Rc;
 
-use mlua::{Lua, MultiValue, Table};
+use mlua::{Lua, Table};
 
-use super::{Args, RunCtx, env::lookup};
+use super::{ModuleTable, RunCtx, env::lookup};
 
 /// The environment variable holding output `name`.
 fn output_var(name: &str) -> String {
@@ -16,23 +16,14 @@ fn output_var(name: &str) -> String {
 }
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    let c = ctx.clone();
-    t.set(
-        "get_output",
-        lua.create_function(move |_, args: MultiValue| {
-            let args = Args::new("stack.get_output", args);
-            let name = args.string(1, "name")?;
-            let default = args.opt_string(2, "default")?;
-            Ok(lookup(&c, &output_var(&name)).or(default))
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "name",
-        lua.create_function(move |_, ()| Ok(lookup(&c, "SLOTH_STACK")))?,
-    )?;
-    Ok(t)
+    let m = ModuleTable::new(lua, ctx, "stack")?;
+    m.add("stack.get_output", |_, c, args| {
+        let name = args.string(1, "name")?;
+        let default = args.opt_string(2, "default")?;
+        Ok(lookup(c, &output_var(&name)).or(default))
+    })?;
+    m.add("stack.name", |_, c, _| Ok(lookup(c, "SLOTH_STACK")))?;
+    Ok(m.into_table())
 }
 
 #[cfg(test)]

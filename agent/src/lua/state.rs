@@ -9,131 +9,83 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use mlua::{Lua, LuaSerdeExt, MultiValue, Table, Value};
+use mlua::{Lua, LuaSerdeExt, Table, Value};
 use sloth_sdk::state::StateStore;
 use sloth_sdk::state::store::StateError;
 
-use super::{Args, RunCtx, fail, type_name};
+use super::{Args, ModuleTable, RunCtx, type_name};
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    let c = ctx.clone();
-    t.set(
-        "get",
-        lua.create_function(move |lua, args: MultiValue| {
-            let args = Args::new("state.get", args);
-            let key = args.string(1, "key")?;
-            let default = args.get(2);
-            let entry = call(&c, "state.get", |s| async move { s.get(&key).await })?;
-            match entry {
-                Some(entry) => lua.to_value(&entry.spec.value),
-                None => Ok(default),
-            }
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "set",
-        lua.create_function(move |lua, args: MultiValue| {
-            let args = Args::new("state.set", args);
-            let ttl = match args.get(3) {
-                Value::Nil => None,
-                _ => Some(ttl_arg(&args, 3)?),
-            };
-            set(lua, &c, &args, ttl)
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "set_with_ttl",
-        lua.create_function(move |lua, args: MultiValue| {
-            let args = Args::new("state.set_with_ttl", args);
-            let ttl = ttl_arg(&args, 3)?;
-            set(lua, &c, &args, Some(ttl))
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "delete",
-        lua.create_function(move |_, args: MultiValue| {
-            let key = Args::new("state.delete", args).string(1, "key")?;
-            call(&c, "state.delete", |s| async move { s.delete(&key).await })
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "exists",
-        lua.create_function(move |_, args: MultiValue| {
-            let key = Args::new("state.exists", args).string(1, "key")?;
-            let entry = call(&c, "state.exists", |s| async move { s.get(&key).await })?;
-            Ok(entry.is_some())
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "keys",
-        lua.create_function(move |lua, args: MultiValue| {
-            let prefix = Args::new("state.keys", args)
-                .opt_string(1, "prefix")?
-                .unwrap_or_default();
-            let entries = call(&c, "state.keys", |s| async move { s.list(&prefix).await })?;
-            lua.create_sequence_from(entries.into_iter().map(|e| e.spec.key))
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "increment",
-        lua.create_function(move |_, args: MultiValue| {
-            let args = Args::new("state.increment", args);
-            let key = args.string(1, "key")?;
-            let by = match args.get(2) {
-                Value::Nil => 1,
-                value => integer(&value).ok_or_else(|| {
-                    fail(
-                        "state.increment",
-                        format!("argument 2 (by) must be an integer, got {}", shown(&value)),
-                    )
-                })?,
-            };
-            call(&c, "state.increment", |s| async move {
-                s.increment(&key, by).await
-            })
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "compare_and_swap",
-        lua.create_function(move |lua, args: MultiValue| {
-            let args = Args::new("state.compare_and_swap", args);
-            let key = args.string(1, "key")?;
-            let old = match args.get(2) {
-                Value::Nil => None,
-                value => Some(json_of(lua, "state.compare_and_swap", 2, "old", value)?),
-            };
-            let new = json_of(lua, "state.compare_and_swap", 3, "new", args.get(3))?;
-            call(&c, "state.compare_and_swap", |s| async move {
-                s.compare_and_swap(&key, old.as_ref(), &new).await
-            })
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "clear",
-        lua.create_function(move |_, args: MultiValue| {
-            let prefix = Args::new("state.clear", args)
-                .opt_string(1, "prefix")?
-                .unwrap_or_default();
-            call(&c, "state.clear", |s| async move { s.clear(&prefix).await })
-        })?,
-    )?;
-    Ok(t)
+    let m = ModuleTable::new(lua, ctx, "state")?;
+    m.add("state.get", |lua, c, args| {
+        let key = args.string(1, "key")?;
+        let default = args.get(2);
+        let entry = call(c, &args, |s| async move { s.get(&key).await })?;
+        match entry {
+            Some(entry) => lua.to_value(&entry.spec.value),
+            None => Ok(default),
+        }
+    })?;
+    m.add("state.set", |lua, c, args| {
+        let ttl = match args.get(3) {
+            Value::Nil => None,
+            _ => Some(ttl_arg(&args, 3)?),
+        };
+        set(lua, c, &args, ttl)
+    })?;
+    m.add("state.set_with_ttl", |lua, c, args| {
+        let ttl = ttl_arg(&args, 3)?;
+        set(lua, c, &args, Some(ttl))
+    })?;
+    m.add("state.delete", |_, c, args| {
+        let key = args.string(1, "key")?;
+        call(c, &args, |s| async move { s.delete(&key).await })
+    })?;
+    m.add("state.exists", |_, c, args| {
+        let key = args.string(1, "key")?;
+        let entry = call(c, &args, |s| async move { s.get(&key).await })?;
+        Ok(entry.is_some())
+    })?;
+    m.add("state.keys", |lua, c, args| {
+        let prefix = args.opt_string(1, "prefix")?.unwrap_or_default();
+        let entries = call(c, &args, |s| async move { s.list(&prefix).await })?;
+        lua.create_sequence_from(entries.into_iter().map(|e| e.spec.key))
+    })?;
+    m.add("state.increment", |_, c, args| {
+        let key = args.string(1, "key")?;
+        let by = match args.get(2) {
+            Value::Nil => 1,
+            value => integer(&value).ok_or_else(|| {
+                args.fail(format!(
+                    "argument 2 (by) must be an integer, got {}",
+                    shown(&value)
+                ))
+            })?,
+        };
+        call(c, &args, |s| async move { s.increment(&key, by).await })
+    })?;
+    m.add("state.compare_and_swap", |lua, c, args| {
+        let key = args.string(1, "key")?;
+        let old = match args.get(2) {
+            Value::Nil => None,
+            _ => Some(stored(lua, &args, 2, "old")?),
+        };
+        let new = stored(lua, &args, 3, "new")?;
+        call(c, &args, |s| async move {
+            s.compare_and_swap(&key, old.as_ref(), &new).await
+        })
+    })?;
+    m.add("state.clear", |_, c, args| {
+        let prefix = args.opt_string(1, "prefix")?.unwrap_or_default();
+        call(c, &args, |s| async move { s.clear(&prefix).await })
+    })?;
+    Ok(m.into_table())
 }
 
 fn set(lua: &Lua, ctx: &RunCtx, args: &Args, ttl: Option<Duration>) -> mlua::Result<bool> {
-    let func = args.func();
     let key = args.string(1, "key")?;
-    let value = json_of(lua, func, 2, "value", args.get(2))?;
-    call(ctx, func, |s| async move {
+    let value = stored(lua, args, 2, "value")?;
+    call(ctx, args, |s| async move {
         s.set(&key, &value, ttl).await.map(|()| true)
     })
 }
@@ -154,35 +106,24 @@ fn ttl_arg(args: &Args, n: usize) -> mlua::Result<Duration> {
         Duration::ZERO
     };
     if ttl.is_zero() {
-        return Err(fail(
-            args.func(),
-            format!(
-                "argument {n} (ttl) must be a positive number of seconds or a duration \
-                 like \"30s\", got {}",
-                shown(&value)
-            ),
-        ));
+        return Err(args.fail(format!(
+            "argument {n} (ttl) must be a positive number of seconds or a duration \
+             like \"30s\", got {}",
+            shown(&value)
+        )));
     }
     Ok(ttl)
 }
 
-/// A Lua value to store: anything but nil (a table becomes a JSON object or
-/// array).
-fn json_of(
-    lua: &Lua,
-    func: &str,
-    n: usize,
-    name: &str,
-    value: Value,
-) -> mlua::Result<serde_json::Value> {
-    if value.is_nil() {
-        return Err(fail(
-            func,
-            format!("argument {n} ({name}) must not be nil (state.delete removes a key)"),
-        ));
+/// Argument `n` as a value to store: anything but nil (a table becomes a
+/// JSON object or array).
+fn stored(lua: &Lua, args: &Args, n: usize, name: &str) -> mlua::Result<serde_json::Value> {
+    if args.get(n).is_nil() {
+        return Err(args.fail(format!(
+            "argument {n} ({name}) must not be nil (state.delete removes a key)"
+        )));
     }
-    lua.from_value(value)
-        .map_err(|e| fail(func, format!("argument {n} ({name}) cannot be stored: {e}")))
+    args.json(lua, n, name, "cannot be stored")
 }
 
 /// A whole number, from a Lua integer or an integral float.
@@ -206,17 +147,14 @@ fn shown(value: &Value) -> String {
 
 /// Runs one store operation on the agent's runtime and waits for it,
 /// failing as soon as the task must stop.
-fn call<T, F, Fut>(ctx: &RunCtx, func: &str, op: F) -> mlua::Result<T>
+fn call<T, F, Fut>(ctx: &RunCtx, args: &Args, op: F) -> mlua::Result<T>
 where
     T: Send + 'static,
     F: FnOnce(StateStore) -> Fut,
     Fut: Future<Output = Result<T, StateError>> + Send + 'static,
 {
     let api = ctx.api.as_ref().ok_or_else(|| {
-        fail(
-            func,
-            "the state store needs the API, which this Lua state has no client for",
-        )
+        args.fail("the state store needs the API, which this Lua state has no client for")
     })?;
     let store = StateStore::new(api.client.clone(), &ctx.namespace).written_by(ctx.holder());
     let (tx, rx) = mpsc::channel();
@@ -224,7 +162,7 @@ where
     api.handle.spawn(async move {
         let _ = tx.send(work.await);
     });
-    ctx.ctl.wait(&rx)?.map_err(|e| fail(func, e))
+    ctx.ctl.wait(&rx)?.map_err(|e| args.fail(e))
 }
 
 #[cfg(test)]

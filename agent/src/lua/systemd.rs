@@ -11,9 +11,8 @@ use std::time::Duration;
 use mlua::{Lua, Table};
 
 use super::exec::Ran;
-use super::exec::check_options;
-use super::tools::{self, find_program, opt_bool, register, result, shell_line};
-use super::{Args, RunCtx, opt_string_field};
+use super::tools::{self, find_program, opt_bool, result, shell_line};
+use super::{Args, ModuleTable, RunCtx, opt_string_field};
 
 /// Where unit files go unless told.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -38,19 +37,31 @@ pub fn available(ctx: &RunCtx) -> Result<(), String> {
 }
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    Ok(register!(lua, ctx, "systemd", {
-        "start" => |lua: &Lua, c: &RunCtx, a: Args| ensure(lua, c, a, "start", Some(("is-active", false))),
-        "stop" => |lua: &Lua, c: &RunCtx, a: Args| ensure(lua, c, a, "stop", Some(("is-active", true))),
-        "restart" => |lua: &Lua, c: &RunCtx, a: Args| ensure(lua, c, a, "restart", None),
-        "reload" => |lua: &Lua, c: &RunCtx, a: Args| ensure(lua, c, a, "reload", None),
-        "enable" => |lua: &Lua, c: &RunCtx, a: Args| ensure(lua, c, a, "enable", Some(("is-enabled", false))),
-        "disable" => |lua: &Lua, c: &RunCtx, a: Args| ensure(lua, c, a, "disable", Some(("is-enabled", true))),
-        "is_active" => |_: &Lua, c: &RunCtx, a: Args| query(c, &a, "is-active"),
-        "is_enabled" => |_: &Lua, c: &RunCtx, a: Args| query(c, &a, "is-enabled"),
-        "status" => status,
-        "daemon_reload" => daemon_reload,
-        "write_unit" => write_unit,
-    }))
+    let m = ModuleTable::new(lua, ctx, "systemd")?;
+    m.add("systemd.start", |lua, c, a| {
+        ensure(lua, c, a, "start", Some(("is-active", false)))
+    })?;
+    m.add("systemd.stop", |lua, c, a| {
+        ensure(lua, c, a, "stop", Some(("is-active", true)))
+    })?;
+    m.add("systemd.restart", |lua, c, a| {
+        ensure(lua, c, a, "restart", None)
+    })?;
+    m.add("systemd.reload", |lua, c, a| {
+        ensure(lua, c, a, "reload", None)
+    })?;
+    m.add("systemd.enable", |lua, c, a| {
+        ensure(lua, c, a, "enable", Some(("is-enabled", false)))
+    })?;
+    m.add("systemd.disable", |lua, c, a| {
+        ensure(lua, c, a, "disable", Some(("is-enabled", true)))
+    })?;
+    m.add("systemd.is_active", |_, c, a| query(c, &a, "is-active"))?;
+    m.add("systemd.is_enabled", |_, c, a| query(c, &a, "is-enabled"))?;
+    m.add("systemd.status", status)?;
+    m.add("systemd.daemon_reload", daemon_reload)?;
+    m.add("systemd.write_unit", write_unit)?;
+    Ok(m.into_table())
 }
 
 fn unit_arg(args: &Args) -> mlua::Result<String> {
@@ -154,8 +165,7 @@ fn daemon_reload(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 fn write_unit(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let name = unit_arg(&args)?;
     let content = args.string(2, "content")?;
-    let opts = args.opt_table(3, "options")?;
-    check_options(args.func(), opts.as_ref(), &["dir", "daemon_reload"])?;
+    let opts = args.options(3, &["dir", "daemon_reload"])?;
     let dir =
         opt_string_field(args.func(), opts.as_ref(), "dir")?.unwrap_or_else(|| UNIT_DIR.into());
     let reload = match opts

@@ -1,27 +1,25 @@
 //! `template.render(str, vars)`: replaces `{{ name }}` and `{{ a.b }}` by
 //! values from `vars`; an unknown variable is an error naming it.
 
-use mlua::{Lua, MultiValue, Table, Value};
+use std::rc::Rc;
 
-use super::{Args, fail, type_name};
+use mlua::{Lua, Table, Value};
+
+use super::{ModuleTable, RunCtx, fail, type_name};
 
 const F: &str = "template.render";
 
-pub fn module(lua: &Lua) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set(
-        "render",
-        lua.create_function(|lua, args: MultiValue| {
-            let args = Args::new(F, args);
-            let text = args.string(1, "template")?;
-            let vars = match args.get(2) {
-                Value::Nil => lua.create_table()?,
-                _ => args.table(2, "vars")?,
-            };
-            render(lua, &text, &vars)
-        })?,
-    )?;
-    Ok(t)
+pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+    let m = ModuleTable::new(lua, ctx, "template")?;
+    m.add(F, |lua, _, args| {
+        let text = args.string(1, "template")?;
+        let vars = match args.get(2) {
+            Value::Nil => lua.create_table()?,
+            _ => args.table(2, "vars")?,
+        };
+        render(lua, &text, &vars)
+    })?;
+    Ok(m.into_table())
 }
 
 /// The value at the dotted `path` in `vars`, as text.
@@ -114,7 +112,7 @@ pub fn render(lua: &Lua, text: &str, vars: &Table) -> mlua::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_error, state};
+    use super::super::testing::{assert_errors, state};
 
     #[test]
     fn renders_names_and_paths() {
@@ -137,42 +135,32 @@ mod tests {
 
     #[test]
     fn unknown_variables_and_bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        assert_error(
-            &lua,
-            "template.render('{{ a }} {{ b.c }} {{ a }}', {b = {}})",
-            "template.render: unknown variables \"a\", \"b.c\"",
-        );
-        assert_error(
-            &lua,
-            "template.render('{{ a.b }}', {a = 'x'})",
-            "unknown variable \"a.b\"",
-        );
-        assert_error(
-            &lua,
-            "template.render('x\\n{{ a', {a = 1})",
-            "template.render: unclosed \"{{\" on line 2",
-        );
-        assert_error(
-            &lua,
-            "template.render('{{ a b }}', {})",
-            "is not a variable name",
-        );
-        assert_error(
-            &lua,
-            "template.render('{{ t }}', {t = {}})",
-            "variable \"t\" is a table",
-        );
-        assert_error(
-            &lua,
-            "template.render()",
-            "template.render: argument 1 (template) must be a string, got nil",
-        );
-        assert_error(
-            &lua,
-            "template.render('x', 'y')",
-            "template.render: argument 2 (vars) must be a table, got string",
-        );
+        assert_errors(&[
+            (
+                "template.render('{{ a }} {{ b.c }} {{ a }}', {b = {}})",
+                "template.render: unknown variables \"a\", \"b.c\"",
+            ),
+            (
+                "template.render('{{ a.b }}', {a = 'x'})",
+                "unknown variable \"a.b\"",
+            ),
+            (
+                "template.render('x\\n{{ a', {a = 1})",
+                "template.render: unclosed \"{{\" on line 2",
+            ),
+            ("template.render('{{ a b }}', {})", "is not a variable name"),
+            (
+                "template.render('{{ t }}', {t = {}})",
+                "variable \"t\" is a table",
+            ),
+            (
+                "template.render()",
+                "template.render: argument 1 (template) must be a string, got nil",
+            ),
+            (
+                "template.render('x', 'y')",
+                "template.render: argument 2 (vars) must be a table, got string",
+            ),
+        ]);
     }
 }

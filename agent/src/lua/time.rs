@@ -2,30 +2,22 @@
 
 use std::rc::Rc;
 
-use mlua::{Lua, MultiValue, Table};
+use mlua::{Lua, Table};
 
-use super::{Args, RunCtx};
+use super::{ModuleTable, RunCtx};
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set(
-        "now",
-        lua.create_function(|_, _: MultiValue| {
-            Ok(std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or_default())
-        })?,
-    )?;
-    let c = ctx.clone();
-    t.set(
-        "sleep",
-        lua.create_function(move |_, args: MultiValue| {
-            let seconds = Args::new("time.sleep", args).seconds(1, "seconds")?;
-            c.ctl.sleep(seconds)
-        })?,
-    )?;
-    Ok(t)
+    let m = ModuleTable::new(lua, ctx, "time")?;
+    m.add("time.now", |_, _, _| {
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default())
+    })?;
+    m.add("time.sleep", |_, c, args| {
+        c.ctl.sleep(args.seconds(1, "seconds")?)
+    })?;
+    Ok(m.into_table())
 }
 
 #[cfg(test)]
@@ -33,7 +25,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::Ctl;
-    use super::super::testing::{assert_error, state, state_with};
+    use super::super::testing::{assert_errors, state, state_with};
 
     #[test]
     fn now_and_sleep() {
@@ -59,22 +51,19 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        assert_error(
-            &lua,
-            "time.sleep()",
-            "time.sleep: argument 1 (seconds) must be a number of seconds, got nil",
-        );
-        assert_error(
-            &lua,
-            "time.sleep(-1)",
-            "time.sleep: argument 1 (seconds) must be a non-negative number",
-        );
-        assert_error(
-            &lua,
-            "time.sleep({})",
-            "time.sleep: argument 1 (seconds) must be a number of seconds, got table",
-        );
+        assert_errors(&[
+            (
+                "time.sleep()",
+                "time.sleep: argument 1 (seconds) must be a number of seconds, got nil",
+            ),
+            (
+                "time.sleep(-1)",
+                "time.sleep: argument 1 (seconds) must be a non-negative number",
+            ),
+            (
+                "time.sleep({})",
+                "time.sleep: argument 1 (seconds) must be a number of seconds, got table",
+            ),
+        ]);
     }
 }

@@ -1,7 +1,7 @@
-//! What the infrastructure modules share: registering functions, result
-//! tables with `changed` (and check mode), finding programs on PATH, and
-//! running them through `exec`'s supervised runner with the command line
-//! they ran shown in results and errors.
+//! What the infrastructure modules share: result tables with `changed`
+//! (and check mode), finding programs on PATH, and running them through
+//! `exec`'s supervised runner with the command line they ran shown in
+//! results and errors.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,23 +11,6 @@ use mlua::{Lua, Table, Value};
 
 use super::exec::{Program, Ran, run_program};
 use super::{RunCtx, fail, type_name};
-
-/// Registers `"name" => function(lua, ctx, args)` entries in a new table;
-/// each function's errors are named `module.name`.
-macro_rules! register {
-    ($lua:expr, $ctx:expr, $module:literal, { $($name:literal => $f:expr),* $(,)? }) => {{
-        let t = $lua.create_table()?;
-        $(
-            let c = $ctx.clone();
-            let f = $f;
-            t.set($name, $lua.create_function(move |lua, args: mlua::MultiValue| {
-                f(lua, &c, $crate::lua::Args::new(concat!($module, ".", $name), args))
-            })?)?;
-        )*
-        t
-    }};
-}
-pub(crate) use register;
 
 /// A result table `{changed = changed}`; in check mode it also says
 /// `check_mode = true` (the change was only reported, not made).

@@ -1,47 +1,32 @@
 //! `yaml`: encode a Lua value as YAML text, decode YAML text into Lua
 //! values (`null` is `json.null`).
 
-use mlua::{Lua, LuaSerdeExt, MultiValue, Table};
+use std::rc::Rc;
 
-use super::{Args, fail};
+use mlua::{Lua, Table};
 
-pub fn module(lua: &Lua) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set(
-        "encode",
-        lua.create_function(|lua, args: MultiValue| {
-            let args = Args::new("yaml.encode", args);
-            let value: serde_json::Value = lua.from_value(args.get(1)).map_err(|e| {
-                fail(
-                    "yaml.encode",
-                    format!("argument 1 (value) cannot be encoded: {e}"),
-                )
-            })?;
-            serde_norway::to_string(&value).map_err(|e| fail("yaml.encode", e))
-        })?,
-    )?;
-    t.set(
-        "decode",
-        lua.create_function(|lua, args: MultiValue| {
-            let args = Args::new("yaml.decode", args);
-            let text = args.string(1, "text")?;
-            let value: serde_json::Value = serde_norway::from_str(&text)
-                .map_err(|e| fail("yaml.decode", format!("invalid YAML: {e}")))?;
-            lua.to_value(&value)
-        })?,
-    )?;
-    Ok(t)
+use super::json::decode;
+use super::{ModuleTable, RunCtx};
+
+pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+    let m = ModuleTable::new(lua, ctx, "yaml")?;
+    m.add("yaml.encode", |lua, _, args| {
+        let value = args.json(lua, 1, "value", "cannot be encoded")?;
+        serde_norway::to_string(&value).map_err(|e| args.fail(e))
+    })?;
+    m.add("yaml.decode", |lua, _, args| {
+        decode(lua, &args, "YAML", |text| serde_norway::from_str(text))
+    })?;
+    Ok(m.into_table())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{assert_error, state};
+    use super::super::testing::{assert_errors, exec_ok};
 
     #[test]
     fn round_trips() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        lua.load(
+        exec_ok(
             r#"
             local v = yaml.decode("name: app\nports: [80, 443]\nnested:\n  on: true\n  nothing: null\n")
             assert(v.name == "app" and v.ports[2] == 443 and v.nested.on == true)
@@ -51,25 +36,21 @@ mod tests {
             local again = yaml.decode(yaml.encode(v))
             assert(again.ports[1] == 80 and again.name == "app")
             "#,
-        )
-        .exec()
-        .expect("yaml");
+        );
     }
 
     #[test]
     fn bad_input_is_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (lua, _ctx) = state(dir.path());
-        assert_error(
-            &lua,
-            "yaml.decode(1)",
-            "yaml.decode: argument 1 (text) must be a string, got number",
-        );
-        assert_error(&lua, "yaml.decode('a: [')", "yaml.decode: invalid YAML");
-        assert_error(
-            &lua,
-            "yaml.encode(function() end)",
-            "yaml.encode: argument 1 (value) cannot be encoded",
-        );
+        assert_errors(&[
+            (
+                "yaml.decode(1)",
+                "yaml.decode: argument 1 (text) must be a string, got number",
+            ),
+            ("yaml.decode('a: [')", "yaml.decode: invalid YAML"),
+            (
+                "yaml.encode(function() end)",
+                "yaml.encode: argument 1 (value) cannot be encoded",
+            ),
+        ]);
     }
 }

@@ -3,8 +3,8 @@
 //! status; and failing the runs an earlier incarnation of this agent left
 //! Running (reason AgentRestarted). The parts live in the submodules:
 //! status writes (`writes`), directories (`workdir`), preparation and what
-//! every payload shares (`run`), process payloads (`process`), Lua
-//! payloads (`lua_run`), and the wording of early stops (`stopped`).
+//! every payload shares (`run`), process payloads (`process_payload`),
+//! Lua payloads (`lua_payload`), and the wording of early stops (`stopped`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use crate::concurrency::{ActiveRuns, RunGuard, RunKey, Slots, StopReason};
 use crate::fence::Fence;
 
-mod lua_run;
-mod process;
+mod lua_payload;
+mod process_payload;
 mod run;
 mod stopped;
 mod workdir;
@@ -151,7 +151,7 @@ pub(crate) enum ProcessArgv<'a> {
 impl ProcessArgv<'_> {
     fn argv(self) -> Vec<String> {
         match self {
-            Self::Shell(script) => crate::executor::shell_argv(script),
+            Self::Shell(script) => crate::supervised::shell_argv(script),
             Self::Command(argv) => argv.to_vec(),
         }
     }

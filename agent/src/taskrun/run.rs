@@ -95,8 +95,8 @@ pub(super) async fn run_claimed(
     let masks = delivery.masks.clone();
     let launch = launch(ctx, key, spec, &run_dir, cwd.clone(), delivery, stop, base);
     let status = match payload {
-        PayloadKind::Lua(lua) => super::lua_run::run(launch, lua).await,
-        PayloadKind::Process(argv) => super::process::run(launch, argv.argv()).await,
+        PayloadKind::Lua(lua) => super::lua_payload::run(launch, lua).await,
+        PayloadKind::Process(argv) => super::process_payload::run(launch, argv.argv()).await,
     };
     secrets::remove_files(&secret_files);
     let status = with_artifacts(ctx, key, spec, &cwd, status).await;

@@ -13,7 +13,7 @@ use sloth_sdk::validation::limits::MAX_LOG_TAIL_BYTES;
 
 use super::{Ctx, PGID_FILE, claimable, key_of, phase_of, reason, running_on};
 use crate::concurrency::RunKey;
-use crate::{executor, logs};
+use crate::{logs, process_group};
 
 /// The pauses between retries of a failed call: 100ms doubling up to 5s.
 const CALL_BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(100), Duration::from_secs(5));
@@ -166,7 +166,7 @@ pub async fn fail_orphan(ctx: Arc<Ctx>, key: RunKey) {
             return;
         }
         let run_dir = logs::run_dir(&ctx.work_dir, &key);
-        let killed = executor::kill_recorded_group(&run_dir.join(PGID_FILE)).await;
+        let killed = process_group::kill_recorded_group(&run_dir.join(PGID_FILE)).await;
         let tail = logs::read_tail(&run_dir.join(logs::OUTPUT_FILE), MAX_LOG_TAIL_BYTES)
             .await
             .ok()

@@ -203,8 +203,7 @@ pub(super) fn template(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Tabl
         Value::Nil => lua.create_table()?,
         _ => args.table(3, "vars")?,
     };
-    let opts = args.opt_table(4, "options")?;
-    check_options(args.func(), opts.as_ref(), &["mode"])?;
+    let opts = args.options(4, &["mode"])?;
     let mode = opt_mode(&args, opts.as_ref())?;
     let text = std::fs::read_to_string(&src).map_err(|e| io_fail(&args, "read", &src, e))?;
     let rendered = super::super::template::render(lua, &text, &vars).map_err(|e| {

@@ -9,9 +9,8 @@ use std::rc::Rc;
 
 use mlua::{Lua, Table, Value};
 
-use super::exec::check_options;
-use super::tools::{self, opt_bool, register, result};
-use super::{Args, RunCtx, opt_string_field, type_name};
+use super::tools::{self, opt_bool, result};
+use super::{Args, ModuleTable, RunCtx, check_options, opt_string_field, type_name};
 
 mod archive;
 mod edit;
@@ -22,34 +21,31 @@ use archive::unarchive;
 use edit::{block_in_file, line_in_file, replace, template};
 
 pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
-    let t = register!(lua, ctx, "file_ops", {
-        "copy" => copy,
-        "move" => move_file,
-        "remove" => remove,
-        "mkdir" => mkdir,
-        "exists" => exists,
-        "stat" => stat,
-        "checksum" => checksum,
-        "chmod" => chmod,
-        "chown" => chown,
-        "write" => write,
-        "append" => append,
-        "line_in_file" => line_in_file,
-        "block_in_file" => block_in_file,
-        "replace" => replace,
-        "template" => template,
-        "unarchive" => unarchive,
-    });
+    let m = ModuleTable::new(lua, ctx, "file_ops")?;
+    m.add("file_ops.copy", copy)?;
+    m.add("file_ops.move", move_file)?;
+    m.add("file_ops.remove", remove)?;
+    m.add("file_ops.mkdir", mkdir)?;
+    m.add("file_ops.exists", exists)?;
+    m.add("file_ops.stat", stat)?;
+    m.add("file_ops.checksum", checksum)?;
+    m.add("file_ops.chmod", chmod)?;
+    m.add("file_ops.chown", chown)?;
+    m.add("file_ops.write", write)?;
+    m.add("file_ops.append", append)?;
+    m.add("file_ops.line_in_file", line_in_file)?;
+    m.add("file_ops.block_in_file", block_in_file)?;
+    m.add("file_ops.replace", replace)?;
+    m.add("file_ops.template", template)?;
+    m.add("file_ops.unarchive", unarchive)?;
     // sloth-runner's (Ansible's) names for the same functions.
-    for (alias, name) in [
+    m.aliases(&[
         ("lineinfile", "line_in_file"),
         ("blockinfile", "block_in_file"),
         ("file_exists", "exists"),
         ("rm", "remove"),
-    ] {
-        t.set(alias, t.get::<mlua::Function>(name)?)?;
-    }
-    Ok(t)
+    ])?;
+    Ok(m.into_table())
 }
 
 fn io_fail(args: &Args, what: &str, path: &Path, e: std::io::Error) -> mlua::Error {
@@ -159,8 +155,7 @@ fn path_result(lua: &Lua, ctx: &RunCtx, changed: bool, path: &Path) -> mlua::Res
 fn copy(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let src = ctx.path(&args.string(1, "src")?);
     let mut dst = ctx.path(&args.string(2, "dst")?);
-    let opts = args.opt_table(3, "options")?;
-    check_options(args.func(), opts.as_ref(), &["mode"])?;
+    let opts = args.options(3, &["mode"])?;
     let mode = opt_mode(&args, opts.as_ref())?;
     if dst.is_dir()
         && let Some(name) = src.file_name()
@@ -227,8 +222,7 @@ fn remove(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 /// `file_ops.mkdir(path, {mode})`: with its parents (mkdir -p).
 fn mkdir(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let path = ctx.path(&args.string(1, "path")?);
-    let opts = args.opt_table(2, "options")?;
-    check_options(args.func(), opts.as_ref(), &["mode"])?;
+    let opts = args.options(2, &["mode"])?;
     let mode = opt_mode(&args, opts.as_ref())?;
     let created = !path.is_dir();
     if created && !ctx.check_mode {
@@ -359,8 +353,7 @@ fn chown(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 fn write(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
     let path = ctx.path(&args.string(1, "path")?);
     let content = content_arg(&args, 2)?;
-    let opts = args.opt_table(3, "options")?;
-    check_options(args.func(), opts.as_ref(), &["mode"])?;
+    let opts = args.options(3, &["mode"])?;
     let mode = opt_mode(&args, opts.as_ref())?;
     let changed = ensure_content(&args, ctx, &path, &content, mode)?;
     path_result(lua, ctx, changed, &path)

@@ -127,21 +127,20 @@ pub fn run_blocking(
             .error_line("[ERROR] the task was stopped; the Lua code was interrupted"),
         _ => {}
     }
+    let mut outcome = outcome;
     let masks = &job.masks;
-    match outcome {
-        LuaOutcome::Error(text) => LuaOutcome::Error(cap(masks.text(&text))),
+    match &mut outcome {
+        LuaOutcome::Error(text) => *text = cap(masks.text(text)),
         LuaOutcome::Returned {
-            ok,
-            message,
-            results,
-        } => LuaOutcome::Returned {
-            ok,
-            message: cap(masks.text(&message)),
-            results: masks.map(results),
-        },
-        LuaOutcome::InvalidResults(text) => LuaOutcome::InvalidResults(masks.text(&text)),
-        other => other,
+            message, results, ..
+        } => {
+            *message = cap(masks.text(message));
+            *results = masks.map(std::mem::take(results));
+        }
+        LuaOutcome::InvalidResults(text) => *text = masks.text(text),
+        _ => {}
     }
+    outcome
 }
 
 /// How an error raised by the Lua code ends the run.
@@ -160,19 +159,13 @@ fn with_hook_failures(outcome: LuaOutcome, failures: &[String]) -> LuaOutcome {
         return outcome;
     }
     let note = failures.join("; ");
-    match outcome {
-        LuaOutcome::Returned {
-            ok,
-            message,
-            results,
-        } => LuaOutcome::Returned {
-            ok,
-            message: format!("{message} ({note})"),
-            results,
-        },
-        LuaOutcome::Error(text) => LuaOutcome::Error(format!("{text}\n({note})")),
-        other => other,
+    let mut outcome = outcome;
+    match &mut outcome {
+        LuaOutcome::Returned { message, .. } => *message = format!("{message} ({note})"),
+        LuaOutcome::Error(text) => *text = format!("{text}\n({note})"),
+        _ => {}
     }
+    outcome
 }
 
 fn cap(mut text: String) -> String {

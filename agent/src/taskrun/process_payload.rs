@@ -8,8 +8,9 @@ use sloth_sdk::objects::{TaskRunPhase, TaskRunStatus};
 use super::reason;
 use super::run::{Launch, read_log_tail};
 use super::stopped::{stop_message, stop_reason};
-use crate::executor::{self, Outcome, ShellJob};
+use crate::process_group::{describe, exit_code};
 use crate::results::{self, RESULTS_ENV};
+use crate::supervised::{self, Outcome, ShellJob};
 
 /// Runs `argv` (the program first); returns the terminal status.
 pub(super) async fn run(launch: Launch<'_>, argv: Vec<String>) -> TaskRunStatus {
@@ -25,7 +26,7 @@ pub(super) async fn run(launch: Launch<'_>, argv: Vec<String>) -> TaskRunStatus 
         masks: launch.masks,
     };
     let slots = ctx.slots.clone();
-    let outcome = executor::run(&job, launch.stop, ctx.fence.subscribe(), |pid| {
+    let outcome = supervised::run(&job, launch.stop, ctx.fence.subscribe(), |pid| {
         let (guard, concurrent) = slots.process_started();
         tracing::info!("taskrun {key} started pid={pid} concurrent={concurrent}");
         guard
@@ -43,22 +44,22 @@ pub(super) async fn run(launch: Launch<'_>, argv: Vec<String>) -> TaskRunStatus 
             TaskRunPhase::Succeeded,
             reason::COMPLETED,
             Some(0),
-            executor::describe(status),
+            describe(status),
         ),
         Outcome::Exited(status) => (
             TaskRunPhase::Failed,
             reason::ERROR,
-            Some(executor::exit_code(status)),
-            executor::describe(status),
+            Some(exit_code(status)),
+            describe(status),
         ),
         Outcome::TimedOut { status, .. } => (
             TaskRunPhase::Failed,
             reason::TIMED_OUT,
-            Some(executor::exit_code(status)),
+            Some(exit_code(status)),
             format!(
                 "timed out after {}; its process group was killed ({})",
                 spec.timeout.unwrap_or_default(),
-                executor::describe(status)
+                describe(status)
             ),
         ),
         Outcome::Stopped {
@@ -67,11 +68,11 @@ pub(super) async fn run(launch: Launch<'_>, argv: Vec<String>) -> TaskRunStatus 
         } => (
             TaskRunPhase::Failed,
             stop_reason(stop),
-            Some(executor::exit_code(status)),
+            Some(exit_code(status)),
             format!(
                 "{}; its process group was killed ({})",
                 stop_message(stop),
-                executor::describe(status)
+                describe(status)
             ),
         ),
         Outcome::NotStarted(message) => (TaskRunPhase::Failed, reason::ERROR, None, message),

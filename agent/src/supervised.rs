@@ -8,13 +8,11 @@
 //! agent dies or cannot renew its heartbeat lease in time.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin};
 use tokio::sync::watch;
@@ -22,10 +20,8 @@ use tokio::time::Instant;
 
 use crate::concurrency::StopReason;
 use crate::fence::Deadlines;
+use crate::process_group::{KILL_GRACE, kill_recorded_group};
 use crate::supervisor::{self, Message};
-
-/// How long a process group gets between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// How long a supervisor may take, beyond [`KILL_GRACE`], to end after a
 /// stop before the agent kills it and the group itself.
@@ -33,9 +29,6 @@ pub const SUPERVISOR_SLACK: Duration = Duration::from_secs(5);
 
 /// Bound on one write to a supervisor's pipe.
 const WRITE_LIMIT: Duration = Duration::from_secs(1);
-
-/// How often a dying process group is looked at.
-const POLL: Duration = Duration::from_millis(50);
 
 /// One process payload to run.
 #[derive(Clone, Debug)]
@@ -228,92 +221,12 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopR
     }
 }
 
-/// True while any process of group `pgid` exists (zombies included).
-pub fn group_alive(pgid: Pid) -> bool {
-    !matches!(killpg(pgid, None), Err(Errno::ESRCH))
-}
-
-/// SIGTERM to the group, then SIGKILL to whatever remains after
-/// [`KILL_GRACE`].
-async fn terminate_group(pgid: Pid) {
-    if killpg(pgid, Signal::SIGTERM) == Err(Errno::ESRCH) {
-        return;
-    }
-    let deadline = Instant::now() + KILL_GRACE;
-    while Instant::now() < deadline && group_alive(pgid) {
-        tokio::time::sleep(POLL).await;
-    }
-    if group_alive(pgid) {
-        let _ = killpg(pgid, Signal::SIGKILL);
-    }
-}
-
-/// The start time of process `pid` in clock ticks since boot (field 22 of
-/// /proc/PID/stat), which tells a process from a later one with the same id.
-fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
-}
-
-fn parse_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold anything.
-    let (_, rest) = stat.rsplit_once(')')?;
-    // `rest` starts at field 3 (state); the start time is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-pub(crate) fn write_pid_file(path: &Path, pid: u32) -> std::io::Result<()> {
-    let start = process_start_time(pid).unwrap_or_default();
-    std::fs::write(path, format!("{pid} {start}\n"))
-}
-
-/// Kills the process group recorded in `pid_file` by an earlier run, if that
-/// very process (same id and start time) still leads it. Returns whether a
-/// group was found.
-pub async fn kill_recorded_group(pid_file: &Path) -> bool {
-    let Ok(text) = tokio::fs::read_to_string(pid_file).await else {
-        return false;
-    };
-    let mut fields = text.split_whitespace().map(str::parse::<u64>);
-    let (Some(Ok(pid)), Some(Ok(start))) = (fields.next(), fields.next()) else {
-        return false;
-    };
-    let Ok(pid) = u32::try_from(pid) else {
-        return false;
-    };
-    if pid <= 1 || start == 0 || process_start_time(pid) != Some(start) {
-        return false;
-    }
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    terminate_group(Pid::from_raw(raw)).await;
-    true
-}
-
-/// The exit code to report: the code, or 128 + the signal, as shells do.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
-}
-
-/// "exited with code 3" or "killed by signal 9 (SIGKILL)".
-pub fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(signal)) => match Signal::try_from(signal) {
-            Ok(name) => format!("killed by signal {signal} ({})", name.as_str()),
-            Err(_) => format!("killed by signal {signal}"),
-        },
-        (None, None) => "ended without an exit code".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::process_group::{POLL, describe, exit_code};
 
     fn job(dir: &Path, script: &str, timeout: Option<Duration>) -> ShellJob {
         ShellJob {
@@ -334,17 +247,6 @@ mod tests {
 
     fn unfenced() -> watch::Receiver<Deadlines> {
         watch::channel(Deadlines::NEVER).1
-    }
-
-    #[test]
-    fn start_time_skips_odd_command_names() {
-        let mut fields = vec!["S".to_string()];
-        fields.extend((4..=21).map(|n| n.to_string()));
-        fields.push("987654".into());
-        fields.push("23".into());
-        let stat = format!("42 (a) b (c)) {}", fields.join(" "));
-        assert_eq!(parse_start_time(&stat), Some(987_654));
-        assert!(process_start_time(std::process::id()).is_some());
     }
 
     #[tokio::test]
