@@ -31,7 +31,7 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::fault::Files;
-use self::schema::{COMPACTED, CURRENT, LOG, META, REVS, backend, meta_value, to_api};
+use self::schema::{LOG, META, REVS, backend, to_api};
 use self::shared::Shared;
 use self::writer::{Batch, Message, Op, Outcome, Request, Writer};
 use super::{KeyValue, ListOptions, ListResult, Store, StoreError, StoreResult, WatchItem};
@@ -209,10 +209,7 @@ fn init(files: &Files) -> StoreResult<(Database, u64, u64, Option<String>)> {
         let txn = db
             .begin_read()
             .map_err(backend("beginning a read transaction"))?;
-        let meta = txn
-            .open_table(META)
-            .map_err(backend("opening the metadata table"))?;
-        (meta_value(&meta, CURRENT)?, meta_value(&meta, COMPACTED)?)
+        read::revisions(&txn)?
     };
     Ok((db, current, compacted, fault))
 }

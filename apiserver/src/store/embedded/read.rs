@@ -46,6 +46,14 @@ fn begin(db: &Database) -> StoreResult<ReadTransaction> {
         .map_err(backend("beginning a read transaction"))
 }
 
+/// The current and the compacted revision, as `txn` sees them.
+pub(super) fn revisions(txn: &ReadTransaction) -> StoreResult<(u64, u64)> {
+    let meta = txn
+        .open_table(META)
+        .map_err(backend("opening the metadata table"))?;
+    Ok((meta_value(&meta, CURRENT)?, meta_value(&meta, COMPACTED)?))
+}
+
 pub(super) fn get(db: &Database, key: &str) -> StoreResult<Option<KeyValue>> {
     let txn = begin(db)?;
     let revs = txn
@@ -58,11 +66,7 @@ pub(super) fn get(db: &Database, key: &str) -> StoreResult<Option<KeyValue>> {
 /// transaction's snapshot plus the per-key version filter.
 pub(super) fn list(db: &Database, prefix: &str, options: &ListOptions) -> StoreResult<ListResult> {
     let txn = begin(db)?;
-    let meta = txn
-        .open_table(META)
-        .map_err(backend("opening the metadata table"))?;
-    let current = meta_value(&meta, CURRENT)?;
-    let compacted = meta_value(&meta, COMPACTED)?;
+    let (current, compacted) = revisions(&txn)?;
     let at = match options.revision {
         None => current,
         Some(requested) if requested < to_api(compacted) => {
@@ -210,11 +214,7 @@ pub(super) fn history_page(
     max: usize,
 ) -> StoreResult<HistoryPage> {
     let txn = begin(db)?;
-    let meta = txn
-        .open_table(META)
-        .map_err(backend("opening the metadata table"))?;
-    let current = meta_value(&meta, CURRENT)?;
-    let compacted = meta_value(&meta, COMPACTED)?;
+    let (current, compacted) = revisions(&txn)?;
     if after < compacted {
         return Err(StoreError::Expired {
             requested: to_api(after),
