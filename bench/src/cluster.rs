@@ -178,7 +178,11 @@ impl Cluster {
 
     fn log_file(&self, name: &str) -> anyhow::Result<(PathBuf, std::fs::File)> {
         let path = self.temp.path().join(format!("{name}.log"));
-        let file = std::fs::File::create(&path)
+        // Appended to: a restarted process's log follows its predecessor's.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         Ok((path, file))
     }

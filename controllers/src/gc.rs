@@ -156,8 +156,14 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
 async fn run_dependents(client: Client, shutdown: CancellationToken) {
     let taskruns: Api<TaskRunSpec> = Api::all(client.clone());
     let workflows: Api<WorkflowSpec> = Api::all(client.clone());
-    let controller = Controller::new(taskruns, "", WatchParams::default())
-        .observe(crate::metrics::global().controller("taskrun-gc"));
+    // Only TaskRuns a Workflow owns can be orphaned: ad-hoc ones are
+    // neither cached nor reconciled here.
+    let owned = crate::relevant::only(
+        watch_objects(&taskruns, "", WatchParams::default()),
+        |taskrun: &TaskRun| workflow_owners(taskrun).next().is_some(),
+    );
+    let controller =
+        Controller::from_stream(owned).observe(crate::metrics::global().controller("taskrun-gc"));
     let taskrun_cache = controller.store();
     // The Workflow cache is filled by the same stream that triggers the
     // TaskRun reconciles, so a reconcile caused by a deletion never finds

@@ -17,6 +17,13 @@ use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
 /// The Lock the controllers elect their leader with.
 pub const CONTROLLERS_LOCK: &str = "sloth-controllers";
 
+/// How long the controllers get to finish their reconciles in flight once
+/// leadership ends (shutdown, or the lock lost) before they are aborted.
+/// Every write they make is a compare-and-swap, so an aborted reconcile
+/// leaves nothing half done; a short bound keeps a restart's downtime well
+/// inside the agents' heartbeat lease and lets the next leader start soon.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// Who competes for which Lock, and how long a term lasts without renewal.
 #[derive(Clone, Debug)]
 pub struct Election {
@@ -133,7 +140,24 @@ async fn lead_while_renewing<F, Fut>(
         }
     }
     term.cancel();
+    stop_within(work, STOP_GRACE).await;
+}
+
+/// Waits for `work` to finish for up to `grace`, then aborts it (dropping
+/// the controllers aborts their reconciles). Returns whether it finished
+/// by itself.
+async fn stop_within(mut work: tokio::task::JoinHandle<()>, grace: Duration) -> bool {
+    if tokio::time::timeout(grace, &mut work).await.is_ok() {
+        return true;
+    }
+    tracing::warn!(
+        ?grace,
+        "the controllers did not stop within the grace period; aborting their reconciles"
+    );
+    work.abort();
+    // An aborted task ends at its next await point.
     let _ = work.await;
+    false
 }
 
 async fn try_acquire(api: &Api<LockSpec>, election: &Election) -> Result<Attempt, Error> {
@@ -164,5 +188,33 @@ async fn release(api: &Api<LockSpec>, election: &Election) {
             tracing::debug!(error = %e, "could not release the leader lock")
         }
         Err(e) => tracing::warn!(error = %e, "could not release the leader lock"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn controllers_that_ignore_the_stop_are_aborted_after_the_grace() {
+        let term = CancellationToken::new();
+        let stuck = term.clone();
+        // A reconcile that never returns, even when told to stop.
+        let work = tokio::spawn(async move {
+            stuck.cancelled().await;
+            std::future::pending::<()>().await;
+        });
+        term.cancel();
+        let started = tokio::time::Instant::now();
+        assert!(!stop_within(work, STOP_GRACE).await);
+        assert_eq!(started.elapsed(), STOP_GRACE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn controllers_that_stop_by_themselves_are_waited_for() {
+        let work = tokio::spawn(tokio::time::sleep(Duration::from_secs(1)));
+        let started = tokio::time::Instant::now();
+        assert!(stop_within(work, STOP_GRACE).await);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 }

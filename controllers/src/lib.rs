@@ -2,6 +2,7 @@
 
 pub mod agent_gc;
 pub mod cron;
+pub mod due_queue;
 pub mod events_ttl;
 pub mod expiry;
 pub mod gc;
@@ -9,6 +10,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod lock;
 pub mod metrics;
+pub mod relevant;
 pub mod scheduler;
 pub mod stack;
 pub mod state_ttl;

@@ -10,7 +10,7 @@ use sloth_sdk::objects::{
     AgentPhase, AgentSpec, LabelSelector, TaskRun, TaskRunPhase, TaskRunSpec,
 };
 use sloth_sdk::{Api, Client, ListParams};
-use sloth_tests::{Agent, ApiServer, runtime, wait_until};
+use sloth_tests::{Agent, ApiServer, runtime, send_signal, wait_until};
 use tokio::runtime::Runtime;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -253,4 +253,52 @@ fn an_agent_that_stops_renewing_its_heartbeat_becomes_not_ready() {
         .find(|c| c.type_ == "Ready")
         .expect("Ready condition");
     assert_eq!(condition.reason, "HeartbeatExpired", "{condition:?}");
+}
+
+#[test]
+fn an_unschedulable_taskrun_binds_within_seconds_once_its_lapsed_agent_renews() {
+    let mut c = Cluster::start(&[]);
+    c.add_agent("sleepy", "role=s", 1, &["--lease-seconds", "2"]);
+    let agents: Api<AgentSpec> = Api::all(c.client.clone());
+    let phase = |c: &Cluster| {
+        c.rt.block_on(agents.get("sleepy"))
+            .ok()
+            .map(|a| a.status_or_default().phase)
+    };
+    let is = |c: &Cluster, wanted: AgentPhase| {
+        wait_until(DEADLINE, || (phase(c) == Some(wanted)).then_some(())).is_some()
+    };
+    assert!(is(&c, AgentPhase::Ready), "agent never Ready");
+    // Frozen, it cannot renew its heartbeat: its lease lapses.
+    let pid = c.agents[0].pid().expect("agent running");
+    send_signal(pid, "STOP");
+    assert!(
+        is(&c, AgentPhase::NotReady),
+        "agent still {:?}; apiserver log:\n{}",
+        phase(&c),
+        c.server.log()
+    );
+    c.create(&taskrun("waits", &[("role", "s")], "true"));
+    c.wait("waits", "was marked Unschedulable", |t| {
+        t.status_or_default()
+            .conditions
+            .iter()
+            .any(|k| k.type_ == "Scheduled" && k.reason == "Unschedulable")
+    });
+    send_signal(pid, "CONT");
+    assert!(is(&c, AgentPhase::Ready), "agent not Ready again");
+    let ready = std::time::Instant::now();
+    // Woken by the agent's change, not by the 30 s recheck.
+    let api = c.taskruns();
+    let bound = wait_until(Duration::from_secs(10), || {
+        c.rt.block_on(api.get("waits"))
+            .ok()
+            .filter(|t| t.spec.agent_name.is_some())
+    });
+    assert!(
+        bound.is_some(),
+        "not bound within 10 s of its agent turning Ready again ({:?} so far)",
+        ready.elapsed()
+    );
+    c.succeeded("waits");
 }

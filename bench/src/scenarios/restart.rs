@@ -98,6 +98,12 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let ready_after_restart_s = restart_start.elapsed().as_secs_f64();
     let scheduled_s = bound_at.duration_since(restart_start).as_secs_f64();
     let apiserver_rss_mib = rss_mib(restarted.pid)?;
+    let reconciles = if args.separate_controllers {
+        Value::Null
+    } else {
+        reconciles_so_far(&restarted.http_url).await
+    };
+    eprintln!("reconciles per controller since the restart: {reconciles}");
     let apiserver_cpu_s = cpu_time(restarted.pid)?.as_secs_f64();
     // CPU seconds each process spent from the restart until the new
     // TaskRun ran (the restarted ones: all they have spent).
@@ -133,7 +139,30 @@ pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         "apiserver_rss_before_restart_mib": round3(rss_before_mib),
         "apiserver_cpu_s_until_ready": round3(apiserver_cpu_s),
         "cpu_s_until_ready": cpu_s_until_ready,
+        "reconciles_until_ready": reconciles,
     }))
+}
+
+/// Reconciles each in-process controller has run, from the apiserver's
+/// `/metrics` (null when it cannot be read): what the controllers worked
+/// through between the restart and now.
+async fn reconciles_so_far(http_url: &str) -> Value {
+    let Some(address) = http_url.strip_prefix("http://").map(str::to_string) else {
+        return Value::Null;
+    };
+    let page = tokio::task::spawn_blocking(move || super::writes::get_metrics(&address)).await;
+    let Ok(Some(page)) = page else {
+        return Value::Null;
+    };
+    let prefix = "sloth_controller_reconcile_duration_seconds_count{controller=\"";
+    let counts: serde_json::Map<String, Value> = page
+        .lines()
+        .filter_map(|line| {
+            let (name, count) = line.strip_prefix(prefix)?.split_once("\"} ")?;
+            Some((name.to_string(), json!(count.trim().parse::<f64>().ok()?)))
+        })
+        .collect();
+    Value::Object(counts)
 }
 
 /// Creates `count` TaskRuns bound to [`RETIRED_AGENT`] and marks each

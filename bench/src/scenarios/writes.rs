@@ -32,7 +32,7 @@ pub async fn snapshot(http_url: &str) -> Option<Snapshot> {
     Some(parse(&text))
 }
 
-fn get_metrics(address: &str) -> Option<String> {
+pub(crate) fn get_metrics(address: &str) -> Option<String> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

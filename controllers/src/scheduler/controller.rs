@@ -35,6 +35,9 @@ pub const MOVING_GRACE: Duration = Duration::from_secs(30);
 /// ...and is looked at again this often meanwhile.
 const MOVING_RECHECK: Duration = Duration::from_secs(5);
 
+/// The TaskRuns the scheduler watches: the unfinished ones.
+const UNFINISHED: &str = "status.phase!=Succeeded,status.phase!=Failed";
+
 /// Bindings written at once. Each is one round trip; more in flight keeps
 /// the apiserver busy without letting the scheduler's own CPU dominate.
 const CONCURRENCY: usize = 64;
@@ -62,14 +65,27 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
     let state = Arc::new(Mutex::new(State::new(agents, wake)));
 
     // The TaskRun watch feeds the state before the controller's cache, so a
-    // decision never sees a cached TaskRun the state has not counted.
+    // decision never sees a cached TaskRun the state has not counted. The
+    // state counts every TaskRun (bound ones load their agents); the
+    // controller caches and reconciles only the ones left to place, so a
+    // restart with many finished TaskRuns stored does not queue a new one
+    // behind all of them.
+    //
+    // Finished TaskRuns take no slot: the server leaves them out of the
+    // watch (a TaskRun that finishes arrives as deleted, which frees its
+    // slot in the state), so a restart lists only the unfinished ones.
+    let unfinished = WatchParams {
+        field_selector: UNFINISHED.to_string(),
+        ..WatchParams::default()
+    };
     let tap = state.clone();
-    let events = watch_objects(&taskruns, "", WatchParams::default()).map(move |item| {
+    let events = watch_objects(&taskruns, "", unfinished).map(move |item| {
         if let Ok(event) = &item {
             tap.lock().unwrap_or_else(|p| p.into_inner()).apply(event);
         }
         item
     });
+    let events = crate::relevant::only(events, to_place);
 
     let on_agents = state.clone();
     let stop = shutdown.clone();
@@ -97,9 +113,13 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
         .await;
 }
 
+/// Whether `tr` is the scheduler's to place: unbound and Pending.
+fn to_place(tr: &TaskRun) -> bool {
+    tr.spec.agent_name.is_none() && tr.phase() == TaskRunPhase::Pending
+}
+
 async fn reconcile(tr: Arc<TaskRun>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    let phase = tr.phase();
-    if tr.spec.agent_name.is_some() || phase != TaskRunPhase::Pending {
+    if !to_place(&tr) {
         return Ok(Action::await_change());
     }
     let decision = ctx.state().decide(&tr);
