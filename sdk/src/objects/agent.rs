@@ -58,8 +58,9 @@ pub enum AgentPhase {
     Unknown,
     /// Heartbeating: the scheduler may bind TaskRuns to it.
     Ready,
-    /// Its heartbeat lease ran out or it shut down: nothing new is bound to
-    /// it, and its unfinished TaskRuns fail with `AgentLost` after a grace period.
+    /// No live heartbeat (the lease ran out, was released at shutdown, or
+    /// was never taken): nothing new is bound to it, and its unfinished
+    /// TaskRuns fail with `AgentLost` after a grace period.
     NotReady,
 }
 
