@@ -1078,7 +1078,7 @@ fn the_openapi_document_describes_every_kind_and_every_served_object_matches_it(
             ("/spec/tasks/0/env", json!("A=1")),
             ("/status/phase", json!("Exploded")),
             ("/status/tasks/build/attempt", json!(-1)),
-            ("/metadata/labels", json!({"app": 1})),
+            ("/metadata/name", json!(1)),
             ("/kind", json!("TaskRun")),
         ] {
             let mut bad = workflow.clone();
