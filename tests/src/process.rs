@@ -143,3 +143,14 @@ pub fn wait_exit(child: &mut Child, deadline: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// True once process `pid` has ended (a zombie nobody reaped yet counts as
+/// ended).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}

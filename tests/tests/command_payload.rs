@@ -9,7 +9,7 @@ use std::time::Duration;
 use sloth_sdk::duration::Duration as SlothDuration;
 use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec};
 use sloth_sdk::{Api, Client};
-use sloth_tests::{Agent, ApiServer, ctl, ctl_stdin, runtime, wait_until};
+use sloth_tests::{Agent, ApiServer, ctl, ctl_stdin, process_gone, runtime, wait_until};
 use tokio::runtime::Runtime;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -72,15 +72,6 @@ fn command(name: &str, argv: &[&str]) -> TaskRun {
     );
     tr.metadata.namespace = "default".into();
     tr
-}
-
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
 }
 
 #[test]
