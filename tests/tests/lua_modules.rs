@@ -260,6 +260,12 @@ fn sh(dir: &Path, script: &str) {
     assert!(status.success(), "{script}");
 }
 
+/// The commit the `work` checkout under `dir` is at.
+fn work_head(dir: &Path) -> String {
+    let work = dir.join("work");
+    command_output("git", &["-C", &work.to_string_lossy(), "rev-parse", "HEAD"])
+}
+
 #[test]
 fn git_clones_pulls_and_reports_against_a_local_bare_repository() {
     let c = OneAgent::start();
@@ -281,15 +287,7 @@ fn git_clones_pulls_and_reports_against_a_local_bare_repository() {
     );
     let status = run(&c, "git-clone", &script);
     succeeded(&status);
-    let head = command_output(
-        "git",
-        &[
-            "-C",
-            &dir.path().join("work").to_string_lossy(),
-            "rev-parse",
-            "HEAD",
-        ],
-    );
+    let head = work_head(dir.path());
     assert_eq!(status.results["first"], "true");
     assert_eq!(status.results["second"], "false");
     assert_eq!(status.results["commit"], head);
@@ -308,15 +306,7 @@ fn git_clones_pulls_and_reports_against_a_local_bare_repository() {
     );
     let status = run(&c, "git-pull", &pull);
     succeeded(&status);
-    let head = command_output(
-        "git",
-        &[
-            "-C",
-            &dir.path().join("work").to_string_lossy(),
-            "rev-parse",
-            "HEAD",
-        ],
-    );
+    let head = work_head(dir.path());
     assert_eq!(status.results["changed"], "true");
     assert_eq!(status.results["commit"], head);
     assert_eq!(status.results["again"], "false");
