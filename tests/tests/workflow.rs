@@ -67,6 +67,13 @@ impl Cluster {
         run_to_end(cmd, Some(yaml), DEADLINE).ok();
     }
 
+    /// Applies Workflow `name` whose `spec.tasks` list is `tasks` (YAML).
+    fn apply_tasks(&self, name: &str, tasks: &str) {
+        self.apply(&format!(
+            "apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  tasks:{tasks}"
+        ));
+    }
+
     fn workflow(&self, name: &str) -> Option<Workflow> {
         let api: Api<WorkflowSpec> = Api::namespaced(self.client.clone(), "default");
         self.rt.block_on(api.get(name)).ok()
@@ -203,13 +210,9 @@ spec:
 #[test]
 fn a_failing_task_is_retried_to_its_limit_then_fails_and_skips_downstream() {
     let cluster = Cluster::start(1);
-    cluster.apply(
+    cluster.apply_tasks(
+        "flaky",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: flaky}
-spec:
-  tasks:
     - name: broken
       run: {shell: 'echo attempt; exit 3'}
       retries: {limit: 2, backoff: {duration: 100ms}}
@@ -237,13 +240,9 @@ spec:
 #[test]
 fn a_task_timeout_fails_the_taskrun_and_the_workflow_within_seconds() {
     let cluster = Cluster::start(1);
-    cluster.apply(
+    cluster.apply_tasks(
+        "slow",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: slow}
-spec:
-  tasks:
     - {name: hang, timeout: 2s, run: {shell: 'sleep 120'}}
 "#,
     );
@@ -260,13 +259,9 @@ spec:
 #[test]
 fn cancel_kills_the_running_task_and_skips_the_rest() {
     let cluster = Cluster::start(1);
-    cluster.apply(
+    cluster.apply_tasks(
+        "doomed",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: doomed}
-spec:
-  tasks:
     - {name: long, run: {shell: 'echo $$ >> "$SLOTH_RESULTS.pid"; sleep 120'}}
     - {name: next, dependsOn: [long], run: {shell: 'true'}}
 "#,
@@ -377,13 +372,9 @@ spec:
 #[test]
 fn a_task_on_a_killed_agent_is_agent_lost_and_retried_on_the_other_agent() {
     let mut cluster = Cluster::start(2);
-    cluster.apply(
+    cluster.apply_tasks(
+        "survivor",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: survivor}
-spec:
-  tasks:
     - name: work
       retries: {limit: 1}
       run: {shell: 'if [ "$SLOTH_TASKRUN" = survivor-work-1 ]; then sleep 30; fi; echo done on $SLOTH_AGENT'}
@@ -423,13 +414,9 @@ spec:
 #[test]
 fn deleting_a_workflow_removes_its_taskruns() {
     let cluster = Cluster::start(1);
-    cluster.apply(
+    cluster.apply_tasks(
+        "doomed",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: doomed}
-spec:
-  tasks:
     - {name: quick, run: {shell: 'true'}}
     - {name: long, dependsOn: [quick], run: {shell: 'sleep 120'}}
 "#,
