@@ -70,6 +70,16 @@ impl Run {
         self.stdout.lines().collect()
     }
 
+    /// The column names of a table's first line: columns are separated by
+    /// at least two spaces (a name may hold one).
+    pub fn header(&self) -> Vec<&str> {
+        let line = self.stdout.lines().next().unwrap_or_default();
+        line.split("  ")
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+
     /// Asserts exit code 0.
     #[track_caller]
     pub fn ok(self) -> Self {
