@@ -168,19 +168,17 @@ fn timed(sleep: &str) -> String {
 fn a_diamond_runs_in_order_with_the_middle_tasks_in_parallel() {
     let cluster = Cluster::start(2);
     let body = timed("1");
-    cluster.apply(&format!(
-        r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {{name: diamond}}
-spec:
-  tasks:
+    cluster.apply_tasks(
+        "diamond",
+        &format!(
+            r#"
     - {{name: a, run: {{shell: '{body}'}}}}
     - {{name: b, dependsOn: [a], run: {{shell: '{body}'}}}}
     - {{name: c, dependsOn: [a], run: {{shell: '{body}'}}}}
     - {{name: d, dependsOn: [b, c], run: {{shell: '{body}'}}}}
 "#
-    ));
+        ),
+    );
     let wf = cluster.finished("diamond");
     let st = wf.status_or_default();
     assert_eq!(
@@ -340,16 +338,14 @@ fn a_task_lock_keeps_two_workflows_critical_tasks_apart() {
     let cluster = Cluster::start(2);
     let body = timed("1.5");
     for name in ["one", "two"] {
-        cluster.apply(&format!(
-            r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  tasks:
+        cluster.apply_tasks(
+            name,
+            &format!(
+                r#"
     - {{name: critical, locks: [deploy-lock], run: {{shell: '{body}'}}}}
 "#
-        ));
+            ),
+        );
     }
     let mut spans = Vec::new();
     for name in ["one", "two"] {
@@ -446,23 +442,21 @@ fn the_workflow_completes_when_the_leading_controller_is_killed_midway() {
     let marks = tempfile::tempdir().expect("temp dir");
     let ledger = marks.path().join("ran");
     let body = |task: &str| format!("echo {task} >> {}; sleep 1", ledger.display());
-    cluster.apply(&format!(
-        r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {{name: relay}}
-spec:
-  tasks:
+    cluster.apply_tasks(
+        "relay",
+        &format!(
+            r#"
     - {{name: s1, run: {{shell: '{}'}}}}
     - {{name: s2, dependsOn: [s1], run: {{shell: '{}'}}}}
     - {{name: s3, dependsOn: [s2], run: {{shell: '{}'}}}}
     - {{name: s4, dependsOn: [s3], run: {{shell: '{}'}}}}
 "#,
-        body("s1"),
-        body("s2"),
-        body("s3"),
-        body("s4")
-    ));
+            body("s1"),
+            body("s2"),
+            body("s3"),
+            body("s4")
+        ),
+    );
     cluster.wait_taskrun("relay", "relay-s2-1", "was created", |_| true);
     let leader = wait_until(DEADLINE, || {
         let api: Api<sloth_sdk::objects::LockSpec> =
