@@ -2,6 +2,17 @@
 
 use sloth_sdk::objects::{TaskRun, TaskRunSpec};
 
+/// The columns of `slothctl get agents` (and `slothctl agent list`).
+pub const AGENT_COLUMNS: [&str; 7] = [
+    "NAME",
+    "STATUS",
+    "ADDRESS",
+    "LABELS",
+    "RUNNING/CAPACITY",
+    "LAST HEARTBEAT",
+    "AGE",
+];
+
 /// A two-worker Tokio runtime for tests that also drive processes.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

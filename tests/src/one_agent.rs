@@ -18,7 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 pub struct OneAgent {
     pub agent: Agent,
     pub client: Client,
-    _server: ApiServer,
+    pub server: ApiServer,
     pub rt: Runtime,
 }
 
@@ -31,7 +31,7 @@ impl OneAgent {
         Self {
             agent,
             client,
-            _server: server,
+            server,
             rt,
         }
     }
@@ -53,10 +53,15 @@ impl OneAgent {
                 ..TaskRunSpec::default()
             },
         );
-        let api = self.api();
         self.rt
-            .block_on(api.create(&taskrun))
+            .block_on(self.api().create(&taskrun))
             .expect("create taskrun");
+        self.finished(name)
+    }
+
+    /// Waits until TaskRun `name` finished (Succeeded or Failed).
+    pub fn finished(&self, name: &str) -> TaskRun {
+        let api = self.api();
         wait_until(DEADLINE, || {
             self.rt
                 .block_on(api.get(name))

@@ -70,6 +70,16 @@ impl Run {
         self.stdout.lines().collect()
     }
 
+    /// The column names of a table's first line: columns are separated by
+    /// at least two spaces (a name may hold one).
+    pub fn header(&self) -> Vec<&str> {
+        let line = self.stdout.lines().next().unwrap_or_default();
+        line.split("  ")
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+
     /// Asserts exit code 0.
     #[track_caller]
     pub fn ok(self) -> Self {
@@ -141,5 +151,16 @@ pub fn wait_exit(child: &mut Child, deadline: Duration) -> Option<i32> {
             return None;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True once process `pid` has ended (a zombie nobody reaped yet counts as
+/// ended).
+pub fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
     }
 }

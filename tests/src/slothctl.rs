@@ -41,3 +41,40 @@ pub fn ctl_stdin(server: &ApiServer, args: &[&str], input: &str) -> Run {
     cmd.args(args);
     run_to_end(cmd, Some(input), CTL_DEADLINE)
 }
+
+/// `slothctl ARGS` as a user without any setup runs it: a fresh temporary
+/// HOME (no config file), no SLOTH_SERVER or SLOTH_TOKEN, and no
+/// `--server` but what `args` give.
+pub fn ctl_bare(args: &[&str], input: Option<&str>) -> Run {
+    let home = tempfile::tempdir().expect("temp home");
+    let mut cmd = Command::new(binary("slothctl"));
+    cmd.args(args)
+        .env("HOME", home.path())
+        .env_remove("SLOTH_SERVER")
+        .env_remove("SLOTH_TOKEN");
+    run_to_end(cmd, input, CTL_DEADLINE)
+}
+
+/// `slothctl --server URL COMMAND` under a pseudo-terminal (`script`), so
+/// it prints as on a terminal; `command` is shell text (quote its words).
+/// NO_COLOR and SLOTH_SERVER are removed, then `env` is set.
+pub fn ctl_on_a_tty(
+    server: &ApiServer,
+    command: &str,
+    env: &[(&str, &str)],
+    deadline: Duration,
+) -> Run {
+    let line = format!(
+        "{} --server {} {command}",
+        binary("slothctl").display(),
+        server.grpc_url()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("SLOTH_SERVER");
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    run_to_end(cmd, None, deadline)
+}

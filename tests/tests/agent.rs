@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use sloth_sdk::duration::Duration as SlothDuration;
 use sloth_sdk::objects::{AgentPhase, AgentSpec, LockSpec, TaskRun, TaskRunPhase, TaskRunSpec};
 use sloth_sdk::{Api, Client};
-use sloth_tests::{Agent, ApiServer, binary, runtime, shell_bound_to, wait_until};
+use sloth_tests::{Agent, ApiServer, binary, process_gone, runtime, shell_bound_to, wait_until};
 use tokio::runtime::Runtime;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -112,16 +112,6 @@ fn read_when_written(path: &Path) -> String {
     .unwrap_or_else(|| panic!("{} was never written", path.display()))
     .trim()
     .to_string()
-}
-
-/// True once process `pid` has ended (a zombie counts as ended).
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
 }
 
 fn assert_process_ends(pid: u32, agent: &Agent) {

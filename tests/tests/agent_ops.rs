@@ -9,8 +9,8 @@ use std::time::Duration;
 use sloth_sdk::objects::{AgentPhase, AgentSpec, LockSpec, TaskRunPhase, TaskRunSpec};
 use sloth_sdk::{Api, Error};
 use sloth_tests::{
-    Agent, ApiServer, Controllers, LineReader, binary, ctl, run_to_end, runtime, shell_bound_to,
-    wait_until,
+    Agent, ApiServer, Controllers, LineReader, binary, ctl, ctl_on_a_tty, run_to_end, runtime,
+    shell_bound_to, wait_until,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -184,20 +184,7 @@ fn controllers_delete_agents_not_ready_past_agent_gc_after() {
 
 /// `slothctl agent run` under a pseudo-terminal (`script`), with `env`.
 fn agent_run_on_a_tty(server: &ApiServer, env: &[(&str, &str)]) -> sloth_tests::Run {
-    let ctl = binary("slothctl");
-    let command = format!(
-        "{} --server {} agent run a1 'echo out; exit 3'",
-        ctl.display(),
-        server.grpc_url()
-    );
-    let mut cmd = Command::new("script");
-    cmd.args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env_remove("NO_COLOR")
-        .env_remove("SLOTH_SERVER");
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    run_to_end(cmd, None, DEADLINE)
+    ctl_on_a_tty(server, "agent run a1 'echo out; exit 3'", env, DEADLINE)
 }
 
 #[test]

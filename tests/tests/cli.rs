@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use sloth_tests::{ApiServer, LineReader, Run, ctl, ctl_stdin, run_to_end, slothctl, slothctl_at};
+use sloth_tests::{
+    AGENT_COLUMNS, ApiServer, LineReader, Run, ctl, ctl_stdin, run_to_end, slothctl, slothctl_at,
+};
 
 /// How long one slothctl run or one awaited line may take.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -147,24 +149,7 @@ fn apply_reads_directories_in_name_order_and_generates_names() {
         ]
     );
     let run = ctl(&server, &["get", "agents"]).ok();
-    // Columns are separated by at least two spaces; a header may have one.
-    let header: Vec<_> = run.lines()[0]
-        .split("  ")
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .collect();
-    assert_eq!(
-        header,
-        [
-            "NAME",
-            "STATUS",
-            "ADDRESS",
-            "LABELS",
-            "RUNNING/CAPACITY",
-            "LAST HEARTBEAT",
-            "AGE"
-        ]
-    );
+    assert_eq!(run.header(), AGENT_COLUMNS);
     let row: Vec<_> = run.lines()[1].split_whitespace().collect();
     assert_eq!(
         row[..5],

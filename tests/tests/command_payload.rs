@@ -8,55 +8,9 @@ use std::time::Duration;
 
 use sloth_sdk::duration::Duration as SlothDuration;
 use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec};
-use sloth_sdk::{Api, Client};
-use sloth_tests::{Agent, ApiServer, ctl, ctl_stdin, runtime, wait_until};
-use tokio::runtime::Runtime;
+use sloth_tests::{OneAgent, ctl, ctl_stdin, process_gone, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// An apiserver, one agent `a1`, a client. The agent drops first.
-struct Cluster {
-    agent: Agent,
-    client: Client,
-    server: ApiServer,
-    rt: Runtime,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let server = ApiServer::start();
-        let rt = runtime();
-        let client = server.client_in(&rt);
-        let agent = Agent::start(&server, "a1", &[]);
-        Self {
-            agent,
-            client,
-            server,
-            rt,
-        }
-    }
-
-    fn api(&self) -> Api<TaskRunSpec> {
-        Api::namespaced(self.client.clone(), "default")
-    }
-
-    /// Polls TaskRun `name` until it is Succeeded or Failed.
-    fn finished(&self, name: &str) -> TaskRun {
-        let api = self.api();
-        wait_until(DEADLINE, || {
-            self.rt
-                .block_on(api.get(name))
-                .ok()
-                .filter(|t| t.status_or_default().phase.is_terminal())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "taskrun {name} never finished; agent log:\n{}",
-                self.agent.log()
-            )
-        })
-    }
-}
 
 fn command(name: &str, argv: &[&str]) -> TaskRun {
     let mut tr = TaskRun::new(
@@ -74,18 +28,9 @@ fn command(name: &str, argv: &[&str]) -> TaskRun {
     tr
 }
 
-fn process_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
-    }
-}
-
 #[test]
 fn slothctl_run_execs_the_words_verbatim_without_a_shell() {
-    let c = Cluster::start();
+    let c = OneAgent::start();
     let args = ["a  b", "$HOME", "it's", "*", "\"q\"", "$(id)", ""];
     let mut words = vec!["run", "--agent", "a1", "--", "/usr/bin/printf", "[%s]\\n"];
     words.extend(args);
@@ -106,7 +51,7 @@ fn slothctl_run_execs_the_words_verbatim_without_a_shell() {
 
 #[test]
 fn the_programs_exit_code_is_the_taskruns_and_a_missing_program_is_127() {
-    let c = Cluster::start();
+    let c = OneAgent::start();
     ctl(
         &c.server,
         &["run", "--agent", "a1", "--", "/bin/sh", "-c", "exit 7"],
@@ -131,7 +76,7 @@ fn the_programs_exit_code_is_the_taskruns_and_a_missing_program_is_127() {
 
 #[test]
 fn a_timeout_kills_the_commands_whole_process_group() {
-    let c = Cluster::start();
+    let c = OneAgent::start();
     let mut tr = command(
         "slow",
         &["/bin/sh", "-c", "sleep 300 & echo $! > child.pid; wait"],
@@ -157,7 +102,7 @@ fn a_timeout_kills_the_commands_whole_process_group() {
 
 #[test]
 fn an_empty_or_mixed_command_is_refused_naming_the_field() {
-    let c = Cluster::start();
+    let c = OneAgent::start();
     let empty = "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata: {name: e}\n\
                  spec: {run: {command: []}}\n";
     let run = ctl_stdin(&c.server, &["apply", "-f", "-"], empty);

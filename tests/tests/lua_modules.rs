@@ -138,35 +138,39 @@ fn this_check_mode_and_the_env_reach_lua_and_shell() {
     assert_eq!(plain.results["env"], "unset");
 }
 
+/// Writes `manifest` to a file, applies it with `slothctl apply --check`
+/// and waits until TaskRun `taskrun` finished.
+fn apply_checked(server: &ApiServer, agent: &Agent, manifest: &str, taskrun: &str) -> TaskRun {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("manifest.yaml");
+    std::fs::write(&file, manifest).expect("write");
+    ctl(server, &["apply", "--check", "-f", &file.to_string_lossy()]).ok();
+    let rt = runtime();
+    let client = server.client_in(&rt);
+    let api = sloth_sdk::Api::<TaskRunSpec>::namespaced(client, "default");
+    wait_until(DEADLINE, || {
+        rt.block_on(api.get(taskrun))
+            .ok()
+            .filter(|t| t.status_or_default().phase.is_terminal())
+    })
+    .unwrap_or_else(|| panic!("never finished:\n{}\n{}", agent.log(), server.log()))
+}
+
 #[test]
 fn slothctl_apply_check_sets_check_mode() {
     let server = ApiServer::start();
     let agent = Agent::start(&server, "a1", &[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let target = dir.path().join("made.txt");
-    let manifest = dir.path().join("tr.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
+    let taskrun = apply_checked(
+        &server,
+        &agent,
+        &format!(
             "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  name: write-file\nspec:\n  agentName: a1\n  run:\n    lua:\n      script: |\n        local r = file_ops.write(\"{}\", \"x\")\n        return true, \"\", {{changed = r.changed, check = r.check_mode}}\n",
             target.display()
         ),
-    )
-    .expect("write");
-    ctl(
-        &server,
-        &["apply", "--check", "-f", &manifest.to_string_lossy()],
-    )
-    .ok();
-    let rt = runtime();
-    let client = server.client_in(&rt);
-    let api = sloth_sdk::Api::<TaskRunSpec>::namespaced(client, "default");
-    let taskrun = wait_until(DEADLINE, || {
-        rt.block_on(api.get("write-file"))
-            .ok()
-            .filter(|t| t.status_or_default().phase.is_terminal())
-    })
-    .unwrap_or_else(|| panic!("never finished:\n{}", agent.log()));
+        "write-file",
+    );
     assert!(taskrun.spec.check_mode);
     let status = taskrun.status_or_default();
     succeeded(&status);
@@ -181,29 +185,15 @@ fn slothctl_apply_check_passes_check_mode_through_a_workflow() {
     let agent = Agent::start(&server, "a1", &[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let target = dir.path().join("made.txt");
-    let manifest = dir.path().join("wf.yaml");
-    std::fs::write(
-        &manifest,
-        format!(
+    let taskrun = apply_checked(
+        &server,
+        &agent,
+        &format!(
             "apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata:\n  name: dry\nspec:\n  tasks:\n  - name: write\n    run:\n      lua:\n        script: |\n          local r = file_ops.write(\"{}\", \"x\")\n          return true, \"\", {{changed = r.changed, check = r.check_mode}}\n",
             target.display()
         ),
-    )
-    .expect("write");
-    ctl(
-        &server,
-        &["apply", "--check", "-f", &manifest.to_string_lossy()],
-    )
-    .ok();
-    let rt = runtime();
-    let client = server.client_in(&rt);
-    let api = sloth_sdk::Api::<TaskRunSpec>::namespaced(client, "default");
-    let taskrun = wait_until(DEADLINE, || {
-        rt.block_on(api.get("dry-write-1"))
-            .ok()
-            .filter(|t| t.status_or_default().phase.is_terminal())
-    })
-    .unwrap_or_else(|| panic!("never finished:\n{}\n{}", agent.log(), server.log()));
+        "dry-write-1",
+    );
     assert!(
         taskrun.spec.check_mode,
         "the workflow's TaskRun is not in check mode"
@@ -270,6 +260,12 @@ fn sh(dir: &Path, script: &str) {
     assert!(status.success(), "{script}");
 }
 
+/// The commit the `work` checkout under `dir` is at.
+fn work_head(dir: &Path) -> String {
+    let work = dir.join("work");
+    command_output("git", &["-C", &work.to_string_lossy(), "rev-parse", "HEAD"])
+}
+
 #[test]
 fn git_clones_pulls_and_reports_against_a_local_bare_repository() {
     let c = OneAgent::start();
@@ -291,15 +287,7 @@ fn git_clones_pulls_and_reports_against_a_local_bare_repository() {
     );
     let status = run(&c, "git-clone", &script);
     succeeded(&status);
-    let head = command_output(
-        "git",
-        &[
-            "-C",
-            &dir.path().join("work").to_string_lossy(),
-            "rev-parse",
-            "HEAD",
-        ],
-    );
+    let head = work_head(dir.path());
     assert_eq!(status.results["first"], "true");
     assert_eq!(status.results["second"], "false");
     assert_eq!(status.results["commit"], head);
@@ -318,15 +306,7 @@ fn git_clones_pulls_and_reports_against_a_local_bare_repository() {
     );
     let status = run(&c, "git-pull", &pull);
     succeeded(&status);
-    let head = command_output(
-        "git",
-        &[
-            "-C",
-            &dir.path().join("work").to_string_lossy(),
-            "rev-parse",
-            "HEAD",
-        ],
-    );
+    let head = work_head(dir.path());
     assert_eq!(status.results["changed"], "true");
     assert_eq!(status.results["commit"], head);
     assert_eq!(status.results["again"], "false");

@@ -4,10 +4,10 @@
 //! output. And `logs -f` with `--timestamps` or `--since`, dated by the
 //! agent's record of each write.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use sloth_tests::{Agent, ApiServer, LineReader, binary, ctl, run_to_end, slothctl, wait_until};
+use sloth_tests::{Agent, ApiServer, LineReader, ctl, ctl_on_a_tty, slothctl, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -25,19 +25,7 @@ fn created(stderr: &str) -> String {
 
 /// `slothctl agent run a1 SCRIPT` under a pseudo-terminal (`script`).
 fn on_a_tty(server: &ApiServer, env: &[(&str, &str)]) -> sloth_tests::Run {
-    let command = format!(
-        "{} --server {} agent run a1 \"{SCRIPT}\"",
-        binary("slothctl").display(),
-        server.grpc_url()
-    );
-    let mut cmd = Command::new("script");
-    cmd.args(["-q", "-e", "-c", &command, "/dev/null"])
-        .env_remove("NO_COLOR")
-        .env_remove("SLOTH_SERVER");
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    run_to_end(cmd, None, DEADLINE)
+    ctl_on_a_tty(server, &format!("agent run a1 \"{SCRIPT}\""), env, DEADLINE)
 }
 
 #[test]

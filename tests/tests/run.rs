@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sloth_tests::{
-    Agent, ApiServer, LineReader, Run, drain, run_to_end, slothctl, slothctl_at, wait_exit,
+    AGENT_COLUMNS, Agent, ApiServer, LineReader, Run, drain, run_to_end, slothctl, slothctl_at,
+    wait_exit,
 };
 
 /// How long one slothctl run or one awaited line may take.
@@ -445,28 +446,8 @@ fn agent_list_and_agent_run_are_aliases() {
     let list = c.ctl(&["agent", "list"]).ok();
     let get = c.ctl(&["get", "agents"]).ok();
     // Widths may differ (the agent's status can change in between).
-    let header = |run: &Run| {
-        let line = run.stdout.lines().next().unwrap_or_default();
-        // Columns are separated by at least two spaces; a header may have one.
-        line.split("  ")
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(str::to_string)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(header(&list), header(&get));
-    assert_eq!(
-        header(&list),
-        [
-            "NAME",
-            "STATUS",
-            "ADDRESS",
-            "LABELS",
-            "RUNNING/CAPACITY",
-            "LAST HEARTBEAT",
-            "AGE"
-        ]
-    );
+    assert_eq!(list.header(), get.header());
+    assert_eq!(list.header(), AGENT_COLUMNS);
     let row: Vec<String> = list
         .stdout
         .lines()

@@ -6,12 +6,11 @@
 //! Secret or key fails the run before it starts.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use sloth_sdk::objects::secret::{decode, encode};
-use sloth_tests::{Agent, ApiServer, CTL_DEADLINE, Etcd, Run, binary, run_to_end, wait_until};
+use sloth_tests::{Agent, ApiServer, Etcd, Run, ctl_bare, wait_until};
 
 /// The value delivered; no output, log or stored byte may hold it.
 const PW: &str = "Pw-7f3a9c1e-hunter";
@@ -30,13 +29,7 @@ fn path(p: &Path) -> &str {
 
 /// `slothctl ARGS` with a temporary HOME (no config file).
 fn slothctl(args: &[&str], input: Option<&str>) -> Run {
-    let home = tempfile::tempdir().expect("temp home");
-    let mut cmd = Command::new(binary("slothctl"));
-    cmd.args(args)
-        .env("HOME", home.path())
-        .env_remove("SLOTH_SERVER")
-        .env_remove("SLOTH_TOKEN");
-    run_to_end(cmd, input, CTL_DEADLINE)
+    ctl_bare(args, input)
 }
 
 /// Every byte under `dir`, file by file.

@@ -5,14 +5,13 @@
 //! certificate rotates on disk without a restart.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 use sloth_sdk::Error;
 use sloth_tests::{
-    Agent, ApiServer, CTL_DEADLINE, Run, binary, client_with_token, http_get, http_get_with,
-    run_to_end, runtime, wait_until,
+    Agent, ApiServer, Run, client_with_token, ctl_bare, http_get, http_get_with, runtime,
+    wait_until,
 };
 
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
@@ -35,13 +34,7 @@ fn tokens_file(dir: &Path) -> PathBuf {
 
 /// `slothctl ARGS` with a temporary HOME (no config file).
 fn slothctl(args: &[&str]) -> Run {
-    let home = tempfile::tempdir().expect("temp home");
-    let mut cmd = Command::new(binary("slothctl"));
-    cmd.args(args)
-        .env("HOME", home.path())
-        .env_remove("SLOTH_SERVER")
-        .env_remove("SLOTH_TOKEN");
-    run_to_end(cmd, None, CTL_DEADLINE)
+    ctl_bare(args, None)
 }
 
 /// `slothctl certs init --dir DIR`.

@@ -67,6 +67,13 @@ impl Cluster {
         run_to_end(cmd, Some(yaml), DEADLINE).ok();
     }
 
+    /// Applies Workflow `name` whose `spec.tasks` list is `tasks` (YAML).
+    fn apply_tasks(&self, name: &str, tasks: &str) {
+        self.apply(&format!(
+            "apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  tasks:{tasks}"
+        ));
+    }
+
     fn workflow(&self, name: &str) -> Option<Workflow> {
         let api: Api<WorkflowSpec> = Api::namespaced(self.client.clone(), "default");
         self.rt.block_on(api.get(name)).ok()
@@ -161,19 +168,17 @@ fn timed(sleep: &str) -> String {
 fn a_diamond_runs_in_order_with_the_middle_tasks_in_parallel() {
     let cluster = Cluster::start(2);
     let body = timed("1");
-    cluster.apply(&format!(
-        r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {{name: diamond}}
-spec:
-  tasks:
+    cluster.apply_tasks(
+        "diamond",
+        &format!(
+            r#"
     - {{name: a, run: {{shell: '{body}'}}}}
     - {{name: b, dependsOn: [a], run: {{shell: '{body}'}}}}
     - {{name: c, dependsOn: [a], run: {{shell: '{body}'}}}}
     - {{name: d, dependsOn: [b, c], run: {{shell: '{body}'}}}}
 "#
-    ));
+        ),
+    );
     let wf = cluster.finished("diamond");
     let st = wf.status_or_default();
     assert_eq!(
@@ -203,13 +208,9 @@ spec:
 #[test]
 fn a_failing_task_is_retried_to_its_limit_then_fails_and_skips_downstream() {
     let cluster = Cluster::start(1);
-    cluster.apply(
+    cluster.apply_tasks(
+        "flaky",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: flaky}
-spec:
-  tasks:
     - name: broken
       run: {shell: 'echo attempt; exit 3'}
       retries: {limit: 2, backoff: {duration: 100ms}}
@@ -237,13 +238,9 @@ spec:
 #[test]
 fn a_task_timeout_fails_the_taskrun_and_the_workflow_within_seconds() {
     let cluster = Cluster::start(1);
-    cluster.apply(
+    cluster.apply_tasks(
+        "slow",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: slow}
-spec:
-  tasks:
     - {name: hang, timeout: 2s, run: {shell: 'sleep 120'}}
 "#,
     );
@@ -260,13 +257,9 @@ spec:
 #[test]
 fn cancel_kills_the_running_task_and_skips_the_rest() {
     let cluster = Cluster::start(1);
-    cluster.apply(
+    cluster.apply_tasks(
+        "doomed",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: doomed}
-spec:
-  tasks:
     - {name: long, run: {shell: 'echo $$ >> "$SLOTH_RESULTS.pid"; sleep 120'}}
     - {name: next, dependsOn: [long], run: {shell: 'true'}}
 "#,
@@ -345,16 +338,14 @@ fn a_task_lock_keeps_two_workflows_critical_tasks_apart() {
     let cluster = Cluster::start(2);
     let body = timed("1.5");
     for name in ["one", "two"] {
-        cluster.apply(&format!(
-            r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {{name: {name}}}
-spec:
-  tasks:
+        cluster.apply_tasks(
+            name,
+            &format!(
+                r#"
     - {{name: critical, locks: [deploy-lock], run: {{shell: '{body}'}}}}
 "#
-        ));
+            ),
+        );
     }
     let mut spans = Vec::new();
     for name in ["one", "two"] {
@@ -377,13 +368,9 @@ spec:
 #[test]
 fn a_task_on_a_killed_agent_is_agent_lost_and_retried_on_the_other_agent() {
     let mut cluster = Cluster::start(2);
-    cluster.apply(
+    cluster.apply_tasks(
+        "survivor",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: survivor}
-spec:
-  tasks:
     - name: work
       retries: {limit: 1}
       run: {shell: 'if [ "$SLOTH_TASKRUN" = survivor-work-1 ]; then sleep 30; fi; echo done on $SLOTH_AGENT'}
@@ -423,13 +410,9 @@ spec:
 #[test]
 fn deleting_a_workflow_removes_its_taskruns() {
     let cluster = Cluster::start(1);
-    cluster.apply(
+    cluster.apply_tasks(
+        "doomed",
         r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {name: doomed}
-spec:
-  tasks:
     - {name: quick, run: {shell: 'true'}}
     - {name: long, dependsOn: [quick], run: {shell: 'sleep 120'}}
 "#,
@@ -459,23 +442,21 @@ fn the_workflow_completes_when_the_leading_controller_is_killed_midway() {
     let marks = tempfile::tempdir().expect("temp dir");
     let ledger = marks.path().join("ran");
     let body = |task: &str| format!("echo {task} >> {}; sleep 1", ledger.display());
-    cluster.apply(&format!(
-        r#"
-apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {{name: relay}}
-spec:
-  tasks:
+    cluster.apply_tasks(
+        "relay",
+        &format!(
+            r#"
     - {{name: s1, run: {{shell: '{}'}}}}
     - {{name: s2, dependsOn: [s1], run: {{shell: '{}'}}}}
     - {{name: s3, dependsOn: [s2], run: {{shell: '{}'}}}}
     - {{name: s4, dependsOn: [s3], run: {{shell: '{}'}}}}
 "#,
-        body("s1"),
-        body("s2"),
-        body("s3"),
-        body("s4")
-    ));
+            body("s1"),
+            body("s2"),
+            body("s3"),
+            body("s4")
+        ),
+    );
     cluster.wait_taskrun("relay", "relay-s2-1", "was created", |_| true);
     let leader = wait_until(DEADLINE, || {
         let api: Api<sloth_sdk::objects::LockSpec> =
