@@ -150,13 +150,10 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
     };
 
     if let Some(addr) = config.metrics_address {
-        let mut registry = sloth_sdk::telemetry::metrics::registry("agent");
-        metrics::global().register(&mut registry);
-        let bound = sloth_sdk::telemetry::serve::serve(addr, Arc::new(registry), shutdown.clone())
+        let register = |registry: &mut _| metrics::global().register(registry);
+        sloth_sdk::telemetry::serve::serve_metrics("agent", addr, register, shutdown.clone())
             .await
             .with_context(|| format!("cannot listen on --metrics-address {addr}"))?;
-        // Tests read this line to learn the port the OS picked.
-        tracing::info!("serving metrics on http://{bound}/metrics");
     }
     let slots = Slots::new(config.capacity);
     let runs = ActiveRuns::default();

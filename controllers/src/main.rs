@@ -2,8 +2,6 @@
 //! controller against one or more apiservers until SIGTERM. Several
 //! processes may run; a Lock elects the one that acts.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
@@ -58,13 +56,10 @@ async fn main() -> anyhow::Result<()> {
     let client = sloth_sdk::Client::with_options(&args.server, &options).context("bad --server")?;
     let shutdown = CancellationToken::new();
     if let Some(addr) = args.metrics_address {
-        let mut registry = sloth_sdk::telemetry::metrics::registry("controllers");
-        sloth_controllers::metrics::global().register(&mut registry);
-        let bound = sloth_sdk::telemetry::serve::serve(addr, Arc::new(registry), shutdown.clone())
+        let register = |registry: &mut _| sloth_controllers::metrics::global().register(registry);
+        sloth_sdk::telemetry::serve::serve_metrics("controllers", addr, register, shutdown.clone())
             .await
             .with_context(|| format!("cannot listen on --metrics-address {addr}"))?;
-        // Tests read this line to learn the port the OS picked.
-        tracing::info!("serving metrics on http://{bound}/metrics");
     }
     let signals = shutdown.clone();
     tokio::spawn(async move {

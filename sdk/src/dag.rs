@@ -281,4 +281,4 @@ fn find_cycles(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
 
 #[cfg(test)]
 #[path = "dag_tests.rs"]
-mod tests;
+pub(crate) mod tests;

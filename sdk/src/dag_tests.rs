@@ -2,7 +2,8 @@ use super::*;
 use crate::objects::Payload;
 use crate::objects::common::LuaPayload;
 
-fn task(name: &str, deps: &[&str]) -> WorkflowTask {
+/// A shell task `name` depending on `deps` (also for validation tests).
+pub(crate) fn task(name: &str, deps: &[&str]) -> WorkflowTask {
     WorkflowTask {
         name: name.into(),
         run: Payload {

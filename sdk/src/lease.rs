@@ -128,8 +128,7 @@ pub async fn try_acquire(
     holder: &str,
     lease_seconds: u32,
 ) -> Result<Acquire, Error> {
-    let mut last = None;
-    for _ in 0..CONFLICT_ATTEMPTS {
+    retry_conflicts(name, || async move {
         let now = Utc::now();
         let current = match api.get(name).await {
             Ok(lock) => lock,
@@ -144,33 +143,50 @@ pub async fn try_acquire(
                         lease_transitions: 0,
                     },
                 );
-                match api.create(&lock).await {
-                    Ok(created) => return Ok(Acquire::Acquired(created)),
+                return match api.create(&lock).await {
+                    Ok(created) => Ok(Attempt::Done(Acquire::Acquired(created))),
                     // Created meanwhile by someone else: read it.
-                    Err(Error::AlreadyExists(message)) => {
-                        last = Some(Error::Conflict(message));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
+                    Err(Error::AlreadyExists(message)) => Ok(Attempt::Retry(message)),
+                    Err(e) => Err(e),
+                };
             }
             Err(e) => return Err(e),
         };
         let next = match acquire_at(&current, holder, lease_seconds, now) {
             Acquire::Acquired(next) => next,
-            held @ Acquire::Held { .. } => return Ok(held),
+            held @ Acquire::Held { .. } => return Ok(Attempt::Done(held)),
         };
         match api.replace(&next).await {
-            Ok(written) => return Ok(Acquire::Acquired(written)),
-            Err(e @ (Error::Conflict(_) | Error::NotFound(_))) => last = Some(e),
-            Err(e) => return Err(e),
+            Ok(written) => Ok(Attempt::Done(Acquire::Acquired(written))),
+            Err(Error::Conflict(message) | Error::NotFound(message)) => Ok(Attempt::Retry(message)),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+}
+
+/// One try of a compare-and-swap write from a fresh read.
+enum Attempt<T> {
+    Done(T),
+    /// The write lost a race (the message says how): read again and retry.
+    Retry(String),
+}
+
+/// Runs `attempt` until it is done, at most [`CONFLICT_ATTEMPTS`] times; then
+/// the last lost race is returned as a Conflict on the Lock `name`.
+async fn retry_conflicts<T, F, Fut>(name: &str, mut attempt: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Attempt<T>, Error>>,
+{
+    let mut last = None;
+    for _ in 0..CONFLICT_ATTEMPTS {
+        match attempt().await? {
+            Attempt::Done(done) => return Ok(done),
+            Attempt::Retry(message) => last = Some(message),
         }
     }
-    Err(match last {
-        Some(Error::NotFound(message)) | Some(Error::Conflict(message)) => Error::Conflict(message),
-        Some(e) => e,
-        None => Error::Conflict(name.to_string()),
-    })
+    Err(Error::Conflict(last.unwrap_or_else(|| name.to_string())))
 }
 
 /// The outcome of [`renew`].
@@ -194,48 +210,41 @@ pub async fn renew(
     holder_id: &str,
     lease_seconds: u32,
 ) -> Result<Renew, Error> {
-    let mut last = None;
-    for _ in 0..CONFLICT_ATTEMPTS {
+    let lost =
+        |why: String| -> Result<Attempt<Renew>, Error> { Ok(Attempt::Done(Renew::Lost(why))) };
+    retry_conflicts(name, || async move {
         let now = Utc::now();
         let current = match api.get(name).await {
             Ok(lock) => lock,
-            Err(Error::NotFound(_)) => {
-                return Ok(Renew::Lost(format!("lock {name:?} was deleted")));
-            }
+            Err(Error::NotFound(_)) => return lost(format!("lock {name:?} was deleted")),
             Err(e) => return Err(e),
         };
         match holder(&current) {
             Some(h) if h == holder_id => {}
-            Some(other) => {
-                return Ok(Renew::Lost(format!("lock {name:?} is held by {other} now")));
-            }
+            Some(other) => return lost(format!("lock {name:?} is held by {other} now")),
             None => {
-                return Ok(Renew::Lost(format!(
+                return lost(format!(
                     "lock {name:?} was released (or expired) by someone else"
-                )));
+                ));
             }
         }
         if is_free(&current, now) {
-            return Ok(Renew::Lost(format!("the lease of lock {name:?} ran out")));
+            return lost(format!("the lease of lock {name:?} ran out"));
         }
         let next = match acquire_at(&current, holder_id, lease_seconds, now) {
             Acquire::Acquired(next) => next,
             Acquire::Held { holder, .. } => {
-                return Ok(Renew::Lost(format!(
-                    "lock {name:?} is held by {holder} now"
-                )));
+                return lost(format!("lock {name:?} is held by {holder} now"));
             }
         };
         match api.replace(&next).await {
-            Ok(written) => return Ok(Renew::Renewed(written)),
-            Err(Error::NotFound(_)) => {
-                return Ok(Renew::Lost(format!("lock {name:?} was deleted")));
-            }
-            Err(e @ Error::Conflict(_)) => last = Some(e),
-            Err(e) => return Err(e),
+            Ok(written) => Ok(Attempt::Done(Renew::Renewed(written))),
+            Err(Error::NotFound(_)) => lost(format!("lock {name:?} was deleted")),
+            Err(Error::Conflict(message)) => Ok(Attempt::Retry(message)),
+            Err(e) => Err(e),
         }
-    }
-    Err(last.unwrap_or_else(|| Error::Conflict(name.to_string())))
+    })
+    .await
 }
 
 /// Gives the Lock `name` up when `holder` holds it: clears holderIdentity
@@ -243,24 +252,23 @@ pub async fn renew(
 /// missing or held by someone else (an expired lease of `holder` that
 /// nobody took yet is still released).
 pub async fn release(api: &Api<LockSpec>, name: &str, holder_id: &str) -> Result<bool, Error> {
-    let mut last = None;
-    for _ in 0..CONFLICT_ATTEMPTS {
+    retry_conflicts(name, || async move {
         let current = match api.get(name).await {
             Ok(lock) => lock,
-            Err(Error::NotFound(_)) => return Ok(false),
+            Err(Error::NotFound(_)) => return Ok(Attempt::Done(false)),
             Err(e) => return Err(e),
         };
         if holder(&current) != Some(holder_id) {
-            return Ok(false);
+            return Ok(Attempt::Done(false));
         }
         match api.replace(&cleared(&current)).await {
-            Ok(_) => return Ok(true),
-            Err(Error::NotFound(_)) => return Ok(false),
-            Err(e @ Error::Conflict(_)) => last = Some(e),
-            Err(e) => return Err(e),
+            Ok(_) => Ok(Attempt::Done(true)),
+            Err(Error::NotFound(_)) => Ok(Attempt::Done(false)),
+            Err(Error::Conflict(message)) => Ok(Attempt::Retry(message)),
+            Err(e) => Err(e),
         }
-    }
-    Err(last.unwrap_or_else(|| Error::Conflict(name.to_string())))
+    })
+    .await
 }
 
 #[cfg(test)]

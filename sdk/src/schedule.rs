@@ -146,20 +146,35 @@ mod tests {
             .to_rfc3339()
     }
 
+    /// Each case: expression, timezone, after, the expected next time.
+    fn assert_next(cases: &[(&str, &str, &str, &str)]) {
+        for &(expr, tz, after, expected) in cases {
+            assert_eq!(next(expr, tz, after), expected, "{expr:?} after {after}");
+        }
+    }
+
     #[test]
     fn five_fields_names_and_seconds() {
-        assert_eq!(
-            next("0 3 * * *", "", "2026-01-01T03:00:00Z"),
-            "2026-01-02T03:00:00+00:00"
-        );
-        assert_eq!(
-            next("@hourly", "", "2026-01-01T03:00:00.5Z"),
-            "2026-01-01T04:00:00+00:00"
-        );
-        assert_eq!(
-            next("*/5 * * * * *", "", "2026-01-01T03:00:02Z"),
-            "2026-01-01T03:00:05+00:00"
-        );
+        assert_next(&[
+            (
+                "0 3 * * *",
+                "",
+                "2026-01-01T03:00:00Z",
+                "2026-01-02T03:00:00+00:00",
+            ),
+            (
+                "@hourly",
+                "",
+                "2026-01-01T03:00:00.5Z",
+                "2026-01-01T04:00:00+00:00",
+            ),
+            (
+                "*/5 * * * * *",
+                "",
+                "2026-01-01T03:00:02Z",
+                "2026-01-01T03:00:05+00:00",
+            ),
+        ]);
     }
 
     #[test]
@@ -173,18 +188,26 @@ mod tests {
 
     #[test]
     fn every_is_aligned_to_the_epoch() {
-        assert_eq!(
-            next("@every 2s", "", "2026-01-01T00:00:01Z"),
-            "2026-01-01T00:00:02+00:00"
-        );
-        assert_eq!(
-            next("@every 2s", "", "2026-01-01T00:00:02Z"),
-            "2026-01-01T00:00:04+00:00"
-        );
-        assert_eq!(
-            next("@every 1h", "", "2026-01-01T00:30:00Z"),
-            "2026-01-01T01:00:00+00:00"
-        );
+        assert_next(&[
+            (
+                "@every 2s",
+                "",
+                "2026-01-01T00:00:01Z",
+                "2026-01-01T00:00:02+00:00",
+            ),
+            (
+                "@every 2s",
+                "",
+                "2026-01-01T00:00:02Z",
+                "2026-01-01T00:00:04+00:00",
+            ),
+            (
+                "@every 1h",
+                "",
+                "2026-01-01T00:30:00Z",
+                "2026-01-01T01:00:00+00:00",
+            ),
+        ]);
     }
 
     #[test]

@@ -103,6 +103,36 @@ impl CliError {
     }
 }
 
+/// The errors of a command over several objects, kubectl style: an
+/// object the server refused (exit 1) is reported on stderr and the others
+/// still go ahead, then the command exits 1; any other error (usage, no
+/// server) stops it at once.
+#[derive(Debug, Default)]
+pub struct Failures {
+    any: bool,
+}
+
+impl Failures {
+    /// Reports one object's failure, or hands back an error that must stop
+    /// the command.
+    pub fn report(&mut self, error: CliError) -> Result<(), CliError> {
+        if error.code != FAILED {
+            return Err(error);
+        }
+        eprintln!("{error}");
+        self.any = true;
+        Ok(())
+    }
+
+    /// The command's outcome once every object had its turn.
+    pub fn finish(self) -> Result<(), CliError> {
+        if self.any {
+            return Err(CliError::reported(FAILED));
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

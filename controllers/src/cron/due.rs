@@ -118,55 +118,40 @@ mod tests {
         Schedule::parse(s, "").expect("schedule")
     }
 
+    /// `decide` for `@every 10s`, the times in seconds from `at(0)`.
+    fn every_10s(since: i64, now: i64, deadline: Option<Duration>) -> Due {
+        decide(&every("@every 10s"), at(since), at(now), deadline)
+    }
+
+    fn run_at(secs: i64, missed: usize) -> Due {
+        Due::Run {
+            at: at(secs),
+            missed,
+        }
+    }
+
     #[test]
     fn nothing_before_the_first_time() {
-        assert_eq!(
-            decide(&every("@every 10s"), at(0), at(9), None),
-            Due::Nothing
-        );
+        assert_eq!(every_10s(0, 9, None), Due::Nothing);
     }
 
     #[test]
     fn the_time_that_came_runs() {
-        assert_eq!(
-            decide(&every("@every 10s"), at(0), at(12), None),
-            Due::Run {
-                at: at(10),
-                missed: 0
-            }
-        );
+        assert_eq!(every_10s(0, 12, None), run_at(10, 0));
         // Once run (since = 10), nothing until 20.
-        assert_eq!(
-            decide(&every("@every 10s"), at(10), at(19), None),
-            Due::Nothing
-        );
+        assert_eq!(every_10s(10, 19, None), Due::Nothing);
     }
 
     #[test]
     fn only_the_latest_of_several_missed_runs() {
-        assert_eq!(
-            decide(&every("@every 10s"), at(0), at(55), None),
-            Due::Run {
-                at: at(50),
-                missed: 4
-            }
-        );
+        assert_eq!(every_10s(0, 55, None), run_at(50, 4));
     }
 
     #[test]
     fn a_run_later_than_the_deadline_is_skipped() {
         let d = Some(Duration::from_secs(3));
-        assert_eq!(
-            decide(&every("@every 10s"), at(0), at(12), d),
-            Due::Run {
-                at: at(10),
-                missed: 0
-            }
-        );
-        assert_eq!(
-            decide(&every("@every 10s"), at(0), at(14), d),
-            Due::TooLate { at: at(10) }
-        );
+        assert_eq!(every_10s(0, 12, d), run_at(10, 0));
+        assert_eq!(every_10s(0, 14, d), Due::TooLate { at: at(10) });
     }
 
     #[test]
@@ -180,10 +165,7 @@ mod tests {
         let n = i64::try_from(MAX_MISSED).expect("small") + 1;
         assert_eq!(
             decide(&every("@every 1s"), at(0), at(n), None),
-            Due::Run {
-                at: at(n),
-                missed: MAX_MISSED
-            }
+            run_at(n, MAX_MISSED)
         );
     }
 
@@ -192,12 +174,12 @@ mod tests {
         // Every minute from 09:00 to 09:59 only: after days of downtime
         // the latest is found by the widening backward search.
         let s = every("* 9 * * *");
-        let since = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .expect("t")
-            .with_timezone(&Utc);
-        let now = DateTime::parse_from_rfc3339("2026-01-05T12:00:00Z")
-            .expect("t")
-            .with_timezone(&Utc);
+        let time = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("t")
+                .with_timezone(&Utc)
+        };
+        let (since, now) = (time("2026-01-01T00:00:00Z"), time("2026-01-05T12:00:00Z"));
         let (latest, count) = latest(&s, since, now).expect("some");
         assert_eq!(latest.to_rfc3339(), "2026-01-05T09:59:00+00:00");
         assert!(count > MAX_MISSED);

@@ -61,6 +61,10 @@ struct World {
     now: DateTime<Utc>,
 }
 
+fn lua_input(taskrun: &TaskRun) -> &BTreeMap<String, BTreeMap<String, String>> {
+    &taskrun.spec.run.lua.as_ref().expect("a Lua payload").input
+}
+
 impl World {
     fn new(wf: Workflow) -> Self {
         Self {
@@ -84,6 +88,11 @@ impl World {
         }
         self.wf.status = Some(plan.status.clone());
         plan
+    }
+
+    /// The Lua `input` of the TaskRun `name`: its upstream tasks' results.
+    fn lua_input(&self, name: &str) -> &BTreeMap<String, BTreeMap<String, String>> {
+        lua_input(&self.runs[name])
     }
 
     fn created(plan: &Plan) -> Vec<String> {
@@ -443,13 +452,7 @@ fn a_lua_task_gets_its_upstream_results_as_input() {
         &[("x", "1")],
     );
     w.step();
-    let input = &w.runs["wf-report-1"]
-        .spec
-        .run
-        .lua
-        .as_ref()
-        .expect("lua")
-        .input;
+    let input = w.lua_input("wf-report-1");
     assert_eq!(input.len(), 1, "only its own upstream: {input:?}");
     assert_eq!(input["build"]["image"], "app:2");
 }
@@ -565,7 +568,7 @@ fn workflow_hooks_run_one_at_a_time_around_the_tasks() {
     let complete = &w.runs["wf-hook-on-complete"];
     assert_eq!(complete.metadata.labels[HOOK_LABEL], "on_complete");
     assert!(!complete.metadata.labels.contains_key(TASK_LABEL));
-    let input = &complete.spec.run.lua.as_ref().expect("lua").input;
+    let input = lua_input(complete);
     assert_eq!(input["_hook"]["success"], "true");
     assert_eq!(input["a"]["k"], "v");
 }
@@ -580,13 +583,7 @@ fn the_phase_waits_for_on_complete_which_gets_the_failure() {
     assert_eq!(World::created(&plan), ["wf-hook-on-complete"]);
     assert_eq!(w.phase(), WorkflowPhase::Running, "held for on_complete");
     assert_eq!(w.wf.status_or_default().completion_time, None);
-    let input = &w.runs["wf-hook-on-complete"]
-        .spec
-        .run
-        .lua
-        .as_ref()
-        .expect("lua")
-        .input;
+    let input = w.lua_input("wf-hook-on-complete");
     assert_eq!(input["_hook"]["success"], "false");
     // A restart sees the same TaskRun: nothing new is created.
     assert!(World::created(&w.step()).is_empty());

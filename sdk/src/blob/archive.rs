@@ -61,6 +61,11 @@ pub enum ArchiveError {
     Missing(String),
 }
 
+/// The archive's bytes do not decode (bad zstd or tar, or cut short).
+fn corrupt(e: impl std::fmt::Display) -> ArchiveError {
+    ArchiveError::Corrupt(e.to_string())
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ArchiveError + '_ {
     move |source| ArchiveError::Io {
         path: path.display().to_string(),
@@ -79,17 +84,54 @@ pub fn pack_workspace(dir: &Path, out: &Path) -> Result<Packed, ArchiveError> {
             message: "not a directory".into(),
         });
     }
-    let walk = ignore::WalkBuilder::new(dir)
+    let paths = walk_sorted(dir, Walk::Workspace)?;
+    write_archive(dir, &paths, out)
+}
+
+/// Packs `path` (a file or a directory, relative to `root`) with everything
+/// under it, named by its path relative to `root`: a task's artifact.
+pub fn pack_path(root: &Path, path: &str, out: &Path) -> Result<Packed, ArchiveError> {
+    let relative = safe_relative(path).map_err(|why| ArchiveError::Unsafe {
+        entry: path.to_string(),
+        why,
+    })?;
+    let full = root.join(&relative);
+    let meta = std::fs::symlink_metadata(&full).map_err(io(&full))?;
+    let mut paths = vec![relative.clone()];
+    if meta.is_dir() {
+        for entry in walk_sorted(&full, Walk::Everything)? {
+            paths.push(relative.join(entry));
+        }
+    }
+    write_archive(root, &paths, out)
+}
+
+/// What a directory walk leaves out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// A workspace: what `.slothignore` files name, and `.git`.
+    Workspace,
+    /// An artifact: nothing.
+    Everything,
+}
+
+/// The entries under `dir`, relative to it, in name order (no links
+/// followed), so that the same files give the same archive.
+fn walk_sorted(dir: &Path, what: Walk) -> Result<Vec<PathBuf>, ArchiveError> {
+    let mut builder = ignore::WalkBuilder::new(dir);
+    builder
         .standard_filters(false)
         .hidden(false)
         .parents(false)
         .follow_links(false)
-        .add_custom_ignore_filename(IGNORE_FILE)
-        .filter_entry(|e| e.file_name() != ".git")
-        .sort_by_file_name(|a, b| a.cmp(b))
-        .build();
+        .sort_by_file_name(|a, b| a.cmp(b));
+    if what == Walk::Workspace {
+        builder
+            .add_custom_ignore_filename(IGNORE_FILE)
+            .filter_entry(|e| e.file_name() != ".git");
+    }
     let mut paths = Vec::new();
-    for entry in walk {
+    for entry in builder.build() {
         let entry = entry.map_err(|e| ArchiveError::Walk {
             path: dir.display().to_string(),
             message: e.to_string(),
@@ -106,49 +148,6 @@ pub fn pack_workspace(dir: &Path, out: &Path) -> Result<Packed, ArchiveError> {
                 message: e.to_string(),
             })?;
         paths.push(relative);
-    }
-    write_archive(dir, &paths, out)
-}
-
-/// Packs `path` (a file or a directory, relative to `root`) with everything
-/// under it, named by its path relative to `root`: a task's artifact.
-pub fn pack_path(root: &Path, path: &str, out: &Path) -> Result<Packed, ArchiveError> {
-    let relative = safe_relative(path).map_err(|why| ArchiveError::Unsafe {
-        entry: path.to_string(),
-        why,
-    })?;
-    let full = root.join(&relative);
-    let meta = std::fs::symlink_metadata(&full).map_err(io(&full))?;
-    let mut paths = vec![relative.clone()];
-    if meta.is_dir() {
-        for entry in walkdir_sorted(&full)? {
-            paths.push(relative.join(entry));
-        }
-    }
-    write_archive(root, &paths, out)
-}
-
-/// Everything under `dir`, relative to it, in name order (no links followed).
-fn walkdir_sorted(dir: &Path) -> Result<Vec<PathBuf>, ArchiveError> {
-    let walk = ignore::WalkBuilder::new(dir)
-        .standard_filters(false)
-        .hidden(false)
-        .parents(false)
-        .follow_links(false)
-        .sort_by_file_name(|a, b| a.cmp(b))
-        .build();
-    let mut paths = Vec::new();
-    for entry in walk {
-        let entry = entry.map_err(|e| ArchiveError::Walk {
-            path: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-        if entry.depth() == 0 {
-            continue;
-        }
-        if let Ok(relative) = entry.path().strip_prefix(dir) {
-            paths.push(relative.to_path_buf());
-        }
     }
     Ok(paths)
 }
@@ -249,22 +248,17 @@ pub fn unpack_selected(
         })?),
         None => None,
     };
-    let file = File::open(archive).map_err(io(archive))?;
-    let decoder = zstd::Decoder::new(BufReader::new(file))
-        .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-    let mut tar = tar::Archive::new(decoder);
+    let mut tar = open_archive(archive)?;
     let mut done = Unpacked::default();
     // Directory modes are set last: a read-only directory would refuse
     // the files that go into it.
     let mut dir_modes = Vec::new();
-    let entries = tar
-        .entries()
-        .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+    let entries = tar.entries().map_err(corrupt)?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+        let mut entry = entry.map_err(corrupt)?;
         let raw = entry
             .path()
-            .map_err(|e| ArchiveError::Corrupt(e.to_string()))?
+            .map_err(corrupt)?
             .to_string_lossy()
             .into_owned();
         let relative = safe_relative(&raw).map_err(|why| ArchiveError::Unsafe {
@@ -293,15 +287,14 @@ pub fn unpack_selected(
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 remove_existing(&target)?;
                 let mut out = File::create(&target).map_err(io(&target))?;
-                let bytes = std::io::copy(&mut entry, &mut out)
-                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+                let bytes = std::io::copy(&mut entry, &mut out).map_err(corrupt)?;
                 set_mode(&target, mode)?;
                 done.bytes += bytes;
             }
             tar::EntryType::Symlink => {
                 let link = entry
                     .link_name()
-                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?
+                    .map_err(corrupt)?
                     .ok_or_else(|| ArchiveError::Corrupt(format!("link {raw:?} has no target")))?;
                 link_stays_inside(&relative, &link).map_err(|why| ArchiveError::Unsafe {
                     entry: raw.clone(),
@@ -313,7 +306,7 @@ pub fn unpack_selected(
             tar::EntryType::Link => {
                 let link = entry
                     .link_name()
-                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?
+                    .map_err(corrupt)?
                     .ok_or_else(|| ArchiveError::Corrupt(format!("link {raw:?} has no target")))?;
                 let source =
                     safe_relative(&link.to_string_lossy()).map_err(|why| ArchiveError::Unsafe {
@@ -346,6 +339,13 @@ pub fn unpack_selected(
         return Err(ArchiveError::Missing(select.display().to_string()));
     }
     Ok(done)
+}
+
+/// The tar stream inside the zstd file `archive`.
+fn open_archive(archive: &Path) -> Result<tar::Archive<impl Read>, ArchiveError> {
+    let file = File::open(archive).map_err(io(archive))?;
+    let decoder = zstd::Decoder::new(BufReader::new(file)).map_err(corrupt)?;
+    Ok(tar::Archive::new(decoder))
 }
 
 /// Where `relative` goes relative to the destination, when selected.
@@ -420,26 +420,19 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), ArchiveError> {
 
 /// Reads a whole small archive's file list (tests, `cp` messages).
 pub fn list(archive: &Path) -> Result<Vec<String>, ArchiveError> {
-    let file = File::open(archive).map_err(io(archive))?;
-    let decoder = zstd::Decoder::new(BufReader::new(file))
-        .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-    let mut tar = tar::Archive::new(decoder);
+    let mut tar = open_archive(archive)?;
     let mut names = Vec::new();
-    for entry in tar
-        .entries()
-        .map_err(|e| ArchiveError::Corrupt(e.to_string()))?
-    {
-        let mut entry = entry.map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+    for entry in tar.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
         names.push(
             entry
                 .path()
-                .map_err(|e| ArchiveError::Corrupt(e.to_string()))?
+                .map_err(corrupt)?
                 .to_string_lossy()
                 .into_owned(),
         );
         // Drain, so that a truncated archive shows as corrupt.
-        std::io::copy(&mut entry, &mut std::io::sink())
-            .map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
+        std::io::copy(&mut entry, &mut std::io::sink()).map_err(corrupt)?;
     }
     Ok(names)
 }

@@ -190,6 +190,19 @@ async fn stop(token: &CancellationToken, handle: JoinHandle<()>) {
     assert!(handle.await.is_ok(), "controller panicked");
 }
 
+/// What most cases start from: a shutdown token, a controller fed by the
+/// returned sender that stops with the token, and an empty recorder.
+fn setup() -> (
+    CancellationToken,
+    Events<Widget>,
+    Controller<Widget>,
+    Arc<Recorder>,
+) {
+    let token = CancellationToken::new();
+    let (tx, controller) = controller(&token);
+    (token, tx, controller, Recorder::new())
+}
+
 fn controller(shutdown: &CancellationToken) -> (Events<Widget>, Controller<Widget>) {
     let (tx, rx) = channel();
     let controller = Controller::from_stream(rx).graceful_shutdown_on(shutdown.clone());
@@ -198,9 +211,7 @@ fn controller(shutdown: &CancellationToken) -> (Events<Widget>, Controller<Widge
 
 #[tokio::test(start_paused = true)]
 async fn ten_events_during_a_reconcile_cause_one_more() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start_simple(c, &rec, 10 * SEC, Action::await_change());
 
     send(&tx, Event::Restarted(vec![widget("a", 1)]));
@@ -223,9 +234,7 @@ async fn ten_events_during_a_reconcile_cause_one_more() {
 
 #[tokio::test(start_paused = true)]
 async fn one_object_is_never_reconciled_twice_at_once() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start(c.concurrency(8), &rec, |object, _| async move {
         // Uneven durations, so runs and events interleave in many ways.
         sleep(Duration::from_millis(
@@ -250,9 +259,7 @@ async fn one_object_is_never_reconciled_twice_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn different_objects_run_concurrently_up_to_the_bound() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start_simple(c.concurrency(3), &rec, SEC, Action::await_change());
 
     let widgets = (0..10).map(|i| widget(&format!("w{i}"), 1)).collect();
@@ -270,9 +277,7 @@ async fn different_objects_run_concurrently_up_to_the_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn a_requeue_fires_after_its_delay() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start_simple(c, &rec, Duration::ZERO, Action::requeue(5 * SEC));
 
     send(&tx, Event::Applied(widget("a", 1)));
@@ -288,9 +293,7 @@ async fn a_requeue_fires_after_its_delay() {
 
 #[tokio::test(start_paused = true)]
 async fn a_trigger_does_not_wait_for_a_pending_requeue() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start_simple(c, &rec, Duration::ZERO, Action::requeue(60 * SEC));
 
     send(&tx, Event::Applied(widget("a", 1)));
@@ -308,9 +311,7 @@ async fn a_trigger_does_not_wait_for_a_pending_requeue() {
 
 #[tokio::test(start_paused = true)]
 async fn errors_back_off_exponentially_and_reset_on_success() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let backoff = ErrorBackoff::new(SEC, 8 * SEC).with_jitter(0.0);
     let calls = Arc::new(AtomicUsize::new(0));
     let handle = start(c.error_backoff(backoff), &rec, move |_, _| {
@@ -339,9 +340,7 @@ async fn errors_back_off_exponentially_and_reset_on_success() {
 
 #[tokio::test(start_paused = true)]
 async fn error_backoff_jitter_stays_within_bounds() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let backoff = ErrorBackoff::new(SEC, 4 * SEC).with_jitter(0.5);
     let handle = start(c.error_backoff(backoff), &rec, |_, _| async {
         Err::<Action, _>("always".to_string())
@@ -377,9 +376,7 @@ async fn error_backoff_jitter_stays_within_bounds() {
 
 #[tokio::test(start_paused = true)]
 async fn the_error_policy_can_override_the_backoff() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = tokio::spawn(c.run(
         |object: Arc<Object<Widget>>, rec: Arc<Recorder>| async move {
             rec.track(&object, async { Err::<Action, _>("no") }).await
@@ -397,9 +394,7 @@ async fn the_error_policy_can_override_the_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_reconcile_is_retried_with_backoff() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let calls = Arc::new(AtomicUsize::new(0));
     let backoff = ErrorBackoff::new(2 * SEC, 8 * SEC).with_jitter(0.0);
     let handle = start(c.error_backoff(backoff), &rec, move |_, _| {
@@ -419,9 +414,7 @@ async fn a_panicking_reconcile_is_retried_with_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn an_object_deleted_before_its_turn_is_skipped() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start_simple(c.concurrency(1), &rec, 10 * SEC, Action::await_change());
 
     send(&tx, Event::Applied(widget("busy", 1)));
@@ -441,9 +434,7 @@ async fn an_object_deleted_before_its_turn_is_skipped() {
 
 #[tokio::test(start_paused = true)]
 async fn a_deleted_object_loses_its_requeue() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start_simple(c, &rec, Duration::ZERO, Action::requeue(5 * SEC));
 
     send(&tx, Event::Applied(widget("a", 1)));
@@ -456,9 +447,7 @@ async fn a_deleted_object_loses_its_requeue() {
 
 #[tokio::test(start_paused = true)]
 async fn the_reconciler_sees_the_latest_version() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start_simple(c.concurrency(1), &rec, 5 * SEC, Action::await_change());
 
     send(&tx, Event::Applied(widget("busy", 1)));
@@ -564,9 +553,7 @@ async fn a_secondary_store_change_reconciles_all() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_waits_for_running_reconciles_and_starts_no_more() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let handle = start_simple(c.concurrency(1), &rec, 5 * SEC, Action::requeue(SEC));
 
     send(&tx, Event::Restarted(vec![widget("a", 1), widget("b", 1)]));
@@ -584,9 +571,7 @@ async fn shutdown_waits_for_running_reconciles_and_starts_no_more() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_gives_up_after_the_grace_period() {
-    let token = CancellationToken::new();
-    let (tx, c) = controller(&token);
-    let rec = Recorder::new();
+    let (token, tx, c, rec) = setup();
     let c = c.shutdown_grace(10 * SEC);
     let handle = start_simple(c, &rec, 1000 * SEC, Action::await_change());
 

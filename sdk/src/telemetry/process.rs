@@ -89,13 +89,12 @@ impl Collector for ProcessCollector {
             .ok()
             .and_then(|stat| parse_stat(&stat, boot_time()?));
         if let Some(stats) = stats {
-            let cpu = ConstCounter::new(stats.cpu_seconds);
-            cpu.encode(encoder.encode_descriptor(
+            encode(
+                &mut encoder,
                 "process_cpu_seconds",
                 "Total user and system CPU time spent in seconds",
-                None,
-                cpu.metric_type(),
-            )?)?;
+                ConstCounter::new(stats.cpu_seconds),
+            )?;
             let gauges = [
                 ("process_threads", "Number of OS threads", stats.threads),
                 (
@@ -105,21 +104,14 @@ impl Collector for ProcessCollector {
                 ),
             ];
             for (name, help, value) in gauges {
-                let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    gauge.metric_type(),
-                )?)?;
+                encode(&mut encoder, name, help, ConstGauge::new(value))?;
             }
-            let start = ConstGauge::new(stats.start_time_seconds);
-            start.encode(encoder.encode_descriptor(
+            encode(
+                &mut encoder,
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds",
-                None,
-                start.metric_type(),
-            )?)?;
+                ConstGauge::new(stats.start_time_seconds),
+            )?;
         }
         let others = [
             (
@@ -140,17 +132,21 @@ impl Collector for ProcessCollector {
         ];
         for (name, help, value) in others {
             if let Some(value) = value {
-                let gauge = ConstGauge::new(value);
-                gauge.encode(encoder.encode_descriptor(
-                    name,
-                    help,
-                    None,
-                    gauge.metric_type(),
-                )?)?;
+                encode(&mut encoder, name, help, ConstGauge::new(value))?;
             }
         }
         Ok(())
     }
+}
+
+/// Writes one metric with its `# HELP` and `# TYPE` lines.
+fn encode(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 #[cfg(test)]

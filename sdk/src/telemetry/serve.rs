@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::{CONTENT_TYPE, render};
+use super::metrics::{CONTENT_TYPE, registry, render};
 
 /// Binds `addr` (port 0: one the OS picks) and serves `registry` there until
 /// `shutdown`. Returns the bound address; binding errors are the caller's.
@@ -39,5 +39,22 @@ pub async fn serve(
             tracing::error!(error = %e, "metrics endpoint failed");
         }
     });
+    Ok(bound)
+}
+
+/// The `--metrics-address` endpoint of a binary: its registry (build and
+/// process metrics, plus what `register` adds) served at `addr` until
+/// `shutdown`. Logs the bound address; binding errors are the caller's.
+pub async fn serve_metrics(
+    component: &'static str,
+    addr: SocketAddr,
+    register: impl FnOnce(&mut Registry),
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let mut registry = registry(component);
+    register(&mut registry);
+    let bound = serve(addr, Arc::new(registry), shutdown).await?;
+    // Tests read this line to learn the port the OS picked.
+    tracing::info!("serving metrics on http://{bound}/metrics");
     Ok(bound)
 }

@@ -112,23 +112,16 @@ pub(super) fn validate_upstream_clashes(
 
 #[cfg(test)]
 mod tests {
-    use crate::objects::{ArtifactsSpec, BlobRef, Payload, WorkflowSpec, WorkflowTask};
+    use crate::objects::{ArtifactsSpec, BlobRef, WorkflowSpec, WorkflowTask};
     use crate::resource::Object;
     use crate::validation::Validate;
 
     fn task(name: &str, deps: &[&str], artifacts: &[&str]) -> WorkflowTask {
         WorkflowTask {
-            name: name.into(),
-            run: Payload {
-                shell: Some("true".into()),
-                lua: None,
-                command: None,
-            },
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
             artifacts: (!artifacts.is_empty()).then(|| ArtifactsSpec {
                 paths: artifacts.iter().map(|p| p.to_string()).collect(),
             }),
-            ..WorkflowTask::default()
+            ..crate::dag::tests::task(name, deps)
         }
     }
 

@@ -14,7 +14,7 @@ use sloth_sdk::{Client, DynamicObject, Error as SdkError, ListParams};
 
 use super::{Context, placement, print_errors};
 use crate::cli::{ApplyArgs, DryRun};
-use crate::error::{self, CliError};
+use crate::error::{self, CliError, Failures};
 use crate::kind::qualified_name;
 use crate::manifest::{self, Check, Resolved};
 use crate::printer::emit;
@@ -78,7 +78,7 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
             })?;
     }
     warn_unplaceable(&ctx.client, &objects).await;
-    let mut failed = false;
+    let mut failures = Failures::default();
     for object in &objects {
         match apply_one(ctx, object, server_dry_run).await {
             Ok((name, outcome)) => {
@@ -93,22 +93,13 @@ pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
                     }
                 ))?;
             }
-            Err(e) => {
-                let e = ctx
-                    .error(e)
-                    .with_context(&format!("error when applying {}", object.doc.label()));
-                if e.code != error::FAILED {
-                    return Err(e.into());
-                }
-                eprintln!("{e}");
-                failed = true;
-            }
+            Err(e) => failures.report(
+                ctx.error(e)
+                    .with_context(&format!("error when applying {}", object.doc.label())),
+            )?,
         }
     }
-    if failed {
-        return Err(CliError::reported(error::FAILED).into());
-    }
-    Ok(())
+    Ok(failures.finish()?)
 }
 
 /// `--dry-run=client`: every object checked, what apply would do printed,

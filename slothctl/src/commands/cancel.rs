@@ -8,7 +8,7 @@ use sloth_sdk::kinds::KindInfo;
 
 use super::Context;
 use crate::cli::CancelArgs;
-use crate::error::{self, CliError};
+use crate::error::{CliError, Failures};
 use crate::kind;
 use crate::printer::emit;
 
@@ -24,7 +24,7 @@ pub async fn run(ctx: &Context, args: CancelArgs) -> anyhow::Result<()> {
     if names.is_empty() {
         return Err(CliError::usage("a workflow name is required: cancel workflow NAME").into());
     }
-    let mut failed = false;
+    let mut failures = Failures::default();
     for name in names {
         match cancel(ctx, &name).await {
             Ok(outcome) => emit(&format!(
@@ -32,17 +32,10 @@ pub async fn run(ctx: &Context, args: CancelArgs) -> anyhow::Result<()> {
                 kind::qualified_name(kind, &name),
                 message(&outcome)
             ))?,
-            Err(e) if e.code == error::FAILED => {
-                eprintln!("{e}");
-                failed = true;
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => failures.report(e)?,
         }
     }
-    if failed {
-        return Err(CliError::reported(error::FAILED).into());
-    }
-    Ok(())
+    Ok(failures.finish()?)
 }
 
 /// Only workflows can be cancelled (a usage error naming the kind otherwise).
@@ -140,6 +133,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::error;
 
     #[test]
     fn only_workflows_can_be_cancelled() {

@@ -7,7 +7,7 @@ use sloth_sdk::Error as SdkError;
 
 use super::Context;
 use crate::cli::CordonArgs;
-use crate::error::{self, CliError};
+use crate::error::{CliError, Failures};
 use crate::kind;
 use crate::printer::emit;
 
@@ -26,24 +26,17 @@ pub async fn run(ctx: &Context, args: CordonArgs, unschedulable: bool) -> anyhow
         }
         names.extend(found);
     }
-    let mut failed = false;
+    let mut failures = Failures::default();
     for name in names {
         match set(ctx, &name, unschedulable).await {
             Ok(changed) => emit(&format!(
                 "agent/{name} {}\n",
                 message(unschedulable, changed)
             ))?,
-            Err(e) if e.code == error::FAILED => {
-                eprintln!("{e}");
-                failed = true;
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => failures.report(e)?,
         }
     }
-    if failed {
-        return Err(CliError::reported(error::FAILED).into());
-    }
-    Ok(())
+    Ok(failures.finish()?)
 }
 
 /// What is printed after the agent's name.

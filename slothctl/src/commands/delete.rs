@@ -7,32 +7,22 @@ use sloth_sdk::{Error as SdkError, ListParams};
 
 use super::{Context, check_selectors};
 use crate::cli::DeleteArgs;
-use crate::error::{self, CliError};
+use crate::error::{CliError, Failures};
 use crate::kind::{self, qualified_name};
 use crate::manifest::{self, Check};
 use crate::printer::emit;
 
 pub async fn run(ctx: &Context, args: DeleteArgs) -> anyhow::Result<()> {
     let targets = targets(ctx, &args).await?;
-    let mut failed = false;
+    let mut failures = Failures::default();
     for (kind, namespace, name) in targets {
         match ctx.client.delete(kind.kind, &namespace, &name, None).await {
             Ok(_) => emit(&format!("{} deleted\n", qualified_name(kind, &name)))?,
             Err(SdkError::NotFound(_)) if args.ignore_not_found => {}
-            Err(e) => {
-                let e = ctx.error(e);
-                if e.code != error::FAILED {
-                    return Err(e.into());
-                }
-                eprintln!("{e}");
-                failed = true;
-            }
+            Err(e) => failures.report(ctx.error(e))?,
         }
     }
-    if failed {
-        return Err(CliError::reported(error::FAILED).into());
-    }
-    Ok(())
+    Ok(failures.finish()?)
 }
 
 type Target = (&'static KindInfo, String, String);

@@ -8,7 +8,7 @@ use sloth_sdk::{DynamicObject, Error as SdkError, ListParams};
 
 use super::{Context, check_selectors};
 use crate::cli::DescribeArgs;
-use crate::error::{self, CliError};
+use crate::error::{CliError, Failures};
 use crate::kind;
 use crate::printer::age::{age, parse_time};
 use crate::printer::{columns, emit, output, table};
@@ -24,33 +24,15 @@ pub async fn run(ctx: &Context, args: DescribeArgs) -> anyhow::Result<()> {
         &ctx.namespace,
         args.all_namespaces && names.is_empty(),
     );
-    let mut failed = false;
-    let mut objects = Vec::new();
-    if names.is_empty() {
-        let params = ListParams {
-            label_selector: args.selector.clone(),
-            ..ListParams::default()
-        };
-        let list = ctx
-            .client
-            .list_all(kind.kind, namespace, &params)
-            .await
-            .map_err(|e| ctx.error(e))?;
-        if list.items.is_empty() {
-            eprintln!("{}", super::get::no_resources(kind, namespace));
-        }
-        objects = list.items;
-    } else {
-        for name in &names {
-            match ctx.client.get(kind.kind, namespace, name).await {
-                Ok(object) => objects.push(object),
-                Err(e @ SdkError::NotFound(_)) => {
-                    eprintln!("{}", ctx.error(e));
-                    failed = true;
-                }
-                Err(e) => return Err(ctx.error(e).into()),
-            }
-        }
+    let mut failures = Failures::default();
+    let params = ListParams {
+        label_selector: args.selector.clone(),
+        ..ListParams::default()
+    };
+    let (objects, _) =
+        super::get::fetch(ctx, kind, namespace, &names, &params, &mut failures).await?;
+    if names.is_empty() && objects.is_empty() {
+        eprintln!("{}", super::get::no_resources(kind, namespace));
     }
     let now = Utc::now();
     let mut texts = Vec::new();
@@ -69,10 +51,7 @@ pub async fn run(ctx: &Context, args: DescribeArgs) -> anyhow::Result<()> {
         texts.push(describe(kind, object, events.as_deref(), now)?);
     }
     emit(&texts.join("\n"))?;
-    if failed {
-        return Err(CliError::reported(error::FAILED).into());
-    }
-    Ok(())
+    Ok(failures.finish()?)
 }
 
 /// The Events about `object`, from the server (filtered again client-side

@@ -7,7 +7,7 @@ use sloth_sdk::{DynamicObject, Error as SdkError, ListParams};
 
 use super::{Context, check_selectors, watch};
 use crate::cli::GetArgs;
-use crate::error::{self, CliError};
+use crate::error::{CliError, Failures};
 use crate::kind;
 use crate::printer::columns::{self, Options};
 use crate::printer::jsonpath::Template;
@@ -46,33 +46,14 @@ pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         return watch::run(ctx, kind, namespace, &names, &args, options).await;
     }
 
-    let mut failed = false;
-    let (mut objects, resource_version) = if names.is_empty() {
-        let params = ListParams {
-            label_selector: args.selector.clone(),
-            field_selector: args.field_selector.clone(),
-            ..ListParams::default()
-        };
-        let list = ctx
-            .client
-            .list_all(kind.kind, namespace, &params)
-            .await
-            .map_err(|e| ctx.error(e))?;
-        (list.items, list.resource_version)
-    } else {
-        let mut objects = Vec::new();
-        for name in &names {
-            match ctx.client.get(kind.kind, namespace, name).await {
-                Ok(object) => objects.push(object),
-                Err(e @ SdkError::NotFound(_)) => {
-                    eprintln!("{}", ctx.error(e));
-                    failed = true;
-                }
-                Err(e) => return Err(ctx.error(e).into()),
-            }
-        }
-        (objects, String::new())
+    let mut failures = Failures::default();
+    let params = ListParams {
+        label_selector: args.selector.clone(),
+        field_selector: args.field_selector.clone(),
+        ..ListParams::default()
     };
+    let (mut objects, resource_version) =
+        fetch(ctx, kind, namespace, &names, &params, &mut failures).await?;
 
     if let Some(sort_by) = &sort_by {
         sort(&mut objects, sort_by)?;
@@ -98,10 +79,36 @@ pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
         )?;
         emit(&text)?;
     }
-    if failed {
-        return Err(CliError::reported(error::FAILED).into());
+    Ok(failures.finish()?)
+}
+
+/// The objects `names` (a missing one is reported in `failures`), or with
+/// no names every one `params` selects; with the list's resourceVersion.
+pub(super) async fn fetch(
+    ctx: &Context,
+    kind: &KindInfo,
+    namespace: &str,
+    names: &[String],
+    params: &ListParams,
+    failures: &mut Failures,
+) -> Result<(Vec<DynamicObject>, String), CliError> {
+    if names.is_empty() {
+        let list = ctx
+            .client
+            .list_all(kind.kind, namespace, params)
+            .await
+            .map_err(|e| ctx.error(e))?;
+        return Ok((list.items, list.resource_version));
     }
-    Ok(())
+    let mut objects = Vec::new();
+    for name in names {
+        match ctx.client.get(kind.kind, namespace, name).await {
+            Ok(object) => objects.push(object),
+            Err(e @ SdkError::NotFound(_)) => failures.report(ctx.error(e))?,
+            Err(e) => return Err(ctx.error(e)),
+        }
+    }
+    Ok((objects, String::new()))
 }
 
 /// kubectl's `--sort-by`: by the first value the expression selects,
@@ -205,14 +212,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn taskrun(name: &str) -> DynamicObject {
-        serde_json::from_value(json!({
-            "apiVersion": "sloth.dev/v1", "kind": "TaskRun",
-            "metadata": {"name": name, "namespace": "default"},
-            "spec": {"run": {"shell": "true"}}
-        }))
-        .expect("object")
-    }
+    use crate::printer::output::tests::taskrun;
 
     #[test]
     fn single_objects_print_alone_and_lists_as_lists() {

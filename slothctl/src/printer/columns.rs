@@ -345,13 +345,14 @@ fn task_counts(spec: &Value, status: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::printer::table::render;
     use serde_json::json;
     use sloth_sdk::kinds::lookup;
 
-    fn now() -> DateTime<Utc> {
+    /// The fixed "now" of the printer tests.
+    pub(crate) fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z")
             .expect("time")
             .with_timezone(&Utc)

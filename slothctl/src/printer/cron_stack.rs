@@ -86,11 +86,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2025-01-01T12:00:00Z")
-            .expect("time")
-            .with_timezone(&Utc)
-    }
+    use crate::printer::columns::tests::now;
 
     #[test]
     fn cronworkflow_row_shows_last_and_next() {

@@ -63,17 +63,9 @@ impl Columns {
 fn split_columns(spec: &str) -> Vec<&str> {
     let mut parts = Vec::new();
     let mut depth = 0usize;
-    let mut quote = None;
     let mut start = 0;
-    for (i, c) in spec.char_indices() {
-        if let Some(q) = quote {
-            if c == q {
-                quote = None;
-            }
-            continue;
-        }
+    for (i, c) in super::jsonpath::unquoted(spec.char_indices()) {
         match c {
-            '"' | '\'' => quote = Some(c),
             '[' | '(' | '{' => depth += 1,
             ']' | ')' | '}' => depth = depth.saturating_sub(1),
             ',' if depth == 0 => {

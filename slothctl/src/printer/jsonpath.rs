@@ -256,16 +256,8 @@ fn translate(expr: &str) -> Result<String, String> {
 /// The index of the `]` closing the `[` at `open`.
 fn closing_bracket(chars: &[char], open: usize) -> Option<usize> {
     let mut depth = 0usize;
-    let mut quote = None;
-    for (i, &c) in chars.iter().enumerate().skip(open) {
-        if let Some(q) = quote {
-            if c == q {
-                quote = None;
-            }
-            continue;
-        }
+    for (i, c) in unquoted(chars.iter().copied().enumerate().skip(open)) {
         match c {
-            '"' | '\'' => quote = Some(c),
             '[' => depth += 1,
             ']' => {
                 depth -= 1;
@@ -277,6 +269,28 @@ fn closing_bracket(chars: &[char], open: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// The characters outside '...' and "..." quotes (the quotes left out
+/// too), with their positions: a bracket or comma inside a quoted string is
+/// text, not structure.
+pub(super) fn unquoted(
+    chars: impl Iterator<Item = (usize, char)>,
+) -> impl Iterator<Item = (usize, char)> {
+    let mut quote = None;
+    chars.filter(move |&(_, c)| match quote {
+        Some(q) => {
+            if c == q {
+                quote = None;
+            }
+            false
+        }
+        None if c == '"' || c == '\'' => {
+            quote = Some(c);
+            false
+        }
+        None => true,
+    })
 }
 
 #[cfg(test)]

@@ -63,10 +63,11 @@ pub fn name(kind: &KindInfo, object: &DynamicObject) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn taskrun(name: &str) -> DynamicObject {
+    /// A minimal TaskRun `name` in `default`, for printer tests.
+    pub(crate) fn taskrun(name: &str) -> DynamicObject {
         serde_json::from_value(json!({
             "apiVersion": "sloth.dev/v1", "kind": "TaskRun",
             "metadata": {"name": name, "namespace": "default"},
