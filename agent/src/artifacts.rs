@@ -12,18 +12,18 @@ use crate::blob_cache::BlobCache;
 use crate::concurrency::RunKey;
 
 /// Reasons of runs that failed over their blobs.
-pub mod reason {
+pub(crate) mod reason {
     /// The workspace or an input could not be fetched or unpacked.
-    pub const BLOB_ERROR: &str = "BlobError";
+    pub(crate) const BLOB_ERROR: &str = "BlobError";
     /// Two upstream artifacts would land on the same path.
-    pub const ARTIFACT_CLASH: &str = "ArtifactClash";
+    pub(crate) const ARTIFACT_CLASH: &str = "ArtifactClash";
     /// A declared artifact is missing or cannot be uploaded.
-    pub const ARTIFACT_ERROR: &str = "ArtifactError";
+    pub(crate) const ARTIFACT_ERROR: &str = "ArtifactError";
 }
 
 /// Why the bytes around a run failed it.
 #[derive(Debug)]
-pub struct Failed {
+pub(crate) struct Failed {
     pub reason: &'static str,
     pub message: String,
 }
@@ -40,7 +40,7 @@ fn for_run(key: &RunKey) -> ForTaskRun {
 }
 
 /// Unpacks the workspace into `run_dir` and the inputs into `cwd`.
-pub async fn materialize(
+pub(crate) async fn materialize(
     client: &sloth_sdk::Client,
     cache: &BlobCache,
     key: &RunKey,
@@ -121,7 +121,7 @@ async fn unpack_blob(
 }
 
 /// Packs and uploads every declared artifact (paths relative to `cwd`).
-pub async fn upload(
+pub(crate) async fn upload(
     client: &sloth_sdk::Client,
     cache: &BlobCache,
     key: &RunKey,

@@ -13,10 +13,10 @@ use sloth_sdk::blob::{Digest, ForTaskRun};
 
 /// The directory, under the work dir, of cached blobs (not a valid
 /// namespace name, so retention never takes it for a run).
-pub const CACHE_DIR: &str = ".sloth-blobs";
+pub(crate) const CACHE_DIR: &str = ".sloth-blobs";
 
 #[derive(Debug)]
-pub struct BlobCache {
+pub(crate) struct BlobCache {
     dir: PathBuf,
     max_bytes: u64,
     /// One lock per digest being fetched.
@@ -24,7 +24,7 @@ pub struct BlobCache {
 }
 
 impl BlobCache {
-    pub fn new(work_dir: &Path, max_bytes: u64) -> Self {
+    pub(crate) fn new(work_dir: &Path, max_bytes: u64) -> Self {
         Self {
             dir: work_dir.join(CACHE_DIR),
             max_bytes,
@@ -33,7 +33,7 @@ impl BlobCache {
     }
 
     /// A fresh scratch file name (packing artifacts).
-    pub fn scratch(&self, what: &str) -> Result<PathBuf, String> {
+    pub(crate) fn scratch(&self, what: &str) -> Result<PathBuf, String> {
         let dir = self.dir.join("tmp");
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -47,7 +47,7 @@ impl BlobCache {
     /// The cached file of `digest`, fetched from the apiserver (for the
     /// TaskRun `run`) when missing. A blob whose bytes do not match its
     /// digest is an error and is not cached.
-    pub async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         client: &Client,
         digest: &Digest,
@@ -86,7 +86,7 @@ impl BlobCache {
     }
 
     /// Drops a cached blob that turned out unusable (fetched again next time).
-    pub fn forget(&self, digest: &Digest) {
+    pub(crate) fn forget(&self, digest: &Digest) {
         let _ = std::fs::remove_file(self.path(digest));
     }
 

@@ -12,13 +12,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// Identifies a TaskRun: `namespace/name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunKey {
+pub(crate) struct RunKey {
     pub namespace: String,
     pub name: String,
 }
 
 impl RunKey {
-    pub fn new(namespace: &str, name: &str) -> Self {
+    pub(crate) fn new(namespace: &str, name: &str) -> Self {
         Self {
             namespace: namespace.to_string(),
             name: name.to_string(),
@@ -34,7 +34,7 @@ impl fmt::Display for RunKey {
 
 /// Why a run is stopped before its process exits by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// The TaskRun was deleted.
     Deleted,
     /// Its status became terminal through someone else.
@@ -50,14 +50,14 @@ pub enum StopReason {
 
 /// The capacity semaphore and the count of live TaskRun processes.
 #[derive(Debug)]
-pub struct Slots {
+pub(crate) struct Slots {
     permits: Arc<Semaphore>,
     running: AtomicU32,
     changes: watch::Sender<u32>,
 }
 
 impl Slots {
-    pub fn new(capacity: u32) -> Arc<Self> {
+    pub(crate) fn new(capacity: u32) -> Arc<Self> {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(capacity as usize)),
             running: AtomicU32::new(0),
@@ -66,32 +66,32 @@ impl Slots {
     }
 
     /// A slot for one more TaskRun, when one is free.
-    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
         self.permits.clone().try_acquire_owned().ok()
     }
 
     /// Records a started process; returns the guard that records its end and
     /// the number of processes now running.
-    pub fn process_started(self: &Arc<Self>) -> (ProcessGuard, u32) {
+    pub(crate) fn process_started(self: &Arc<Self>) -> (ProcessGuard, u32) {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.changes.send_replace(now);
         (ProcessGuard(self.clone()), now)
     }
 
     /// Processes running now.
-    pub fn running(&self) -> u32 {
+    pub(crate) fn running(&self) -> u32 {
         self.running.load(Ordering::SeqCst)
     }
 
     /// Notified whenever the running count changes.
-    pub fn subscribe(&self) -> watch::Receiver<u32> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u32> {
         self.changes.subscribe()
     }
 }
 
 /// Counts one live process; dropping it records the process's end.
 #[derive(Debug)]
-pub struct ProcessGuard(Arc<Slots>);
+pub(crate) struct ProcessGuard(Arc<Slots>);
 
 impl Drop for ProcessGuard {
     fn drop(&mut self) {
@@ -112,7 +112,7 @@ struct Entry {
 
 /// The TaskRuns this process holds. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct ActiveRuns {
+pub(crate) struct ActiveRuns {
     entries: Arc<Mutex<HashMap<RunKey, Entry>>>,
     count: Arc<watch::Sender<usize>>,
 }
@@ -133,7 +133,7 @@ impl ActiveRuns {
 
     /// Takes `key` (TaskRun `uid`) unless it is already held: returns the
     /// guard that releases it and the receiver of stop requests.
-    pub fn insert(
+    pub(crate) fn insert(
         &self,
         key: RunKey,
         uid: &str,
@@ -160,26 +160,26 @@ impl ActiveRuns {
         ))
     }
 
-    pub fn contains(&self, key: &RunKey) -> bool {
+    pub(crate) fn contains(&self, key: &RunKey) -> bool {
         self.lock().contains_key(key)
     }
 
     /// The uid of the TaskRun held under `key`.
-    pub fn uid(&self, key: &RunKey) -> Option<String> {
+    pub(crate) fn uid(&self, key: &RunKey) -> Option<String> {
         self.lock().get(key).map(|e| e.uid.clone())
     }
 
-    pub fn keys(&self) -> Vec<RunKey> {
+    pub(crate) fn keys(&self) -> Vec<RunKey> {
         self.lock().keys().cloned().collect()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
     /// Asks the run of `key` to stop, when it is the TaskRun `uid` (any when
     /// `uid` is empty); returns whether such a run is held.
-    pub fn stop(&self, key: &RunKey, uid: &str, reason: StopReason) -> bool {
+    pub(crate) fn stop(&self, key: &RunKey, uid: &str, reason: StopReason) -> bool {
         match self.lock().get(key) {
             Some(entry) if uid.is_empty() || entry.uid == uid => {
                 entry.stop.send_if_modified(|current| {
@@ -197,14 +197,14 @@ impl ActiveRuns {
     }
 
     /// Asks every run to stop.
-    pub fn stop_all(&self, reason: StopReason) {
+    pub(crate) fn stop_all(&self, reason: StopReason) {
         for key in self.keys() {
             self.stop(&key, "", reason);
         }
     }
 
     /// Waits until nothing is held; false when `limit` passed first.
-    pub async fn wait_empty(&self, limit: Duration) -> bool {
+    pub(crate) async fn wait_empty(&self, limit: Duration) -> bool {
         let mut count = self.count.subscribe();
         tokio::time::timeout(limit, count.wait_for(|n| *n == 0))
             .await
@@ -214,7 +214,7 @@ impl ActiveRuns {
 
 /// Holds one TaskRun in [`ActiveRuns`] until dropped.
 #[derive(Debug)]
-pub struct RunGuard {
+pub(crate) struct RunGuard {
     runs: ActiveRuns,
     key: RunKey,
 }

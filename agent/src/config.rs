@@ -12,11 +12,11 @@ use sloth_sdk::validation::limits::MAX_AGENT_CAPACITY;
 use sloth_sdk::validation::names;
 use sloth_sdk::well_known::{RESTRICTED_LABEL_PREFIX, capability_label};
 
-pub use sloth_sdk::lease::heartbeat_lock_name;
+pub(crate) use sloth_sdk::lease::heartbeat_lock_name;
 
 /// The pauses while no apiserver answers at startup (registering the
 /// Agent, taking the heartbeat lease): 200ms doubling up to 5s.
-pub const STARTUP_BACKOFF: Backoff =
+pub(crate) const STARTUP_BACKOFF: Backoff =
     Backoff::fixed(Duration::from_millis(200), Duration::from_secs(5));
 
 #[derive(Parser, Debug)]
@@ -25,7 +25,7 @@ pub const STARTUP_BACKOFF: Backoff =
     version,
     about = "Sloth's agent: registers this machine and runs the TaskRuns bound to it"
 )]
-pub struct Args {
+pub(crate) struct Args {
     /// Unique agent name (the Agent object's name).
     #[arg(long, value_parser = parse_agent_name)]
     pub name: String,
@@ -103,7 +103,7 @@ pub struct Args {
 
 /// Agent labels, as parsed from `--labels`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Labels(pub BTreeMap<String, String>);
+pub(crate) struct Labels(pub BTreeMap<String, String>);
 
 fn parse_agent_name(value: &str) -> Result<String, String> {
     names::validate_name(value)?;
@@ -114,7 +114,7 @@ fn parse_agent_name(value: &str) -> Result<String, String> {
 }
 
 /// Parses `k=v[,k=v]`; an empty string means no labels.
-pub fn parse_labels(value: &str) -> Result<Labels, String> {
+pub(crate) fn parse_labels(value: &str) -> Result<Labels, String> {
     let mut labels = BTreeMap::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let Some((key, val)) = item.split_once('=') else {
@@ -138,7 +138,7 @@ pub fn parse_labels(value: &str) -> Result<Labels, String> {
 
 /// Parses `a[,b]`: each capability a label name (letters, digits, `-`,
 /// `_`, `.`), carried as the label `capability.sloth.dev/NAME=true`.
-pub fn parse_capabilities(value: &str) -> Result<Labels, String> {
+pub(crate) fn parse_capabilities(value: &str) -> Result<Labels, String> {
     let mut labels = BTreeMap::new();
     for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let key = capability_label(name);
@@ -171,7 +171,7 @@ fn parse_host_port(value: &str) -> Result<String, String> {
 
 /// Everything the agent runs with, resolved from the flags.
 #[derive(Clone, Debug)]
-pub struct Config {
+pub(crate) struct Config {
     pub name: String,
     pub servers: Vec<String>,
     pub labels: BTreeMap<String, String>,
@@ -188,7 +188,7 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_args(args: Args) -> Self {
+    pub(crate) fn from_args(args: Args) -> Self {
         let work_dir = args
             .work_dir
             .unwrap_or_else(|| PathBuf::from(".sloth").join("agent").join(&args.name));
@@ -220,12 +220,12 @@ impl Config {
     }
 
     /// The lease in whole seconds, as the Lock records it.
-    pub fn lease_seconds(&self) -> u32 {
+    pub(crate) fn lease_seconds(&self) -> u32 {
         u32::try_from(self.lease.as_secs()).unwrap_or(u32::MAX)
     }
 
     /// The address reported to the apiserver for a service bound at `bound`.
-    pub fn report_address_for(&self, bound: SocketAddr) -> String {
+    pub(crate) fn report_address_for(&self, bound: SocketAddr) -> String {
         if let Some(address) = &self.report_address {
             return address.clone();
         }
@@ -253,7 +253,7 @@ fn default_bind_address(credentials: &CredentialFlags) -> IpAddr {
 }
 
 /// The number of CPUs this process may use (at least 1).
-pub fn cpu_count() -> u32 {
+pub(crate) fn cpu_count() -> u32 {
     std::thread::available_parallelism()
         .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
         .unwrap_or(1)

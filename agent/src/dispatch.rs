@@ -56,7 +56,7 @@ impl Queue {
 }
 
 /// Watches and runs TaskRuns until `stop`.
-pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
+pub(crate) async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
     let api: Api<TaskRunSpec> = Api::all(ctx.client.clone());
     let params = WatchParams {
         field_selector: format!("spec.agentName={}", ctx.agent),

@@ -21,14 +21,14 @@ use crate::concurrency::{ActiveRuns, StopReason};
 
 /// A point on CLOCK_BOOTTIME, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct BootMs(pub u64);
+pub(crate) struct BootMs(pub u64);
 
 impl BootMs {
     /// Never reached: a payload run without a lease behind it (tests).
     #[cfg(test)]
-    pub const NEVER: Self = Self(u64::MAX);
+    pub(crate) const NEVER: Self = Self(u64::MAX);
 
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         let now = clock_gettime(ClockId::CLOCK_BOOTTIME)
             .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
             .map(|t| {
@@ -41,57 +41,57 @@ impl BootMs {
         Self(now.unwrap_or(u64::MAX))
     }
 
-    pub fn after(self, d: Duration) -> Self {
+    pub(crate) fn after(self, d: Duration) -> Self {
         let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self(self.0.saturating_add(millis))
     }
 
     /// How long until this point (zero once passed).
-    pub fn remaining(self) -> Duration {
+    pub(crate) fn remaining(self) -> Duration {
         Duration::from_millis(self.0.saturating_sub(Self::now().0))
     }
 
-    pub fn passed(self) -> bool {
+    pub(crate) fn passed(self) -> bool {
         Self::now() >= self
     }
 }
 
 /// The fencing timeline of a heartbeat lease `L`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     pub lease: Duration,
 }
 
 impl Timeline {
-    pub fn new(lease: Duration) -> Self {
+    pub(crate) fn new(lease: Duration) -> Self {
         Self { lease }
     }
 
     /// Renewals while all is well: every `L/3`.
-    pub fn renew_every(&self) -> Duration {
+    pub(crate) fn renew_every(&self) -> Duration {
         self.lease / 3
     }
 
     /// Retries after a failed renewal: every `L/10`, at most 1 s apart.
-    pub fn retry_every(&self) -> Duration {
+    pub(crate) fn retry_every(&self) -> Duration {
         (self.lease / 10).min(Duration::from_secs(1))
     }
 
     /// The agent stops its payloads this long after its last renewal: `2L/3`.
-    pub fn self_fence_after(&self) -> Duration {
+    pub(crate) fn self_fence_after(&self) -> Duration {
         self.lease * 2 / 3
     }
 
     /// Each supervisor SIGKILLs its payload this long after the agent's last
     /// renewal: `5L/6`, still before the lease (`L`) runs out.
-    pub fn kill_after(&self) -> Duration {
+    pub(crate) fn kill_after(&self) -> Duration {
         self.lease * 5 / 6
     }
 }
 
 /// The deadlines that the last successful renewal grants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     /// The agent stops its payloads (reason `LeaseLost`).
     pub self_fence: BootMs,
     /// The supervisors kill their payloads.
@@ -100,21 +100,21 @@ pub struct Deadlines {
 
 impl Deadlines {
     /// No lease held: everything is due at once.
-    pub const NONE: Self = Self {
+    pub(crate) const NONE: Self = Self {
         self_fence: BootMs(0),
         kill: BootMs(0),
     };
 
     /// Never due (payloads run without a lease, in tests).
     #[cfg(test)]
-    pub const NEVER: Self = Self {
+    pub(crate) const NEVER: Self = Self {
         self_fence: BootMs::NEVER,
         kill: BootMs::NEVER,
     };
 
     /// The deadlines granted by a renewal sent at `sent` (taken before the
     /// request went out, so never later than the renewTime it wrote).
-    pub fn granted(timeline: &Timeline, sent: BootMs) -> Self {
+    pub(crate) fn granted(timeline: &Timeline, sent: BootMs) -> Self {
         Self {
             self_fence: sent.after(timeline.self_fence_after()),
             kill: sent.after(timeline.kill_after()),
@@ -125,25 +125,25 @@ impl Deadlines {
 /// The agent's current deadlines, shared by the heartbeat (which extends
 /// them), the runs (which pass them to their supervisors) and the enforcer.
 #[derive(Clone, Debug)]
-pub struct Fence {
+pub(crate) struct Fence {
     timeline: Timeline,
     deadlines: watch::Sender<Deadlines>,
 }
 
 impl Fence {
-    pub fn new(timeline: Timeline) -> Self {
+    pub(crate) fn new(timeline: Timeline) -> Self {
         Self {
             timeline,
             deadlines: watch::Sender::new(Deadlines::NONE),
         }
     }
 
-    pub fn timeline(&self) -> Timeline {
+    pub(crate) fn timeline(&self) -> Timeline {
         self.timeline
     }
 
     /// Records a successful renewal sent at `sent`.
-    pub fn renewed(&self, sent: BootMs) {
+    pub(crate) fn renewed(&self, sent: BootMs) {
         let granted = Deadlines::granted(&self.timeline, sent);
         self.deadlines.send_if_modified(|current| {
             let later = granted.kill > current.kill;
@@ -155,24 +155,24 @@ impl Fence {
     }
 
     /// The lease is given up (shutdown): nothing may run on it any more.
-    pub fn revoke(&self) {
+    pub(crate) fn revoke(&self) {
         self.deadlines.send_replace(Deadlines::NONE);
     }
 
     /// True while payloads may run: the self-fencing deadline is ahead.
-    pub fn holds(&self) -> bool {
+    pub(crate) fn holds(&self) -> bool {
         !self.deadlines.borrow().self_fence.passed()
     }
 
     /// Follows the deadlines (for the supervisors of the runs).
-    pub fn subscribe(&self) -> watch::Receiver<Deadlines> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Deadlines> {
         self.deadlines.subscribe()
     }
 }
 
 /// Stops every run with reason `LeaseLost` whenever the self-fencing
 /// deadline passes without a renewal; runs until the fence is dropped.
-pub async fn enforce(mut deadlines: watch::Receiver<Deadlines>, runs: ActiveRuns) {
+pub(crate) async fn enforce(mut deadlines: watch::Receiver<Deadlines>, runs: ActiveRuns) {
     loop {
         let due = deadlines.borrow_and_update().self_fence;
         if due.passed() {

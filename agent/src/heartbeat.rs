@@ -29,7 +29,7 @@ const CONFLICT_ATTEMPTS: usize = 3;
 
 /// Why the heartbeat lease could not be renewed.
 #[derive(Debug, thiserror::Error)]
-pub enum RenewError {
+pub(crate) enum RenewError {
     /// Another live instance holds the lease of this agent's name.
     #[error(
         "the heartbeat lock {HEARTBEAT_NAMESPACE}/{lock} is held by another instance, \
@@ -47,10 +47,10 @@ pub enum RenewError {
 /// When the heartbeat lease was last renewed (the `renewTime` written), for
 /// the Agent status's `lastHeartbeatTime`. Cheap to clone.
 #[derive(Clone, Debug, Default)]
-pub struct LastRenewal(Arc<Mutex<Option<DateTime<Utc>>>>);
+pub(crate) struct LastRenewal(Arc<Mutex<Option<DateTime<Utc>>>>);
 
 impl LastRenewal {
-    pub fn get(&self) -> Option<DateTime<Utc>> {
+    pub(crate) fn get(&self) -> Option<DateTime<Utc>> {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -61,7 +61,7 @@ impl LastRenewal {
 
 /// The agent's heartbeat Lock.
 #[derive(Debug)]
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     api: Api<LockSpec>,
     agent: String,
     /// This process's holder identity: the agent's instance id.
@@ -74,7 +74,7 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         agent: &str,
         instance: &str,
@@ -92,11 +92,11 @@ impl Heartbeat {
         }
     }
 
-    pub fn agent(&self) -> &str {
+    pub(crate) fn agent(&self) -> &str {
         &self.agent
     }
 
-    pub fn instance(&self) -> &str {
+    pub(crate) fn instance(&self) -> &str {
         &self.instance
     }
 
@@ -104,7 +104,7 @@ impl Heartbeat {
     /// Refuses when another instance holds an unexpired lease (a Lock held
     /// under the bare agent name, as agents before instance ids wrote it,
     /// is taken over).
-    pub async fn renew(&mut self) -> Result<Lock, RenewError> {
+    pub(crate) async fn renew(&mut self) -> Result<Lock, RenewError> {
         let mut last = None;
         for _ in 0..CONFLICT_ATTEMPTS {
             let current = match self.last.take() {
@@ -167,7 +167,7 @@ impl Heartbeat {
     /// Renews every third of the lease (sooner after a failure), extending
     /// `fence` with each success, until `stop`. Cancels `superseded` and
     /// returns when another instance has taken the lease.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         fence: Fence,
         stop: CancellationToken,
@@ -210,7 +210,7 @@ impl Heartbeat {
     /// Gives the lease up (at shutdown), so the agent shows NotReady at
     /// once: clears the holder, keeping the Lock (a Lock another instance
     /// has taken meanwhile is left alone).
-    pub async fn release(&self) -> Result<(), Error> {
+    pub(crate) async fn release(&self) -> Result<(), Error> {
         lease::release(&self.api, &self.lock_name, &self.instance).await?;
         Ok(())
     }
@@ -218,7 +218,7 @@ impl Heartbeat {
 
 /// Refreshes the Agent status every [`STATUS_EVERY`] and when the running
 /// count changes, until `stop`.
-pub async fn refresh_status(registration: Registration, stop: CancellationToken) {
+pub(crate) async fn refresh_status(registration: Registration, stop: CancellationToken) {
     let mut changes = registration.slots.subscribe();
     changes.mark_unchanged();
     let mut next_due = tokio::time::Instant::now() + STATUS_EVERY;

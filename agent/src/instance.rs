@@ -20,10 +20,10 @@ use crate::taskrun::PGID_FILE;
 use sloth_sdk::well_known::HEARTBEAT_NAMESPACE;
 
 /// The file in the work dir that holds the instance id.
-pub const INSTANCE_FILE: &str = "instance-id";
+pub(crate) const INSTANCE_FILE: &str = "instance-id";
 
 /// The instance id kept in `work_dir`, created on first use.
-pub fn load_or_create(work_dir: &Path) -> anyhow::Result<String> {
+pub(crate) fn load_or_create(work_dir: &Path) -> anyhow::Result<String> {
     let path = work_dir.join(INSTANCE_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) if valid(text.trim()) => return Ok(text.trim().to_string()),
@@ -58,7 +58,7 @@ fn generate() -> std::io::Result<String> {
 /// answers. Returns when the successful renewal was sent (for the fencing
 /// deadlines), or None when shutdown came first. Fails, naming the holder,
 /// when another live instance holds the lease.
-pub async fn take_lease(
+pub(crate) async fn take_lease(
     heartbeat: &mut Heartbeat,
     work_dir: &Path,
     client: &Client,
@@ -132,7 +132,7 @@ fn recorded_groups(work_dir: &Path) -> Vec<PathBuf> {
 
 /// Kills every process group an earlier life of this agent recorded and
 /// that still runs (same leader id and start time); returns how many.
-pub async fn kill_leftovers(work_dir: &Path) -> usize {
+pub(crate) async fn kill_leftovers(work_dir: &Path) -> usize {
     let files = recorded_groups(work_dir);
     let killed = futures_util::future::join_all(
         files

@@ -24,7 +24,7 @@ use crate::stamped_lines::{LineFilter, LineStamper};
 /// Who may call the logs port (only ever the apiserver, relaying
 /// `slothctl logs`).
 #[derive(Clone, Debug)]
-pub enum Admission {
+pub(crate) enum Admission {
     /// The agent has a certificate: mutual TLS, and the caller's verified
     /// certificate must have role admin.
     Certificate,
@@ -40,7 +40,7 @@ pub enum Admission {
 /// certificate, only a caller whose verified certificate has role admin;
 /// with a token, only a call carrying a proof (checked against the TaskRun
 /// in [`LogService`]).
-pub fn admit(request: Request<()>, admission: &Admission) -> Result<Request<()>, Status> {
+pub(crate) fn admit(request: Request<()>, admission: &Admission) -> Result<Request<()>, Status> {
     match admission {
         Admission::Open => return Ok(request),
         Admission::TokenProof { .. } => {
@@ -70,7 +70,7 @@ pub fn admit(request: Request<()>, admission: &Admission) -> Result<Request<()>,
 
 /// The file name of a run's combined stdout and stderr (which stream wrote
 /// what is in its index, [`crate::output_index`]).
-pub const OUTPUT_FILE: &str = "output.log";
+pub(crate) const OUTPUT_FILE: &str = "output.log";
 
 /// How often a followed log is checked for more output.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
@@ -79,17 +79,17 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The directory of one TaskRun's run: its default cwd and its output log.
-pub fn run_dir(work_dir: &Path, key: &RunKey) -> PathBuf {
+pub(crate) fn run_dir(work_dir: &Path, key: &RunKey) -> PathBuf {
     work_dir.join(&key.namespace).join(&key.name)
 }
 
-pub fn output_path(work_dir: &Path, key: &RunKey) -> PathBuf {
+pub(crate) fn output_path(work_dir: &Path, key: &RunKey) -> PathBuf {
     run_dir(work_dir, key).join(OUTPUT_FILE)
 }
 
 /// Checks that a namespace and name from a peer are object names, so they
 /// cannot lead outside the work dir.
-pub fn check_key(namespace: &str, name: &str) -> Result<RunKey, String> {
+pub(crate) fn check_key(namespace: &str, name: &str) -> Result<RunKey, String> {
     names::validate_dns1123_label(namespace)
         .map_err(|e| format!("namespace {namespace:?}: {e}"))?;
     names::validate_name(name).map_err(|e| format!("name {name:?}: {e}"))?;
@@ -98,7 +98,7 @@ pub fn check_key(namespace: &str, name: &str) -> Result<RunKey, String> {
 
 /// The last `max` bytes of the file at `path` as text, cut at a UTF-8
 /// boundary; invalid bytes become U+FFFD. Empty when there is no file.
-pub async fn read_tail(path: &Path, max: usize) -> std::io::Result<String> {
+pub(crate) async fn read_tail(path: &Path, max: usize) -> std::io::Result<String> {
     let mut file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
@@ -115,7 +115,7 @@ pub async fn read_tail(path: &Path, max: usize) -> std::io::Result<String> {
 
 /// The end of `bytes` as text of at most `max` bytes, starting at a
 /// character boundary.
-pub fn utf8_tail(bytes: &[u8], max: usize) -> String {
+pub(crate) fn utf8_tail(bytes: &[u8], max: usize) -> String {
     let mut start = bytes.len().saturating_sub(max);
     // Skip continuation bytes (10xxxxxx) of a character cut in half.
     let mut skipped = 0;
@@ -137,14 +137,14 @@ pub fn utf8_tail(bytes: &[u8], max: usize) -> String {
 
 /// The agent's `AgentLogs` service.
 #[derive(Clone, Debug)]
-pub struct LogService {
+pub(crate) struct LogService {
     work_dir: PathBuf,
     runs: ActiveRuns,
     admission: Admission,
 }
 
 impl LogService {
-    pub fn new(work_dir: PathBuf, runs: ActiveRuns, admission: Admission) -> Self {
+    pub(crate) fn new(work_dir: PathBuf, runs: ActiveRuns, admission: Admission) -> Self {
         Self {
             work_dir,
             runs,

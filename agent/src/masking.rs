@@ -12,11 +12,11 @@
 use std::collections::BTreeMap;
 
 /// What a value is replaced with.
-pub const MASK: &[u8] = b"***";
+pub(crate) const MASK: &[u8] = b"***";
 
 /// The byte strings to hide.
 #[derive(Clone, Debug)]
-pub struct Masks {
+pub(crate) struct Masks {
     /// Non-empty, distinct.
     patterns: Vec<Vec<u8>>,
     /// Whether some pattern starts with this byte: output is copied in runs
@@ -36,7 +36,7 @@ impl Default for Masks {
 impl Masks {
     /// Hides every value and its standard base64 form (empty values hide
     /// nothing).
-    pub fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
+    pub(crate) fn new<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         for value in values {
             if value.is_empty() {
@@ -58,12 +58,12 @@ impl Masks {
         Self { patterns, starts }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
     /// `text` with every value replaced.
-    pub fn bytes(&self, text: &[u8]) -> Vec<u8> {
+    pub(crate) fn bytes(&self, text: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(text.len());
         self.scan(text, true, &mut out);
         out
@@ -71,7 +71,7 @@ impl Masks {
 
     /// [`Masks::bytes`] for text (a value cut by a mask may leave invalid
     /// UTF-8 behind; it is replaced, as a log reader would).
-    pub fn text(&self, text: &str) -> String {
+    pub(crate) fn text(&self, text: &str) -> String {
         if self.is_empty() {
             return text.to_string();
         }
@@ -79,7 +79,7 @@ impl Masks {
     }
 
     /// Every value of `map` masked.
-    pub fn map(&self, map: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    pub(crate) fn map(&self, map: BTreeMap<String, String>) -> BTreeMap<String, String> {
         if self.is_empty() {
             return map;
         }
@@ -134,13 +134,13 @@ impl Masks {
 
 /// Masks a stream cut into arbitrary chunks.
 #[derive(Debug)]
-pub struct StreamMasker {
+pub(crate) struct StreamMasker {
     masks: Masks,
     pending: Vec<u8>,
 }
 
 impl StreamMasker {
-    pub fn new(masks: Masks) -> Self {
+    pub(crate) fn new(masks: Masks) -> Self {
         Self {
             masks,
             pending: Vec::new(),
@@ -148,7 +148,7 @@ impl StreamMasker {
     }
 
     /// What can be written after `chunk` (the rest is held back).
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
         let mut out = Vec::with_capacity(self.pending.len());
         let used = self.masks.scan(&self.pending, false, &mut out);
@@ -157,7 +157,7 @@ impl StreamMasker {
     }
 
     /// What was held back, masked, at the end of the stream.
-    pub fn finish(&mut self) -> Vec<u8> {
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
         let out = self.masks.bytes(&self.pending);
         self.pending.clear();
         out

@@ -26,7 +26,7 @@ fn payload_histogram() -> Histogram {
 
 /// The agent's metrics.
 #[derive(Debug)]
-pub struct AgentMetrics {
+pub(crate) struct AgentMetrics {
     running: Gauge,
     started: Counter,
     failed: Counter,
@@ -46,7 +46,7 @@ impl AgentMetrics {
         }
     }
 
-    pub fn register(&self, registry: &mut Registry) {
+    pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
             "sloth_agent_taskruns_running",
             "TaskRuns this agent is running now",
@@ -75,14 +75,14 @@ impl AgentMetrics {
     }
 
     /// A TaskRun claimed here starts: counted as running until the guard drops.
-    pub fn started(&'static self) -> Running {
+    pub(crate) fn started(&'static self) -> Running {
         self.started.inc();
         self.running.inc();
         Running(self)
     }
 
     /// A TaskRun ended in `phase` after `elapsed`.
-    pub fn finished(&self, phase: TaskRunPhase, elapsed: Duration) {
+    pub(crate) fn finished(&self, phase: TaskRunPhase, elapsed: Duration) {
         if phase == TaskRunPhase::Failed {
             self.failed.inc();
         }
@@ -94,18 +94,18 @@ impl AgentMetrics {
     }
 
     /// A TaskRun failed without being started (e.g. no payload).
-    pub fn failed_unstarted(&self) {
+    pub(crate) fn failed_unstarted(&self) {
         self.failed.inc();
     }
 
-    pub fn renewed(&self, took: Duration) {
+    pub(crate) fn renewed(&self, took: Duration) {
         self.renewal_latency.observe(took.as_secs_f64());
     }
 }
 
 /// Counts one TaskRun as running while it lives.
 #[must_use]
-pub struct Running(&'static AgentMetrics);
+pub(crate) struct Running(&'static AgentMetrics);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -114,7 +114,7 @@ impl Drop for Running {
 }
 
 /// The process's agent metrics.
-pub fn global() -> &'static AgentMetrics {
+pub(crate) fn global() -> &'static AgentMetrics {
     static METRICS: OnceLock<AgentMetrics> = OnceLock::new();
     METRICS.get_or_init(AgentMetrics::new)
 }

@@ -27,14 +27,14 @@ const CHUNK: usize = 64 * 1024;
 
 /// The write ends for the payload, one per stream.
 #[derive(Debug)]
-pub struct Sinks {
+pub(crate) struct Sinks {
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
 }
 
 /// The copying task's end.
 #[derive(Debug)]
-pub struct Copying {
+pub(crate) struct Copying {
     /// Asks the task to copy what is in the pipes now and answer.
     drain: oneshot::Sender<oneshot::Sender<()>>,
 }
@@ -43,7 +43,7 @@ impl Copying {
     /// Once the payload's process group has ended: waits until what it
     /// wrote is in the log (at most `limit`). A process that escaped the
     /// group may keep a pipe open; what it writes later is still copied.
-    pub async fn drain(self, limit: Duration) -> bool {
+    pub(crate) async fn drain(self, limit: Duration) -> bool {
         let (ack, done) = oneshot::channel();
         // A task that already ended (both pipes closed) drops the request,
         // and with it `ack`: `done` then resolves at once.
@@ -54,7 +54,7 @@ impl Copying {
 
 /// Starts copying into the log at `output` (appended); returns the pipes'
 /// write ends for the payload.
-pub fn start(output: &Path, masks: Masks) -> std::io::Result<(Sinks, Copying)> {
+pub(crate) fn start(output: &Path, masks: Masks) -> std::io::Result<(Sinks, Copying)> {
     let writer = LogWriter::open(output)?;
     let (stdout_read, stdout) = cloexec_pipe()?;
     let (stderr_read, stderr) = cloexec_pipe()?;

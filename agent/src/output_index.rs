@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// The index file, next to the output log.
-pub const INDEX_FILE: &str = ".sloth-output.index";
+pub(crate) const INDEX_FILE: &str = ".sloth-output.index";
 
 /// The sampled times index of agents before the stream index
 /// (`LENGTH UNIX_MILLIS` lines), still read for their runs.
@@ -26,7 +26,7 @@ const OLD_TIMES_FILE: &str = "output.times";
 
 /// One of a payload's output streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Stdout,
     Stderr,
 }
@@ -49,13 +49,13 @@ impl Stream {
 }
 
 /// The index of the log at `output`.
-pub fn index_path(output: &Path) -> PathBuf {
+pub(crate) fn index_path(output: &Path) -> PathBuf {
     output.with_file_name(INDEX_FILE)
 }
 
 /// Appends a run's output and indexes each write.
 #[derive(Debug)]
-pub struct LogWriter {
+pub(crate) struct LogWriter {
     log: std::fs::File,
     index_path: PathBuf,
     /// Opened at the first write, so a run that writes nothing leaves no
@@ -67,7 +67,7 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Opens (creating, appending to) the log at `output`.
-    pub fn open(output: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(output: &Path) -> std::io::Result<Self> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -82,7 +82,7 @@ impl LogWriter {
     }
 
     /// Appends `bytes` written by `stream`, then its index line.
-    pub fn write(&mut self, stream: Stream, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn write(&mut self, stream: Stream, bytes: &[u8]) -> std::io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -114,7 +114,7 @@ struct Entry {
 
 /// A loaded index, in the order written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Index {
+pub(crate) struct Index {
     entries: Vec<Entry>,
     /// How much of the index file was parsed: [`Index::refresh`] reads on
     /// from there, so following a long run does not reread it all.
@@ -124,7 +124,7 @@ pub struct Index {
 impl Index {
     /// Parses an index (or an old times index); malformed lines (one cut
     /// by a crash) are skipped.
-    pub fn parse(text: &str) -> Self {
+    pub(crate) fn parse(text: &str) -> Self {
         let entries = text
             .lines()
             .filter_map(|line| {
@@ -146,7 +146,7 @@ impl Index {
 
     /// The index of the log at `output`; empty when there is none.
     #[cfg(test)]
-    pub async fn load(output: &Path) -> Self {
+    pub(crate) async fn load(output: &Path) -> Self {
         let mut index = Self::default();
         index.refresh(output).await;
         index
@@ -154,7 +154,7 @@ impl Index {
 
     /// Adds the lines appended to the index of `output` since the last
     /// refresh (a line not complete yet waits for the next one).
-    pub async fn refresh(&mut self, output: &Path) {
+    pub(crate) async fn refresh(&mut self, output: &Path) {
         let mut file = match tokio::fs::File::open(index_path(output)).await {
             Ok(file) => file,
             Err(_) if self.parsed == 0 && self.entries.is_empty() => {
@@ -190,13 +190,13 @@ impl Index {
 
     /// When the byte at `offset` was written; None when no line covers it
     /// yet.
-    pub fn time_of(&self, offset: u64) -> Option<i64> {
+    pub(crate) fn time_of(&self, offset: u64) -> Option<i64> {
         self.entry_at(offset).map(|e| e.millis)
     }
 
     /// The stream that wrote the byte at `offset` and where its write ends;
     /// None when no line covers it yet.
-    pub fn span_at(&self, offset: u64) -> Option<(Option<Stream>, u64)> {
+    pub(crate) fn span_at(&self, offset: u64) -> Option<(Option<Stream>, u64)> {
         self.entry_at(offset).map(|e| (e.stream, e.end))
     }
 }
@@ -204,7 +204,7 @@ impl Index {
 /// `log` split into what stdout and stderr wrote, by `index`; panics on a
 /// byte the index does not cover.
 #[cfg(test)]
-pub fn split_by_stream(log: &[u8], index: &Index) -> (String, String) {
+pub(crate) fn split_by_stream(log: &[u8], index: &Index) -> (String, String) {
     let (mut stdout, mut stderr, mut at) = (Vec::new(), Vec::new(), 0);
     while let Some((stream, end)) = index.span_at(at) {
         let part = &log[at as usize..end as usize];

@@ -13,13 +13,13 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 /// How long a process group gets between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// How often a dying process group is looked at.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 /// True while any process of group `pgid` exists (zombies included).
-pub fn group_alive(pgid: Pid) -> bool {
+pub(crate) fn group_alive(pgid: Pid) -> bool {
     !matches!(killpg(pgid, None), Err(Errno::ESRCH))
 }
 
@@ -60,7 +60,7 @@ pub(crate) fn write_pid_file(path: &Path, pid: u32) -> std::io::Result<()> {
 /// Kills the process group recorded in `pid_file` by an earlier run, if that
 /// very process (same id and start time) still leads it. Returns whether a
 /// group was found.
-pub async fn kill_recorded_group(pid_file: &Path) -> bool {
+pub(crate) async fn kill_recorded_group(pid_file: &Path) -> bool {
     let Ok(text) = tokio::fs::read_to_string(pid_file).await else {
         return false;
     };
@@ -82,7 +82,7 @@ pub async fn kill_recorded_group(pid_file: &Path) -> bool {
 }
 
 /// The exit code to report: the code, or 128 + the signal, as shells do.
-pub fn exit_code(status: ExitStatus) -> i32 {
+pub(crate) fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
@@ -90,7 +90,7 @@ pub fn exit_code(status: ExitStatus) -> i32 {
 }
 
 /// "exited with code 3" or "killed by signal 9 (SIGKILL)".
-pub fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(signal)) => match Signal::try_from(signal) {

@@ -18,7 +18,7 @@ const CONFLICT_ATTEMPTS: usize = 10;
 
 /// What the agent writes into its Agent object.
 #[derive(Clone, Debug)]
-pub struct Registration {
+pub(crate) struct Registration {
     pub api: Api<AgentSpec>,
     pub name: String,
     pub address: String,
@@ -31,7 +31,7 @@ pub struct Registration {
 }
 
 impl Registration {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         name: &str,
         address: String,
@@ -53,14 +53,14 @@ impl Registration {
     }
 
     /// Reports `renewed` as the status's `lastHeartbeatTime`.
-    pub fn reporting(mut self, renewed: LastRenewal) -> Self {
+    pub(crate) fn reporting(mut self, renewed: LastRenewal) -> Self {
         self.renewed = renewed;
         self
     }
 
     /// Creates the Agent object, or updates its address, capacity and labels;
     /// `spec.unschedulable` and taints stay as stored (they are the user's).
-    pub async fn register(&self) -> Result<Agent, Error> {
+    pub(crate) async fn register(&self) -> Result<Agent, Error> {
         let mut last = None;
         for _ in 0..CONFLICT_ATTEMPTS {
             let outcome = match self.api.get(&self.name).await {
@@ -99,7 +99,7 @@ impl Registration {
 
     /// Writes the status: `phase`, running and allocatable counts, resources,
     /// version and the last heartbeat renewal; other fields (conditions) stay.
-    pub async fn write_status(&self, phase: AgentPhase) -> Result<Agent, Error> {
+    pub(crate) async fn write_status(&self, phase: AgentPhase) -> Result<Agent, Error> {
         let mut last = None;
         for _ in 0..CONFLICT_ATTEMPTS {
             let mut agent = self.api.get(&self.name).await?;

@@ -9,7 +9,7 @@ use sloth_sdk::objects::AgentResources;
 use crate::config::cpu_count;
 
 /// A snapshot of the machine's resources; `work_dir` is where disk space counts.
-pub fn snapshot(work_dir: &Path) -> AgentResources {
+pub(crate) fn snapshot(work_dir: &Path) -> AgentResources {
     let (memory_bytes, memory_available_bytes) = std::fs::read_to_string("/proc/meminfo")
         .map(|text| parse_meminfo(&text))
         .unwrap_or_default();

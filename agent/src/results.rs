@@ -8,17 +8,17 @@ use std::path::Path;
 use sloth_sdk::validation::limits::{MAX_RESULTS, MAX_RESULTS_BYTES};
 
 /// The environment variable naming the results file.
-pub const RESULTS_ENV: &str = "SLOTH_RESULTS";
+pub(crate) const RESULTS_ENV: &str = "SLOTH_RESULTS";
 
 /// The results file's name, in the run directory.
-pub const RESULTS_FILE: &str = "results";
+pub(crate) const RESULTS_FILE: &str = "results";
 
 /// Longest result key.
-pub const MAX_KEY_LEN: usize = 63;
+pub(crate) const MAX_KEY_LEN: usize = 63;
 
 /// Why a results file was refused, for the TaskRun's message.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvalidResults(pub String);
+pub(crate) struct InvalidResults(pub String);
 
 impl std::fmt::Display for InvalidResults {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,7 +31,7 @@ fn key_char(c: char) -> bool {
 }
 
 /// A result key: `[A-Za-z0-9_.-]{1,63}`. Shell and Lua results share it.
-pub fn check_key(key: &str) -> Result<(), String> {
+pub(crate) fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() {
         return Err("empty key".into());
     }
@@ -51,7 +51,7 @@ pub fn check_key(key: &str) -> Result<(), String> {
 
 /// At most [`MAX_RESULTS`] results and [`MAX_RESULTS_BYTES`] of keys and
 /// values, as the apiserver accepts them.
-pub fn check_caps(results: &BTreeMap<String, String>) -> Result<(), String> {
+pub(crate) fn check_caps(results: &BTreeMap<String, String>) -> Result<(), String> {
     if results.len() > MAX_RESULTS {
         return Err(format!("too many results (at most {MAX_RESULTS})"));
     }
@@ -69,7 +69,7 @@ pub fn check_caps(results: &BTreeMap<String, String>) -> Result<(), String> {
 /// line after the first `=` (a trailing `\r` trimmed). At most
 /// [`MAX_RESULTS`] entries and [`MAX_RESULTS_BYTES`] of keys plus values.
 /// A key given twice keeps its last value.
-pub fn parse(text: &str) -> Result<BTreeMap<String, String>, InvalidResults> {
+pub(crate) fn parse(text: &str) -> Result<BTreeMap<String, String>, InvalidResults> {
     let mut results = BTreeMap::new();
     for (index, raw) in text.split('\n').enumerate() {
         let n = index + 1;
@@ -91,7 +91,7 @@ pub fn parse(text: &str) -> Result<BTreeMap<String, String>, InvalidResults> {
 
 /// Reads and parses the results file at `path`: `Ok(None)` when it does not
 /// exist.
-pub async fn read(path: &Path) -> Result<Option<BTreeMap<String, String>>, InvalidResults> {
+pub(crate) async fn read(path: &Path) -> Result<Option<BTreeMap<String, String>>, InvalidResults> {
     let bytes = match tokio::fs::read(path).await {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -31,7 +31,7 @@ const TRASH_DIR: &str = ".trash";
 
 /// The agent's disk housekeeping. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Retention {
+pub(crate) struct Retention {
     work_dir: PathBuf,
     max_output_bytes: u64,
     /// A cap check is running.
@@ -49,7 +49,7 @@ struct RunDir {
 }
 
 impl Retention {
-    pub fn new(work_dir: PathBuf, max_output_bytes: u64) -> Self {
+    pub(crate) fn new(work_dir: PathBuf, max_output_bytes: u64) -> Self {
         Self {
             work_dir,
             max_output_bytes,
@@ -60,7 +60,7 @@ impl Retention {
 
     /// Removes the run directory of `key` (its TaskRun was deleted). The
     /// caller makes sure no run of `key` is active.
-    pub fn remove_run(&self, key: &RunKey) {
+    pub(crate) fn remove_run(&self, key: &RunKey) {
         if self.to_trash(key) {
             tracing::info!("removed the run directory of deleted taskrun {key}");
             self.empty_trash();
@@ -71,7 +71,7 @@ impl Retention {
     /// (every TaskRun bound here, as just listed) nor running: candidates
     /// for [`confirm_gone`], since a list may be a little stale. Also
     /// empties what an earlier life of the agent left in the trash.
-    pub fn stale_runs(&self, present: &HashSet<RunKey>, runs: &ActiveRuns) -> Vec<RunKey> {
+    pub(crate) fn stale_runs(&self, present: &HashSet<RunKey>, runs: &ActiveRuns) -> Vec<RunKey> {
         self.empty_trash();
         self.run_dirs()
             .into_iter()
@@ -82,7 +82,7 @@ impl Retention {
 
     /// Deletes the output of the oldest finished runs while the output on
     /// disk exceeds the cap; in the background, one check at a time.
-    pub fn enforce_cap(&self, runs: &ActiveRuns) {
+    pub(crate) fn enforce_cap(&self, runs: &ActiveRuns) {
         self.cap_again.store(true, Ordering::SeqCst);
         if self.capping.swap(true, Ordering::SeqCst) {
             // The running check goes round once more.
@@ -216,7 +216,11 @@ impl Retention {
 
 /// Sends on `gone` each of `keys` whose TaskRun the apiserver no longer
 /// has (NotFound on a get): the dispatch loop then removes its directory.
-pub async fn confirm_gone(client: Client, keys: Vec<RunKey>, gone: mpsc::UnboundedSender<RunKey>) {
+pub(crate) async fn confirm_gone(
+    client: Client,
+    keys: Vec<RunKey>,
+    gone: mpsc::UnboundedSender<RunKey>,
+) {
     for key in keys {
         let api: Api<TaskRunSpec> = Api::namespaced(client.clone(), &key.namespace);
         match api.get(&key.name).await {
@@ -245,7 +249,7 @@ fn subdirectories(dir: &Path) -> Vec<String> {
 
 /// Parses a byte count: a number with an optional unit, K/M/G/T (powers of
 /// 1000) or Ki/Mi/Gi/Ti (powers of 1024), optionally followed by B.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let digits = trimmed
         .find(|c: char| !c.is_ascii_digit())

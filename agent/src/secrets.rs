@@ -17,15 +17,15 @@ use crate::lua::Secrets;
 use crate::masking::Masks;
 
 /// Reasons a run fails before it starts.
-pub mod reason {
-    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
-    pub const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
-    pub const SECRET_ERROR: &str = "SecretError";
+pub(crate) mod reason {
+    pub(crate) const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub(crate) const SECRET_KEY_NOT_FOUND: &str = "SecretKeyNotFound";
+    pub(crate) const SECRET_ERROR: &str = "SecretError";
 }
 
 /// Why the Secrets of a run cannot be delivered.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Undeliverable {
+pub(crate) struct Undeliverable {
     pub reason: &'static str,
     pub message: String,
 }
@@ -38,7 +38,7 @@ impl Undeliverable {
 
 /// What a run gets.
 #[derive(Debug, Default)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// Environment variables from Secrets (after the plain ones).
     pub env: Vec<(String, String)>,
     /// The Secrets, for Lua.
@@ -48,7 +48,7 @@ pub struct Delivery {
 }
 
 /// Reads every Secret `spec` references, in `namespace`.
-pub async fn fetch(
+pub(crate) async fn fetch(
     client: &Client,
     namespace: &str,
     spec: &TaskRunSpec,
@@ -80,7 +80,7 @@ pub async fn fetch(
 }
 
 /// The environment and masks of a run from the Secrets fetched (pure).
-pub fn resolve(spec: &TaskRunSpec, secrets: Secrets) -> Result<Delivery, Undeliverable> {
+pub(crate) fn resolve(spec: &TaskRunSpec, secrets: Secrets) -> Result<Delivery, Undeliverable> {
     let value_of = |name: &str, key: &str, field: &str| -> Result<&Vec<u8>, Undeliverable> {
         let secret = secrets.get(name).ok_or_else(|| {
             Undeliverable::new(
@@ -135,7 +135,7 @@ pub fn resolve(spec: &TaskRunSpec, secrets: Secrets) -> Result<Delivery, Undeliv
 
 /// Writes `secretFiles` under `run_dir` (directories 0700, files 0600);
 /// returns the files written, for [`remove_files`].
-pub fn write_files(
+pub(crate) fn write_files(
     run_dir: &Path,
     spec: &TaskRunSpec,
     secrets: &Secrets,
@@ -186,7 +186,7 @@ pub fn write_files(
 }
 
 /// Removes the files [`write_files`] wrote (best effort, logged).
-pub fn remove_files(files: &[PathBuf]) {
+pub(crate) fn remove_files(files: &[PathBuf]) {
     for path in files {
         if let Err(e) = std::fs::remove_file(path)
             && e.kind() != std::io::ErrorKind::NotFound

@@ -8,11 +8,11 @@ use std::ffi::{OsStr, OsString};
 const START: &str = "start";
 
 /// Exit code of `--daemon`: a usage error, as clap's own.
-pub const DAEMON_EXIT_CODE: i32 = 2;
+pub(crate) const DAEMON_EXIT_CODE: i32 = 2;
 
 /// What `--daemon` prints: this agent does not fork itself into the
 /// background; systemd (or another supervisor) runs it.
-pub const DAEMON_EXPLANATION: &str = "\
+pub(crate) const DAEMON_EXPLANATION: &str = "\
 sloth-agent does not daemonize itself (--daemon is not supported).
 Run it under systemd instead, which restarts it and collects its logs:
 
@@ -24,7 +24,7 @@ The unit is manifests/systemd/sloth-agent.service (see docs/operations.md,
 Installing). In a terminal or a container, run sloth-agent in the foreground.";
 
 /// `argv` without the seeds' `start` word right after the program name.
-pub fn without_start(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+pub(crate) fn without_start(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut argv: Vec<OsString> = argv.into_iter().collect();
     if argv.get(1).map(OsString::as_os_str) == Some(OsStr::new(START)) {
         argv.remove(1);
@@ -34,7 +34,7 @@ pub fn without_start(argv: impl IntoIterator<Item = OsString>) -> Vec<OsString> 
 
 /// Whether `argv` asks for `--daemon` (checked before the other flags, so
 /// that `sloth-agent start --daemon` explains itself even without --name).
-pub fn wants_daemon(argv: &[OsString]) -> bool {
+pub(crate) fn wants_daemon(argv: &[OsString]) -> bool {
     argv.iter()
         .skip(1)
         .take_while(|arg| arg.as_os_str() != OsStr::new("--"))

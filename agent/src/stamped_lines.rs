@@ -9,7 +9,7 @@ use crate::output_index::Index;
 
 /// What to do with each line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LineFilter {
+pub(crate) struct LineFilter {
     /// Prefix each line with its RFC 3339 time and a space.
     pub timestamps: bool,
     /// Drop lines dated before this (unix millis).
@@ -18,7 +18,7 @@ pub struct LineFilter {
 
 /// Turns chunks of the plain output into dated lines.
 #[derive(Debug)]
-pub struct LineStamper {
+pub(crate) struct LineStamper {
     filter: LineFilter,
     /// The offset in the log of `pending`'s first byte.
     offset: u64,
@@ -26,7 +26,7 @@ pub struct LineStamper {
 }
 
 impl LineStamper {
-    pub fn new(filter: LineFilter, offset: u64) -> Self {
+    pub(crate) fn new(filter: LineFilter, offset: u64) -> Self {
         Self {
             filter,
             offset,
@@ -36,7 +36,7 @@ impl LineStamper {
 
     /// The complete lines of `chunk` (with what came before it), dated by
     /// `times`; a line no index line covers yet is dated `now`.
-    pub fn push(&mut self, chunk: &[u8], times: &Index, now: i64) -> Vec<u8> {
+    pub(crate) fn push(&mut self, chunk: &[u8], times: &Index, now: i64) -> Vec<u8> {
         self.pending.extend_from_slice(chunk);
         let complete = match self.pending.iter().rposition(|b| *b == b'\n') {
             Some(last) => last + 1,
@@ -48,20 +48,20 @@ impl LineStamper {
     }
 
     /// The last line, when the output does not end with a newline.
-    pub fn finish(&mut self, times: &Index, now: i64) -> Vec<u8> {
+    pub(crate) fn finish(&mut self, times: &Index, now: i64) -> Vec<u8> {
         let lines = std::mem::take(&mut self.pending);
         self.emit(&lines, times, now)
     }
 
     /// The offset in the log just after the lines emitted so far: where a
     /// resumed read goes on.
-    pub fn next_offset(&self) -> u64 {
+    pub(crate) fn next_offset(&self) -> u64 {
         self.offset
     }
 
     /// True when the next push may need an index line written after
     /// `times` was loaded.
-    pub fn needs_reload(&self, times: &Index, chunk_len: usize) -> bool {
+    pub(crate) fn needs_reload(&self, times: &Index, chunk_len: usize) -> bool {
         let end = self.offset + (self.pending.len() + chunk_len) as u64;
         end > 0 && times.time_of(end - 1).is_none()
     }
@@ -85,7 +85,7 @@ impl LineStamper {
 }
 
 /// Unix millis as RFC 3339 in UTC with milliseconds.
-pub fn rfc3339(millis: i64) -> String {
+pub(crate) fn rfc3339(millis: i64) -> String {
     DateTime::from_timestamp_millis(millis)
         .unwrap_or_default()
         .to_rfc3339_opts(SecondsFormat::Millis, true)

@@ -12,10 +12,10 @@ use sloth_sdk::{Api, Client, WatchParams};
 use tokio_util::sync::CancellationToken;
 
 /// The grace an annotation without a readable duration gets.
-pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(300);
 
 /// The grace `agent` asks for, when a stop is requested.
-pub fn requested(agent: &Agent) -> Option<Duration> {
+pub(crate) fn requested(agent: &Agent) -> Option<Duration> {
     let value = agent.metadata.annotations.get(STOP_ANNOTATION)?;
     Some(match sloth_sdk::duration::parse_flag(value.trim()) {
         Ok(grace) => grace,
@@ -31,7 +31,11 @@ pub fn requested(agent: &Agent) -> Option<Duration> {
 
 /// Watches Agent `name` until a stop is requested (returns its grace) or
 /// `cancel` fires (None).
-pub async fn wait(client: Client, name: &str, cancel: CancellationToken) -> Option<Duration> {
+pub(crate) async fn wait(
+    client: Client,
+    name: &str,
+    cancel: CancellationToken,
+) -> Option<Duration> {
     let api: Api<AgentSpec> = Api::all(client);
     let params = WatchParams {
         field_selector: format!("metadata.name={name}"),

@@ -25,14 +25,14 @@ use crate::supervisor::{self, Message};
 
 /// How long a supervisor may take, beyond [`KILL_GRACE`], to end after a
 /// stop before the agent kills it and the group itself.
-pub const SUPERVISOR_SLACK: Duration = Duration::from_secs(5);
+pub(crate) const SUPERVISOR_SLACK: Duration = Duration::from_secs(5);
 
 /// Bound on one write to a supervisor's pipe.
 const WRITE_LIMIT: Duration = Duration::from_secs(1);
 
 /// One process payload to run.
 #[derive(Clone, Debug)]
-pub struct ShellJob {
+pub(crate) struct ShellJob {
     /// The program and its arguments: `bash -c SCRIPT` for a shell payload
     /// ([`shell_argv`]), the TaskRun's own argv for a `command` payload.
     pub argv: Vec<String>,
@@ -52,7 +52,7 @@ pub struct ShellJob {
 }
 
 /// The argv that runs `script` with bash.
-pub fn shell_argv(script: &str) -> Vec<String> {
+pub(crate) fn shell_argv(script: &str) -> Vec<String> {
     vec!["bash".into(), "-c".into(), script.into()]
 }
 
@@ -61,7 +61,7 @@ const OUTPUT_DRAIN: Duration = Duration::from_secs(5);
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The program exited by itself with this status.
     Exited(ExitStatus),
     /// The timeout passed; the group was killed.
@@ -78,7 +78,7 @@ pub enum Outcome {
 /// Runs `job` until `deadlines.kill` at the latest (followed as it moves);
 /// `on_start` is called with the supervisor's process id once it runs and
 /// its result is held until the run has ended.
-pub async fn run<G>(
+pub(crate) async fn run<G>(
     job: &ShellJob,
     mut stop: watch::Receiver<Option<StopReason>>,
     mut deadlines: watch::Receiver<Deadlines>,

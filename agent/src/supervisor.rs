@@ -35,10 +35,10 @@ use tokio::sync::watch;
 
 /// The supervisors' executable: the running agent's own, even after its
 /// file was replaced on disk (an upgrade), so both ends speak one protocol.
-pub const OWN_EXECUTABLE: &str = "/proc/self/exe";
+pub(crate) const OWN_EXECUTABLE: &str = "/proc/self/exe";
 
 /// The hidden subcommand (`sloth-agent supervise ...`).
-pub const SUBCOMMAND: &str = "supervise";
+pub(crate) const SUBCOMMAND: &str = "supervise";
 
 /// How often a group left behind by the program is looked at.
 const POLL: Duration = Duration::from_millis(50);
@@ -51,7 +51,7 @@ const FAILED: i32 = 125;
 
 /// A line the agent writes to a supervisor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Message {
+pub(crate) enum Message {
     /// The payload may run until this point.
     Fence(BootMs),
     /// Stop the payload (timeout or stop request).
@@ -59,7 +59,7 @@ pub enum Message {
 }
 
 impl Message {
-    pub fn line(self) -> String {
+    pub(crate) fn line(self) -> String {
         match self {
             Self::Fence(at) => format!("fence {}\n", at.0),
             Self::Stop => "stop\n".to_string(),
@@ -78,7 +78,7 @@ impl Message {
 /// What starting payloads under supervisors needs: the supervisor's
 /// executable (the agent's own) and the deadlines to pass on.
 #[derive(Clone, Debug)]
-pub struct Supervision {
+pub(crate) struct Supervision {
     pub program: PathBuf,
     pub deadlines: watch::Receiver<Deadlines>,
 }
@@ -86,7 +86,7 @@ pub struct Supervision {
 impl Supervision {
     /// Supervisors without a fencing deadline, for tests.
     #[cfg(test)]
-    pub fn unfenced() -> Self {
+    pub(crate) fn unfenced() -> Self {
         let (keep, deadlines) = watch::channel(Deadlines::NEVER);
         // The deadline never moves: the sender may go.
         drop(keep);
@@ -100,7 +100,7 @@ impl Supervision {
 /// The command that runs `program args` under a supervisor started as
 /// `supervisor` (the agent's own executable); `pid_file` None records
 /// nothing.
-pub fn command(
+pub(crate) fn command(
     supervisor: &Path,
     fence_at: BootMs,
     pid_file: Option<&Path>,
@@ -126,7 +126,7 @@ enum Event {
 }
 
 /// Runs the supervisor; `args` follow the subcommand. Never returns.
-pub fn main(args: Vec<OsString>) -> ! {
+pub(crate) fn main(args: Vec<OsString>) -> ! {
     let mut args = args.into_iter();
     let (Some(fence_at), Some(pid_file), Some(program)) = (args.next(), args.next(), args.next())
     else {
@@ -300,7 +300,7 @@ fn fail(message: &str) -> ! {
 }
 
 #[cfg(test)]
-pub mod testing {
+pub(crate) mod testing {
     //! The agent binary, built once, for tests that start supervisors.
 
     use std::path::PathBuf;
@@ -308,7 +308,7 @@ pub mod testing {
 
     /// `target/<profile>/sloth-agent`, built by cargo when the unit tests
     /// run (they are a different executable).
-    pub fn agent_binary() -> PathBuf {
+    pub(crate) fn agent_binary() -> PathBuf {
         static PATH: OnceLock<PathBuf> = OnceLock::new();
         PATH.get_or_init(|| {
             let exe = std::env::current_exe().expect("test executable path");

@@ -9,7 +9,7 @@ use clap::Args;
 use sloth_apiserver::artifacts::{ArtifactStore, DEFAULT_MAX_BYTES, S3Options};
 
 #[derive(Args, Debug)]
-pub struct ArtifactArgs {
+pub(crate) struct ArtifactArgs {
     /// Where workspaces and artifacts are stored: file://DIR or
     /// s3://BUCKET/PREFIX [default: file://<--data-dir>/artifacts].
     /// Several apiservers (HA) need one shared store.
@@ -49,7 +49,7 @@ impl ArtifactArgs {
     /// Opens the store; `shared_data` is false when several apiservers may
     /// serve one etcd, so that a default store under the data dir is not
     /// shared between them (warned).
-    pub fn open(&self, data_dir: &Path, on_etcd: bool) -> anyhow::Result<ArtifactStore> {
+    pub(crate) fn open(&self, data_dir: &Path, on_etcd: bool) -> anyhow::Result<ArtifactStore> {
         let url = match &self.artifact_store {
             Some(url) => url.clone(),
             None => {

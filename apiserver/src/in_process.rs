@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Refuses `--controllers` in a build without the controllers, at startup
 /// rather than silently running none.
-pub fn check_available(wanted: bool) -> anyhow::Result<()> {
+pub(crate) fn check_available(wanted: bool) -> anyhow::Result<()> {
     if wanted && !cfg!(feature = "controllers") {
         anyhow::bail!(
             "--controllers: this sloth-apiserver was built without the `controllers` feature; \
@@ -25,7 +25,7 @@ pub fn check_available(wanted: bool) -> anyhow::Result<()> {
 
 /// Adds the controllers' metrics to the apiserver's registry.
 #[cfg(feature = "controllers")]
-pub fn register_metrics(registry: &mut Registry) {
+pub(crate) fn register_metrics(registry: &mut Registry) {
     sloth_controllers::metrics::global().register(registry);
 }
 
@@ -35,7 +35,7 @@ pub fn register_metrics(_registry: &mut Registry) {}
 /// Starts every controller under leader election, talking to this server
 /// through `client`.
 #[cfg(feature = "controllers")]
-pub fn spawn(
+pub(crate) fn spawn(
     client: sloth_sdk::Client,
     grpc_addr: SocketAddr,
     args: &crate::Args,

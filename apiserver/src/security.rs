@@ -10,7 +10,7 @@ use sloth_sdk::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles};
 
 use crate::Args;
 
-pub struct Security {
+pub(crate) struct Security {
     pub grpc_tls: Option<Arc<ServerTls>>,
     pub http_tls: Option<Arc<ServerTls>>,
     /// How the apiserver presents itself to agents' TLS logs ports.
@@ -19,7 +19,7 @@ pub struct Security {
 }
 
 impl Security {
-    pub fn from_args(args: &Args) -> anyhow::Result<Self> {
+    pub(crate) fn from_args(args: &Args) -> anyhow::Result<Self> {
         let server_tls = |client_certificate_optional| -> anyhow::Result<_> {
             let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) else {
                 return Ok(None);
@@ -60,7 +60,7 @@ impl Security {
 
     /// All interfaces when callers must authenticate, loopback otherwise:
     /// an open apiserver runs commands on every agent for anyone.
-    pub fn default_addr(&self, port: u16) -> SocketAddr {
+    pub(crate) fn default_addr(&self, port: u16) -> SocketAddr {
         let ip = if self.authenticator.enabled() {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         } else {
@@ -69,7 +69,7 @@ impl Security {
         SocketAddr::new(ip, port)
     }
 
-    pub fn warn_if_open(&self, addr: SocketAddr) {
+    pub(crate) fn warn_if_open(&self, addr: SocketAddr) {
         if self.authenticator.enabled() {
             return;
         }

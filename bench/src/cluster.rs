@@ -26,20 +26,20 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 static KEEP_TEMP_DIRS: AtomicBool = AtomicBool::new(false);
 
 /// Keeps every cluster's temporary directory (data and logs) after the run.
-pub fn keep_temp_dirs() {
+pub(crate) fn keep_temp_dirs() {
     KEEP_TEMP_DIRS.store(true, Ordering::Relaxed);
 }
 
 /// Which binaries to run, and where.
 #[derive(Clone, Debug)]
-pub struct Bins {
+pub(crate) struct Bins {
     dir: PathBuf,
 }
 
 impl Bins {
     /// `dir`, or the directory of this executable (where cargo puts the
     /// workspace's other binaries).
-    pub fn new(dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub(crate) fn new(dir: Option<PathBuf>) -> anyhow::Result<Self> {
         let dir = match dir {
             Some(dir) => dir,
             None => std::env::current_exe()
@@ -51,7 +51,7 @@ impl Bins {
         Ok(Self { dir })
     }
 
-    pub fn path(&self, name: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn path(&self, name: &str) -> anyhow::Result<PathBuf> {
         let path = self.dir.join(name);
         if !path.is_file() {
             bail!(
@@ -116,7 +116,7 @@ impl Proc {
 
 /// A started apiserver.
 #[derive(Clone, Debug)]
-pub struct ApiServer {
+pub(crate) struct ApiServer {
     pub grpc_url: String,
     pub http_url: String,
     pub pid: u32,
@@ -124,7 +124,7 @@ pub struct ApiServer {
 
 /// Options of [`Cluster::start_apiserver`].
 #[derive(Clone, Debug, Default)]
-pub struct ApiServerOptions {
+pub(crate) struct ApiServerOptions {
     /// None: embedded; Some: etcd endpoints (comma-separated).
     pub etcd_endpoints: Option<String>,
     /// Run the controllers in the apiserver process (`--controllers`).
@@ -134,7 +134,7 @@ pub struct ApiServerOptions {
 }
 
 /// The processes of one scenario and their temporary directory.
-pub struct Cluster {
+pub(crate) struct Cluster {
     bins: Bins,
     procs: Vec<Proc>,
     // Dropped after the processes are stopped (field order).
@@ -142,7 +142,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn new(bins: Bins) -> anyhow::Result<Self> {
+    pub(crate) fn new(bins: Bins) -> anyhow::Result<Self> {
         let mut temp = tempfile::Builder::new()
             .prefix("sloth-bench-")
             .tempdir()
@@ -160,7 +160,7 @@ impl Cluster {
 
     /// Keeps the temporary directory after the run (and says where it is),
     /// e.g. to look into the logs of a run that went wrong.
-    pub fn keep(&mut self) {
+    pub(crate) fn keep(&mut self) {
         self.temp.disable_cleanup(true);
         eprintln!(
             "keeping the data and logs in {}",
@@ -169,7 +169,7 @@ impl Cluster {
     }
 
     /// A fresh directory under the temporary directory.
-    pub fn dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+    pub(crate) fn dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.temp.path().join(name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -235,7 +235,7 @@ impl Cluster {
     }
 
     /// A single-member etcd on free loopback ports; returns its client URL.
-    pub fn start_etcd(&mut self) -> anyhow::Result<String> {
+    pub(crate) fn start_etcd(&mut self) -> anyhow::Result<String> {
         let client_url = format!("http://127.0.0.1:{}", free_port()?);
         let peer_url = format!("http://127.0.0.1:{}", free_port()?);
         let data = self.dir("etcd")?;
@@ -279,14 +279,17 @@ impl Cluster {
         Ok(client_url)
     }
 
-    pub fn start_apiserver(&mut self, options: &ApiServerOptions) -> anyhow::Result<ApiServer> {
+    pub(crate) fn start_apiserver(
+        &mut self,
+        options: &ApiServerOptions,
+    ) -> anyhow::Result<ApiServer> {
         self.spawn_apiserver(options, "127.0.0.1:0", "127.0.0.1:0")
     }
 
     /// Starts the apiserver again on the addresses (and, embedded, the data
     /// directory) of `previous`, which must have been stopped
     /// ([`Cluster::stop_apiserver`]): clients keep their URLs.
-    pub fn restart_apiserver(
+    pub(crate) fn restart_apiserver(
         &mut self,
         options: &ApiServerOptions,
         previous: &ApiServer,
@@ -301,12 +304,12 @@ impl Cluster {
 
     /// Stops the apiserver (SIGTERM, then SIGKILL after the grace period)
     /// and waits until it has exited.
-    pub fn stop_apiserver(&mut self) {
+    pub(crate) fn stop_apiserver(&mut self) {
         self.stop_where(|p| p.tier == Tier::ApiServer);
     }
 
     /// Stops a `sloth-controllers` started with [`Cluster::start_controllers`].
-    pub fn stop_controllers(&mut self) {
+    pub(crate) fn stop_controllers(&mut self) {
         self.stop_where(|p| p.name == "controllers");
     }
 
@@ -363,7 +366,7 @@ impl Cluster {
     }
 
     /// `sloth-controllers` as its own process.
-    pub fn start_controllers(&mut self, server: &ApiServer) -> anyhow::Result<()> {
+    pub(crate) fn start_controllers(&mut self, server: &ApiServer) -> anyhow::Result<()> {
         let (log, file) = self.log_file("controllers")?;
         let child = Command::new(self.bins.path("sloth-controllers")?)
             .args(["--server", &server.grpc_url, "--id", "bench"])
@@ -387,7 +390,7 @@ impl Cluster {
     }
 
     /// Starts agent `name`; returns its pid once it printed its ready line.
-    pub fn start_agent(
+    pub(crate) fn start_agent(
         &mut self,
         server: &ApiServer,
         name: &str,
@@ -410,7 +413,7 @@ impl Cluster {
     /// An apiserver on the embedded store running the controllers in
     /// process and agents `names` (each started with `agent_args`), once
     /// all are Ready: the apiserver, a client of it and the agents' pids.
-    pub async fn start_with_agents(
+    pub(crate) async fn start_with_agents(
         &mut self,
         names: &[String],
         agent_args: &[String],
@@ -430,7 +433,7 @@ impl Cluster {
 
     /// CPU time each running process has used so far, by name: its own,
     /// and that of its children it has reaped (an agent's payloads).
-    pub fn cpu_usage(&self) -> Vec<(String, CpuTime)> {
+    pub(crate) fn cpu_usage(&self) -> Vec<(String, CpuTime)> {
         self.procs
             .iter()
             .filter_map(|p| {
@@ -442,7 +445,7 @@ impl Cluster {
 
     /// Stops everything: agents and controllers first, then the apiserver,
     /// then etcd; SIGTERM to every process of a tier, then a grace period.
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         for tier in [Tier::Client, Tier::ApiServer, Tier::Etcd] {
             for p in self.procs.iter().filter(|p| p.tier == tier) {
                 p.signal_term();
@@ -465,7 +468,7 @@ impl Drop for Cluster {
 }
 
 /// Waits until every agent in `names` has an Agent object in phase Ready.
-pub async fn wait_agents_ready(
+pub(crate) async fn wait_agents_ready(
     client: &Client,
     names: &[String],
     deadline: Duration,
@@ -519,7 +522,7 @@ fn etcd_healthy(client_url: &str) -> bool {
 }
 
 /// Whether the apiserver at `http_url` answers `/readyz` with 200.
-pub fn apiserver_ready(http_url: &str) -> bool {
+pub(crate) fn apiserver_ready(http_url: &str) -> bool {
     http_get(http_url, "/readyz").starts_with("HTTP/1.1 200")
 }
 
@@ -544,7 +547,7 @@ fn http_get(base_url: &str, path: &str) -> String {
 }
 
 /// Resident memory of `pid` in MiB (VmRSS of /proc/PID/status).
-pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     let kib: f64 = status
@@ -558,13 +561,13 @@ pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
 
 /// CPU time (user + system) of a process and of its reaped children.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct CpuTime {
+pub(crate) struct CpuTime {
     pub own: Duration,
     pub children: Duration,
 }
 
 impl CpuTime {
-    pub fn saturating_sub(self, earlier: Self) -> Self {
+    pub(crate) fn saturating_sub(self, earlier: Self) -> Self {
         Self {
             own: self.own.saturating_sub(earlier.own),
             children: self.children.saturating_sub(earlier.children),
@@ -573,12 +576,12 @@ impl CpuTime {
 }
 
 /// CPU time (user + system) `pid` has used so far.
-pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     Ok(cpu_times(pid)?.own)
 }
 
 /// CPU time of `pid` and of the children it has waited for.
-pub fn cpu_times(pid: u32) -> anyhow::Result<CpuTime> {
+pub(crate) fn cpu_times(pid: u32) -> anyhow::Result<CpuTime> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
     // Fields after the command name (which may hold spaces) in parentheses:

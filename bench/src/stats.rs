@@ -2,29 +2,29 @@
 
 /// Samples, sorted once for any number of percentile queries.
 #[derive(Clone, Debug, Default)]
-pub struct Samples {
+pub(crate) struct Samples {
     sorted: Vec<f64>,
 }
 
 impl Samples {
     /// Sorts `values`; NaNs are dropped.
-    pub fn new(mut values: Vec<f64>) -> Self {
+    pub(crate) fn new(mut values: Vec<f64>) -> Self {
         values.retain(|v| !v.is_nan());
         values.sort_by(f64::total_cmp);
         Self { sorted: values }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sorted.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.sorted.is_empty()
     }
 
     /// The nearest-rank percentile (`p` in 0..=100): the smallest sample
     /// with at least p% of the samples at or below it; 0 when empty.
-    pub fn percentile(&self, p: f64) -> f64 {
+    pub(crate) fn percentile(&self, p: f64) -> f64 {
         if self.sorted.is_empty() {
             return 0.0;
         }
@@ -33,13 +33,13 @@ impl Samples {
         self.sorted[rank.clamp(1, self.sorted.len()) - 1]
     }
 
-    pub fn max(&self) -> f64 {
+    pub(crate) fn max(&self) -> f64 {
         self.sorted.last().copied().unwrap_or(0.0)
     }
 }
 
 /// Rounds to 3 decimals for the JSON output.
-pub fn round3(v: f64) -> f64 {
+pub(crate) fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 

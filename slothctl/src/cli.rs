@@ -8,7 +8,7 @@ use crate::printer::{Format, Output};
 /// and delete objects, run commands on agents and follow their output.
 #[derive(Debug, Parser)]
 #[command(name = "slothctl", version, about, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// API servers, tried in order (also env SLOTH_SERVER, else
     /// ~/.sloth/config.yaml, else http://127.0.0.1:50053).
     #[arg(
@@ -48,7 +48,7 @@ pub struct Cli {
 
 impl Cli {
     /// `--config` (or SLOTH_CONFIG), else `~/.sloth/config.yaml`.
-    pub fn config_file(&self) -> Option<std::path::PathBuf> {
+    pub(crate) fn config_file(&self) -> Option<std::path::PathBuf> {
         self.config
             .clone()
             .filter(|p| !p.as_os_str().is_empty())
@@ -57,7 +57,7 @@ impl Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create or update objects from YAML or JSON manifests and Lua
     /// workflow files.
     Apply(ApplyArgs),
@@ -132,7 +132,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct UiArgs {
+pub(crate) struct UiArgs {
     /// The apiserver's HTTP address (also env SLOTH_HTTP_SERVER) [default:
     /// the context's cluster httpServer, else the first server's host on
     /// port 8080].
@@ -144,7 +144,7 @@ pub struct UiArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CpArgs {
+pub(crate) struct CpArgs {
     /// TASKRUN:PATH, PATH relative to the task's working directory (an
     /// artifact, or a file or directory inside one).
     #[arg(value_name = "TASKRUN:PATH")]
@@ -156,7 +156,7 @@ pub struct CpArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct EditArgs {
+pub(crate) struct EditArgs {
     /// Kind, or KIND/NAME.
     pub kind: String,
     /// The object (unless given as KIND/NAME).
@@ -164,20 +164,20 @@ pub struct EditArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct VersionArgs {
+pub(crate) struct VersionArgs {
     /// Only the client version; no server is asked.
     #[arg(long)]
     pub client: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionArgs {
+pub(crate) struct CompletionArgs {
     /// bash, zsh, fish (also elvish, powershell).
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
-pub struct ApplyArgs {
+pub(crate) struct ApplyArgs {
     /// A manifest file, a Lua workflow file (*.lua), a directory of them
     /// (*.yaml, *.yml, *.json, *.lua), or - for stdin; repeatable.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
@@ -222,7 +222,7 @@ pub struct ApplyArgs {
 
 /// `--dry-run=`: where the check happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum DryRun {
+pub(crate) enum DryRun {
     /// slothctl checks every object (as apply does before sending) and
     /// reads the live ones to compare.
     Client,
@@ -232,14 +232,14 @@ pub enum DryRun {
 }
 
 #[derive(Debug, Args)]
-pub struct DiffArgs {
+pub(crate) struct DiffArgs {
     /// As for apply: a manifest, a Lua workflow file, a directory, or -.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct RenderArgs {
+pub(crate) struct RenderArgs {
     /// As for apply: a manifest, a Lua workflow file, a directory, or -.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<String>,
@@ -256,13 +256,13 @@ pub struct RenderArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RenderFormat {
+pub(crate) enum RenderFormat {
     Yaml,
     Json,
 }
 
 /// `KEY=VALUE` (the value may contain `=` and be empty).
-pub fn parse_param(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_param(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_string(), value.to_string()))
@@ -272,7 +272,7 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Args)]
-pub struct GetArgs {
+pub(crate) struct GetArgs {
     /// Kind: taskrun|taskruns|tr, workflow|workflows|wf, agent|agents|ag,
     /// lock|locks, event|events|ev; or KIND/NAME.
     pub kind: String,
@@ -319,7 +319,7 @@ pub struct GetArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DescribeArgs {
+pub(crate) struct DescribeArgs {
     /// Kind, or KIND/NAME.
     pub kind: String,
     /// Names of objects to describe (all matching -l when none).
@@ -333,7 +333,7 @@ pub struct DescribeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DeleteArgs {
+pub(crate) struct DeleteArgs {
     /// Kind, or KIND/NAME (not with -f).
     pub kind: Option<String>,
     /// Names of objects to delete.
@@ -354,7 +354,7 @@ pub struct DeleteArgs {
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["agent", "selector"])))]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Run on this agent (sets spec.agentName; no scheduling).
     #[arg(long, value_name = "NAME")]
     pub agent: Option<String>,
@@ -387,7 +387,7 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LogsArgs {
+pub(crate) struct LogsArgs {
     /// The TaskRun (NAME or taskrun/NAME), or workflow/NAME: the output of
     /// every attempt of its tasks.
     #[arg(required_unless_present = "selector")]
@@ -417,7 +417,7 @@ pub struct LogsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct WaitArgs {
+pub(crate) struct WaitArgs {
     /// taskrun|tr or workflow|wf, or KIND/NAME.
     pub kind: String,
     /// The object to wait for (unless given as KIND/NAME).
@@ -433,7 +433,7 @@ pub struct WaitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CancelArgs {
+pub(crate) struct CancelArgs {
     /// workflow|workflows|wf, or KIND/NAME (only workflows can be cancelled).
     pub kind: String,
     /// The workflows to cancel (unless given as KIND/NAME).
@@ -441,7 +441,7 @@ pub struct CancelArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LabelArgs {
+pub(crate) struct LabelArgs {
     /// KIND NAME or KIND/NAME, then KEY=VALUE to set and KEY- to remove.
     #[arg(value_name = "KIND NAME KEY=VALUE|KEY-", required = true, num_args = 2..)]
     pub args: Vec<String>,
@@ -451,14 +451,14 @@ pub struct LabelArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CordonArgs {
+pub(crate) struct CordonArgs {
     /// Agents (NAME or agent/NAME).
     #[arg(value_name = "AGENT", required = true)]
     pub agents: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AgentCommand {
+pub(crate) enum AgentCommand {
     /// List agents (as `get agents`).
     List(AgentListArgs),
     /// Run a shell command on an agent (as `run --agent NAME -- bash -c COMMAND`).
@@ -469,7 +469,7 @@ pub enum AgentCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct AgentListArgs {
+pub(crate) struct AgentListArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -479,7 +479,7 @@ pub struct AgentListArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AgentRunArgs {
+pub(crate) struct AgentRunArgs {
     /// The agent.
     pub name: String,
     /// The shell command (words are joined with spaces).
@@ -494,7 +494,7 @@ pub struct AgentRunArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AgentStopArgs {
+pub(crate) struct AgentStopArgs {
     /// The agent.
     pub name: String,
     /// How long its running TaskRuns may go on before they are killed.

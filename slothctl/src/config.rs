@@ -12,14 +12,14 @@ use sloth_sdk::credentials::CredentialFlags;
 use crate::error::CliError;
 
 /// The server used when nothing else names one.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50053";
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:50053";
 
 /// `~/.sloth/config.yaml`. The top-level keys are the one-server form
 /// (still read when no context is in use); `clusters`, `users` and
 /// `contexts` are the kubeconfig-like form.
 #[derive(Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// One server, or several separated by commas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
@@ -60,7 +60,7 @@ pub struct Config {
 /// Where a control plane is.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NamedCluster {
+pub(crate) struct NamedCluster {
     pub name: String,
     /// One server, or several separated by commas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,7 +77,7 @@ pub struct NamedCluster {
 /// How to authenticate.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NamedUser {
+pub(crate) struct NamedUser {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -92,7 +92,7 @@ pub struct NamedUser {
 /// A cluster, a user and a namespace, chosen together by name.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NamedContext {
+pub(crate) struct NamedContext {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -105,7 +105,7 @@ pub struct NamedContext {
 /// What the config file says for one invocation: the context's cluster,
 /// user and namespace, or the top-level keys.
 #[derive(Debug, Default)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub servers: Vec<String>,
     pub credentials: CredentialFlags,
     pub namespace: Option<String>,
@@ -115,7 +115,7 @@ pub struct Resolved {
 
 impl Config {
     /// Parses a config file's text; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, CliError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Self, CliError> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
@@ -124,7 +124,7 @@ impl Config {
     }
 
     /// The credentials the file names, as flags would give them.
-    pub fn credentials(&self) -> CredentialFlags {
+    pub(crate) fn credentials(&self) -> CredentialFlags {
         CredentialFlags {
             token: self.token.clone(),
             token_file: self.token_file.clone(),
@@ -135,7 +135,7 @@ impl Config {
     }
 
     /// The servers the file names, in order.
-    pub fn server_urls(&self) -> Vec<String> {
+    pub(crate) fn server_urls(&self) -> Vec<String> {
         let mut urls = split_urls(self.server.iter().map(String::as_str));
         urls.extend(split_urls(self.servers.iter().map(String::as_str)));
         urls
@@ -153,14 +153,14 @@ fn split_urls<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
 }
 
 /// `$HOME/.sloth/config.yaml`, when HOME is set.
-pub fn default_path() -> Option<PathBuf> {
+pub(crate) fn default_path() -> Option<PathBuf> {
     let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
     Some(PathBuf::from(home).join(".sloth").join("config.yaml"))
 }
 
 /// The config file at `path` (None: none is known); the default (empty)
 /// config when there is none.
-pub fn load(path: Option<&Path>) -> Result<Config, CliError> {
+pub(crate) fn load(path: Option<&Path>) -> Result<Config, CliError> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
@@ -178,7 +178,7 @@ impl Config {
     /// The cluster, user and namespace of `context` (--context), else of
     /// the current context, else the top-level keys. A context, cluster or
     /// user named but missing is an error naming it.
-    pub fn resolve(&self, context: Option<&str>) -> Result<Resolved, CliError> {
+    pub(crate) fn resolve(&self, context: Option<&str>) -> Result<Resolved, CliError> {
         let Some(name) = context.or(self.current_context.as_deref()) else {
             return Ok(Resolved {
                 servers: self.server_urls(),
@@ -225,7 +225,7 @@ impl Config {
     }
 
     /// The context called `name`, or kubectl's error.
-    pub fn context(&self, name: &str) -> Result<&NamedContext, CliError> {
+    pub(crate) fn context(&self, name: &str) -> Result<&NamedContext, CliError> {
         self.contexts
             .iter()
             .find(|c| c.name == name)
@@ -235,7 +235,7 @@ impl Config {
 
 /// The servers to talk to: from the command line or environment when given
 /// (`flag`), else from the config file, else the default.
-pub fn servers(flag: &[String], config: &Resolved) -> Vec<String> {
+pub(crate) fn servers(flag: &[String], config: &Resolved) -> Vec<String> {
     let from_flag = split_urls(flag.iter().map(String::as_str));
     if !from_flag.is_empty() {
         return from_flag;

@@ -7,26 +7,26 @@ use std::fmt;
 use sloth_sdk::Error as SdkError;
 
 /// Exit code: the operation failed (the server said no).
-pub const FAILED: u8 = 1;
+pub(crate) const FAILED: u8 = 1;
 /// Exit code: usage error or invalid input; nothing was sent.
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 /// Exit code: no server could be reached.
-pub const UNREACHABLE: u8 = 3;
+pub(crate) const UNREACHABLE: u8 = 3;
 /// Exit code of `wait` when the timeout passes first (the same as usage).
-pub const TIMED_OUT: u8 = 2;
+pub(crate) const TIMED_OUT: u8 = 2;
 
 /// An error that knows its exit code. The message is printed as is (it
 /// carries its own `error: ` or `Error from server (...)` prefix); an empty
 /// message means the details were already printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CliError {
+pub(crate) struct CliError {
     pub code: u8,
     pub message: String,
 }
 
 impl CliError {
     /// Invalid input or usage (exit 2); `message` without the `error: ` prefix.
-    pub fn usage(message: impl fmt::Display) -> Self {
+    pub(crate) fn usage(message: impl fmt::Display) -> Self {
         Self {
             code: USAGE,
             message: format!("error: {message}"),
@@ -34,7 +34,7 @@ impl CliError {
     }
 
     /// A failure (exit 1); `message` without the `error: ` prefix.
-    pub fn failed(message: impl fmt::Display) -> Self {
+    pub(crate) fn failed(message: impl fmt::Display) -> Self {
         Self {
             code: FAILED,
             message: format!("error: {message}"),
@@ -42,7 +42,7 @@ impl CliError {
     }
 
     /// Errors already printed; exit with `code`.
-    pub fn reported(code: u8) -> Self {
+    pub(crate) fn reported(code: u8) -> Self {
         Self {
             code,
             message: String::new(),
@@ -51,7 +51,7 @@ impl CliError {
 
     /// Maps an SDK error to what users read and the exit code; `endpoints`
     /// names the servers when the error itself does not.
-    pub fn from_sdk(error: SdkError, endpoints: &str) -> Self {
+    pub(crate) fn from_sdk(error: SdkError, endpoints: &str) -> Self {
         let server = |reason: &str, message: String| Self {
             code: FAILED,
             message: format!("Error from server ({reason}): {message}"),
@@ -92,7 +92,7 @@ impl CliError {
 
     /// The same error with `context` inserted after a server-error prefix,
     /// e.g. `Error from server (Invalid): error when applying x.yaml: ...`.
-    pub fn with_context(mut self, context: &str) -> Self {
+    pub(crate) fn with_context(mut self, context: &str) -> Self {
         if self.code == FAILED
             && let Some(rest) = self.message.strip_prefix("Error from server (")
             && let Some((reason, message)) = rest.split_once("): ")
@@ -108,14 +108,14 @@ impl CliError {
 /// still go ahead, then the command exits 1; any other error (usage, no
 /// server) stops it at once.
 #[derive(Debug, Default)]
-pub struct Failures {
+pub(crate) struct Failures {
     any: bool,
 }
 
 impl Failures {
     /// Reports one object's failure, or hands back an error that must stop
     /// the command.
-    pub fn report(&mut self, error: CliError) -> Result<(), CliError> {
+    pub(crate) fn report(&mut self, error: CliError) -> Result<(), CliError> {
         if error.code != FAILED {
             return Err(error);
         }
@@ -125,7 +125,7 @@ impl Failures {
     }
 
     /// The command's outcome once every object had its turn.
-    pub fn finish(self) -> Result<(), CliError> {
+    pub(crate) fn finish(self) -> Result<(), CliError> {
         if self.any {
             return Err(CliError::reported(FAILED));
         }

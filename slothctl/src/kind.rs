@@ -6,10 +6,10 @@ use sloth_sdk::kinds::{KindInfo, known_kinds, lookup};
 use crate::error::CliError;
 
 /// The API group every kind belongs to.
-pub const GROUP: &str = "sloth.dev";
+pub(crate) const GROUP: &str = "sloth.dev";
 
 /// Finds a kind by any of its names, or explains which exist (exit 2).
-pub fn resolve(name: &str) -> Result<&'static KindInfo, CliError> {
+pub(crate) fn resolve(name: &str) -> Result<&'static KindInfo, CliError> {
     lookup(name.trim()).ok_or_else(|| {
         CliError::usage(format!(
             "unknown resource type {name:?} (known: {})",
@@ -19,7 +19,7 @@ pub fn resolve(name: &str) -> Result<&'static KindInfo, CliError> {
 }
 
 /// Splits `KIND/NAME` (kubectl's `TYPE/NAME` form); a plain `KIND` has no name.
-pub fn split_type_name(arg: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_type_name(arg: &str) -> (&str, Option<&str>) {
     match arg.split_once('/') {
         Some((kind, name)) => (kind, Some(name)),
         None => (arg, None),
@@ -27,7 +27,7 @@ pub fn split_type_name(arg: &str) -> (&str, Option<&str>) {
 }
 
 /// Resolves `KIND [NAME...]` or `KIND/NAME [KIND/NAME...]` (one kind).
-pub fn resolve_args(
+pub(crate) fn resolve_args(
     kind_arg: &str,
     names: &[String],
 ) -> Result<(&'static KindInfo, Vec<String>), CliError> {
@@ -64,18 +64,18 @@ pub fn resolve_args(
 }
 
 /// `taskrun.sloth.dev`, as kubectl prints kinds of API groups.
-pub fn qualified(kind: &KindInfo) -> String {
+pub(crate) fn qualified(kind: &KindInfo) -> String {
     format!("{}.{GROUP}", kind.singular)
 }
 
 /// `taskrun.sloth.dev/NAME`.
-pub fn qualified_name(kind: &KindInfo, name: &str) -> String {
+pub(crate) fn qualified_name(kind: &KindInfo, name: &str) -> String {
     format!("{}/{name}", qualified(kind))
 }
 
 /// Where a kind's objects live for a command: "" for cluster-scoped kinds and
 /// for `--all-namespaces`, else the namespace.
-pub fn scope<'a>(kind: &KindInfo, namespace: &'a str, all_namespaces: bool) -> &'a str {
+pub(crate) fn scope<'a>(kind: &KindInfo, namespace: &'a str, all_namespaces: bool) -> &'a str {
     if !kind.namespaced || all_namespaces {
         ""
     } else {

@@ -21,7 +21,7 @@ struct State {
 
 /// A progress line for one transfer.
 #[derive(Clone, Debug)]
-pub struct Progress {
+pub(crate) struct Progress {
     what: String,
     total: u64,
     state: Arc<Mutex<State>>,
@@ -29,7 +29,7 @@ pub struct Progress {
 
 impl Progress {
     /// None when stderr is no terminal: nothing is ever printed.
-    pub fn on_terminal(what: &str, total: u64) -> Option<Self> {
+    pub(crate) fn on_terminal(what: &str, total: u64) -> Option<Self> {
         std::io::stderr().is_terminal().then(|| Self {
             what: what.to_string(),
             total,
@@ -41,7 +41,7 @@ impl Progress {
     }
 
     /// The callback the blob calls report to.
-    pub fn callback(&self) -> BlobProgress {
+    pub(crate) fn callback(&self) -> BlobProgress {
         let this = self.clone();
         Arc::new(move |bytes| this.update(bytes))
     }
@@ -62,7 +62,7 @@ impl Progress {
     }
 
     /// Ends the line if one was drawn.
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         let state = self
             .state
             .lock()
@@ -74,7 +74,7 @@ impl Progress {
 }
 
 /// `uploading workspace: 12.0 MiB / 100.0 MiB (24.0 MiB/s)`.
-pub fn line(what: &str, bytes: u64, total: u64, elapsed: Duration) -> String {
+pub(crate) fn line(what: &str, bytes: u64, total: u64, elapsed: Duration) -> String {
     let rate = bytes as f64 / elapsed.as_secs_f64().max(0.001);
     format!(
         "{what}: {} / {} ({}/s)   ",
@@ -85,7 +85,7 @@ pub fn line(what: &str, bytes: u64, total: u64, elapsed: Duration) -> String {
 }
 
 /// Bytes in binary units.
-pub fn human(bytes: f64) -> String {
+pub(crate) fn human(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes;
     let mut unit = 0;

@@ -24,7 +24,7 @@ fn host_port(url: &str) -> &str {
 }
 
 /// The HAProxy configuration for `backends` behind `listen`.
-pub fn config(listen: &str, backends: &[Backend]) -> String {
+pub(crate) fn config(listen: &str, backends: &[Backend]) -> String {
     let mut cfg = format!(
         "global\n  maxconn 4096\n\
          defaults\n  mode tcp\n  retries 3\n  option redispatch\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n  \

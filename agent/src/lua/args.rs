@@ -9,7 +9,7 @@ use std::time::Duration;
 use mlua::{Lua, LuaSerdeExt, MultiValue, Table, Value};
 
 /// The Lua type name of `value`, for error messages.
-pub fn type_name(value: &Value) -> &'static str {
+pub(crate) fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Nil => "nil",
         Value::Boolean(_) => "boolean",
@@ -24,19 +24,19 @@ pub fn type_name(value: &Value) -> &'static str {
 }
 
 /// A Lua error raised by `func`: `func: message`.
-pub fn fail(func: &str, message: impl fmt::Display) -> mlua::Error {
+pub(crate) fn fail(func: &str, message: impl fmt::Display) -> mlua::Error {
     mlua::Error::runtime(format!("{func}: {message}"))
 }
 
 /// The arguments of one module function, with checks whose errors name the
 /// function and the argument.
-pub struct Args {
+pub(crate) struct Args {
     func: &'static str,
     values: Vec<Value>,
 }
 
 impl Args {
-    pub fn new(func: &'static str, values: MultiValue) -> Self {
+    pub(crate) fn new(func: &'static str, values: MultiValue) -> Self {
         Self {
             func,
             values: values.into_vec(),
@@ -44,22 +44,22 @@ impl Args {
     }
 
     /// The function's name, for error messages.
-    pub fn func(&self) -> &'static str {
+    pub(crate) fn func(&self) -> &'static str {
         self.func
     }
 
     /// Whether no argument was given (not even nil).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
     /// The arguments as given, for functions that take any number of them.
-    pub fn into_values(self) -> MultiValue {
+    pub(crate) fn into_values(self) -> MultiValue {
         MultiValue::from_vec(self.values)
     }
 
     /// Argument `n` (1-based), nil when absent.
-    pub fn get(&self, n: usize) -> Value {
+    pub(crate) fn get(&self, n: usize) -> Value {
         self.values.get(n - 1).cloned().unwrap_or(Value::Nil)
     }
 
@@ -74,7 +74,7 @@ impl Args {
     }
 
     /// A string argument (numbers are not converted).
-    pub fn string(&self, n: usize, name: &str) -> mlua::Result<String> {
+    pub(crate) fn string(&self, n: usize, name: &str) -> mlua::Result<String> {
         match self.get(n) {
             Value::String(s) => Ok(s.to_str()?.to_string()),
             other => Err(self.bad(n, name, "a string", &other)),
@@ -82,7 +82,7 @@ impl Args {
     }
 
     /// A string argument, or nil.
-    pub fn opt_string(&self, n: usize, name: &str) -> mlua::Result<Option<String>> {
+    pub(crate) fn opt_string(&self, n: usize, name: &str) -> mlua::Result<Option<String>> {
         match self.get(n) {
             Value::Nil => Ok(None),
             Value::String(s) => Ok(Some(s.to_str()?.to_string())),
@@ -91,7 +91,7 @@ impl Args {
     }
 
     /// A string or number argument, as text.
-    pub fn text(&self, n: usize, name: &str) -> mlua::Result<String> {
+    pub(crate) fn text(&self, n: usize, name: &str) -> mlua::Result<String> {
         match self.get(n) {
             Value::String(s) => Ok(s.to_str()?.to_string()),
             Value::Integer(i) => Ok(i.to_string()),
@@ -101,7 +101,7 @@ impl Args {
     }
 
     /// A table argument, or nil.
-    pub fn opt_table(&self, n: usize, name: &str) -> mlua::Result<Option<Table>> {
+    pub(crate) fn opt_table(&self, n: usize, name: &str) -> mlua::Result<Option<Table>> {
         match self.get(n) {
             Value::Nil => Ok(None),
             Value::Table(t) => Ok(Some(t)),
@@ -110,7 +110,7 @@ impl Args {
     }
 
     /// A boolean argument, or nil.
-    pub fn opt_bool(&self, n: usize, name: &str) -> mlua::Result<Option<bool>> {
+    pub(crate) fn opt_bool(&self, n: usize, name: &str) -> mlua::Result<Option<bool>> {
         match self.get(n) {
             Value::Nil => Ok(None),
             Value::Boolean(b) => Ok(Some(b)),
@@ -119,7 +119,7 @@ impl Args {
     }
 
     /// The options table argument `n` (or nil), refusing keys not in `known`.
-    pub fn options(&self, n: usize, known: &[&str]) -> mlua::Result<Option<Table>> {
+    pub(crate) fn options(&self, n: usize, known: &[&str]) -> mlua::Result<Option<Table>> {
         let opts = self.opt_table(n, "options")?;
         check_options(self.func, opts.as_ref(), known)?;
         Ok(opts)
@@ -128,7 +128,7 @@ impl Args {
     /// Argument `n` as a JSON value (a table becomes an object or an
     /// array); when it has no JSON form the error says the argument
     /// `cannot` (e.g. "cannot be encoded") and why.
-    pub fn json(
+    pub(crate) fn json(
         &self,
         lua: &Lua,
         n: usize,
@@ -140,7 +140,7 @@ impl Args {
     }
 
     /// A table argument.
-    pub fn table(&self, n: usize, name: &str) -> mlua::Result<Table> {
+    pub(crate) fn table(&self, n: usize, name: &str) -> mlua::Result<Table> {
         match self.get(n) {
             Value::Table(t) => Ok(t),
             other => Err(self.bad(n, name, "a table", &other)),
@@ -148,7 +148,7 @@ impl Args {
     }
 
     /// A function argument.
-    pub fn function(&self, n: usize, name: &str) -> mlua::Result<mlua::Function> {
+    pub(crate) fn function(&self, n: usize, name: &str) -> mlua::Result<mlua::Function> {
         match self.get(n) {
             Value::Function(f) => Ok(f),
             other => Err(self.bad(n, name, "a function", &other)),
@@ -156,19 +156,19 @@ impl Args {
     }
 
     /// An error `module.function: message`.
-    pub fn fail(&self, message: impl fmt::Display) -> mlua::Error {
+    pub(crate) fn fail(&self, message: impl fmt::Display) -> mlua::Error {
         fail(self.func, message)
     }
 
     /// A non-negative number of seconds.
-    pub fn seconds(&self, n: usize, name: &str) -> mlua::Result<Duration> {
+    pub(crate) fn seconds(&self, n: usize, name: &str) -> mlua::Result<Duration> {
         seconds_of(self.func, &format!("argument {n} ({name})"), &self.get(n))
     }
 }
 
 /// `value` as a non-negative number of seconds (a number, or a duration
 /// string like "30s" or "1m30s"); `what` names it in errors.
-pub fn seconds_of(func: &str, what: &str, value: &Value) -> mlua::Result<Duration> {
+pub(super) fn seconds_of(func: &str, what: &str, value: &Value) -> mlua::Result<Duration> {
     let secs = match value {
         Value::Integer(i) => *i as f64,
         Value::Number(x) => *x,
@@ -206,7 +206,11 @@ pub fn seconds_of(func: &str, what: &str, value: &Value) -> mlua::Result<Duratio
 }
 
 /// Option `key` of an options table: a number of seconds, or nil.
-pub fn opt_seconds(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Option<Duration>> {
+pub(crate) fn opt_seconds(
+    func: &str,
+    opts: Option<&Table>,
+    key: &str,
+) -> mlua::Result<Option<Duration>> {
     let Some(opts) = opts else { return Ok(None) };
     match opts.get::<Value>(key)? {
         Value::Nil => Ok(None),
@@ -215,7 +219,7 @@ pub fn opt_seconds(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<
 }
 
 /// Option `key` of an options table: a string, or nil.
-pub fn opt_string_field(
+pub(crate) fn opt_string_field(
     func: &str,
     opts: Option<&Table>,
     key: &str,
@@ -233,7 +237,7 @@ pub fn opt_string_field(
 
 /// Option `key` of an options table: a table of string keys to string (or
 /// number, or boolean) values, or nil.
-pub fn opt_string_map(
+pub(crate) fn opt_string_map(
     func: &str,
     opts: Option<&Table>,
     key: &str,
@@ -280,7 +284,7 @@ pub fn opt_string_map(
 }
 
 /// Refuses option keys not in `known`.
-pub fn check_options(func: &str, opts: Option<&Table>, known: &[&str]) -> mlua::Result<()> {
+pub(crate) fn check_options(func: &str, opts: Option<&Table>, known: &[&str]) -> mlua::Result<()> {
     let Some(opts) = opts else { return Ok(()) };
     for pair in opts.pairs::<Value, Value>() {
         let (key, _) = pair?;

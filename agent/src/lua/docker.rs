@@ -14,7 +14,7 @@ use super::{
     Args, ModuleTable, RunCtx, check_options, opt_string_field, opt_string_map, type_name,
 };
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "docker")?;
     m.add("docker.build", build)?;
     m.add("docker.run", run_container)?;

@@ -9,7 +9,7 @@ use mlua::{Lua, Table, Value};
 use super::{ModuleTable, RunCtx};
 
 /// `name` as the run's children would see it.
-pub fn lookup(ctx: &RunCtx, name: &str) -> Option<String> {
+pub(super) fn lookup(ctx: &RunCtx, name: &str) -> Option<String> {
     match ctx.env.borrow().get(name) {
         Some(value) => value.clone(),
         None => std::env::var(name).ok(),
@@ -20,7 +20,7 @@ fn valid_name(name: &str) -> bool {
     !name.is_empty() && !name.contains(['=', '\0'])
 }
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "env")?;
     m.add("env.get", |_, c, args| {
         let name = args.string(1, "name")?;

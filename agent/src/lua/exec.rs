@@ -23,11 +23,11 @@ use crate::supervised::SUPERVISOR_SLACK;
 use crate::supervisor::{self, Message};
 
 /// Most bytes of stdout (and of stderr) kept; the rest is read and dropped.
-pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
+pub(super) const MAX_CAPTURE: usize = 16 * 1024 * 1024;
 
 const OPTIONS: &[&str] = &["workdir", "env", "timeout"];
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "exec")?;
     m.add("exec.run", run)?;
     // sloth-runner's name: `exec.command("cmd line")` is `exec.run`;
@@ -89,7 +89,7 @@ fn run(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 }
 
 /// One child process to run under supervision.
-pub struct Program<'a> {
+pub(super) struct Program<'a> {
     pub program: &'a str,
     pub args: &'a [&'a str],
     pub cwd: &'a Path,
@@ -100,7 +100,7 @@ pub struct Program<'a> {
 
 /// What a child process did.
 #[derive(Debug)]
-pub struct Ran {
+pub(super) struct Ran {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
@@ -110,7 +110,7 @@ pub struct Ran {
 
 impl Ran {
     /// `{stdout, stderr, exit_code, success, timed_out}`.
-    pub fn table(&self, lua: &Lua) -> mlua::Result<Table> {
+    pub(super) fn table(&self, lua: &Lua) -> mlua::Result<Table> {
         let result = lua.create_table()?;
         result.set("stdout", lua.create_string(&self.stdout)?)?;
         result.set("stderr", lua.create_string(&self.stderr)?)?;
@@ -120,11 +120,11 @@ impl Ran {
         Ok(result)
     }
 
-    pub fn stdout_text(&self) -> String {
+    pub(super) fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(super) fn stderr_text(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
 }
@@ -133,7 +133,7 @@ impl Ran {
 /// run): killed at its own timeout or when the task must stop, and by the
 /// supervisor when the agent dies or loses its heartbeat lease. Every
 /// module that runs a program (git, docker, pkg, systemd) comes here.
-pub fn run_program(ctx: &RunCtx, func: &str, p: &Program) -> mlua::Result<Ran> {
+pub(super) fn run_program(ctx: &RunCtx, func: &str, p: &Program) -> mlua::Result<Ran> {
     ctx.ctl.checked()?;
     let mut deadlines = ctx.supervision.deadlines.clone();
     let fence_at = deadlines.borrow_and_update().kill;

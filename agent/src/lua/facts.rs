@@ -10,7 +10,7 @@ use mlua::{Lua, Table};
 
 use super::{Args, ModuleTable, RunCtx};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "facts")?;
     m.add("facts.all", all)?;
     m.add("facts.hostname", |_, _, _| Ok(hostname()))?;
@@ -95,7 +95,7 @@ fn fqdn() -> String {
 }
 
 /// `KEY=value` lines of /etc/os-release, unquoted.
-pub fn os_release(text: &str) -> BTreeMap<String, String> {
+pub(super) fn os_release(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| {
@@ -170,7 +170,7 @@ fn cpus(lua: &Lua, _: &RunCtx, _: Args) -> mlua::Result<Table> {
 }
 
 /// The kB fields of /proc/meminfo, in bytes.
-pub fn meminfo(text: &str) -> BTreeMap<String, u64> {
+pub(super) fn meminfo(text: &str) -> BTreeMap<String, u64> {
     text.lines()
         .filter_map(|line| {
             let (key, rest) = line.split_once(':')?;

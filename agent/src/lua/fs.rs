@@ -8,7 +8,7 @@ use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Table};
 
 use super::{Args, ModuleTable, RunCtx, fail};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "fs")?;
     add_soft(&m, "fs.read", read)?;
     add_soft(&m, "fs.write", |lua, c, a| write(lua, c, a, false))?;

@@ -10,7 +10,7 @@ use mlua::{Lua, Table};
 use super::tools::{self, opt_count, result, shell_line};
 use super::{Args, ModuleTable, RunCtx, opt_string_field};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "git")?;
     m.add("git.clone", clone)?;
     m.add("git.pull", pull)?;

@@ -21,14 +21,14 @@ const TIMEOUT_HOOK_GRACE: Duration = Duration::from_secs(10);
 
 /// The TaskRun status condition the agent sets when a hook failed; the
 /// workflow controller records it as a Warning Event `HookFailed`.
-pub const HOOK_FAILED: &str = sloth_sdk::well_known::HOOK_FAILED_CONDITION;
+pub(crate) const HOOK_FAILED: &str = sloth_sdk::well_known::HOOK_FAILED_CONDITION;
 
 /// The hook failures of a run, read by the agent once the run ended.
 #[derive(Clone, Debug, Default)]
-pub struct HookSink(Arc<Mutex<Vec<String>>>);
+pub(crate) struct HookSink(Arc<Mutex<Vec<String>>>);
 
 impl HookSink {
-    pub fn values(&self) -> Vec<String> {
+    pub(crate) fn values(&self) -> Vec<String> {
         self.0
             .lock()
             .map(|g| g.clone())

@@ -10,15 +10,15 @@ use mlua::{Lua, Table, Value};
 use super::{ModuleTable, RunCtx, check_options, fail, opt_seconds, opt_string_map, type_name};
 
 /// The timeout of a request that names none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most bytes of a response body read.
-pub const MAX_BODY: u64 = 64 * 1024 * 1024;
+pub(super) const MAX_BODY: u64 = 64 * 1024 * 1024;
 
 const OPTIONS: &[&str] = &["timeout", "headers"];
 
 /// One request; `net` sends its own through [`fetch`].
-pub struct Request {
+pub(super) struct Request {
     pub method: &'static str,
     pub url: String,
     pub body: Option<Vec<u8>>,
@@ -26,13 +26,13 @@ pub struct Request {
     pub timeout: Duration,
 }
 
-pub struct Answer {
+pub(super) struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
     pub headers: BTreeMap<String, String>,
 }
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "http")?;
     m.add("http.get", |lua, c, args| {
         let url = args.string(1, "url")?;
@@ -57,7 +57,7 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     Ok(m.into_table())
 }
 
-pub fn call(
+pub(super) fn call(
     lua: &Lua,
     ctx: &RunCtx,
     func: &'static str,
@@ -96,7 +96,7 @@ pub fn call(
 
 /// Sends `request` on a thread, waiting for its answer in slices so that a
 /// stop or the task's deadline is not held up by a slow server.
-pub fn fetch(ctx: &RunCtx, func: &str, mut request: Request) -> mlua::Result<Answer> {
+pub(super) fn fetch(ctx: &RunCtx, func: &str, mut request: Request) -> mlua::Result<Answer> {
     let url = &request.url;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(fail(

@@ -16,7 +16,7 @@ use super::{Args, ModuleTable, RunCtx, type_name};
 /// How long network assertions wait.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "infra_test")?;
     m.add("infra_test.file_exists", |_, c, a| file_exists(c, a, true))?;
     m.add("infra_test.file_absent", |_, c, a| file_exists(c, a, false))?;
@@ -89,7 +89,7 @@ fn listing(failures: &[String]) -> String {
 
 /// The outcome of a run that ended with unreported failed assertions: failed,
 /// listing them.
-pub fn fail_unreported(ctx: &RunCtx, outcome: LuaOutcome) -> LuaOutcome {
+pub(super) fn fail_unreported(ctx: &RunCtx, outcome: LuaOutcome) -> LuaOutcome {
     let failures = ctx.failed_assertions.take();
     if failures.is_empty() {
         return outcome;

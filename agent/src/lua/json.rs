@@ -8,7 +8,7 @@ use mlua::{Lua, LuaSerdeExt, Table, Value};
 
 use super::{Args, ModuleTable, RunCtx};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "json")?;
     m.add("json.encode", |lua, _, args| {
         let pretty = args.opt_bool(2, "pretty")?.unwrap_or(false);
@@ -29,7 +29,7 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
 
 /// Argument 1 (text) in a data format, read by `parse` into Lua values;
 /// `format` names the format in the error ("invalid JSON: ...").
-pub fn decode<E: fmt::Display>(
+pub(super) fn decode<E: fmt::Display>(
     lua: &Lua,
     args: &Args,
     format: &str,

@@ -15,10 +15,10 @@ use sloth_sdk::{Api, Error};
 use super::{ModuleTable, RunCtx, check_options, fail, opt_seconds};
 
 /// The lease of a Lock taken without `lease` (renewed while held).
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 /// How long `acquire` waits for a held Lock without `wait`.
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(60);
+pub(super) const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 
 /// How often a held Lock is tried again while waiting.
 const POLL: Duration = Duration::from_millis(250);
@@ -30,11 +30,11 @@ const OPTIONS: &[&str] = &["lease", "wait"];
 
 /// A Lock this run holds: the task renewing it.
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     renew: tokio::task::JoinHandle<()>,
 }
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "lock")?;
     m.add("lock.acquire", |_, c, args| {
         let name = args.string(1, "name")?;
@@ -174,7 +174,7 @@ fn release(ctx: &RunCtx, func: &str, name: &str) -> mlua::Result<bool> {
 }
 
 /// Releases every Lock the run still holds (at its end).
-pub fn release_all(ctx: &RunCtx) {
+pub(super) fn release_all(ctx: &RunCtx) {
     let names: Vec<String> = ctx.locks.borrow().keys().cloned().collect();
     for name in names {
         if let Err(e) = release(ctx, "lock.release", &name) {

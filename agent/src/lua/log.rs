@@ -8,7 +8,7 @@ use mlua::{Lua, Table};
 use super::{ModuleTable, RunCtx, join_args};
 
 /// The functions and the tag each writes.
-pub const LEVELS: &[(&str, &str)] = &[
+pub(super) const LEVELS: &[(&str, &str)] = &[
     ("log.debug", "DEBUG"),
     ("log.info", "INFO"),
     ("log.warn", "WARN"),
@@ -17,7 +17,7 @@ pub const LEVELS: &[(&str, &str)] = &[
     ("log.success", "SUCCESS"),
 ];
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "log")?;
     for (func, tag) in LEVELS {
         m.add(func, move |lua, c, args| {

@@ -11,17 +11,17 @@ use mlua::{Lua, MultiValue, Table, Value};
 use super::{Args, ModuleTable, RunCtx, fail, type_name};
 
 /// Most metric names one run records: the status stays small.
-pub const MAX_METRICS: usize = 64;
+pub(super) const MAX_METRICS: usize = 64;
 
 /// Longest metric name.
-pub const MAX_NAME: usize = 100;
+pub(super) const MAX_NAME: usize = 100;
 
 /// The values of one run, shared with the agent that reports them.
 #[derive(Clone, Debug, Default)]
-pub struct Sink(Arc<Mutex<BTreeMap<String, f64>>>);
+pub(crate) struct Sink(Arc<Mutex<BTreeMap<String, f64>>>);
 
 impl Sink {
-    pub fn values(&self) -> BTreeMap<String, f64> {
+    pub(crate) fn values(&self) -> BTreeMap<String, f64> {
         match self.0.lock() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -46,7 +46,7 @@ impl Sink {
     }
 }
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "metrics")?;
     m.add("metrics.gauge", gauge)?;
     m.add("metrics.counter", counter)?;

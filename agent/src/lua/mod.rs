@@ -57,28 +57,28 @@ use crate::masking::Masks;
 use crate::output_index::{LogWriter, Stream};
 use crate::supervisor::Supervision;
 
-pub use hooks::{HOOK_FAILED, HookSink};
-pub use metrics::Sink as MetricsSink;
-pub use payload::{LuaOutcome, run};
+pub(crate) use hooks::{HOOK_FAILED, HookSink};
+pub(crate) use metrics::Sink as MetricsSink;
+pub(crate) use payload::{LuaOutcome, run};
 
-pub use args::{
+pub(crate) use args::{
     Args, check_options, fail, opt_seconds, opt_string_field, opt_string_map, type_name,
 };
-pub use module::ModuleTable;
+pub(crate) use module::ModuleTable;
 
 /// Lua's memory limit per TaskRun.
-pub const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
+pub(crate) const MEMORY_LIMIT: usize = 256 * 1024 * 1024;
 
 /// The hook looks at the deadline and the stop signal this often.
-pub const HOOK_INSTRUCTIONS: u32 = 10_000;
+pub(crate) const HOOK_INSTRUCTIONS: u32 = 10_000;
 
 /// How long waits inside modules (sleep, child processes, locks, HTTP)
 /// sleep between looks at the deadline and the stop signal.
-pub const SLICE: Duration = Duration::from_millis(25);
+pub(crate) const SLICE: Duration = Duration::from_millis(25);
 
 /// One Lua payload to run.
 #[derive(Clone, Debug)]
-pub struct LuaJob {
+pub(crate) struct LuaJob {
     pub payload: LuaPayload,
     pub namespace: String,
     pub taskrun: String,
@@ -111,11 +111,11 @@ pub struct LuaJob {
 }
 
 /// Secret values by Secret name and key.
-pub type Secrets = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+pub(crate) type Secrets = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
 
 /// Why Lua code was interrupted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Interrupt {
+pub(crate) enum Interrupt {
     TimedOut,
     Stopped(StopReason),
 }
@@ -133,7 +133,7 @@ impl std::error::Error for Interrupt {}
 
 /// The deadline and stop signal every long wait looks at.
 #[derive(Clone, Debug)]
-pub struct Ctl {
+pub(crate) struct Ctl {
     /// Shared by the clones (the instruction hook holds one), so that an
     /// `on_timeout` hook can be given its grace time after the deadline.
     deadline: Arc<Mutex<Option<Instant>>>,
@@ -143,7 +143,7 @@ pub struct Ctl {
 }
 
 impl Ctl {
-    pub fn new(
+    pub(crate) fn new(
         timeout: Option<Duration>,
         stop: Option<watch::Receiver<Option<StopReason>>>,
     ) -> Self {
@@ -156,12 +156,12 @@ impl Ctl {
 
     /// The flag that stops the run (reason LockLost) once set; it is shared
     /// with the tasks that renew the run's Locks.
-    pub fn lock_lost_flag(&self) -> Arc<AtomicBool> {
+    pub(crate) fn lock_lost_flag(&self) -> Arc<AtomicBool> {
         self.lock_lost.clone()
     }
 
     /// Why the code must stop now, if it must.
-    pub fn check(&self) -> Option<Interrupt> {
+    pub(crate) fn check(&self) -> Option<Interrupt> {
         if let Some(reason) = self.stop.as_ref().and_then(|s| *s.borrow()) {
             return Some(Interrupt::Stopped(reason));
         }
@@ -180,7 +180,7 @@ impl Ctl {
 
     /// A new deadline `grace` from now (for the `on_timeout` hook, which
     /// runs once the task's own deadline has passed).
-    pub fn extend_deadline(&self, grace: Duration) {
+    pub(crate) fn extend_deadline(&self, grace: Duration) {
         let mut deadline = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
         if deadline.is_some() {
             *deadline = Some(Instant::now() + grace);
@@ -188,7 +188,7 @@ impl Ctl {
     }
 
     /// [`Ctl::check`] as a Lua error.
-    pub fn checked(&self) -> mlua::Result<()> {
+    pub(crate) fn checked(&self) -> mlua::Result<()> {
         match self.check() {
             Some(why) => Err(mlua::Error::external(why)),
             None => Ok(()),
@@ -196,13 +196,13 @@ impl Ctl {
     }
 
     /// Time left before the deadline (None: no deadline).
-    pub fn remaining(&self) -> Option<Duration> {
+    pub(crate) fn remaining(&self) -> Option<Duration> {
         self.deadline()
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
     /// Sleeps `total` in short slices; fails as soon as the code must stop.
-    pub fn sleep(&self, total: Duration) -> mlua::Result<()> {
+    pub(crate) fn sleep(&self, total: Duration) -> mlua::Result<()> {
         let end = Instant::now() + total;
         loop {
             self.checked()?;
@@ -216,7 +216,7 @@ impl Ctl {
 
     /// Waits for the answer of work done elsewhere (a thread or a task),
     /// failing as soon as the code must stop.
-    pub fn wait<T>(&self, rx: &std::sync::mpsc::Receiver<T>) -> mlua::Result<T> {
+    pub(crate) fn wait<T>(&self, rx: &std::sync::mpsc::Receiver<T>) -> mlua::Result<T> {
         loop {
             self.checked()?;
             match rx.recv_timeout(SLICE) {
@@ -233,7 +233,7 @@ impl Ctl {
 /// The TaskRun's output log, shared by `print` and `log.*` (its stdout)
 /// and the errors that end a run (its stderr).
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     writer: Mutex<Option<LogWriter>>,
     /// Secret values replaced in every line (each line is whole here).
     masks: Masks,
@@ -241,12 +241,12 @@ pub struct Output {
 
 impl Output {
     #[cfg(test)]
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
         Self::open_masked(path, Masks::default())
     }
 
     /// Output to `path` with `masks` applied.
-    pub fn open_masked(path: &Path, masks: Masks) -> std::io::Result<Self> {
+    pub(crate) fn open_masked(path: &Path, masks: Masks) -> std::io::Result<Self> {
         Ok(Self {
             writer: Mutex::new(Some(LogWriter::open(path)?)),
             masks,
@@ -254,12 +254,12 @@ impl Output {
     }
 
     /// Appends `text` and a newline to stdout.
-    pub fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         self.write(Stream::Stdout, text);
     }
 
     /// Appends `text` and a newline to stderr.
-    pub fn error_line(&self, text: &str) {
+    pub(crate) fn error_line(&self, text: &str) {
         self.write(Stream::Stderr, text);
     }
 
@@ -280,14 +280,14 @@ impl Output {
 
 /// What the API-backed `lock` module needs.
 #[derive(Clone, Debug)]
-pub struct ApiCtx {
+pub(crate) struct ApiCtx {
     pub client: Client,
     pub handle: tokio::runtime::Handle,
 }
 
 /// What the modules of one run share.
 #[derive(Debug)]
-pub struct RunCtx {
+pub(crate) struct RunCtx {
     pub ctl: Ctl,
     pub cwd: PathBuf,
     pub out: Output,
@@ -313,7 +313,7 @@ pub struct RunCtx {
 impl RunCtx {
     /// A context for tests: working directory `cwd`, output to `out`.
     #[cfg(test)]
-    pub fn new(cwd: PathBuf, out: Output, ctl: Ctl) -> Self {
+    pub(crate) fn new(cwd: PathBuf, out: Output, ctl: Ctl) -> Self {
         Self {
             ctl,
             cwd,
@@ -333,18 +333,18 @@ impl RunCtx {
     }
 
     /// `path` relative to the working directory.
-    pub fn path(&self, path: &str) -> PathBuf {
+    pub(crate) fn path(&self, path: &str) -> PathBuf {
         self.cwd.join(path)
     }
 
     /// The holder identity written into Locks.
-    pub fn holder(&self) -> String {
+    pub(crate) fn holder(&self) -> String {
         sloth_sdk::lease::taskrun_holder(&self.namespace, &self.taskrun)
     }
 }
 
 /// The modules, by the name they are installed under.
-pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, Table)>> {
+pub(crate) fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, Table)>> {
     Ok(vec![
         ("exec", exec::module(lua, ctx)?),
         ("fs", fs::module(lua, ctx)?),
@@ -372,7 +372,7 @@ pub fn modules(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Vec<(&'static str, T
 }
 
 /// Installs every module as a global and in `package.preload`.
-pub fn install(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
+pub(crate) fn install(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
     let globals = lua.globals();
     let preload: Option<Table> = globals
         .get::<Option<Table>>("package")?
@@ -391,7 +391,7 @@ pub fn install(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<()> {
 }
 
 /// The arguments of `print` and `log.*`, as `tostring` shows them.
-pub fn join_args(lua: &Lua, args: MultiValue, sep: &str) -> mlua::Result<String> {
+pub(crate) fn join_args(lua: &Lua, args: MultiValue, sep: &str) -> mlua::Result<String> {
     let tostring: mlua::Function = lua.globals().get("tostring")?;
     let mut parts = Vec::new();
     for value in args {
@@ -407,11 +407,11 @@ pub(crate) mod testing {
 
     /// A Lua state with every module, working in `dir`; output to
     /// `dir/output.log`.
-    pub fn state(dir: &Path) -> (Lua, Rc<RunCtx>) {
+    pub(crate) fn state(dir: &Path) -> (Lua, Rc<RunCtx>) {
         state_with(dir, Ctl::new(None, None))
     }
 
-    pub fn state_with(dir: &Path, ctl: Ctl) -> (Lua, Rc<RunCtx>) {
+    pub(crate) fn state_with(dir: &Path, ctl: Ctl) -> (Lua, Rc<RunCtx>) {
         let lua = Lua::new();
         let out = Output::open(&dir.join("output.log")).expect("output");
         let ctx = Rc::new(RunCtx::new(dir.to_path_buf(), out, ctl));
@@ -421,7 +421,7 @@ pub(crate) mod testing {
 
     /// Runs `code` in a fresh state in a temporary directory; it must
     /// succeed. What it wrote to the TaskRun's output.
-    pub fn exec_ok(code: &str) -> String {
+    pub(crate) fn exec_ok(code: &str) -> String {
         let dir = tempfile::tempdir().expect("tempdir");
         let (lua, _ctx) = state(dir.path());
         if let Err(e) = lua.load(code).exec() {
@@ -431,7 +431,7 @@ pub(crate) mod testing {
     }
 
     /// Runs `code`, returning its error text.
-    pub fn error(lua: &Lua, code: &str) -> String {
+    pub(crate) fn error(lua: &Lua, code: &str) -> String {
         match lua.load(code).exec() {
             Ok(()) => panic!("no error from {code}"),
             Err(e) => payload::describe_error(&e),
@@ -439,14 +439,14 @@ pub(crate) mod testing {
     }
 
     /// Asserts `code` fails with a message containing `want`.
-    pub fn assert_error(lua: &Lua, code: &str, want: &str) {
+    pub(crate) fn assert_error(lua: &Lua, code: &str, want: &str) {
         let message = error(lua, code);
         assert!(message.contains(want), "{code}: {message}");
     }
 
     /// Asserts, in order and in one fresh state, that each `(code, want)`
     /// fails with a message containing `want`.
-    pub fn assert_errors(cases: &[(&str, &str)]) {
+    pub(crate) fn assert_errors(cases: &[(&str, &str)]) {
         let dir = tempfile::tempdir().expect("tempdir");
         let (lua, _ctx) = state(dir.path());
         for (code, want) in cases {

@@ -10,7 +10,7 @@ use mlua::{IntoLua, IntoLuaMulti, Lua, MultiValue, Table};
 use super::{Args, RunCtx};
 
 /// The table of one module, being filled.
-pub struct ModuleTable<'lua> {
+pub(crate) struct ModuleTable<'lua> {
     lua: &'lua Lua,
     ctx: Rc<RunCtx>,
     /// The module's name: every function's full name starts with it and a dot.
@@ -20,7 +20,7 @@ pub struct ModuleTable<'lua> {
 
 impl<'lua> ModuleTable<'lua> {
     /// An empty table for module `name`.
-    pub fn new(lua: &'lua Lua, ctx: &Rc<RunCtx>, name: &'static str) -> mlua::Result<Self> {
+    pub(crate) fn new(lua: &'lua Lua, ctx: &Rc<RunCtx>, name: &'static str) -> mlua::Result<Self> {
         Ok(Self {
             lua,
             ctx: ctx.clone(),
@@ -31,7 +31,7 @@ impl<'lua> ModuleTable<'lua> {
 
     /// Adds `func` (`"module.function"`) as `function`: `f` gets the Lua
     /// state, the run's context and the arguments named `func`.
-    pub fn add<R, F>(&self, func: &'static str, f: F) -> mlua::Result<()>
+    pub(crate) fn add<R, F>(&self, func: &'static str, f: F) -> mlua::Result<()>
     where
         R: IntoLuaMulti,
         F: Fn(&Lua, &RunCtx, Args) -> mlua::Result<R> + 'static,
@@ -48,13 +48,13 @@ impl<'lua> ModuleTable<'lua> {
     }
 
     /// Sets a plain value (a constant such as `json.null`).
-    pub fn set(&self, key: &str, value: impl IntoLua) -> mlua::Result<()> {
+    pub(crate) fn set(&self, key: &str, value: impl IntoLua) -> mlua::Result<()> {
         self.table.set(key, value)
     }
 
     /// Makes each `(alias, name)` another name of function `name` (the
     /// names upstream sloth-runner or Ansible use).
-    pub fn aliases(&self, aliases: &[(&str, &str)]) -> mlua::Result<()> {
+    pub(crate) fn aliases(&self, aliases: &[(&str, &str)]) -> mlua::Result<()> {
         for (alias, name) in aliases {
             self.table
                 .set(*alias, self.table.get::<mlua::Function>(*name)?)?;
@@ -63,7 +63,7 @@ impl<'lua> ModuleTable<'lua> {
     }
 
     /// The filled table.
-    pub fn into_table(self) -> Table {
+    pub(crate) fn into_table(self) -> Table {
         self.table
     }
 }

@@ -13,9 +13,9 @@ use super::tools::result;
 use super::{Args, ModuleTable, RunCtx, opt_seconds, opt_string_field, opt_string_map, type_name};
 
 /// How long a TCP check or a DNS lookup waits unless told.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "net")?;
     m.add("net.get", |lua, c, a| request(lua, c, a, "GET"))?;
     m.add("net.post", |lua, c, a| request(lua, c, a, "POST"))?;
@@ -203,7 +203,7 @@ fn lookup(ctx: &RunCtx, func: &str, host: &str, port: u16) -> mlua::Result<Vec<S
 }
 
 /// True when a TCP connection to `host:port` opens within `timeout`.
-pub fn tcp_open(
+pub(super) fn tcp_open(
     ctx: &RunCtx,
     func: &str,
     host: &str,

@@ -43,7 +43,7 @@ end
 "#;
 
 /// Installs the global `parallel`.
-pub fn install(lua: &Lua) -> mlua::Result<()> {
+pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
     let parallel: mlua::Function = lua.load(PARALLEL).set_name("=parallel").eval()?;
     lua.globals().set("parallel", parallel)
 }

@@ -12,10 +12,10 @@ use super::tools::{self, find_program, result, shell_line};
 use super::{Args, ModuleTable, RunCtx, opt_string_field, type_name};
 
 /// The managers, in the order they are looked for.
-pub const MANAGERS: &[&str] = &["apt", "dnf", "yum", "apk", "pacman", "zypper", "brew"];
+pub(super) const MANAGERS: &[&str] = &["apt", "dnf", "yum", "apk", "pacman", "zypper", "brew"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(super) enum Action {
     Install,
     Remove,
     Update,
@@ -43,7 +43,7 @@ fn argv(words: &[&str], packages: &[String]) -> Vec<String> {
 }
 
 /// The command `manager` runs for `action` on `packages`.
-pub fn command(manager: &str, action: Action, packages: &[String]) -> Vec<String> {
+pub(super) fn command(manager: &str, action: Action, packages: &[String]) -> Vec<String> {
     use Action::*;
     let none: &[String] = &[];
     match (manager, action) {
@@ -103,7 +103,7 @@ pub fn command(manager: &str, action: Action, packages: &[String]) -> Vec<String
 }
 
 /// The command that asks `manager` for the installed version of `name`.
-pub fn query_command(manager: &str, name: &str) -> Vec<String> {
+pub(super) fn query_command(manager: &str, name: &str) -> Vec<String> {
     let words: &[&str] = match manager {
         "apt" => &["dpkg-query", "-W", "-f=${Status}\t${Version}"],
         "dnf" | "yum" | "zypper" => &["rpm", "-q", "--qf", "%{VERSION}-%{RELEASE}"],
@@ -115,7 +115,7 @@ pub fn query_command(manager: &str, name: &str) -> Vec<String> {
 }
 
 /// The version in a successful query's output, None when not installed.
-pub fn parse_version(manager: &str, name: &str, stdout: &str) -> Option<String> {
+pub(super) fn parse_version(manager: &str, name: &str, stdout: &str) -> Option<String> {
     let out = stdout.trim();
     match manager {
         "apt" => {
@@ -138,7 +138,7 @@ pub fn parse_version(manager: &str, name: &str, stdout: &str) -> Option<String> 
 }
 
 /// The manager of this machine (the program each needs on PATH).
-pub fn detect(ctx: &RunCtx) -> Option<&'static str> {
+pub(super) fn detect(ctx: &RunCtx) -> Option<&'static str> {
     MANAGERS.iter().copied().find(|m| {
         let program = match *m {
             "apt" => "apt-get",
@@ -148,7 +148,7 @@ pub fn detect(ctx: &RunCtx) -> Option<&'static str> {
     })
 }
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "pkg")?;
     m.add("pkg.install", |lua, c, a| act(lua, c, a, Action::Install))?;
     m.add("pkg.remove", |lua, c, a| act(lua, c, a, Action::Remove))?;
@@ -194,7 +194,7 @@ fn manager_of(ctx: &RunCtx, args: &Args, opts: Option<&Table>) -> mlua::Result<&
 }
 
 /// The installed version of `name`, None when it is not installed.
-pub fn installed_version(
+pub(super) fn installed_version(
     ctx: &RunCtx,
     func: &str,
     manager: &str,
@@ -271,7 +271,7 @@ fn act(lua: &Lua, ctx: &RunCtx, args: Args, action: Action) -> mlua::Result<Tabl
 }
 
 /// Whether the output of an upgrade or update says something changed.
-pub fn output_changed(manager: &str, action: Action, stdout: &str) -> bool {
+pub(super) fn output_changed(manager: &str, action: Action, stdout: &str) -> bool {
     let nothing = [
         "0 upgraded, 0 newly installed",
         "Nothing to do",

@@ -9,7 +9,7 @@ use mlua::{Lua, Table};
 
 use super::{ModuleTable, RunCtx};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "secret")?;
     m.add("secret.get", |lua, c, args| {
         let name = args.string(1, "name")?;
@@ -31,7 +31,7 @@ pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
 
 /// The `secrets` global: name -> key -> value, for the Secrets listed in
 /// `spec.secrets` (sloth-runner's `secrets.NAME`).
-pub fn global(lua: &Lua, ctx: &RunCtx) -> mlua::Result<Table> {
+pub(super) fn global(lua: &Lua, ctx: &RunCtx) -> mlua::Result<Table> {
     let all = lua.create_table()?;
     for (name, keys) in &ctx.secrets {
         let t = lua.create_table()?;

@@ -15,7 +15,7 @@ fn output_var(name: &str) -> String {
     format!("SLOTH_STACK_OUTPUT_{}", name.to_ascii_uppercase())
 }
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "stack")?;
     m.add("stack.get_output", |_, c, args| {
         let name = args.string(1, "name")?;

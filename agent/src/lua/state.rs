@@ -15,7 +15,7 @@ use sloth_sdk::state::store::StateError;
 
 use super::{Args, ModuleTable, RunCtx, type_name};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "state")?;
     m.add("state.get", |lua, c, args| {
         let key = args.string(1, "key")?;

@@ -15,13 +15,13 @@ use super::tools::{self, find_program, opt_bool, result, shell_line};
 use super::{Args, ModuleTable, RunCtx, opt_string_field};
 
 /// Where unit files go unless told.
-pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub(super) const UNIT_DIR: &str = "/etc/systemd/system";
 
 /// How long one systemctl call may take.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Ok when systemctl can manage services here; else why not.
-pub fn available(ctx: &RunCtx) -> Result<(), String> {
+pub(super) fn available(ctx: &RunCtx) -> Result<(), String> {
     if find_program(ctx, "systemctl").is_none() {
         return Err("systemctl is not installed (not found on PATH)".into());
     }
@@ -36,7 +36,7 @@ pub fn available(ctx: &RunCtx) -> Result<(), String> {
     Ok(())
 }
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "systemd")?;
     m.add("systemd.start", |lua, c, a| {
         ensure(lua, c, a, "start", Some(("is-active", false)))

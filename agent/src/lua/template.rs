@@ -9,7 +9,7 @@ use super::{ModuleTable, RunCtx, fail, type_name};
 
 const F: &str = "template.render";
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "template")?;
     m.add(F, |lua, _, args| {
         let text = args.string(1, "template")?;
@@ -63,7 +63,7 @@ fn valid_path(path: &str) -> bool {
         })
 }
 
-pub fn render(lua: &Lua, text: &str, vars: &Table) -> mlua::Result<String> {
+pub(super) fn render(lua: &Lua, text: &str, vars: &Table) -> mlua::Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut unknown: Vec<String> = Vec::new();
     let mut rest = text;

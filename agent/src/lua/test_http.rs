@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 
 /// One request the server read.
-pub struct Request {
+pub(super) struct Request {
     pub method: String,
     pub path: String,
     /// Header names in lower case, values trimmed.
@@ -16,7 +16,7 @@ pub struct Request {
 
 impl Request {
     /// The value of header `name` (lower case), if sent.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -26,7 +26,7 @@ impl Request {
 
 /// An answer: the status (`"200 OK"`), header lines besides
 /// content-length and connection, and the body.
-pub struct Reply {
+pub(super) struct Reply {
     pub status: &'static str,
     pub headers: Vec<String>,
     pub body: String,
@@ -34,7 +34,7 @@ pub struct Reply {
 
 impl Reply {
     /// 200 with `body` and no further header.
-    pub fn ok(body: impl Into<String>) -> Self {
+    pub(super) fn ok(body: impl Into<String>) -> Self {
         Self {
             status: "200 OK",
             headers: Vec::new(),
@@ -45,7 +45,9 @@ impl Reply {
 
 /// Starts the server; `answer` gives each request's reply, or None to close
 /// the connection without one. Its address.
-pub fn serve(answer: impl Fn(Request) -> Option<Reply> + Send + Sync + 'static) -> SocketAddr {
+pub(super) fn serve(
+    answer: impl Fn(Request) -> Option<Reply> + Send + Sync + 'static,
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = listener.local_addr().expect("address");
     let answer = std::sync::Arc::new(answer);

@@ -6,7 +6,7 @@ use mlua::{Lua, Table};
 
 use super::{ModuleTable, RunCtx};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "time")?;
     m.add("time.now", |_, _, _| {
         Ok(std::time::SystemTime::now()

@@ -14,7 +14,7 @@ use super::{RunCtx, fail, type_name};
 
 /// A result table `{changed = changed}`; in check mode it also says
 /// `check_mode = true` (the change was only reported, not made).
-pub fn result(lua: &Lua, ctx: &RunCtx, changed: bool) -> mlua::Result<Table> {
+pub(super) fn result(lua: &Lua, ctx: &RunCtx, changed: bool) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("changed", changed)?;
     if ctx.check_mode {
@@ -24,7 +24,7 @@ pub fn result(lua: &Lua, ctx: &RunCtx, changed: bool) -> mlua::Result<Table> {
 }
 
 /// `program` on the run's PATH, if it is there.
-pub fn find_program(ctx: &RunCtx, program: &str) -> Option<PathBuf> {
+pub(super) fn find_program(ctx: &RunCtx, program: &str) -> Option<PathBuf> {
     if program.contains('/') {
         let path = PathBuf::from(program);
         return is_executable(&path).then_some(path);
@@ -41,7 +41,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// `argv` as one shell-quoted line, as shown in results and errors.
-pub fn shell_line(argv: &[String]) -> String {
+pub(super) fn shell_line(argv: &[String]) -> String {
     argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
@@ -59,7 +59,7 @@ fn quote(arg: &str) -> String {
 
 /// Runs `argv` (its first element the program) under supervision; an
 /// absent program is the error "`program` is not installed".
-pub fn run(
+pub(super) fn run(
     ctx: &RunCtx,
     func: &str,
     argv: &[String],
@@ -95,7 +95,7 @@ pub fn run(
 
 /// Like [`run`], but a non-zero exit is an error quoting the command line
 /// and what the program wrote to stderr.
-pub fn run_ok(
+pub(super) fn run_ok(
     ctx: &RunCtx,
     func: &str,
     argv: &[String],
@@ -125,7 +125,12 @@ pub fn run_ok(
 }
 
 /// A list argument: a string (one item) or a sequence of strings.
-pub fn string_list(func: &str, n: usize, name: &str, value: &Value) -> mlua::Result<Vec<String>> {
+pub(super) fn string_list(
+    func: &str,
+    n: usize,
+    name: &str,
+    value: &Value,
+) -> mlua::Result<Vec<String>> {
     let bad = |got: &Value| {
         fail(
             func,
@@ -158,7 +163,7 @@ pub fn string_list(func: &str, n: usize, name: &str, value: &Value) -> mlua::Res
 }
 
 /// Option `key`: a boolean, or nil (false).
-pub fn opt_bool(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<bool> {
+pub(super) fn opt_bool(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<bool> {
     let Some(opts) = opts else { return Ok(false) };
     match opts.get::<Value>(key)? {
         Value::Nil => Ok(false),
@@ -171,7 +176,7 @@ pub fn opt_bool(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<boo
 }
 
 /// Option `key`: a positive integer, or nil.
-pub fn opt_count(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Option<u64>> {
+pub(super) fn opt_count(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Option<u64>> {
     let Some(opts) = opts else { return Ok(None) };
     match opts.get::<Value>(key)? {
         Value::Nil => Ok(None),
@@ -191,7 +196,7 @@ pub fn opt_count(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Op
 }
 
 /// Option `key`: a sequence of strings (or one string), or nil (empty).
-pub fn opt_list(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Vec<String>> {
+pub(super) fn opt_list(func: &str, opts: Option<&Table>, key: &str) -> mlua::Result<Vec<String>> {
     let Some(opts) = opts else {
         return Ok(Vec::new());
     };

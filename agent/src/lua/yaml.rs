@@ -8,7 +8,7 @@ use mlua::{Lua, Table};
 use super::json::decode;
 use super::{ModuleTable, RunCtx};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "yaml")?;
     m.add("yaml.encode", |lua, _, args| {
         let value = args.json(lua, 1, "value", "cannot be encoded")?;

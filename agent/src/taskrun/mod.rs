@@ -25,32 +25,32 @@ mod stopped;
 mod workdir;
 mod writes;
 
-pub use writes::fail_orphan;
+pub(crate) use writes::fail_orphan;
 
 /// Reasons written into TaskRun statuses.
-pub mod reason {
-    pub const COMPLETED: &str = "Completed";
-    pub const ERROR: &str = "Error";
-    pub const TIMED_OUT: &str = "TimedOut";
-    pub const KILLED: &str = "Killed";
-    pub const AGENT_RESTARTED: &str = "AgentRestarted";
-    pub const UNSUPPORTED: &str = "Unsupported";
-    pub const INVALID_RESULTS: &str = "InvalidResults";
-    pub const LUA_ERROR: &str = "LuaError";
+pub(crate) mod reason {
+    pub(crate) const COMPLETED: &str = "Completed";
+    pub(crate) const ERROR: &str = "Error";
+    pub(crate) const TIMED_OUT: &str = "TimedOut";
+    pub(crate) const KILLED: &str = "Killed";
+    pub(crate) const AGENT_RESTARTED: &str = "AgentRestarted";
+    pub(crate) const UNSUPPORTED: &str = "Unsupported";
+    pub(crate) const INVALID_RESULTS: &str = "InvalidResults";
+    pub(crate) const LUA_ERROR: &str = "LuaError";
     /// Stopped because the agent could not renew its heartbeat lease in
     /// time (fencing); workflows retry it like `AgentLost`.
-    pub const LEASE_LOST: &str = "LeaseLost";
+    pub(crate) const LEASE_LOST: &str = "LeaseLost";
     /// Stopped because a Lock it held (Lua `lock`) was taken away; the
     /// workflow controller uses the same reason for a task's `locks`.
-    pub const LOCK_LOST: &str = "LockLost";
+    pub(crate) const LOCK_LOST: &str = "LockLost";
 }
 
 /// Where a run's process group id is recorded, in its run directory.
-pub const PGID_FILE: &str = ".sloth-pgid";
+pub(crate) const PGID_FILE: &str = ".sloth-pgid";
 
 /// What every TaskRun task of this agent shares.
 #[derive(Debug)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub client: Client,
     pub agent: String,
     pub work_dir: PathBuf,
@@ -76,16 +76,16 @@ impl Ctx {
     }
 }
 
-pub fn key_of(taskrun: &TaskRun) -> RunKey {
+pub(crate) fn key_of(taskrun: &TaskRun) -> RunKey {
     RunKey::new(taskrun.namespace(), taskrun.name())
 }
 
-pub fn phase_of(taskrun: &TaskRun) -> TaskRunPhase {
+pub(crate) fn phase_of(taskrun: &TaskRun) -> TaskRunPhase {
     taskrun.phase()
 }
 
 /// Pending or Scheduled, bound to `agent`, and not being deleted.
-pub fn claimable(taskrun: &TaskRun, agent: &str) -> bool {
+pub(crate) fn claimable(taskrun: &TaskRun, agent: &str) -> bool {
     matches!(
         phase_of(taskrun),
         TaskRunPhase::Pending | TaskRunPhase::Scheduled
@@ -94,7 +94,7 @@ pub fn claimable(taskrun: &TaskRun, agent: &str) -> bool {
 }
 
 /// Running here, as far as this copy tells.
-pub fn running_on(taskrun: &TaskRun, agent: &str) -> bool {
+pub(crate) fn running_on(taskrun: &TaskRun, agent: &str) -> bool {
     taskrun
         .status
         .as_ref()
@@ -104,14 +104,14 @@ pub fn running_on(taskrun: &TaskRun, agent: &str) -> bool {
 /// A TaskRun's hold on this agent: its capacity slot and its registry
 /// entry. Dropping it frees both, then tells the dispatcher.
 #[derive(Debug)]
-pub struct Held {
+pub(crate) struct Held {
     permit: Option<OwnedSemaphorePermit>,
     guard: Option<RunGuard>,
     freed: mpsc::UnboundedSender<()>,
 }
 
 impl Held {
-    pub fn new(
+    pub(crate) fn new(
         permit: OwnedSemaphorePermit,
         guard: RunGuard,
         freed: mpsc::UnboundedSender<()>,
@@ -171,7 +171,7 @@ pub(crate) fn payload_of(run: &Payload) -> Option<PayloadKind<'_>> {
 }
 
 /// Runs one TaskRun from its claim to its terminal status.
-pub async fn execute(
+pub(crate) async fn execute(
     ctx: Arc<Ctx>,
     taskrun: TaskRun,
     held: Held,

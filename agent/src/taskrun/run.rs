@@ -17,7 +17,7 @@ use crate::results::{RESULTS_ENV, RESULTS_FILE};
 use crate::{logs, secrets};
 
 /// The agent's environment variable that puts every run in check mode.
-pub const CHECK_MODE_ENV: &str = "SLOTH_CHECK_MODE";
+pub(super) const CHECK_MODE_ENV: &str = "SLOTH_CHECK_MODE";
 
 /// A prepared run, handed to the payload's runner.
 pub(super) struct Launch<'a> {

@@ -145,7 +145,7 @@ pub(super) async fn finish(ctx: &Ctx, key: &RunKey, claimed: TaskRun, status: Ta
 /// Fails a TaskRun that is Running on this agent but not held by this
 /// process: an earlier incarnation claimed it. It is never run again; what
 /// is left of its processes is killed.
-pub async fn fail_orphan(ctx: Arc<Ctx>, key: RunKey) {
+pub(crate) async fn fail_orphan(ctx: Arc<Ctx>, key: RunKey) {
     let api = ctx.api(&key.namespace);
     let mut backoff = CALL_BACKOFF.retries();
     loop {

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 /// Collects the last `limit` lines of the bytes pushed into it. A last
 /// line without its newline counts as a line.
 #[derive(Debug)]
-pub struct LastLines {
+pub(super) struct LastLines {
     limit: usize,
     /// Complete lines, each with its newline.
     lines: VecDeque<Vec<u8>>,
@@ -14,7 +14,7 @@ pub struct LastLines {
 }
 
 impl LastLines {
-    pub fn new(limit: usize) -> Self {
+    pub(super) fn new(limit: usize) -> Self {
         Self {
             limit,
             lines: VecDeque::new(),
@@ -22,7 +22,7 @@ impl LastLines {
         }
     }
 
-    pub fn push(&mut self, mut bytes: &[u8]) {
+    pub(super) fn push(&mut self, mut bytes: &[u8]) {
         while let Some(end) = bytes.iter().position(|b| *b == b'\n') {
             let mut line = std::mem::take(&mut self.partial);
             line.extend_from_slice(&bytes[..=end]);
@@ -36,7 +36,7 @@ impl LastLines {
     }
 
     /// The last `limit` lines, in order.
-    pub fn into_bytes(mut self) -> Vec<u8> {
+    pub(super) fn into_bytes(mut self) -> Vec<u8> {
         if !self.partial.is_empty() {
             self.lines.push_back(std::mem::take(&mut self.partial));
         }

@@ -55,13 +55,13 @@ pub(crate) struct Open {
 impl Feed {
     /// Lists and opens the store watch: the state is then ready for
     /// watchers. The caller runs [`Feed::run`] with the result.
-    pub async fn start(&self) -> StoreResult<Open> {
+    pub(super) async fn start(&self) -> StoreResult<Open> {
         self.sync("the watch cache started", 0).await
     }
 
     /// Applies the store watch to the state until `shutdown`, re-opening
     /// it (and relisting when needed) on failure.
-    pub async fn run(self, mut open: Open, shutdown: CancellationToken) {
+    pub(super) async fn run(self, mut open: Open, shutdown: CancellationToken) {
         loop {
             let item = tokio::select! {
                 () = shutdown.cancelled() => break,

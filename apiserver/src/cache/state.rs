@@ -129,7 +129,7 @@ pub(crate) struct State {
 impl State {
     /// An empty state keeping about `capacity` events, with `watcher_buffer`
     /// messages buffered per watcher.
-    pub fn new(capacity: usize, watcher_buffer: usize) -> Self {
+    pub(super) fn new(capacity: usize, watcher_buffer: usize) -> Self {
         Self {
             objects: BTreeMap::new(),
             revision: 0,
@@ -147,41 +147,41 @@ impl State {
         }
     }
 
-    pub fn revision(&self) -> i64 {
+    pub(super) fn revision(&self) -> i64 {
         self.revision
     }
 
     /// Whether the state has caught up with the store as it was when the
     /// state was listed: only then is it "recent" enough to list from.
-    pub fn is_current(&self) -> bool {
+    pub(super) fn is_current(&self) -> bool {
         self.revision >= self.current_at
     }
 
-    pub fn floor(&self) -> i64 {
+    pub(super) fn floor(&self) -> i64 {
         self.floor
     }
 
     /// The last revision of an event applied (or of the list): a store
     /// watch re-established from here misses nothing even if a progress
     /// notification was wrong.
-    pub fn applied(&self) -> i64 {
+    pub(super) fn applied(&self) -> i64 {
         self.applied
     }
 
     /// Refuses (Expired) resuming at or before `revision`: after a wrong
     /// progress notification, a client may hold a BOOKMARK for a revision
     /// whose events it never got.
-    pub fn distrust_through(&mut self, revision: i64) {
+    pub(super) fn distrust_through(&mut self, revision: i64) {
         if revision > 0 {
             self.floor = self.floor.max(revision.saturating_add(1));
         }
     }
 
-    pub fn watcher_count(&self) -> usize {
+    pub(super) fn watcher_count(&self) -> usize {
         self.watchers.len()
     }
 
-    pub fn object_count(&self) -> usize {
+    pub(super) fn object_count(&self) -> usize {
         self.objects.len()
     }
 
@@ -189,7 +189,7 @@ impl State {
     /// window; every watcher is ended with `reason` (they relist).
     /// `current` is the store's revision when the list began: the state is
     /// stale for lists (see [`State::is_current`]) until it gets there.
-    pub fn reset(
+    pub(super) fn reset(
         &mut self,
         objects: BTreeMap<String, Entry>,
         revision: i64,
@@ -207,14 +207,14 @@ impl State {
     }
 
     /// Ends every watcher without an error (the server is stopping).
-    pub fn close_all(&mut self) {
+    pub(super) fn close_all(&mut self) {
         self.watchers.clear();
         self.indexed.clear();
         self.unindexed.clear();
     }
 
     /// Ends every watcher with `reason` (an Expired error for the client).
-    pub fn end_all(&mut self, reason: &str) {
+    pub(super) fn end_all(&mut self, reason: &str) {
         for (_, slot) in self.watchers.drain() {
             let _ = slot.ended.set(reason.to_string());
         }
@@ -228,7 +228,7 @@ impl State {
     /// revision means that progress notification was wrong (it overtook
     /// this event): the state is then no longer trustworthy, nothing is
     /// applied, and the caller must relist.
-    pub fn apply(&mut self, events: &[Event]) -> Result<(), Overtaken> {
+    pub(super) fn apply(&mut self, events: &[Event]) -> Result<(), Overtaken> {
         if let Some(event) = events
             .iter()
             .find(|e| e.revision() > self.applied && e.revision() <= self.revision)
@@ -290,7 +290,7 @@ impl State {
 
     /// Records store progress: watchers read the revision for BOOKMARKs
     /// (see `bookmark_revision`), so nobody is woken for it.
-    pub fn progress(&mut self, revision: i64) {
+    pub(super) fn progress(&mut self, revision: i64) {
         self.revision = self.revision.max(revision);
     }
 
@@ -298,7 +298,7 @@ impl State {
     /// provided the watcher has consumed everything sent to it (what was
     /// sent for changes up to that revision was sent under this lock).
     /// None while messages wait in its buffer.
-    pub fn bookmark_revision(&self, receiver: &mpsc::Receiver<Message>) -> Option<i64> {
+    pub(super) fn bookmark_revision(&self, receiver: &mpsc::Receiver<Message>) -> Option<i64> {
         receiver.is_empty().then_some(self.revision)
     }
 
@@ -371,7 +371,7 @@ impl State {
     }
 
     /// Forgets watcher `id` (its client went away).
-    pub fn remove(&mut self, id: u64) {
+    pub(super) fn remove(&mut self, id: u64) {
         let Some(slot) = self.watchers.remove(&id) else {
             return;
         };
@@ -393,7 +393,7 @@ impl State {
     /// Offers the objects under `prefix` after `page`'s last key, in key
     /// order, to `page` until it is full; `keep` says which are wanted.
     /// Returns whether objects remain after the last one taken.
-    pub fn fill_page<T>(
+    pub(super) fn fill_page<T>(
         &self,
         prefix: &str,
         page: &mut PageBuilder<T>,
@@ -419,7 +419,7 @@ impl State {
     /// objects (`after` None) or after revision `after`; `Expired` when
     /// that revision is older than the window. `index`: the value of
     /// `INDEXED_FIELD` the watcher's selector requires, if any.
-    pub fn subscribe(
+    pub(super) fn subscribe(
         &mut self,
         prefix: &str,
         after: Option<i64>,

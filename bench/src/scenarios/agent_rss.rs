@@ -9,13 +9,13 @@ use crate::cluster::{Bins, Cluster, rss_mib};
 use crate::stats::round3;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// How long to let the agent settle after it is Ready.
     #[arg(long, default_value = "3s", value_parser = sloth_sdk::duration::parse_flag)]
     settle: Duration,
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::new(bins)?;
     let (_server, _client, pids) = cluster.start_with_agents(&["a1".into()], &[]).await?;
     let pid = pids[0];

@@ -28,7 +28,7 @@ const PERIOD: Duration = Duration::from_secs(10);
 const WATCHES_PER_CONNECTION: usize = 100;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Simulated agents.
     #[arg(long, default_value_t = 1000)]
     count: usize,
@@ -187,7 +187,7 @@ async fn renew_all(
     }
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     if args.count == 0 {
         bail!("--count must be at least 1");
     }

@@ -11,7 +11,7 @@ use sloth_sdk::{Api, Client};
 use crate::stats::{Samples, round3};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(long, default_value = "http://127.0.0.1:50053")]
     server: String,
     /// How many TaskRuns to create.
@@ -22,7 +22,7 @@ pub struct Args {
     concurrency: usize,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let client = Client::new(&[&args.server]).context("bad --server")?;
     let api: Api<TaskRunSpec> = Api::namespaced(client, "bench");
     let start = Instant::now();

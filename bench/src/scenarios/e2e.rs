@@ -23,7 +23,7 @@ use crate::stats::{Samples, round3};
 const NAMESPACE: &str = "bench";
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(long, value_enum, default_value = "embedded")]
     store: StoreKind,
     /// Agents to start (a1, a2, ...).
@@ -62,7 +62,7 @@ pub struct Args {
 
 /// How the bench's TaskRuns run `true`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PayloadArg {
+pub(crate) enum PayloadArg {
     Shell,
     Command,
 }
@@ -145,7 +145,7 @@ fn taskrun(name: String, payload: PayloadArg) -> TaskRun {
     tr
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     if args.taskruns == 0 || args.agents == 0 {
         bail!("--taskruns and --agents must be at least 1");
     }

@@ -16,7 +16,7 @@ use crate::scenarios::{ms, summary};
 use crate::stats::{Samples, round3};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Concurrent HTTP watchers.
     #[arg(long, default_value_t = 1_000)]
     watchers: usize,
@@ -36,7 +36,7 @@ const COLLECTION: &str = "/apis/sloth.dev/v1/namespaces/default/locks";
 /// When each object's write started, by name.
 type Started = Arc<Mutex<HashMap<String, Instant>>>;
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::new(bins)?;
     let server = cluster.start_apiserver(&ApiServerOptions {
         // One client opens every watch: lift the per-client limit.

@@ -1,29 +1,29 @@
 //! One module per scenario; each returns its JSON result.
 
-pub mod agent_rss;
-pub mod agents;
-pub mod create;
-pub mod e2e;
-pub mod http_watch;
-pub mod restart;
-pub mod run_latency;
-pub mod state;
-pub mod store;
-pub mod workflow;
-pub mod workspace;
-pub mod writes;
+pub(crate) mod agent_rss;
+pub(crate) mod agents;
+pub(crate) mod create;
+pub(crate) mod e2e;
+pub(crate) mod http_watch;
+pub(crate) mod restart;
+pub(crate) mod run_latency;
+pub(crate) mod state;
+pub(crate) mod store;
+pub(crate) mod workflow;
+pub(crate) mod workspace;
+pub(crate) mod writes;
 
 use std::time::Instant;
 
 /// The storage backend a scenario runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum StoreKind {
+pub(crate) enum StoreKind {
     Embedded,
     Etcd,
 }
 
 impl StoreKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Embedded => "embedded",
             Self::Etcd => "etcd",
@@ -32,12 +32,12 @@ impl StoreKind {
 }
 
 /// Milliseconds from `from` to `to` (0 when `to` is earlier).
-pub fn ms(from: Instant, to: Instant) -> f64 {
+pub(crate) fn ms(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64() * 1000.0
 }
 
 /// Milliseconds between two status timestamps, when both are there.
-pub fn time_ms(
+pub(crate) fn time_ms(
     from: Option<chrono::DateTime<chrono::Utc>>,
     to: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Option<f64> {
@@ -46,7 +46,7 @@ pub fn time_ms(
 }
 
 /// `{"p50": .., "p99": .., "max": ..}` of samples in ms.
-pub fn summary(samples: &crate::stats::Samples) -> serde_json::Value {
+pub(crate) fn summary(samples: &crate::stats::Samples) -> serde_json::Value {
     use crate::stats::round3;
     serde_json::json!({
         "p50": round3(samples.percentile(50.0)),

@@ -28,7 +28,7 @@ const RETIRED_AGENT: &str = "retired";
 const STATUS_ATTEMPTS: usize = 5;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Finished TaskRuns stored before the restart.
     #[arg(long, default_value_t = 10_000)]
     taskruns: usize,
@@ -45,7 +45,7 @@ pub struct Args {
     timeout_secs: u64,
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     if args.taskruns == 0 {
         bail!("--taskruns must be at least 1");
     }

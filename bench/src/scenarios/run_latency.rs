@@ -20,7 +20,7 @@ const NAMESPACE: &str = "default";
 const AGENT: &str = "a1";
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Round trips to time (one after the other).
     #[arg(long, default_value_t = 100)]
     n: usize,
@@ -83,7 +83,7 @@ async fn round_trip(client: &Client) -> anyhow::Result<String> {
     Ok(final_phase)
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::new(bins)?;
     let (_server, client, _) = cluster.start_with_agents(&[AGENT.into()], &[]).await?;
     let mut latencies = Vec::with_capacity(args.n);

@@ -19,7 +19,7 @@ use crate::stats::{Samples, round3};
 const NAMESPACE: &str = "bench";
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Distinct keys.
     #[arg(long, default_value_t = 10_000)]
     keys: usize,
@@ -87,7 +87,7 @@ fn report(name: &str, samples: &Samples, seconds: f64) -> Value {
     })
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     ensure!(args.keys > 0, "--keys must be at least 1");
     let workers = args.concurrency.max(1);
     let mut cluster = Cluster::new(bins)?;

@@ -21,7 +21,7 @@ use crate::stats::{Samples, round3};
 const PREFIX: &str = "/bench/";
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     #[arg(long, value_enum, default_value = "embedded")]
     store: StoreKind,
     /// With --store etcd: use this etcd instead of starting one.
@@ -53,7 +53,7 @@ async fn updates(store: &dyn Store, key: &str, n: usize, value: &Bytes) -> anyho
     Ok(())
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     if args.ops == 0 || args.concurrency == 0 {
         bail!("--ops and --concurrency must be at least 1");
     }

@@ -26,7 +26,7 @@ const NAME: &str = "bench-wf";
 type Stamp = Option<chrono::DateTime<chrono::Utc>>;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Tasks in the DAG.
     #[arg(long, default_value_t = 100)]
     tasks: usize,
@@ -85,7 +85,7 @@ fn workflow(layers: &[Vec<String>]) -> Workflow {
     wf
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     if args.tasks == 0 || args.width == 0 || args.agents == 0 {
         bail!("--tasks, --width and --agents must be at least 1");
     }

@@ -25,7 +25,7 @@ const NAMESPACE: &str = "bench";
 const NAME: &str = "bench-ws";
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Size of the workspace's one file, in MiB.
     #[arg(long, default_value_t = 100)]
     mib: u64,
@@ -111,7 +111,7 @@ fn cached_blobs(work_dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-pub async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
+pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     if args.tasks == 0 || args.mib == 0 {
         bail!("--tasks and --mib must be at least 1");
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 /// The counters read from one `/metrics` page.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     revision: f64,
     /// Write requests by "verb kind" (every result code summed).
     requests: BTreeMap<String, f64>,
@@ -24,7 +24,7 @@ const WRITE_VERBS: &[&str] = &["create", "update", "updatestatus", "delete"];
 
 /// Reads the apiserver's `/metrics` at `http_url`; None (reported as such)
 /// when it cannot be read.
-pub async fn snapshot(http_url: &str) -> Option<Snapshot> {
+pub(crate) async fn snapshot(http_url: &str) -> Option<Snapshot> {
     let address = http_url.strip_prefix("http://")?.to_string();
     let text = tokio::task::spawn_blocking(move || get_metrics(&address))
         .await
@@ -83,7 +83,7 @@ fn parse(text: &str) -> Snapshot {
 
 /// The difference per TaskRun: `store_revisions` and each write request
 /// kind, and the client watches open at the end.
-pub fn per_taskrun(before: Option<Snapshot>, after: Option<Snapshot>, n: usize) -> Value {
+pub(crate) fn per_taskrun(before: Option<Snapshot>, after: Option<Snapshot>, n: usize) -> Value {
     let (Some(before), Some(after)) = (before, after) else {
         return Value::Null;
     };

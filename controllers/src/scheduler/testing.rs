@@ -6,7 +6,7 @@ use sloth_sdk::objects::{
     Agent, AgentPhase, AgentSpec, AgentStatus, LabelSelector, Payload, TaskRun, TaskRunSpec,
 };
 
-pub fn agent(
+pub(super) fn agent(
     name: &str,
     labels: &[(&str, &str)],
     capacity: u32,
@@ -35,7 +35,7 @@ pub fn agent(
     Arc::new(a)
 }
 
-pub fn taskrun_with_selector(labels: &[(&str, &str)]) -> TaskRun {
+pub(super) fn taskrun_with_selector(labels: &[(&str, &str)]) -> TaskRun {
     TaskRun::new(
         "t",
         TaskRunSpec {

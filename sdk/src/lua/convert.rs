@@ -67,7 +67,7 @@ fn workflow_list(state: &Table, chunk: &str) -> Result<Vec<Table>, DslError> {
 }
 
 /// Every workflow the file defined.
-pub fn workflows(
+pub(super) fn workflows(
     state: &Table,
     source: &str,
     chunk: &str,
@@ -209,7 +209,7 @@ fn hooks(
 }
 
 /// The prefix of a workflow hook's task part of its entry: `WF/hook:NAME`.
-pub const HOOK_ENTRY_PREFIX: &str = "hook:";
+pub(super) const HOOK_ENTRY_PREFIX: &str = "hook:";
 
 /// A Lua payload running `entry` of the file `source`.
 fn lua_payload(source: &str, entry: String, params: &BTreeMap<String, String>) -> Payload {
@@ -363,7 +363,7 @@ fn task(
 /// The task `workflow`/`task` (names as written; the workflow may also be
 /// given by its object name) in what the file defined: its table, with
 /// `command` (a function or a shell command), `hooks` and `legacy`.
-pub fn find_task(
+pub(super) fn find_task(
     state: &Table,
     chunk: &str,
     workflow: &str,

@@ -17,7 +17,7 @@ use super::{AGENT_MODULES, INSTRUCTION_LIMIT, MEMORY_LIMIT, TIME_LIMIT};
 const CHECK_EVERY: u32 = 10_000;
 
 /// Lines printed by the file.
-pub type Printed = Rc<RefCell<Vec<String>>>;
+pub(super) type Printed = Rc<RefCell<Vec<String>>>;
 
 const STUBS: &str = r#"
 local modules = ...
@@ -45,7 +45,7 @@ end
 
 /// A fresh sandboxed state for evaluating `chunk_name`, and where its
 /// `print` output goes.
-pub fn new_state(chunk_name: &str) -> mlua::Result<(Lua, Printed)> {
+pub(super) fn new_state(chunk_name: &str) -> mlua::Result<(Lua, Printed)> {
     let lua = Lua::new_with(
         StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8,
         LuaOptions::new(),

@@ -153,4 +153,4 @@ impl tower::Service<Uri> for Connector {
 }
 
 /// A dialed connection, TLS or plain.
-pub type Io = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+pub(super) type Io = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;

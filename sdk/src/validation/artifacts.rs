@@ -9,7 +9,7 @@ use crate::objects::artifact::paths_overlap;
 use crate::objects::{ArtifactsSpec, BlobRef, WorkflowTask};
 
 /// Most artifact paths one task declares.
-pub const MAX_ARTIFACT_PATHS: usize = 32;
+pub(super) const MAX_ARTIFACT_PATHS: usize = 32;
 
 pub(super) fn validate_blob_ref(blob: Option<&BlobRef>, path: &str, errs: &mut FieldErrors) {
     if let Some(blob) = blob

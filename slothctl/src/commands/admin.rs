@@ -13,7 +13,7 @@ use super::Context;
 use crate::error::CliError;
 
 #[derive(Debug, Subcommand)]
-pub enum AdminCommand {
+pub(crate) enum AdminCommand {
     /// Save a consistent copy of the apiserver's embedded store to FILE
     /// while it serves (role admin). Restore: put FILE as sloth.redb in a
     /// new data dir (with the encryption key file) and start an apiserver
@@ -26,7 +26,7 @@ pub enum AdminCommand {
     },
 }
 
-pub async fn run(ctx: &Context, command: AdminCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::Backup { file } => backup(ctx, &file).await,
     }

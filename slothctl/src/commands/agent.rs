@@ -7,7 +7,7 @@ use super::output_sink::Sink;
 use crate::cli::{AgentCommand, AgentListArgs, AgentRunArgs, GetArgs, RunArgs};
 use crate::error::{self, CliError};
 
-pub async fn run(ctx: &Context, command: AgentCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::List(args) => super::get::run(ctx, list_args(args)).await,
         AgentCommand::Run(args) => framed_run(ctx, args).await,

@@ -15,7 +15,7 @@ const RESET: &str = "\x1b[0m";
 
 /// Whether and how to frame the output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     /// Not a terminal: the command's output only.
     Plain,
     /// A terminal: header and footer, coloured when `color`.
@@ -25,13 +25,13 @@ pub enum Style {
 impl Style {
     /// The style for this process: framed when stdout and stderr are
     /// terminals, coloured unless `NO_COLOR` is set to anything but "".
-    pub fn detect() -> Self {
+    pub(crate) fn detect() -> Self {
         let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Self::choose(terminal, no_color)
     }
 
-    pub fn choose(terminal: bool, no_color: bool) -> Self {
+    pub(crate) fn choose(terminal: bool, no_color: bool) -> Self {
         match terminal {
             false => Self::Plain,
             true => Self::Framed { color: !no_color },
@@ -46,12 +46,12 @@ impl Style {
     }
 
     /// Whether the command's stderr is painted red.
-    pub fn colors_stderr(self) -> bool {
+    pub(crate) fn colors_stderr(self) -> bool {
         self == Self::Framed { color: true }
     }
 
     /// The line before the output, if any.
-    pub fn header(self, agent: &str, command: &str) -> Option<String> {
+    pub(crate) fn header(self, agent: &str, command: &str) -> Option<String> {
         match self {
             Self::Plain => None,
             Self::Framed { .. } => Some(self.paint(BOLD_CYAN, &format!("==> {agent}: {command}"))),
@@ -60,7 +60,7 @@ impl Style {
 
     /// The line after the output, if any: exit code and duration, green for
     /// 0 and red otherwise.
-    pub fn footer(self, code: u8, took: Duration) -> Option<String> {
+    pub(crate) fn footer(self, code: u8, took: Duration) -> Option<String> {
         match self {
             Self::Plain => None,
             Self::Framed { .. } => {

@@ -12,7 +12,7 @@ use super::cordon::update_agent;
 use crate::cli::AgentStopArgs;
 use crate::printer::emit;
 
-pub async fn run(ctx: &Context, args: AgentStopArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: AgentStopArgs) -> anyhow::Result<()> {
     let grace = sloth_sdk::duration::Duration::from(args.grace).to_string();
     let name = args.name;
     let changed = update_agent(ctx, &name, |agent| request_stop(agent, &grace)).await?;

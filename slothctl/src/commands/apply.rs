@@ -24,14 +24,14 @@ const ATTEMPTS: usize = 5;
 
 /// What apply did to one object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Created,
     Configured,
     Unchanged,
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
             Self::Configured => "configured",
@@ -40,7 +40,7 @@ impl Outcome {
     }
 }
 
-pub async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: ApplyArgs) -> anyhow::Result<()> {
     super::stamp::check_stack_flag(args.stack.as_deref())?;
     let files = if args.recursive {
         recursive(&args.files)?
@@ -121,7 +121,7 @@ async fn dry_run(ctx: &Context, objects: &[Resolved]) -> anyhow::Result<()> {
 /// Every directory under each directory of `paths` (depth first, in name
 /// order), after it: `-R`, since reading a directory takes its own files.
 /// Symbolic links to directories are not followed (no loops).
-pub fn recursive(paths: &[String]) -> Result<Vec<String>, CliError> {
+pub(crate) fn recursive(paths: &[String]) -> Result<Vec<String>, CliError> {
     fn walk(dir: &std::path::Path, out: &mut Vec<String>) -> Result<(), CliError> {
         out.push(dir.display().to_string());
         let entries = std::fs::read_dir(dir).map_err(|e| {
@@ -155,7 +155,7 @@ pub fn recursive(paths: &[String]) -> Result<Vec<String>, CliError> {
 
 /// Reads and admits every document of every path; any problem is a usage
 /// error, each printed.
-pub fn load(
+pub(crate) fn load(
     paths: &[String],
     namespace_flag: Option<&str>,
     params: &manifest::Params,
@@ -172,7 +172,7 @@ pub fn load(
 
 /// `--check`: every TaskRun and Workflow runs in check mode (a Workflow
 /// passes it on to the TaskRuns it creates).
-pub fn set_check_mode(objects: &mut [Resolved]) {
+pub(crate) fn set_check_mode(objects: &mut [Resolved]) {
     for object in objects {
         if matches!(object.kind.kind, "TaskRun" | "Workflow")
             && let Some(spec) = object.value.get_mut("spec").and_then(Value::as_object_mut)
@@ -183,12 +183,12 @@ pub fn set_check_mode(objects: &mut [Resolved]) {
 }
 
 /// `--param`s as a map (the last of a key wins).
-pub fn params(list: &[(String, String)]) -> manifest::Params {
+pub(crate) fn params(list: &[(String, String)]) -> manifest::Params {
     list.iter().cloned().collect()
 }
 
 /// `--values FILE` then the `--param`s over it.
-pub fn values_and_params(
+pub(crate) fn values_and_params(
     file: Option<&std::path::Path>,
     list: &[(String, String)],
 ) -> Result<manifest::Params, CliError> {
@@ -202,7 +202,7 @@ pub fn values_and_params(
 
 /// True when a Lua workflow delegates a task by agent address, which only
 /// the server's list of agents can resolve.
-pub fn needs_addresses(objects: &[Resolved]) -> bool {
+pub(crate) fn needs_addresses(objects: &[Resolved]) -> bool {
     objects.iter().any(|o| {
         o.value
             .get("metadata")
@@ -213,7 +213,7 @@ pub fn needs_addresses(objects: &[Resolved]) -> bool {
 }
 
 /// Why delegations by address could not be resolved.
-pub enum Resolve {
+pub(crate) enum Resolve {
     Server(SdkError),
     /// No agent has the address (exit 2; already phrased).
     Invalid(CliError),
@@ -222,7 +222,10 @@ pub enum Resolve {
 /// Replaces `delegate_to({address = ...})` markers by selectors on the
 /// agent reporting that address (`localhost`, loopback and host names
 /// normalised, see [`placement::agent_at`]).
-pub async fn resolve_delegations(client: &Client, objects: &mut [Resolved]) -> Result<(), Resolve> {
+pub(crate) async fn resolve_delegations(
+    client: &Client,
+    objects: &mut [Resolved],
+) -> Result<(), Resolve> {
     let agents = client
         .list_all("Agent", "", &ListParams::default())
         .await
@@ -252,7 +255,7 @@ pub async fn resolve_delegations(client: &Client, objects: &mut [Resolved]) -> R
 /// Warns (on stderr) about every task no agent can run yet, naming the
 /// agents that exist. Only a hint: when the agents cannot be listed, or
 /// nothing has a selector, it says nothing.
-pub async fn warn_unplaceable(client: &Client, objects: &[Resolved]) {
+pub(crate) async fn warn_unplaceable(client: &Client, objects: &[Resolved]) {
     let has_selector = objects.iter().any(|o| {
         matches!(o.kind.kind, "Workflow" | "CronWorkflow")
             && o.value.to_string().contains("\"agentSelector\"")
@@ -271,7 +274,7 @@ pub async fn warn_unplaceable(client: &Client, objects: &[Resolved]) {
 }
 
 /// Prints every message and yields the usage exit code.
-pub fn invalid(errors: Vec<String>) -> CliError {
+pub(crate) fn invalid(errors: Vec<String>) -> CliError {
     print_errors(&errors);
     CliError::reported(error::USAGE)
 }
@@ -354,7 +357,11 @@ async fn apply_one(
 const CONTROLLER_FIELDS: &[(&str, &str)] = &[("TaskRun", "agentName")];
 
 /// `desired` with the controller-set spec fields it omits taken from `current`.
-pub fn keep_controller_fields(kind: &str, current: &DynamicObject, desired: &Value) -> Value {
+pub(crate) fn keep_controller_fields(
+    kind: &str,
+    current: &DynamicObject,
+    desired: &Value,
+) -> Value {
     let mut desired = desired.clone();
     for (_, field) in CONTROLLER_FIELDS.iter().filter(|(k, _)| *k == kind) {
         let Some(kept) = current.spec.get(*field).filter(|v| !v.is_null()) else {
@@ -371,7 +378,7 @@ pub fn keep_controller_fields(kind: &str, current: &DynamicObject, desired: &Val
 
 /// True when the stored object already has the desired spec, labels and
 /// annotations (both sides are canonical JSON).
-pub fn unchanged(current: &DynamicObject, desired: &Value) -> bool {
+pub(crate) fn unchanged(current: &DynamicObject, desired: &Value) -> bool {
     let desired_meta = |field: &str| -> Value {
         match desired.get("metadata").and_then(|m| m.get(field)) {
             Some(Value::Object(map)) => Value::Object(map.clone()),
@@ -393,7 +400,7 @@ pub fn unchanged(current: &DynamicObject, desired: &Value) -> bool {
 /// The desired object as an update of `current`: its resourceVersion (so a
 /// concurrent change is a Conflict, not lost), and the finalizers and owner
 /// references controllers set, unless the manifest sets its own.
-pub fn update_body(current: &DynamicObject, desired: &Value) -> Value {
+pub(crate) fn update_body(current: &DynamicObject, desired: &Value) -> Value {
     let mut body = desired.clone();
     let current_meta = serde_json::to_value(&current.metadata).unwrap_or(Value::Null);
     if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -18,7 +18,7 @@ const ATTEMPTS: usize = 5;
 /// The value of `spec.state` that cancels a workflow.
 const CANCELLED: &str = "Cancelled";
 
-pub async fn run(ctx: &Context, args: CancelArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: CancelArgs) -> anyhow::Result<()> {
     let (kind, names) = kind::resolve_args(&args.kind, &args.names)?;
     check_kind(kind)?;
     if names.is_empty() {

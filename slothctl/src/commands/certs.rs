@@ -32,7 +32,7 @@ const ADMIN_USER: &str = "admin";
 const AGENT_PREFIX: &str = "agent:";
 
 #[derive(Debug, Subcommand)]
-pub enum CertsCommand {
+pub(crate) enum CertsCommand {
     /// Write a CA, a server certificate and an admin client certificate.
     Init(InitArgs),
     /// Sign a certificate for a user or an agent with the CA of --dir.
@@ -40,7 +40,7 @@ pub enum CertsCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Directory to write ca.pem, ca-key.pem, server.pem, server-key.pem,
     /// client.pem and client-key.pem to (created, mode 0700, if missing).
     #[arg(long, value_name = "DIR")]
@@ -58,7 +58,7 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct IssueArgs {
+pub(crate) struct IssueArgs {
     /// Directory holding ca.pem and ca-key.pem; the new files go there too.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
@@ -88,7 +88,7 @@ fn days_parser() -> clap::builder::RangedI64ValueParser<u32> {
     clap::value_parser!(u32).range(1..=36500)
 }
 
-pub fn run(command: CertsCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: CertsCommand) -> anyhow::Result<()> {
     match command {
         CertsCommand::Init(args) => init(&args),
         CertsCommand::Issue(args) => issue(&args),

@@ -5,7 +5,7 @@ use clap::CommandFactory;
 
 use crate::cli::{Cli, CompletionArgs};
 
-pub fn run(args: &CompletionArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &CompletionArgs) -> anyhow::Result<()> {
     let mut command = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(args.shell, &mut command, "slothctl", &mut out);

@@ -18,7 +18,7 @@ use crate::printer::{emit, table};
 const REDACTED: &str = "REDACTED";
 
 #[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
+pub(crate) enum ConfigCommand {
     /// Print the config file (tokens REDACTED unless --raw).
     View(ViewArgs),
     /// List the contexts; the current one is marked with `*`.
@@ -41,19 +41,19 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct ViewArgs {
+pub(crate) struct ViewArgs {
     /// Show tokens as they are.
     #[arg(long)]
     pub raw: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct NameArg {
+pub(crate) struct NameArg {
     pub name: String,
 }
 
 #[derive(Debug, Args)]
-pub struct SetContextArgs {
+pub(crate) struct SetContextArgs {
     /// The context (not with --current).
     pub name: Option<String>,
     /// Change the current context.
@@ -67,7 +67,7 @@ pub struct SetContextArgs {
     pub user: Option<String>,
 }
 
-pub fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, command: &ConfigCommand) -> anyhow::Result<()> {
     let path = cli
         .config_file()
         .ok_or_else(|| CliError::usage("no config file: set HOME, --config or SLOTH_CONFIG"))?;

@@ -14,7 +14,11 @@ use crate::printer::emit;
 /// Attempts before a run of conflicts is reported.
 const ATTEMPTS: usize = 10;
 
-pub async fn run(ctx: &Context, args: CordonArgs, unschedulable: bool) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    ctx: &Context,
+    args: CordonArgs,
+    unschedulable: bool,
+) -> anyhow::Result<()> {
     let mut names = Vec::new();
     for arg in &args.agents {
         let (kind, found) = match kind::split_type_name(arg) {
@@ -65,7 +69,7 @@ async fn set(ctx: &Context, name: &str, unschedulable: bool) -> Result<bool, Cli
 /// Applies `change` to Agent `name` (as JSON) and writes it by
 /// compare-and-swap, reading it again after a conflict; `change` returns
 /// whether it changed anything. Returns whether the Agent was written.
-pub async fn update_agent(
+pub(crate) async fn update_agent(
     ctx: &Context,
     name: &str,
     change: impl Fn(&mut Value) -> bool,

@@ -13,7 +13,7 @@ use crate::cli::CpArgs;
 use crate::error::CliError;
 use crate::progress::Progress;
 
-pub async fn run(ctx: &Context, args: CpArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: CpArgs) -> anyhow::Result<()> {
     let (name, path) = parse_source(&args.source)?;
     let api: Api<TaskRunSpec> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let taskrun = api.get(&name).await.map_err(|e| ctx.error(e))?;

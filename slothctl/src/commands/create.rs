@@ -15,7 +15,7 @@ use crate::error::CliError;
 use crate::printer::emit;
 
 #[derive(Debug, clap::Subcommand)]
-pub enum CreateCommand {
+pub(crate) enum CreateCommand {
     /// Create a Workflow from a CronWorkflow's workflowSpec (a manual run).
     Workflow(CreateWorkflowArgs),
     /// Create a Secret from literal values, files and env files (values
@@ -24,7 +24,7 @@ pub enum CreateCommand {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CreateWorkflowArgs {
+pub(crate) struct CreateWorkflowArgs {
     /// The new Workflow's name.
     pub name: String,
     /// Where the spec comes from: cronworkflow/NAME.
@@ -32,7 +32,7 @@ pub struct CreateWorkflowArgs {
     pub from: String,
 }
 
-pub async fn run(ctx: &Context, command: CreateCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, command: CreateCommand) -> anyhow::Result<()> {
     match command {
         CreateCommand::Workflow(args) => create_workflow(ctx, args).await,
         CreateCommand::Secret(args) => super::create_secret::create_secret(ctx, args).await,

@@ -15,7 +15,7 @@ use crate::error::CliError;
 use crate::printer::emit;
 
 #[derive(Debug, clap::Args)]
-pub struct CreateSecretArgs {
+pub(crate) struct CreateSecretArgs {
     /// The Secret's name.
     pub name: String,
     /// A key and its value; repeatable.
@@ -33,7 +33,7 @@ pub struct CreateSecretArgs {
     pub type_: Option<String>,
 }
 
-pub async fn create_secret(ctx: &Context, args: CreateSecretArgs) -> anyhow::Result<()> {
+pub(crate) async fn create_secret(ctx: &Context, args: CreateSecretArgs) -> anyhow::Result<()> {
     let data = secret_data(&args)?;
     let mut spec = json!({ "data": data });
     if let Some(type_) = args.type_.as_deref().filter(|t| !t.is_empty()) {

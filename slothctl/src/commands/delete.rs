@@ -12,7 +12,7 @@ use crate::kind::{self, qualified_name};
 use crate::manifest::{self, Check};
 use crate::printer::emit;
 
-pub async fn run(ctx: &Context, args: DeleteArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: DeleteArgs) -> anyhow::Result<()> {
     let targets = targets(ctx, &args).await?;
     let mut failures = Failures::default();
     for (kind, namespace, name) in targets {

@@ -16,7 +16,7 @@ use crate::printer::{columns, emit, output, table};
 /// Width of the label column (`Resource Version:` plus two spaces).
 const LABEL_WIDTH: usize = 19;
 
-pub async fn run(ctx: &Context, args: DescribeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: DescribeArgs) -> anyhow::Result<()> {
     let (kind, names) = kind::resolve_args(&args.kind, &args.names)?;
     check_selectors(&args.selector, "")?;
     let namespace = kind::scope(
@@ -83,7 +83,7 @@ async fn list_events(
 /// The description of one object, ending in a newline. `events`: the Events
 /// listed for it (only those about it are shown), or None to leave the
 /// Events section out.
-pub fn describe(
+pub(crate) fn describe(
     kind: &KindInfo,
     object: &DynamicObject,
     events: Option<&[DynamicObject]>,
@@ -282,7 +282,7 @@ fn tasks_table(spec: &Value, status: &Value) -> String {
 
 /// The Events about `object`: its kind and name (and uid, when both sides
 /// have one), oldest first.
-pub fn events_of<'a>(
+pub(crate) fn events_of<'a>(
     kind: &KindInfo,
     object: &DynamicObject,
     events: &'a [DynamicObject],

@@ -19,7 +19,7 @@ use crate::printer::{emit, output};
 const MAX_DIFF_CELLS: usize = 4_000_000;
 
 /// What apply would do to one object, and the two sides.
-pub struct Preview {
+pub(crate) struct Preview {
     pub outcome: Outcome,
     /// The live object as apply compares it; None when it would be created.
     pub live: Option<Value>,
@@ -27,7 +27,7 @@ pub struct Preview {
 }
 
 /// Reads the live object (if any) and compares it as apply would.
-pub async fn preview(ctx: &Context, object: &Resolved) -> Result<Preview, SdkError> {
+pub(crate) async fn preview(ctx: &Context, object: &Resolved) -> Result<Preview, SdkError> {
     let found = if object.name.is_empty() {
         None
     } else {
@@ -87,7 +87,7 @@ fn comparable(object: &Value) -> Value {
     })
 }
 
-pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<()> {
     let objects = super::apply::load(
         &args.files,
         ctx.namespace_flag.as_deref(),
@@ -118,7 +118,7 @@ pub async fn run(ctx: &Context, args: DiffArgs) -> anyhow::Result<()> {
 
 /// Every line of both texts, prefixed ` `, `-` or `+` (a longest common
 /// subsequence line diff, without hunks).
-pub fn unified(old: &str, new: &str) -> String {
+pub(crate) fn unified(old: &str, new: &str) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
     let mut out = String::new();

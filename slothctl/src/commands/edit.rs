@@ -17,7 +17,7 @@ use crate::kind;
 use crate::manifest::{self, Check, Document};
 use crate::printer::{emit, output};
 
-pub async fn run(ctx: &Context, args: EditArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: EditArgs) -> anyhow::Result<()> {
     let names: Vec<String> = args.name.iter().cloned().collect();
     let (kind, names) = kind::resolve_args(&args.kind, &names)?;
     let [name] = names.as_slice() else {

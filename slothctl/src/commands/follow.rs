@@ -31,7 +31,7 @@ const RETRY: Backoff = Backoff::fixed(Duration::from_millis(100), Duration::from
 const FINAL_ATTEMPTS: u32 = 3;
 
 /// `status.phase`, or `Pending` when there is no status yet.
-pub fn phase(object: &DynamicObject) -> &str {
+pub(crate) fn phase(object: &DynamicObject) -> &str {
     object
         .status
         .get("phase")
@@ -40,7 +40,7 @@ pub fn phase(object: &DynamicObject) -> &str {
 }
 
 /// A string field of `status`, or "".
-pub fn status_text<'a>(object: &'a DynamicObject, field: &str) -> &'a str {
+pub(crate) fn status_text<'a>(object: &'a DynamicObject, field: &str) -> &'a str {
     object
         .status
         .get(field)
@@ -50,7 +50,7 @@ pub fn status_text<'a>(object: &'a DynamicObject, field: &str) -> &'a str {
 
 /// Succeeded and Failed are final for TaskRuns; Workflows can also end
 /// Cancelled.
-pub fn is_terminal(phase: &str) -> bool {
+pub(crate) fn is_terminal(phase: &str) -> bool {
     matches!(phase, "Succeeded" | "Failed" | "Cancelled")
 }
 
@@ -71,7 +71,7 @@ fn bound_agent(object: &DynamicObject) -> Option<&str> {
 
 /// The scheduler's explanation while a TaskRun cannot be placed: a condition
 /// (or the status) with reason `Unschedulable`.
-pub fn unschedulable_message(object: &DynamicObject) -> Option<String> {
+pub(crate) fn unschedulable_message(object: &DynamicObject) -> Option<String> {
     if phase(object) != "Pending" {
         return None;
     }
@@ -94,7 +94,7 @@ pub fn unschedulable_message(object: &DynamicObject) -> Option<String> {
 /// survives apiserver restarts; the object disappearing is an error (exit 1),
 /// and so is the servers staying unreachable for [`UNREACHABLE_LIMIT`]
 /// (exit 3).
-pub struct Tracker {
+pub(crate) struct Tracker {
     stream: BoxStream<'static, Result<Event<DynamicObject>, SdkError>>,
     /// `taskrun` or `workflow`, for messages.
     singular: &'static str,
@@ -106,7 +106,7 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(
+    pub(crate) fn new(
         ctx: &Context,
         kind: &'static sloth_sdk::kinds::KindInfo,
         namespace: &str,
@@ -138,7 +138,7 @@ impl Tracker {
 
     /// The object's next state (the current one first). Cancel-safe: state
     /// changes only once an event has been taken from the stream.
-    pub async fn next(&mut self, ctx: &Context) -> Result<DynamicObject, CliError> {
+    pub(crate) async fn next(&mut self, ctx: &Context) -> Result<DynamicObject, CliError> {
         let listed = self.listed;
         match self.next_state(ctx).await? {
             Some(object) => Ok(object),
@@ -152,7 +152,10 @@ impl Tracker {
 
     /// As [`Self::next`], with None when the object is gone (deleted, or
     /// not there when first listed).
-    pub async fn next_state(&mut self, ctx: &Context) -> Result<Option<DynamicObject>, CliError> {
+    pub(crate) async fn next_state(
+        &mut self,
+        ctx: &Context,
+    ) -> Result<Option<DynamicObject>, CliError> {
         loop {
             let Some(item) = self.stream.next().await else {
                 return Err(CliError::failed(format!(
@@ -206,7 +209,7 @@ impl Tracker {
 
 /// How a followed output is asked for and printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct OutputOptions {
+pub(crate) struct OutputOptions {
     /// Each line prefixed with its time (`logs -f --timestamps`).
     pub timestamps: bool,
     /// Only lines written this recently before the command started
@@ -383,7 +386,7 @@ impl Output {
 /// has finished and all of its output is printed; returns the TaskRun in
 /// its final state. `on_change` sees every state of the TaskRun (to report
 /// why it is still pending, for instance).
-pub async fn stream_output(
+pub(crate) async fn stream_output(
     ctx: &Context,
     namespace: &str,
     name: &str,
@@ -395,7 +398,7 @@ pub async fn stream_output(
 
 /// [`stream_output`] from byte `offset` of the output on (what was
 /// printed already, as by `logs --tail N -f`).
-pub async fn stream_output_from(
+pub(crate) async fn stream_output_from(
     ctx: &Context,
     namespace: &str,
     name: &str,

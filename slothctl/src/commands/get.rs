@@ -13,7 +13,7 @@ use crate::printer::columns::{self, Options};
 use crate::printer::jsonpath::Template;
 use crate::printer::{Format, Output, emit, output, table};
 
-pub async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: GetArgs) -> anyhow::Result<()> {
     let (kind, names) = kind::resolve_args(&args.kind, &args.names)?;
     check_selectors(&args.selector, &args.field_selector)?;
     let selected = !args.selector.is_empty() || !args.field_selector.is_empty();
@@ -147,7 +147,7 @@ impl SortKey {
 }
 
 /// kubectl's message for an empty table (on stderr).
-pub fn no_resources(kind: &KindInfo, namespace: &str) -> String {
+pub(crate) fn no_resources(kind: &KindInfo, namespace: &str) -> String {
     if kind.namespaced && !namespace.is_empty() {
         format!("No resources found in {namespace} namespace.")
     } else {
@@ -157,7 +157,7 @@ pub fn no_resources(kind: &KindInfo, namespace: &str) -> String {
 
 /// The whole output of a non-watching get. `single`: one object was asked
 /// for by name, so YAML and JSON show it alone rather than in a List.
-pub fn render(
+pub(crate) fn render(
     kind: &KindInfo,
     objects: &[DynamicObject],
     single: bool,

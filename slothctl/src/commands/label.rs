@@ -20,7 +20,7 @@ const ATTEMPTS: usize = 10;
 
 /// Which map of the object's metadata the command changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Field {
+pub(crate) enum Field {
     Labels,
     Annotations,
 }
@@ -58,7 +58,7 @@ enum Change {
     Remove,
 }
 
-pub async fn run(ctx: &Context, args: LabelArgs, field: Field) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: LabelArgs, field: Field) -> anyhow::Result<()> {
     let noun = field.noun();
     let (kind_arg, rest) = args
         .args

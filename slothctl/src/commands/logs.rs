@@ -16,7 +16,7 @@ use crate::error::CliError;
 use crate::kind;
 use crate::printer::emit_bytes;
 
-pub async fn run(ctx: &Context, args: LogsArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: LogsArgs) -> anyhow::Result<()> {
     let namespace = ctx.namespace.as_str();
     let selector = match (&args.selector, &args.taskrun) {
         (Some(_), Some(_)) => {

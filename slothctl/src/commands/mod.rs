@@ -1,38 +1,38 @@
 //! One module per command; `run` dispatches.
 
-pub mod admin;
-pub mod agent;
-pub mod agent_run_style;
-pub mod agent_stop;
-pub mod apply;
-pub mod cancel;
-pub mod certs;
-pub mod completion;
-pub mod config;
-pub mod cordon;
-pub mod cp;
-pub mod create;
-pub mod create_secret;
-pub mod delete;
-pub mod describe;
-pub mod diff;
-pub mod edit;
-pub mod follow;
-pub mod get;
-pub mod label;
-pub mod logs;
-pub mod output_sink;
-pub mod placement;
-pub mod render;
-pub mod run;
-pub mod stamp;
-pub mod state;
-pub mod ui;
-pub mod values;
-pub mod version;
-pub mod wait;
-pub mod watch;
-pub mod workspace;
+pub(crate) mod admin;
+pub(crate) mod agent;
+pub(crate) mod agent_run_style;
+pub(crate) mod agent_stop;
+pub(crate) mod apply;
+pub(crate) mod cancel;
+pub(crate) mod certs;
+pub(crate) mod completion;
+pub(crate) mod config;
+pub(crate) mod cordon;
+pub(crate) mod cp;
+pub(crate) mod create;
+pub(crate) mod create_secret;
+pub(crate) mod delete;
+pub(crate) mod describe;
+pub(crate) mod diff;
+pub(crate) mod edit;
+pub(crate) mod follow;
+pub(crate) mod get;
+pub(crate) mod label;
+pub(crate) mod logs;
+pub(crate) mod output_sink;
+pub(crate) mod placement;
+pub(crate) mod render;
+pub(crate) mod run;
+pub(crate) mod stamp;
+pub(crate) mod state;
+pub(crate) mod ui;
+pub(crate) mod values;
+pub(crate) mod version;
+pub(crate) mod wait;
+pub(crate) mod watch;
+pub(crate) mod workspace;
 
 use sloth_sdk::Client;
 use sloth_sdk::meta::DEFAULT_NAMESPACE;
@@ -42,7 +42,7 @@ use crate::cli::{Cli, Command};
 use crate::error::CliError;
 
 /// What every command that talks to a server needs.
-pub struct Context {
+pub(crate) struct Context {
     pub client: Client,
     /// `-n`, or `default`.
     pub namespace: String,
@@ -73,12 +73,12 @@ impl Context {
     }
 
     /// An SDK error as users read it, naming this client's servers.
-    pub fn error(&self, error: sloth_sdk::Error) -> CliError {
+    pub(crate) fn error(&self, error: sloth_sdk::Error) -> CliError {
         CliError::from_sdk(error, &self.client.endpoints())
     }
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Version(args) = &cli.command {
         return version::run(&cli, args).await;
     }
@@ -129,17 +129,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A context made only when a command needs a server after all (render
 /// resolving `delegate_to({address = ...})`).
-pub struct LazyContext<'a> {
+pub(crate) struct LazyContext<'a> {
     cli: &'a Cli,
 }
 
 impl LazyContext<'_> {
-    pub fn get(&self) -> Result<Context, CliError> {
+    pub(crate) fn get(&self) -> Result<Context, CliError> {
         Context::new(self.cli)
     }
 
     /// `-n` as given, if it was.
-    pub fn namespace_flag(&self) -> Option<&str> {
+    pub(crate) fn namespace_flag(&self) -> Option<&str> {
         self.cli.namespace.as_deref().filter(|n| !n.is_empty())
     }
 }
@@ -149,14 +149,14 @@ fn cli_context(cli: &Cli) -> LazyContext<'_> {
 }
 
 /// Checks selectors before anything is sent (a bad one is a usage error).
-pub fn check_selectors(labels: &str, fields: &str) -> Result<(), CliError> {
+pub(crate) fn check_selectors(labels: &str, fields: &str) -> Result<(), CliError> {
     Labels::parse(labels).map_err(CliError::usage)?;
     Fields::parse(fields).map_err(CliError::usage)?;
     Ok(())
 }
 
 /// Prints error lines on stderr (for commands that go on after a failure).
-pub fn print_errors<S: std::fmt::Display>(errors: &[S]) {
+pub(crate) fn print_errors<S: std::fmt::Display>(errors: &[S]) {
     for e in errors {
         eprintln!("{e}");
     }

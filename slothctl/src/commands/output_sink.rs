@@ -9,12 +9,12 @@ use std::io::Write;
 use sloth_sdk::client::{LogChunk, LogStream};
 
 /// Red, and back to normal (SGR codes).
-pub const RED: &str = "\x1b[31m";
-pub const RESET: &str = "\x1b[0m";
+pub(crate) const RED: &str = "\x1b[31m";
+pub(crate) const RESET: &str = "\x1b[0m";
 
 /// How chunks are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sink {
+pub(crate) struct Sink {
     /// Ask the agent for the streams apart and print stderr on stderr.
     pub split_streams: bool,
     /// Paint stderr red.
@@ -23,7 +23,7 @@ pub struct Sink {
 
 impl Sink {
     /// The bytes to write for `chunk`, and whether they go to stderr.
-    pub fn render<'a>(&self, chunk: &'a LogChunk) -> (bool, std::borrow::Cow<'a, [u8]>) {
+    pub(crate) fn render<'a>(&self, chunk: &'a LogChunk) -> (bool, std::borrow::Cow<'a, [u8]>) {
         let to_stderr = self.split_streams && chunk.stream == LogStream::Stderr;
         if to_stderr && self.red_stderr && !chunk.data.is_empty() {
             let mut painted = Vec::with_capacity(chunk.data.len() + RED.len() + RESET.len());
@@ -36,7 +36,7 @@ impl Sink {
     }
 
     /// Prints `chunk` where it belongs.
-    pub fn emit(&self, chunk: &LogChunk) -> std::io::Result<()> {
+    pub(crate) fn emit(&self, chunk: &LogChunk) -> std::io::Result<()> {
         match self.render(chunk) {
             (true, bytes) => {
                 let mut err = std::io::stderr().lock();

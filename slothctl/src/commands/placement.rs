@@ -17,7 +17,7 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One endpoint an address stands for: every loopback address is one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     ip: IpAddr,
     port: u16,
 }
@@ -25,7 +25,7 @@ pub struct Endpoint {
 /// The endpoints `address` (`host:port`, `[v6]:port`) stands for: an IP as
 /// written (loopback as 127.0.0.1), `localhost` as loopback, another host
 /// name as what it resolves to. Empty when it cannot be read or resolved.
-pub async fn endpoints(address: &str) -> BTreeSet<Endpoint> {
+pub(crate) async fn endpoints(address: &str) -> BTreeSet<Endpoint> {
     let Some((host, port)) = split_host_port(address) else {
         return BTreeSet::new();
     };
@@ -67,7 +67,7 @@ fn split_host_port(address: &str) -> Option<(&str, u16)> {
 
 /// The agent whose reported address stands for the same endpoint as
 /// `address`, by name: an exact match first, then a normalised one.
-pub async fn agent_at(agents: &[DynamicObject], address: &str) -> Option<String> {
+pub(crate) async fn agent_at(agents: &[DynamicObject], address: &str) -> Option<String> {
     if let Some(agent) = agents.iter().find(|a| reported(a) == Some(address)) {
         return Some(agent.metadata.name.clone());
     }
@@ -92,7 +92,7 @@ fn reported(agent: &DynamicObject) -> Option<&str> {
 
 /// The agents, as a warning shows them: `a1 (127.0.0.1:50051; capabilities
 /// build)`.
-pub fn describe_agents(agents: &[DynamicObject]) -> String {
+pub(crate) fn describe_agents(agents: &[DynamicObject]) -> String {
     if agents.is_empty() {
         return "no agents are registered".to_string();
     }
@@ -117,7 +117,7 @@ pub fn describe_agents(agents: &[DynamicObject]) -> String {
 
 /// One warning per task of a Workflow (or CronWorkflow) `object` whose
 /// `agentSelector.matchLabels` no agent carries.
-pub fn unmatched_tasks(object: &Value, agents: &[DynamicObject]) -> Vec<String> {
+pub(crate) fn unmatched_tasks(object: &Value, agents: &[DynamicObject]) -> Vec<String> {
     let spec = match object.get("kind").and_then(Value::as_str) {
         Some("Workflow") => object.get("spec"),
         Some("CronWorkflow") => object.get("spec").and_then(|s| s.get("workflowSpec")),

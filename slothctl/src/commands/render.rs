@@ -12,7 +12,7 @@ use crate::manifest::Resolved;
 use crate::printer::emit;
 use crate::printer::output::{json_pretty, yaml};
 
-pub async fn run(ctx: &LazyContext<'_>, args: &RenderArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &LazyContext<'_>, args: &RenderArgs) -> anyhow::Result<()> {
     let namespace_flag = ctx.namespace_flag();
     let values = values_and_params(args.values.as_deref(), &args.params)?;
     let mut objects = load(&args.files, namespace_flag, &values)?;

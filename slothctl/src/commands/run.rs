@@ -23,13 +23,13 @@ const GENERATE_NAME: &str = "run-";
 /// Exit code after Ctrl-C, as shells report SIGINT.
 const INTERRUPTED: u8 = 130;
 
-pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<()> {
     run_with(ctx, args, Sink::default()).await
 }
 
 /// [`run`] printing the output through `sink`: the command's stdout on
 /// stdout and its stderr on stderr.
-pub async fn run_with(ctx: &Context, args: RunArgs, sink: Sink) -> anyhow::Result<()> {
+pub(crate) async fn run_with(ctx: &Context, args: RunArgs, sink: Sink) -> anyhow::Result<()> {
     let mut spec = spec(&args)?;
     if let Some(dir) = &args.workspace {
         spec.workspace = Some(super::workspace::upload_dir(ctx, dir).await?);
@@ -90,7 +90,7 @@ pub async fn run_with(ctx: &Context, args: RunArgs, sink: Sink) -> anyhow::Resul
 }
 
 /// The TaskRun spec the flags describe; invalid input is a usage error.
-pub fn spec(args: &RunArgs) -> Result<TaskRunSpec, CliError> {
+pub(crate) fn spec(args: &RunArgs) -> Result<TaskRunSpec, CliError> {
     let timeout = args
         .timeout
         .as_deref()
@@ -134,7 +134,7 @@ pub fn spec(args: &RunArgs) -> Result<TaskRunSpec, CliError> {
 /// (`run.command`, no shell started) when a shell would only have run them
 /// as a program and its arguments; a shell script otherwise (one word with
 /// shell syntax, or a shell builtin or keyword as the program).
-pub fn payload(words: &[String]) -> Payload {
+pub(crate) fn payload(words: &[String]) -> Payload {
     if needs_shell(words) {
         Payload {
             shell: Some(shell_command(words)),
@@ -232,7 +232,7 @@ fn needs_shell(words: &[String]) -> bool {
 /// (`run -- 'make && make test'`); several words are a command and its
 /// arguments, each quoted so that the program receives exactly these words
 /// (`run -- sh -c 'echo hi; exit 3'`).
-pub fn shell_command(words: &[String]) -> String {
+pub(crate) fn shell_command(words: &[String]) -> String {
     match words {
         [script] => script.clone(),
         _ => words
@@ -267,7 +267,7 @@ fn quote(word: &str, command: bool) -> String {
 
 /// A label selector as `spec.agentSelector`: `k=v` terms become matchLabels,
 /// the others matchExpressions (`k!=v` is `NotIn [v]`, as in Kubernetes).
-pub fn agent_selector(text: &str) -> Result<LabelSelector, CliError> {
+pub(crate) fn agent_selector(text: &str) -> Result<LabelSelector, CliError> {
     let labels = Labels::parse(text).map_err(|e| CliError::usage(format!("-l: {e}")))?;
     let mut selector = LabelSelector::default();
     let canonical = labels.to_string();
@@ -349,7 +349,7 @@ fn split_terms(text: &str) -> Vec<&str> {
 
 /// How a finished TaskRun ends `slothctl run`.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Exit with this code, the command's own.
     Exit(u8),
     /// Exit 1 after printing `error: ` and this.
@@ -370,7 +370,7 @@ const STOPPED_REASONS: &[&str] = &[
 
 /// Succeeded: 0; Failed with the command's exit code: that code; Failed
 /// otherwise (timed out, agent lost, ...): a message naming the reason.
-pub fn outcome(taskrun: &DynamicObject) -> Outcome {
+pub(crate) fn outcome(taskrun: &DynamicObject) -> Outcome {
     let name = &taskrun.metadata.name;
     let phase = follow::phase(taskrun);
     let exit_code = taskrun.status.get("exitCode").and_then(Value::as_i64);

@@ -12,7 +12,7 @@ use crate::manifest::Resolved;
 
 /// Who runs slothctl: `$USER`, else `$LOGNAME`, else the name of this
 /// process's user in /etc/passwd, else none.
-pub fn local_user() -> Option<String> {
+pub(crate) fn local_user() -> Option<String> {
     ["USER", "LOGNAME"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
@@ -33,7 +33,7 @@ fn passwd_user() -> Option<String> {
 }
 
 /// Checks `--stack`'s name before anything is sent.
-pub fn check_stack_flag(stack: Option<&str>) -> Result<(), CliError> {
+pub(crate) fn check_stack_flag(stack: Option<&str>) -> Result<(), CliError> {
     if let Some(stack) = stack {
         validate_dns1123_label(stack)
             .map_err(|why| CliError::usage(format!("--stack {stack:?}: {why}")))?;
@@ -44,7 +44,7 @@ pub fn check_stack_flag(stack: Option<&str>) -> Result<(), CliError> {
 /// Sets `spec.stack` (when `stack` is given) and the applied-by annotation
 /// (unless the manifest sets one) on every Workflow; on a CronWorkflow,
 /// `--stack` goes to the Workflows it creates.
-pub fn stamp(objects: &mut [Resolved], stack: Option<&str>, user: Option<&str>) {
+pub(crate) fn stamp(objects: &mut [Resolved], stack: Option<&str>, user: Option<&str>) {
     for object in objects {
         let spec_path: &[&str] = match object.kind.kind {
             "Workflow" => &["spec"],

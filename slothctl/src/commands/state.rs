@@ -19,7 +19,7 @@ use crate::printer::{emit, table};
 const SHORT_VALUE_CHARS: usize = 40;
 
 #[derive(Debug, Subcommand)]
-pub enum StateCommand {
+pub(crate) enum StateCommand {
     /// Set KEY to VALUE (JSON numbers, booleans, arrays, objects and quoted
     /// strings are typed; anything else is a string).
     Set(SetArgs),
@@ -37,7 +37,7 @@ pub enum StateCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     pub key: String,
     #[arg(allow_hyphen_values = true)]
     pub value: String,
@@ -50,19 +50,19 @@ pub struct SetArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     pub key: String,
 }
 
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Only keys starting with this.
     #[arg(default_value = "")]
     pub prefix: String,
 }
 
 #[derive(Debug, Args)]
-pub struct IncrArgs {
+pub(crate) struct IncrArgs {
     pub key: String,
     /// An integer, may be negative.
     #[arg(allow_hyphen_values = true, default_value = "1")]
@@ -70,7 +70,7 @@ pub struct IncrArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CasArgs {
+pub(crate) struct CasArgs {
     pub key: String,
     #[arg(allow_hyphen_values = true)]
     pub old: String,
@@ -81,7 +81,7 @@ pub struct CasArgs {
     pub string: bool,
 }
 
-pub async fn run(ctx: &Context, command: StateCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, command: StateCommand) -> anyhow::Result<()> {
     let store = StateStore::new(ctx.client.clone(), &ctx.namespace);
     let fail = |e: StateError| error(ctx, e);
     match command {
@@ -191,7 +191,7 @@ fn error(ctx: &Context, e: StateError) -> CliError {
 }
 
 /// A value on one line, cut to [`SHORT_VALUE_CHARS`].
-pub fn short_value(value: &Value) -> String {
+pub(crate) fn short_value(value: &Value) -> String {
     let text = render_value(value).replace(['\n', '\r', '\t'], " ");
     if text.chars().count() <= SHORT_VALUE_CHARS {
         return text;
@@ -202,7 +202,7 @@ pub fn short_value(value: &Value) -> String {
 }
 
 /// The EXPIRES column: `<none>`, the time left, or `expired`.
-pub fn expires(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+pub(crate) fn expires(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     match at {
         None => "<none>".to_string(),
         Some(at) if at <= now => "expired".to_string(),

@@ -13,7 +13,7 @@ use crate::printer::emit;
 /// The apiserver's default `--http-listen` port.
 const DEFAULT_HTTP_PORT: u16 = 8080;
 
-pub fn run(cli: &Cli, args: &UiArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, args: &UiArgs) -> anyhow::Result<()> {
     let file = crate::config::load(cli.config_file().as_deref())?;
     let resolved = file.resolve(cli.context.as_deref())?;
     let base = match args.http_server.as_deref().filter(|s| !s.trim().is_empty()) {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::manifest::{MAX_MANIFEST_BYTES, Params};
 
 /// The values in `file`; the error names the file and what is wrong.
-pub fn read(file: &Path) -> Result<Params, String> {
+pub(crate) fn read(file: &Path) -> Result<Params, String> {
     let shown = file.display();
     let meta = std::fs::metadata(file).map_err(|e| format!("--values {shown}: {e}"))?;
     if meta.len() > MAX_MANIFEST_BYTES as u64 {
@@ -23,7 +23,7 @@ pub fn read(file: &Path) -> Result<Params, String> {
 }
 
 /// A YAML mapping of string keys as params.
-pub fn parse(text: &str) -> Result<Params, String> {
+pub(crate) fn parse(text: &str) -> Result<Params, String> {
     let value: Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
     let map = match value {
         Value::Null => return Ok(Params::new()),

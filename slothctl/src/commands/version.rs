@@ -9,7 +9,7 @@ use crate::printer::emit;
 /// This build's version.
 const CLIENT: &str = env!("CARGO_PKG_VERSION");
 
-pub async fn run(cli: &Cli, args: &VersionArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(cli: &Cli, args: &VersionArgs) -> anyhow::Result<()> {
     emit(&format!("Client Version: {CLIENT}\n"))?;
     if args.client {
         return Ok(());

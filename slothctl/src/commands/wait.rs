@@ -18,7 +18,7 @@ use crate::kind;
 use crate::printer::emit;
 use crate::printer::jsonpath::{Template, text};
 
-pub async fn run(ctx: &Context, args: WaitArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ctx: &Context, args: WaitArgs) -> anyhow::Result<()> {
     let names: Vec<String> = args.name.iter().cloned().collect();
     let (kind, names) = kind::resolve_args(&args.kind, &names)?;
     if let Some(spec) = &args.for_ {
@@ -223,7 +223,7 @@ fn timed_out(singular: &str, name: &str, timeout: &str, phase: &str) -> CliError
 
 /// What a finished object means: Ok with the line to print when it
 /// succeeded, Err with the reason it did not.
-pub fn verdict(singular: &str, object: &DynamicObject) -> Result<String, String> {
+pub(crate) fn verdict(singular: &str, object: &DynamicObject) -> Result<String, String> {
     let name = &object.metadata.name;
     let phase = follow::phase(object);
     if phase == "Succeeded" {

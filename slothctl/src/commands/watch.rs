@@ -23,7 +23,7 @@ const ADDED: &str = "ADDED";
 const MODIFIED: &str = "MODIFIED";
 const DELETED: &str = "DELETED";
 
-pub async fn run(
+pub(crate) async fn run(
     ctx: &Context,
     kind: &'static KindInfo,
     namespace: &str,

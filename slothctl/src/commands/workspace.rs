@@ -16,7 +16,7 @@ use crate::manifest::Resolved;
 use crate::progress::{Progress, human};
 
 /// Packs and uploads `dir`; its reference.
-pub async fn upload_dir(ctx: &Context, dir: &Path) -> Result<BlobRef, CliError> {
+pub(crate) async fn upload_dir(ctx: &Context, dir: &Path) -> Result<BlobRef, CliError> {
     let shown = dir.display().to_string();
     let scratch = tempfile::Builder::new()
         .prefix("sloth-workspace-")
@@ -66,7 +66,7 @@ pub async fn upload_dir(ctx: &Context, dir: &Path) -> Result<BlobRef, CliError> 
 
 /// `apply`: uploads `--workspace DIR` (for every Workflow, CronWorkflow
 /// and TaskRun) and the workspaces Lua files declared (for theirs).
-pub async fn attach(
+pub(crate) async fn attach(
     ctx: &Context,
     objects: &mut [Resolved],
     flag: Option<&Path>,

@@ -15,26 +15,26 @@ use sloth_sdk::kinds::{KindInfo, known_kinds, lookup};
 use sloth_sdk::meta::DEFAULT_NAMESPACE;
 
 /// How stdin is named in messages.
-pub const STDIN: &str = "<stdin>";
+pub(crate) const STDIN: &str = "<stdin>";
 
 /// The largest manifest (a file or stdin) slothctl reads: far above any real
 /// one (the server stores objects of at most 1 MiB), far below what would
 /// strain memory.
-pub const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_MANIFEST_BYTES: usize = 8 * 1024 * 1024;
 
 mod parse;
 mod read;
 mod resolve;
 
-pub use parse::parse;
+pub(crate) use parse::parse;
 #[cfg(test)]
-pub use read::parse_lua;
+pub(crate) use read::parse_lua;
 use read::read_all;
-pub use resolve::{Check, Resolved, resolve, resolve_all};
+pub(crate) use resolve::{Check, Resolved, resolve, resolve_all};
 
 /// One object read from a manifest, with where it came from.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Document {
+pub(crate) struct Document {
     /// The path as the user gave it (joined for directory entries), or `<stdin>`.
     pub source: String,
     /// 1-based position of the document in its file, empty documents included.
@@ -46,7 +46,7 @@ pub struct Document {
 
 impl Document {
     /// `workflow.yaml (document 2, Workflow "build")`.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         let mut label = format!("{} (document {}", self.source, self.index);
         if let Some(item) = self.item {
             label.push_str(&format!(", items[{item}]"));
@@ -72,13 +72,13 @@ impl Document {
 }
 
 /// `--param KEY=VALUE`s: the Lua global `values` and workflow params.
-pub type Params = BTreeMap<String, String>;
+pub(crate) type Params = BTreeMap<String, String>;
 
 /// Reads every path and resolves every document (see [`resolve()`]); returns
 /// the objects, or every problem found across all files and documents.
 /// `params` override the declared `spec.params` of Workflows, and are the
 /// `values` of Lua workflow files.
-pub fn load(
+pub(crate) fn load(
     paths: &[String],
     stdin: &mut dyn Read,
     namespace_flag: Option<&str>,

@@ -9,21 +9,21 @@ use super::*;
 /// plus [`YAML_NODE_COST`] per value. An alias (`*a`) repeats the whole node
 /// its anchor names, so without a bound a few kilobytes of aliases decode to
 /// gigabytes ("billion laughs").
-pub const MAX_YAML_EXPANSION: usize = 64 * 1024 * 1024;
+pub(super) const MAX_YAML_EXPANSION: usize = 64 * 1024 * 1024;
 
 /// The deepest nesting of YAML flow collections (`[`, `{`) a manifest may
 /// have, counting every bracket in the text. libyaml's scanner does work
 /// proportional to the open flow levels for every token, so 100k nested
 /// `{a: ` took half a minute to refuse; serde_norway refuses more than 128
 /// levels of nesting anyway, so this only turns that refusal into a quick one.
-pub const MAX_YAML_FLOW_DEPTH: usize = 256;
+pub(super) const MAX_YAML_FLOW_DEPTH: usize = 256;
 
 /// What one decoded value counts against [`MAX_YAML_EXPANSION`], roughly
 /// the memory a `serde_json::Value` takes.
 pub(super) const YAML_NODE_COST: usize = 32;
 
 /// Parses one file's text: JSON (one or more values) or YAML documents.
-pub fn parse(source: &str, text: &str, json: bool) -> Result<Vec<Document>, String> {
+pub(crate) fn parse(source: &str, text: &str, json: bool) -> Result<Vec<Document>, String> {
     check_size(source, text.len())?;
     let values = if json {
         parse_json(source, text)?

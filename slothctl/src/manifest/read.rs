@@ -58,7 +58,7 @@ pub(super) fn read_stdin(
 /// statement a manifest never starts with, or an assignment or call
 /// (`name = ...`, `name(...)`, where YAML would have `name:`). Only the
 /// first line counts: a YAML block scalar may hold Lua further down.
-pub fn looks_like_lua(text: &str) -> bool {
+pub(super) fn looks_like_lua(text: &str) -> bool {
     const STARTS: &[&str] = &[
         "local ",
         "function ",
@@ -208,14 +208,18 @@ pub(super) fn check_size(source: &str, len: usize) -> Result<(), String> {
 /// the order the file defines them. What the file printed and the warnings
 /// (ignored hooks) go to stderr.
 #[cfg(test)]
-pub fn parse_lua(source: &str, text: &str, params: &Params) -> Result<Vec<Document>, String> {
+pub(crate) fn parse_lua(
+    source: &str,
+    text: &str,
+    params: &Params,
+) -> Result<Vec<Document>, String> {
     parse_lua_in(source, text, params, None)
 }
 
 /// Evaluates a Lua workflow file in `dir` (one document per Workflow, in
 /// the order the file defines them): the Lua files beside it that it
 /// `require`s or `import`s are read from there and bundled.
-pub fn parse_lua_in(
+pub(super) fn parse_lua_in(
     source: &str,
     text: &str,
     params: &Params,

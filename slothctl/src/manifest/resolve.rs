@@ -5,7 +5,7 @@ use super::*;
 
 /// A document whose kind is known and whose namespace is settled.
 #[derive(Clone, Debug)]
-pub struct Resolved {
+pub(crate) struct Resolved {
     pub doc: Document,
     pub kind: &'static KindInfo,
     /// Empty when the server is to generate it (`generateName`).
@@ -18,7 +18,7 @@ pub struct Resolved {
 
 /// What checks [`resolve()`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// Decode and validate the whole object, as the server would (apply).
     Admit,
     /// Only kind, name and namespace (delete).
@@ -28,7 +28,7 @@ pub enum Check {
 /// Settles a document's kind and namespace (`namespace_flag` when given,
 /// else `default`, for namespaced kinds; none for cluster-scoped ones) and
 /// runs `check`. The error message names the document and the field.
-pub fn resolve(
+pub(crate) fn resolve(
     doc: Document,
     namespace_flag: Option<&str>,
     check: Check,
@@ -119,7 +119,7 @@ pub fn resolve(
 }
 
 /// Resolves every document; on any failure returns one message per bad one.
-pub fn resolve_all(
+pub(crate) fn resolve_all(
     docs: Vec<Document>,
     namespace_flag: Option<&str>,
     check: Check,

@@ -5,10 +5,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
 /// Shown when a timestamp is missing.
-pub const UNKNOWN: &str = "<unknown>";
+pub(crate) const UNKNOWN: &str = "<unknown>";
 
 /// A duration with two significant units at most, coarser as it grows.
-pub fn human_duration(d: TimeDelta) -> String {
+pub(crate) fn human_duration(d: TimeDelta) -> String {
     let seconds = d.num_seconds();
     if seconds < -1 {
         return "<invalid>".to_string();
@@ -68,7 +68,7 @@ pub fn human_duration(d: TimeDelta) -> String {
 }
 
 /// An RFC 3339 timestamp in JSON.
-pub fn parse_time(value: Option<&Value>) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(value: Option<&Value>) -> Option<DateTime<Utc>> {
     let text = value?.as_str()?;
     DateTime::parse_from_rfc3339(text)
         .ok()
@@ -76,12 +76,12 @@ pub fn parse_time(value: Option<&Value>) -> Option<DateTime<Utc>> {
 }
 
 /// How long ago `since` was, or `<unknown>`.
-pub fn age(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+pub(crate) fn age(since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     since.map_or_else(|| UNKNOWN.to_string(), |t| human_duration(now - t))
 }
 
 /// How long something ran: from `start` to `end`, or to `now` while it runs.
-pub fn elapsed(
+pub(crate) fn elapsed(
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
     now: DateTime<Utc>,

@@ -10,11 +10,11 @@ use sloth_sdk::well_known::{ORIGINAL_NAME_ANNOTATION, TASK_LABEL};
 use super::age::{age, elapsed, parse_time};
 
 /// Shown for a value that is not set.
-pub const NONE: &str = "<none>";
+pub(crate) const NONE: &str = "<none>";
 
 /// What a table shows besides the kind's own columns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// `-o wide`: the kind's extra columns.
     pub wide: bool,
     /// `--all-namespaces` on a namespaced kind: NAMESPACE first.
@@ -26,7 +26,7 @@ pub struct Options {
 }
 
 /// The header line of `kind`'s table.
-pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
+pub(crate) fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
     let own: &[&str] = match (kind.kind, options.wide) {
         ("TaskRun", false) => &["NAME", "PHASE", "AGENT", "EXIT", "AGE"],
         ("TaskRun", true) => &[
@@ -94,7 +94,7 @@ pub fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
 }
 
 /// One object's row, matching [`headers`]; `event` fills the EVENT column.
-pub fn row(
+pub(crate) fn row(
     kind: &KindInfo,
     object: &DynamicObject,
     options: Options,
@@ -109,7 +109,7 @@ pub fn row(
 }
 
 /// `k=v,k=v` sorted by key, or `<none>`.
-pub fn labels_text(object: &DynamicObject) -> String {
+pub(crate) fn labels_text(object: &DynamicObject) -> String {
     let pairs: Vec<String> = object
         .metadata
         .labels
@@ -254,14 +254,14 @@ fn event_columns(
 
 /// When an Event last happened: `lastTimestamp`, else `firstTimestamp`,
 /// else when it was created.
-pub fn event_time(event: &DynamicObject) -> Option<DateTime<Utc>> {
+pub(crate) fn event_time(event: &DynamicObject) -> Option<DateTime<Utc>> {
     parse_time(event.spec.get("lastTimestamp"))
         .or_else(|| parse_time(event.spec.get("firstTimestamp")))
         .or(event.metadata.creation_timestamp)
 }
 
 /// Sorts Events oldest first (the newest at the bottom, as kubectl does).
-pub fn sort_events(events: &mut [DynamicObject]) {
+pub(crate) fn sort_events(events: &mut [DynamicObject]) {
     events.sort_by(|a, b| {
         event_time(a)
             .cmp(&event_time(b))

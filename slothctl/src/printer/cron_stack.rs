@@ -7,7 +7,7 @@ use sloth_sdk::schedule::Schedule;
 
 use super::age::{age, human_duration, parse_time};
 
-pub const CRONWORKFLOW_HEADERS: &[&str] = &[
+pub(crate) const CRONWORKFLOW_HEADERS: &[&str] = &[
     "NAME",
     "SCHEDULE",
     "SUSPEND",
@@ -16,12 +16,12 @@ pub const CRONWORKFLOW_HEADERS: &[&str] = &[
     "NEXT",
     "AGE",
 ];
-pub const STACK_HEADERS: &[&str] = &["NAME", "LAST RUN", "PHASE", "RUNS", "AGE"];
+pub(crate) const STACK_HEADERS: &[&str] = &["NAME", "LAST RUN", "PHASE", "RUNS", "AGE"];
 
 const NONE: &str = super::columns::NONE;
 
 /// SCHEDULE, SUSPEND, ACTIVE, LAST SCHEDULE (ago), NEXT (from now), AGE.
-pub fn cronworkflow_row(object: &DynamicObject, now: DateTime<Utc>, out: &mut Vec<String>) {
+pub(crate) fn cronworkflow_row(object: &DynamicObject, now: DateTime<Utc>, out: &mut Vec<String>) {
     let spec = &object.spec;
     let status = &object.status;
     let schedule = str_of(spec, "schedule");
@@ -52,7 +52,7 @@ pub fn cronworkflow_row(object: &DynamicObject, now: DateTime<Utc>, out: &mut Ve
 }
 
 /// LAST RUN (the latest workflow), PHASE (its phase), RUNS, AGE.
-pub fn stack_row(object: &DynamicObject, now: DateTime<Utc>, out: &mut Vec<String>) {
+pub(crate) fn stack_row(object: &DynamicObject, now: DateTime<Utc>, out: &mut Vec<String>) {
     let status = &object.status;
     let last = status
         .get("history")

@@ -9,13 +9,13 @@ use super::jsonpath::{Template, text};
 
 /// Parsed columns.
 #[derive(Debug)]
-pub struct Columns {
+pub(crate) struct Columns {
     columns: Vec<(String, Template)>,
 }
 
 impl Columns {
     /// `NAME:.metadata.name,PHASE:.status.phase`.
-    pub fn parse(spec: &str) -> Result<Self, String> {
+    pub(crate) fn parse(spec: &str) -> Result<Self, String> {
         let mut columns = Vec::new();
         for part in split_columns(spec) {
             let Some((header, expr)) = part.split_once(':') else {
@@ -38,12 +38,12 @@ impl Columns {
         Ok(Self { columns })
     }
 
-    pub fn headers(&self) -> Vec<String> {
+    pub(crate) fn headers(&self) -> Vec<String> {
         self.columns.iter().map(|(h, _)| h.clone()).collect()
     }
 
     /// One object's cells.
-    pub fn row(&self, object: &Value) -> Vec<String> {
+    pub(crate) fn row(&self, object: &Value) -> Vec<String> {
         self.columns
             .iter()
             .map(|(_, template)| {

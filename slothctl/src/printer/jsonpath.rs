@@ -9,7 +9,7 @@ use serde_json_path::JsonPath;
 
 /// A parsed template.
 #[derive(Debug)]
-pub struct Template {
+pub(crate) struct Template {
     nodes: Vec<Node>,
 }
 
@@ -25,7 +25,7 @@ enum Node {
 
 impl Template {
     /// Parses `text`; the error names what is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut stack: Vec<(Option<JsonPath>, Vec<Node>)> = vec![(None, Vec::new())];
         let mut rest = text;
         while !rest.is_empty() {
@@ -63,7 +63,7 @@ impl Template {
     /// A template of one expression, with or without its braces (kubectl's
     /// relaxed form for custom-columns and --sort-by: `.status.phase`,
     /// `{.status.phase}`, `status.phase`).
-    pub fn relaxed(expr: &str) -> Result<Self, String> {
+    pub(crate) fn relaxed(expr: &str) -> Result<Self, String> {
         let expr = expr.trim();
         if expr.starts_with('{') != expr.ends_with('}') {
             return Err(format!("unbalanced braces in {expr:?}"));
@@ -82,7 +82,7 @@ impl Template {
 
     /// The text the template makes of `value`. Missing fields print nothing
     /// (kubectl's default, --allow-missing-template-keys).
-    pub fn render(&self, value: &Value) -> String {
+    pub(crate) fn render(&self, value: &Value) -> String {
         let mut out = String::new();
         render_nodes(&self.nodes, value, &mut out);
         out
@@ -90,7 +90,7 @@ impl Template {
 
     /// Every value the template's expressions select (for custom-columns,
     /// --sort-by and wait, where the template is one expression).
-    pub fn values<'a>(&self, value: &'a Value) -> Vec<&'a Value> {
+    pub(crate) fn values<'a>(&self, value: &'a Value) -> Vec<&'a Value> {
         self.nodes
             .iter()
             .filter_map(|n| match n {
@@ -126,7 +126,7 @@ fn render_nodes(nodes: &[Node], value: &Value, out: &mut String) {
 }
 
 /// A value as kubectl prints it: strings bare, everything else as JSON.
-pub fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
         other => other.to_string(),

@@ -1,20 +1,20 @@
 //! How objects are shown: tables (per-kind columns, kubectl ages) and the
 //! machine-readable forms.
 
-pub mod age;
-pub mod columns;
-pub mod cron_stack;
-pub mod custom_columns;
-pub mod jsonpath;
-pub mod output;
-pub mod table;
+pub(crate) mod age;
+pub(crate) mod columns;
+pub(crate) mod cron_stack;
+pub(crate) mod custom_columns;
+pub(crate) mod jsonpath;
+pub(crate) mod output;
+pub(crate) mod table;
 
 use std::io::Write;
 use std::sync::Arc;
 
 /// `-o`: how `get` prints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Aligned columns.
     #[default]
     Table,
@@ -29,7 +29,7 @@ pub enum Format {
 /// `get -o`: one of the [`Format`]s, or a template (kubectl's
 /// `jsonpath=TEMPLATE` and `custom-columns=SPEC`).
 #[derive(Clone, Debug)]
-pub enum Output {
+pub(crate) enum Output {
     Plain(Format),
     JsonPath(Arc<jsonpath::Template>),
     CustomColumns(Arc<custom_columns::Columns>),
@@ -37,7 +37,7 @@ pub enum Output {
 
 impl Output {
     /// clap's parser for `-o`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         if let Some(template) = text.strip_prefix("jsonpath=") {
             return Ok(Self::JsonPath(Arc::new(jsonpath::Template::parse(
                 template,
@@ -59,7 +59,7 @@ impl Output {
     }
 
     /// The plain format, when it is one.
-    pub fn format(&self) -> Option<Format> {
+    pub(crate) fn format(&self) -> Option<Format> {
         match self {
             Self::Plain(format) => Some(*format),
             _ => None,
@@ -69,12 +69,12 @@ impl Output {
 
 /// Writes `text` to stdout and flushes, so that readers through a pipe see
 /// each line as soon as it is printed.
-pub fn emit(text: &str) -> std::io::Result<()> {
+pub(crate) fn emit(text: &str) -> std::io::Result<()> {
     emit_bytes(text.as_bytes())
 }
 
 /// Writes raw bytes (a command's output, unmodified) to stdout and flushes.
-pub fn emit_bytes(bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn emit_bytes(bytes: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()

@@ -8,12 +8,12 @@ use sloth_sdk::kinds::KindInfo;
 use crate::error::CliError;
 
 /// An object as JSON.
-pub fn to_value(object: &DynamicObject) -> Result<Value, CliError> {
+pub(crate) fn to_value(object: &DynamicObject) -> Result<Value, CliError> {
     serde_json::to_value(object).map_err(|e| CliError::failed(format!("cannot encode object: {e}")))
 }
 
 /// kubectl's list form: `apiVersion: v1, kind: List, items: [...]`.
-pub fn list(objects: &[DynamicObject], resource_version: &str) -> Result<Value, CliError> {
+pub(crate) fn list(objects: &[DynamicObject], resource_version: &str) -> Result<Value, CliError> {
     let items = objects
         .iter()
         .map(to_value)
@@ -27,12 +27,12 @@ pub fn list(objects: &[DynamicObject], resource_version: &str) -> Result<Value, 
 }
 
 /// A watch event as kubectl prints it with `--output-watch-events`.
-pub fn event(kind: &str, object: &DynamicObject) -> Result<Value, CliError> {
+pub(crate) fn event(kind: &str, object: &DynamicObject) -> Result<Value, CliError> {
     Ok(json!({"type": kind, "object": to_value(object)?}))
 }
 
 /// YAML text ending in a newline.
-pub fn yaml(value: &Value) -> Result<String, CliError> {
+pub(crate) fn yaml(value: &Value) -> Result<String, CliError> {
     let mut text = serde_norway::to_string(value)
         .map_err(|e| CliError::failed(format!("cannot encode YAML: {e}")))?;
     if !text.ends_with('\n') {
@@ -42,7 +42,7 @@ pub fn yaml(value: &Value) -> Result<String, CliError> {
 }
 
 /// Indented JSON ending in a newline.
-pub fn json_pretty(value: &Value) -> Result<String, CliError> {
+pub(crate) fn json_pretty(value: &Value) -> Result<String, CliError> {
     let mut text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::failed(format!("cannot encode JSON: {e}")))?;
     text.push('\n');
@@ -50,7 +50,7 @@ pub fn json_pretty(value: &Value) -> Result<String, CliError> {
 }
 
 /// One line of JSON (for watch output).
-pub fn json_line(value: &Value) -> Result<String, CliError> {
+pub(crate) fn json_line(value: &Value) -> Result<String, CliError> {
     let mut text = serde_json::to_string(value)
         .map_err(|e| CliError::failed(format!("cannot encode JSON: {e}")))?;
     text.push('\n');
@@ -58,7 +58,7 @@ pub fn json_line(value: &Value) -> Result<String, CliError> {
 }
 
 /// `taskrun/NAME`.
-pub fn name(kind: &KindInfo, object: &DynamicObject) -> String {
+pub(crate) fn name(kind: &KindInfo, object: &DynamicObject) -> String {
     format!("{}/{}", kind.singular, object.metadata.name)
 }
 

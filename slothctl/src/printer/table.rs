@@ -7,13 +7,13 @@ const GAP: usize = 3;
 /// Column widths that only grow, so rows printed later (watch) line up with
 /// those printed before as far as possible.
 #[derive(Clone, Debug, Default)]
-pub struct Layout {
+pub(crate) struct Layout {
     widths: Vec<usize>,
 }
 
 impl Layout {
     /// A layout wide enough for `headers` and every row.
-    pub fn new(headers: &[String], rows: &[Vec<String>]) -> Self {
+    pub(crate) fn new(headers: &[String], rows: &[Vec<String>]) -> Self {
         let mut layout = Self::default();
         layout.fit(headers);
         for row in rows {
@@ -23,7 +23,7 @@ impl Layout {
     }
 
     /// Widens columns to fit `row`.
-    pub fn fit(&mut self, row: &[String]) {
+    pub(crate) fn fit(&mut self, row: &[String]) {
         if self.widths.len() < row.len() {
             self.widths.resize(row.len(), 0);
         }
@@ -33,7 +33,7 @@ impl Layout {
     }
 
     /// One line (no newline): every cell but the last padded to its column.
-    pub fn line(&self, row: &[String]) -> String {
+    pub(crate) fn line(&self, row: &[String]) -> String {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             line.push_str(cell);
@@ -49,7 +49,7 @@ impl Layout {
 
 /// A whole table, one line per row, each ending in a newline; the header
 /// line first unless `headers` is None.
-pub fn render(headers: Option<&[String]>, rows: &[Vec<String>]) -> String {
+pub(crate) fn render(headers: Option<&[String]>, rows: &[Vec<String>]) -> String {
     let layout = Layout::new(headers.unwrap_or_default(), rows);
     let mut out = String::new();
     for row in headers.into_iter().chain(rows.iter().map(Vec::as_slice)) {

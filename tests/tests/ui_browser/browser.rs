@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 /// How long chromedriver may take to listen and chromium to start.
 const START_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a page condition may take (a loaded machine, real controllers).
-pub const PAGE_DEADLINE: Duration = Duration::from_secs(60);
+pub(crate) const PAGE_DEADLINE: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
 
-pub struct Browser {
+pub(crate) struct Browser {
     pub client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
@@ -35,13 +35,13 @@ fn free_port() -> u16 {
 
 impl Browser {
     /// Starts chromedriver and a headless chromium of `width` x `height`.
-    pub async fn start(width: u32, height: u32) -> Self {
+    pub(crate) async fn start(width: u32, height: u32) -> Self {
         Self::start_with(width, height, &[]).await
     }
 
     /// [`Browser::start`] with a dark system theme: pages see
     /// `prefers-color-scheme: dark`.
-    pub async fn start_dark(width: u32, height: u32) -> Self {
+    pub(crate) async fn start_dark(width: u32, height: u32) -> Self {
         Self::start_with(
             width,
             height,
@@ -115,7 +115,7 @@ impl Browser {
     }
 
     /// Ends the session (chromium quits) before the driver is killed.
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let client = self.client.clone();
         let _ = tokio::time::timeout(Duration::from_secs(20), client.close()).await;
         kill_group(&mut self.driver);
@@ -123,7 +123,7 @@ impl Browser {
 
     /// Waits until `check` returns Some, polling; panics with `what` at the
     /// deadline. Errors (an element re-rendered under us) count as "not yet".
-    pub async fn wait<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    pub(crate) async fn wait<T, F, Fut>(&self, what: &str, mut check: F) -> T
     where
         F: FnMut(Client) -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
@@ -142,13 +142,13 @@ impl Browser {
     }
 
     /// The text of the first element matching `css`, if there is one.
-    pub async fn text(&self, css: &str) -> Option<String> {
+    pub(crate) async fn text(&self, css: &str) -> Option<String> {
         text(&self.client, css).await
     }
 
     /// Waits for an element matching `css` and clicks it (retrying when
     /// the page re-renders it between finding and clicking).
-    pub async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.wait(&format!("a clickable {css}"), |c| async move {
             let e = c.find(Locator::Css(css)).await.ok()?;
             e.click().await.ok()
@@ -157,7 +157,7 @@ impl Browser {
     }
 
     /// Waits for an element matching `css`.
-    pub async fn element(&self, css: &str) -> Element {
+    pub(crate) async fn element(&self, css: &str) -> Element {
         self.wait(&format!("an element {css}"), |c| async move {
             c.find(Locator::Css(css)).await.ok()
         })
@@ -165,7 +165,7 @@ impl Browser {
     }
 
     /// How many elements match `css` now.
-    pub async fn count(&self, css: &str) -> usize {
+    pub(crate) async fn count(&self, css: &str) -> usize {
         self.client
             .find_all(Locator::Css(css))
             .await
@@ -173,7 +173,7 @@ impl Browser {
     }
 
     /// Runs a script in the page and returns its value.
-    pub async fn eval(&self, script: &str) -> Value {
+    pub(crate) async fn eval(&self, script: &str) -> Value {
         self.client
             .execute(script, vec![])
             .await
@@ -181,7 +181,7 @@ impl Browser {
     }
 
     /// The page's computed background colour as `[r, g, b]`.
-    pub async fn background(&self) -> [u8; 3] {
+    pub(crate) async fn background(&self) -> [u8; 3] {
         let colour = self
             .eval("return getComputedStyle(document.body).backgroundColor;")
             .await;
@@ -201,7 +201,7 @@ impl Browser {
 
     /// Saves a PNG of the page as `name`.png under target/ui-screenshots/
     /// and, with SLOTH_UPDATE_SCREENSHOTS=1, under docs/ui/ too.
-    pub async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
         let mut dirs = vec![screenshot_dir()];
         if std::env::var("SLOTH_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
@@ -221,7 +221,7 @@ impl Drop for Browser {
 }
 
 /// The text of the first element matching `css` in `client`'s page.
-pub async fn text(client: &Client, css: &str) -> Option<String> {
+pub(crate) async fn text(client: &Client, css: &str) -> Option<String> {
     client.find(Locator::Css(css)).await.ok()?.text().await.ok()
 }
 
@@ -249,7 +249,7 @@ fn workspace() -> PathBuf {
 
 /// `$CARGO_TARGET_DIR/ui-screenshots`, else next to this test binary's
 /// `target/<profile>/deps`.
-pub fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         let dir = if dir.is_absolute() {

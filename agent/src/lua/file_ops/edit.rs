@@ -34,7 +34,7 @@ pub(super) fn present(args: &Args, opts: &Table) -> mlua::Result<bool> {
 
 /// The lines of `path` after ensuring `line` (or the lines matching
 /// `regexp`) present or absent, as Ansible's lineinfile does.
-pub fn edit_lines(
+pub(super) fn edit_lines(
     lines: &[String],
     line: Option<&str>,
     regexp: Option<&regex::Regex>,
@@ -114,7 +114,7 @@ pub(super) fn line_in_file(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<
 
 /// The text with the block between the two marker lines made `block` (or
 /// removed); a missing block is appended.
-pub fn edit_block(text: &str, begin: &str, end: &str, block: Option<&str>) -> String {
+pub(super) fn edit_block(text: &str, begin: &str, end: &str, block: Option<&str>) -> String {
     let lines = split_lines(text);
     let start = lines.iter().position(|l| l == begin);
     let stop = start.and_then(|s| lines[s..].iter().position(|l| l == end).map(|e| s + e));

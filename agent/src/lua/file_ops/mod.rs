@@ -20,7 +20,7 @@ mod tests;
 use archive::unarchive;
 use edit::{block_in_file, line_in_file, replace, template};
 
-pub fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
+pub(super) fn module(lua: &Lua, ctx: &Rc<RunCtx>) -> mlua::Result<Table> {
     let m = ModuleTable::new(lua, ctx, "file_ops")?;
     m.add("file_ops.copy", copy)?;
     m.add("file_ops.move", move_file)?;
@@ -282,7 +282,7 @@ fn stat(lua: &Lua, ctx: &RunCtx, args: Args) -> mlua::Result<Table> {
 }
 
 /// The sha256 of `bytes` as lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes)
         .as_ref()
         .iter()

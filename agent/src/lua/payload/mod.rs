@@ -18,7 +18,7 @@ mod returned;
 #[cfg(test)]
 mod tests;
 
-pub use returned::describe_error;
+pub(super) use returned::describe_error;
 use returned::returned;
 pub(super) use returned::returned_from_task;
 
@@ -27,7 +27,7 @@ const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 
 /// How a Lua payload ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LuaOutcome {
+pub(crate) enum LuaOutcome {
     /// The code returned: `ok`, the message and the results.
     Returned {
         ok: bool,
@@ -47,7 +47,7 @@ pub enum LuaOutcome {
 }
 
 /// Runs `job` on a blocking thread; `stop` interrupts it.
-pub async fn run(job: LuaJob, stop: watch::Receiver<Option<StopReason>>) -> LuaOutcome {
+pub(crate) async fn run(job: LuaJob, stop: watch::Receiver<Option<StopReason>>) -> LuaOutcome {
     let handle = tokio::runtime::Handle::current();
     match tokio::task::spawn_blocking(move || run_blocking(job, Some(stop), Some(handle))).await {
         Ok(outcome) => outcome,
@@ -56,7 +56,7 @@ pub async fn run(job: LuaJob, stop: watch::Receiver<Option<StopReason>>) -> LuaO
 }
 
 /// Runs `job` on the calling thread.
-pub fn run_blocking(
+pub(super) fn run_blocking(
     job: LuaJob,
     stop: Option<watch::Receiver<Option<StopReason>>>,
     handle: Option<tokio::runtime::Handle>,

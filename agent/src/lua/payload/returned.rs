@@ -102,7 +102,7 @@ pub(super) fn returned(lua: &Lua, values: MultiValue) -> LuaOutcome {
 
 /// The results table as `status.results`: string keys with string, number
 /// or boolean values, under the same rules and caps as shell results.
-pub fn results_of(lua: &Lua, value: &Value) -> Result<BTreeMap<String, String>, String> {
+pub(super) fn results_of(lua: &Lua, value: &Value) -> Result<BTreeMap<String, String>, String> {
     let table = match value {
         Value::Nil => return Ok(BTreeMap::new()),
         Value::Table(t) => t,
@@ -158,7 +158,7 @@ pub fn results_of(lua: &Lua, value: &Value) -> Result<BTreeMap<String, String>, 
 
 /// The text of a Lua error: its message (with the position `chunk:LINE:`
 /// of the Lua code that raised it) and its traceback.
-pub fn describe_error(e: &mlua::Error) -> String {
+pub(crate) fn describe_error(e: &mlua::Error) -> String {
     match e {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         mlua::Error::RuntimeError(message) => message.clone(),

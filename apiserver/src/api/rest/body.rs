@@ -19,7 +19,7 @@ fn content_type(headers: &HeaderMap) -> &str {
 }
 
 /// Decodes a body as JSON, or as YAML when its Content-Type says so.
-pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, Failure> {
+pub(super) fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, Failure> {
     let media = content_type(headers);
     let value: Value = if media.contains("yaml") {
         serde_norway::from_slice(body)
@@ -35,14 +35,14 @@ pub fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Value, Failure> {
 }
 
 /// Whether a PATCH body is a JSON merge patch (the only kind served).
-pub fn is_merge_patch(headers: &HeaderMap) -> bool {
+pub(super) fn is_merge_patch(headers: &HeaderMap) -> bool {
     content_type(headers).starts_with("application/merge-patch+json")
 }
 
 /// Fills in what the path says and the body leaves out (kind, apiVersion,
 /// namespace, and name for a named path), and refuses a body that says
 /// otherwise than its path.
-pub fn fit_to_path(
+pub(super) fn fit_to_path(
     value: &mut Value,
     kind: &str,
     namespace: &str,
@@ -87,7 +87,7 @@ fn fill(
 }
 
 /// The object a named path's body carries, as the JSON the gRPC handlers take.
-pub fn object_body(
+pub(super) fn object_body(
     headers: &HeaderMap,
     body: &[u8],
     path: &ObjectPath,
@@ -120,7 +120,7 @@ struct Preconditions {
 
 /// The resourceVersion a DELETE body's `preconditions` require; empty
 /// without a body or precondition.
-pub fn delete_precondition(headers: &HeaderMap, body: &[u8]) -> Result<String, Failure> {
+pub(super) fn delete_precondition(headers: &HeaderMap, body: &[u8]) -> Result<String, Failure> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(String::new());
     }
@@ -129,13 +129,13 @@ pub fn delete_precondition(headers: &HeaderMap, body: &[u8]) -> Result<String, F
     Ok(options.preconditions.resource_version)
 }
 
-pub fn encode(value: &Value) -> Result<Vec<u8>, Failure> {
+pub(super) fn encode(value: &Value) -> Result<Vec<u8>, Failure> {
     serde_json::to_vec(value).map_err(|e| Failure::bad_request(format!("cannot encode: {e}")))
 }
 
 /// Applies a JSON merge patch (RFC 7386): objects merge key by key, `null`
 /// removes a key, anything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
+pub(super) fn merge_patch(target: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
         *target = patch.clone();
         return;

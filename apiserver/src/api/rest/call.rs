@@ -13,22 +13,22 @@ use crate::access::guard::{Guard, HttpRefusal};
 
 /// Who made an HTTP request.
 #[derive(Debug)]
-pub struct Caller {
+pub(super) struct Caller {
     headers: HeaderMap,
     peer: PeerInfo,
 }
 
 impl Caller {
-    pub fn new(headers: HeaderMap, peer: PeerInfo) -> Self {
+    pub(super) fn new(headers: HeaderMap, peer: PeerInfo) -> Self {
         Self { headers, peer }
     }
 
-    pub fn headers(&self) -> &HeaderMap {
+    pub(super) fn headers(&self) -> &HeaderMap {
         &self.headers
     }
 
     /// `message` as a gRPC request from this caller.
-    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+    pub(super) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut extensions = tonic::Extensions::new();
         extensions.insert(self.peer.clone());
         tonic::Request::from_parts(
@@ -41,7 +41,7 @@ impl Caller {
     /// Who the caller is, for answers that are not one gRPC call (the
     /// rules review, the OpenAPI document): 401 or 429 as the handlers
     /// would answer.
-    pub fn authenticate(&self, guard: &Guard) -> Result<User, Failure> {
+    pub(super) fn authenticate(&self, guard: &Guard) -> Result<User, Failure> {
         guard
             .authenticate_http(self.headers.clone(), &self.peer)
             .map_err(|refusal| match refusal {

@@ -13,7 +13,7 @@ use super::query::Params;
 use super::status::Failure;
 use super::stream;
 
-pub async fn logs(
+pub(super) async fn logs(
     rest: &Rest,
     caller: &Caller,
     path: &ObjectPath,

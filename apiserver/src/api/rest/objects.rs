@@ -22,17 +22,21 @@ const PATCH_ATTEMPTS: usize = 5;
 
 /// Which endpoint a write goes to.
 #[derive(Clone, Copy, Debug)]
-pub enum Subresource {
+pub(super) enum Subresource {
     Main,
     Status,
 }
 
 /// A JSON answer from bytes already encoded.
-pub fn json_bytes(status: StatusCode, json: Vec<u8>) -> Response {
+pub(super) fn json_bytes(status: StatusCode, json: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
-pub async fn get(rest: &Rest, caller: &Caller, path: &ObjectPath) -> Result<Response, Failure> {
+pub(super) async fn get(
+    rest: &Rest,
+    caller: &Caller,
+    path: &ObjectPath,
+) -> Result<Response, Failure> {
     let object = fetch(rest, caller, path).await?;
     Ok(json_bytes(StatusCode::OK, object.json))
 }
@@ -46,7 +50,7 @@ async fn fetch(rest: &Rest, caller: &Caller, path: &ObjectPath) -> Result<pb::Ob
     Ok(rest.service.get(request).await?.into_inner())
 }
 
-pub async fn list(
+pub(super) async fn list(
     rest: &Rest,
     caller: &Caller,
     kind: &'static KindInfo,
@@ -86,7 +90,7 @@ fn list_json(kind: &KindInfo, listed: pb::ListResponse) -> Vec<u8> {
     out
 }
 
-pub async fn create(
+pub(super) async fn create(
     rest: &Rest,
     caller: &Caller,
     kind: &'static KindInfo,
@@ -114,7 +118,7 @@ fn envelope(kind: &KindInfo, json: Vec<u8>) -> pb::Object {
     }
 }
 
-pub async fn update(
+pub(super) async fn update(
     rest: &Rest,
     caller: &Caller,
     path: &ObjectPath,
@@ -149,7 +153,7 @@ async fn write(
 /// A JSON merge patch: read, merge, write with the read resourceVersion as
 /// precondition; a race with another writer reads again (unless the patch
 /// itself names a resourceVersion, which then must hold).
-pub async fn patch(
+pub(super) async fn patch(
     rest: &Rest,
     caller: &Caller,
     path: &ObjectPath,
@@ -197,7 +201,7 @@ pub async fn patch(
 /// DELETE, with Kubernetes' optional `DeleteOptions` body: its
 /// `preconditions.resourceVersion` is the gRPC DeleteRequest's (409
 /// Conflict when the object has changed since).
-pub async fn delete(
+pub(super) async fn delete(
     rest: &Rest,
     caller: &Caller,
     path: &ObjectPath,

@@ -21,10 +21,10 @@ use crate::api::http::HttpPeer;
 use crate::api::version::{API_VERSION, VERSION};
 
 /// Where the document is served.
-pub const OPENAPI_PATHS: [&str; 2] = ["/openapi/v3", "/openapi/v3/apis/sloth.dev/v1"];
+pub(super) const OPENAPI_PATHS: [&str; 2] = ["/openapi/v3", "/openapi/v3/apis/sloth.dev/v1"];
 
 /// Any authenticated caller may read it (as Kubernetes' discovery role).
-pub async fn serve(
+pub(super) async fn serve(
     State(rest): State<Rest>,
     ConnectInfo(peer): ConnectInfo<HttpPeer>,
     headers: HeaderMap,

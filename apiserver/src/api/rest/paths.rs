@@ -9,11 +9,11 @@
 use sloth_sdk::kinds::{KINDS, KindInfo};
 
 /// The prefix every resource path starts with.
-pub const PREFIX: &str = "/apis/sloth.dev/v1";
+pub(super) const PREFIX: &str = "/apis/sloth.dev/v1";
 
 /// What a path names.
 #[derive(Debug)]
-pub enum Target {
+pub(super) enum Target {
     /// A collection: `namespace` is empty for a cluster-scoped kind and for
     /// a namespaced kind across every namespace.
     Collection {
@@ -30,7 +30,7 @@ pub enum Target {
 
 /// One object.
 #[derive(Debug)]
-pub struct ObjectPath {
+pub(super) struct ObjectPath {
     pub kind: &'static KindInfo,
     pub namespace: String,
     pub name: String,
@@ -38,7 +38,7 @@ pub struct ObjectPath {
 
 /// Why a path names nothing (HTTP 404).
 #[derive(Debug, thiserror::Error)]
-pub enum PathError {
+pub(super) enum PathError {
     #[error("the server could not find the requested resource {0:?}")]
     Unknown(String),
     #[error("the server has no resource {plural:?} (known: {known})")]
@@ -52,7 +52,7 @@ pub enum PathError {
 }
 
 /// The kind served under `plural`.
-pub fn kind_of_plural(plural: &str) -> Result<&'static KindInfo, PathError> {
+pub(super) fn kind_of_plural(plural: &str) -> Result<&'static KindInfo, PathError> {
     KINDS
         .iter()
         .find(|k| k.plural == plural)
@@ -67,7 +67,7 @@ pub fn kind_of_plural(plural: &str) -> Result<&'static KindInfo, PathError> {
 }
 
 /// Parses `rest`, the path after [`PREFIX`] and its slash.
-pub fn parse(rest: &str) -> Result<Target, PathError> {
+pub(super) fn parse(rest: &str) -> Result<Target, PathError> {
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     let unknown = || PathError::Unknown(format!("{PREFIX}/{rest}"));
     if segments.iter().any(|s| s.is_empty()) {

@@ -8,7 +8,7 @@ use super::status::Failure;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Params {
+pub(super) struct Params {
     pub label_selector: Option<String>,
     pub field_selector: Option<String>,
     pub limit: Option<i64>,
@@ -41,24 +41,24 @@ fn flag(name: &str, value: &Option<String>) -> Result<bool, Failure> {
 }
 
 impl Params {
-    pub fn watch(&self) -> Result<bool, Failure> {
+    pub(super) fn watch(&self) -> Result<bool, Failure> {
         flag("watch", &self.watch)
     }
 
-    pub fn allow_watch_bookmarks(&self) -> Result<bool, Failure> {
+    pub(super) fn allow_watch_bookmarks(&self) -> Result<bool, Failure> {
         flag("allowWatchBookmarks", &self.allow_watch_bookmarks)
     }
 
-    pub fn follow(&self) -> Result<bool, Failure> {
+    pub(super) fn follow(&self) -> Result<bool, Failure> {
         flag("follow", &self.follow)
     }
 
-    pub fn timestamps(&self) -> Result<bool, Failure> {
+    pub(super) fn timestamps(&self) -> Result<bool, Failure> {
         flag("timestamps", &self.timestamps)
     }
 
     /// Of a log: 0 (all) when absent.
-    pub fn tail_lines(&self) -> Result<i64, Failure> {
+    pub(super) fn tail_lines(&self) -> Result<i64, Failure> {
         match self.tail_lines {
             None => Ok(0),
             Some(n) if n >= 1 => Ok(n),
@@ -68,7 +68,7 @@ impl Params {
         }
     }
 
-    pub fn dry_run(&self) -> Result<bool, Failure> {
+    pub(super) fn dry_run(&self) -> Result<bool, Failure> {
         match self.dry_run.as_deref() {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
@@ -78,13 +78,13 @@ impl Params {
         }
     }
 
-    pub fn text(value: &Option<String>) -> String {
+    pub(super) fn text(value: &Option<String>) -> String {
         value.clone().unwrap_or_default()
     }
 }
 
 /// The list of a collection that `params` ask for.
-pub fn list_request(kind: &KindInfo, namespace: &str, params: &Params) -> pb::ListRequest {
+pub(super) fn list_request(kind: &KindInfo, namespace: &str, params: &Params) -> pb::ListRequest {
     pb::ListRequest {
         kind: kind.kind.to_string(),
         namespace: namespace.to_string(),
@@ -98,7 +98,7 @@ pub fn list_request(kind: &KindInfo, namespace: &str, params: &Params) -> pb::Li
 
 /// The watch of a collection that `params` ask for: what the list would
 /// select, from its resourceVersion on.
-pub fn watch_request(
+pub(super) fn watch_request(
     kind: &KindInfo,
     namespace: &str,
     params: &Params,

@@ -34,7 +34,7 @@ const GRANTS: &[(Verb, &str, &[&str])] = &[
     (Verb::Logs, "log", &["get"]),
 ];
 
-pub fn review(rest: &Rest, caller: &Caller, params: &Params) -> Result<Response, Failure> {
+pub(super) fn review(rest: &Rest, caller: &Caller, params: &Params) -> Result<Response, Failure> {
     let user = caller.authenticate(&rest.guard)?;
     let namespace = Params::text(&params.namespace);
     let body = json!({

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 /// The HTTP status and Kubernetes `reason` of a gRPC code.
 /// `InvalidArgument` is 422 Invalid when the error names fields, else 400.
-pub fn http_of(code: tonic::Code, has_causes: bool) -> (StatusCode, &'static str) {
+pub(super) fn http_of(code: tonic::Code, has_causes: bool) -> (StatusCode, &'static str) {
     use tonic::Code;
     match code {
         Code::Ok => (StatusCode::OK, ""),
@@ -29,7 +29,7 @@ pub fn http_of(code: tonic::Code, has_causes: bool) -> (StatusCode, &'static str
 
 /// A failure answered as a `Status` object.
 #[derive(Debug)]
-pub struct Failure {
+pub(super) struct Failure {
     pub status: StatusCode,
     pub reason: &'static str,
     pub message: String,
@@ -38,7 +38,11 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(
+        status: StatusCode,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             reason,
@@ -47,15 +51,15 @@ impl Failure {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
 
-    pub fn method_not_allowed(method: &axum::http::Method, what: &str) -> Self {
+    pub(super) fn method_not_allowed(method: &axum::http::Method, what: &str) -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -64,7 +68,7 @@ impl Failure {
     }
 
     /// The `Status` object.
-    pub fn to_json(&self) -> Value {
+    pub(super) fn to_json(&self) -> Value {
         let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",

@@ -8,7 +8,7 @@ use futures_util::{Stream, StreamExt};
 
 /// `items` as body chunks: `ok` of each item, until the first error, which
 /// becomes the last chunk (`failed` says why).
-pub fn until_first_error<T, S>(
+pub(super) fn until_first_error<T, S>(
     items: S,
     ok: impl Fn(T) -> Bytes + Send + 'static,
     failed: impl Fn(tonic::Status) -> Bytes + Send + 'static,
@@ -32,7 +32,7 @@ where
 }
 
 /// A 200 answer of `content_type` streamed from `chunks`, never cached.
-pub fn streamed<S>(content_type: &'static str, chunks: S) -> Response
+pub(super) fn streamed<S>(content_type: &'static str, chunks: S) -> Response
 where
     S: Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
 {

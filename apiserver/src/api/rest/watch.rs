@@ -22,7 +22,7 @@ use super::status::Failure;
 use super::stream;
 use crate::api::version::API_VERSION;
 
-pub async fn watch(
+pub(super) async fn watch(
     rest: &Rest,
     caller: &Caller,
     kind: &'static KindInfo,

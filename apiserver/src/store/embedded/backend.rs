@@ -28,7 +28,7 @@ pub(super) struct DataFile {
 }
 
 impl DataFile {
-    pub fn open(path: &Path, fault_switch: Option<&Path>) -> io::Result<Self> {
+    pub(super) fn open(path: &Path, fault_switch: Option<&Path>) -> io::Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -151,7 +151,7 @@ struct OverlayState {
 }
 
 impl Overlay {
-    pub fn new(file: DataFile) -> io::Result<Self> {
+    pub(super) fn new(file: DataFile) -> io::Result<Self> {
         let len = file.len()?;
         Ok(Self {
             file,

@@ -48,7 +48,7 @@ impl Files {
 
     /// The database, for reading and writing. redb repairs a file left by a
     /// crash (or a failed commit) here, which writes to it.
-    pub fn open(&self) -> StoreResult<Database> {
+    pub(super) fn open(&self) -> StoreResult<Database> {
         Builder::new()
             .create_with_backend(self.data_file()?)
             .map_err(backend("opening the database file"))
@@ -56,7 +56,7 @@ impl Files {
 
     /// The database with every write kept in memory: readable while the
     /// disk refuses writes.
-    pub fn open_read_only(&self) -> StoreResult<Database> {
+    pub(super) fn open_read_only(&self) -> StoreResult<Database> {
         let overlay = Overlay::new(self.data_file()?)
             .map_err(backend("opening the database file read-only"))?;
         Builder::new()

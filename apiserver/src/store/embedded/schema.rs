@@ -42,7 +42,7 @@ pub(super) struct Record {
 }
 
 impl Record {
-    pub fn live(create_rev: u64, value: Bytes) -> Self {
+    pub(super) fn live(create_rev: u64, value: Bytes) -> Self {
         Self {
             create_rev,
             tombstone: false,
@@ -52,7 +52,7 @@ impl Record {
 
     /// Keeps the create revision of the deleted value, for debugging only:
     /// no read returns a tombstone.
-    pub fn tombstone(create_rev: u64) -> Self {
+    pub(super) fn tombstone(create_rev: u64) -> Self {
         Self {
             create_rev,
             tombstone: true,
@@ -60,7 +60,7 @@ impl Record {
         }
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + self.value.len());
         out.push(if self.tombstone { TOMBSTONE } else { 0 });
         out.extend_from_slice(&self.create_rev.to_le_bytes());
@@ -68,7 +68,7 @@ impl Record {
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> StoreResult<Self> {
+    pub(super) fn decode(bytes: &[u8]) -> StoreResult<Self> {
         let (header, value) = bytes.split_at_checked(HEADER).ok_or_else(|| {
             StoreError::Backend(format!("stored version truncated to {} bytes", bytes.len()))
         })?;
@@ -82,11 +82,11 @@ impl Record {
     }
 
     /// Compaction only needs the flag; decoding would copy the value.
-    pub fn is_tombstone(bytes: &[u8]) -> bool {
+    pub(super) fn is_tombstone(bytes: &[u8]) -> bool {
         bytes.first().is_some_and(|flags| flags & TOMBSTONE != 0)
     }
 
-    pub fn into_kv(self, key: &str, mod_rev: u64) -> KeyValue {
+    pub(super) fn into_kv(self, key: &str, mod_rev: u64) -> KeyValue {
         KeyValue {
             key: key.to_string(),
             value: self.value,

@@ -28,7 +28,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn new(db: Database, current: u64, compacted: u64) -> Self {
+    pub(super) fn new(db: Database, current: u64, compacted: u64) -> Self {
         Self {
             db: Arc::new(RwLock::new(Some(db))),
             current: AtomicU64::new(current),
@@ -39,28 +39,28 @@ impl Shared {
     }
 
     /// The I/O error the store is read-only after, if it is.
-    pub fn fault(&self) -> Option<String> {
+    pub(super) fn fault(&self) -> Option<String> {
         self.fault
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    pub fn set_fault(&self, fault: Option<String>) {
+    pub(super) fn set_fault(&self, fault: Option<String>) {
         *self.fault.write().unwrap_or_else(PoisonError::into_inner) = fault;
     }
 
-    pub fn current(&self) -> u64 {
+    pub(super) fn current(&self) -> u64 {
         self.current.load(Ordering::Acquire)
     }
 
-    pub fn compacted(&self) -> u64 {
+    pub(super) fn compacted(&self) -> u64 {
         self.compacted.load(Ordering::Acquire)
     }
 
     /// Runs a blocking read off the async workers; `Closed` once the
     /// database has been closed.
-    pub async fn read<T, F>(&self, read: F) -> StoreResult<T>
+    pub(super) async fn read<T, F>(&self, read: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> StoreResult<T> + Send + 'static,

@@ -78,7 +78,7 @@ pub(super) struct Writer {
 impl Writer {
     /// A dedicated thread rather than `spawn_blocking`: redb transactions
     /// block, and this loop lives as long as the store.
-    pub fn spawn(self) -> StoreResult<()> {
+    pub(super) fn spawn(self) -> StoreResult<()> {
         std::thread::Builder::new()
             .name("sloth-store-writer".into())
             .spawn(move || self.run())

@@ -11,21 +11,21 @@ use anyhow::Context as _;
 use crate::error::CliError;
 
 /// Mode of private key files.
-pub const KEY_MODE: u32 = 0o600;
+pub(super) const KEY_MODE: u32 = 0o600;
 /// Mode of certificate files.
-pub const CERT_MODE: u32 = 0o644;
+pub(super) const CERT_MODE: u32 = 0o644;
 /// Mode of a directory created for the files.
 const DIR_MODE: u32 = 0o700;
 
 /// One file to write.
-pub struct Output {
+pub(super) struct Output {
     pub path: PathBuf,
     pub contents: String,
     pub mode: u32,
 }
 
 /// Fails with exit 2 naming the first of `paths` that exists, unless `force`.
-pub fn refuse_existing(paths: &[&Path], force: bool) -> anyhow::Result<()> {
+pub(super) fn refuse_existing(paths: &[&Path], force: bool) -> anyhow::Result<()> {
     if force {
         return Ok(());
     }
@@ -42,7 +42,7 @@ pub fn refuse_existing(paths: &[&Path], force: bool) -> anyhow::Result<()> {
 }
 
 /// Creates `dir` (mode 0700) unless it exists.
-pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
+pub(super) fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -60,7 +60,7 @@ pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Writes every output: all to temporary files first (removed again on any
 /// error), then each renamed over its target.
-pub fn write_all(outputs: &[Output]) -> anyhow::Result<()> {
+pub(super) fn write_all(outputs: &[Output]) -> anyhow::Result<()> {
     let mut temps: Vec<PathBuf> = Vec::with_capacity(outputs.len());
     let written = outputs.iter().try_for_each(|out| {
         let temp = write_temp(out)?;

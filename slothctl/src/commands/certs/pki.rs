@@ -12,24 +12,24 @@ use rcgen::{
 };
 
 /// The subject CN of the CA.
-pub const CA_COMMON_NAME: &str = "Sloth CA";
+pub(super) const CA_COMMON_NAME: &str = "Sloth CA";
 /// How long the CA is valid: 10 years.
-pub const CA_DAYS: u32 = 3650;
+pub(super) const CA_DAYS: u32 = 3650;
 /// Hosts every server certificate of `certs init` is valid for.
-pub const ALWAYS_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
+pub(super) const ALWAYS_HOSTS: [&str; 2] = ["localhost", "127.0.0.1"];
 
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 /// Validity starts this much before now, for clocks slightly behind.
 const BACKDATE: Duration = Duration::from_secs(60 * 60);
 
 /// A certificate and its private key, both PEM.
-pub struct Pair {
+pub(super) struct Pair {
     pub cert_pem: String,
     pub key_pem: String,
 }
 
 /// A loaded or freshly made CA that can sign certificates.
-pub struct Ca {
+pub(super) struct Ca {
     pub pair: Pair,
     issuer: Issuer<'static, KeyPair>,
     /// When the CA certificate expires (Unix seconds).
@@ -37,7 +37,7 @@ pub struct Ca {
 }
 
 /// What goes into a certificate signed by the CA.
-pub struct Leaf<'a> {
+pub(super) struct Leaf<'a> {
     /// Subject CN: the user name (e.g. `admin`, `agent:build-1`).
     pub common_name: &'a str,
     /// Subject O: the role.
@@ -50,7 +50,7 @@ pub struct Leaf<'a> {
 }
 
 /// The SAN of one host: an IP address or a DNS name.
-pub fn san(host: &str) -> anyhow::Result<SanType> {
+pub(super) fn san(host: &str) -> anyhow::Result<SanType> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }
@@ -94,7 +94,7 @@ fn unix(params: &CertificateParams) -> i64 {
 impl Ca {
     /// A new self-signed CA: CN `Sloth CA`, basic constraints CA, key usages
     /// keyCertSign and cRLSign, valid [`CA_DAYS`] days.
-    pub fn generate() -> anyhow::Result<Self> {
+    pub(super) fn generate() -> anyhow::Result<Self> {
         let key = new_key()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(CA_COMMON_NAME, None);
@@ -122,7 +122,7 @@ impl Ca {
 
     /// Loads a CA from its certificate and key (PEM). The error says what is
     /// wrong, without naming the files (the caller does).
-    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, LoadError> {
+    pub(super) fn load(cert_pem: &str, key_pem: &str) -> Result<Self, LoadError> {
         let key = KeyPair::from_pem(key_pem)
             .map_err(|e| LoadError::Key(format!("not a PEM private key: {e}")))?;
         let der = pem_certificate(cert_pem).map_err(LoadError::Cert)?;
@@ -151,7 +151,7 @@ impl Ca {
     }
 
     /// A new key and a certificate for it signed by this CA.
-    pub fn issue(&self, leaf: &Leaf<'_>) -> anyhow::Result<Pair> {
+    pub(super) fn issue(&self, leaf: &Leaf<'_>) -> anyhow::Result<Pair> {
         let key = new_key()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = subject(leaf.common_name, Some(leaf.organization));
@@ -180,7 +180,7 @@ impl Ca {
     }
 
     /// Whether a certificate valid `days` days from now outlives the CA.
-    pub fn outlived_by(&self, days: u32) -> bool {
+    pub(super) fn outlived_by(&self, days: u32) -> bool {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -191,7 +191,7 @@ impl Ca {
 
 /// Why an existing CA cannot be used.
 #[derive(Debug)]
-pub enum LoadError {
+pub(super) enum LoadError {
     /// Something is wrong with the certificate file.
     Cert(String),
     /// Something is wrong with the key file.
