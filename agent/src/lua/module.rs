@@ -67,3 +67,37 @@ impl<'lua> ModuleTable<'lua> {
         self.table
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::state;
+    use super::*;
+
+    #[test]
+    fn functions_are_keyed_by_their_short_name_and_named_in_full_in_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, ctx) = state(dir.path());
+        let m = ModuleTable::new(&lua, &ctx, "demo").expect("table");
+        m.add("demo.echo", |_, _, args| args.string(1, "text"))
+            .expect("add");
+        m.aliases(&[("say", "echo")]).expect("aliases");
+        lua.globals().set("demo", m.into_table()).expect("global");
+        let echoed: String = lua.load("return demo.say('hi')").eval().expect("echo");
+        assert_eq!(echoed, "hi");
+        let e = lua.load("demo.echo(1)").exec().expect_err("not a string");
+        assert!(
+            e.to_string()
+                .contains("demo.echo: argument 1 (text) must be a string, got number"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "other.echo is not a function of demo")]
+    fn a_function_of_another_module_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (lua, ctx) = state(dir.path());
+        let m = ModuleTable::new(&lua, &ctx, "demo").expect("table");
+        let _ = m.add("other.echo", |_, _, args| args.string(1, "text"));
+    }
+}
