@@ -164,3 +164,24 @@ pub fn process_gone(pid: u32) -> bool {
             .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Run;
+
+    #[test]
+    fn header_splits_on_two_spaces_and_keeps_names_with_one() {
+        let run = Run {
+            code: 0,
+            stdout: "NAME   LAST HEARTBEAT  AGE\na1     now             1s\n".into(),
+            stderr: String::new(),
+        };
+        assert_eq!(run.header(), ["NAME", "LAST HEARTBEAT", "AGE"]);
+        let empty = Run {
+            code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+        };
+        assert!(empty.header().is_empty());
+    }
+}
