@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use sloth_sdk::objects::{Payload, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
+use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 use sloth_sdk::{Api, Error};
-use sloth_tests::{Agent, ApiServer, http_get, runtime, wait_until};
+use sloth_tests::{Agent, ApiServer, http_get, runtime, shell_bound_to, wait_until};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 /// Finished TaskRuns stored before the restart.
@@ -20,25 +20,17 @@ const STORED: usize = 1_000;
 /// few, and slack for a relist; far below `STORED`.
 const FEW: f64 = 50.0;
 
+/// A shell `true` TaskRun for any agent.
 fn shell_true(name: &str) -> TaskRun {
-    TaskRun::new(
-        name,
-        TaskRunSpec {
-            run: Payload {
-                shell: Some("true".into()),
-                lua: None,
-                command: None,
-            },
-            ..TaskRunSpec::default()
-        },
-    )
+    let mut tr = shell_bound_to(name, "", "true");
+    tr.spec.agent_name = None;
+    tr
 }
 
 /// Stores TaskRun `name` as bound to an agent that does not exist and
 /// Succeeded, as a long-finished TaskRun is.
 async fn store_finished(api: &Api<TaskRunSpec>, name: String) {
-    let mut tr = shell_true(&name);
-    tr.spec.agent_name = Some("retired".into());
+    let tr = shell_bound_to(&name, "retired", "true");
     let mut tr = api.create(&tr).await.expect("create a finished taskrun");
     let now = chrono::Utc::now();
     tr.status = Some(TaskRunStatus {
