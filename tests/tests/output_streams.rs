@@ -57,14 +57,14 @@ fn agent_run_keeps_stdout_and_stderr_apart_and_paints_stderr_red_on_a_tty() {
     assert_eq!(tty.code, 0, "{tty:#?}");
     for line in ["err", "err2"] {
         assert!(
-            tty.stdout.contains(&format!("\x1b[31m{line}\r\n")),
+            tty.stdout.contains(&format!("\x1b[31m{line}\x1b[0m\r\n")),
             "{line} not red: {tty:#?}"
         );
     }
     for line in ["out", "out2"] {
         assert!(tty.stdout.contains(line), "{tty:#?}");
         assert!(
-            !tty.stdout.contains(&format!("\x1b[31m{line}\r\n")),
+            !tty.stdout.contains(&format!("\x1b[31m{line}")),
             "{line} painted: {tty:#?}"
         );
     }

@@ -26,11 +26,7 @@ impl Sink {
     pub(crate) fn render<'a>(&self, chunk: &'a LogChunk) -> (bool, std::borrow::Cow<'a, [u8]>) {
         let to_stderr = self.split_streams && chunk.stream == LogStream::Stderr;
         if to_stderr && self.red_stderr && !chunk.data.is_empty() {
-            let mut painted = Vec::with_capacity(chunk.data.len() + RED.len() + RESET.len());
-            painted.extend_from_slice(RED.as_bytes());
-            painted.extend_from_slice(&chunk.data);
-            painted.extend_from_slice(RESET.as_bytes());
-            return (true, painted.into());
+            return (true, paint_lines(&chunk.data, RED).into());
         }
         (to_stderr, chunk.data.as_slice().into())
     }
@@ -46,6 +42,27 @@ impl Sink {
             (false, bytes) => crate::printer::emit_bytes(&bytes),
         }
     }
+}
+
+/// `data` with every line's text between `colour` and a reset, the reset
+/// before the newline: a chunk holds any number of lines, and each line
+/// reads the same on its own (and nothing after it is painted if the
+/// output stops mid-way).
+fn paint_lines(data: &[u8], colour: &str) -> Vec<u8> {
+    let mut painted = Vec::with_capacity(data.len() + 8 * (colour.len() + RESET.len()));
+    for line in data.split_inclusive(|b| *b == b'\n') {
+        let (text, newline) = match line.strip_suffix(b"\n") {
+            Some(text) => (text, &b"\n"[..]),
+            None => (line, &b""[..]),
+        };
+        if !text.is_empty() {
+            painted.extend_from_slice(colour.as_bytes());
+            painted.extend_from_slice(text);
+            painted.extend_from_slice(RESET.as_bytes());
+        }
+        painted.extend_from_slice(newline);
+    }
+    painted
 }
 
 #[cfg(test)]
@@ -80,7 +97,20 @@ mod tests {
         };
         let (err, bytes) = red.render(&stderr);
         assert!(err);
-        assert_eq!(&*bytes, b"\x1b[31me\n\x1b[0m");
+        assert_eq!(&*bytes, b"\x1b[31me\x1b[0m\n");
         assert_eq!(&*red.render(&chunk(LogStream::Stdout, "o\n")).1, b"o\n");
+    }
+
+    #[test]
+    fn every_line_of_a_chunk_is_painted_on_its_own() {
+        let red = Sink {
+            split_streams: true,
+            red_stderr: true,
+        };
+        let (_, bytes) = red.render(&chunk(LogStream::Stderr, "a\n\nb\npart"));
+        assert_eq!(
+            &*bytes,
+            b"\x1b[31ma\x1b[0m\n\n\x1b[31mb\x1b[0m\n\x1b[31mpart\x1b[0m"
+        );
     }
 }
