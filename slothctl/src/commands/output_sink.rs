@@ -107,7 +107,8 @@ mod tests {
             split_streams: true,
             red_stderr: true,
         };
-        let (_, bytes) = red.render(&chunk(LogStream::Stderr, "a\n\nb\npart"));
+        let lines = chunk(LogStream::Stderr, "a\n\nb\npart");
+        let (_, bytes) = red.render(&lines);
         assert_eq!(
             &*bytes,
             b"\x1b[31ma\x1b[0m\n\n\x1b[31mb\x1b[0m\n\x1b[31mpart\x1b[0m"
