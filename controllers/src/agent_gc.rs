@@ -74,14 +74,9 @@ pub async fn run(client: Client, after: Duration, shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{DAY, at};
     use sloth_sdk::Condition;
     use sloth_sdk::objects::{AgentPhase, AgentStatus};
-
-    const DAY: Duration = Duration::from_secs(86_400);
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
-    }
 
     fn agent(phase: AgentPhase, ready: &str, since: i64) -> Agent {
         let mut agent = Agent::new("a1", AgentSpec::default());

@@ -89,10 +89,7 @@ impl DueQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
-    }
+    use crate::testing::at;
 
     fn due(secs: i64, version: &str) -> Option<Due> {
         Some(Due {

@@ -311,11 +311,8 @@ async fn reconcile_workflow(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::at;
     use sloth_sdk::objects::WorkflowStatus;
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
-    }
 
     fn workflow(name: &str, uid: &str) -> Workflow {
         let mut wf = Workflow::new(name, WorkflowSpec::default());

@@ -17,6 +17,9 @@ pub mod state_ttl;
 pub mod taskrun_ttl;
 pub mod workflow;
 
+#[cfg(test)]
+mod testing;
+
 use std::time::Duration;
 
 use sloth_sdk::Client;

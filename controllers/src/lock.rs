@@ -107,10 +107,7 @@ async fn reconcile(lock: Arc<Lock>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
-    }
+    use crate::testing::at;
 
     fn lock(holder: Option<&str>, renewed: i64, lease: u32) -> Lock {
         Lock::new(

@@ -44,10 +44,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
-    }
+    use crate::testing::at;
 
     fn entry(expires: Option<i64>) -> StateEntry {
         StateEntry::new(

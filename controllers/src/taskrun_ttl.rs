@@ -64,14 +64,9 @@ pub async fn run(client: Client, default_ttl: Duration, shutdown: CancellationTo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{DAY, at};
     use sloth_sdk::OwnerReference;
     use sloth_sdk::objects::{TaskRunPhase, TaskRunStatus};
-
-    const DAY: Duration = Duration::from_secs(86_400);
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time")
-    }
 
     fn finished(phase: TaskRunPhase, completed: Option<i64>) -> TaskRun {
         let mut tr = TaskRun::new("t", TaskRunSpec::default());
