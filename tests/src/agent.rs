@@ -1,11 +1,11 @@
 //! A real `sloth-agent` process.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::process::{START_DEADLINE, append_log, kill9, terminate};
-use crate::{ApiServer, LineReader, binary, wait_exit};
+use crate::process::{START_DEADLINE, append_log, kill9, spawn_announcing, terminate};
+use crate::{ApiServer, binary, wait_exit};
 
 /// A running `sloth-agent` registered with an [`ApiServer`], listening on an
 /// OS-picked loopback port, with its own temporary work dir and its stderr in
@@ -48,20 +48,16 @@ impl Agent {
 
     fn spawn(&mut self) {
         let log = append_log(&self.stderr_log);
-        let mut child = Command::new(binary("sloth-agent"))
-            .args(["--name", &self.name, "--server", &self.server])
-            .args(["--bind-address", "127.0.0.1", "--port", "0"])
-            .arg("--work-dir")
-            .arg(&self.work_dir)
-            .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .env_remove("SLOTH_SERVER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start sloth-agent");
-        let reader = LineReader::new(child.stdout.take().expect("stdout"));
+        let (mut child, reader) = spawn_announcing(
+            Command::new(binary("sloth-agent"))
+                .args(["--name", &self.name, "--server", &self.server])
+                .args(["--bind-address", "127.0.0.1", "--port", "0"])
+                .arg("--work-dir")
+                .arg(&self.work_dir)
+                .args(&self.extra_args)
+                .env_remove("SLOTH_SERVER"),
+            log,
+        );
         // `agent NAME ready logs=HOST:PORT`, once registered and serving.
         let line = reader.next_line(START_DEADLINE).unwrap_or_else(|| {
             let _ = child.kill();

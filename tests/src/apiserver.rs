@@ -1,11 +1,11 @@
 //! A real `sloth-apiserver` process on the embedded store.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::process::{START_DEADLINE, append_log, kill9, terminate};
-use crate::{LineReader, binary};
+use crate::binary;
+use crate::process::{START_DEADLINE, append_log, kill9, spawn_announcing, terminate};
 
 /// A running `sloth-apiserver` on the embedded store.
 pub struct ApiServer {
@@ -59,18 +59,14 @@ impl ApiServer {
                 self.http.trim_start_matches("http://").to_string(),
             )
         };
-        let mut child = Command::new(binary("sloth-apiserver"))
-            .args(["--listen", &grpc, "--http-listen", &http])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start sloth-apiserver");
-        let reader = LineReader::new(child.stdout.take().expect("stdout"));
+        let (mut child, reader) = spawn_announcing(
+            Command::new(binary("sloth-apiserver"))
+                .args(["--listen", &grpc, "--http-listen", &http])
+                .arg("--data-dir")
+                .arg(&self.data_dir)
+                .args(&self.extra_args),
+            log,
+        );
         // The apiserver prints one line once both ports are bound:
         // `listening grpc=127.0.0.1:P1 http=127.0.0.1:P2`.
         let line = reader.next_line(START_DEADLINE).unwrap_or_else(|| {

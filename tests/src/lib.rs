@@ -32,7 +32,7 @@ pub use fixtures::{AGENT_COLUMNS, client_with_token, read_logs, runtime, shell_b
 pub use haproxy::{Backend, HaProxy};
 pub use lines::LineReader;
 pub use one_agent::OneAgent;
-pub use process::{Run, drain, process_gone, run_to_end, send_signal, wait_exit};
+pub use process::{Run, drain, process_gone, run_to_end, send_signal, spawn_announcing, wait_exit};
 pub use slothctl::{CTL_DEADLINE, ctl, ctl_bare, ctl_on_a_tty, ctl_stdin, slothctl, slothctl_at};
 pub use waits::{http_get, http_get_with, wait_until};
 pub use workflow_cluster::{FixtureCluster, WorkflowCluster, sloth_runner_fixture};

@@ -19,6 +19,21 @@ pub(crate) fn append_log(path: &Path) -> File {
         .unwrap_or_else(|e| panic!("open log {}: {e}", path.display()))
 }
 
+/// Starts `cmd` (logging at info to `log`) with its stdout piped: the
+/// servers print one line on stdout once they are up, read from the
+/// returned reader.
+pub fn spawn_announcing(cmd: &mut Command, log: File) -> (Child, crate::LineReader) {
+    let mut child = cmd
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()));
+    let reader = crate::LineReader::new(child.stdout.take().expect("stdout"));
+    (child, reader)
+}
+
 /// Sends `signal` (a `kill` name such as `STOP` or `CONT`) to process `pid`.
 pub fn send_signal(pid: u32, signal: &str) {
     let status = Command::new("kill")

@@ -56,6 +56,30 @@ fn succeeded(status: &TaskRunStatus) {
     assert_eq!(status.phase, TaskRunPhase::Succeeded, "{status:#?}");
 }
 
+/// Succeeded, with these results (among others).
+fn assert_results(status: &TaskRunStatus, want: &[(&str, &str)]) {
+    succeeded(status);
+    for (key, value) in want {
+        assert_eq!(
+            status.results.get(*key).map(String::as_str),
+            Some(*value),
+            "result {key}: {status:#?}"
+        );
+    }
+}
+
+/// Failed, with a message holding every one of `parts`.
+fn assert_failed_with(status: &TaskRunStatus, parts: &[&str]) {
+    assert_eq!(status.phase, TaskRunPhase::Failed, "{status:#?}");
+    for part in parts {
+        assert!(
+            status.message.contains(part),
+            "{part:?} not in {}",
+            status.message
+        );
+    }
+}
+
 /// The configuration steps: every `changed` flag, in order, as the result
 /// `changes`.
 fn configure(dir: &Path, port: &str) -> String {
@@ -88,8 +112,7 @@ fn file_ops_twice_then_check_mode_changes_nothing() {
     std::fs::write(dir.path().join("hosts.conf"), "log=debug\n").expect("write");
     std::fs::write(dir.path().join("old"), "x").expect("write");
     let first = run(&c, "configure-1", &configure(dir.path(), "8080"));
-    succeeded(&first);
-    assert_eq!(first.results["changes"], "true,true,true,true,true,true");
+    assert_results(&first, &[("changes", "true,true,true,true,true,true")]);
     let conf = dir.path().join("etc/app.conf");
     let written = std::fs::read_to_string(&conf).expect("read");
     assert_eq!(written, "port=8080\nlog=debug\n");
@@ -125,9 +148,7 @@ fn this_check_mode_and_the_env_reach_lua_and_shell() {
         r#"local this = ...
            return true, "", {this = this.check_mode, env = exec.run("echo -n $SLOTH_CHECK_MODE").stdout}"#,
     );
-    succeeded(&status);
-    assert_eq!(status.results["this"], "true");
-    assert_eq!(status.results["env"], "1");
+    assert_results(&status, &[("this", "true"), ("env", "1")]);
     let plain = run(
         &c,
         "flags-off",
@@ -156,42 +177,61 @@ fn apply_checked(server: &ApiServer, agent: &Agent, manifest: &str, taskrun: &st
     .unwrap_or_else(|| panic!("never finished:\n{}\n{}", agent.log(), server.log()))
 }
 
-#[test]
-fn slothctl_apply_check_sets_check_mode() {
-    let server = ApiServer::start();
+/// Applies, with `slothctl apply --check`, the manifest `manifest(target)`
+/// makes (a Lua task writing `target`) on a server started with
+/// `server_args` and agent `a1`; returns the TaskRun `taskrun` once it
+/// finished, after checking the file was not written.
+fn apply_a_write_checked(
+    server_args: &[&str],
+    manifest: impl Fn(&str) -> String,
+    taskrun: &str,
+) -> TaskRun {
+    let server = ApiServer::start_with(server_args);
     let agent = Agent::start(&server, "a1", &[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let target = dir.path().join("made.txt");
-    let taskrun = apply_checked(
-        &server,
-        &agent,
-        &format!(
-            "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  name: write-file\nspec:\n  agentName: a1\n  run:\n    lua:\n      script: |\n        local r = file_ops.write(\"{}\", \"x\")\n        return true, \"\", {{changed = r.changed, check = r.check_mode}}\n",
-            target.display()
-        ),
+    let manifest = manifest(&target.display().to_string());
+    let taskrun = apply_checked(&server, &agent, &manifest, taskrun);
+    assert!(!target.exists(), "check mode wrote the file");
+    taskrun
+}
+
+/// The Lua lines of a task that writes `target` and returns what
+/// `file_ops.write` said, indented by `indent` spaces.
+fn write_script(target: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    format!(
+        "{pad}local r = file_ops.write(\"{target}\", \"x\")\n{pad}return true, \"\", {{changed = r.changed, check = r.check_mode}}\n"
+    )
+}
+
+#[test]
+fn slothctl_apply_check_sets_check_mode() {
+    let taskrun = apply_a_write_checked(
+        &[],
+        |target| {
+            format!(
+                "apiVersion: sloth.dev/v1\nkind: TaskRun\nmetadata:\n  name: write-file\nspec:\n  agentName: a1\n  run:\n    lua:\n      script: |\n{}",
+                write_script(target, 8)
+            )
+        },
         "write-file",
     );
     assert!(taskrun.spec.check_mode);
     let status = taskrun.status_or_default();
-    succeeded(&status);
-    assert_eq!(status.results["changed"], "true");
-    assert_eq!(status.results["check"], "true");
-    assert!(!target.exists(), "check mode wrote the file");
+    assert_results(&status, &[("changed", "true"), ("check", "true")]);
 }
 
 #[test]
 fn slothctl_apply_check_passes_check_mode_through_a_workflow() {
-    let server = ApiServer::start_with(&["--controllers"]);
-    let agent = Agent::start(&server, "a1", &[]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let target = dir.path().join("made.txt");
-    let taskrun = apply_checked(
-        &server,
-        &agent,
-        &format!(
-            "apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata:\n  name: dry\nspec:\n  tasks:\n  - name: write\n    run:\n      lua:\n        script: |\n          local r = file_ops.write(\"{}\", \"x\")\n          return true, \"\", {{changed = r.changed, check = r.check_mode}}\n",
-            target.display()
-        ),
+    let taskrun = apply_a_write_checked(
+        &["--controllers"],
+        |target| {
+            format!(
+                "apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata:\n  name: dry\nspec:\n  tasks:\n  - name: write\n    run:\n      lua:\n        script: |\n{}",
+                write_script(target, 10)
+            )
+        },
         "dry-write-1",
     );
     assert!(
@@ -199,9 +239,7 @@ fn slothctl_apply_check_passes_check_mode_through_a_workflow() {
         "the workflow's TaskRun is not in check mode"
     );
     let status = taskrun.status_or_default();
-    succeeded(&status);
-    assert_eq!(status.results["check"], "true");
-    assert!(!target.exists(), "check mode wrote the file");
+    assert_results(&status, &[("check", "true")]);
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
@@ -219,10 +257,14 @@ fn facts_match_proc_and_uname() {
            return true, "", {hostname = f.hostname, kernel = f.kernel.release, arch = f.arch,
                              cpus = f.cpus.count, memory = f.memory.total, os = f.os.id}"#,
     );
-    succeeded(&status);
-    assert_eq!(status.results["hostname"], command_output("uname", &["-n"]));
-    assert_eq!(status.results["kernel"], command_output("uname", &["-r"]));
-    assert_eq!(status.results["arch"], command_output("uname", &["-m"]));
+    assert_results(
+        &status,
+        &[
+            ("hostname", &command_output("uname", &["-n"])),
+            ("kernel", &command_output("uname", &["-r"])),
+            ("arch", &command_output("uname", &["-m"])),
+        ],
+    );
     let cpus = std::fs::read_to_string("/proc/cpuinfo")
         .expect("cpuinfo")
         .lines()
@@ -361,7 +403,7 @@ fn infra_test_passes_against_a_real_server_and_lists_every_failure() {
            return true, "would be fine""#
     );
     let status = run(&c, "infra-bad", &bad);
-    assert_eq!(status.phase, TaskRunPhase::Failed, "{status:#?}");
+    assert_failed_with(&status, &[]);
     let message = &status.message;
     assert!(
         message.starts_with("4 infra_test assertions failed:"),
@@ -400,13 +442,15 @@ fn pkg_answers_as_dpkg_does_and_check_mode_shows_the_command() {
         r#"return true, "", {manager = pkg.manager(), bash = pkg.is_installed("bash"),
                              version = pkg.version("bash"), none = pkg.is_installed("no-such-package-sloth")}"#,
     );
-    succeeded(&status);
-    assert_eq!(status.results["manager"], "apt");
-    assert_eq!(status.results["bash"], "true");
-    assert_eq!(status.results["none"], "false");
-    assert_eq!(
-        status.results["version"],
-        command_output("dpkg-query", &["-W", "-f=${Version}", "bash"])
+    let version = command_output("dpkg-query", &["-W", "-f=${Version}", "bash"]);
+    assert_results(
+        &status,
+        &[
+            ("manager", "apt"),
+            ("bash", "true"),
+            ("none", "false"),
+            ("version", &version),
+        ],
     );
     let checked = run_checked(
         &c,
@@ -415,12 +459,16 @@ fn pkg_answers_as_dpkg_does_and_check_mode_shows_the_command() {
            local same = pkg.install("bash")
            return true, "", {changed = r.changed, command = r.commands[1], same = same.changed}"#,
     );
-    succeeded(&checked);
-    assert_eq!(checked.results["changed"], "true");
-    assert_eq!(checked.results["same"], "false");
-    assert_eq!(
-        checked.results["command"],
-        "env DEBIAN_FRONTEND=noninteractive apt-get install -y no-such-package-sloth"
+    assert_results(
+        &checked,
+        &[
+            ("changed", "true"),
+            ("same", "false"),
+            (
+                "command",
+                "env DEBIAN_FRONTEND=noninteractive apt-get install -y no-such-package-sloth",
+            ),
+        ],
     );
 }
 
@@ -433,26 +481,22 @@ fn docker_and_systemd_fail_clearly_where_they_cannot_run() {
         r#"env.set("PATH", "/nonexistent")
            docker.pull("alpine:3")"#,
     );
-    assert_eq!(docker.phase, TaskRunPhase::Failed, "{docker:#?}");
-    assert!(
-        docker.message.contains(
-            "docker.pull: docker is not installed (not found on PATH); the command was: docker pull alpine:3"
-        ),
-        "{}",
-        docker.message
+    assert_failed_with(
+        &docker,
+        &[
+            "docker.pull: docker is not installed (not found on PATH); the command was: docker pull alpine:3",
+        ],
     );
     if Path::new("/run/systemd/system").is_dir() {
         return;
     }
     let systemd = run(&c, "systemd-missing", r#"systemd.restart("web.service")"#);
-    assert_eq!(systemd.phase, TaskRunPhase::Failed, "{systemd:#?}");
-    assert!(
-        systemd.message.contains("systemd.restart: ")
-            && systemd
-                .message
-                .contains("the command was: systemctl restart web.service"),
-        "{}",
-        systemd.message
+    assert_failed_with(
+        &systemd,
+        &[
+            "systemd.restart: ",
+            "the command was: systemctl restart web.service",
+        ],
     );
     let checked = run_checked(
         &c,
@@ -460,11 +504,12 @@ fn docker_and_systemd_fail_clearly_where_they_cannot_run() {
         r#"return true, "", {start = systemd.start("web.service").command,
                              run = docker.run("nginx:1", {detach = true, name = "web", ports = {"8080:80"}}).command}"#,
     );
-    succeeded(&checked);
-    assert_eq!(checked.results["start"], "systemctl start web.service");
-    assert_eq!(
-        checked.results["run"],
-        "docker run -d --name web -p 8080:80 nginx:1"
+    assert_results(
+        &checked,
+        &[
+            ("start", "systemctl start web.service"),
+            ("run", "docker run -d --name web -p 8080:80 nginx:1"),
+        ],
     );
 }
 

@@ -3,11 +3,11 @@
 //! `/metrics` of the apiserver, sloth-controllers and sloth-agent
 //! (prometheus-client: build, process, controller and agent metrics).
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use sloth_tests::{
-    Agent, ApiServer, Controllers, LineReader, binary, ctl, http_get, wait_exit, wait_until,
+    Agent, ApiServer, Controllers, binary, ctl, http_get, spawn_announcing, wait_exit, wait_until,
 };
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -38,18 +38,14 @@ fn every_flag_comes_from_sloth_variables_and_json_logs_are_json() {
     let log = std::fs::File::create(&log_path).expect("log file");
     // No flag at all: listen addresses, data dir and log format from the
     // environment.
-    let mut child = Command::new(binary("sloth-apiserver"))
-        .env("SLOTH_LISTEN", "127.0.0.1:0")
-        .env("SLOTH_HTTP_LISTEN", "127.0.0.1:0")
-        .env("SLOTH_DATA_DIR", dir.path().join("data"))
-        .env("SLOTH_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("start sloth-apiserver");
-    let out = LineReader::new(child.stdout.take().expect("stdout"));
+    let (mut child, out) = spawn_announcing(
+        Command::new(binary("sloth-apiserver"))
+            .env("SLOTH_LISTEN", "127.0.0.1:0")
+            .env("SLOTH_HTTP_LISTEN", "127.0.0.1:0")
+            .env("SLOTH_DATA_DIR", dir.path().join("data"))
+            .env("SLOTH_LOG_FORMAT", "json"),
+        log,
+    );
     let line = out.next_line(DEADLINE).expect("listening line");
     assert!(line.contains("grpc=127.0.0.1:"), "{line}");
     assert!(
