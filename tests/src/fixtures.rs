@@ -13,6 +13,12 @@ pub const AGENT_COLUMNS: [&str; 7] = [
     "AGE",
 ];
 
+/// A Workflow manifest named `name`; `spec` is the YAML under `spec:`,
+/// indented by two spaces.
+pub fn workflow_yaml(name: &str, spec: &str) -> String {
+    format!("apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n{spec}")
+}
+
 /// A two-worker Tokio runtime for tests that also drive processes.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

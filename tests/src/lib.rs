@@ -28,7 +28,9 @@ pub use binaries::{bin_dir, binary};
 pub use controllers::Controllers;
 pub use etcd::Etcd;
 pub use etcd_fleet::EtcdFleet;
-pub use fixtures::{AGENT_COLUMNS, client_with_token, read_logs, runtime, shell_bound_to};
+pub use fixtures::{
+    AGENT_COLUMNS, client_with_token, read_logs, runtime, shell_bound_to, workflow_yaml,
+};
 pub use haproxy::{Backend, HaProxy};
 pub use lines::LineReader;
 pub use one_agent::OneAgent;

@@ -19,7 +19,7 @@ use sloth_sdk::objects::{
 use sloth_sdk::{Api, Client, ListParams};
 use sloth_tests::{
     Agent, ApiServer, Controllers, LineReader, binary, run_to_end, runtime, slothctl, wait_exit,
-    wait_until,
+    wait_until, workflow_yaml,
 };
 use tokio::runtime::Runtime;
 
@@ -107,16 +107,15 @@ impl Cluster {
             r#"L={ledger}; a=${{SLOTH_TASKRUN##*-}}; echo "start $a $$ $SLOTH_AGENT" >> "$L"; n=100; [ "$a" = 1 ] || n=10; i=0; while [ $i -lt $n ]; do echo "tick $a" >> "$L"; sleep 0.2; i=$((i+1)); done; echo "end $a" >> "$L""#,
             ledger = ledger.display()
         );
-        let yaml = format!(
-            r#"apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {{name: ledger}}
-spec:
-  tasks:
+        let yaml = workflow_yaml(
+            "ledger",
+            &format!(
+                r#"  tasks:
     - name: work
       retries: {{limit: 1, retryOn: OnAgentLost}}
       run: {{shell: {script:?}}}
 "#
+            ),
         );
         let mut cmd = slothctl(&self.server);
         cmd.args(["apply", "-f", "-"]);

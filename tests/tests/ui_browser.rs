@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use browser::Browser;
 use serde_json::Value;
-use sloth_tests::{Agent, ApiServer, Run, run_to_end, slothctl, wait_until};
+use sloth_tests::{Agent, ApiServer, Run, run_to_end, slothctl, wait_until, workflow_yaml};
 
 const ADMIN_TOKEN: &str = "ui-admin-token-0123456789abcdef";
 const VIEWER_TOKEN: &str = "ui-viewer-token-0123456789abcdef";
@@ -144,12 +144,8 @@ async fn wait_task_phase(browser: &Browser, task: &str, phase: &str) {
 
 fn pipeline_yaml(gate: &Path) -> String {
     let wait = wait_for_gate(gate);
-    format!(
-        r#"apiVersion: sloth.dev/v1
-kind: Workflow
-metadata: {{name: pipeline}}
-spec:
-  tasks:
+    let spec = format!(
+        r#"  tasks:
     - name: build
       run: {{shell: 'echo building; {wait}; echo built'}}
     - {{name: test-unit, dependsOn: [build], run: {{shell: 'echo unit'}}}}
@@ -159,7 +155,8 @@ spec:
   finally:
     - {{name: notify, run: {{shell: 'echo notify'}}}}
 "#
-    )
+    );
+    workflow_yaml("pipeline", &spec)
 }
 
 #[test]

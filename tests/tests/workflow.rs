@@ -8,7 +8,9 @@ use std::time::Duration;
 use sloth_sdk::objects::workflow::{TaskPhase, WorkflowPhase};
 use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, Workflow, WorkflowSpec};
 use sloth_sdk::{Api, Client, ListParams};
-use sloth_tests::{Agent, ApiServer, Controllers, run_to_end, runtime, slothctl, wait_until};
+use sloth_tests::{
+    Agent, ApiServer, Controllers, run_to_end, runtime, slothctl, wait_until, workflow_yaml,
+};
 use tokio::runtime::Runtime;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -69,9 +71,23 @@ impl Cluster {
 
     /// Applies Workflow `name` whose `spec.tasks` list is `tasks` (YAML).
     fn apply_tasks(&self, name: &str, tasks: &str) {
-        self.apply(&format!(
-            "apiVersion: sloth.dev/v1\nkind: Workflow\nmetadata: {{name: {name}}}\nspec:\n  tasks:{tasks}"
-        ));
+        self.apply(&workflow_yaml(name, &format!("  tasks:{tasks}")));
+    }
+
+    /// Applies Workflow `doomed` with `tasks` (one named `long`) and waits
+    /// until `doomed-long-1` runs.
+    fn start_doomed(&self, tasks: &str) -> TaskRun {
+        self.apply_tasks("doomed", tasks);
+        self.wait_taskrun("doomed", "doomed-long-1", "ran", |t| {
+            status(t).phase == TaskRunPhase::Running
+        })
+    }
+
+    /// Runs `slothctl ARGS`, which must succeed.
+    fn ctl(&self, args: &[&str]) {
+        let mut cmd = slothctl(&self.server);
+        cmd.args(args);
+        run_to_end(cmd, None, DEADLINE).ok();
     }
 
     fn workflow(&self, name: &str) -> Option<Workflow> {
@@ -257,16 +273,12 @@ fn a_task_timeout_fails_the_taskrun_and_the_workflow_within_seconds() {
 #[test]
 fn cancel_kills_the_running_task_and_skips_the_rest() {
     let cluster = Cluster::start(1);
-    cluster.apply_tasks(
-        "doomed",
+    let tr = cluster.start_doomed(
         r#"
     - {name: long, run: {shell: 'echo $$ >> "$SLOTH_RESULTS.pid"; sleep 120'}}
     - {name: next, dependsOn: [long], run: {shell: 'true'}}
 "#,
     );
-    let tr = cluster.wait_taskrun("doomed", "doomed-long-1", "ran", |t| {
-        status(t).phase == TaskRunPhase::Running
-    });
     let agent = &cluster.agents[0];
     let pid_file = agent
         .work_dir()
@@ -285,9 +297,7 @@ fn cancel_kills_the_running_task_and_skips_the_rest() {
             cluster.logs()
         )
     });
-    let mut cmd = slothctl(&cluster.server);
-    cmd.args(["cancel", "workflow", "doomed"]);
-    run_to_end(cmd, None, DEADLINE).ok();
+    cluster.ctl(&["cancel", "workflow", "doomed"]);
     let wf = cluster.finished("doomed");
     let st = wf.status_or_default();
     assert_eq!(st.phase, WorkflowPhase::Cancelled);
@@ -410,19 +420,13 @@ fn a_task_on_a_killed_agent_is_agent_lost_and_retried_on_the_other_agent() {
 #[test]
 fn deleting_a_workflow_removes_its_taskruns() {
     let cluster = Cluster::start(1);
-    cluster.apply_tasks(
-        "doomed",
+    cluster.start_doomed(
         r#"
     - {name: quick, run: {shell: 'true'}}
     - {name: long, dependsOn: [quick], run: {shell: 'sleep 120'}}
 "#,
     );
-    cluster.wait_taskrun("doomed", "doomed-long-1", "ran", |t| {
-        status(t).phase == TaskRunPhase::Running
-    });
-    let mut cmd = slothctl(&cluster.server);
-    cmd.args(["delete", "workflow", "doomed"]);
-    run_to_end(cmd, None, DEADLINE).ok();
+    cluster.ctl(&["delete", "workflow", "doomed"]);
     wait_until(DEADLINE, || {
         cluster.taskruns("doomed").is_empty().then_some(())
     })

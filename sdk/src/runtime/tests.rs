@@ -190,6 +190,55 @@ async fn stop(token: &CancellationToken, handle: JoinHandle<()>) {
     assert!(handle.await.is_ok(), "controller panicked");
 }
 
+/// A controller that answers every reconcile with a requeue after `every`,
+/// already fed widget `a` (version 1).
+fn requeuing_a(
+    every: Duration,
+) -> (
+    CancellationToken,
+    Events<Widget>,
+    Arc<Recorder>,
+    JoinHandle<()>,
+) {
+    let (token, tx, c, rec) = setup();
+    let handle = start_simple(c, &rec, Duration::ZERO, Action::requeue(every));
+    send(&tx, Event::Applied(widget("a", 1)));
+    (token, tx, rec, handle)
+}
+
+/// One reconcile at a time, each taking `busy_for`, and widget `busy` in
+/// the middle of its reconcile (a second in).
+async fn busy_with_one(
+    busy_for: Duration,
+) -> (
+    CancellationToken,
+    Events<Widget>,
+    Arc<Recorder>,
+    JoinHandle<()>,
+) {
+    let (token, tx, c, rec) = setup();
+    let handle = start_simple(c.concurrency(1), &rec, busy_for, Action::await_change());
+    send(&tx, Event::Applied(widget("busy", 1)));
+    sleep(SEC).await;
+    (token, tx, rec, handle)
+}
+
+/// Starts `c` (reconciles that await a change) and lists widgets a, b and
+/// c to it; each has been reconciled once when this returns.
+async fn started_with_abc(
+    c: Controller<Widget>,
+    tx: &Events<Widget>,
+) -> (Arc<Recorder>, JoinHandle<()>) {
+    let rec = Recorder::new();
+    let handle = start_simple(c, &rec, Duration::ZERO, Action::await_change());
+    send(
+        tx,
+        Event::Restarted(vec![widget("a", 1), widget("b", 1), widget("c", 1)]),
+    );
+    sleep(SEC).await;
+    (rec, handle)
+}
+
 /// What most cases start from: a shutdown token, a controller fed by the
 /// returned sender that stops with the token, and an empty recorder.
 fn setup() -> (
@@ -277,10 +326,7 @@ async fn different_objects_run_concurrently_up_to_the_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn a_requeue_fires_after_its_delay() {
-    let (token, tx, c, rec) = setup();
-    let handle = start_simple(c, &rec, Duration::ZERO, Action::requeue(5 * SEC));
-
-    send(&tx, Event::Applied(widget("a", 1)));
+    let (token, _tx, rec, handle) = requeuing_a(5 * SEC);
     sleep(12 * SEC).await;
     let times = rec.times_of("a");
     assert_eq!(times.len(), 3, "{times:?}");
@@ -293,10 +339,7 @@ async fn a_requeue_fires_after_its_delay() {
 
 #[tokio::test(start_paused = true)]
 async fn a_trigger_does_not_wait_for_a_pending_requeue() {
-    let (token, tx, c, rec) = setup();
-    let handle = start_simple(c, &rec, Duration::ZERO, Action::requeue(60 * SEC));
-
-    send(&tx, Event::Applied(widget("a", 1)));
+    let (token, tx, rec, handle) = requeuing_a(60 * SEC);
     sleep(2 * SEC).await;
     send(&tx, Event::Applied(widget("a", 2)));
     sleep(SEC).await;
@@ -414,11 +457,7 @@ async fn a_panicking_reconcile_is_retried_with_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn an_object_deleted_before_its_turn_is_skipped() {
-    let (token, tx, c, rec) = setup();
-    let handle = start_simple(c.concurrency(1), &rec, 10 * SEC, Action::await_change());
-
-    send(&tx, Event::Applied(widget("busy", 1)));
-    sleep(SEC).await;
+    let (token, tx, rec, handle) = busy_with_one(10 * SEC).await;
     // Queued behind the busy one, then deleted.
     send(&tx, Event::Applied(widget("b", 1)));
     send(&tx, Event::Deleted(widget("b", 1)));
@@ -434,10 +473,7 @@ async fn an_object_deleted_before_its_turn_is_skipped() {
 
 #[tokio::test(start_paused = true)]
 async fn a_deleted_object_loses_its_requeue() {
-    let (token, tx, c, rec) = setup();
-    let handle = start_simple(c, &rec, Duration::ZERO, Action::requeue(5 * SEC));
-
-    send(&tx, Event::Applied(widget("a", 1)));
+    let (token, tx, rec, handle) = requeuing_a(5 * SEC);
     sleep(2 * SEC).await;
     send(&tx, Event::Deleted(widget("a", 1)));
     sleep(20 * SEC).await;
@@ -447,11 +483,7 @@ async fn a_deleted_object_loses_its_requeue() {
 
 #[tokio::test(start_paused = true)]
 async fn the_reconciler_sees_the_latest_version() {
-    let (token, tx, c, rec) = setup();
-    let handle = start_simple(c.concurrency(1), &rec, 5 * SEC, Action::await_change());
-
-    send(&tx, Event::Applied(widget("busy", 1)));
-    sleep(SEC).await;
+    let (token, tx, rec, handle) = busy_with_one(5 * SEC).await;
     for version in 1..=3 {
         send(&tx, Event::Applied(widget("b", version)));
     }
@@ -491,14 +523,7 @@ async fn reconcile_all_on_enqueues_every_cached_object() {
     let (tx, c) = controller(&token);
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
     let c = c.reconcile_all_on(UnboundedReceiverStream::new(all_rx));
-    let rec = Recorder::new();
-    let handle = start_simple(c, &rec, Duration::ZERO, Action::await_change());
-
-    send(
-        &tx,
-        Event::Restarted(vec![widget("a", 1), widget("b", 1), widget("c", 1)]),
-    );
-    sleep(SEC).await;
+    let (rec, handle) = started_with_abc(c, &tx).await;
     all_tx.send(()).expect("controller gone");
     sleep(SEC).await;
     for name in ["a", "b", "c"] {
@@ -513,14 +538,7 @@ async fn reconcile_on_enqueues_only_the_named_objects() {
     let (tx, c) = controller(&token);
     let (keys_tx, keys_rx) = mpsc::unbounded_channel::<ObjectRef>();
     let c = c.reconcile_on(UnboundedReceiverStream::new(keys_rx));
-    let rec = Recorder::new();
-    let handle = start_simple(c, &rec, Duration::ZERO, Action::await_change());
-
-    send(
-        &tx,
-        Event::Restarted(vec![widget("a", 1), widget("b", 1), widget("c", 1)]),
-    );
-    sleep(SEC).await;
+    let (rec, handle) = started_with_abc(c, &tx).await;
     keys_tx
         .send(ObjectRef::new("ns", "b"))
         .expect("controller gone");
