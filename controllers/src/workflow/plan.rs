@@ -165,6 +165,8 @@ pub fn plan_with(wf: &Workflow, dag: &Dag, taskruns: &[&TaskRun], now: DateTime<
         candidates: Vec::new(),
         stop: Vec::new(),
         requeue: deadline.filter(|_| halt.is_none()).map(|d| until(now, d)),
+        section: Section::Tasks,
+        dag_done: true,
     };
     walk.section(&wf.spec.tasks, Section::Tasks);
     walk.section(&wf.spec.finally, Section::Finally);
@@ -251,6 +253,11 @@ struct Walk<'a> {
     candidates: Vec<(WorkflowTask, u32)>,
     stop: Vec<StopRun>,
     requeue: Option<Duration>,
+    /// The section being walked.
+    section: Section,
+    /// Whether every task of `tasks` has finished: `finally` tasks wait
+    /// for it (always true while walking `tasks` itself).
+    dag_done: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -280,7 +287,8 @@ impl<'a> Walk<'a> {
     }
 
     fn section(&mut self, tasks: &'a [WorkflowTask], section: Section) {
-        let dag_done = section == Section::Tasks
+        self.section = section;
+        self.dag_done = section == Section::Tasks
             || self.wf.spec.tasks.iter().all(|t| {
                 self.statuses
                     .get(&t.name)
@@ -291,26 +299,20 @@ impl<'a> Walk<'a> {
             let Some(task) = tasks.get(i - offset) else {
                 continue;
             };
-            let status = self.task(i, task, section, dag_done);
+            let status = self.task(i, task);
             self.phases[i] = status.phase;
             self.statuses.insert(task.name.clone(), status);
         }
     }
 
-    fn task(
-        &mut self,
-        i: usize,
-        task: &'a WorkflowTask,
-        section: Section,
-        dag_done: bool,
-    ) -> TaskStatus {
+    fn task(&mut self, i: usize, task: &'a WorkflowTask) -> TaskStatus {
         let latest = self
             .runs
             .get(task.name.as_str())
             .and_then(|r| r.last())
             .copied();
         let Some(tr) = latest else {
-            return self.not_started(i, task, section, dag_done);
+            return self.not_started(i, task);
         };
         let attempt = tr.spec.attempt.max(1);
         let mut status = TaskStatus {
@@ -339,7 +341,7 @@ impl<'a> Walk<'a> {
             }
             TaskRunPhase::Failed => {
                 let why = taskrun_reason(tr);
-                if self.stopping(section).is_none()
+                if self.stopping(self.section).is_none()
                     && backoff::retries(task.retries.as_ref(), attempt, why)
                 {
                     status.phase = TaskPhase::Running;
@@ -370,7 +372,7 @@ impl<'a> Walk<'a> {
                 if phase == TaskRunPhase::Running {
                     status.phase = TaskPhase::Running;
                 }
-                if let Some((why, message)) = self.stopping(section) {
+                if let Some((why, message)) = self.stopping(self.section) {
                     self.stop.push(StopRun {
                         taskrun: tr.name().to_string(),
                         reason: why,
@@ -382,13 +384,7 @@ impl<'a> Walk<'a> {
         status
     }
 
-    fn not_started(
-        &mut self,
-        i: usize,
-        task: &'a WorkflowTask,
-        section: Section,
-        dag_done: bool,
-    ) -> TaskStatus {
+    fn not_started(&mut self, i: usize, task: &'a WorkflowTask) -> TaskStatus {
         let skipped = |why: &str| TaskStatus {
             phase: TaskPhase::Skipped,
             reason: why.into(),
@@ -405,10 +401,10 @@ impl<'a> Walk<'a> {
                 _ => ready = false,
             }
         }
-        if let Some((why, _)) = self.stopping(section) {
+        if let Some((why, _)) = self.stopping(self.section) {
             return skipped(why);
         }
-        if !dag_done || !ready {
+        if !self.dag_done || !ready {
             return TaskStatus::default();
         }
         let values = Values {

@@ -11,6 +11,10 @@ fn write(path: &Path, text: &str) {
 
 /// A tar with one entry whose name is written raw (bypassing the tar
 /// crate's own checks), as a hostile client would.
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
 fn raw_tar(name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]) -> Vec<u8> {
     let mut header = tar::Header::new_old();
     let field = &mut header.as_old_mut().name;
@@ -53,14 +57,8 @@ fn a_workspace_round_trips_with_modes_and_ignores() {
 
     let out = tmp.path().join("out");
     unpack(&archive, &out).expect("unpack");
-    assert_eq!(
-        std::fs::read_to_string(out.join("data.txt")).expect("read"),
-        "hello"
-    );
-    assert_eq!(
-        std::fs::read_to_string(out.join("nested/deep/file.txt")).expect("read"),
-        "deep"
-    );
+    assert_eq!(read(&out.join("data.txt")), "hello");
+    assert_eq!(read(&out.join("nested/deep/file.txt")), "deep");
     let mode = std::fs::metadata(out.join("run.sh"))
         .expect("meta")
         .permissions()
@@ -89,13 +87,10 @@ fn an_artifact_path_is_packed_alone_and_copied_back_selectively() {
 
     let file = tmp.path().join("copied.bin");
     unpack_selected(&archive, Some("dist/app.bin"), &file).expect("cp file");
-    assert_eq!(std::fs::read_to_string(&file).expect("read"), "binary");
+    assert_eq!(read(&file), "binary");
     let dir = tmp.path().join("copied");
     unpack_selected(&archive, Some("dist"), &dir).expect("cp dir");
-    assert_eq!(
-        std::fs::read_to_string(dir.join("lib/x.so")).expect("read"),
-        "lib"
-    );
+    assert_eq!(read(&dir.join("lib/x.so")), "lib");
     assert!(matches!(
         unpack_selected(&archive, Some("nope"), &tmp.path().join("n")),
         Err(ArchiveError::Missing(_))

@@ -27,57 +27,41 @@ pub(crate) struct Options {
 
 /// The header line of `kind`'s table.
 pub(crate) fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
-    let own: &[&str] = match (kind.kind, options.wide) {
-        ("TaskRun", false) => &["NAME", "PHASE", "AGENT", "EXIT", "AGE"],
-        ("TaskRun", true) => &[
-            "NAME",
-            "PHASE",
-            "AGENT",
-            "EXIT",
-            "AGE",
-            "REASON",
-            "DURATION",
-            "TASK",
-            "ARTIFACTS",
-        ],
-        ("Workflow", false) => &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION"],
-        ("Workflow", true) => &[
-            "NAME",
-            "PHASE",
-            "PROGRESS",
-            "AGE",
-            "DURATION",
-            "STARTED",
-            "AS WRITTEN",
-        ],
-        ("Agent", _) => &[
-            "NAME",
-            "STATUS",
-            "ADDRESS",
-            "LABELS",
-            "RUNNING/CAPACITY",
-            "LAST HEARTBEAT",
-            "AGE",
-        ],
-        ("Lock", false) => &["NAME", "HOLDER", "EXPIRES", "AGE"],
-        ("Lock", true) => &["NAME", "HOLDER", "EXPIRES", "AGE", "LEASE", "TRANSITIONS"],
-        ("Event", false) => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
-        ("Event", true) => &[
-            "LAST SEEN",
-            "TYPE",
-            "REASON",
-            "OBJECT",
-            "MESSAGE",
-            "COUNT",
-            "SOURCE",
-            "NAME",
-        ],
-        ("StateEntry", _) => &["NAME", "KEY", "VALUE", "AGE", "EXPIRES"],
-        ("CronWorkflow", _) => super::cron_stack::CRONWORKFLOW_HEADERS,
-        ("Stack", _) => super::cron_stack::STACK_HEADERS,
-        ("Secret", false) => &["NAME", "KEYS", "AGE"],
-        ("Secret", true) => &["NAME", "KEYS", "AGE", "TYPE"],
-        _ => &["NAME", "AGE"],
+    // Each kind's columns, then the ones `-o wide` adds after them.
+    let (own, wide): (&[&str], &[&str]) = match kind.kind {
+        "TaskRun" => (
+            &["NAME", "PHASE", "AGENT", "EXIT", "AGE"],
+            &["REASON", "DURATION", "TASK", "ARTIFACTS"],
+        ),
+        "Workflow" => (
+            &["NAME", "PHASE", "PROGRESS", "AGE", "DURATION"],
+            &["STARTED", "AS WRITTEN"],
+        ),
+        "Agent" => (
+            &[
+                "NAME",
+                "STATUS",
+                "ADDRESS",
+                "LABELS",
+                "RUNNING/CAPACITY",
+                "LAST HEARTBEAT",
+                "AGE",
+            ],
+            &[],
+        ),
+        "Lock" => (
+            &["NAME", "HOLDER", "EXPIRES", "AGE"],
+            &["LEASE", "TRANSITIONS"],
+        ),
+        "Event" => (
+            &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+            &["COUNT", "SOURCE", "NAME"],
+        ),
+        "StateEntry" => (&["NAME", "KEY", "VALUE", "AGE", "EXPIRES"], &[]),
+        "CronWorkflow" => (super::cron_stack::CRONWORKFLOW_HEADERS, &[]),
+        "Stack" => (super::cron_stack::STACK_HEADERS, &[]),
+        "Secret" => (&["NAME", "KEYS", "AGE"], &["TYPE"]),
+        _ => (&["NAME", "AGE"], &[]),
     };
     let mut out = Vec::new();
     if options.event {
@@ -87,6 +71,9 @@ pub(crate) fn headers(kind: &KindInfo, options: Options) -> Vec<String> {
         out.push("NAMESPACE".to_string());
     }
     out.extend(own.iter().map(|s| s.to_string()));
+    if options.wide {
+        out.extend(wide.iter().map(|s| s.to_string()));
+    }
     if options.labels {
         out.push("LABELS".to_string());
     }
