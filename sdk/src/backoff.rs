@@ -1,5 +1,7 @@
 //! The one retry backoff of the system: exponential growth from `initial`
-//! up to a cap, with optional jitter, and a reset after success.
+//! up to a cap, with optional jitter, and a reset after success. The
+//! workflow controller's task retry delays (`retries.backoff` of a task)
+//! are computed by it too, with the task's own growth factor.
 //!
 //! [`Backoff`] is the policy (a pure function from the number of failures
 //! so far to a delay); [`Retries`] counts the failures of one retry loop.
@@ -9,8 +11,8 @@
 
 use std::time::Duration;
 
-/// Delays of `initial`, doubling with each consecutive failure up to
-/// `max`, each stretched by a random factor in `[1, 1 + jitter)` so that
+/// Delays of `initial`, doubling (or growing by `factor`) with each
+/// consecutive failure up to `max`, each stretched by a random factor in `[1, 1 + jitter)` so that
 /// clients failing together (the server was down) do not retry in
 /// lockstep. The longest delay is thus `max * (1 + jitter)`. With
 /// [`full_jitter`](Self::full_jitter) the delay is instead drawn from
@@ -25,6 +27,9 @@ pub struct Backoff {
     pub jitter: f64,
     /// Draw each delay from `[0, nominal]` instead (ignores `jitter`).
     pub full_jitter: bool,
+    /// The growth per failure: 2 doubles; values below 1 (or not finite)
+    /// count as 2.
+    pub factor: f64,
 }
 
 impl Default for Backoff {
@@ -36,6 +41,7 @@ impl Default for Backoff {
             max: Duration::from_secs(300),
             jitter: 0.2,
             full_jitter: false,
+            factor: 2.0,
         }
     }
 }
@@ -48,6 +54,7 @@ impl Backoff {
             max,
             jitter: 0.2,
             full_jitter: false,
+            factor: 2.0,
         }
     }
 
@@ -59,6 +66,11 @@ impl Backoff {
     /// The same policy with `jitter` (a fraction in `[0, 1]`) instead.
     pub const fn with_jitter(self, jitter: f64) -> Self {
         Self { jitter, ..self }
+    }
+
+    /// The same policy growing by `factor` per failure instead of doubling.
+    pub const fn with_factor(self, factor: f64) -> Self {
+        Self { factor, ..self }
     }
 
     /// Each delay drawn from `[0, nominal]`.
@@ -90,10 +102,16 @@ impl Backoff {
         Duration::try_from_secs_f64(nominal.as_secs_f64() * factor).unwrap_or(nominal)
     }
 
-    /// The delay without jitter.
+    /// The delay without jitter: `initial * factor^failures`, at most `max`.
     pub fn nominal(&self, failures: u32) -> Duration {
-        let growth = 1u32.checked_shl(failures).unwrap_or(u32::MAX);
-        self.initial.saturating_mul(growth).min(self.max)
+        if self.factor == 2.0 || !self.factor.is_finite() || self.factor < 1.0 {
+            // Doubling stays in integer nanoseconds: exact delays.
+            let growth = 1u32.checked_shl(failures).unwrap_or(u32::MAX);
+            return self.initial.saturating_mul(growth).min(self.max);
+        }
+        let exponent = i32::try_from(failures).unwrap_or(i32::MAX);
+        let secs = self.initial.as_secs_f64() * self.factor.powi(exponent);
+        Duration::try_from_secs_f64(secs).map_or(self.max, |d| d.min(self.max))
     }
 
     /// A counter of consecutive failures following this policy.
@@ -146,6 +164,21 @@ mod tests {
             [SEC, 2 * SEC, 4 * SEC, 8 * SEC, 10 * SEC, 10 * SEC]
         );
         assert_eq!(b.nominal(u32::MAX), 10 * SEC);
+    }
+
+    #[test]
+    fn grows_by_its_factor_up_to_the_cap() {
+        let b = Backoff::fixed(SEC, 30 * SEC).with_factor(3.0);
+        let nominal: Vec<_> = (0..5).map(|n| b.nominal(n)).collect();
+        assert_eq!(nominal, [SEC, 3 * SEC, 9 * SEC, 27 * SEC, 30 * SEC]);
+        assert_eq!(b.nominal(u32::MAX), 30 * SEC);
+        let flat = Backoff::fixed(SEC, 30 * SEC).with_factor(1.0);
+        assert_eq!(flat.nominal(10), SEC);
+        // A factor below 1 would shrink the delays: it doubles instead.
+        assert_eq!(
+            Backoff::fixed(SEC, 30 * SEC).with_factor(0.5).nominal(2),
+            4 * SEC
+        );
     }
 
     #[test]

@@ -24,24 +24,23 @@ pub fn retries(policy: Option<&RetryPolicy>, attempt: u32, reason: &str) -> bool
 }
 
 /// How long after attempt `attempt` (1-based) failed the next one starts:
-/// `duration * factor^(attempt-1)`, at most `max`; at once without a backoff.
+/// `duration * factor^(attempt-1)`, at most `max` (and at most a day, beyond
+/// any sensible backoff); at once without a backoff.
 pub fn delay(policy: Option<&RetryPolicy>, attempt: u32) -> Duration {
     let Some(backoff) = policy.and_then(|p| p.backoff.as_ref()) else {
         return Duration::ZERO;
     };
-    let base = backoff.duration.as_std().as_secs_f64();
     let factor = backoff
         .factor
         .filter(|f| f.is_finite() && *f >= 1.0)
         .unwrap_or(DEFAULT_FACTOR);
-    let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-    let mut secs = base * factor.powi(exponent);
-    if let Some(max) = backoff.max {
-        secs = secs.min(max.as_std().as_secs_f64());
-    }
-    // A day is beyond any sensible backoff, and keeps the conversion finite.
-    Duration::from_secs_f64(secs.clamp(0.0, 86_400.0))
+    let max = backoff.max.map_or(DAY, |max| max.as_std().min(DAY));
+    sloth_sdk::backoff::Backoff::fixed(backoff.duration.as_std().min(DAY), max)
+        .with_factor(factor)
+        .nominal(attempt.saturating_sub(1))
 }
+
+const DAY: Duration = Duration::from_secs(86_400);
 
 #[cfg(test)]
 mod tests {
