@@ -16,7 +16,6 @@ use sloth_sdk::backoff::Backoff;
 
 use super::state::{Entry, State};
 use crate::metrics::{Metrics, StoreWatchGuard};
-use crate::registry::objects;
 use crate::store::{ListOptions, Store, StoreError, StoreResult, WatchItem};
 
 /// Keys read per list page.
@@ -236,16 +235,9 @@ impl Feed {
                 )
                 .await?;
             for kv in page.items {
-                match objects::from_store(&kv) {
-                    Ok(value) => {
-                        objects.insert(
-                            kv.key,
-                            Entry {
-                                value: Arc::new(value),
-                                revision: kv.mod_revision,
-                                size: kv.value.len(),
-                            },
-                        );
+                match Entry::from_store(&kv) {
+                    Ok(entry) => {
+                        objects.insert(kv.key, entry);
                     }
                     Err(e) => {
                         tracing::warn!(key = kv.key, error = %e, "watch cache: skipping an undecodable object");
