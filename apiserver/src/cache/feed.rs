@@ -69,6 +69,11 @@ impl Feed {
             let error = match item {
                 Some(Ok(WatchItem::Events(events))) => {
                     let Err(overtaken) = self.lock().apply(&events) else {
+                        // Let the watchers just woken drain their buffers
+                        // before the next item: a burst of store events
+                        // already waiting must not fill a watcher's buffer
+                        // (and end it) before it ever ran.
+                        tokio::task::yield_now().await;
                         continue;
                     };
                     // Events the cache skipped may be missing from it: only
