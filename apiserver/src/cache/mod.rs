@@ -11,7 +11,9 @@
 //!   filtered by namespace and selectors in memory, with BOOKMARKs.
 //!
 //! So ten thousand agents each watching their own TaskRuns cost one store
-//! (etcd) watch, and one decode of each change.
+//! (etcd) watch, and one decode and one encode of each change: the state
+//! holds objects in `object::CachedObject`'s compact form (their JSON and
+//! the fields selectors read), which every watcher sends as is.
 
 mod feed;
 mod object;
