@@ -225,10 +225,15 @@ impl Fields {
 
     /// Matches against an object's JSON; a missing field reads as "".
     pub fn matches(&self, object: &serde_json::Value) -> bool {
-        self.0.iter().all(|(path, equal, value)| {
-            let found = field_text(object, path);
-            (found == *value) == *equal
-        })
+        self.matches_by(|path| std::borrow::Cow::Owned(field_text(object, path)))
+    }
+
+    /// Matches with `text` reading each field path (as [`field_text`]
+    /// would), for objects held in another form than their JSON tree.
+    pub fn matches_by<'a>(&self, mut text: impl FnMut(&str) -> std::borrow::Cow<'a, str>) -> bool {
+        self.0
+            .iter()
+            .all(|(path, equal, value)| (text(path) == value.as_str()) == *equal)
     }
 }
 

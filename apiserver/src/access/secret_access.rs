@@ -60,9 +60,17 @@ pub async fn referencing_run(
         && let Ok(Some(listed)) = cache
             .list("TaskRun", namespace, &selectors, 0, usize::MAX)
             .await
-        && let Some(found) = find(listed.items.iter().map(|s| &s.value), name)
     {
-        return Ok(Some(found));
+        // The cache holds objects encoded: decode this agent's TaskRuns
+        // (one that fails to decode is looked for in the store below).
+        let taskruns: Vec<Value> = listed
+            .items
+            .iter()
+            .filter_map(|entry| entry.object.decode().ok())
+            .collect();
+        if let Some(found) = find(taskruns.iter(), name) {
+            return Ok(Some(found));
+        }
     }
     let mut token = String::new();
     loop {

@@ -16,7 +16,6 @@ use sloth_sdk::backoff::Backoff;
 
 use super::state::{Entry, State};
 use crate::metrics::{Metrics, StoreWatchGuard};
-use crate::registry::objects;
 use crate::store::{ListOptions, Store, StoreError, StoreResult, WatchItem};
 
 /// Keys read per list page.
@@ -70,6 +69,11 @@ impl Feed {
             let error = match item {
                 Some(Ok(WatchItem::Events(events))) => {
                     let Err(overtaken) = self.lock().apply(&events) else {
+                        // Let the watchers just woken drain their buffers
+                        // before the next item: a burst of store events
+                        // already waiting must not fill a watcher's buffer
+                        // (and end it) before it ever ran.
+                        tokio::task::yield_now().await;
                         continue;
                     };
                     // Events the cache skipped may be missing from it: only
@@ -236,16 +240,9 @@ impl Feed {
                 )
                 .await?;
             for kv in page.items {
-                match objects::from_store(&kv) {
-                    Ok(value) => {
-                        objects.insert(
-                            kv.key,
-                            Entry {
-                                value: Arc::new(value),
-                                revision: kv.mod_revision,
-                                size: kv.value.len(),
-                            },
-                        );
+                match Entry::from_store(&kv) {
+                    Ok(entry) => {
+                        objects.insert(kv.key, entry);
                     }
                     Err(e) => {
                         tracing::warn!(key = kv.key, error = %e, "watch cache: skipping an undecodable object");

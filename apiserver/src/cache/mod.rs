@@ -11,9 +11,12 @@
 //!   filtered by namespace and selectors in memory, with BOOKMARKs.
 //!
 //! So ten thousand agents each watching their own TaskRuns cost one store
-//! (etcd) watch, and one decode of each change.
+//! (etcd) watch, and one decode and one encode of each change: the state
+//! holds objects in `object::CachedObject`'s compact form (their JSON and
+//! the fields selectors read), which every watcher sends as is.
 
 mod feed;
+mod object;
 mod state;
 mod watcher;
 
@@ -27,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use serde_json::Value;
 use sloth_sdk::kinds::KindInfo;
 use tokio::sync::{OnceCell, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -37,11 +39,13 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::keys::kind_prefix;
 use crate::registry::paging::PageBuilder;
-use crate::registry::resources::{Listed, Selectors, Stored, resolve_kind};
+use crate::registry::resources::{Selectors, resolve_kind};
 use crate::registry::watch::{ObjectEvent, WATCH_BUFFER, WatchRequest};
 use crate::store::{Store, StoreError};
 
 use feed::Feed;
+pub use object::CachedObject;
+pub use state::Entry;
 use state::{INDEXED_FIELD, State};
 
 /// Sizes of the watch cache.
@@ -87,6 +91,16 @@ pub struct WatchCache {
 
 /// How long a read of the store's compacted revision is trusted.
 const COMPACTED_TTL: Duration = Duration::from_secs(1);
+
+/// One page of a list served by the watch cache.
+#[derive(Debug)]
+pub struct CachedPage {
+    pub kind: &'static KindInfo,
+    pub items: Vec<Entry>,
+    /// The revision the page is consistent at.
+    pub revision: i64,
+    pub continue_token: String,
+}
 
 /// How far one kind's cache has got, for tests and diagnostics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +206,7 @@ impl WatchCache {
         selectors: &Selectors,
         limit: usize,
         max_bytes: usize,
-    ) -> Result<Option<Listed>, ApiError> {
+    ) -> Result<Option<CachedPage>, ApiError> {
         let kind = resolve_kind(kind)?;
         let prefix = kind_prefix(kind, namespace);
         let cache = self.kind_cache(kind).await?;
@@ -203,15 +217,12 @@ impl WatchCache {
         let mut page = PageBuilder::new(limit, max_bytes, None);
         let revision = state.revision();
         let more = state.fill_page(&prefix, &mut page, |entry| {
-            selectors.matches(&entry.value).then(|| Stored {
-                kind,
-                value: Value::clone(&entry.value),
-                revision: entry.revision,
-            })
+            entry.object.matches(selectors).then(|| entry.clone())
         });
         drop(state);
         let (items, continue_token) = page.finish(revision, more);
-        Ok(Some(Listed {
+        Ok(Some(CachedPage {
+            kind,
             items,
             revision,
             continue_token,

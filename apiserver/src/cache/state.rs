@@ -8,29 +8,25 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
-use serde_json::Value;
-use sloth_sdk::selector::field_text;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
+use super::object::CachedObject;
 use crate::registry::objects;
 use crate::registry::paging::PageBuilder;
-use crate::registry::watch::SharedJson;
-use crate::store::{Event, StoreError};
+use crate::store::{Event, KeyValue, StoreError};
 
-/// One change, decoded once and shared by every watcher.
+/// One change, decoded and encoded once and shared by every watcher.
 #[derive(Debug)]
 pub(crate) struct CachedEvent {
     pub revision: i64,
     pub key: String,
     /// The object after the change; for a delete, the deleted object with
     /// the delete's revision as its resourceVersion.
-    pub object: Arc<Value>,
+    pub object: Arc<CachedObject>,
     /// The object before a put (None on create); None for a delete.
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Arc<CachedObject>>,
     pub deleted: bool,
-    /// `object`'s JSON, encoded by the first watcher that sends it.
-    pub json: SharedJson,
 }
 
 /// The events of one store watch item, in revision order.
@@ -44,11 +40,23 @@ pub(crate) enum Message {
 
 /// An object of the cache's current state.
 #[derive(Clone, Debug)]
-pub(crate) struct Entry {
-    pub value: Arc<Value>,
+pub struct Entry {
+    pub object: Arc<CachedObject>,
     pub revision: i64,
-    /// Bytes of its stored JSON: what it weighs in a list page.
-    pub size: usize,
+}
+
+impl Entry {
+    /// The cached form of a stored object.
+    pub(crate) fn from_store(kv: &KeyValue) -> Result<Self, crate::error::ApiError> {
+        Ok(Self {
+            object: Arc::new(CachedObject::new(&objects::from_store(kv)?)?),
+            revision: kv.mod_revision,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.object.name()
+    }
 }
 
 /// Why a watcher was ended by the cache; read by the watcher once its
@@ -276,9 +284,8 @@ impl State {
         let mut targets: HashSet<u64> = self.unindexed.clone();
         if !self.indexed.is_empty() {
             for event in batch.iter() {
-                for value in std::iter::once(&event.object).chain(event.prev.as_ref()) {
-                    let text = field_text(value, INDEXED_FIELD);
-                    if let Some(ids) = self.indexed.get(&text) {
+                for object in std::iter::once(&event.object).chain(event.prev.as_ref()) {
+                    if let Some(ids) = self.indexed.get(&*object.field(INDEXED_FIELD)) {
                         targets.extend(ids);
                     }
                 }
@@ -306,30 +313,22 @@ impl State {
     fn decode(&mut self, event: &Event) -> Result<CachedEvent, crate::error::ApiError> {
         match event {
             Event::Put { kv, prev } => {
-                let value = Arc::new(objects::from_store(kv)?);
-                let before = match self.objects.get(&kv.key) {
-                    Some(entry) => Some(entry.value.clone()),
+                let entry = Entry::from_store(kv)?;
+                let object = entry.object.clone();
+                let before = match self.objects.insert(kv.key.clone(), entry) {
+                    Some(entry) => Some(entry.object),
                     None => prev
                         .as_ref()
-                        .map(objects::from_store)
+                        .map(Entry::from_store)
                         .transpose()?
-                        .map(Arc::new),
+                        .map(|entry| entry.object),
                 };
-                self.objects.insert(
-                    kv.key.clone(),
-                    Entry {
-                        value: value.clone(),
-                        revision: kv.mod_revision,
-                        size: kv.value.len(),
-                    },
-                );
                 Ok(CachedEvent {
                     revision: kv.mod_revision,
                     key: kv.key.clone(),
-                    object: value,
+                    object,
                     prev: before,
                     deleted: false,
-                    json: SharedJson::default(),
                 })
             }
             Event::Delete { prev, revision } => {
@@ -339,10 +338,9 @@ impl State {
                 Ok(CachedEvent {
                     revision: *revision,
                     key: prev.key.clone(),
-                    object: Arc::new(before),
+                    object: Arc::new(CachedObject::new(&before)?),
                     prev: None,
                     deleted: true,
-                    json: SharedJson::default(),
                 })
             }
         }
@@ -408,7 +406,7 @@ impl State {
             .range((start, Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix));
         for (key, entry) in under_prefix {
-            if !page.offer(key, entry.size, keep(entry)) {
+            if !page.offer(key, entry.object.json().len(), keep(entry)) {
                 return true;
             }
         }

@@ -234,9 +234,8 @@ async fn next(events: &mut Events) -> (EventType, String, i64) {
         let name = event
             .object
             .as_ref()
-            .and_then(|o| o["metadata"]["name"].as_str())
-            .expect("object name")
-            .to_string();
+            .map(|o| o.name().to_string())
+            .expect("object name");
         return (event.event_type, name, event.revision);
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{CachedEvent, Message, Start, State, Subscription};
 use crate::error::ApiError;
-use crate::registry::watch::{EventType, ObjectEvent, WatchRequest, transition};
+use crate::registry::watch::{EventObject, EventType, ObjectEvent, WatchRequest, transition_of};
 
 type Sender = mpsc::Sender<Result<ObjectEvent, ApiError>>;
 
@@ -85,7 +85,6 @@ async fn serve(
                 let bookmark = ObjectEvent {
                     event_type: EventType::Bookmark,
                     object: None,
-                    json: None,
                     kind,
                     revision: watcher.seen,
                 };
@@ -132,13 +131,12 @@ impl Watcher {
     /// The current objects that match, as ADDED. False when the client left.
     async fn snapshot(&mut self, objects: Vec<(String, super::state::Entry)>) -> bool {
         for (_, entry) in objects {
-            if !self.request.selectors.matches(&entry.value) {
+            if !entry.object.matches(&self.request.selectors) {
                 continue;
             }
             let event = ObjectEvent {
                 event_type: EventType::Added,
-                object: Some(entry.value),
-                json: None,
+                object: Some(EventObject::Cached(entry.object)),
                 kind: self.kind,
                 revision: entry.revision,
             };
@@ -164,8 +162,7 @@ impl Watcher {
             };
             let out = ObjectEvent {
                 event_type,
-                object: Some(event.object.clone()),
-                json: Some(event.json.clone()),
+                object: Some(EventObject::Cached(event.object.clone())),
                 kind: self.kind,
                 revision: event.revision,
             };
@@ -178,10 +175,12 @@ impl Watcher {
 
     fn translate(&self, event: &CachedEvent) -> Option<EventType> {
         let selectors = &self.request.selectors;
+        let object = event.object.matches(selectors);
         if event.deleted {
-            transition(selectors, Some(&event.object), None)
+            transition_of(Some(object), None)
         } else {
-            transition(selectors, event.prev.as_deref(), Some(&event.object))
+            let prev = event.prev.as_ref().map(|prev| prev.matches(selectors));
+            transition_of(prev, Some(object))
         }
     }
 }

@@ -5,7 +5,7 @@
 //! This is the direct path, one store watch per client watch, used when the
 //! watch cache (`crate::cache`) is disabled; both share `transition`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::CachedObject;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::keys::kind_prefix;
@@ -37,44 +38,61 @@ pub enum EventType {
 #[derive(Clone, Debug)]
 pub struct ObjectEvent {
     pub event_type: EventType,
-    /// None for bookmarks. Shared, not copied, by the watchers of one change.
-    pub object: Option<Arc<Value>>,
-    /// The object's JSON, encoded by the first watcher that sends it and
-    /// reused by the others (the watch cache shares one per change, so a
-    /// change seen by 1,000 watchers is encoded once). None: encode
-    /// `object` for this watcher alone (e.g. after it was redacted).
-    pub json: Option<SharedJson>,
+    /// None for bookmarks.
+    pub object: Option<EventObject>,
     pub kind: &'static KindInfo,
     pub revision: i64,
 }
 
-/// An object's JSON encoding, made at most once and shared.
-pub type SharedJson = Arc<OnceLock<Vec<u8>>>;
+/// The object of an event.
+#[derive(Clone, Debug)]
+pub enum EventObject {
+    /// Decoded for this watcher alone (a direct store watch, or a copy
+    /// redacted for this watcher): encoded when sent.
+    Decoded(Arc<Value>),
+    /// The watch cache's, shared by every watcher of the change: sent as
+    /// the JSON the cache encoded once (a change seen by 1,000 watchers is
+    /// encoded once, when the cache applies it).
+    Cached(Arc<CachedObject>),
+}
 
-impl ObjectEvent {
-    /// The object's JSON: the shared encoding when there is one (made now
-    /// if nobody has yet), else encoded for this event alone.
-    pub fn object_json(&self) -> Result<Option<Vec<u8>>, ApiError> {
-        let Some(object) = &self.object else {
-            return Ok(None);
-        };
-        if let Some(json) = self.json.as_ref().and_then(|shared| shared.get()) {
-            return Ok(Some(json.clone()));
+impl EventObject {
+    /// The object's JSON.
+    pub fn json(&self) -> Result<Vec<u8>, ApiError> {
+        match self {
+            Self::Decoded(value) => serde_json::to_vec(&**value)
+                .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}"))),
+            Self::Cached(cached) => Ok(cached.json().to_vec()),
         }
-        let json = serde_json::to_vec(&**object)
-            .map_err(|e| ApiError::Internal(format!("cannot encode object: {e}")))?;
-        if let Some(shared) = &self.json {
-            // Two watchers may both encode it first: same bytes either way.
-            let _ = shared.set(json.clone());
-        }
-        Ok(Some(json))
     }
 
-    /// The object for this watcher alone, e.g. to redact it: later
-    /// encodings are of the changed object, never the shared one.
-    pub fn object_mut(&mut self) -> Option<&mut Value> {
-        self.json = None;
-        self.object.as_mut().map(Arc::make_mut)
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Decoded(value) => objects::meta_str(value, "name"),
+            Self::Cached(cached) => cached.name(),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        match self {
+            Self::Decoded(value) => objects::meta_str(value, "namespace"),
+            Self::Cached(cached) => cached.namespace(),
+        }
+    }
+}
+
+impl ObjectEvent {
+    /// The object for this watcher alone, e.g. to redact it: a shared
+    /// cached object is decoded into a copy first, so later encodings are
+    /// of the changed object, never the shared one.
+    pub fn object_mut(&mut self) -> Result<Option<&mut Value>, ApiError> {
+        if let Some(EventObject::Cached(cached)) = &self.object {
+            self.object = Some(EventObject::Decoded(Arc::new(cached.decode()?)));
+        }
+        Ok(match &mut self.object {
+            Some(EventObject::Decoded(value)) => Some(Arc::make_mut(value)),
+            _ => None,
+        })
     }
 }
 
@@ -119,8 +137,7 @@ pub async fn watch(
                 .map(|item| ObjectEvent {
                     event_type: EventType::Added,
                     revision: item.revision,
-                    object: Some(Arc::new(item.value)),
-                    json: None,
+                    object: Some(EventObject::Decoded(Arc::new(item.value))),
                     kind,
                 })
                 .collect();
@@ -169,7 +186,6 @@ async fn forward(
                 let bookmark = ObjectEvent {
                     event_type: EventType::Bookmark,
                     object: None,
-                    json: None,
                     kind,
                     revision: seen,
                 };
@@ -237,8 +253,7 @@ fn translate(
     };
     Ok(Some(ObjectEvent {
         event_type,
-        object: Some(Arc::new(object)),
-        json: None,
+        object: Some(EventObject::Decoded(Arc::new(object))),
         kind,
         revision,
     }))
@@ -253,9 +268,21 @@ pub(crate) fn transition(
     before: Option<&Value>,
     now: Option<&Value>,
 ) -> Option<EventType> {
-    let matched_before = before.map(|b| selectors.matches(b));
-    match now {
-        Some(now) => match (matched_before, selectors.matches(now)) {
+    transition_of(
+        before.map(|b| selectors.matches(b)),
+        now.map(|n| selectors.matches(n)),
+    )
+}
+
+/// `transition` from whether the object matched the selectors before the
+/// change and whether it matches after (None: it did not exist / is
+/// deleted), for objects held in another form (the watch cache's).
+pub(crate) fn transition_of(
+    matched_before: Option<bool>,
+    matches_now: Option<bool>,
+) -> Option<EventType> {
+    match matches_now {
+        Some(matches_now) => match (matched_before, matches_now) {
             (None | Some(false), true) => Some(EventType::Added),
             (Some(true), true) => Some(EventType::Modified),
             (Some(true), false) => Some(EventType::Deleted),

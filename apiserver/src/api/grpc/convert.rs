@@ -2,10 +2,12 @@
 //! parsing of request fields shared by several calls.
 
 use sloth_proto::v1 as pb;
+use sloth_sdk::kinds::KindInfo;
 use tonic::Status;
 
+use crate::access::secret_access;
+use crate::cache::Entry;
 use crate::error::ApiError;
-use crate::registry::objects::meta_str;
 use crate::registry::resources::Stored;
 use crate::registry::watch::{EventType, ObjectEvent};
 
@@ -21,6 +23,33 @@ pub(super) fn to_proto(stored: &Stored) -> Result<pb::Object, ApiError> {
     })
 }
 
+/// An object of a list page served by the watch cache: its JSON as the
+/// cache encoded it, or a redacted copy (`redacts`: a Secret for a caller
+/// without read access to its data).
+pub(super) fn cached_to_proto(
+    kind: &'static KindInfo,
+    entry: &Entry,
+    redacts: bool,
+) -> Result<pb::Object, ApiError> {
+    if redacts {
+        let mut value = entry.object.decode()?;
+        secret_access::redact(&mut value);
+        return to_proto(&Stored {
+            kind,
+            value,
+            revision: entry.revision,
+        });
+    }
+    let object = &entry.object;
+    Ok(pb::Object {
+        kind: kind.kind.to_string(),
+        namespace: object.namespace().to_string(),
+        name: object.name().to_string(),
+        resource_version: entry.revision.to_string(),
+        json: object.json().to_vec(),
+    })
+}
+
 /// Public for the micro-benchmarks of watch fan-out (`sloth-bench`).
 pub fn event_to_proto(event: ObjectEvent) -> Result<pb::WatchEvent, ApiError> {
     use pb::watch_event::Type;
@@ -30,15 +59,15 @@ pub fn event_to_proto(event: ObjectEvent) -> Result<pb::WatchEvent, ApiError> {
         EventType::Deleted => Type::Deleted,
         EventType::Bookmark => Type::Bookmark,
     };
-    let object = match (event.object_json()?, &event.object) {
-        (Some(json), Some(value)) => Some(pb::Object {
+    let object = match &event.object {
+        Some(object) => Some(pb::Object {
             kind: event.kind.kind.to_string(),
-            namespace: meta_str(value, "namespace").to_string(),
-            name: meta_str(value, "name").to_string(),
+            namespace: object.namespace().to_string(),
+            name: object.name().to_string(),
             resource_version: event.revision.to_string(),
-            json,
+            json: object.json()?,
         }),
-        _ => None,
+        None => None,
     };
     Ok(pb::WatchEvent {
         r#type: event_type as i32,

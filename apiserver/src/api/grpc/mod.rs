@@ -29,7 +29,9 @@ mod convert;
 mod target;
 
 pub use convert::event_to_proto;
-use convert::{ListSource, code_of, list_source, object_of, parse_revision, to_proto};
+use convert::{
+    ListSource, cached_to_proto, code_of, list_source, object_of, parse_revision, to_proto,
+};
 use target::Target;
 
 /// The tonic service.
@@ -376,15 +378,21 @@ impl ResourcesRpc for GrpcService {
                 }
                 _ => None,
             };
-            let listed = match cached {
-                Some(listed) => listed,
-                None => {
-                    self.resources
-                        .list(&r.kind, &r.namespace, &selectors, limit, &r.continue_token)
-                        .await?
-                }
-            };
-            let mut listed = listed;
+            if let Some(page) = cached {
+                return Ok(pb::ListResponse {
+                    items: page
+                        .items
+                        .iter()
+                        .map(|entry| cached_to_proto(page.kind, entry, redacts))
+                        .collect::<Result<_, _>>()?,
+                    resource_version: page.revision.to_string(),
+                    continue_token: page.continue_token,
+                });
+            }
+            let mut listed = self
+                .resources
+                .list(&r.kind, &r.namespace, &selectors, limit, &r.continue_token)
+                .await?;
             if redacts {
                 for item in &mut listed.items {
                     secret_access::redact(&mut item.value);
@@ -616,13 +624,13 @@ impl ResourcesRpc for GrpcService {
         let redacts = secret_access::redacts(&admitted.user, &target.kind);
         let stream = result?.map(move |item| {
             let _open = (&guard, &slot);
-            item.map(|mut event| {
+            item.and_then(|mut event| {
                 // Only a redacted object is copied (and encoded) for this
                 // watcher alone; the others share the cache's encoding.
-                if redacts && let Some(object) = event.object_mut() {
+                if redacts && let Some(object) = event.object_mut()? {
                     secret_access::redact(object);
                 }
-                event
+                Ok(event)
             })
             .and_then(event_to_proto)
             .map_err(Status::from)
