@@ -12,8 +12,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-pub(crate) use sloth_supervisor::{KILL_GRACE, group_alive};
 use sloth_supervisor::process_start_time;
+pub(crate) use sloth_supervisor::{KILL_GRACE, group_alive};
 
 /// How often a dying process group is looked at.
 pub(crate) const POLL: Duration = Duration::from_millis(50);

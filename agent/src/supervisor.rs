@@ -52,7 +52,9 @@ impl Executable {
         if let Some(path) = flag {
             return Self::pin(path).with_context(|| format!("bad --supervisor {}", path.display()));
         }
-        let sibling = own_exe.and_then(Path::parent).map(|dir| dir.join(DEDICATED));
+        let sibling = own_exe
+            .and_then(Path::parent)
+            .map(|dir| dir.join(DEDICATED));
         match sibling {
             Some(path) if path.exists() => Self::pin(&path).with_context(|| {
                 format!(
@@ -241,7 +243,11 @@ mod tests {
         );
         // The fallback's code path, through the agent binary itself.
         let agent = Executable {
-            launcher: Launcher::subcommand(testing::binary("sloth-agent"), "sloth-agent", SUBCOMMAND),
+            launcher: Launcher::subcommand(
+                testing::binary("sloth-agent"),
+                "sloth-agent",
+                SUBCOMMAND,
+            ),
             origin: PathBuf::new(),
             _pinned: None,
         };

@@ -134,7 +134,10 @@ fn a_missing_program_exits_127_and_bad_arguments_125() {
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(127));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot start /nonexistent/program"), "{stderr}");
+    assert!(
+        stderr.contains("cannot start /nonexistent/program"),
+        "{stderr}"
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sloth-supervise"))
         .args(["soon", "-", "true"])
         .output()

@@ -38,12 +38,19 @@ fn a_supervisor_flag_naming_no_executable_stops_the_agent_at_start() {
     let temp = tempfile::tempdir().expect("temp dir");
     let nowhere = temp.path().join("nowhere");
     let mut cmd = Command::new(binary("sloth-agent"));
-    cmd.args(["--name", "a1", "--server", "http://127.0.0.1:1", "--port", "0"])
-        .arg("--work-dir")
-        .arg(temp.path().join("work"))
-        .arg("--supervisor")
-        .arg(&nowhere)
-        .env_remove("SLOTH_SERVER");
+    cmd.args([
+        "--name",
+        "a1",
+        "--server",
+        "http://127.0.0.1:1",
+        "--port",
+        "0",
+    ])
+    .arg("--work-dir")
+    .arg(temp.path().join("work"))
+    .arg("--supervisor")
+    .arg(&nowhere)
+    .env_remove("SLOTH_SERVER");
     let run = run_to_end(cmd, None, DEADLINE);
     assert_ne!(run.code, 0, "{run:#?}");
     assert!(

@@ -137,12 +137,10 @@ pub(super) fn run_program(ctx: &RunCtx, func: &str, p: &Program) -> mlua::Result
     ctx.ctl.checked()?;
     let mut deadlines = ctx.supervision.deadlines.clone();
     let fence_at = deadlines.borrow_and_update().kill;
-    let mut command = ctx.supervision.supervisor.command(
-        fence_at,
-        ctx.pid_file.as_deref(),
-        p.program,
-        p.args,
-    );
+    let mut command =
+        ctx.supervision
+            .supervisor
+            .command(fence_at, ctx.pid_file.as_deref(), p.program, p.args);
     command
         .current_dir(p.cwd)
         .stdin(Stdio::piped())
