@@ -87,6 +87,9 @@ fi
 if [ "$build" = 1 ]; then
     echo "== building $binary (cargo build --release)"
     (cd "$repo" && cargo build --release --quiet -p "$binary" --bin "$binary")
+    if [ "$role" = agent ]; then
+        (cd "$repo" && cargo build --release --quiet -p sloth-supervisor --bin sloth-supervise)
+    fi
     from=${CARGO_TARGET_DIR:-$repo/target}/release
 elif [ -z "$from" ]; then
     for dir in "${CARGO_TARGET_DIR:-$repo/target}/release" "$script_dir"; do
@@ -152,6 +155,11 @@ install_binary() {
     mv -f "$target.new.$$" "$target"
 }
 install_binary "$from/$binary" "$prefix/bin/$binary"
+# The agent's per-run supervisor, found beside it (without it the agent
+# supervises with its own, larger executable: docs/agents.md, Fencing).
+if [ "$role" = agent ] && [ -x "$from/sloth-supervise" ]; then
+    install_binary "$from/sloth-supervise" "$prefix/bin/sloth-supervise"
+fi
 if [ -x "$from/slothctl" ]; then
     install_binary "$from/slothctl" "$prefix/bin/slothctl"
 fi

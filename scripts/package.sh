@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds Debian packages of Sloth with dpkg-deb: sloth-apiserver,
 # sloth-controllers and sloth-agent (each with its systemd unit from
-# manifests/systemd) and slothctl.
+# manifests/systemd; sloth-agent with sloth-supervise, the per-run
+# supervisor it starts from beside itself) and slothctl.
 #
 #   scripts/package.sh [--from DIR|--build] [--out DIR] [--version V]
 #                      [--compression xz|gzip|zstd|none]
@@ -52,11 +53,11 @@ arch=$(dpkg --print-architecture)
 
 if [ "$build" = 1 ]; then
     (cd "$repo" && cargo build --release --quiet --bins \
-        -p sloth-apiserver -p sloth-controllers -p sloth-agent -p slothctl)
+        -p sloth-apiserver -p sloth-controllers -p sloth-agent -p sloth-supervisor -p slothctl)
     from=$target/release
 fi
 from=${from:-$target/release}
-for binary in sloth-apiserver sloth-controllers sloth-agent slothctl; do
+for binary in sloth-apiserver sloth-controllers sloth-agent sloth-supervise slothctl; do
     [ -x "$from/$binary" ] || fail "$from/$binary is missing: build first (--build) or give --from DIR"
 done
 
@@ -142,6 +143,10 @@ service_package() {
     local root=$work/$name
     mkdir -p "$root/usr/bin" "$root/lib/systemd/system" "$root/etc/sloth"
     install -m 0755 "$from/$name" "$root/usr/bin/$name"
+    # The agent starts each payload under sloth-supervise, found beside it.
+    if [ "$role" = agent ]; then
+        install -m 0755 "$from/sloth-supervise" "$root/usr/bin/sloth-supervise"
+    fi
     sed -e 's#/usr/local/bin/#/usr/bin/#' \
         "$repo/manifests/systemd/$name.service" >"$root/lib/systemd/system/$name.service"
     chmod 0644 "$root/lib/systemd/system/$name.service"

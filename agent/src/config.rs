@@ -99,6 +99,11 @@ pub(crate) struct Args {
     pub metrics_address: Option<SocketAddr>,
     #[command(flatten)]
     pub log: sloth_sdk::telemetry::LogFlags,
+    /// The per-run supervisor executable [default: `sloth-supervise`
+    /// beside this agent's executable, else the agent itself with its
+    /// hidden `supervise` subcommand] (docs/agents.md, Fencing).
+    #[arg(long, value_name = "PATH")]
+    pub supervisor: Option<PathBuf>,
 }
 
 /// Agent labels, as parsed from `--labels`.
@@ -185,6 +190,7 @@ pub(crate) struct Config {
     pub credentials: CredentialFlags,
     pub workdir_roots: Vec<PathBuf>,
     pub metrics_address: Option<SocketAddr>,
+    pub supervisor: Option<PathBuf>,
 }
 
 impl Config {
@@ -216,6 +222,7 @@ impl Config {
             credentials: args.credentials,
             workdir_roots: args.allow_workdir_roots,
             metrics_address: args.metrics_address,
+            supervisor: args.supervisor,
         }
     }
 

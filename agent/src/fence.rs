@@ -14,47 +14,10 @@
 
 use std::time::Duration;
 
-use nix::time::{ClockId, clock_gettime};
+pub(crate) use sloth_supervisor::BootMs;
 use tokio::sync::watch;
 
 use crate::concurrency::{ActiveRuns, StopReason};
-
-/// A point on CLOCK_BOOTTIME, in milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct BootMs(pub u64);
-
-impl BootMs {
-    /// Never reached: a payload run without a lease behind it (tests).
-    #[cfg(test)]
-    pub(crate) const NEVER: Self = Self(u64::MAX);
-
-    pub(crate) fn now() -> Self {
-        let now = clock_gettime(ClockId::CLOCK_BOOTTIME)
-            .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
-            .map(|t| {
-                let secs = u64::try_from(t.tv_sec()).unwrap_or_default();
-                let millis = u64::try_from(t.tv_nsec()).unwrap_or_default() / 1_000_000;
-                secs.saturating_mul(1000).saturating_add(millis)
-            });
-        // Both clocks exist on every Linux; without them every deadline
-        // reads as passed (fail safe: payloads stop).
-        Self(now.unwrap_or(u64::MAX))
-    }
-
-    pub(crate) fn after(self, d: Duration) -> Self {
-        let millis = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        Self(self.0.saturating_add(millis))
-    }
-
-    /// How long until this point (zero once passed).
-    pub(crate) fn remaining(self) -> Duration {
-        Duration::from_millis(self.0.saturating_sub(Self::now().0))
-    }
-
-    pub(crate) fn passed(self) -> bool {
-        Self::now() >= self
-    }
-}
 
 /// The fencing timeline of a heartbeat lease `L`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

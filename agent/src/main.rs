@@ -29,7 +29,6 @@ mod supervisor;
 mod taskrun;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,11 +60,12 @@ const KILLED_RUNS_LIMIT: Duration = Duration::from_secs(5);
 const GOODBYE_LIMIT: Duration = Duration::from_secs(2);
 
 fn main() -> anyhow::Result<()> {
-    // `sloth-agent supervise ...`: the per-run supervisor (hidden; started
-    // by the agent itself, never by hand). No runtime, no logging setup.
+    // `sloth-agent supervise ...`: the per-run supervisor when no
+    // `sloth-supervise` lies beside the agent (hidden; started by the agent
+    // itself, never by hand). No runtime, no logging setup.
     let mut args = std::env::args_os().skip(1);
     if args.next().as_deref() == Some(std::ffi::OsStr::new(supervisor::SUBCOMMAND)) {
-        supervisor::main(args.collect());
+        supervisor::main(args);
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,6 +107,12 @@ async fn on_signal(shutdown: CancellationToken) {
 
 async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let name = config.name.clone();
+    // Resolved (and pinned) before anything else: a bad --supervisor is a
+    // startup error, not a failure of every run.
+    let own_exe = std::env::current_exe().ok();
+    let supervisor =
+        supervisor::Executable::resolve(config.supervisor.as_deref(), own_exe.as_deref())?;
+    tracing::info!("payloads run under {}", supervisor.describe());
     std::fs::create_dir_all(&config.work_dir)
         .with_context(|| format!("cannot create the work dir {}", config.work_dir.display()))?;
     let work_dir = std::fs::canonicalize(&config.work_dir)
@@ -273,7 +279,7 @@ async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> 
         slots,
         draining: shutdown.clone(),
         fence: fence.clone(),
-        supervisor: PathBuf::from(supervisor::OWN_EXECUTABLE),
+        supervisor,
         blobs: blob_cache::BlobCache::new(&work_dir_for_blobs, config.blob_cache_bytes),
     });
     let mut outcome = Ok(());

@@ -12,16 +12,11 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-/// How long a process group gets between SIGTERM and SIGKILL.
-pub(crate) const KILL_GRACE: Duration = Duration::from_secs(2);
+use sloth_supervisor::process_start_time;
+pub(crate) use sloth_supervisor::{KILL_GRACE, group_alive};
 
 /// How often a dying process group is looked at.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
-
-/// True while any process of group `pgid` exists (zombies included).
-pub(crate) fn group_alive(pgid: Pid) -> bool {
-    !matches!(killpg(pgid, None), Err(Errno::ESRCH))
-}
 
 /// SIGTERM to the group, then SIGKILL to whatever remains after
 /// [`KILL_GRACE`].
@@ -36,25 +31,6 @@ async fn terminate_group(pgid: Pid) {
     if group_alive(pgid) {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
-}
-
-/// The start time of process `pid` in clock ticks since boot (field 22 of
-/// /proc/PID/stat), which tells a process from a later one with the same id.
-fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
-}
-
-fn parse_start_time(stat: &str) -> Option<u64> {
-    // The command name (field 2) is in parentheses and may hold anything.
-    let (_, rest) = stat.rsplit_once(')')?;
-    // `rest` starts at field 3 (state); the start time is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-pub(crate) fn write_pid_file(path: &Path, pid: u32) -> std::io::Result<()> {
-    let start = process_start_time(pid).unwrap_or_default();
-    std::fs::write(path, format!("{pid} {start}\n"))
 }
 
 /// Kills the process group recorded in `pid_file` by an earlier run, if that
@@ -98,21 +74,5 @@ pub(crate) fn describe(status: ExitStatus) -> String {
             Err(_) => format!("killed by signal {signal}"),
         },
         (None, None) => "ended without an exit code".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_time_skips_odd_command_names() {
-        let mut fields = vec!["S".to_string()];
-        fields.extend((4..=21).map(|n| n.to_string()));
-        fields.push("987654".into());
-        fields.push("23".into());
-        let stat = format!("42 (a) b (c)) {}", fields.join(" "));
-        assert_eq!(parse_start_time(&stat), Some(987_654));
-        assert!(process_start_time(std::process::id()).is_some());
     }
 }

@@ -1,6 +1,6 @@
 //! Runs one process payload (`bash -c SCRIPT`, or a `command` argv executed
 //! directly, with no shell) under a supervisor process
-//! (`sloth-agent supervise`, see [`crate::supervisor`]) that keeps it in its
+//! (`sloth-supervise`, see [`crate::supervisor`]) that keeps it in its
 //! own process group, with stdout and stderr copied into one log file
 //! (each write recorded with its stream, see [`crate::output_copy`]), a
 //! timeout, and a stop request that both end the whole group (SIGTERM, then
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::concurrency::StopReason;
 use crate::fence::Deadlines;
 use crate::process_group::{KILL_GRACE, kill_recorded_group};
-use crate::supervisor::{self, Message};
+use crate::supervisor::Message;
 
 /// How long a supervisor may take, beyond [`KILL_GRACE`], to end after a
 /// stop before the agent kills it and the group itself.
@@ -45,8 +45,8 @@ pub(crate) struct ShellJob {
     /// kill a run its previous incarnation left behind.
     pub pid_file: PathBuf,
     pub timeout: Option<Duration>,
-    /// The supervisor's executable (the agent's own).
-    pub supervisor: PathBuf,
+    /// The supervisor's executable.
+    pub supervisor: crate::supervisor::Executable,
     /// Secret values hidden in the output.
     pub masks: crate::masking::Masks,
 }
@@ -186,14 +186,10 @@ fn spawn(
         return Err("the payload has no program to run (empty argv)".into());
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut command: tokio::process::Command = supervisor::command(
-        &job.supervisor,
-        fence_at,
-        Some(&job.pid_file),
-        program,
-        &args,
-    )
-    .into();
+    let mut command: tokio::process::Command = job
+        .supervisor
+        .command(fence_at, Some(&job.pid_file), program, &args)
+        .into();
     command
         .current_dir(&job.cwd)
         .envs(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -236,7 +232,7 @@ mod tests {
             output: dir.join("output.log"),
             pid_file: dir.join("pid"),
             timeout,
-            supervisor: crate::supervisor::testing::agent_binary(),
+            supervisor: crate::supervisor::testing::supervisor(),
             masks: Default::default(),
         }
     }

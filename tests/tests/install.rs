@@ -99,6 +99,8 @@ fn install_sh_installs_every_role_into_a_prefix_with_verified_units() {
             .unwrap_or_else(|e| panic!("run {}: {e}", path.display()));
         assert!(out.status.success(), "{binary} --version: {out:?}");
     }
+    // The agent's per-run supervisor, beside it.
+    assert!(prefix.join("bin/sloth-supervise").is_file());
     let unit = |role: &str| units.join(format!("sloth-{role}.service"));
     let bin = prefix.join("bin");
     let state = prefix.join("var/lib/sloth");
@@ -242,6 +244,8 @@ fn packages_install_with_dpkg_into_a_root_with_verified_units() {
         .output()
         .expect("run the packaged agent");
     assert!(out.status.success(), "{out:?}");
+    // The agent's per-run supervisor, beside it.
+    assert!(root.join("usr/bin/sloth-supervise").is_file());
     for role in ["apiserver", "controllers", "agent"] {
         assert!(
             root.join(format!("etc/sloth/{role}.env")).is_file(),

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::process_group::{self, KILL_GRACE};
 use crate::supervised::SUPERVISOR_SLACK;
-use crate::supervisor::{self, Message};
+use crate::supervisor::Message;
 
 /// Most bytes of stdout (and of stderr) kept; the rest is read and dropped.
 pub(super) const MAX_CAPTURE: usize = 16 * 1024 * 1024;
@@ -137,13 +137,10 @@ pub(super) fn run_program(ctx: &RunCtx, func: &str, p: &Program) -> mlua::Result
     ctx.ctl.checked()?;
     let mut deadlines = ctx.supervision.deadlines.clone();
     let fence_at = deadlines.borrow_and_update().kill;
-    let mut command = supervisor::command(
-        &ctx.supervision.program,
-        fence_at,
-        ctx.pid_file.as_deref(),
-        p.program,
-        p.args,
-    );
+    let mut command =
+        ctx.supervision
+            .supervisor
+            .command(fence_at, ctx.pid_file.as_deref(), p.program, p.args);
     command
         .current_dir(p.cwd)
         .stdin(Stdio::piped())

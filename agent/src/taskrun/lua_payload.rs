@@ -28,7 +28,7 @@ pub(super) async fn run(launch: Launch<'_>, payload: &LuaPayload) -> TaskRunStat
         timeout: spec.timeout.map(|t| t.as_std()).filter(|t| !t.is_zero()),
         client: Some(ctx.client.clone()),
         supervision: Supervision {
-            program: ctx.supervisor.clone(),
+            supervisor: ctx.supervisor.clone(),
             deadlines: ctx.fence.subscribe(),
         },
         secrets: launch.secrets,

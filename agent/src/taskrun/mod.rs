@@ -64,8 +64,9 @@ pub(crate) struct Ctx {
     pub draining: CancellationToken,
     /// The deadlines the heartbeat lease grants the payloads.
     pub fence: Fence,
-    /// The executable of the runs' supervisors (this agent's own).
-    pub supervisor: PathBuf,
+    /// The executable of the runs' supervisors (`sloth-supervise`, or
+    /// this agent's own).
+    pub supervisor: crate::supervisor::Executable,
     /// Workspaces and artifacts by digest.
     pub blobs: crate::blob_cache::BlobCache,
 }
