@@ -108,12 +108,14 @@ mod tests {
     use super::*;
     use crate::kinds::by_kind;
 
+    /// As the server stores it: admitted, so in canonical form.
     fn stored_workflow() -> Value {
-        json!({
+        let sent = json!({
             "apiVersion": "sloth.dev/v1", "kind": "Workflow",
             "metadata": {"name": "wf", "namespace": "default", "resourceVersion": "7", "generation": 1},
             "spec": {"tasks": [{"name": "a", "run": {"shell": "true"}}]},
-        })
+        });
+        (workflow().admit)(sent).expect("a valid Workflow")
     }
 
     fn with_status(mut object: Value, status: Value) -> Value {
@@ -143,7 +145,7 @@ mod tests {
         let stored = stored_workflow();
         for (status, field) in [
             (json!({"phase": "Bogus"}), "status.phase"),
-            (json!({"surprise": 1}), "status"),
+            (json!({"surprise": 1}), "status.surprise"),
             (
                 json!({"tasks": {"a": {"phase": "Nope"}}}),
                 "status.tasks.a.phase",
