@@ -11,12 +11,16 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
+use sloth_apiserver::registry::resources::Resources;
+use sloth_apiserver::store::embedded::{EmbeddedOptions, EmbeddedStore};
 use sloth_controllers::scheduler::filter::{Candidate, feasible};
 use sloth_controllers::scheduler::policy::Placer;
 use sloth_controllers::workflow::plan::{plan, plan_with};
 use sloth_sdk::client::to_typed;
 use sloth_sdk::dag::{Dag, Section};
-use sloth_sdk::objects::workflow::WorkflowTask;
+use sloth_sdk::objects::workflow::{
+    TaskPhase, TaskStatus, WorkflowPhase, WorkflowStatus, WorkflowTask,
+};
 use sloth_sdk::objects::{
     Agent, AgentPhase, AgentSpec, AgentStatus, LabelSelector, Payload, PlacementPolicy, TaskRun,
     TaskRunPhase, TaskRunSpec, TaskRunStatus, Workflow, WorkflowSpec,
@@ -259,12 +263,90 @@ fn workflow_dag(c: &mut Criterion) {
     });
 }
 
+/// A status write of the 1,000-task Workflow half way through (500 tasks
+/// done): admission as the apiserver did it for every write (decode and
+/// validate the whole object, then the update check, which decodes the
+/// stored and the new object), admission of the status alone, and the
+/// whole write path in process (parse, read, merge, admit, encode, store
+/// on the embedded store).
+fn workflow_status_write(c: &mut Criterion) {
+    let mut wf = dag();
+    let mut status = WorkflowStatus {
+        phase: WorkflowPhase::Running,
+        ..WorkflowStatus::default()
+    };
+    for task in wf.spec.tasks.iter().take(500) {
+        status.tasks.insert(
+            task.name.clone(),
+            TaskStatus {
+                phase: TaskPhase::Succeeded,
+                task_run: Some(format!("wf-{}-1", task.name)),
+                attempt: 1,
+                ..TaskStatus::default()
+            },
+        );
+    }
+    let stored = serde_json::to_value(&wf).expect("to value");
+    wf.status = Some(status);
+    let merged = serde_json::to_value(&wf).expect("to value");
+    let kind = sloth_sdk::kinds::by_kind("Workflow").expect("Workflow kind");
+    c.bench_function("workflow_status_admit_whole_1000_tasks", |b| {
+        b.iter(|| {
+            let admitted = (kind.admit)(black_box(merged.clone())).expect("admitted");
+            (kind.check_update)(&stored, &admitted).expect("update allowed");
+        })
+    });
+    c.bench_function("workflow_status_admit_status_only_1000_tasks", |b| {
+        b.iter(|| {
+            sloth_sdk::kinds::admit_status(kind, &stored, black_box(merged.clone()))
+                .expect("admitted")
+        })
+    });
+    c.bench_function("workflow_clone_1000_tasks", |b| {
+        b.iter(|| black_box(&merged).clone())
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let resources = runtime.block_on(async {
+        let store = EmbeddedStore::open(&dir.path().join("bench.redb"), EmbeddedOptions::default())
+            .await
+            .expect("open the embedded store");
+        let resources = Resources::new(store);
+        let mut fresh = wf.clone();
+        fresh.status = None;
+        let json = serde_json::to_vec(&fresh).expect("encode");
+        resources.create("Workflow", &json).await.expect("create");
+        resources
+    });
+    // Two statuses taking turns, so that every write changes the object.
+    let mut other = wf.clone();
+    if let Some(status) = other.status.as_mut() {
+        status.phase = WorkflowPhase::Pending;
+    }
+    let bodies = [&wf, &other].map(|w| serde_json::to_vec(w).expect("encode"));
+    let mut turn = 0;
+    c.bench_function("workflow_status_write_in_process_1000_tasks", |b| {
+        b.iter(|| {
+            turn += 1;
+            let body = &bodies[turn % 2];
+            runtime
+                .block_on(resources.update_status("Workflow", body, ""))
+                .expect("written")
+        })
+    });
+}
+
 criterion_group!(
     benches,
     objects,
     selectors,
     scheduler,
     workflow_plan,
-    workflow_dag
+    workflow_dag,
+    workflow_status_write
 );
 criterion_main!(benches);

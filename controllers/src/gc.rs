@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sloth_sdk::objects::{TaskRun, TaskRunSpec, Workflow, WorkflowPhase, WorkflowSpec};
+use sloth_sdk::objects::{TaskRun, TaskRunSpec, WorkflowPhase, WorkflowSpec};
 use sloth_sdk::runtime::{Action, Controller, ObjectRef, Store, reflector, store};
 use sloth_sdk::watcher::{Event, watch_objects};
 use sloth_sdk::{Api, Client, Error, OwnerReference, Spec, WatchParams};
@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+
+use crate::workflow_lifetime::{WorkflowLifetime, WorkflowView};
 
 /// How soon a TaskRun is looked at again while the Workflow cache is not
 /// filled yet, or after a lost compare-and-swap.
@@ -40,14 +42,14 @@ pub fn workflow_owners(taskrun: &TaskRun) -> impl Iterator<Item = &OwnerReferenc
 
 /// Whether `owner` is the Workflow `found` (the Workflow of its name in the
 /// dependent's namespace, if any): same name and same uid.
-pub fn owner_is(owner: &OwnerReference, found: Option<&Workflow>) -> bool {
+pub fn owner_is(owner: &OwnerReference, found: Option<&WorkflowView>) -> bool {
     found.is_some_and(|wf| wf.name() == owner.name && wf.metadata.uid == owner.uid)
 }
 
 /// A TaskRun is orphaned when it has Workflow owners and none of them is
 /// alive; `lookup` finds the Workflow of a name in the TaskRun's namespace.
 /// A TaskRun already being deleted is not collected again.
-pub fn orphaned<'a>(taskrun: &TaskRun, lookup: impl Fn(&str) -> Option<&'a Workflow>) -> bool {
+pub fn orphaned<'a>(taskrun: &TaskRun, lookup: impl Fn(&str) -> Option<&'a WorkflowView>) -> bool {
     if taskrun.metadata.deletion_timestamp.is_some() {
         return false;
     }
@@ -67,7 +69,7 @@ pub enum Ttl {
 }
 
 /// Judges `workflow`'s `ttlAfterFinished` at `now`.
-pub fn judge_ttl(workflow: &Workflow, now: DateTime<Utc>) -> Ttl {
+pub fn judge_ttl(workflow: &WorkflowView, now: DateTime<Utc>) -> Ttl {
     let Some(ttl) = workflow.spec.ttl_after_finished else {
         return Ttl::Keep;
     };
@@ -137,7 +139,7 @@ pub async fn expire(
 
 struct TaskRunCtx {
     client: Client,
-    workflows: Store<WorkflowSpec>,
+    workflows: Store<WorkflowLifetime>,
 }
 
 struct WorkflowCtx {
@@ -155,7 +157,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
 /// Deletes TaskRuns whose owning Workflow is gone.
 async fn run_dependents(client: Client, shutdown: CancellationToken) {
     let taskruns: Api<TaskRunSpec> = Api::all(client.clone());
-    let workflows: Api<WorkflowSpec> = Api::all(client.clone());
+    let workflows: Api<WorkflowLifetime> = Api::all(client.clone());
     // Only TaskRuns a Workflow owns can be orphaned: ad-hoc ones are
     // neither cached nor reconciled here.
     let owned = crate::relevant::only(
@@ -189,7 +191,7 @@ async fn run_dependents(client: Client, shutdown: CancellationToken) {
         workflows: workflow_cache,
     });
     controller
-        .watches_stream(workflow_events, move |workflow: &Workflow| {
+        .watches_stream(workflow_events, move |workflow: &WorkflowView| {
             dependents_of(&taskrun_cache, workflow)
         })
         .reconcile_all_on(UnboundedReceiverStream::new(relists))
@@ -199,7 +201,7 @@ async fn run_dependents(client: Client, shutdown: CancellationToken) {
 }
 
 /// The cached TaskRuns that name `workflow` (by namespace and name) as owner.
-fn dependents_of(taskruns: &Store<TaskRunSpec>, workflow: &Workflow) -> Vec<ObjectRef> {
+fn dependents_of(taskruns: &Store<TaskRunSpec>, workflow: &WorkflowView) -> Vec<ObjectRef> {
     taskruns
         .state()
         .iter()
@@ -219,7 +221,7 @@ async fn reconcile_taskrun(taskrun: Arc<TaskRun>, ctx: Arc<TaskRunCtx>) -> Resul
         return Ok(Action::requeue(RETRY));
     }
     let namespace = taskrun.namespace();
-    let cached: Vec<Arc<Workflow>> = workflow_owners(&taskrun)
+    let cached: Vec<Arc<WorkflowView>> = workflow_owners(&taskrun)
         .filter_map(|owner| {
             ctx.workflows
                 .get(&ObjectRef::new(namespace, owner.name.as_str()))
@@ -230,7 +232,7 @@ async fn reconcile_taskrun(taskrun: Arc<TaskRun>, ctx: Arc<TaskRunCtx>) -> Resul
         return Ok(Action::await_change());
     }
     // The cache may lag behind a Workflow created just now: ask the server.
-    let api: Api<WorkflowSpec> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<WorkflowLifetime> = Api::namespaced(ctx.client.clone(), namespace);
     let mut fresh = Vec::new();
     for owner in workflow_owners(&taskrun) {
         match api.get(&owner.name).await {
@@ -272,7 +274,7 @@ async fn reconcile_taskrun(taskrun: Arc<TaskRun>, ctx: Arc<TaskRunCtx>) -> Resul
 
 /// Deletes finished Workflows once their `ttlAfterFinished` has passed.
 async fn run_ttl(client: Client, shutdown: CancellationToken) {
-    let workflows: Api<WorkflowSpec> = Api::all(client.clone());
+    let workflows: Api<WorkflowLifetime> = Api::all(client.clone());
     Controller::new(workflows, "", WatchParams::default())
         .observe(crate::metrics::global().controller("workflow-gc"))
         .graceful_shutdown_on(shutdown)
@@ -285,7 +287,7 @@ async fn run_ttl(client: Client, shutdown: CancellationToken) {
 }
 
 async fn reconcile_workflow(
-    workflow: Arc<Workflow>,
+    workflow: Arc<WorkflowView>,
     ctx: Arc<WorkflowCtx>,
 ) -> Result<Action, Error> {
     let now = Utc::now();
@@ -312,10 +314,10 @@ async fn reconcile_workflow(
 mod tests {
     use super::*;
     use crate::testing::at;
-    use sloth_sdk::objects::WorkflowStatus;
+    use crate::workflow_lifetime::WorkflowEnd;
 
-    fn workflow(name: &str, uid: &str) -> Workflow {
-        let mut wf = Workflow::new(name, WorkflowSpec::default());
+    fn workflow(name: &str, uid: &str) -> WorkflowView {
+        let mut wf = WorkflowView::new(name, WorkflowLifetime::default());
         wf.metadata.namespace = "ns".into();
         wf.metadata.uid = uid.into();
         wf
@@ -371,13 +373,12 @@ mod tests {
         assert!(!orphaned(&tr, |name| (name == "b").then_some(&b)));
     }
 
-    fn finished(phase: WorkflowPhase, completed: Option<i64>, ttl: Option<u64>) -> Workflow {
+    fn finished(phase: WorkflowPhase, completed: Option<i64>, ttl: Option<u64>) -> WorkflowView {
         let mut wf = workflow("w", "u1");
         wf.spec.ttl_after_finished = ttl.map(sloth_sdk::duration::Duration::from_secs);
-        wf.status = Some(WorkflowStatus {
+        wf.status = Some(WorkflowEnd {
             phase,
             completion_time: completed.map(at),
-            ..WorkflowStatus::default()
         });
         wf
     }

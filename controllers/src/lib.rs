@@ -16,6 +16,7 @@ pub mod stack;
 pub mod state_ttl;
 pub mod taskrun_ttl;
 pub mod workflow;
+pub mod workflow_lifetime;
 
 #[cfg(test)]
 mod testing;

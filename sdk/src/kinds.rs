@@ -9,6 +9,9 @@ use crate::objects::{
 use crate::resource::{Object, Spec};
 use crate::validation::{FieldError, FieldErrors, Validate};
 
+mod status;
+pub use status::{StatusAdmission, admit_status};
+
 /// What the server and clients know about one kind.
 pub struct KindInfo {
     /// The kind, as in `kind:` (`Workflow`).

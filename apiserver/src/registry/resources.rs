@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use sloth_sdk::kinds::{self, KindInfo};
+use sloth_sdk::kinds::{self, KindInfo, StatusAdmission};
 use sloth_sdk::selector::{Fields, Labels};
 
 use crate::error::ApiError;
@@ -337,8 +337,7 @@ impl Resources {
         envelope_rv: &str,
         commit: Commit,
     ) -> Result<Stored, ApiError> {
-        let merge = objects::merge_update;
-        self.update_with(envelope_kind, json, envelope_rv, merge, commit)
+        self.update_with(envelope_kind, json, envelope_rv, Endpoint::Main, commit)
             .await
     }
 
@@ -349,9 +348,14 @@ impl Resources {
         json: &[u8],
         envelope_rv: &str,
     ) -> Result<Stored, ApiError> {
-        let merge = objects::merge_status;
-        self.update_with(envelope_kind, json, envelope_rv, merge, Commit::Store)
-            .await
+        self.update_with(
+            envelope_kind,
+            json,
+            envelope_rv,
+            Endpoint::Status,
+            Commit::Store,
+        )
+        .await
     }
 
     async fn update_with(
@@ -359,7 +363,7 @@ impl Resources {
         envelope_kind: &str,
         json: &[u8],
         envelope_rv: &str,
-        merge: fn(&Value, &Value) -> Value,
+        endpoint: Endpoint,
         commit: Commit,
     ) -> Result<Stored, ApiError> {
         let requested = objects::parse_request(json)?;
@@ -383,13 +387,29 @@ impl Resources {
             if !precondition.is_empty() && precondition != current.revision.to_string() {
                 return Err(conflict(kind, &name, &precondition, current.revision));
             }
-            let merged = merge(&current.value, &requested);
-            let mut value = (kind.admit)(merged).map_err(|e| Self::invalid(kind, &name, e))?;
+            let admitted = match endpoint {
+                Endpoint::Main => {
+                    let merged = objects::merge_update(&current.value, &requested);
+                    (kind.admit)(merged).map(StatusAdmission::Whole)
+                }
+                Endpoint::Status => {
+                    let merged = objects::merge_status(&current.value, &requested);
+                    kinds::admit_status(kind, &current.value, merged)
+                }
+            };
+            let (mut value, check_update) =
+                match admitted.map_err(|e| Self::invalid(kind, &name, e))? {
+                    StatusAdmission::Whole(value) => (value, true),
+                    // Only the status changed, and it was checked whole.
+                    StatusAdmission::StatusOnly(value) => (value, false),
+                };
             if objects::same_but_resource_version(&value, &current.value) {
                 return Ok(current);
             }
-            (kind.check_update)(&current.value, &value)
-                .map_err(|e| Self::invalid(kind, &name, e))?;
+            if check_update {
+                (kind.check_update)(&current.value, &value)
+                    .map_err(|e| Self::invalid(kind, &name, e))?;
+            }
             let outcome = if commit == Commit::DryRun {
                 let bytes = objects::to_store(&mut value)?;
                 objects::check_size(bytes.len())?;
@@ -494,6 +514,14 @@ impl Resources {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Which endpoint an update came through: the main one (spec and mutable
+/// metadata) or the status subresource (status only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Main,
+    Status,
 }
 
 /// Whether a checked create or update is written.

@@ -340,7 +340,7 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
 }
 
 /// CPU used so far by every process of the cluster and by the bench.
-fn cpu_snapshot(cluster: &Cluster) -> Vec<(String, CpuTime)> {
+pub(crate) fn cpu_snapshot(cluster: &Cluster) -> Vec<(String, CpuTime)> {
     let mut all = cluster.cpu_usage();
     if let Ok(own) = cpu_times(std::process::id()) {
         all.push(("bench".into(), own));
@@ -351,7 +351,11 @@ fn cpu_snapshot(cluster: &Cluster) -> Vec<(String, CpuTime)> {
 /// Milliseconds of CPU per TaskRun between two snapshots, by role: the
 /// apiserver (with its controllers), etcd, the agents themselves, their
 /// payload processes (the children they reaped), and the bench.
-fn cpu_per_taskrun(before: &[(String, CpuTime)], after: &[(String, CpuTime)], n: usize) -> Value {
+pub(crate) fn cpu_per_taskrun(
+    before: &[(String, CpuTime)],
+    after: &[(String, CpuTime)],
+    n: usize,
+) -> Value {
     let mut by_role: std::collections::BTreeMap<&str, f64> = Default::default();
     for (name, now) in after {
         let Some((_, then)) = before.iter().find(|(b, _)| b == name) else {

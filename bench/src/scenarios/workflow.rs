@@ -15,6 +15,7 @@ use sloth_sdk::objects::{Payload, TaskRunSpec, Workflow, WorkflowPhase, Workflow
 use sloth_sdk::watcher::{Event, watch_objects};
 use sloth_sdk::{Api, ListParams, WatchParams};
 
+use super::e2e::{cpu_per_taskrun, cpu_snapshot};
 use super::time_ms;
 use crate::cluster::{Bins, Cluster};
 use crate::stats::round3;
@@ -116,6 +117,7 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         layers.len(),
         args.width
     );
+    let cpu_before = cpu_snapshot(&cluster);
     let start = Instant::now();
     api.create(&wf).await.context("create the Workflow")?;
     let wait = async {
@@ -143,6 +145,8 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         .await
         .context("the workflow did not finish in time")??;
     let wall_ms = start.elapsed().as_secs_f64() * 1000.0;
+    // Per task (one TaskRun each): where the overhead's CPU goes.
+    let cpu = cpu_per_taskrun(&cpu_before, &cpu_snapshot(&cluster), args.tasks);
     drop(events);
 
     // Each task's own payload time, from its TaskRun's status.
@@ -200,6 +204,7 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         "critical_path_ms": round3(critical_ms),
         "overhead_ms_per_task": round3(overhead),
         "layer_gap_ms_mean": round3(mean_gap),
+        "cpu_ms_per_task": cpu,
     }))
 }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::index::TaskRunIndex;
 use super::plan::{NewRun, Plan, StopRun, is_final_phase, plan_with};
+use super::status_write::write_status;
 use crate::stack::gate::{self as stack_gate, Gate};
 use crate::stack::history;
 use sloth_sdk::well_known::{
@@ -223,12 +224,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let created = started.elapsed();
 
     if plan.status != old {
-        let mut updated = (*wf).clone();
-        updated.status = Some(plan.status.clone());
-        match Api::<WorkflowSpec>::namespaced(ctx.client.clone(), wf.namespace())
-            .update_status(&updated)
-            .await
-        {
+        match write_status(&ctx.client, &wf, plan.status.clone()).await {
             Ok(_) => {
                 tracing::debug!(workflow = wf.name(), taskruns = owned.len(), creates, ?planned, ?created, written = ?started.elapsed(), "status written");
                 record_transitions(&ctx, &wf, &old, &plan).await;
@@ -250,12 +246,7 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 async fn wait_for_stack(ctx: &Ctx, wf: &Workflow, message: String) -> Result<Action, Error> {
     let status = stack_gate::busy_status(wf, message);
     if wf.status.as_ref() != Some(&status) {
-        let mut updated = wf.clone();
-        updated.status = Some(status);
-        match Api::<WorkflowSpec>::namespaced(ctx.client.clone(), wf.namespace())
-            .update_status(&updated)
-            .await
-        {
+        match write_status(&ctx.client, wf, status).await {
             Ok(_) | Err(Error::Conflict(_) | Error::NotFound(_)) => {}
             Err(e) => return Err(e),
         }

@@ -6,4 +6,5 @@ pub mod controller;
 pub mod hooks;
 pub mod index;
 pub mod plan;
+pub mod status_write;
 pub mod substitute;
