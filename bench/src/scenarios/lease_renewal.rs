@@ -146,3 +146,38 @@ fn parse_version(object: &pb::Object) -> Result<i64, RenewError> {
         .parse()
         .map_err(|_| RenewError::BadVersion(object.resource_version.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    use sloth_sdk::objects::LockSpec;
+
+    use super::*;
+
+    #[test]
+    fn renders_the_lock_as_the_sdk_encodes_it_with_the_new_values() {
+        let acquired = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+        let mut lock = Lock::new(
+            "agent-sim-00001",
+            LockSpec {
+                holder_identity: Some("sim-00001".into()),
+                lease_duration_seconds: Some(30),
+                acquire_time: Some(acquired),
+                renew_time: Some(acquired),
+                lease_transitions: 0,
+            },
+        );
+        lock.metadata.namespace = "sloth-system".into();
+        lock.metadata.uid = "u-1".into();
+        lock.metadata.resource_version = "41".into();
+        let mut template = LeaseTemplate::new(&lock).expect("template");
+        assert_eq!(template.resource_version, 41);
+        template.resource_version = 57;
+        let now = DateTime::from_timestamp(1_700_000_010, 123_456_789).unwrap_or_default();
+        let rendered: serde_json::Value =
+            serde_json::from_slice(&template.render(now)).expect("JSON");
+        let mut expected = lock.clone();
+        expected.metadata.resource_version = "57".into();
+        expected.spec.renew_time = Some(now);
+        assert_eq!(rendered, serde_json::to_value(&expected).expect("JSON"));
+    }
+}
