@@ -141,6 +141,11 @@ pub static KINDS: &[KindInfo] = &[
 
 /// Finds a kind by its name, plural, singular or short form, ignoring case.
 pub fn lookup(name: &str) -> Option<&'static KindInfo> {
+    // Requests name the kind exactly (`Lock`) nearly always: no lowercase
+    // copy for them (several lookups per request).
+    if let Some(kind) = by_kind(name) {
+        return Some(kind);
+    }
     let name = name.to_ascii_lowercase();
     KINDS.iter().find(|k| {
         k.kind.eq_ignore_ascii_case(&name)
@@ -185,7 +190,44 @@ fn admit<S: Spec + Validate>(value: Value) -> Result<Value, FieldErrors> {
 }
 
 fn check_update<S: Spec + Validate>(old: &Value, new: &Value) -> Result<(), FieldErrors> {
+    if !S::CHECKS_UPDATES {
+        return Ok(());
+    }
     let old = decode_borrowed::<S>(old)?;
     let new = decode_borrowed::<S>(new)?;
     S::validate_update(&old, &new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_every_form_of_a_name() {
+        for name in ["Lock", "lock", "LOCK", "locks"] {
+            assert_eq!(lookup(name).map(|k| k.kind), Some("Lock"), "{name}");
+        }
+        assert_eq!(lookup("wf").map(|k| k.kind), Some("Workflow"));
+        assert_eq!(lookup("TaskRun").map(|k| k.kind), Some("TaskRun"));
+        assert!(lookup("Locke").is_none());
+    }
+
+    #[test]
+    fn kinds_without_update_rules_skip_the_check_and_others_keep_it() {
+        // A Lock may change in any way; a bound TaskRun may not move.
+        let lock = |holder: &str| {
+            serde_json::json!({"apiVersion": "sloth.dev/v1", "kind": "Lock",
+                "metadata": {"name": "l", "namespace": "default"},
+                "spec": {"holderIdentity": holder}})
+        };
+        let check = by_kind("Lock").expect("Lock").check_update;
+        assert!(check(&lock("a"), &lock("b")).is_ok());
+        let taskrun = |agent: &str| {
+            serde_json::json!({"apiVersion": "sloth.dev/v1", "kind": "TaskRun",
+                "metadata": {"name": "t", "namespace": "default"},
+                "spec": {"run": {"shell": "true"}, "agentName": agent}})
+        };
+        let check = by_kind("TaskRun").expect("TaskRun").check_update;
+        assert!(check(&taskrun("a1"), &taskrun("a2")).is_err());
+    }
 }

@@ -85,6 +85,12 @@ pub trait Validate: Spec {
     fn validate_update(_old: &Object<Self>, _new: &Object<Self>) -> Result<(), FieldErrors> {
         Ok(())
     }
+
+    /// False for kinds whose [`Validate::validate_update`] accepts every
+    /// change: an update then skips decoding the stored and the new object
+    /// once more just to call it (a Lock renewal, thousands a second). True
+    /// by default, so that a kind which gains update rules cannot lose them.
+    const CHECKS_UPDATES: bool = true;
 }
 
 mod agent;

@@ -14,9 +14,12 @@ use anyhow::{Context, bail};
 use chrono::Utc;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sloth_proto::v1::resources_client::ResourcesClient;
 use sloth_sdk::objects::{Agent, AgentPhase, AgentSpec, AgentStatus, Lock, LockSpec, TaskRunSpec};
 use sloth_sdk::{Api, Client, Error, WatchParams};
+use tonic::transport::{Channel, Endpoint};
 
+use super::lease_renewal::LeaseTemplate;
 use super::summary;
 use crate::cluster::{ApiServerOptions, Bins, Cluster, cpu_time, rss_mib};
 use crate::stats::{Samples, round3};
@@ -94,23 +97,6 @@ async fn register(client: &Client, name: &str) -> Result<Lock, Error> {
         .await
 }
 
-/// One renewal by compare-and-swap, re-reading once on a conflict.
-async fn renew(locks: &Api<LockSpec>, last: &mut Lock) -> Result<(), Error> {
-    for _ in 0..2 {
-        let mut lock = last.clone();
-        lock.spec.renew_time = Some(Utc::now());
-        match locks.replace(&lock).await {
-            Ok(written) => {
-                *last = written;
-                return Ok(());
-            }
-            Err(Error::Conflict(_)) => *last = locks.get(last.name()).await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::Conflict(last.name().to_string()))
-}
-
 /// What the renewal task reports to the scenario.
 struct Renewals {
     stop: Arc<AtomicBool>,
@@ -126,16 +112,16 @@ const RENEWAL_TICK: Duration = Duration::from_millis(5);
 /// this task, not tasks of their own. An agent whose last renewal has not
 /// returned when it is due again skips that turn.
 async fn renew_all(
-    clients: Vec<Client>,
-    agents: Vec<(usize, Lock)>,
+    stubs: Vec<ResourcesClient<Channel>>,
+    agents: Vec<(usize, LeaseTemplate)>,
     spread: Duration,
     report: Renewals,
 ) {
     let n = agents.len().max(1);
-    let connections = clients.len().max(1);
-    let mut slots: Vec<(usize, Option<Lock>)> = agents
+    let connections = stubs.len().max(1);
+    let mut slots: Vec<(usize, Option<LeaseTemplate>)> = agents
         .into_iter()
-        .map(|(i, lock)| (i, Some(lock)))
+        .map(|(i, lease)| (i, Some(lease)))
         .collect();
     let begin = tokio::time::Instant::now();
     let due = |round: u32, k: usize| begin + PERIOD * round + spread.mul_f64(k as f64 / n as f64);
@@ -151,15 +137,14 @@ async fn renew_all(
                 }
                 let now = tokio::time::Instant::now();
                 while !slots.is_empty() && due(round, next) <= now {
-                    let (i, lock) = &mut slots[next];
-                    if let Some(mut lock) = lock.take() {
-                        let locks: Api<LockSpec> =
-                            Api::namespaced(clients[*i % connections].clone(), "sloth-system");
+                    let (i, lease) = &mut slots[next];
+                    if let Some(mut lease) = lease.take() {
+                        let mut stub = stubs[*i % connections].clone();
                         let k = next;
                         in_flight.push(async move {
                             let t = Instant::now();
-                            let result = renew(&locks, &mut lock).await;
-                            (k, lock, result, t.elapsed())
+                            let result = lease.renew(&mut stub).await;
+                            (k, lease, result, t.elapsed())
                         });
                     }
                     next += 1;
@@ -168,8 +153,8 @@ async fn renew_all(
                     }
                 }
             }
-            Some((k, lock, result, took)) = in_flight.next(), if !in_flight.is_empty() => {
-                slots[k].1 = Some(lock);
+            Some((k, lease, result, took)) = in_flight.next(), if !in_flight.is_empty() => {
+                slots[k].1 = Some(lease);
                 match result {
                     Ok(()) => report
                         .latencies
@@ -220,7 +205,7 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let mut ok_locks = Vec::with_capacity(args.count);
     for (i, lock) in locks.into_iter().enumerate() {
         match lock {
-            Ok(lock) => ok_locks.push((i, lock)),
+            Ok(lock) => ok_locks.push((i, LeaseTemplate::new(&lock)?)),
             Err(e) => {
                 setup_errors += 1;
                 if setup_errors <= 5 {
@@ -296,8 +281,19 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let renew_errors = Arc::new(AtomicUsize::new(0));
+    // The renewals speak gRPC directly, one stub per connection (see
+    // `lease_renewal`); the registrations and watches above use the SDK.
+    let mut stubs = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let channel = Endpoint::from_shared(server.grpc_url.clone())
+            .context("bad apiserver URL")?
+            .connect()
+            .await
+            .context("connecting to the apiserver for the renewals")?;
+        stubs.push(ResourcesClient::new(channel));
+    }
     let renewals = tokio::spawn(renew_all(
-        clients.clone(),
+        stubs,
         ok_locks,
         PERIOD.min(args.duration),
         Renewals {

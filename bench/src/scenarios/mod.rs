@@ -5,6 +5,7 @@ pub(crate) mod agents;
 pub(crate) mod create;
 pub(crate) mod e2e;
 pub(crate) mod http_watch;
+pub(crate) mod lease_renewal;
 pub(crate) mod restart;
 pub(crate) mod run_latency;
 pub(crate) mod state;

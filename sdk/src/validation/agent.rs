@@ -9,6 +9,9 @@ use crate::objects::AgentSpec;
 use crate::resource::Object;
 
 impl Validate for AgentSpec {
+    /// Any change of a valid object is valid: nothing is immutable.
+    const CHECKS_UPDATES: bool = false;
+
     fn validate(object: &Object<Self>) -> Result<(), FieldErrors> {
         let mut errs = FieldErrors::default();
         validate_envelope(object, &mut errs);

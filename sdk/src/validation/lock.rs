@@ -6,6 +6,9 @@ use crate::objects::LockSpec;
 use crate::resource::Object;
 
 impl Validate for LockSpec {
+    /// Any change of a valid object is valid: nothing is immutable.
+    const CHECKS_UPDATES: bool = false;
+
     fn validate(object: &Object<Self>) -> Result<(), FieldErrors> {
         let mut errs = FieldErrors::default();
         validate_envelope(object, &mut errs);
