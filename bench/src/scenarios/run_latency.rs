@@ -3,6 +3,12 @@
 //! and follow.rs): check the Agent exists, create the TaskRun bound to a1
 //! (generateName `run-`), follow it with a watch on `metadata.name` until it
 //! is terminal, then read its output.
+//!
+//! Besides the round trip it reports where the time went, as the client
+//! sees it (p50 of each step): `get_agent`, `create` (until the create is
+//! acknowledged), `to_running` (until the watch shows the agent's claim),
+//! `to_terminal` (from there until the watch shows the final status: the
+//! payload's start, run and end, and the status write), and `logs`.
 
 use std::time::{Duration, Instant};
 
@@ -33,12 +39,45 @@ fn phase(tr: &DynamicObject) -> &str {
     tr.status.get("phase").and_then(Value::as_str).unwrap_or("")
 }
 
+/// The steps of one round trip, in the order they happen.
+const STEPS: [&str; 5] = ["get_agent", "create", "to_running", "to_terminal", "logs"];
+
+/// When each step of one round trip ended, in ms since its start.
+#[derive(Default)]
+struct Steps {
+    ended_ms: [Option<f64>; STEPS.len()],
+}
+
+impl Steps {
+    fn mark(&mut self, step: usize, start: Instant) {
+        if self.ended_ms[step].is_none() {
+            self.ended_ms[step] = Some(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+
+    /// Each step's own duration; a step not seen (a watch that showed
+    /// Running and the end in one event) counts as zero.
+    fn durations(&self) -> [f64; STEPS.len()] {
+        let mut out = [0.0; STEPS.len()];
+        let mut previous = 0.0;
+        for (i, ended) in self.ended_ms.iter().enumerate() {
+            if let Some(ended) = ended {
+                out[i] = ended - previous;
+                previous = *ended;
+            }
+        }
+        out
+    }
+}
+
 /// One `slothctl run --agent a1 -- true`; returns the final phase.
-async fn round_trip(client: &Client) -> anyhow::Result<String> {
+async fn round_trip(client: &Client, steps: &mut Steps) -> anyhow::Result<String> {
+    let start = Instant::now();
     client
         .get("Agent", "", AGENT)
         .await
         .context("get agent a1")?;
+    steps.mark(0, start);
     let spec = TaskRunSpec {
         agent_name: Some(AGENT.into()),
         ..TaskRunSpec::shell("true")
@@ -50,6 +89,7 @@ async fn round_trip(client: &Client) -> anyhow::Result<String> {
         "spec": serde_json::to_value(&spec).context("encode the TaskRun")?,
     });
     let created = client.create(&object).await.context("create the TaskRun")?;
+    steps.mark(1, start);
     let name = created.metadata.name.clone();
     let params = WatchParams {
         field_selector: format!("metadata.name={name}"),
@@ -63,10 +103,14 @@ async fn round_trip(client: &Client) -> anyhow::Result<String> {
             Event::Applied(o) => vec![o],
             Event::Deleted(_) => bail!("taskrun {name} was deleted"),
         };
+        if objects.iter().any(|o| phase(o) == "Running") {
+            steps.mark(2, start);
+        }
         if let Some(done) = objects
             .iter()
             .find(|o| matches!(phase(o), "Succeeded" | "Failed"))
         {
+            steps.mark(3, start);
             final_phase = phase(done).to_string();
             break;
         }
@@ -80,6 +124,7 @@ async fn round_trip(client: &Client) -> anyhow::Result<String> {
     while let Some(chunk) = output.next().await {
         chunk.context("read the output")?;
     }
+    steps.mark(4, start);
     Ok(final_phase)
 }
 
@@ -87,15 +132,21 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     let mut cluster = Cluster::new(bins)?;
     let (_server, client, _) = cluster.start_with_agents(&[AGENT.into()], &[]).await?;
     let mut latencies = Vec::with_capacity(args.n);
+    let mut step_samples: Vec<Vec<f64>> = vec![Vec::with_capacity(args.n); STEPS.len()];
     let mut errors = 0;
     for i in 0..args.warmup + args.n {
         let t = Instant::now();
-        let outcome = tokio::time::timeout(Duration::from_secs(30), round_trip(&client)).await;
+        let mut steps = Steps::default();
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(30), round_trip(&client, &mut steps)).await;
         let elapsed = t.elapsed().as_secs_f64() * 1000.0;
         match outcome {
             Ok(Ok(phase)) if phase == "Succeeded" => {
                 if i >= args.warmup {
                     latencies.push(elapsed);
+                    for (samples, took) in step_samples.iter_mut().zip(steps.durations()) {
+                        samples.push(took);
+                    }
                 }
             }
             Ok(Ok(phase)) => {
@@ -122,6 +173,15 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
     if samples.is_empty() {
         eprintln!("no round trip succeeded");
     }
+    let steps_p50: serde_json::Map<String, Value> = STEPS
+        .iter()
+        .zip(step_samples)
+        .map(|(step, taken)| {
+            let p50 = round3(Samples::new(taken).percentile(50.0));
+            ((*step).to_string(), json!(p50))
+        })
+        .collect();
+    eprintln!("p50 per step (ms): {}", Value::Object(steps_p50.clone()));
     tokio::task::block_in_place(|| cluster.shutdown());
     Ok(json!({
         "scenario": "run-latency",
@@ -129,6 +189,7 @@ pub(crate) async fn run(bins: Bins, args: Args) -> anyhow::Result<Value> {
         "p50_ms": round3(samples.percentile(50.0)),
         "p99_ms": round3(samples.percentile(99.0)),
         "max_ms": round3(samples.max()),
+        "steps_p50_ms": steps_p50,
         "errors": errors,
     }))
 }
