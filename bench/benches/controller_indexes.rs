@@ -93,10 +93,7 @@ fn workflow(name: &str, uid: &str) -> Workflow {
 }
 
 fn owned_taskrun(wf: &Workflow, i: usize) -> TaskRun {
-    let mut tr = TaskRun::new(
-        format!("{}-t{i}-1", wf.name()),
-        TaskRunSpec::shell("true"),
-    );
+    let mut tr = TaskRun::new(format!("{}-t{i}-1", wf.name()), TaskRunSpec::shell("true"));
     tr.metadata.namespace = "default".into();
     tr.metadata
         .labels

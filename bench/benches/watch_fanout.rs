@@ -3,8 +3,9 @@
 //!
 //! - `per_watcher`: how it was before the shared encoding: each watcher
 //!   copies the decoded object and encodes it to JSON itself.
-//! - `shared`: each watcher gets the same `Arc` of the object and of its
-//!   encoding (`ObjectEvent::json`), which the first one makes.
+//! - `shared`: the watch cache's compact form (`CachedObject`): the change
+//!   is encoded once when the cache applies it (included in the figure),
+//!   and every watcher sends those bytes.
 //!
 //! `cargo bench -p sloth-bench --bench watch_fanout`
 
@@ -15,7 +16,8 @@ use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 use sloth_apiserver::api::grpc::event_to_proto;
-use sloth_apiserver::registry::watch::{EventType, ObjectEvent, SharedJson};
+use sloth_apiserver::cache::CachedObject;
+use sloth_apiserver::registry::watch::{EventObject, EventType, ObjectEvent};
 use sloth_sdk::objects::{TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus};
 
 const WATCHERS: usize = 100;
@@ -43,10 +45,9 @@ fn taskrun() -> Value {
 fn fanout(c: &mut Criterion) {
     let kind = sloth_sdk::kinds::by_kind("TaskRun").expect("TaskRun kind");
     let object = Arc::new(taskrun());
-    let event = |object: Arc<Value>, json: Option<SharedJson>| ObjectEvent {
+    let event = |object: EventObject| ObjectEvent {
         event_type: EventType::Modified,
         object: Some(object),
-        json,
         kind,
         revision: 123_456,
     };
@@ -54,15 +55,15 @@ fn fanout(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..WATCHERS {
                 let copy = Arc::new(Value::clone(black_box(&object)));
-                black_box(event_to_proto(event(copy, None)).expect("encode"));
+                black_box(event_to_proto(event(EventObject::Decoded(copy))).expect("encode"));
             }
         })
     });
     c.bench_function("watch_fanout_100_shared", |b| {
         b.iter(|| {
-            let shared = SharedJson::default();
+            let cached = Arc::new(CachedObject::new(black_box(&object)).expect("encode"));
             for _ in 0..WATCHERS {
-                let e = event(black_box(&object).clone(), Some(shared.clone()));
+                let e = event(EventObject::Cached(cached.clone()));
                 black_box(event_to_proto(e).expect("encode"));
             }
         })

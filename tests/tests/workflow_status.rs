@@ -21,11 +21,11 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
 
 fn workflow() -> Value {
     json!({"apiVersion": "sloth.dev/v1", "kind": "Workflow",
-        "metadata": {"name": "wf", "namespace": "default"},
-        "spec": {"tasks": [
-            {"name": "a", "run": {"shell": "true"}},
-            {"name": "b", "run": {"shell": "true"}, "dependsOn": ["a"]},
-        ]}})
+    "metadata": {"name": "wf", "namespace": "default"},
+    "spec": {"tasks": [
+        {"name": "a", "run": {"shell": "true"}},
+        {"name": "b", "run": {"shell": "true"}, "dependsOn": ["a"]},
+    ]}})
 }
 
 async fn stored(client: &Client) -> Value {
@@ -66,13 +66,17 @@ fn workflow_status_writes_check_the_status_and_keep_the_spec() {
         // spec and generation kept.
         let mut write = before.clone();
         write["spec"] = json!({});
-        write["status"] = json!({"phase": "Running", "tasks": {"a": {"phase": "Running", "attempt": 1}}});
+        write["status"] =
+            json!({"phase": "Running", "tasks": {"a": {"phase": "Running", "attempt": 1}}});
         let written = within(client.update_status(&write))
             .await
             .expect("a valid status is taken");
         let after = serde_json::to_value(written).expect("encode");
         assert_eq!(after["spec"], before["spec"]);
-        assert_eq!(after["metadata"]["generation"], before["metadata"]["generation"]);
+        assert_eq!(
+            after["metadata"]["generation"],
+            before["metadata"]["generation"]
+        );
         assert_eq!(after["status"]["tasks"]["a"]["phase"], "Running");
         assert_eq!(stored(&client).await, after);
 
