@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::index::TaskRunIndex;
 use super::plan::{NewRun, Plan, StopRun, is_final_phase, plan_with};
+use super::status_batch::{PROGRESS_BATCH, progress_only};
 use super::status_write::write_status;
 use crate::stack::gate::{self as stack_gate, Gate};
 use crate::stack::history;
@@ -53,6 +54,9 @@ struct Ctx {
     /// Each running workflow's graph, built once per spec (uid and
     /// generation) instead of on every reconcile.
     dags: Mutex<HashMap<ObjectRef, CachedDag>>,
+    /// When each running workflow's status was last written, to batch
+    /// progress (`status_batch`).
+    last_written: Mutex<HashMap<ObjectRef, Instant>>,
 }
 
 /// A workflow's graph and the spec it was built from.
@@ -90,10 +94,35 @@ impl Ctx {
 
     /// Forgets the graph of a workflow that finished or is being deleted.
     fn forget_dag(&self, wf: &Workflow) {
+        let key = ObjectRef::from_obj(wf);
         self.dags
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&ObjectRef::from_obj(wf));
+            .remove(&key);
+        self.last_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    }
+
+    /// How long progress of `wf` should still wait before it is written;
+    /// None when it may be written now.
+    fn progress_wait(&self, wf: &Workflow) -> Option<Duration> {
+        let last = self
+            .last_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let since = last.get(&ObjectRef::from_obj(wf))?.elapsed();
+        PROGRESS_BATCH
+            .checked_sub(since)
+            .filter(|wait| !wait.is_zero())
+    }
+
+    fn status_written(&self, wf: &Workflow) {
+        self.last_written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ObjectRef::from_obj(wf), Instant::now());
     }
 }
 
@@ -122,6 +151,7 @@ pub async fn run(client: Client, shutdown: CancellationToken) {
         taskruns,
         workflows: controller.store(),
         dags: Mutex::default(),
+        last_written: Mutex::default(),
     });
     controller
         .watches_stream(taskrun_events, |tr: &TaskRun| {
@@ -224,8 +254,18 @@ async fn reconcile(wf: Arc<Workflow>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let created = started.elapsed();
 
     if plan.status != old {
+        // Progress that decides nothing waits for the next write, up to
+        // PROGRESS_BATCH (a requeue writes it if nothing else comes).
+        if creates == 0
+            && plan.stop.is_empty()
+            && progress_only(&old, &plan.status)
+            && let Some(wait) = ctx.progress_wait(&wf)
+        {
+            return Ok(Action::requeue(requeue.map_or(wait, |r| r.min(wait))));
+        }
         match write_status(&ctx.client, &wf, plan.status.clone()).await {
             Ok(_) => {
+                ctx.status_written(&wf);
                 tracing::debug!(workflow = wf.name(), taskruns = owned.len(), creates, ?planned, ?created, written = ?started.elapsed(), "status written");
                 record_transitions(&ctx, &wf, &old, &plan).await;
                 record_hook_failures(&ctx, &wf, &old, &plan, &owned).await;

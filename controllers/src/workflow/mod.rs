@@ -6,5 +6,6 @@ pub mod controller;
 pub mod hooks;
 pub mod index;
 pub mod plan;
+pub mod status_batch;
 pub mod status_write;
 pub mod substitute;
